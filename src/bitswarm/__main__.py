@@ -1,0 +1,3 @@
+from bitswarm.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""The bitswarm error family.
+
+The class says whose fault an error is: ``DecodeError`` and ``MetainfoError`` blame the
+input, ``ProtocolError`` the remote side, ``UsageError`` our own caller. This module
+imports nothing from bitswarm so that every other module can import it.
+"""
+
+from __future__ import annotations
+
+
+class BitswarmError(Exception):
+    """Base of every error bitswarm raises on purpose."""
+
+
+class DecodeError(BitswarmError):
+    """Bencoded input broke the format; ``offset`` is the byte where it went wrong."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"bencode: {message} at byte {offset}")
+        self.offset = offset
+
+
+class MetainfoError(BitswarmError):
+    """A torrent or magnet link is well-formed bencode but not a valid torrent.
+
+    ``field`` names the offending key (``info.piece length``, ``xt``) so the user can find it.
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class UnsafePathError(MetainfoError):
+    """A path in a torrent could lead outside the download folder or collide with another."""
+
+
+class StorageError(BitswarmError):
+    """Content on disk cannot be read or written as the torrent requires."""
+
+
+class ProtocolError(BitswarmError):
+    """The remote side broke a protocol rule."""
+
+
+class UsageError(BitswarmError):
+    """Our own caller broke a rule (bad argument, call on a closed core)."""
