@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 import bencode2
 
 from bitswarm.errors import DecodeError, UsageError
 
-Value = Union[int, bytes, list["Value"], dict[bytes, "Value"]]
+Value: TypeAlias = int | bytes | list["Value"] | dict[bytes, "Value"]
 
 # libtorrent's default nesting limit; far beyond any real file tree, well within the stack.
 MAX_DEPTH = 100
@@ -53,7 +53,7 @@ class Document:
 
 
 class _Decoder:
-    __slots__ = ("data", "end", "max_depth", "tokens_left", "allow_unsorted", "unsorted_at", "spans")
+    __slots__ = ("allow_unsorted", "data", "end", "max_depth", "spans", "tokens_left", "unsorted_at")
 
     def __init__(self, data: bytes, max_depth: int, max_tokens: int, allow_unsorted: bool) -> None:
         self.data = data
@@ -75,7 +75,7 @@ class _Decoder:
             return self.string(i)
         if lead == 0x69:  # 'i'
             return self.integer(i)
-        if lead == 0x6C or lead == 0x64:  # 'l', 'd'
+        if lead in (0x6C, 0x64):  # 'l', 'd'
             if depth >= self.max_depth:
                 raise DecodeError(f"nested deeper than {self.max_depth} levels", i)
             return self.list(i, depth) if lead == 0x6C else self.dict(i, depth)
@@ -175,9 +175,15 @@ def decode(data: bytes, *, max_depth: int = MAX_DEPTH, max_tokens: int = MAX_TOK
     return decode_document(data, max_depth=max_depth, max_tokens=max_tokens).value
 
 
-Encodable = Union[
-    int, bytes, str, list["Encodable"], tuple["Encodable", ...], dict[bytes, "Encodable"], dict[str, "Encodable"]
-]
+Encodable: TypeAlias = (
+    int
+    | bytes
+    | str
+    | list["Encodable"]
+    | tuple["Encodable", ...]
+    | dict[bytes, "Encodable"]
+    | dict[str, "Encodable"]
+)
 
 
 def encode(value: Encodable) -> bytes:

@@ -169,11 +169,15 @@ class Torrent:
         start, end = document.spans[b"info"]
         warnings = []
         if document.unsorted_at is not None:
-            warnings.append(f"dictionary keys out of order at byte {document.unsorted_at}; hashing the bytes as given")
+            warnings.append(
+                f"dictionary keys out of order at byte {document.unsorted_at}; hashing the bytes as given"
+            )
         return _build(data[start:end], top, tuple(warnings))
 
     @staticmethod
-    def from_info(info: bytes, *, trackers: Sequence[Sequence[str]] = (), web_seeds: Sequence[str] = ()) -> Torrent:
+    def from_info(
+        info: bytes, *, trackers: Sequence[Sequence[str]] = (), web_seeds: Sequence[str] = ()
+    ) -> Torrent:
         """Build a torrent from a bare info dictionary (as fetched from peers for a magnet link).
 
         v2 piece layers are not part of the info dictionary, so they are left empty.
@@ -189,15 +193,19 @@ class Torrent:
 
 
 def _build(
-    info_bytes: bytes, top: dict[bytes, bencode.Value], warnings: tuple[str, ...], *, require_piece_layers: bool = True
+    info_bytes: bytes,
+    top: dict[bytes, bencode.Value],
+    warnings: tuple[str, ...],
+    *,
+    require_piece_layers: bool = True,
 ) -> Torrent:
     info = _as_dict(top[b"info"], "info")
-    piece_length = _int(info, b"piece length", "info.piece length", required=True)
+    piece_length = _int(info, b"piece length", "info.piece length")
     if not 0 < piece_length <= MAX_PIECE_LENGTH:
         raise MetainfoError(f"{piece_length} is outside 1..{MAX_PIECE_LENGTH}", "info.piece length")
     name = paths.safe_name(_text_bytes(info, b"name", "info.name", prefer_utf8=True), "info.name")
 
-    meta_version = _int(info, b"meta version", "info.meta version", required=False)
+    meta_version = _optional_int(info, b"meta version", "info.meta version")
     has_v2 = meta_version is not None
     if has_v2 and meta_version != 2:
         raise MetainfoError(f"unsupported meta version {meta_version}", "info.meta version")
@@ -209,7 +217,9 @@ def _build(
     layers: dict[bytes, bytes] = {}
     if has_v2:
         if piece_length < MIN_V2_PIECE_LENGTH or piece_length & (piece_length - 1):
-            raise MetainfoError(f"{piece_length} is not a power of two of at least 16 KiB", "info.piece length")
+            raise MetainfoError(
+                f"{piece_length} is not a power of two of at least 16 KiB", "info.piece length"
+            )
         v2_files, v2_multi = _v2_files(info, name, piece_length)
         layers = _piece_layers(top, v2_files, piece_length, require_piece_layers)
     v1_files: list[FileEntry] = []
@@ -223,7 +233,8 @@ def _build(
         expected = -(-stream_end // piece_length)
         if len(pieces) // V1_HASH_SIZE != expected:
             raise MetainfoError(
-                f"{len(pieces) // V1_HASH_SIZE} hashes for {stream_end} bytes in {expected} pieces", "info.pieces"
+                f"{len(pieces) // V1_HASH_SIZE} hashes for {stream_end} bytes in {expected} pieces",
+                "info.pieces",
             )
 
     if has_v1 and has_v2:
@@ -241,7 +252,7 @@ def _build(
         raise MetainfoError("the torrent holds no data", "info")
     paths.check_collisions((entry.path for entry in files if not entry.is_pad), "info.files")
 
-    private = _int(info, b"private", "info.private", required=False) == 1
+    private = _optional_int(info, b"private", "info.private") == 1
     source = _optional_text(info, b"source", "info.source")
     return Torrent(
         info=info_bytes,
@@ -259,7 +270,7 @@ def _build(
         source=source,
         comment=_optional_text(top, b"comment", "comment", prefer_utf8=True),
         created_by=_optional_text(top, b"created by", "created by"),
-        creation_date=_int(top, b"creation date", "creation date", required=False),
+        creation_date=_optional_int(top, b"creation date", "creation date"),
         warnings=warnings,
     )
 
@@ -274,9 +285,7 @@ def _v1_files(info: dict[bytes, bencode.Value], name: str) -> tuple[list[FileEnt
     if b"files" in info and b"length" in info:
         raise MetainfoError("both 'length' and 'files'", "info")
     if b"length" in info:
-        length = _int(info, b"length", "info.length", required=True)
-        if length < 0:
-            raise MetainfoError("negative", "info.length")
+        length = _length(info, "info.length")
         return [FileEntry((name,), length, 0, attr=_attr(info, "info"))], False
     raw_files = info.get(b"files")
     if not isinstance(raw_files, list) or not raw_files:
@@ -288,9 +297,7 @@ def _v1_files(info: dict[bytes, bencode.Value], name: str) -> tuple[list[FileEnt
     for index, raw in enumerate(raw_files):
         where = f"info.files[{index}]"
         item = _as_dict(raw, where)
-        length = _int(item, b"length", f"{where}.length", required=True)
-        if length < 0:
-            raise MetainfoError("negative", f"{where}.length")
+        length = _length(item, f"{where}.length")
         key = b"path.utf-8" if b"path.utf-8" in item else b"path"
         elements = item.get(key)
         if not isinstance(elements, list) or not all(isinstance(e, bytes) for e in elements):
@@ -300,7 +307,9 @@ def _v1_files(info: dict[bytes, bencode.Value], name: str) -> tuple[list[FileEnt
         # BEP 47 pad files, and the older BitComet convention, are never written: their
         # names need no checking beyond being present.
         is_pad = "p" in attr or (bool(raw_elements) and raw_elements[-1].startswith(b"_____padding_file_"))
-        path = (name, ".pad", str(length)) if is_pad else (name, *paths.safe_path(raw_elements, f"{where}.path"))
+        path = (
+            (name, ".pad", str(length)) if is_pad else (name, *paths.safe_path(raw_elements, f"{where}.path"))
+        )
         target = _symlink_target(item, attr, where)
         files.append(FileEntry(path, length, offset, is_pad, attr, None, target))
         offset += length
@@ -336,9 +345,7 @@ def _v2_files(info: dict[bytes, bencode.Value], name: str, piece_length: int) ->
     offset = 0
     for raw_path, leaf in leaves:
         where = "info.file tree/" + "/".join(p.decode("utf-8", "replace") for p in raw_path)
-        length = _int(leaf, b"length", f"{where}.length", required=True)
-        if length < 0:
-            raise MetainfoError("negative", f"{where}.length")
+        length = _length(leaf, f"{where}.length")
         root = leaf.get(b"pieces root")
         if length > 0:
             if not isinstance(root, bytes) or len(root) != merkle.HASH_SIZE:
@@ -367,11 +374,11 @@ def _walk_tree(
         if b"" in child:
             if len(child) != 1:
                 raise MetainfoError("a file entry that is also a folder", "info.file tree")
-            leaves.append((prefix + (key,), _as_dict(child[b""], "info.file tree")))
+            leaves.append(((*prefix, key), _as_dict(child[b""], "info.file tree")))
         else:
             if not child:
                 raise MetainfoError("an empty folder", "info.file tree")
-            _walk_tree(child, prefix + (key,), leaves)
+            _walk_tree(child, (*prefix, key), leaves)
         if len(leaves) > MAX_FILES:
             raise MetainfoError(f"more than {MAX_FILES} files", "info.file tree")
 
@@ -411,7 +418,9 @@ def _check_hybrid(v1_files: list[FileEntry], v2_files: list[FileEntry]) -> None:
         raise MetainfoError("the v1 file list and the v2 file tree differ", "info.files")
     for v1_entry, v2_entry in zip(real, v2_files, strict=True):
         if v1_entry.length and v1_entry.offset != v2_entry.offset:
-            raise MetainfoError(f"{'/'.join(v1_entry.path)!r} is not padded to a piece boundary", "info.files")
+            raise MetainfoError(
+                f"{'/'.join(v1_entry.path)!r} is not padded to a piece boundary", "info.files"
+            )
 
 
 def _trackers(top: dict[bytes, bencode.Value]) -> tuple[tuple[str, ...], ...]:
@@ -450,13 +459,22 @@ def _as_dict(value: bencode.Value | None, where: str) -> dict[bytes, bencode.Val
     return value
 
 
-def _int(item: dict[bytes, bencode.Value], key: bytes, where: str, *, required: bool) -> int | None:
+def _int(item: dict[bytes, bencode.Value], key: bytes, where: str) -> int:
     value = item.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, int):
         raise MetainfoError("missing or not an integer", where)
     return value
+
+
+def _optional_int(item: dict[bytes, bencode.Value], key: bytes, where: str) -> int | None:
+    return None if key not in item else _int(item, key, where)
+
+
+def _length(item: dict[bytes, bencode.Value], where: str) -> int:
+    length = _int(item, b"length", where)
+    if length < 0:
+        raise MetainfoError("negative", where)
+    return length
 
 
 def _bytes(item: dict[bytes, bencode.Value], key: bytes, where: str) -> bytes:
@@ -473,7 +491,9 @@ def _text_bytes(item: dict[bytes, bencode.Value], key: bytes, where: str, *, pre
     return _bytes(item, key, where)
 
 
-def _optional_text(item: dict[bytes, bencode.Value], key: bytes, where: str, *, prefer_utf8: bool = False) -> str | None:
+def _optional_text(
+    item: dict[bytes, bencode.Value], key: bytes, where: str, *, prefer_utf8: bool = False
+) -> str | None:
     if key not in item:
         return None
     return _text_bytes(item, key, where, prefer_utf8=prefer_utf8).decode("utf-8", "replace")

@@ -1,0 +1,349 @@
+"""The ``bitswarm`` command.
+
+Users see one line and an exit status, never a traceback (``--debug`` shows it): 0 for
+success, 1 for a check that found problems (``verify``), 2 for bad input or usage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bitswarm import __version__, magnet
+from bitswarm.create import CreateOptions, create
+from bitswarm.errors import BitswarmError, MetainfoError
+from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, TorrentVersion, read_torrent_file
+from bitswarm.storage.verify import FileStatus, VerifyReport, verify
+
+EXIT_PROBLEMS = 1
+EXIT_BAD_INPUT = 2
+
+_SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class Failure(Exception):
+    """Ends a command with one line on stderr and an exit status."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def about(subject: str | Path) -> Iterator[None]:
+    """Turn our errors and the system's into a ``Failure`` naming what they are about."""
+    try:
+        yield
+    except BitswarmError as error:
+        raise Failure(f"{subject}: {error}") from error
+    except OSError as error:
+        raise Failure(f"{subject}: {error.strerror or error}") from error
+
+
+def parse_size(text: str) -> int:
+    """'262144', '256K', '4M', '1GiB' -> bytes."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, suffix = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in _SIZE_SUFFIXES else (cleaned, "")
+    if not number.isdigit():
+        raise click.BadParameter(f"{text!r} is not a size like 262144, 256K or 4M")
+    return int(number) * _SIZE_SUFFIXES[suffix]
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def load_torrent(path: Path) -> Torrent:
+    with about(path):
+        if path.stat().st_size > MAX_TORRENT_BYTES:
+            raise MetainfoError(f"larger than {MAX_TORRENT_BYTES} bytes", "torrent")
+        torrent = read_torrent_file(path.read_bytes())
+    for warning in torrent.warnings:
+        click.echo(f"bitswarm: {path}: warning: {warning}", err=True)
+    return torrent
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(on_start(total), on_advance(count)) driving a bar on a terminal, nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield (lambda total: None), (lambda count: None)
+        return
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pieces"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield (lambda total: bar.update(task, total=total)), (lambda count: bar.advance(task, count))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bitswarm")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """bitswarm: a BitTorrent toolkit."""
+
+
+@cli.command("create")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Where to write the .torrent [NAME.torrent]."
+)
+@click.option("-t", "--tracker", "trackers", multiple=True, help="Announce URL; repeat for backup tiers.")
+@click.option("-w", "--web-seed", "web_seeds", multiple=True, help="Web seed URL (BEP 19); repeatable.")
+@click.option("--private", is_flag=True, help="Set the private flag (BEP 27): no DHT, PEX or LSD.")
+@click.option("--piece-length", type=str, help="Piece size in bytes, e.g. 262144 or 256K [automatic].")
+@click.option("--v1", "version", flag_value="v1", help="v1 only (BEP 3).")
+@click.option("--v2", "version", flag_value="v2", help="v2 only (BEP 52).")
+@click.option("--hybrid", "version", flag_value="hybrid", default=True, help="v1 and v2 in one [default].")
+@click.option("--comment", help="Free text stored in the torrent.")
+@click.option("--source", help="Source tag stored in the info dictionary (changes the info-hash).")
+@click.option("--no-date", is_flag=True, help="Leave out the creation date (reproducible output).")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def create_command(
+    path: Path,
+    output: Path | None,
+    trackers: tuple[str, ...],
+    web_seeds: tuple[str, ...],
+    private: bool,
+    piece_length: str | None,
+    version: str,
+    comment: str | None,
+    source: str | None,
+    no_date: bool,
+    force: bool,
+) -> None:
+    """Make a torrent of PATH (a file or a folder)."""
+    output = output or Path(f"{Path(os.path.abspath(path)).name}.torrent")
+    if output.exists() and not force:
+        raise Failure(f"{output}: already exists (use --force to overwrite)")
+    options = CreateOptions(
+        version=TorrentVersion(version),
+        piece_length=parse_size(piece_length) if piece_length else None,
+        trackers=trackers,
+        web_seeds=web_seeds,
+        private=private,
+        comment=comment,
+        source=source,
+        created_by=f"bitswarm/{__version__}",
+        creation_date=None if no_date else int(time.time()),
+    )
+    with about(path), progress_bar("hashing") as (on_start, on_progress):
+        data = create(path, options, on_start=on_start, on_progress=on_progress)
+    with about(output):
+        write_atomically(output, data)
+    torrent = Torrent.decode(data)
+    size, pieces = human_size(torrent.total_size), f"{torrent.num_pieces} pieces of {human_size(torrent.piece_length)}"
+    click.echo(f"{output}: {torrent.version.value}, {len(list(torrent.data_files()))} files, {size} in {pieces}")
+    click.echo(torrent.magnet().format())
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write a temporary file beside ``target``, flush it, rename it over ``target``."""
+    handle, temporary = tempfile.mkstemp(
+        dir=target.parent if str(target.parent) else ".", prefix=".bitswarm-"
+    )
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+@cli.command("info")
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info_command(source: str, as_json: bool) -> None:
+    """Show what a .torrent file or a magnet link holds."""
+    if source.lower().startswith("magnet:"):
+        with about("magnet"):
+            link = magnet.parse(source)
+        facts = magnet_facts(link)
+    else:
+        facts = torrent_facts(load_torrent(Path(source)))
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_facts(facts))
+
+
+def magnet_facts(link: magnet.Magnet) -> dict[str, Any]:
+    return {
+        "kind": "magnet",
+        "name": link.display_name,
+        "info_hash_v1": link.info_hash_v1.hex() if link.info_hash_v1 else None,
+        "info_hash_v2": link.info_hash_v2.hex() if link.info_hash_v2 else None,
+        "trackers": list(link.trackers),
+        "web_seeds": list(link.web_seeds),
+        "peers": [f"{host}:{port}" for host, port in link.peers],
+        "select_only": list(link.select_only),
+        "magnet": link.format(),
+    }
+
+
+def torrent_facts(torrent: Torrent) -> dict[str, Any]:
+    return {
+        "kind": "torrent",
+        "name": torrent.name,
+        "version": torrent.version.value,
+        "info_hash_v1": torrent.info_hash_v1.hex() if torrent.info_hash_v1 else None,
+        "info_hash_v2": torrent.info_hash_v2.hex() if torrent.info_hash_v2 else None,
+        "total_size": torrent.total_size,
+        "piece_length": torrent.piece_length,
+        "num_pieces": torrent.num_pieces,
+        "files": [{"path": "/".join(entry.path), "length": entry.length} for entry in torrent.data_files()],
+        "trackers": [list(tier) for tier in torrent.trackers],
+        "web_seeds": list(torrent.web_seeds),
+        "private": torrent.private,
+        "source": torrent.source,
+        "comment": torrent.comment,
+        "created_by": torrent.created_by,
+        "creation_date": torrent.creation_date,
+        "magnet": torrent.magnet().format(),
+    }
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    lines = [f"name:          {facts['name']}"]
+    if facts["kind"] == "torrent":
+        lines.append(f"version:       {facts['version']}")
+    for key in ("info_hash_v1", "info_hash_v2"):
+        if facts[key]:
+            lines.append(f"{'info-hash ' + key[-2:] + ':':15}{facts[key]}")
+    if facts["kind"] == "torrent":
+        lines.append(f"size:          {human_size(facts['total_size'])} ({facts['total_size']} bytes)")
+        lines.append(f"pieces:        {facts['num_pieces']} of {human_size(facts['piece_length'])}")
+        flags = [flag for flag in ("private",) if facts[flag]]
+        lines.append(f"flags:         {', '.join(flags) or 'none'}")
+        for key in ("source", "comment", "created_by"):
+            if facts[key]:
+                lines.append(f"{key.replace('_', ' ') + ':':15}{facts[key]}")
+        if facts["creation_date"] is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(facts["creation_date"]))
+            lines.append(f"created:       {stamp}")
+        lines.append(f"files ({len(facts['files'])}):")
+        lines += [f"  {human_size(entry['length']):>10}  {entry['path']}" for entry in facts["files"]]
+        tiers = facts["trackers"]
+    else:
+        tiers = [[url] for url in facts["trackers"]]
+        if facts["peers"]:
+            lines.append(f"peers:         {', '.join(facts['peers'])}")
+        if facts["select_only"]:
+            lines.append(f"select only:   {', '.join(map(str, facts['select_only']))}")
+    lines.append(f"trackers ({sum(len(tier) for tier in tiers)}):")
+    lines += [f"  tier {number}: {url}" for number, tier in enumerate(tiers) for url in tier]
+    if facts["web_seeds"]:
+        lines.append("web seeds:")
+        lines += [f"  {url}" for url in facts["web_seeds"]]
+    lines.append(f"magnet:        {facts['magnet']}")
+    return "\n".join(lines)
+
+
+@cli.command("verify")
+@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify_command(torrent_path: Path, folder: Path, as_json: bool) -> None:
+    """Check the content under DIR (the folder holding the torrent's name) piece by piece.
+
+    Exits 0 when every file is present and every piece correct, 1 otherwise.
+    """
+    torrent = load_torrent(torrent_path)
+    if not folder.is_dir():
+        raise Failure(f"{folder}: not a folder")
+    with about(folder), progress_bar("verifying") as (on_start, on_progress):
+        on_start(torrent.num_pieces)
+        report = verify(torrent, folder, on_progress=on_progress)
+    click.echo(json.dumps(report_facts(report)) if as_json else format_report(report))
+    if not report.is_complete:
+        raise Failure(
+            f"{torrent_path}: {report.bad_pieces} of {len(report.pieces)} pieces bad or missing",
+            EXIT_PROBLEMS,
+        )
+
+
+def report_facts(report: VerifyReport) -> dict[str, Any]:
+    return {
+        "complete": report.is_complete,
+        "good_pieces": report.good_pieces,
+        "bad_pieces": report.bad_pieces,
+        "pieces": "".join("1" if good else "0" for good in report.pieces),
+        "files": [
+            {
+                "path": "/".join(file.path),
+                "status": file.status.value,
+                "length": file.length,
+                "size_on_disk": file.size_on_disk,
+                "bad_pieces": file.bad_pieces,
+            }
+            for file in report.files
+        ],
+    }
+
+
+def format_report(report: VerifyReport) -> str:
+    lines = []
+    for file in report.files:
+        detail = ""
+        if file.status in (FileStatus.TRUNCATED, FileStatus.TOO_LONG):
+            detail = f" ({file.size_on_disk} of {file.length} bytes)"
+        elif file.status is FileStatus.BAD_PIECES:
+            detail = f" ({file.bad_pieces} bad)"
+        lines.append(f"{file.status.value:>10}  {'/'.join(file.path)}{detail}")
+    lines.append(f"{report.good_pieces} good, {report.bad_pieces} bad of {len(report.pieces)} pieces")
+    return "\n".join(lines)
+
+
+@cli.command("demo")
+@click.option("--keep", type=click.Path(path_type=Path), help="Work in this folder and keep it.")
+def demo_command(keep: Path | None) -> None:
+    """Create, inspect and verify a generated sample torrent."""
+    # demo.py reuses this module's formatting, so it is imported here, not at the top.
+    from bitswarm.demo import run_demo  # noqa: PLC0415
+
+    with about("demo"):
+        run_demo(keep)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(prog_name="bitswarm", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("bitswarm: interrupted", err=True)
+        sys.exit(130)
+    except Failure as failure:
+        if debug:
+            raise
+        click.echo(f"bitswarm: {failure}", err=True)
+        sys.exit(failure.exit_code)
+    sys.exit(0)

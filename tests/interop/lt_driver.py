@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+"""Drive libtorrent (Debian's python3-libtorrent 2.0) for the interop tests.
+
+Our own code runs on a Python that cannot import libtorrent, so `tests/interop/tools.py`
+runs this script as a subprocess of `/usr/bin/python3`:
+
+    /usr/bin/python3 tests/interop/lt_driver.py version
+    /usr/bin/python3 tests/interop/lt_driver.py info TORRENT
+    /usr/bin/python3 tests/interop/lt_driver.py create PATH OUT --format v1|v2|hybrid
+        [--piece-length BYTES] [--tracker URL]...
+    /usr/bin/python3 tests/interop/lt_driver.py check TORRENT SAVE_PATH [--timeout S]
+
+Each command prints one JSON object on stdout and exits 0. On failure it prints
+`{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
+
+What libtorrent 2.0.8 does during `check`, and how this script keeps it honest:
+
+- The torrent is added without resume data and without `seed_mode`/`no_verify_files`, so
+  every piece is hashed from disk. If none of the files exist, libtorrent skips hashing
+  and reports every piece missing, which is the correct answer.
+- A missing or truncated file is not an error: the pieces that touch it fail, the rest
+  pass. A file longer than the torrent says is read only up to its length (libtorrent
+  posts `oversized_file_alert`) and is not truncated.
+- When its storage starts, libtorrent creates every missing zero-byte file of the torrent
+  (and the directories above them) in the save path. Giving those files priority 0 stops
+  that; they hold no bytes, so no piece reads them (or a part file in their place).
+- Trackers and web seeds are overridden with empty lists, DHT, LSD, PEX, UPnP and NAT-PMP
+  are off, the session listens on 127.0.0.1 only, and `stop_when_ready` pauses the torrent
+  as soon as checking ends, so nothing is announced or downloaded.
+- The save path is listed (path, kind, size, mtime) before and after; any difference
+  makes the command fail, so a test never trusts a check that changed its own input.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import stat
+import sys
+import time
+from types import ModuleType
+from typing import Any, NoReturn
+
+DEFAULT_TIMEOUT_S = 60.0
+# Upper bound for one wait_for_alert call, so the deadline is re-checked regularly.
+ALERT_POLL_MS = 200
+
+FORMATS = ("v1", "v2", "hybrid")
+
+
+class DriverError(Exception):
+    """A failure this script reports as one line and exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits with status 2 on usage errors; the driver's contract is status 1.
+    def error(self, message: str) -> NoReturn:
+        raise DriverError(f"usage: {message}")
+
+
+def _import_libtorrent() -> ModuleType:
+    try:
+        return importlib.import_module("libtorrent")
+    except ImportError as exc:
+        raise DriverError(
+            f"{sys.executable} cannot import libtorrent ({exc}); install python3-libtorrent"
+        ) from exc
+
+
+def _hex_or_none(digest: Any, present: bool) -> str | None:
+    return str(digest) if present else None
+
+
+def _hashes(ti: Any) -> dict[str, str | None]:
+    hashes = ti.info_hashes()
+    return {
+        "info_hash_v1": _hex_or_none(hashes.v1, hashes.has_v1()),
+        "info_hash_v2": _hex_or_none(hashes.v2, hashes.has_v2()),
+    }
+
+
+def _load(lt: ModuleType, path: str) -> Any:
+    # torrent_info(path) keeps the trackers inside the torrent_info; load_torrent_file()
+    # would move them into add_torrent_params, where override_trackers cannot drop them.
+    try:
+        return lt.torrent_info(path)
+    except RuntimeError as exc:
+        raise DriverError(f"{path}: libtorrent rejected the torrent: {exc}") from exc
+
+
+def cmd_version(lt: ModuleType, _args: argparse.Namespace) -> dict[str, Any]:
+    return {"libtorrent_version": lt.__version__, "python": sys.version.split()[0]}
+
+
+def cmd_info(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
+    ti = _load(lt, args.torrent)
+    storage = ti.files()
+    pad_flag = lt.file_storage.flag_pad_file
+    files = [
+        {
+            "path": storage.file_path(index),
+            "size": storage.file_size(index),
+            "pad": bool(storage.file_flags(index) & pad_flag),
+        }
+        for index in range(storage.num_files())
+    ]
+    tiers: dict[int, list[str]] = {}
+    for entry in ti.trackers():
+        tiers.setdefault(entry.tier, []).append(entry.url)
+    return {
+        **_hashes(ti),
+        "name": ti.name(),
+        "num_pieces": ti.num_pieces(),
+        "piece_length": ti.piece_length(),
+        # libtorrent's total includes pad files (v2 and hybrid align every file to a piece).
+        "total_size": ti.total_size(),
+        "content_size": sum(f["size"] for f in files if not f["pad"]),
+        "files": files,
+        # libtorrent shuffles the URLs inside each tier as it loads them (BEP 12), so the
+        # order inside a tier is not the file's; sort it to keep the output deterministic.
+        "trackers": [sorted(tiers[tier]) for tier in sorted(tiers)],
+        "web_seeds": [seed["url"] for seed in ti.web_seeds()],
+        "private": bool(ti.priv()),
+    }
+
+
+def _walk_files(root: str) -> list[tuple[str, int]]:
+    """Return (path relative to root's parent, size) for every regular file under root.
+
+    The order is by path components, byte-wise: the order of a v2 file tree, so a v1
+    torrent of the same directory lists its files in the same order.
+    """
+    base = os.path.basename(os.path.normpath(root))
+    if os.path.isfile(root):
+        return [(base, os.path.getsize(root))]
+    found: list[tuple[tuple[bytes, ...], str, int]] = []
+    for directory, _dirs, names in os.walk(root, onerror=_raise):
+        for name in names:
+            full = os.path.join(directory, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                raise DriverError(f"{full}: not a regular file")
+            rel = os.path.relpath(full, os.path.dirname(os.path.normpath(root)))
+            parts = tuple(p.encode("utf-8", "surrogateescape") for p in rel.split(os.sep))
+            found.append((parts, "/".join(rel.split(os.sep)), os.path.getsize(full)))
+    if not found:
+        raise DriverError(f"{root}: no files to put in a torrent")
+    return [(rel, size) for _parts, rel, size in sorted(found)]
+
+
+def _raise(exc: OSError) -> NoReturn:
+    raise exc
+
+
+def cmd_create(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
+    source = os.path.abspath(args.path)
+    if not os.path.exists(source):
+        raise DriverError(f"{source}: no such file or directory")
+    storage = lt.file_storage()
+    for rel, size in _walk_files(source):
+        storage.add_file(rel, size)
+    flags = {
+        "v1": lt.create_torrent.v1_only,
+        "v2": lt.create_torrent.v2_only,
+        "hybrid": 0,  # libtorrent 2.0 makes hybrid torrents unless told otherwise
+    }[args.format]
+    try:
+        creator = lt.create_torrent(storage, args.piece_length, flags=flags)
+    except RuntimeError as exc:
+        raise DriverError(f"create_torrent: {exc}") from exc
+    for tier, url in enumerate(args.tracker):
+        creator.add_tracker(url, tier)
+    lt.set_piece_hashes(creator, os.path.dirname(os.path.normpath(source)))
+    entry = creator.generate()
+    # The creation date is outside the info dict; dropping it makes OUT byte-for-byte
+    # reproducible.
+    entry.pop(b"creation date", None)
+    with open(args.out, "wb") as out:
+        out.write(lt.bencode(entry))
+    ti = _load(lt, args.out)
+    return {**_hashes(ti), "num_pieces": ti.num_pieces(), "piece_length": ti.piece_length()}
+
+
+def _snapshot(root: str) -> dict[str, tuple[str, int, int]]:
+    """Map root and every path under it to (kind, size, mtime_ns)."""
+
+    def entry(full: str) -> tuple[str, int, int]:
+        st = os.lstat(full)
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
+        return (kind, st.st_size, st.st_mtime_ns)
+
+    listing = {".": entry(root)}
+    for directory, dirs, names in os.walk(root, onerror=_raise):
+        for name in [*dirs, *names]:
+            full = os.path.join(directory, name)
+            listing[os.path.relpath(full, root)] = entry(full)
+    return listing
+
+
+def _session_settings(lt: ModuleType) -> dict[str, Any]:
+    return {
+        "listen_interfaces": "127.0.0.1:0",
+        "outgoing_interfaces": "127.0.0.1",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_ip_notifier": False,
+        "alert_mask": int(lt.alert_category.status | lt.alert_category.error
+                          | lt.alert_category.storage),
+    }
+
+
+def cmd_check(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    ti = _load(lt, args.torrent)
+    storage = ti.files()
+    pad_flag = lt.file_storage.flag_pad_file
+
+    params = lt.add_torrent_params()
+    params.ti = ti
+    params.save_path = save_path
+    params.storage_mode = lt.storage_mode_t.storage_mode_sparse
+    params.trackers = []
+    params.url_seeds = []
+    params.http_seeds = []
+    flags = lt.torrent_flags
+    # No paused/auto_managed: the torrent checks at once, then stop_when_ready pauses it.
+    params.flags = (flags.stop_when_ready | flags.override_trackers | flags.override_web_seeds
+                    | flags.disable_dht | flags.disable_lsd | flags.disable_pex)
+    # Priority 0 keeps libtorrent from creating missing zero-byte files (see the docstring).
+    params.file_priorities = [
+        0 if storage.file_size(i) == 0 and not storage.file_flags(i) & pad_flag else 4
+        for i in range(storage.num_files())
+    ]
+
+    before = _snapshot(save_path)
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(_session_settings(lt))
+    try:
+        handle = session.add_torrent(params)
+        _wait_until_checked(lt, session, handle, deadline, args.timeout)
+        status = handle.status()
+        pieces = [bool(have) for have in status.pieces]
+        session.remove_torrent(handle)
+    finally:
+        # The session's destructor waits for libtorrent's disk threads to stop, so the
+        # snapshot below sees everything libtorrent did to the save path.
+        del session
+    if len(pieces) != ti.num_pieces():
+        raise DriverError(f"libtorrent reported {len(pieces)} pieces, torrent has "
+                          f"{ti.num_pieces()}")
+    after = _snapshot(save_path)
+    if before != after:
+        changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+        raise DriverError(f"libtorrent changed the save path {save_path}: {changed}")
+    return {"pieces": pieces, "num_pieces": len(pieces)}
+
+
+def _wait_until_checked(
+    lt: ModuleType, session: Any, handle: Any, deadline: float, timeout_s: float) -> None:
+    """Return once libtorrent posts torrent_checked_alert for handle.
+
+    Raises DriverError on a torrent or file error, or when the deadline passes.
+    """
+    failures = (lt.torrent_error_alert, lt.file_error_alert, lt.fastresume_rejected_alert)
+    while True:
+        remaining_s = deadline - time.monotonic()
+        if remaining_s <= 0:
+            state = handle.status().state
+            raise DriverError(f"checking did not finish within {timeout_s} s (state {state})")
+        session.wait_for_alert(min(ALERT_POLL_MS, max(1, int(remaining_s * 1000))))
+        for alert in session.pop_alerts():
+            if isinstance(alert, failures):
+                raise DriverError(f"libtorrent: {alert.message()}")
+            if isinstance(alert, lt.torrent_checked_alert) and alert.handle == handle:
+                error = handle.status().errc
+                if error.value() != 0:
+                    raise DriverError(f"libtorrent: {error.message()}")
+                return
+
+
+COMMANDS = {"version": cmd_version, "info": cmd_info, "create": cmd_create, "check": cmd_check}
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="lt_driver.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("version")
+    info = sub.add_parser("info")
+    info.add_argument("torrent")
+    create = sub.add_parser("create")
+    create.add_argument("path")
+    create.add_argument("out")
+    create.add_argument("--format", choices=FORMATS, required=True)
+    create.add_argument("--piece-length", type=int, default=0,
+                        help="bytes; 0 lets libtorrent choose")
+    create.add_argument("--tracker", action="append", default=[],
+                        help="announce URL; each one is its own tier")
+    check = sub.add_parser("check")
+    check.add_argument("torrent")
+    check.add_argument("save_path")
+    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        lt = _import_libtorrent()
+        result = COMMANDS[args.command](lt, args)
+    except (DriverError, OSError) as exc:
+        message = str(exc)
+        print(json.dumps({"error": message}))
+        print(f"lt_driver: {message}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
