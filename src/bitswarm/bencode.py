@@ -175,15 +175,10 @@ def decode(data: bytes, *, max_depth: int = MAX_DEPTH, max_tokens: int = MAX_TOK
     return decode_document(data, max_depth=max_depth, max_tokens=max_tokens).value
 
 
-Encodable: TypeAlias = (
-    int
-    | bytes
-    | str
-    | list["Encodable"]
-    | tuple["Encodable", ...]
-    | dict[bytes, "Encodable"]
-    | dict[str, "Encodable"]
-)
+# What ``encode`` takes: ints, bytes, str, lists, tuples and dicts keyed by bytes or str.
+# Checked at run time: list and dict invariance would make a precise recursive type
+# unusable for callers building nested values.
+Encodable: TypeAlias = object
 
 
 def encode(value: Encodable) -> bytes:

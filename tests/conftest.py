@@ -1,0 +1,21 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def sample_folder(tmp_path: Path) -> Path:
+    """A folder with files of awkward sizes: across pieces, smaller than a block, empty."""
+    rng = random.Random(7)
+    root = tmp_path / "content"
+    sizes = {"a.bin": 100_000, "b/c.bin": 16_384, "b/d.txt": 5, "empty": 0, "e/f/g.bin": 50_001}
+    for relative, size in sizes.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(rng.randbytes(size))
+    return root

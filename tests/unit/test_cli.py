@@ -1,0 +1,140 @@
+"""The command as a user meets it: exit statuses and one-line errors, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import torrent_bytes, v1_info
+
+
+def bitswarm(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bitswarm", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int, text: str) -> None:
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bitswarm: ")
+    assert text in lines[0]
+
+
+def test_create_info_verify_round_trip(sample_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "content.torrent"
+    created = bitswarm(
+        "create",
+        sample_folder,
+        "-o",
+        out,
+        "-t",
+        "http://t/announce",
+        "-w",
+        "http://w/",
+        "--private",
+        "--piece-length",
+        "16K",
+        "--v1",
+        "--comment",
+        "hi",
+        "--source",
+        "src",
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.splitlines()[-1].startswith("magnet:?xt=urn:btih:")
+    info = bitswarm("info", out, "--json")
+    facts = json.loads(info.stdout)
+    assert facts["version"] == "v1"
+    assert facts["piece_length"] == 16384
+    assert facts["private"] is True
+    assert facts["trackers"] == [["http://t/announce"]]
+    assert facts["web_seeds"] == ["http://w/"]
+    assert (facts["comment"], facts["source"]) == ("hi", "src")
+    assert facts["info_hash_v2"] is None
+    verified = bitswarm("verify", out, sample_folder.parent)
+    assert verified.returncode == 0, verified.stderr
+    assert f"{facts['num_pieces']} good, 0 bad" in verified.stdout
+
+
+def test_verify_exits_1_when_a_piece_is_bad(sample_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "content.torrent"
+    assert bitswarm("create", sample_folder, "-o", out).returncode == 0
+    os.truncate(sample_folder / "a.bin", 10)
+    result = bitswarm("verify", out, sample_folder.parent, "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["complete"] is False
+    assert {file["path"]: file["status"] for file in report["files"]}["content/a.bin"] == "truncated"
+    assert "pieces bad or missing" in result.stderr
+
+
+def test_create_default_output_is_name_dot_torrent_and_is_not_overwritten(sample_folder: Path) -> None:
+    assert bitswarm("create", "content", cwd=sample_folder.parent).returncode == 0
+    assert (sample_folder.parent / "content.torrent").is_file()
+    assert_one_line_error(bitswarm("create", "content", cwd=sample_folder.parent), 2, "already exists")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "unexpected end of data at byte 0"),
+        (b"d4:infoi1ee", "info: missing or not a dictionary"),
+        (b"garbage", "unexpected byte"),
+        (b"d8:announce", "unexpected end of data"),
+    ],
+)
+def test_broken_torrent_gives_one_line_and_status_2(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "broken.torrent"
+    path.write_bytes(content)
+    assert_one_line_error(bitswarm("info", path), 2, f"{path}: ")
+    assert message in bitswarm("info", path).stderr
+
+
+def test_hostile_path_gives_one_line_and_status_2(tmp_path: Path) -> None:
+    info = v1_info({"x": b"data"})
+    info[b"files"] = [{b"length": 4, b"path": [b"..", b"..", b"etc", b"passwd"]}]
+    path = tmp_path / "evil.torrent"
+    path.write_bytes(torrent_bytes(info))
+    for command in (("info", path), ("verify", path, tmp_path)):
+        assert_one_line_error(bitswarm(*command), 2, "not allowed")
+    assert not (tmp_path / "etc").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "broken.torrent"
+    path.write_bytes(b"i1")
+    assert "Traceback" in bitswarm("--debug", "info", path).stderr
+
+
+def test_info_of_a_magnet_link() -> None:
+    link = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=name&tr=udp%3A%2F%2Ft%3A1"
+    facts = json.loads(bitswarm("info", link, "--json").stdout)
+    assert facts["info_hash_v1"] == "ab" * 20
+    assert facts["name"] == "name"
+    assert facts["trackers"] == ["udp://t:1"]
+    assert_one_line_error(bitswarm("info", "magnet:?xt=urn:btih:xyz"), 2, "urn:btih")
+
+
+def test_missing_file_and_bad_usage_exit_2(tmp_path: Path) -> None:
+    assert_one_line_error(bitswarm("info", tmp_path / "none.torrent"), 2, "No such file")
+    assert bitswarm("create").returncode == 2
+    assert bitswarm("create", tmp_path, "--piece-length", "huge").returncode == 2
+
+
+def test_demo_runs_and_exits_0() -> None:
+    result = bitswarm("demo")
+    assert result.returncode == 0, result.stderr
+    assert "demo finished" in result.stdout
