@@ -62,9 +62,7 @@ def _import_libtorrent() -> ModuleType:
     try:
         return importlib.import_module("libtorrent")
     except ImportError as exc:
-        raise DriverError(
-            f"{sys.executable} cannot import libtorrent ({exc}); install python3-libtorrent"
-        ) from exc
+        raise DriverError(f"{sys.executable} cannot import libtorrent ({exc}); install python3-libtorrent") from exc
 
 
 def _hex_or_none(digest: Any, present: bool) -> str | None:
@@ -205,8 +203,7 @@ def _session_settings(lt: ModuleType) -> dict[str, Any]:
         "enable_upnp": False,
         "enable_natpmp": False,
         "enable_ip_notifier": False,
-        "alert_mask": int(lt.alert_category.status | lt.alert_category.error
-                          | lt.alert_category.storage),
+        "alert_mask": int(lt.alert_category.status | lt.alert_category.error | lt.alert_category.storage),
     }
 
 
@@ -227,8 +224,14 @@ def cmd_check(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
     params.http_seeds = []
     flags = lt.torrent_flags
     # No paused/auto_managed: the torrent checks at once, then stop_when_ready pauses it.
-    params.flags = (flags.stop_when_ready | flags.override_trackers | flags.override_web_seeds
-                    | flags.disable_dht | flags.disable_lsd | flags.disable_pex)
+    params.flags = (
+        flags.stop_when_ready
+        | flags.override_trackers
+        | flags.override_web_seeds
+        | flags.disable_dht
+        | flags.disable_lsd
+        | flags.disable_pex
+    )
     # Priority 0 keeps libtorrent from creating missing zero-byte files (see the docstring).
     params.file_priorities = [
         0 if storage.file_size(i) == 0 and not storage.file_flags(i) & pad_flag else 4
@@ -249,8 +252,7 @@ def cmd_check(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
         # snapshot below sees everything libtorrent did to the save path.
         del session
     if len(pieces) != ti.num_pieces():
-        raise DriverError(f"libtorrent reported {len(pieces)} pieces, torrent has "
-                          f"{ti.num_pieces()}")
+        raise DriverError(f"libtorrent reported {len(pieces)} pieces, torrent has {ti.num_pieces()}")
     after = _snapshot(save_path)
     if before != after:
         changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
@@ -258,8 +260,7 @@ def cmd_check(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
     return {"pieces": pieces, "num_pieces": len(pieces)}
 
 
-def _wait_until_checked(
-    lt: ModuleType, session: Any, handle: Any, deadline: float, timeout_s: float) -> None:
+def _wait_until_checked(lt: ModuleType, session: Any, handle: Any, deadline: float, timeout_s: float) -> None:
     """Return once libtorrent posts torrent_checked_alert for handle.
 
     Raises DriverError on a torrent or file error, or when the deadline passes.
@@ -294,10 +295,8 @@ def _parser() -> _Parser:
     create.add_argument("path")
     create.add_argument("out")
     create.add_argument("--format", choices=FORMATS, required=True)
-    create.add_argument("--piece-length", type=int, default=0,
-                        help="bytes; 0 lets libtorrent choose")
-    create.add_argument("--tracker", action="append", default=[],
-                        help="announce URL; each one is its own tier")
+    create.add_argument("--piece-length", type=int, default=0, help="bytes; 0 lets libtorrent choose")
+    create.add_argument("--tracker", action="append", default=[], help="announce URL; each one is its own tier")
     check = sub.add_parser("check")
     check.add_argument("torrent")
     check.add_argument("save_path")
