@@ -105,9 +105,7 @@ def cli(debug: bool) -> None:
 
 @cli.command("create")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Where to write the .torrent [NAME.torrent]."
-)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the .torrent [NAME.torrent].")
 @click.option("-t", "--tracker", "trackers", multiple=True, help="Announce URL; repeat for backup tiers.")
 @click.option("-w", "--web-seed", "web_seeds", multiple=True, help="Web seed URL (BEP 19); repeatable.")
 @click.option("--private", is_flag=True, help="Set the private flag (BEP 27): no DHT, PEX or LSD.")
@@ -159,9 +157,7 @@ def create_command(
 
 def write_atomically(target: Path, data: bytes) -> None:
     """Write a temporary file beside ``target``, flush it, rename it over ``target``."""
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent if str(target.parent) else ".", prefix=".bitswarm-"
-    )
+    handle, temporary = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".bitswarm-")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)

@@ -66,11 +66,7 @@ def create(
     if total == 0:
         raise UsageError(f"{source}: no data to share (empty file or folder)")
     piece_length = options.piece_length or auto_piece_length(total)
-    if (
-        piece_length < MIN_PIECE_LENGTH
-        or piece_length > MAX_PIECE_LENGTH
-        or piece_length & (piece_length - 1)
-    ):
+    if piece_length < MIN_PIECE_LENGTH or piece_length > MAX_PIECE_LENGTH or piece_length & (piece_length - 1):
         raise UsageError(f"piece length {piece_length} is not a power of two from 16 KiB to 512 MiB")
 
     version = options.version
@@ -98,9 +94,7 @@ def create(
         else:
             info[b"length"] = total
     if version is not TorrentVersion.V1:
-        tree, layers = _v2_tree(
-            entries, [digest.merkle or b"" for digest in digests], piece_length, source.is_dir()
-        )
+        tree, layers = _v2_tree(entries, [digest.merkle or b"" for digest in digests], piece_length, source.is_dir())
         info[b"meta version"] = 2
         info[b"file tree"] = tree
         if layers:
@@ -157,9 +151,7 @@ def _own_name(element: str) -> str:
     return element
 
 
-def _layout(
-    found: list[tuple[tuple[str, ...], int]], piece_length: int, version: TorrentVersion
-) -> list[FileEntry]:
+def _layout(found: list[tuple[tuple[str, ...], int]], piece_length: int, version: TorrentVersion) -> list[FileEntry]:
     entries = []
     offset = 0
     for position, (path, size) in enumerate(found):

@@ -10,7 +10,6 @@ without a BitTorrent hash, or with a malformed one, is refused.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, unquote_plus
@@ -24,7 +23,12 @@ MAX_PARAMETERS = 500
 MAX_SELECTED_FILES = 100_000
 
 _SHA256_MULTIHASH = bytes([0x12, 0x20])
-_PEER = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:/\s]+)):(?P<port>[0-9]{1,5})$")
+_PEER = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:/\s]+)):(?P<port>[0-9]{1,5})")
+_HEX40 = re.compile(r"[0-9A-Fa-f]{40}")
+_HEX68 = re.compile(r"[0-9A-Fa-f]{68}")
+_BASE32_32 = re.compile(r"[A-Za-z2-7]{32}")
+# Indices in a BEP 53 range; nine digits is beyond any file count.
+_INDEX = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,22 +112,20 @@ def _exact_topic(value: str, v1: bytes | None, v2: bytes | None) -> tuple[bytes 
 
 
 def _btih(text: str) -> bytes:
-    try:
-        if len(text) == 40:
-            return bytes.fromhex(text)
-        if len(text) == 32:
-            return base64.b32decode(text.upper())
-    except (ValueError, binascii.Error):
-        pass
+    # Exact alphabets: fromhex skips spaces and b32decode takes padding, which would
+    # turn a malformed link into a short hash.
+    if _HEX40.fullmatch(text):
+        return bytes.fromhex(text)
+    if _BASE32_32.fullmatch(text):
+        return base64.b32decode(text.upper())
     raise MetainfoError(f"urn:btih {text[:64]!r} is not 40 hex or 32 base32 characters", "xt")
 
 
 def _btmh(text: str) -> bytes:
-    try:
-        multihash = bytes.fromhex(text)
-    except ValueError:
-        raise MetainfoError(f"urn:btmh {text[:80]!r} is not hex", "xt") from None
-    if len(multihash) != 34 or multihash[:2] != _SHA256_MULTIHASH:
+    if not _HEX68.fullmatch(text):
+        raise MetainfoError("urn:btmh is not a SHA-256 multihash (1220 + 64 hex digits)", "xt")
+    multihash = bytes.fromhex(text)
+    if multihash[:2] != _SHA256_MULTIHASH:
         raise MetainfoError("urn:btmh is not a SHA-256 multihash (1220 + 64 hex digits)", "xt")
     return multihash[2:]
 
@@ -141,7 +143,7 @@ def _append_unique(urls: list[str], url: str) -> None:
 
 
 def _peer(text: str) -> tuple[str, int]:
-    match = _PEER.match(text)
+    match = _PEER.fullmatch(text)
     port = int(match.group("port")) if match else 0
     if match is None or not 0 < port < 65536:
         raise MetainfoError(f"{text[:80]!r} is not host:port", "x.pe")
@@ -152,7 +154,7 @@ def _parse_ranges(text: str) -> tuple[int, ...]:
     selected: set[int] = set()
     for part in text.split(","):
         low, dash, high = part.partition("-")
-        if not low.isdigit() or (dash and not high.isdigit()):
+        if not _INDEX.fullmatch(low) or (dash and not _INDEX.fullmatch(high)):
             raise MetainfoError(f"{part[:40]!r} is not an index or a range", "so")
         first, last = int(low), int(high) if dash else int(low)
         if last < first or len(selected) + last - first + 1 > MAX_SELECTED_FILES:

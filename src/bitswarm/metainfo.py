@@ -169,15 +169,11 @@ class Torrent:
         start, end = document.spans[b"info"]
         warnings = []
         if document.unsorted_at is not None:
-            warnings.append(
-                f"dictionary keys out of order at byte {document.unsorted_at}; hashing the bytes as given"
-            )
+            warnings.append(f"dictionary keys out of order at byte {document.unsorted_at}; hashing the bytes as given")
         return _build(data[start:end], top, tuple(warnings))
 
     @staticmethod
-    def from_info(
-        info: bytes, *, trackers: Sequence[Sequence[str]] = (), web_seeds: Sequence[str] = ()
-    ) -> Torrent:
+    def from_info(info: bytes, *, trackers: Sequence[Sequence[str]] = (), web_seeds: Sequence[str] = ()) -> Torrent:
         """Build a torrent from a bare info dictionary (as fetched from peers for a magnet link).
 
         v2 piece layers are not part of the info dictionary, so they are left empty.
@@ -217,9 +213,7 @@ def _build(
     layers: dict[bytes, bytes] = {}
     if has_v2:
         if piece_length < MIN_V2_PIECE_LENGTH or piece_length & (piece_length - 1):
-            raise MetainfoError(
-                f"{piece_length} is not a power of two of at least 16 KiB", "info.piece length"
-            )
+            raise MetainfoError(f"{piece_length} is not a power of two of at least 16 KiB", "info.piece length")
         v2_files, v2_multi = _v2_files(info, name, piece_length)
         layers = _piece_layers(top, v2_files, piece_length, require_piece_layers)
     v1_files: list[FileEntry] = []
@@ -261,7 +255,8 @@ def _build(
         piece_length=piece_length,
         files=tuple(files),
         is_multi_file=multi,
-        stream_size=max(entry.offset + entry.length for entry in files),
+        # Empty files take no room: one sorted last in a v2 tree must not lengthen the stream.
+        stream_size=max(entry.offset + entry.length for entry in files if entry.length),
         piece_hashes_v1=pieces,
         piece_layers=layers,
         trackers=_trackers(top),
@@ -307,9 +302,7 @@ def _v1_files(info: dict[bytes, bencode.Value], name: str) -> tuple[list[FileEnt
         # BEP 47 pad files, and the older BitComet convention, are never written: their
         # names need no checking beyond being present.
         is_pad = "p" in attr or (bool(raw_elements) and raw_elements[-1].startswith(b"_____padding_file_"))
-        path = (
-            (name, ".pad", str(length)) if is_pad else (name, *paths.safe_path(raw_elements, f"{where}.path"))
-        )
+        path = (name, ".pad", str(length)) if is_pad else (name, *paths.safe_path(raw_elements, f"{where}.path"))
         target = _symlink_target(item, attr, where)
         files.append(FileEntry(path, length, offset, is_pad, attr, None, target))
         offset += length
@@ -418,9 +411,7 @@ def _check_hybrid(v1_files: list[FileEntry], v2_files: list[FileEntry]) -> None:
         raise MetainfoError("the v1 file list and the v2 file tree differ", "info.files")
     for v1_entry, v2_entry in zip(real, v2_files, strict=True):
         if v1_entry.length and v1_entry.offset != v2_entry.offset:
-            raise MetainfoError(
-                f"{'/'.join(v1_entry.path)!r} is not padded to a piece boundary", "info.files"
-            )
+            raise MetainfoError(f"{'/'.join(v1_entry.path)!r} is not padded to a piece boundary", "info.files")
 
 
 def _trackers(top: dict[bytes, bencode.Value]) -> tuple[tuple[str, ...], ...]:

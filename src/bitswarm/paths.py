@@ -27,7 +27,9 @@ MAX_PATH_DEPTH = 64
 # Kept when a long name is shortened, like "episode.mkv" keeps ".mkv".
 _MAX_KEPT_EXTENSION_CHARS = 16
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, and the bidirectional overrides that can disguise an extension
+# ("exe.txt" shown for "txt.exe").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _WINDOWS_DEVICE = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9]|CONIN\$|CONOUT\$)(\..*)?$", re.IGNORECASE)
 _TRAILING_DOTS_SPACES = re.compile(r"[. ]+$")
@@ -36,6 +38,10 @@ _TRAILING_DOTS_SPACES = re.compile(r"[. ]+$")
 def safe_name(raw: bytes | str, field: str) -> str:
     """Return the portable form of one path element, or raise ``UnsafePathError``."""
     name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a file name from the OS that is not UTF-8 (surrogate escapes)
+        raise UnsafePathError(f"path element {name[:80]!r} is not valid UTF-8", field) from None
     if name in ("", ".", ".."):
         raise UnsafePathError(f"path element {name!r} is not allowed", field)
     if "/" in name or "\\" in name:
@@ -44,13 +50,15 @@ def safe_name(raw: bytes | str, field: str) -> str:
         raise UnsafePathError(f"path element {name[:80]!r} contains a control character", field)
     if _DRIVE.match(name):
         raise UnsafePathError(f"path element {name[:80]!r} looks like a drive letter", field)
-    trailing = _TRAILING_DOTS_SPACES.search(name)
-    if trailing:
-        name = name[: trailing.start()] + "_" * len(trailing.group())
     if _WINDOWS_DEVICE.match(name):
         stem, dot, extension = name.partition(".")
         name = f"{stem}_{dot}{extension}"
-    return _shorten(name)
+    # After shortening, which can expose a dot or space; the replacement keeps the length.
+    name = _shorten(name)
+    trailing = _TRAILING_DOTS_SPACES.search(name)
+    if trailing:
+        name = name[: trailing.start()] + "_" * len(trailing.group())
+    return name
 
 
 def _shorten(name: str) -> str:

@@ -47,9 +47,7 @@ class _Segment:
 class PieceHasher:
     """Reads and hashes pieces of ``files`` saved under ``root``."""
 
-    def __init__(
-        self, files: Sequence[FileEntry], piece_length: int, root: Path, *, v1: bool, v2: bool
-    ) -> None:
+    def __init__(self, files: Sequence[FileEntry], piece_length: int, root: Path, *, v1: bool, v2: bool) -> None:
         self.files = sorted((entry for entry in files if entry.length), key=lambda entry: entry.offset)
         self.piece_length = piece_length
         self.root = root
@@ -67,9 +65,7 @@ class PieceHasher:
     ) -> Iterator[PieceDigest]:
         """Digests of every piece in order; ``on_progress`` gets the count of pieces just hashed."""
         per_batch = max(1, _BATCH_BYTES // self.piece_length)
-        batches = [
-            range(at, min(at + per_batch, self.num_pieces)) for at in range(0, self.num_pieces, per_batch)
-        ]
+        batches = [range(at, min(at + per_batch, self.num_pieces)) for at in range(0, self.num_pieces, per_batch)]
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             for digests in pool.map(self._hash_batch, batches):
                 if on_progress is not None:

@@ -72,15 +72,11 @@ def verify(
         _is_good(torrent, digest, owners.get(digest.index))
         for digest in hasher.hash_all(workers=workers, on_progress=on_progress)
     )
-    return VerifyReport(
-        pieces, tuple(_file_report(torrent, entry, folder, pieces) for entry in torrent.data_files())
-    )
+    return VerifyReport(pieces, tuple(_file_report(torrent, entry, folder, pieces) for entry in torrent.data_files()))
 
 
 def _piece_owners(torrent: Torrent) -> dict[int, FileEntry]:
-    return {
-        index: entry for entry in torrent.data_files() for index in entry.piece_range(torrent.piece_length)
-    }
+    return {index: entry for entry in torrent.data_files() for index in entry.piece_range(torrent.piece_length)}
 
 
 def _is_good(torrent: Torrent, digest: PieceDigest, owner: FileEntry | None) -> bool:
