@@ -202,3 +202,21 @@ def test_verify_agrees_with_libtorrent_piece_for_piece(content: Path, tmp_path: 
     theirs = lt("check", out, content.parent)
     assert list(ours.pieces) == theirs["pieces"]
     assert ours.is_complete == (damage == "intact")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "hybrid"])
+def test_single_file_torrents_agree_with_libtorrent_both_ways(tmp_path: Path, version: str) -> None:
+    movie = tmp_path / "movie.bin"
+    movie.write_bytes(random.Random(5).randbytes(3 * PIECE_LENGTH + 99))
+    ours_path, theirs_path = tmp_path / "ours.torrent", tmp_path / "theirs.torrent"
+    bitswarm_create(movie, ours_path, version)
+    lt("create", movie, theirs_path, "--format", version, "--piece-length", str(PIECE_LENGTH))
+    for path in (ours_path, theirs_path):
+        ours, theirs = read_torrent_file(path.read_bytes()), lt("info", path)
+        assert (hex_or_none(ours.info_hash_v1), hex_or_none(ours.info_hash_v2)) == (
+            theirs["info_hash_v1"],
+            theirs["info_hash_v2"],
+        )
+        assert data_files(ours) == lt_data_files(theirs) == [("movie.bin", movie.stat().st_size)]
+        assert ours.num_pieces == theirs["num_pieces"]
+        assert list(verify(ours, tmp_path).pieces) == lt("check", path, tmp_path)["pieces"]
