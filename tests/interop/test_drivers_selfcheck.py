@@ -6,7 +6,6 @@ intact, corrupted, shortened and missing data. If these fail, no interop result 
 anything.
 """
 
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .payload import FILE_SIZES, NAME, PIECE_LENGTH, TRACKERS, write_payload
 from .tools import (
     ToolFailed,
     lt,
@@ -24,20 +24,6 @@ from .tools import (
 )
 
 pytestmark = pytest.mark.interop
-
-PIECE_LENGTH = 32 * 1024
-NAME = "payload"
-# Sizes chosen around the piece length: a file shorter than a piece, a 0-byte file
-# between two others, a file of exactly two pieces and files that end mid-piece.
-FILE_SIZES = {
-    "a.bin": 100_000,
-    "c.bin": 3 * PIECE_LENGTH + 1234,
-    "d.bin": 2 * PIECE_LENGTH,
-    "empty": 0,
-    "sub/b.bin": 40_000,
-    "sub/e.bin": 777,
-}
-TRACKERS = ("http://127.0.0.1:1/announce", "udp://127.0.0.1:2/announce")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +37,7 @@ class Made:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
     root = tmp_path_factory.mktemp("made")
-    payload = root / NAME
-    rng = random.Random(20240601)
-    for rel, size in FILE_SIZES.items():
-        path = payload / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(size))
+    payload = write_payload(root, seed=20240601)
     out = root / "torrents"
     out.mkdir()
     torrents = {"mktorrent": out / "mk.torrent", "transmission": out / "tr.torrent"}

@@ -19,33 +19,17 @@ import pytest
 from bitswarm.metainfo import Torrent, read_torrent_file
 from bitswarm.storage.verify import verify
 
+from .payload import FILE_SIZES, NAME, PIECE_LENGTH, TRACKERS, write_payload
 from .tools import lt, mktorrent_create, require, transmission_create, transmission_show
 
 pytestmark = pytest.mark.interop
 
-PIECE_LENGTH = 32 * 1024
-NAME = "payload"
-FILE_SIZES = {
-    "a.bin": 100_000,
-    "c.bin": 3 * PIECE_LENGTH + 1234,
-    "d.bin": 2 * PIECE_LENGTH,
-    "empty": 0,
-    "sub/b.bin": 40_000,
-    "sub/e.bin": 777,
-}
-TRACKERS = ("http://127.0.0.1:1/announce", "udp://127.0.0.1:2/announce")
 WEB_SEED = "http://127.0.0.1:3/files/"
 
 
 @pytest.fixture
 def content(tmp_path: Path) -> Path:
-    rng = random.Random(20261121)
-    root = tmp_path / "data" / NAME
-    for relative, size in FILE_SIZES.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(rng.randbytes(size))
-    return root
+    return write_payload(tmp_path / "data", seed=20261121)
 
 
 def bitswarm_create(content: Path, out: Path, version: str, *extra: str) -> None:
