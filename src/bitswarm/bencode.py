@@ -14,7 +14,6 @@ Every limit is explicit and checked before anything is allocated for it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -34,8 +33,6 @@ _MAX_INT_TEXT = 20
 # A string length of more than 12 digits is over a terabyte: no input of ours is that big.
 _MAX_LENGTH_DIGITS = 12
 
-_INTEGER = re.compile(rb"-?[1-9][0-9]*|0")
-_LENGTH = re.compile(rb"[1-9][0-9]*|0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +85,9 @@ class _Decoder:
                 raise DecodeError("unexpected end of data in integer", self.end)
             raise DecodeError("integer too long", i)
         text = self.data[i + 1 : stop]
-        if _INTEGER.fullmatch(text) is None:
+        digits = text[1:] if text[:1] == b"-" else text
+        # bytes.isdigit is ASCII-only; no leading zeros, and no "-0".
+        if not digits.isdigit() or (digits[0] == 0x30 and (len(digits) > 1 or digits is not text)):
             raise DecodeError(f"malformed integer {text!r}", i)
         number = int(text)
         if not INT_MIN <= number <= INT_MAX:
@@ -102,12 +101,12 @@ class _Decoder:
                 raise DecodeError("unexpected end of data in string length", self.end)
             raise DecodeError("string length too long", i)
         text = self.data[i:colon]
-        if _LENGTH.fullmatch(text) is None:
+        if not text.isdigit() or (text[0] == 0x30 and colon - i > 1):
             raise DecodeError(f"malformed string length {text!r}", i)
         start = colon + 1
         stop = start + int(text)
         if stop > self.end:
-            raise DecodeError(f"string of {int(text)} bytes runs past the end of data", i)
+            raise DecodeError(f"string of {stop - start} bytes runs past the end of data", i)
         return self.data[start:stop], stop
 
     def list(self, i: int, depth: int) -> tuple[list[Value], int]:
