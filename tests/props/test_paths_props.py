@@ -180,20 +180,6 @@ def test_resolve_inside_refuses_the_root_itself(download_root: Path) -> None:
         paths.resolve_inside(download_root, ())
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [SURROGATE_NAME, LONG_NAME_CUT_AT_DOT, LONG_NAME_CUT_AT_SPACE],
-    ids=["surrogate-escaped-name", "long-name-cut-at-dot", "long-name-cut-at-space"],
-)
-def test_known_awkward_names_are_refused_or_made_portable(raw: str) -> None:
-    try:
-        name = paths.safe_name(raw, "field")
-    except UnsafePathError:
-        return
-    _check_portable(name)
-    assert paths.safe_name(name, "field") == name
-
-
 def test_create_refuses_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     # os.walk gives such a name with a lone surrogate (surrogateescape); `create` must say
     # UsageError ("cannot share ...") rather than crash with UnicodeEncodeError.
