@@ -34,7 +34,6 @@ _MAX_INT_TEXT = 20
 _MAX_LENGTH_DIGITS = 12
 
 
-
 @dataclass(frozen=True, slots=True)
 class Document:
     """A decoded top-level value plus what a reader of files needs beyond the value.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -321,6 +322,57 @@ def format_report(report: VerifyReport) -> str:
         lines.append(f"{file.status.value:>10}  {'/'.join(file.path)}{detail}")
     lines.append(f"{report.good_pieces} good, {report.bad_pieces} bad of {len(report.pieces)} pieces")
     return "\n".join(lines)
+
+
+@cli.command("tracker")
+@click.option("--http", "http", multiple=True, help="HOST:PORT for HTTP, repeatable; 'off' disables [[::]:6969].")
+@click.option("--udp", "udp", multiple=True, help="HOST:PORT for UDP, repeatable; 'off' disables [[::]:6969].")
+@click.option("--store", help="'memory' [default] or redis://HOST:PORT/DB shared by several trackers.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file with the same settings.")
+@click.option("--whitelist", "whitelist_file", help="Track only the info-hashes in this file (reloaded on change).")
+@click.option("--passkeys", "passkeys_file", help="Private mode: passkeys allowed in /announce/<passkey>.")
+@click.option("--full-scrape/--no-full-scrape", default=None, help="Answer a scrape that names no swarm.")
+@click.option("--log-peer-addresses", is_flag=True, default=None, help="Log peers' addresses (off by default).")
+def tracker_command(
+    http: tuple[str, ...],
+    udp: tuple[str, ...],
+    store: str | None,
+    config_path: Path | None,
+    whitelist_file: str | None,
+    passkeys_file: str | None,
+    full_scrape: bool | None,
+    log_peer_addresses: bool | None,
+) -> None:
+    """Run a BitTorrent tracker over HTTP and UDP until Ctrl-C or SIGTERM."""
+    from bitswarm.net import tracker  # noqa: PLC0415 - the event loop and servers only for this command
+    from bitswarm.tracker.config import TrackerConfig, apply, load_config  # noqa: PLC0415
+
+    config = TrackerConfig()
+    if config_path is not None:
+        with about(config_path):
+            config = apply(load_config(config_path.read_text(), source=str(config_path)), {}, source="")
+    overrides: dict[str, object] = {
+        "http": [address for address in http if address != "off"] if http else None,
+        "udp": [address for address in udp if address != "off"] if udp else None,
+        "store": store,
+        "whitelist_file": whitelist_file,
+        "passkeys_file": passkeys_file,
+        "full_scrape": full_scrape,
+        "log_peer_addresses": log_peer_addresses,
+    }
+    with about("tracker"):
+        config = apply(config, {key: value for key, value in overrides.items() if value is not None}, source="options")
+        config = config.validate()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+
+    def ready(server: tracker.TrackerServer) -> None:
+        http_text = ", ".join(f"{host}:{port}" for host, port in server.http_addresses) or "off"
+        udp_text = ", ".join(f"{host}:{port}" for host, port in server.udp_addresses) or "off"
+        click.echo(f"bitswarm tracker: http {http_text}; udp {udp_text}; store {config.store.split('@')[-1]}")
+        sys.stdout.flush()
+
+    with about("tracker"):
+        tracker.run(config, ready=ready)
 
 
 @cli.command("demo")

@@ -1,0 +1,1 @@
+"""The asyncio layer: sockets, servers and timers around the sans-IO cores."""

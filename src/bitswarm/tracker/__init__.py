@@ -1,0 +1,1 @@
+"""The tracker: protocol cores, swarm state stores, and settings."""

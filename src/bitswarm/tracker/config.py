@@ -1,0 +1,102 @@
+"""Tracker settings: defaults, the TOML file and the command line, checked in one place.
+
+The file uses the command's long option names (``http``, ``udp``, ``store``) plus the
+settings only an operator running for years needs. Unknown keys are errors, so a typo
+never silently leaves a default in force.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from bitswarm.errors import UsageError
+
+DEFAULT_PORT = 6969
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    # Empty tuple: that protocol is off. "[::]:6969" takes IPv4 too on a dual-stack host.
+    http: tuple[str, ...] = (f"[::]:{DEFAULT_PORT}",)
+    udp: tuple[str, ...] = (f"[::]:{DEFAULT_PORT}",)
+    store: str = "memory"
+    interval_s: int = 1800
+    min_interval_s: int = 900
+    # Two missed announces and a margin, as opentracker does.
+    peer_timeout_s: int = 3900
+    default_numwant: int = 50
+    max_numwant: int = 200
+    full_scrape: bool = True
+    whitelist_file: str | None = None
+    passkeys_file: str | None = None
+    # No default: without a token the admin API is off (no default credentials).
+    admin_token: str | None = None
+    trust_ip_parameter: bool = False
+    log_peer_addresses: bool = False
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: float = 200.0
+    # Several processes behind one address must share it so their UDP connection IDs agree.
+    udp_secret: str | None = None
+
+    def validate(self) -> TrackerConfig:
+        if not self.http and not self.udp:
+            raise UsageError("tracker: neither HTTP nor UDP is enabled")
+        for address in (*self.http, *self.udp):
+            split_host_port(address)
+        if not self.store == "memory" and not self.store.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError(f"tracker: store {self.store!r} is neither 'memory' nor a redis:// URL")
+        if not 0 < self.min_interval_s <= self.interval_s or self.peer_timeout_s < self.interval_s:
+            raise UsageError("tracker: need 0 < min_interval_s <= interval_s <= peer_timeout_s")
+        if not 0 < self.default_numwant <= self.max_numwant <= 2000:
+            raise UsageError("tracker: need 0 < default_numwant <= max_numwant <= 2000")
+        if self.rate_limit_per_s <= 0 or self.rate_limit_burst < 1:
+            raise UsageError("tracker: rate limits must be positive")
+        if self.udp_secret is not None and len(self.udp_secret) < 16:
+            raise UsageError("tracker: udp_secret must be at least 16 characters")
+        return self
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """'HOST:PORT', '[V6]:PORT' or ':PORT' -> (host, port); an empty host means every address."""
+    host, colon, port_text = address.rpartition(":")
+    if not colon or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise UsageError(f"tracker: {address!r} is not HOST:PORT")
+    return host.removeprefix("[").removesuffix("]"), int(port_text)
+
+
+def load_config(text: str, *, source: str = "config") -> TrackerConfig:
+    """A config from TOML text; raises UsageError naming the bad key."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{source}: {error}") from None
+    return apply(TrackerConfig(), table, source=source)
+
+
+def apply(config: TrackerConfig, settings: dict[str, Any], *, source: str) -> TrackerConfig:
+    """``config`` with ``settings`` applied; lists for addresses, types checked."""
+    known = {item.name: item for item in fields(TrackerConfig)}
+    changes: dict[str, Any] = {}
+    for key, given in settings.items():
+        value = given
+        name = key.replace("-", "_")
+        if name not in known:
+            raise UsageError(f"{source}: unknown setting {key!r}")
+        default = getattr(TrackerConfig(), name)
+        if name in ("http", "udp"):
+            value = (value,) if isinstance(value, str) else value
+            if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+                raise UsageError(f"{source}: {key} must be an address or a list of addresses")
+            value = tuple(item for item in value if item)
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise UsageError(f"{source}: {key} must be true or false")
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UsageError(f"{source}: {key} must be a number")
+            value = type(default)(value)
+        elif (default is None or isinstance(default, str)) and not isinstance(value, str):
+            raise UsageError(f"{source}: {key} must be a string")
+        changes[name] = value
+    return replace(config, **changes)

@@ -1,0 +1,133 @@
+"""The in-memory tracker store: every swarm in dictionaries, answered without waiting.
+
+A swarm keeps seeders and leechers in two dictionaries from compact address to the time
+of the last announce, so counts are their sizes and a re-announce replaces its entry.
+Expiry walks a bounded slice of swarms per call, so no single call stalls the loop.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+from bitswarm.tracker.swarm import AnnounceRequest, Event, SwarmCounts, SwarmView
+
+
+class _Swarm:
+    __slots__ = ("completed", "leechers", "seeders")
+
+    def __init__(self) -> None:
+        self.seeders: dict[bytes, float] = {}
+        self.leechers: dict[bytes, float] = {}
+        self.completed = 0
+
+    def counts(self) -> SwarmCounts:
+        return SwarmCounts(len(self.seeders), len(self.leechers), self.completed)
+
+
+class MemoryStore:
+    """Swarm state of one process. Sans-IO: time and chance are arguments."""
+
+    def __init__(self, *, peer_timeout_s: float, rng: random.Random) -> None:
+        self.peer_timeout_s = peer_timeout_s
+        self.rng = rng
+        self._swarms: dict[bytes, _Swarm] = {}
+        self._expiry_cursor: list[bytes] = []
+
+    @property
+    def swarm_count(self) -> int:
+        return len(self._swarms)
+
+    @property
+    def peer_count(self) -> int:
+        return sum(len(swarm.seeders) + len(swarm.leechers) for swarm in self._swarms.values())
+
+    def announce_now(self, request: AnnounceRequest, now: float) -> SwarmView:
+        swarm = self._swarms.get(request.info_hash)
+        if swarm is None:
+            if request.event is Event.STOPPED:
+                return SwarmView(SwarmCounts(), [])
+            swarm = self._swarms[request.info_hash] = _Swarm()
+        address = request.address
+        was_seed = swarm.seeders.pop(address, None) is not None
+        swarm.leechers.pop(address, None)
+        if request.event is Event.STOPPED:
+            counts = swarm.counts()
+            if not swarm.seeders and not swarm.leechers:
+                del self._swarms[request.info_hash]
+            return SwarmView(counts, [])
+        if request.is_seed:
+            swarm.seeders[address] = now
+            # A peer that says "completed" twice, or was already seeding, finished once.
+            if request.event is Event.COMPLETED and not was_seed:
+                swarm.completed += 1
+        else:
+            swarm.leechers[address] = now
+        return SwarmView(swarm.counts(), self._pick_peers(swarm, request))
+
+    def _pick_peers(self, swarm: _Swarm, request: AnnounceRequest) -> list[bytes]:
+        wanted = request.numwant
+        size = len(request.address)
+        picked: list[bytes] = []
+        # Seeders first for a leecher; a seeder only wants leechers.
+        groups = (swarm.leechers,) if request.is_seed else (swarm.seeders, swarm.leechers)
+        for group in groups:
+            if wanted <= len(picked):
+                break
+            candidates = [address for address in group if len(address) == size and address != request.address]
+            room = wanted - len(picked)
+            picked += candidates if len(candidates) <= room else self.rng.sample(candidates, room)
+        return picked
+
+    def scrape_now(self, info_hashes: Iterable[bytes]) -> dict[bytes, SwarmCounts]:
+        """Counts for each asked swarm; an unknown swarm counts zero."""
+        result = {}
+        for info_hash in info_hashes:
+            swarm = self._swarms.get(info_hash)
+            result[info_hash] = swarm.counts() if swarm is not None else SwarmCounts()
+        return result
+
+    def full_scrape_now(self) -> dict[bytes, SwarmCounts]:
+        return {info_hash: swarm.counts() for info_hash, swarm in self._swarms.items()}
+
+    def expire_now(self, now: float, *, max_swarms: int) -> int:
+        """Drop peers silent for longer than the timeout in up to ``max_swarms`` swarms.
+
+        Call it repeatedly: it resumes where it stopped and starts over after the last
+        swarm. Returns the number of peers dropped.
+        """
+        if not self._expiry_cursor:
+            self._expiry_cursor = list(self._swarms)
+        batch = self._expiry_cursor[-max_swarms:]
+        del self._expiry_cursor[-max_swarms:]
+        deadline = now - self.peer_timeout_s
+        dropped = 0
+        for info_hash in batch:
+            swarm = self._swarms.get(info_hash)
+            if swarm is None:
+                continue
+            for group in (swarm.seeders, swarm.leechers):
+                stale = [address for address, seen in group.items() if seen < deadline]
+                for address in stale:
+                    del group[address]
+                dropped += len(stale)
+            if not swarm.seeders and not swarm.leechers:
+                del self._swarms[info_hash]
+        return dropped
+
+    # The asynchronous face shared with stores that wait on a server.
+
+    async def announce(self, request: AnnounceRequest, now: float) -> SwarmView:
+        return self.announce_now(request, now)
+
+    async def scrape(self, info_hashes: Iterable[bytes]) -> dict[bytes, SwarmCounts]:
+        return self.scrape_now(info_hashes)
+
+    async def full_scrape(self) -> dict[bytes, SwarmCounts]:
+        return self.full_scrape_now()
+
+    async def expire(self, now: float, *, max_swarms: int) -> int:
+        return self.expire_now(now, max_swarms=max_swarms)
+
+    async def close(self) -> None:
+        return None

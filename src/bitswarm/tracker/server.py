@@ -1,0 +1,387 @@
+"""The tracker's protocol core: HTTP (BEP 3, 7, 23, 48) and UDP (BEP 15, 41), sans-IO.
+
+Requests come in as a query string or a datagram and leave as an ``AnnounceRequest`` or a
+scrape; a store's answer goes back out as bytes. Every parameter is checked against a
+named limit, and anything wrong becomes a ``TrackerRequestError`` whose text is the
+``failure reason`` (HTTP) or error message (UDP) a client shows.
+
+UDP connection IDs are not stored: an ID is a keyed hash of the client's address and a
+one-minute window, accepted in its window and the next, so it lives one to two minutes
+(BEP 15) and costs no memory however many clients connect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes
+
+from bitswarm import bencode
+from bitswarm.errors import ProtocolError
+from bitswarm.tracker.swarm import (
+    INFO_HASH_BYTES,
+    PEER_ID_BYTES,
+    AnnounceRequest,
+    Event,
+    SwarmCounts,
+    SwarmView,
+)
+
+# Longer query strings are not announces: a full announce is about 300 bytes.
+MAX_QUERY_BYTES = 4096
+MAX_PARAMETERS = 64
+# Scrapes of more swarms at once are an amplification lever.
+MAX_SCRAPE_HASHES = 74
+# Numbers beyond 2^63 are no byte counts; 18 digits fit every real value.
+_MAX_NUMBER_DIGITS = 19
+MAX_KEY_BYTES = 64
+MAX_PASSKEY_CHARS = 64
+
+UDP_PROTOCOL_ID = 0x41727101980
+UDP_CONNECT, UDP_ANNOUNCE, UDP_SCRAPE, UDP_ERROR = 0, 1, 2, 3
+UDP_ANNOUNCE_BYTES = 98
+# A scrape of MAX_SCRAPE_HASHES plus header; BEP 41 options can follow an announce.
+MAX_UDP_REQUEST_BYTES = 16 + INFO_HASH_BYTES * MAX_SCRAPE_HASHES
+CONNECTION_WINDOW_S = 60
+
+_EVENTS = {b"": Event.NONE, b"started": Event.STARTED, b"completed": Event.COMPLETED, b"stopped": Event.STOPPED}
+# BEP 21's "paused" is an ordinary re-announce for swarm counting.
+_EVENTS[b"paused"] = Event.NONE
+
+
+class TrackerRequestError(ProtocolError):
+    """A client's request broke a rule; the message is what the client is told."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerPolicy:
+    interval_s: int = 1800
+    min_interval_s: int = 900
+    default_numwant: int = 50
+    max_numwant: int = 200
+    trust_ip_parameter: bool = False
+    allow_full_scrape: bool = True
+    # None: open tracker. Otherwise only these info-hashes are tracked.
+    whitelist: frozenset[bytes] | None = None
+    # None: no passkeys. Otherwise announces must come to /announce/<passkey>.
+    passkeys: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnnounce:
+    request: AnnounceRequest
+    compact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UdpReply:
+    """Send ``payload`` back to the datagram's source."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UdpAnnounce:
+    request: AnnounceRequest
+    transaction_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UdpScrape:
+    info_hashes: list[bytes]
+    transaction_id: bytes
+
+
+@dataclass
+class RequestCounters:
+    """What the core saw, for metrics; plain integers bumped in place."""
+
+    announces: dict[str, int] = field(default_factory=lambda: {"http": 0, "udp": 0})
+    scrapes: dict[str, int] = field(default_factory=lambda: {"http": 0, "udp": 0})
+    connects: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+def compact_address(host: str, port: int) -> bytes:
+    """4- or 16-byte address then 2-byte port; an IPv4-mapped IPv6 address becomes IPv4."""
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.packed + port.to_bytes(2, "big")
+
+
+def parse_query(query: bytes) -> dict[bytes, list[bytes]]:
+    """Split a query string into decoded values per name; raises TrackerRequestError."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise TrackerRequestError("query string too long")
+    parameters: dict[bytes, list[bytes]] = {}
+    pairs = query.split(b"&") if query else []
+    if len(pairs) > MAX_PARAMETERS:
+        raise TrackerRequestError("too many parameters")
+    for pair in pairs:
+        if not pair:
+            continue
+        name, _, value = pair.partition(b"=")
+        parameters.setdefault(unquote_to_bytes(name), []).append(unquote_to_bytes(value.replace(b"+", b" ")))
+    return parameters
+
+
+def _single(parameters: Mapping[bytes, list[bytes]], name: bytes, *, required: bool = True) -> bytes | None:
+    values = parameters.get(name)
+    if values is None:
+        if required:
+            raise TrackerRequestError(f"missing {name.decode()}")
+        return None
+    if len(values) != 1:
+        raise TrackerRequestError(f"repeated {name.decode()}")
+    return values[0]
+
+
+def _number(parameters: Mapping[bytes, list[bytes]], name: bytes, *, default: int | None = None) -> int:
+    text = _single(parameters, name, required=default is None)
+    if text is None:
+        assert default is not None  # guarded by required=default is None
+        return default
+    if not text.isdigit() or len(text) > _MAX_NUMBER_DIGITS:
+        raise TrackerRequestError(f"invalid {name.decode()}")
+    return int(text)
+
+
+def _fixed(parameters: Mapping[bytes, list[bytes]], name: bytes, size: int) -> bytes:
+    value = _single(parameters, name)
+    assert value is not None  # required
+    if len(value) != size:
+        raise TrackerRequestError(f"invalid {name.decode()}: {len(value)} bytes, not {size}")
+    return value
+
+
+class HttpTracker:
+    """Turns HTTP announce and scrape requests into store calls and answers into bodies."""
+
+    def __init__(self, policy: TrackerPolicy, counters: RequestCounters) -> None:
+        self.policy = policy
+        self.counters = counters
+
+    def parse_announce(self, query: bytes, client: tuple[str, int], passkey: str | None) -> HttpAnnounce:
+        """Raises ``TrackerRequestError`` with the failure reason to send."""
+        parameters = parse_query(query)
+        info_hash = _fixed(parameters, b"info_hash", INFO_HASH_BYTES)
+        peer_id = _fixed(parameters, b"peer_id", PEER_ID_BYTES)
+        port = _number(parameters, b"port")
+        if not 0 < port < 65536:
+            raise TrackerRequestError("invalid port")
+        event_text = _single(parameters, b"event", required=False) or b""
+        event = _EVENTS.get(event_text)
+        if event is None:
+            raise TrackerRequestError("invalid event")
+        key = _single(parameters, b"key", required=False)
+        if key is not None and len(key) > MAX_KEY_BYTES:
+            raise TrackerRequestError("invalid key")
+        host = client[0]
+        claimed = _single(parameters, b"ip", required=False)
+        if claimed is not None and self.policy.trust_ip_parameter:
+            host = claimed.decode("ascii", "replace")
+        try:
+            address = compact_address(host, port)
+        except ValueError:
+            raise TrackerRequestError("invalid ip") from None
+        numwant = min(_number(parameters, b"numwant", default=self.policy.default_numwant), self.policy.max_numwant)
+        compact = _single(parameters, b"compact", required=False) != b"0"
+        self._admit(info_hash, passkey)
+        request = AnnounceRequest(
+            info_hash=info_hash,
+            peer_id=peer_id,
+            address=address,
+            event=event,
+            left=_number(parameters, b"left"),
+            uploaded=_number(parameters, b"uploaded"),
+            downloaded=_number(parameters, b"downloaded"),
+            numwant=numwant,
+            passkey=passkey,
+        )
+        return HttpAnnounce(request, compact)
+
+    def _admit(self, info_hash: bytes, passkey: str | None) -> None:
+        admit(self.policy, info_hash, passkey)
+
+    def encode_announce(self, announce: HttpAnnounce, view: SwarmView) -> bytes:
+        counts = view.counts
+        response: dict[bytes, object] = {
+            b"complete": counts.seeders,
+            b"incomplete": counts.leechers,
+            b"downloaded": counts.completed,
+            b"interval": self.policy.interval_s,
+            b"min interval": self.policy.min_interval_s,
+        }
+        if announce.compact:
+            # BEP 7: IPv6 peers go in peers6, IPv4 in peers; the store gave the asker's family.
+            response[b"peers6" if announce.request.is_ipv6 else b"peers"] = b"".join(view.peers)
+            if announce.request.is_ipv6:
+                response[b"peers"] = b""
+        else:
+            response[b"peers"] = [_peer_dictionary(address) for address in view.peers]
+        return bencode.encode(response)
+
+    def parse_scrape(self, query: bytes, passkey: str | None) -> list[bytes] | None:
+        """The info-hashes asked for, or None for a full scrape; raises TrackerRequestError."""
+        parameters = parse_query(query)
+        hashes = parameters.get(b"info_hash", [])
+        if not hashes:
+            if not self.policy.allow_full_scrape:
+                raise TrackerRequestError("full scrape is disabled")
+            if self.policy.passkeys is not None and passkey not in self.policy.passkeys:
+                raise TrackerRequestError("unknown passkey")
+            return None
+        if len(hashes) > MAX_SCRAPE_HASHES:
+            raise TrackerRequestError("too many info_hash values")
+        for info_hash in hashes:
+            if len(info_hash) != INFO_HASH_BYTES:
+                raise TrackerRequestError("invalid info_hash")
+        unique = list(dict.fromkeys(hashes))
+        for info_hash in unique:
+            self._admit(info_hash, passkey)
+        return unique
+
+    def encode_scrape(self, counts: Mapping[bytes, SwarmCounts]) -> bytes:
+        files = {
+            info_hash: {b"complete": count.seeders, b"downloaded": count.completed, b"incomplete": count.leechers}
+            for info_hash, count in counts.items()
+        }
+        return bencode.encode({b"files": files})
+
+
+def admit(policy: TrackerPolicy, info_hash: bytes, passkey: str | None) -> None:
+    """Refuse swarms the whitelist lacks and users the passkey list lacks."""
+    if policy.passkeys is not None and passkey not in policy.passkeys:
+        raise TrackerRequestError("unknown passkey")
+    if policy.whitelist is not None and info_hash not in policy.whitelist:
+        raise TrackerRequestError("torrent not registered with this tracker")
+
+
+def encode_failure(reason: str) -> bytes:
+    return bencode.encode({b"failure reason": reason})
+
+
+def _peer_dictionary(address: bytes) -> dict[bytes, object]:
+    host = ipaddress.ip_address(address[:-2])
+    return {b"ip": str(host), b"port": int.from_bytes(address[-2:], "big")}
+
+
+_CONNECT = struct.Struct(">QII")
+_HEADER = struct.Struct(">QII")
+_ANNOUNCE_TAIL = struct.Struct(">20s20sQQQIIIiH")
+_REPLY_HEADER = struct.Struct(">II")
+_ANNOUNCE_REPLY = struct.Struct(">IIIII")
+_SCRAPE_ENTRY = struct.Struct(">III")
+
+
+class UdpTracker:
+    """BEP 15 over datagrams. ``secret`` keys the connection IDs; keep it private."""
+
+    def __init__(self, policy: TrackerPolicy, counters: RequestCounters, secret: bytes) -> None:
+        self.policy = policy
+        self.counters = counters
+        self.secret = secret
+
+    def connection_id(self, address: bytes, window: int) -> bytes:
+        material = address + window.to_bytes(8, "big")
+        return hashlib.blake2b(material, key=self.secret, digest_size=8).digest()
+
+    def _connection_is_valid(self, connection_id: bytes, address: bytes, now: float) -> bool:
+        window = int(now // CONNECTION_WINDOW_S)
+        return connection_id in (self.connection_id(address, window), self.connection_id(address, window - 1))
+
+    def receive(
+        self, datagram: bytes, source: tuple[str, int], now: float
+    ) -> UdpReply | UdpAnnounce | UdpScrape | None:
+        """What to do with one datagram: reply at once, ask the store, or stay silent.
+
+        Silence is the answer to anything that is not a well-formed request from an
+        address that proved itself: a reply to a forged source would be reflection.
+        """
+        if len(datagram) < _HEADER.size or len(datagram) > MAX_UDP_REQUEST_BYTES + 256:
+            self.counters.error("udp_size")
+            return None
+        connection, action, transaction = _HEADER.unpack_from(datagram)
+        transaction_id = transaction.to_bytes(4, "big")
+        address = compact_address(*source[:2])
+        if action == UDP_CONNECT:
+            if connection != UDP_PROTOCOL_ID or len(datagram) != _CONNECT.size:
+                self.counters.error("udp_connect")
+                return None
+            self.counters.connects += 1
+            window = int(now // CONNECTION_WINDOW_S)
+            return UdpReply(_REPLY_HEADER.pack(UDP_CONNECT, transaction) + self.connection_id(address, window))
+        if action not in (UDP_ANNOUNCE, UDP_SCRAPE):
+            self.counters.error("udp_action")
+            return None
+        if not self._connection_is_valid(connection.to_bytes(8, "big"), address, now):
+            self.counters.error("udp_connection_id")
+            return None
+        try:
+            if action == UDP_ANNOUNCE:
+                return UdpAnnounce(self._parse_announce(datagram, address), transaction_id)
+            return UdpScrape(self._parse_scrape(datagram), transaction_id)
+        except TrackerRequestError as error:
+            self.counters.error("udp_request")
+            return UdpReply(encode_udp_error(transaction_id, str(error)))
+
+    def _parse_announce(self, datagram: bytes, address: bytes) -> AnnounceRequest:
+        if len(datagram) < UDP_ANNOUNCE_BYTES:
+            raise TrackerRequestError("announce too short")
+        # Bytes after the 98 are BEP 41 options (URL data): tolerated, not needed.
+        info_hash, peer_id, downloaded, left, uploaded, event, ip, _key, numwant, port = _ANNOUNCE_TAIL.unpack_from(
+            datagram, _HEADER.size
+        )
+        if event > Event.STOPPED:
+            raise TrackerRequestError("invalid event")
+        if port == 0:
+            raise TrackerRequestError("invalid port")
+        host = address[:-2]
+        if ip and self.policy.trust_ip_parameter and len(host) == 4:
+            host = ip.to_bytes(4, "big")
+        wanted = self.policy.default_numwant if numwant < 0 else numwant
+        admit(self.policy, info_hash, None)
+        return AnnounceRequest(
+            info_hash=info_hash,
+            peer_id=peer_id,
+            address=host + port.to_bytes(2, "big"),
+            event=Event(event),
+            left=left,
+            uploaded=uploaded,
+            downloaded=downloaded,
+            numwant=min(wanted, self.policy.max_numwant),
+        )
+
+    def _parse_scrape(self, datagram: bytes) -> list[bytes]:
+        body = datagram[_HEADER.size :]
+        if not body or len(body) % INFO_HASH_BYTES or len(body) // INFO_HASH_BYTES > MAX_SCRAPE_HASHES:
+            raise TrackerRequestError("invalid scrape")
+        hashes = [body[at : at + INFO_HASH_BYTES] for at in range(0, len(body), INFO_HASH_BYTES)]
+        for info_hash in hashes:
+            admit(self.policy, info_hash, None)
+        return hashes
+
+    def encode_announce(self, transaction_id: bytes, view: SwarmView) -> bytes:
+        counts = view.counts
+        header = _ANNOUNCE_REPLY.pack(
+            UDP_ANNOUNCE, int.from_bytes(transaction_id, "big"), self.policy.interval_s, counts.leechers, counts.seeders
+        )
+        return header + b"".join(view.peers)
+
+    def encode_scrape(self, transaction_id: bytes, hashes: list[bytes], counts: Mapping[bytes, SwarmCounts]) -> bytes:
+        parts = [_REPLY_HEADER.pack(UDP_SCRAPE, int.from_bytes(transaction_id, "big"))]
+        for info_hash in hashes:
+            count = counts.get(info_hash, SwarmCounts())
+            parts.append(_SCRAPE_ENTRY.pack(count.seeders, count.completed, count.leechers))
+        return b"".join(parts)
+
+
+def encode_udp_error(transaction_id: bytes, message: str) -> bytes:
+    return _REPLY_HEADER.pack(UDP_ERROR, int.from_bytes(transaction_id, "big")) + message.encode()[:200]
