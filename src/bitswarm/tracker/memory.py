@@ -33,6 +33,9 @@ class MemoryStore:
         self.rng = rng
         self._swarms: dict[bytes, _Swarm] = {}
         self._expiry_cursor: list[bytes] = []
+        # Private mode: the totals each peer last reported, and each user's sums of growth.
+        self._reported: dict[tuple[bytes, bytes], tuple[int, int]] = {}
+        self._users: dict[str, tuple[int, int]] = {}
 
     @property
     def swarm_count(self) -> int:
@@ -49,6 +52,8 @@ class MemoryStore:
                 return SwarmView(SwarmCounts(), [])
             swarm = self._swarms[request.info_hash] = _Swarm()
         address = request.address
+        if request.passkey is not None:
+            self._account(request)
         was_seed = swarm.seeders.pop(address, None) is not None
         swarm.leechers.pop(address, None)
         if request.event is Event.STOPPED:
@@ -64,6 +69,24 @@ class MemoryStore:
         else:
             swarm.leechers[address] = now
         return SwarmView(swarm.counts(), self._pick_peers(swarm, request))
+
+    def _account(self, request: AnnounceRequest) -> None:
+        key = (request.info_hash, request.address)
+        before_up, before_down = (0, 0) if request.event is Event.STARTED else self._reported.get(key, (0, 0))
+        # Totals that went down mean the client restarted counting: all of it is new.
+        grown_up = request.uploaded - before_up if request.uploaded >= before_up else request.uploaded
+        grown_down = request.downloaded - before_down if request.downloaded >= before_down else request.downloaded
+        assert request.passkey is not None  # only called for private announces
+        up, down = self._users.get(request.passkey, (0, 0))
+        self._users[request.passkey] = (up + grown_up, down + grown_down)
+        if request.event is Event.STOPPED:
+            self._reported.pop(key, None)
+        else:
+            self._reported[key] = (request.uploaded, request.downloaded)
+
+    def user_totals_now(self) -> dict[str, tuple[int, int]]:
+        """(uploaded, downloaded) bytes per passkey, summed over every announce."""
+        return dict(self._users)
 
     def _pick_peers(self, swarm: _Swarm, request: AnnounceRequest) -> list[bytes]:
         wanted = request.numwant
@@ -110,6 +133,7 @@ class MemoryStore:
                 stale = [address for address, seen in group.items() if seen < deadline]
                 for address in stale:
                     del group[address]
+                    self._reported.pop((info_hash, address), None)
                 dropped += len(stale)
             if not swarm.seeders and not swarm.leechers:
                 del self._swarms[info_hash]
@@ -128,6 +152,9 @@ class MemoryStore:
 
     async def expire(self, now: float, *, max_swarms: int) -> int:
         return self.expire_now(now, max_swarms=max_swarms)
+
+    async def user_totals(self) -> dict[str, tuple[int, int]]:
+        return self.user_totals_now()
 
     async def close(self) -> None:
         return None
