@@ -61,7 +61,7 @@ RATE_WINDOW_S = 10.0
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
 _REASONS |= {413: "Payload Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
-_REASONS |= {503: "Service Unavailable"}
+_REASONS |= {409: "Conflict", 503: "Service Unavailable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,7 @@ class TrackerService:
             log.error("request failed", exc_info=task.exception())
 
     def http_request(
-        self, method: bytes, url: bytes, client: tuple[str, int]
+        self, method: bytes, url: bytes, client: tuple[str, int], authorization: bytes | None = None
     ) -> Response | Coroutine[Any, Any, Response]:
         """A response now, or a coroutine giving it once the store answers."""
         parsed = httptools.parse_url(url)
@@ -197,6 +197,8 @@ class TrackerService:
         query = parsed.query or b""
         parts = path.strip(b"/").split(b"/")
         route = parts[0]
+        if route == b"admin":
+            return self._admin(method, parts[1:], authorization)
         passkey = parts[1].decode("ascii", "replace") if len(parts) == 2 else None
         if len(parts) > 2:
             return Response(404, b"not found\n")
@@ -227,6 +229,57 @@ class TrackerService:
         if route == b"metrics" and len(parts) == 1:
             return Response(200, self.metrics().encode(), "text/plain; version=0.0.4")
         return Response(404, b"not found\n")
+
+    def _admin(
+        self, method: bytes, parts: list[bytes], authorization: bytes | None
+    ) -> Response | Coroutine[Any, Any, Response]:
+        """The operator's API: bearer token required; without a configured token it is off."""
+        token = self.config.admin_token
+        if token is None:
+            return Response(404, b"admin API is off (no admin_token configured)\n")
+        expected = b"Bearer " + token.encode()
+        if authorization is None or not secrets.compare_digest(authorization, expected):
+            self.counters.error("admin_unauthorized")
+            return Response(401, b"unauthorized\n")
+        if parts == [b"users"] and method == b"GET":
+            return self._admin_users()
+        if parts[:1] != [b"whitelist"] or len(parts) > 2:
+            return Response(404, b"not found\n")
+        if self.config.whitelist_file is None:
+            return Response(409, b"no whitelist file configured\n")
+        if len(parts) == 1 and method == b"GET":
+            listed = sorted(info_hash.hex() for info_hash in self.policy.whitelist or ())
+            return Response(200, json.dumps(listed).encode(), "application/json")
+        if len(parts) != 2 or method not in (b"PUT", b"DELETE"):
+            return Response(405, b"GET /admin/whitelist, PUT or DELETE /admin/whitelist/<info-hash>\n")
+        try:
+            info_hash = bytes.fromhex(parts[1].decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            info_hash = b""
+        if len(info_hash) not in (20, 32):
+            return Response(400, b"an info-hash has 40 or 64 hex digits\n")
+        current = set(self.policy.whitelist or ())
+        if method == b"PUT":
+            current.add(info_hash[:INFO_HASH_BYTES])
+        else:
+            current.discard(info_hash[:INFO_HASH_BYTES])
+        self._write_whitelist(frozenset(current))
+        return Response(200, b"ok\n")
+
+    def _write_whitelist(self, whitelist: frozenset[bytes]) -> None:
+        """Replace the whitelist file atomically, so API changes survive a restart."""
+        assert self.config.whitelist_file is not None  # checked by the caller
+        path = Path(self.config.whitelist_file)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text("".join(f"{info_hash.hex()}\n" for info_hash in sorted(whitelist)))
+        os.replace(temporary, path)
+        self._file_stamps[self.config.whitelist_file] = path.stat().st_mtime_ns
+        self.set_policy(replace(self.policy, whitelist=whitelist))
+
+    async def _admin_users(self) -> Response:
+        totals = await self.store.user_totals()
+        body = {key: {"uploaded": up, "downloaded": down} for key, (up, down) in sorted(totals.items())}
+        return Response(200, json.dumps(body).encode(), "application/json")
 
     def _http_announce_body(self, announce: HttpAnnounce, view: SwarmView) -> bytes:
         if self.config.log_peer_addresses:
@@ -350,6 +403,7 @@ class _HttpConnection(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.error_status = 0
         self.waiting = False
+        self.authorization: bytes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so this is a cast, not a check.
@@ -380,6 +434,7 @@ class _HttpConnection(asyncio.Protocol):
         self.header_bytes = 0
         self.body_bytes = 0
         self.error_status = 0
+        self.authorization = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -392,6 +447,8 @@ class _HttpConnection(asyncio.Protocol):
         if self.header_bytes > MAX_HEADER_BYTES:
             self.error_status = 431
             raise httptools.HttpParserError("headers too large")
+        if name.lower() == b"authorization":
+            self.authorization = value
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
@@ -403,7 +460,7 @@ class _HttpConnection(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive()
         method = self.parser.get_method()
         try:
-            answer = self.service.http_request(method, bytes(self.url), self.client)
+            answer = self.service.http_request(method, bytes(self.url), self.client, self.authorization)
         except (ValueError, httptools.HttpParserInvalidURLError):
             answer = Response(400, b"bad request\n")
         if isinstance(answer, Response):

@@ -30,11 +30,11 @@ from bitswarm.tracker.swarm import (
     SwarmView,
 )
 
-# Longer query strings are not announces: a full announce is about 300 bytes.
-MAX_QUERY_BYTES = 4096
-MAX_PARAMETERS = 64
-# Scrapes of more swarms at once are an amplification lever.
+# Scrapes of more swarms at once are an amplification lever (74 fit one UDP reply).
 MAX_SCRAPE_HASHES = 74
+# A scrape of 74 fully percent-encoded hashes is about 5.2 KB; an announce about 300 bytes.
+MAX_QUERY_BYTES = 6144
+MAX_PARAMETERS = MAX_SCRAPE_HASHES + 16
 # Numbers beyond 2^63 are no byte counts; 18 digits fit every real value.
 _MAX_NUMBER_DIGITS = 19
 MAX_KEY_BYTES = 64
