@@ -270,3 +270,34 @@ def test_config_file_settings_and_their_errors() -> None:
             load_config(text)
     with pytest.raises(UsageError, match="neither HTTP nor UDP"):
         load_config("http = []\nudp = []").validate()
+
+
+def test_ipv6_over_http_and_udp() -> None:
+    config = TrackerConfig(http=("[::1]:0",), udp=("[::1]:0",))
+
+    async def scenario(server: TrackerServer, address: tuple[str, int]) -> None:
+        await exchange(address, get(announce_url(1001, left=0)))
+        reply = bencode.decode(body_of(await exchange(address, get(announce_url(1002)))))
+        assert isinstance(reply, dict)
+        assert reply[b"peers6"] == bytes(15) + b"\x01" + (1001).to_bytes(2, "big")
+        loop = asyncio.get_running_loop()
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+        class Client(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: object) -> None:
+                replies.put_nowait(data)
+
+        transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.udp_addresses[0])
+        transport.sendto(struct.pack(">QII", 0x41727101980, 0, 1))
+        connection_id = (await replies.get())[8:]
+        transport.sendto(
+            connection_id + struct.pack(">II20s20sQQQIIIiH", 1, 2, INFO_HASH, b"q" * 20, 0, 5, 0, 2, 0, 0, -1, 7000)
+        )
+        reply_datagram = await replies.get()
+        assert struct.unpack(">IIIII", reply_datagram[:20]) == (1, 2, 1800, 2, 1)
+        # BEP 15 over IPv6: 18-byte peers, seeders first.
+        assert reply_datagram[20:38] == bytes(15) + b"\x01" + (1001).to_bytes(2, "big")
+        assert len(reply_datagram) == 20 + 18 * 2
+        transport.close()
+
+    run(scenario, config)
