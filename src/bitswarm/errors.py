@@ -43,5 +43,9 @@ class ProtocolError(BitswarmError):
     """The remote side broke a protocol rule."""
 
 
+class PeerProtocolError(ProtocolError):
+    """A peer broke the peer wire protocol; that one connection ends."""
+
+
 class UsageError(BitswarmError):
     """Our own caller broke a rule (bad argument, call on a closed core)."""

@@ -1,0 +1,1 @@
+"""The peer wire protocol: message codec and connection core."""

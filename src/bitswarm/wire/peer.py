@@ -1,0 +1,387 @@
+"""One peer connection as a sans-IO core (BEP 3, BEP 6 fast extension, BEP 10 handshake bit).
+
+The machine: AWAITING_HANDSHAKE until 68 bytes of handshake arrive (the right info-hash,
+not our own peer id), then AWAITING_BITFIELD for exactly one message, where a bitfield,
+have-all or have-none may appear (BEP 6 says only there), then OPEN until a rule is
+broken or the layer above closes it: CLOSED, after which every call is a UsageError.
+
+The core checks every index, offset and length against the torrent and keeps the state
+both sides rely on: choke and interest in each direction, the peer's pieces, the requests
+we have outstanding and the requests the peer is waiting on (bounded: a flood ends the
+connection). With the fast extension it rejects, on its own, requests it cannot serve.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bitswarm.errors import PeerProtocolError, UsageError
+from bitswarm.wire.messages import (
+    BLOCK_SIZE,
+    EXTENSION_PROTOCOL,
+    FAST_EXTENSION,
+    HANDSHAKE_BYTES,
+    AllowedFast,
+    Bitfield,
+    Cancel,
+    Choke,
+    Extended,
+    FrameDecoder,
+    Handshake,
+    Have,
+    HaveAll,
+    HaveNone,
+    Interested,
+    KeepAlive,
+    Message,
+    NotInterested,
+    Piece,
+    Port,
+    Reject,
+    Request,
+    Suggest,
+    Unchoke,
+    encode,
+    reserved_bits,
+)
+
+# Extension messages (metadata pieces of 16 KiB plus a header) are the largest we accept
+# besides a bitfield; 1 MiB covers every real one.
+MAX_EXTENDED_BYTES = 1 << 20
+# libtorrent's default for requests a peer may have waiting on us.
+MAX_PEER_REQUESTS = 500
+# Requests we may have outstanding with one peer; the engine sizes its queue below this.
+MAX_OUR_REQUESTS = 2000
+# BEP 3: a connection silent for two minutes is dead; we speak every 90 seconds.
+IDLE_TIMEOUT_S = 120.0
+KEEPALIVE_INTERVAL_S = 90.0
+# Cancelled requests whose pieces may still arrive (BEP 6: every request gets an answer).
+MAX_CANCELLED = 2000
+
+
+class PeerState(enum.Enum):
+    AWAITING_HANDSHAKE = "awaiting handshake"
+    AWAITING_BITFIELD = "awaiting bitfield"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeCompleted:
+    peer_id: bytes
+    supports_fast: bool
+    supports_extensions: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTimedOut:
+    idle_s: float
+
+
+Event = HandshakeCompleted | Message
+
+
+class PeerProtocol:
+    """One peer connection after TCP (or an encrypted stream) is up."""
+
+    def __init__(
+        self,
+        *,
+        info_hash: bytes,
+        peer_id: bytes,
+        num_pieces: int,
+        piece_size: Callable[[int], int],
+        have_piece: Callable[[int], bool],
+        now: float,
+        fast: bool = True,
+        extensions: bool = True,
+        max_peer_requests: int = MAX_PEER_REQUESTS,
+    ) -> None:
+        self.info_hash = info_hash
+        self.our_peer_id = peer_id
+        self.num_pieces = num_pieces
+        self.piece_size = piece_size
+        self.have_piece = have_piece
+        self.max_peer_requests = max_peer_requests
+        self.state = PeerState.AWAITING_HANDSHAKE
+        self.remote_peer_id: bytes | None = None
+        self.fast = False
+        self.extensions = False
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.peer_pieces = bytearray((num_pieces + 7) // 8)
+        self.peer_piece_count = 0
+        self.our_requests: set[tuple[int, int, int]] = set()
+        self.peer_requests: dict[tuple[int, int, int], None] = {}
+        self.allowed_fast_for_us: set[int] = set()
+        self.allowed_fast_for_peer: set[int] = set()
+        self._cancelled: dict[tuple[int, int, int], None] = {}
+        bitfield_bytes = len(self.peer_pieces)
+        self._frames = FrameDecoder(max(MAX_EXTENDED_BYTES, bitfield_bytes + 1, BLOCK_SIZE + 9))
+        self._handshake_buffer = bytearray()
+        self._outbox = bytearray()
+        self._last_received = now
+        self._last_sent = now
+        self._wants_fast = fast
+        self._wants_extensions = extensions
+
+    # -- bytes in ------------------------------------------------------------------------
+
+    def handshake(self) -> bytes:
+        """Our handshake, to send first (or in answer to theirs)."""
+        flags = [
+            flag
+            for flag, wanted in ((FAST_EXTENSION, self._wants_fast), (EXTENSION_PROTOCOL, self._wants_extensions))
+            if wanted
+        ]
+        return Handshake(self.info_hash, self.our_peer_id, reserved_bits(*flags)).encode()
+
+    def receive(self, data: bytes, now: float) -> list[Event]:
+        """Events from ``data``: the handshake, then messages that passed every check.
+
+        Raises ``PeerProtocolError`` for a broken rule; the core is CLOSED after that.
+        """
+        self._require_open()
+        self._last_received = now
+        try:
+            return self._receive(data)
+        except PeerProtocolError:
+            self.state = PeerState.CLOSED
+            raise
+
+    def _receive(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        if self.state is PeerState.AWAITING_HANDSHAKE:
+            self._handshake_buffer += data
+            if len(self._handshake_buffer) < HANDSHAKE_BYTES:
+                return events
+            handshake = Handshake.decode(bytes(self._handshake_buffer[:HANDSHAKE_BYTES]))
+            data = bytes(self._handshake_buffer[HANDSHAKE_BYTES:])
+            self._handshake_buffer.clear()
+            events.append(self._accept_handshake(handshake))
+        for message in self._frames.feed(data):
+            if self._check(message):
+                events.append(message)
+        return events
+
+    def _accept_handshake(self, handshake: Handshake) -> HandshakeCompleted:
+        if handshake.info_hash != self.info_hash:
+            raise PeerProtocolError("handshake for another torrent")
+        if handshake.peer_id == self.our_peer_id:
+            raise PeerProtocolError("connected to ourselves")
+        self.remote_peer_id = handshake.peer_id
+        self.fast = self._wants_fast and handshake.supports(FAST_EXTENSION)
+        self.extensions = self._wants_extensions and handshake.supports(EXTENSION_PROTOCOL)
+        self.state = PeerState.AWAITING_BITFIELD
+        return HandshakeCompleted(handshake.peer_id, self.fast, self.extensions)
+
+    def _check(self, message: Message) -> bool:
+        """Apply ``message`` to the state; False to keep it from the layer above."""
+        first = self.state is PeerState.AWAITING_BITFIELD
+        if first and not isinstance(message, KeepAlive):
+            self.state = PeerState.OPEN
+        if isinstance(message, Piece):
+            return self._check_piece(message)
+        if isinstance(message, Request):
+            return self._check_request(message)
+        if isinstance(message, Have):
+            self._index(message.index, "have")
+            self._set_peer_piece(message.index)
+        elif isinstance(message, Bitfield):
+            if not first:
+                raise PeerProtocolError("bitfield after the first message")
+            self._accept_bitfield(message.bits)
+        elif isinstance(message, HaveAll | HaveNone):
+            if not self.fast:
+                raise PeerProtocolError("have-all/have-none without the fast extension")
+            if not first:
+                raise PeerProtocolError("have-all/have-none after the first message")
+            if isinstance(message, HaveAll):
+                self._accept_bitfield(_full_bitfield(self.num_pieces))
+        elif isinstance(message, Choke):
+            self.peer_choking = True
+            if not self.fast:
+                self.our_requests.clear()  # BEP 3: a choke discards every request
+        elif isinstance(message, Unchoke):
+            self.peer_choking = False
+        elif isinstance(message, Interested):
+            self.peer_interested = True
+        elif isinstance(message, NotInterested):
+            self.peer_interested = False
+        elif isinstance(message, Cancel):
+            self.peer_requests.pop((message.index, message.begin, message.length), None)
+        elif isinstance(message, Reject | Suggest | AllowedFast):
+            return self._check_fast(message)
+        elif isinstance(message, Extended) and not self.extensions:
+            raise PeerProtocolError("extension message without the extension protocol")
+        return not isinstance(message, Port) or message.port != 0
+
+    def _check_fast(self, message: Reject | Suggest | AllowedFast) -> bool:
+        if not self.fast:
+            raise PeerProtocolError(f"{type(message).__name__.lower()} without the fast extension")
+        if isinstance(message, Reject):
+            key = (message.index, message.begin, message.length)
+            if key in self.our_requests:
+                self.our_requests.discard(key)
+                return True
+            self._cancelled.pop(key, None)  # a reject of what we cancelled is expected; others are noise
+            return False
+        self._index(message.index, type(message).__name__.lower())
+        if isinstance(message, AllowedFast):
+            self.allowed_fast_for_us.add(message.index)
+        return True
+
+    def _check_piece(self, message: Piece) -> bool:
+        self._block(message.index, message.begin, len(message.block), "piece")
+        key = (message.index, message.begin, len(message.block))
+        if key in self.our_requests:
+            self.our_requests.discard(key)
+            return True
+        if key in self._cancelled:
+            del self._cancelled[key]
+            return False  # arrived after our cancel: not needed
+        raise PeerProtocolError(f"piece {message.index}+{message.begin} was never requested")
+
+    def _check_request(self, message: Request) -> bool:
+        self._block(message.index, message.begin, message.length, "request")
+        key = (message.index, message.begin, message.length)
+        if key in self.peer_requests:
+            return False  # a duplicate: one answer will do
+        servable = self.have_piece(message.index) and (
+            not self.am_choking or message.index in self.allowed_fast_for_peer
+        )
+        if not servable:
+            if not self.fast:
+                if not self.have_piece(message.index):
+                    raise PeerProtocolError(f"request for piece {message.index}, which we do not have")
+                return False  # BEP 3: requests while choked are dropped
+            self._queue(Reject(*key))
+            return False
+        if len(self.peer_requests) >= self.max_peer_requests:
+            raise PeerProtocolError(f"more than {self.max_peer_requests} requests waiting")
+        self.peer_requests[key] = None
+        return True
+
+    def _index(self, index: int, what: str) -> None:
+        if not 0 <= index < self.num_pieces:
+            raise PeerProtocolError(f"{what} for piece {index}, beyond the last piece {self.num_pieces - 1}")
+
+    def _block(self, index: int, begin: int, length: int, what: str) -> None:
+        self._index(index, what)
+        if not 0 < length <= BLOCK_SIZE:
+            raise PeerProtocolError(f"{what} of {length} bytes; a block is at most {BLOCK_SIZE}")
+        if begin + length > self.piece_size(index):
+            raise PeerProtocolError(f"{what} {index}+{begin}+{length} runs past the end of the piece")
+
+    def _accept_bitfield(self, bits: bytes) -> None:
+        if len(bits) != len(self.peer_pieces):
+            raise PeerProtocolError(f"bitfield of {len(bits)} bytes for {self.num_pieces} pieces")
+        spare = len(bits) * 8 - self.num_pieces
+        if spare and bits[-1] & ((1 << spare) - 1):
+            raise PeerProtocolError("bitfield with spare bits set")
+        self.peer_pieces[:] = bits
+        self.peer_piece_count = sum(byte.bit_count() for byte in bits)
+
+    def _set_peer_piece(self, index: int) -> None:
+        mask = 0x80 >> (index & 7)
+        if not self.peer_pieces[index >> 3] & mask:
+            self.peer_pieces[index >> 3] |= mask
+            self.peer_piece_count += 1
+
+    def peer_has(self, index: int) -> bool:
+        return bool(self.peer_pieces[index >> 3] & (0x80 >> (index & 7)))
+
+    @property
+    def peer_is_seed(self) -> bool:
+        return self.peer_piece_count == self.num_pieces
+
+    # -- bytes out -----------------------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        """Queue ``message`` and record what it changes; raises UsageError for a bad send."""
+        self._require_open()
+        if isinstance(message, Request):
+            if len(self.our_requests) >= MAX_OUR_REQUESTS:
+                raise UsageError("too many requests outstanding")
+            self.our_requests.add((message.index, message.begin, message.length))
+        elif isinstance(message, Cancel):
+            key = (message.index, message.begin, message.length)
+            if key in self.our_requests:
+                self.our_requests.discard(key)
+                self._cancelled[key] = None
+                if len(self._cancelled) > MAX_CANCELLED:
+                    del self._cancelled[next(iter(self._cancelled))]
+        elif isinstance(message, Piece):
+            self.peer_requests.pop((message.index, message.begin, len(message.block)), None)
+        elif isinstance(message, Choke):
+            self.am_choking = True
+            self._queue(message)
+            self._drop_peer_requests_on_choke()
+            return
+        elif isinstance(message, Unchoke):
+            self.am_choking = False
+        elif isinstance(message, Interested):
+            self.am_interested = True
+        elif isinstance(message, NotInterested):
+            self.am_interested = False
+        elif isinstance(message, AllowedFast):
+            self.allowed_fast_for_peer.add(message.index)
+        self._queue(message)
+
+    def _drop_peer_requests_on_choke(self) -> None:
+        keep = {key: None for key in self.peer_requests if key[0] in self.allowed_fast_for_peer}
+        if self.fast:
+            for key in self.peer_requests:
+                if key not in keep:
+                    self._queue(Reject(*key))  # BEP 6: every request gets exactly one answer
+        self.peer_requests = keep
+
+    def _queue(self, message: Message) -> None:
+        self._outbox += encode(message)
+
+    def data_to_send(self) -> bytes:
+        """The bytes owed to the peer since the last call."""
+        data = bytes(self._outbox)
+        self._outbox.clear()
+        return data
+
+    def note_sent(self, now: float) -> None:
+        """The I/O layer wrote something at ``now``: the keep-alive clock restarts."""
+        self._last_sent = now
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[PeerTimedOut]:
+        """Keep-alives and the idle timeout. Returns PeerTimedOut when the peer went silent."""
+        self._require_open()
+        if now - self._last_received >= IDLE_TIMEOUT_S:
+            self.state = PeerState.CLOSED
+            return [PeerTimedOut(now - self._last_received)]
+        if self.state is not PeerState.AWAITING_HANDSHAKE and now - self._last_sent >= KEEPALIVE_INTERVAL_S:
+            self._queue(KeepAlive())
+            self._last_sent = now
+        return []
+
+    def next_deadline(self) -> float | None:
+        if self.state is PeerState.CLOSED:
+            return None
+        return min(self._last_received + IDLE_TIMEOUT_S, self._last_sent + KEEPALIVE_INTERVAL_S)
+
+    def close(self) -> None:
+        self.state = PeerState.CLOSED
+
+    def _require_open(self) -> None:
+        if self.state is PeerState.CLOSED:
+            raise UsageError("the peer connection is closed")
+
+
+def _full_bitfield(num_pieces: int) -> bytes:
+    bits = bytearray(b"\xff" * ((num_pieces + 7) // 8))
+    spare = len(bits) * 8 - num_pieces
+    if spare:
+        bits[-1] &= 0xFF << spare & 0xFF
+    return bytes(bits)
