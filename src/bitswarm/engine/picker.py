@@ -1,0 +1,249 @@
+"""Which blocks to ask which peer for: rarest first, with the usual refinements.
+
+Pieces we want and have not started wait in buckets keyed by (priority, availability),
+so the rarest piece of the highest priority is found without scanning the torrent. A
+started piece is *partial*: its blocks are missing, requested (by which peers) or
+received, and partial pieces are finished before new ones are started, so verified
+pieces, the only ones worth sharing, appear as early as possible.
+
+- The first few pieces are picked at random instead: the rarest pieces are the ones
+  everybody is chasing, and a newcomer needs something to trade quickly.
+- Sequential mode takes the lowest wanted piece (for streaming).
+- Endgame: once every missing block is requested, a block may be requested from a second
+  peer too; when it arrives the others are told to cancel.
+- Priority 0 means "do not download" (skipped files).
+
+Sans-IO: peers are opaque hashable keys, chance is a ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+
+BLOCK_SIZE = 16 * 1024
+RANDOM_FIRST_PIECES = 4
+MAX_PRIORITY = 7
+# In endgame a block is asked of at most this many peers at once.
+ENDGAME_DUPLICATES = 2
+
+PeerKey = Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRequest:
+    index: int
+    begin: int
+    length: int
+
+
+class _Partial:
+    __slots__ = ("received", "requesters", "unrequested")
+
+    def __init__(self, blocks: int) -> None:
+        self.unrequested = list(range(blocks - 1, -1, -1))  # popped from the end: block 0 first
+        self.requesters: dict[int, set[PeerKey]] = {}
+        self.received: set[int] = set()
+
+
+class PiecePicker:
+    def __init__(
+        self,
+        num_pieces: int,
+        piece_size: Callable[[int], int],
+        rng: random.Random,
+        *,
+        have: Iterable[int] = (),
+        priorities: list[int] | None = None,
+    ) -> None:
+        self.num_pieces = num_pieces
+        self.piece_size = piece_size
+        self.rng = rng
+        self.sequential = False
+        self.have = bytearray(num_pieces)
+        for index in have:
+            self.have[index] = 1
+        self.have_count = sum(self.have)
+        self.priority = list(priorities) if priorities is not None else [1] * num_pieces
+        self.availability = [0] * num_pieces
+        self.seed_count = 0
+        self._partial: dict[int, _Partial] = {}
+        self._buckets: dict[tuple[int, int], set[int]] = {}
+        for index in range(num_pieces):
+            self._file(index)
+
+    # -- bookkeeping of the buckets ------------------------------------------------------
+
+    def _key(self, index: int) -> tuple[int, int]:
+        return (-self.priority[index], self.availability[index])
+
+    def _is_waiting(self, index: int) -> bool:
+        return not self.have[index] and self.priority[index] > 0 and index not in self._partial
+
+    def _file(self, index: int) -> None:
+        if self._is_waiting(index):
+            self._buckets.setdefault(self._key(index), set()).add(index)
+
+    def _unfile(self, index: int) -> None:
+        if self._is_waiting(index):
+            key = self._key(index)
+            bucket = self._buckets[key]
+            bucket.discard(index)
+            if not bucket:
+                del self._buckets[key]
+
+    def _change_availability(self, index: int, delta: int) -> None:
+        self._unfile(index)
+        self.availability[index] += delta
+        self._file(index)
+
+    # -- what peers have -----------------------------------------------------------------
+
+    def peer_has_all(self) -> None:
+        self.seed_count += 1
+
+    def peer_lost_all(self) -> None:
+        self.seed_count -= 1
+
+    def peer_has(self, index: int) -> None:
+        self._change_availability(index, +1)
+
+    def peer_lost(self, index: int) -> None:
+        self._change_availability(index, -1)
+
+    def set_priority(self, index: int, priority: int) -> None:
+        if not 0 <= priority <= MAX_PRIORITY:
+            raise ValueError(f"priority {priority} outside 0..{MAX_PRIORITY}")
+        self._unfile(index)
+        self.priority[index] = priority
+        self._file(index)
+
+    @property
+    def is_complete(self) -> bool:
+        """Every wanted piece is here (skipped pieces are not wanted)."""
+        return all(self.have[index] or not self.priority[index] for index in range(self.num_pieces))
+
+    # -- picking -------------------------------------------------------------------------
+
+    def pick(self, peer: PeerKey, peer_has: Callable[[int], bool], count: int) -> list[BlockRequest]:
+        """Up to ``count`` blocks to request from ``peer``, which has the pieces ``peer_has`` says."""
+        picked: list[BlockRequest] = []
+        self._pick_from_partials(peer, peer_has, count, picked)
+        while len(picked) < count:
+            index = self._start_piece(peer_has)
+            if index is None:
+                break
+            self._take_blocks(index, self._partial[index], peer, count, picked)
+        if len(picked) < count and not self._buckets:
+            self._pick_endgame(peer, peer_has, count, picked)
+        return picked
+
+    def _pick_from_partials(
+        self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, picked: list[BlockRequest]
+    ) -> None:
+        for index, partial in self._partial.items():
+            if len(picked) >= count:
+                return
+            if partial.unrequested and peer_has(index):
+                self._take_blocks(index, partial, peer, count, picked)
+
+    def _take_blocks(
+        self, index: int, partial: _Partial, peer: PeerKey, count: int, picked: list[BlockRequest]
+    ) -> None:
+        while partial.unrequested and len(picked) < count:
+            block = partial.unrequested.pop()
+            partial.requesters[block] = {peer}
+            picked.append(self._block(index, block))
+
+    def _block(self, index: int, block: int) -> BlockRequest:
+        begin = block * BLOCK_SIZE
+        return BlockRequest(index, begin, min(BLOCK_SIZE, self.piece_size(index) - begin))
+
+    def _start_piece(self, peer_has: Callable[[int], bool]) -> int | None:
+        index = self._choose_new_piece(peer_has)
+        if index is not None:
+            self._unfile(index)
+            blocks = -(-self.piece_size(index) // BLOCK_SIZE)
+            self._partial[index] = _Partial(blocks)
+        return index
+
+    def _choose_new_piece(self, peer_has: Callable[[int], bool]) -> int | None:
+        if self.sequential:
+            return min((i for bucket in self._buckets.values() for i in bucket if peer_has(i)), default=None)
+        keys = sorted(self._buckets)  # highest priority first, then rarest
+        if self.have_count < RANDOM_FIRST_PIECES:
+            for priority in sorted({key[0] for key in keys}):
+                pool = [i for key in keys if key[0] == priority for i in self._buckets[key] if peer_has(i)]
+                if pool:
+                    return self.rng.choice(pool)
+            return None
+        for key in keys:
+            candidates = [i for i in self._buckets[key] if peer_has(i)]
+            if candidates:
+                return self.rng.choice(candidates)
+        return None
+
+    def _pick_endgame(
+        self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, picked: list[BlockRequest]
+    ) -> None:
+        for index, partial in self._partial.items():
+            if not peer_has(index):
+                continue
+            for block, requesters in partial.requesters.items():
+                if len(picked) >= count:
+                    return
+                if block not in partial.received and peer not in requesters and len(requesters) < ENDGAME_DUPLICATES:
+                    requesters.add(peer)
+                    picked.append(self._block(index, block))
+
+    # -- answers -------------------------------------------------------------------------
+
+    def block_received(self, index: int, begin: int, peer: PeerKey) -> tuple[bool, list[PeerKey]]:
+        """Record a block; returns (the piece has every block now, other peers to cancel it with)."""
+        partial = self._partial.get(index)
+        block = begin // BLOCK_SIZE
+        if partial is None or block in partial.received:
+            return False, []
+        requesters = partial.requesters.pop(block, set())
+        if block in partial.unrequested:
+            partial.unrequested.remove(block)
+        partial.received.add(block)
+        others = [other for other in requesters if other != peer]
+        total = -(-self.piece_size(index) // BLOCK_SIZE)
+        return len(partial.received) == total, others
+
+    def request_dropped(self, request: BlockRequest, peer: PeerKey) -> None:
+        """``peer`` will not send this block (rejected, choked, gone): ask someone else."""
+        partial = self._partial.get(request.index)
+        block = request.begin // BLOCK_SIZE
+        if partial is None or block in partial.received:
+            return
+        requesters = partial.requesters.get(block)
+        if requesters is None:
+            return
+        requesters.discard(peer)
+        if not requesters:
+            del partial.requesters[block]
+            partial.unrequested.append(block)
+
+    def piece_verified(self, index: int) -> None:
+        self._unfile(index)  # when it was waiting in a bucket (verified from disk, say)
+        self._partial.pop(index, None)
+        if not self.have[index]:
+            self.have[index] = 1
+            self.have_count += 1
+
+    def piece_failed(self, index: int) -> None:
+        """The piece's hash did not match: every block of it is needed again."""
+        self._partial.pop(index, None)
+        self._file(index)
+
+    def requests_of(self, peer: PeerKey) -> list[BlockRequest]:
+        """Blocks ``peer`` is asked for (to give back when it leaves)."""
+        return [
+            self._block(index, block)
+            for index, partial in self._partial.items()
+            for block, requesters in partial.requesters.items()
+            if peer in requesters
+        ]
