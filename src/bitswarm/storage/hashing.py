@@ -18,6 +18,7 @@ from pathlib import Path
 from bitswarm import merkle, paths
 from bitswarm.errors import StorageError
 from bitswarm.metainfo import FileEntry
+from bitswarm.storage.layout import Layout, Segment
 
 # Pieces handed to a thread at once: large enough that scheduling costs nothing, small
 # enough that progress moves smoothly and memory stays at a few pieces per thread.
@@ -37,26 +38,18 @@ class PieceDigest:
         return self.sha1 is not None or self.merkle is not None
 
 
-@dataclass(frozen=True, slots=True)
-class _Segment:
-    entry: FileEntry
-    file_offset: int
-    length: int
-
-
 class PieceHasher:
     """Reads and hashes pieces of ``files`` saved under ``root``."""
 
     def __init__(self, files: Sequence[FileEntry], piece_length: int, root: Path, *, v1: bool, v2: bool) -> None:
-        self.files = sorted((entry for entry in files if entry.length), key=lambda entry: entry.offset)
+        self.layout = Layout(files, piece_length)
         self.piece_length = piece_length
+        self.num_pieces = self.layout.num_pieces
         self.root = root
         self.v1 = v1
         self.v2 = v2
-        self.stream_size = max((entry.offset + entry.length for entry in self.files), default=0)
-        self.num_pieces = -(-self.stream_size // piece_length)
         self._locations = {
-            id(entry): paths.resolve_inside(root, entry.path) for entry in self.files if not entry.is_pad
+            id(entry): paths.resolve_inside(root, entry.path) for entry in self.layout.files if not entry.is_pad
         }
         self._zeros = bytes(piece_length)
 
@@ -72,26 +65,6 @@ class PieceHasher:
                     on_progress(len(digests))
                 yield from digests
 
-    def _segments(self, index: int) -> list[_Segment]:
-        start = index * self.piece_length
-        end = min(start + self.piece_length, self.stream_size)
-        segments = []
-        # Files are few per piece; a binary search finds the first one.
-        low, high = 0, len(self.files)
-        while low < high:
-            middle = (low + high) // 2
-            if self.files[middle].offset + self.files[middle].length <= start:
-                low = middle + 1
-            else:
-                high = middle
-        for entry in self.files[low:]:
-            if entry.offset >= end:
-                break
-            begin = max(start, entry.offset)
-            stop = min(end, entry.offset + entry.length)
-            segments.append(_Segment(entry, begin - entry.offset, stop - begin))
-        return segments
-
     def _hash_batch(self, indices: range) -> list[PieceDigest]:
         handles: dict[int, int | None] = {}
         try:
@@ -105,7 +78,7 @@ class PieceHasher:
         sha1 = hashlib.sha1() if self.v1 else None  # noqa: S324 - BEP 3 mandates SHA-1
         leaves: list[bytes] = []
         owner: FileEntry | None = None
-        for segment in self._segments(index):
+        for segment in self.layout.segments(index):
             if segment.entry.is_pad:
                 if sha1 is not None:
                     sha1.update(memoryview(self._zeros)[: segment.length])
@@ -130,7 +103,7 @@ class PieceHasher:
             root = merkle.root(leaves, width)
         return PieceDigest(index, sha1.digest() if sha1 is not None else None, root)
 
-    def _read(self, segment: _Segment, handles: dict[int, int | None]) -> bytes | None:
+    def _read(self, segment: Segment, handles: dict[int, int | None]) -> bytes | None:
         key = id(segment.entry)
         if key not in handles:
             location = self._locations[key]
