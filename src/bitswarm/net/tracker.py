@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import httptools
 
-from bitswarm.errors import UsageError
+from bitswarm.errors import StorageError, UsageError
 from bitswarm.ratelimit import RateLimiter
 from bitswarm.tracker.config import TrackerConfig, split_host_port
 from bitswarm.tracker.memory import MemoryStore
@@ -54,6 +54,8 @@ IDLE_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 10_000
 # Requests waiting on a remote store at once; more are refused rather than queued.
 MAX_PENDING = 10_000
+# What a store that waits on a server raises when the server is gone or too slow.
+STORE_ERRORS = (StorageError, OSError, TimeoutError)
 EXPIRY_PERIOD_S = 5.0
 EXPIRY_SWARMS_PER_TICK = 2000
 RELOAD_PERIOD_S = 2.0
@@ -319,12 +321,24 @@ class TrackerService:
         self.spawn(self._udp_scrape_later(action, send))
 
     async def _udp_announce_later(self, action: UdpAnnounce, send: Callable[[bytes], None]) -> None:
-        view = await self.store.announce(action.request, self.clock())
+        try:
+            view = await self.store.announce(action.request, self.clock())
+        except STORE_ERRORS as error:
+            self.store_failed(error)
+            return  # silence, as for any request not answered: the client retries (BEP 15)
         send(self.udp.encode_announce(action.transaction_id, view))
 
     async def _udp_scrape_later(self, action: UdpScrape, send: Callable[[bytes], None]) -> None:
-        counts: dict[bytes, SwarmCounts] = await self.store.scrape(action.info_hashes)
+        try:
+            counts: dict[bytes, SwarmCounts] = await self.store.scrape(action.info_hashes)
+        except STORE_ERRORS as error:
+            self.store_failed(error)
+            return
         send(self.udp.encode_scrape(action.transaction_id, action.info_hashes, counts))
+
+    def store_failed(self, error: Exception) -> None:
+        log.warning("store unavailable: %s", error)
+        self.counters.error("store")
 
     # -- observation -------------------------------------------------------------------
 
@@ -376,7 +390,10 @@ class TrackerService:
         while True:
             await asyncio.sleep(EXPIRY_PERIOD_S)
             now = self.clock()
-            await self.store.expire(now, max_swarms=EXPIRY_SWARMS_PER_TICK)
+            try:
+                await self.store.expire(now, max_swarms=EXPIRY_SWARMS_PER_TICK)
+            except STORE_ERRORS as error:
+                self.store_failed(error)  # expiry resumes on the next tick
             if now - last_reload >= RELOAD_PERIOD_S:
                 last_reload = now
                 try:
@@ -476,9 +493,8 @@ class _HttpConnection(asyncio.Protocol):
     async def _respond_later(self, answer: Coroutine[Any, Any, Response], keep_alive: bool) -> None:
         try:
             response = await answer
-        except (OSError, ConnectionError, TimeoutError) as error:
-            log.warning("store unavailable: %s", error)
-            self.service.counters.error("store")
+        except STORE_ERRORS as error:
+            self.service.store_failed(error)
             response = Response(200, encode_failure("tracker storage unavailable, try again later"))
         self.waiting = False
         self._send(response, keep_alive)
