@@ -1,0 +1,180 @@
+"""Blocks to files and back, with plain positional reads and writes (no memory mapping).
+
+Files are created when a block of theirs is first written, sparse, at their full size,
+and only for wanted files. A piece that straddles a wanted and an unwanted file still
+needs the unwanted bytes to be verified: those go to a part file per piece in a hidden
+folder beside the content (as libtorrent does), never into the unwanted file.
+
+Every path is resolved inside the download folder before it is opened. Calls block:
+the asyncio layer runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from bitswarm import paths
+from bitswarm.errors import StorageError
+from bitswarm.metainfo import FileEntry
+from bitswarm.storage.layout import Layout, Segment
+
+# Open file descriptors kept per torrent; more files than this are reopened as needed.
+MAX_OPEN_FILES = 128
+PARTS_FOLDER = ".bitswarm-parts"
+
+
+class Storage(Protocol):
+    def write_block(self, index: int, begin: int, data: bytes) -> None: ...
+
+    def read_block(self, index: int, begin: int, length: int) -> bytes: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileStorage:
+    """A torrent's content under ``root`` (the folder that holds the torrent's name)."""
+
+    def __init__(
+        self,
+        files: Sequence[FileEntry],
+        piece_length: int,
+        root: Path,
+        *,
+        is_wanted: Callable[[FileEntry], bool] = lambda entry: True,
+        parts_name: str = "parts",
+    ) -> None:
+        self.layout = Layout(files, piece_length)
+        self.root = root
+        self.is_wanted = is_wanted
+        self._parts = root / PARTS_FOLDER / parts_name
+        self._locations = {
+            id(entry): paths.resolve_inside(root, entry.path) for entry in self.layout.files if not entry.is_pad
+        }
+        self._handles: OrderedDict[int, int] = OrderedDict()
+        self._dirty: set[int] = set()
+
+    def _handle(self, entry: FileEntry, *, create: bool) -> int | None:
+        key = id(entry)
+        handle = self._handles.get(key)
+        if handle is not None:
+            self._handles.move_to_end(key)
+            return handle
+        location = self._locations[key]
+        try:
+            if create:
+                location.parent.mkdir(parents=True, exist_ok=True)
+                # The folders just made must not have become a way out (a link raced in).
+                paths.resolve_inside(self.root, entry.path)
+                handle = os.open(location, os.O_RDWR | os.O_CREAT, 0o644)
+                if os.fstat(handle).st_size < entry.length:
+                    os.ftruncate(handle, entry.length)  # sparse: no blocks are allocated
+            else:
+                handle = os.open(location, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StorageError(f"{location}: {error.strerror}") from None
+        self._handles[key] = handle
+        if len(self._handles) > MAX_OPEN_FILES:
+            old_key, old_handle = self._handles.popitem(last=False)
+            if old_key in self._dirty:
+                os.fsync(old_handle)
+                self._dirty.discard(old_key)
+            os.close(old_handle)
+        return handle
+
+    def write_block(self, index: int, begin: int, data: bytes) -> None:
+        view = memoryview(data)
+        at = 0
+        for segment in self.layout.segments(index, begin, len(data)):
+            chunk = view[at : at + segment.length]
+            at += segment.length
+            if segment.entry.is_pad:
+                continue
+            if self.is_wanted(segment.entry):
+                self._write(segment, chunk)
+            else:
+                self._write_part(index, begin + at - segment.length, chunk)
+
+    def _write(self, segment: Segment, chunk: memoryview) -> None:
+        handle = self._handle(segment.entry, create=True)
+        assert handle is not None  # create=True opens or raises
+        try:
+            written = os.pwrite(handle, chunk, segment.file_offset)
+        except OSError as error:
+            raise StorageError(f"{self._locations[id(segment.entry)]}: {error.strerror}") from None
+        if written != len(chunk):
+            raise StorageError(f"{self._locations[id(segment.entry)]}: short write (disk full?)")
+        self._dirty.add(id(segment.entry))
+
+    def _part_path(self, index: int) -> Path:
+        return self._parts / str(index)
+
+    def _write_part(self, index: int, offset_in_piece: int, chunk: memoryview) -> None:
+        path = self._part_path(index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(handle, chunk, offset_in_piece)
+            os.fsync(handle)
+        except OSError as error:
+            raise StorageError(f"{path}: {error.strerror}") from None
+        finally:
+            os.close(handle)
+
+    def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """The bytes of a block; raises StorageError if any of it is not on disk."""
+        parts = []
+        offset_in_piece = begin
+        for segment in self.layout.segments(index, begin, length):
+            if segment.entry.is_pad:
+                parts.append(bytes(segment.length))
+            elif self.is_wanted(segment.entry):
+                parts.append(self._read(segment))
+            else:
+                parts.append(self._read_part(index, offset_in_piece, segment.length))
+            offset_in_piece += segment.length
+        data = b"".join(parts)
+        if len(data) != length:
+            raise StorageError(f"piece {index}: {length} bytes at {begin} are not all on disk")
+        return data
+
+    def _read(self, segment: Segment) -> bytes:
+        handle = self._handle(segment.entry, create=False)
+        if handle is None:
+            raise StorageError(f"{self._locations[id(segment.entry)]}: missing")
+        try:
+            return os.pread(handle, segment.length, segment.file_offset)
+        except OSError as error:
+            raise StorageError(f"{self._locations[id(segment.entry)]}: {error.strerror}") from None
+
+    def _read_part(self, index: int, offset_in_piece: int, length: int) -> bytes:
+        try:
+            with self._part_path(index).open("rb") as stream:
+                stream.seek(offset_in_piece)
+                return stream.read(length)
+        except FileNotFoundError:
+            raise StorageError(f"piece {index}: part file missing") from None
+
+    def flush(self) -> None:
+        """Make every write so far durable (before the resume file may record it)."""
+        for key in list(self._dirty):
+            handle = self._handles.get(key)
+            if handle is not None:
+                try:
+                    os.fsync(handle)
+                except OSError as error:
+                    raise StorageError(f"{self._locations[key]}: {error.strerror}") from None
+        self._dirty.clear()
+
+    def close(self) -> None:
+        self.flush()
+        for handle in self._handles.values():
+            os.close(handle)
+        self._handles.clear()

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bitswarm.errors import StorageError, UnsafePathError
+from bitswarm.metainfo import FileEntry
+from bitswarm.storage import resume
+from bitswarm.storage.backend import PARTS_FOLDER, FileStorage
+from bitswarm.storage.layout import Layout
+
+PIECE = 1000
+# Three files across pieces, with a pad file: a (1500) | pad (500) | b (700) | c (300)
+FILES = [
+    FileEntry(("t", "a"), 1500, 0),
+    FileEntry(("t", ".pad", "500"), 500, 1500, is_pad=True),
+    FileEntry(("t", "b"), 700, 2000),
+    FileEntry(("t", "c"), 300, 2700),
+]
+CONTENT = {"a": bytes(range(256)) * 5 + bytes(220), "b": b"B" * 700, "c": b"C" * 300}
+
+
+def stream() -> bytes:
+    return CONTENT["a"] + bytes(500) + CONTENT["b"] + CONTENT["c"]
+
+
+def test_layout_cuts_pieces_at_file_boundaries() -> None:
+    layout = Layout(FILES, PIECE)
+    assert layout.num_pieces == 3
+    assert [(s.entry.path[-1], s.file_offset, s.length) for s in layout.segments(1)] == [
+        ("a", 1000, 500), ("500", 0, 500)
+    ]  # fmt: skip
+    assert [(s.entry.path[-1], s.file_offset, s.length) for s in layout.segments(2, 600, 300)] == [
+        ("b", 600, 100), ("c", 0, 200)
+    ]  # fmt: skip
+
+
+def test_blocks_written_across_files_read_back_and_land_in_sparse_files(tmp_path: Path) -> None:
+    storage = FileStorage(FILES, PIECE, tmp_path)
+    data = stream()
+    for index in (2, 0, 1):  # out of order, as blocks arrive
+        storage.write_block(index, 0, data[index * PIECE : (index + 1) * PIECE])
+    storage.close()
+    assert (tmp_path / "t" / "a").read_bytes() == CONTENT["a"]
+    assert (tmp_path / "t" / "b").read_bytes() == CONTENT["b"]
+    assert (tmp_path / "t" / "c").read_bytes() == CONTENT["c"]
+    assert not (tmp_path / "t" / ".pad").exists()
+    reader = FileStorage(FILES, PIECE, tmp_path)
+    assert reader.read_block(1, 200, 600) == data[1200:1800]
+    reader.close()
+
+
+def test_files_are_created_at_full_size_when_first_written(tmp_path: Path) -> None:
+    storage = FileStorage(FILES, PIECE, tmp_path)
+    storage.write_block(2, 500, stream()[2500:2600])
+    storage.close()
+    assert (tmp_path / "t" / "b").stat().st_size == 700
+    assert not (tmp_path / "t" / "a").exists()
+
+
+def test_unwanted_files_are_never_created_their_bytes_go_to_a_part_file(tmp_path: Path) -> None:
+    storage = FileStorage(FILES, PIECE, tmp_path, is_wanted=lambda entry: entry.path[-1] != "c")
+    data = stream()
+    storage.write_block(2, 0, data[2000:2700])
+    storage.write_block(2, 700, data[2700:3000])
+    assert not (tmp_path / "t" / "c").exists()
+    assert storage.read_block(2, 0, 1000) == data[2000:3000]
+    assert (tmp_path / PARTS_FOLDER / "parts" / "2").is_file()
+    storage.close()
+
+
+def test_reading_what_is_not_there_is_a_storage_error(tmp_path: Path) -> None:
+    storage = FileStorage(FILES, PIECE, tmp_path)
+    with pytest.raises(StorageError, match="missing"):
+        storage.read_block(0, 0, 100)
+
+
+def test_a_link_planted_in_the_download_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "downloads"
+    root.mkdir()
+    os.symlink(outside, root / "t")
+    with pytest.raises(UnsafePathError):
+        FileStorage(FILES, PIECE, root)
+
+
+def test_resume_data_round_trips_and_rejects_what_does_not_fit(tmp_path: Path) -> None:
+    path = tmp_path / "t.resume"
+    info_hash = b"h" * 20
+    assert resume.load(path, info_hash=info_hash, num_pieces=10) is None
+    bits = resume.bitfield([1, 0, 1, 1, 0, 0, 0, 0, 0, 1], 10)
+    resume.save(path, resume.ResumeData(info_hash, bits))
+    loaded = resume.load(path, info_hash=info_hash, num_pieces=10)
+    assert loaded is not None
+    assert [loaded.has(index) for index in range(10)] == [
+        True,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert resume.load(path, info_hash=b"x" * 20, num_pieces=10) is None
+    assert resume.load(path, info_hash=info_hash, num_pieces=99) is None
+    path.write_bytes(b"d6:format")  # torn or damaged: every piece gets checked instead
+    assert resume.load(path, info_hash=info_hash, num_pieces=10) is None
+    assert not list(tmp_path.glob(".*.tmp"))
