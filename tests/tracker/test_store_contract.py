@@ -317,3 +317,16 @@ def test_user_totals_are_exact_for_the_largest_numbers_a_client_can_send(store: 
 def test_a_public_announce_keeps_no_user_totals(store: SyncStore) -> None:
     store.announce(v4(1), uploaded=100, downloaded=100)
     assert store.user_totals() == {}
+
+
+def test_addresses_are_kept_as_raw_bytes(store: SyncStore) -> None:
+    # NUL, space, newline, 0xff and a percent sign: nothing may be decoded or split.
+    awkward = [b"\x00\x00\x00\x00\x00\x00", b" \n\r\t% ", b"\xff" * 6, bytes(range(18))]
+    for address in awkward:
+        store.announce(address, left=0, passkey="alice", uploaded=1)
+    view = store.announce(b"\x00\x00\x00\x00\x00\x01")
+    assert view.counts == SwarmCounts(4, 1, 0)
+    assert sorted(view.peers) == sorted(awkward[:3])
+    assert store.announce(bytes(range(1, 19))).peers == [bytes(range(18))]
+    assert store.announce(b" \n\r\t% ", left=0, event=Event.STOPPED).counts == SwarmCounts(3, 2, 0)
+    assert store.user_totals() == {"alice": (4, 0)}
