@@ -43,6 +43,10 @@ class ProtocolError(BitswarmError):
     """The remote side broke a protocol rule."""
 
 
+class TrackerError(ProtocolError):
+    """A tracker refused an announce or answered with something broken."""
+
+
 class PeerProtocolError(ProtocolError):
     """A peer broke the peer wire protocol; that one connection ends."""
 
