@@ -9,9 +9,12 @@ runs this script as a subprocess of `/usr/bin/python3`:
     /usr/bin/python3 tests/interop/lt_driver.py create PATH OUT --format v1|v2|hybrid
         [--piece-length BYTES] [--tracker URL]...
     /usr/bin/python3 tests/interop/lt_driver.py check TORRENT SAVE_PATH [--timeout S]
+    /usr/bin/python3 tests/interop/lt_driver.py download TORRENT SAVE_PATH [--timeout S] [--hold]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
 `{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
+`download --hold` is the exception: it prints one JSON line per stage and waits for a
+line on stdin after each (see `cmd_download`).
 
 What libtorrent 2.0.8 does during `check`, and how this script keeps it honest:
 
@@ -282,7 +285,146 @@ def _wait_until_checked(lt: ModuleType, session: Any, handle: Any, deadline: flo
                 return
 
 
-COMMANDS = {"version": cmd_version, "info": cmd_info, "create": cmd_create, "check": cmd_check}
+class _Download:
+    """What one `download` has seen so far: tracker replies and the peers it talked to."""
+
+    def __init__(self, lt: ModuleType, session: Any, handle: Any, deadline: float, timeout_s: float) -> None:
+        self.lt = lt
+        self.session = session
+        self.handle = handle
+        self.deadline = deadline
+        self.timeout_s = timeout_s
+        self.finished = False
+        # num_peers of every tracker_reply_alert, and whether it came after the finish.
+        self.replies: list[tuple[int, bool]] = []
+        self.tracker_errors: list[str] = []
+        self.peers: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def pump(self, stage: str) -> None:
+        """Wait for alerts once (at most ALERT_POLL_MS) and record what they say.
+
+        Raises DriverError on a torrent or file error, or when the deadline has passed.
+        """
+        remaining_s = self.deadline - time.monotonic()
+        if remaining_s <= 0:
+            raise DriverError(
+                f"{stage}: not reached within {self.timeout_s} s (state {self.handle.status().state},"
+                f" tracker replies {self.replies}, tracker errors {self.tracker_errors[-3:]})"
+            )
+        lt = self.lt
+        self.session.wait_for_alert(min(ALERT_POLL_MS, max(1, int(remaining_s * 1000))))
+        for alert in self.session.pop_alerts():
+            if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
+                raise DriverError(f"libtorrent: {alert.message()}")
+            if isinstance(alert, lt.tracker_reply_alert):
+                self.replies.append((alert.num_peers, self.finished))
+            elif isinstance(alert, (lt.tracker_error_alert, lt.scrape_failed_alert)):
+                self.tracker_errors.append(alert.message())
+            elif isinstance(alert, lt.torrent_finished_alert):
+                self.finished = True
+        for peer in self.handle.get_peer_info():
+            ip, port = peer.ip
+            seen = self.peers.setdefault((ip, port), {"ip": ip, "port": port, "client": "", "sources": []})
+            client = peer.client.decode("utf-8", "replace") if isinstance(peer.client, bytes) else peer.client
+            seen["client"] = client or seen["client"]
+            # Where libtorrent learned the address, over every look at the connection.
+            for name in ("tracker", "dht", "pex", "lsd", "resume_data"):
+                flag = getattr(lt.peer_info, name, None)
+                if flag is not None and peer.source & flag and name not in seen["sources"]:
+                    seen["sources"].append(name)
+            seen["outgoing"] = seen.get("outgoing", False) or bool(peer.flags & lt.peer_info.outgoing_connection)
+
+    def report(self, stage: str) -> dict[str, Any]:
+        status = self.handle.status()
+        return {
+            "stage": stage,
+            "state": str(status.state).rsplit(".", 1)[-1],
+            "is_seeding": bool(status.is_seeding),
+            "total_wanted_done": status.total_wanted_done,
+            # The tracker's counts as libtorrent last heard them (announce or scrape reply).
+            "num_complete": status.num_complete,
+            "num_incomplete": status.num_incomplete,
+            "tracker_replies": [{"num_peers": n, "after_finish": after} for n, after in self.replies],
+            "tracker_errors": self.tracker_errors,
+            "peers": sorted(self.peers.values(), key=lambda peer: (peer["ip"], peer["port"])),
+        }
+
+
+def _emit_and_wait(result: dict[str, Any]) -> None:
+    """Print one stage's JSON line and wait until the caller writes a line (or closes stdin)."""
+    print(json.dumps(result), flush=True)
+    sys.stdin.readline()
+
+
+def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Download TORRENT into SAVE_PATH from peers its trackers name, until seeding.
+
+    Peers come only from the torrent's trackers: DHT, LSD, PEX, UPnP and NAT-PMP are off and
+    no peer is added by hand. The session listens on 127.0.0.1 (TCP only, no uTP) and
+    allows several connections per IP, since every peer on loopback shares 127.0.0.1.
+
+    Without --hold it prints one JSON object once the torrent is seeding and a tracker has
+    answered the announce sent after completion. With --hold there are two stages, each
+    printed as a JSON line followed by a wait for one line on stdin:
+
+    - "announced": the torrent is in upload mode (announced as a leecher, downloads
+      nothing) and a tracker has answered with at least one peer;
+    - "seeding": as without --hold; after the caller's line the session closes.
+
+    So the caller can look at the tracker while libtorrent is a leecher and again once it
+    is a seeder, before it announces "stopped".
+    """
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    params = lt.add_torrent_params()
+    params.ti = _load(lt, args.torrent)
+    params.save_path = save_path
+    flags = lt.torrent_flags
+    # Not paused and not auto-managed: the torrent starts at once.
+    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    if args.hold:
+        params.flags |= flags.upload_mode
+    settings = _session_settings(lt)
+    settings.update(
+        {
+            "allow_multiple_connections_per_ip": True,
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            # A peer dropped while in upload mode may be tried again at once, not after 60 s.
+            "min_reconnect_time": 1,
+            "alert_mask": settings["alert_mask"] | int(lt.alert_category.tracker),
+        }
+    )
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(settings)
+    try:
+        handle = session.add_torrent(params)
+        download = _Download(lt, session, handle, deadline, args.timeout)
+        if args.hold:
+            while not any(num_peers > 0 for num_peers, _ in download.replies):
+                download.pump("a tracker reply naming a peer")
+            _emit_and_wait(download.report("announced"))
+            handle.unset_flags(flags.upload_mode)
+        # libtorrent announces "completed" as soon as it finishes; wait for the answer.
+        while not (download.finished and any(after for _, after in download.replies)):
+            download.pump("seeding, and the tracker's reply to the completed announce")
+        result = download.report("seeding")
+        if args.hold:
+            _emit_and_wait(result)
+            return None
+        return result
+    finally:
+        del session
+
+
+COMMANDS = {
+    "version": cmd_version,
+    "info": cmd_info,
+    "create": cmd_create,
+    "check": cmd_check,
+    "download": cmd_download,
+}
 
 
 def _parser() -> _Parser:
@@ -301,6 +443,11 @@ def _parser() -> _Parser:
     check.add_argument("torrent")
     check.add_argument("save_path")
     check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    download = sub.add_parser("download")
+    download.add_argument("torrent")
+    download.add_argument("save_path")
+    download.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    download.add_argument("--hold", action="store_true", help="pause after announcing and after seeding")
     return parser
 
 
@@ -314,7 +461,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"error": message}))
         print(f"lt_driver: {message}", file=sys.stderr)
         return 1
-    print(json.dumps(result))
+    if result is not None:  # None: the command printed its own lines
+        print(json.dumps(result))
     return 0
 
 

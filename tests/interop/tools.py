@@ -50,6 +50,8 @@ DEBIAN_PACKAGES = {
     "transmission-create": "transmission-cli",
     "transmission-show": "transmission-cli",
     "aria2c": "aria2",
+    "transmission-daemon": "transmission-daemon",
+    "opentracker": "opentracker",
 }
 
 # Pieces are multiples of a 16 KiB block in practice (BEP 3; BEP 52 requires a power of two).
@@ -138,6 +140,25 @@ def lt(command: str, *args: StrPath) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise ToolFailed(argv, f"output is not a JSON object: {done.stdout[:200]!r}", done.stderr)
     return result
+
+
+def lt_process(command: str, *args: StrPath) -> subprocess.Popen[str]:
+    """Start `lt_driver.py command args...` under /usr/bin/python3 with pipes, for commands
+    that talk in lines (`download --hold`); stderr is kept in a pipe too.
+
+    Fails the test when /usr/bin/python3 cannot import libtorrent. The caller must end
+    the process (see `download --hold` in lt_driver.py).
+    """
+    _libtorrent_version()
+    argv = [SYSTEM_PYTHON, str(LT_DRIVER), command, *(os.fspath(arg) for arg in args)]
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="surrogateescape",
+    )
 
 
 def mktorrent_create(
