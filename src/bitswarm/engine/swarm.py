@@ -1,0 +1,368 @@
+"""One torrent's swarm: its peers and every choice about them, with no I/O.
+
+The layer above feeds it each peer's events (from that peer's ``PeerProtocol``), the
+results of disk work and the time; it answers by sending wire messages through the
+peer cores and by returning instructions: write this block, check this piece, read
+this block for that peer, close or ban that peer.
+
+- Interest is kept as a count per peer of the pieces it has that we want, so a verified
+  piece updates every peer in O(peers), never O(pieces).
+- Each unchoked peer's request pipeline is sized from its measured rate (enough for
+  ``REQUEST_QUEUE_TIME_S`` seconds), so fast peers are kept busy and slow ones do not
+  hoard blocks; a peer that sends nothing for ``SNUB_TIMEOUT_S`` is snubbed and its
+  blocks go to others.
+- Smart ban: who sent each block of a piece is remembered; when a piece fails its hash,
+  a sole sender is banned at once, and otherwise the bad blocks' digests are kept until
+  the piece passes, when the peers whose blocks differed from the good ones are banned.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+
+from bitswarm.engine.choker import Choker, PeerRates
+from bitswarm.engine.picker import BLOCK_SIZE, BlockRequest, PiecePicker
+from bitswarm.engine.rate import RateMeter
+from bitswarm.wire.messages import (
+    Bitfield,
+    Cancel,
+    Choke,
+    Have,
+    HaveAll,
+    HaveNone,
+    Interested,
+    NotInterested,
+    Piece,
+    Reject,
+    Request,
+    Unchoke,
+)
+from bitswarm.wire.peer import Event, HandshakeCompleted, PeerProtocol, PeerState
+
+PeerKey = Hashable
+
+REQUEST_QUEUE_TIME_S = 3.0
+MIN_QUEUE = 4
+INITIAL_QUEUE = 16
+MAX_QUEUE = 500
+SNUB_TIMEOUT_S = 60.0
+DEFAULT_UPLOAD_SLOTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBlock:
+    index: int
+    begin: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPiece:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServeBlock:
+    peer: PeerKey
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePeer:
+    peer: PeerKey
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BanPeer:
+    peer: PeerKey
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PieceVerified:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadFinished:
+    pass
+
+
+Action = WriteBlock | CheckPiece | ServeBlock | ClosePeer | BanPeer | PieceVerified | DownloadFinished
+
+
+@dataclass(slots=True)
+class _Peer:
+    core: PeerProtocol
+    connected_at: float
+    download: RateMeter
+    upload: RateMeter
+    wanted_pieces: int = 0
+    queue_target: int = INITIAL_QUEUE
+    last_block_at: float = 0.0
+    is_snubbed: bool = False
+    is_seed_counted: bool = False
+    counted_pieces: set[int] = field(default_factory=set)
+
+
+class Swarm:
+    def __init__(
+        self,
+        *,
+        num_pieces: int,
+        piece_size: Callable[[int], int],
+        have: Iterable[int],
+        rng: random.Random,
+        now: float,
+        priorities: list[int] | None = None,
+        upload_slots: int = DEFAULT_UPLOAD_SLOTS,
+    ) -> None:
+        self.num_pieces = num_pieces
+        self.piece_size = piece_size
+        self.picker = PiecePicker(num_pieces, piece_size, rng, have=have, priorities=priorities)
+        self.choker = Choker(upload_slots, rng)
+        self.peers: dict[PeerKey, _Peer] = {}
+        self.downloaded = 0
+        self.uploaded = 0
+        self.started_at = now
+        self._senders: dict[int, dict[int, PeerKey]] = {}
+        self._bad_blocks: dict[int, dict[int, tuple[PeerKey, bytes]]] = {}
+        self._finished_reported = self.picker.is_complete
+
+    # -- what we have and want -----------------------------------------------------------
+
+    def _wants(self, index: int) -> bool:
+        return not self.picker.have[index] and self.picker.priority[index] > 0
+
+    def has_piece(self, index: int) -> bool:
+        """Whether piece ``index`` is verified here (what peer cores may serve)."""
+        return bool(self.picker.have[index])
+
+    @property
+    def is_seeding(self) -> bool:
+        return self.picker.is_complete
+
+    def have_messages(self, core: PeerProtocol) -> Have | Bitfield | HaveAll | HaveNone:
+        """The first message after the handshake: what we have."""
+        count = self.picker.have_count
+        if core.fast and count == self.num_pieces:
+            return HaveAll()
+        if core.fast and count == 0:
+            return HaveNone()
+        bits = bytearray((self.num_pieces + 7) // 8)
+        for index in range(self.num_pieces):
+            if self.picker.have[index]:
+                bits[index >> 3] |= 0x80 >> (index & 7)
+        return Bitfield(bytes(bits))
+
+    # -- peers ---------------------------------------------------------------------------
+
+    def add_peer(self, key: PeerKey, core: PeerProtocol, now: float) -> None:
+        self.peers[key] = _Peer(core, now, RateMeter(now), RateMeter(now), last_block_at=now)
+
+    def remove_peer(self, key: PeerKey) -> None:
+        peer = self.peers.pop(key, None)
+        if peer is None:
+            return
+        for request in self.picker.requests_of(key):
+            self.picker.request_dropped(request, key)
+        if peer.is_seed_counted:
+            self.picker.peer_lost_all()
+        for index in peer.counted_pieces:
+            self.picker.peer_lost(index)
+
+    def handle(self, key: PeerKey, events: list[Event], now: float) -> list[Action]:
+        """Apply one peer's events; returns the instructions they lead to."""
+        peer = self.peers[key]
+        actions: list[Action] = []
+        for event in events:
+            if isinstance(event, HandshakeCompleted):
+                peer.core.send(self.have_messages(peer.core))
+            elif isinstance(event, Bitfield | HaveAll):
+                self._peer_has_many(peer)
+            elif isinstance(event, Have):
+                self._peer_has(peer, event.index)
+            elif isinstance(event, Piece):
+                actions += self._block_arrived(key, peer, event, now)
+            elif isinstance(event, Request):
+                actions.append(ServeBlock(key, event.index, event.begin, event.length))
+            elif isinstance(event, Reject):
+                self.picker.request_dropped(BlockRequest(event.index, event.begin, event.length), key)
+            elif isinstance(event, Choke) and not peer.core.fast:
+                for request in self.picker.requests_of(key):
+                    self.picker.request_dropped(request, key)
+        self._update_interest(peer)
+        self._fill_requests(key, peer)
+        return actions
+
+    def _peer_has_many(self, peer: _Peer) -> None:
+        core = peer.core
+        if core.peer_is_seed:
+            peer.is_seed_counted = True
+            self.picker.peer_has_all()
+            peer.wanted_pieces = sum(1 for index in range(self.num_pieces) if self._wants(index))
+            return
+        for index in range(self.num_pieces):
+            if core.peer_has(index):
+                self.picker.peer_has(index)
+                peer.counted_pieces.add(index)
+                peer.wanted_pieces += self._wants(index)
+
+    def _peer_has(self, peer: _Peer, index: int) -> None:
+        if peer.is_seed_counted or index in peer.counted_pieces:
+            return
+        peer.counted_pieces.add(index)
+        self.picker.peer_has(index)
+        peer.wanted_pieces += self._wants(index)
+        if peer.core.peer_is_seed:
+            # Now a seed: count it once as such, as peers that started as seeds are counted.
+            for counted in peer.counted_pieces:
+                self.picker.peer_lost(counted)
+            peer.counted_pieces.clear()
+            peer.is_seed_counted = True
+            self.picker.peer_has_all()
+
+    def _update_interest(self, peer: _Peer) -> None:
+        core = peer.core
+        if core.state is not PeerState.OPEN:
+            return
+        interested = peer.wanted_pieces > 0
+        if interested != core.am_interested:
+            core.send(Interested() if interested else NotInterested())
+
+    def _fill_requests(self, key: PeerKey, peer: _Peer) -> None:
+        core = peer.core
+        if core.state is not PeerState.OPEN or core.peer_choking or not core.am_interested:
+            return
+        room = peer.queue_target - len(core.our_requests)
+        if room <= 0:
+            return
+        for block in self.picker.pick(key, core.peer_has, room):
+            core.send(Request(block.index, block.begin, block.length))
+
+    # -- data ----------------------------------------------------------------------------
+
+    def _block_arrived(self, key: PeerKey, peer: _Peer, piece: Piece, now: float) -> list[Action]:
+        size = len(piece.block)
+        peer.download.add(size, now)
+        peer.last_block_at = now
+        peer.is_snubbed = False
+        self.downloaded += size
+        rate = peer.download.rate(now)
+        peer.queue_target = max(MIN_QUEUE, min(MAX_QUEUE, int(rate * REQUEST_QUEUE_TIME_S / BLOCK_SIZE) + 1))
+        complete, others = self.picker.block_received(piece.index, piece.begin, key)
+        actions: list[Action] = [WriteBlock(piece.index, piece.begin, piece.block)]
+        self._senders.setdefault(piece.index, {})[piece.begin // BLOCK_SIZE] = key
+        for other in others:
+            other_peer = self.peers.get(other)
+            if other_peer is not None and other_peer.core.state is PeerState.OPEN:
+                other_peer.core.send(Cancel(piece.index, piece.begin, size))
+        if complete:
+            actions.append(CheckPiece(piece.index))
+        return actions
+
+    def block_sent(self, key: PeerKey, size: int, now: float) -> None:
+        """The I/O layer sent ``size`` bytes of block data to ``key``."""
+        peer = self.peers.get(key)
+        if peer is not None:
+            peer.upload.add(size, now)
+        self.uploaded += size
+
+    def piece_checked(self, index: int, ok: bool, block_digests: list[bytes], now: float) -> list[Action]:
+        """The disk layer hashed piece ``index``; ``block_digests`` are its blocks' SHA-1s."""
+        senders = self._senders.pop(index, {})
+        actions: list[Action] = []
+        if not ok:
+            self.picker.piece_failed(index)
+            culprits = set(senders.values())
+            if len(culprits) == 1:
+                culprit = culprits.pop()
+                actions.append(BanPeer(culprit, f"sent every block of piece {index}, which failed its hash"))
+            else:
+                self._bad_blocks[index] = {
+                    block: (sender, block_digests[block])
+                    for block, sender in senders.items()
+                    if block < len(block_digests)
+                }
+            return actions + self._after_bans(actions)
+        suspects = self._bad_blocks.pop(index, {})
+        for block, (sender, digest) in suspects.items():
+            if block < len(block_digests) and block_digests[block] != digest:
+                actions.append(BanPeer(sender, f"sent a corrupt block of piece {index}"))
+        self.picker.piece_verified(index)
+        actions.append(PieceVerified(index))
+        for peer in self.peers.values():
+            if peer.core.state is PeerState.OPEN:
+                if index in peer.counted_pieces or peer.is_seed_counted:
+                    peer.wanted_pieces -= 1
+                peer.core.send(Have(index))
+                self._update_interest(peer)
+        if self.picker.is_complete and not self._finished_reported:
+            self._finished_reported = True
+            actions.append(DownloadFinished())
+        for key, peer in self.peers.items():
+            self._fill_requests(key, peer)
+        return actions + self._after_bans(actions)
+
+    def _after_bans(self, actions: list[Action]) -> list[Action]:
+        for action in actions:
+            if isinstance(action, BanPeer):
+                self.remove_peer(action.peer)
+        return []
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Action]:
+        """Snubbing and the periodic choking round."""
+        for key, peer in self.peers.items():
+            core = peer.core
+            if core.state is not PeerState.OPEN:
+                continue
+            if core.our_requests and now - peer.last_block_at >= SNUB_TIMEOUT_S and not peer.is_snubbed:
+                peer.is_snubbed = True
+                peer.queue_target = 1
+                for request in self.picker.requests_of(key):
+                    self.picker.request_dropped(request, key)
+                    core.send(Cancel(request.index, request.begin, request.length))
+            self._fill_requests(key, peer)
+        if self.choker.is_due(now):
+            self._choke_round(now)
+        return []
+
+    def _choke_round(self, now: float) -> None:
+        open_peers = {key: peer for key, peer in self.peers.items() if peer.core.state is PeerState.OPEN}
+        rates = [
+            PeerRates(
+                key,
+                peer.core.peer_interested,
+                peer.download.rate(now),
+                peer.upload.rate(now),
+                peer.connected_at,
+                peer.is_snubbed,
+            )
+            for key, peer in open_peers.items()
+        ]
+        decision = self.choker.decide(rates, seeding=self.is_seeding, now=now)
+        for key, peer in open_peers.items():
+            core = peer.core
+            if key in decision.unchoke and core.am_choking:
+                core.send(Unchoke())
+            elif key not in decision.unchoke and not core.am_choking:
+                core.send(Choke())
+
+    def stats(self, now: float) -> dict[str, float | int]:
+        return {
+            "pieces": self.picker.have_count,
+            "num_pieces": self.num_pieces,
+            "peers": len(self.peers),
+            "seeds": sum(1 for peer in self.peers.values() if peer.core.peer_is_seed),
+            "download_rate": sum(peer.download.rate(now) for peer in self.peers.values()),
+            "upload_rate": sum(peer.upload.rate(now) for peer in self.peers.values()),
+            "downloaded": self.downloaded,
+            "uploaded": self.uploaded,
+        }
