@@ -33,7 +33,7 @@ def v1_info(
 
 
 def _pieces(stream: bytes, piece_length: int) -> bytes:
-    return b"".join(hashlib.sha1(stream[at : at + piece_length]).digest() for at in range(0, len(stream), piece_length))  # noqa: S324
+    return b"".join(hashlib.sha1(stream[at : at + piece_length]).digest() for at in range(0, len(stream), piece_length))
 
 
 def torrent_bytes(info: dict[bytes, bencode.Encodable], **top: bencode.Encodable) -> bytes:

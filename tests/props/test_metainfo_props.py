@@ -65,7 +65,7 @@ def check_invariants(torrent: Torrent, data: bytes) -> None:
     raw_info = data[start:end]
     assert torrent.info == raw_info
     if torrent.has_v1:
-        assert torrent.info_hash_v1 == hashlib.sha1(raw_info).digest()  # noqa: S324
+        assert torrent.info_hash_v1 == hashlib.sha1(raw_info).digest()
     else:
         assert torrent.info_hash_v1 is None
     if torrent.has_v2:

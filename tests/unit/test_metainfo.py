@@ -36,7 +36,7 @@ def test_single_file_v1_torrent_reads_every_field() -> None:
     assert torrent.private
     assert torrent.source == "bitswarm-tests"
     assert (torrent.comment, torrent.created_by, torrent.creation_date) == ("hello", "tests", 1_700_000_000)
-    assert torrent.info_hash_v1 == hashlib.sha1(bencode.encode(info)).digest()  # noqa: S324
+    assert torrent.info_hash_v1 == hashlib.sha1(bencode.encode(info)).digest()
     assert torrent.info_hash_v2 is None
 
 
@@ -70,8 +70,8 @@ def test_info_hash_is_taken_over_the_bytes_as_received_even_with_unsorted_keys()
         Torrent.decode(data)
     torrent = read_torrent_file(data)
     assert torrent.info == unsorted
-    assert torrent.info_hash_v1 == hashlib.sha1(unsorted).digest()  # noqa: S324
-    assert torrent.info_hash_v1 != hashlib.sha1(canonical).digest()  # noqa: S324
+    assert torrent.info_hash_v1 == hashlib.sha1(unsorted).digest()
+    assert torrent.info_hash_v1 != hashlib.sha1(canonical).digest()
     assert torrent.warnings
     assert "out of order" in torrent.warnings[0]
 

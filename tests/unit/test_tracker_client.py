@@ -61,6 +61,12 @@ def test_broken_or_refusing_http_replies_are_tracker_errors(body: bytes, message
         decode_http_announce(body)
 
 
+def test_replies_with_keys_out_of_order_are_read_but_duplicates_are_not() -> None:
+    assert decode_http_announce(b"d8:intervali900e5:peers0:8:completei1ee").seeders == 1
+    with pytest.raises(TrackerError, match="duplicate"):
+        decode_http_announce(b"d8:intervali900e5:peers0:8:intervali1ee")
+
+
 def test_dictionary_peers_and_peers6_and_hostile_entries() -> None:
     body = bencode.encode({
         b"interval": 5,  # clamped up to a minute

@@ -81,7 +81,9 @@ def decode_http_announce(body: bytes) -> AnnounceResult:
     if len(body) > MAX_HTTP_REPLY_BYTES:
         raise TrackerError(f"reply of {len(body)} bytes is too large")
     try:
-        reply = bencode.decode(body)
+        # Trackers in the field (opentracker among them) write keys out of order; that is
+        # tolerated here, duplicates and every other malformation are not.
+        reply = bencode.decode_document(body, allow_unsorted_keys=True).value
     except DecodeError as error:
         raise TrackerError(f"reply is not valid bencode: {error}") from None
     if not isinstance(reply, dict):
