@@ -297,9 +297,12 @@ class TrackerService:
         return Response(200, self.http.encode_scrape(counts))
 
     def udp_datagram(self, data: bytes, source: tuple[Any, ...], send: Callable[[bytes], None]) -> None:
-        if not self.allowed(source[0]):
+        # One clock reading per datagram: this runs 40,000 times a second under load.
+        now = self.clock()
+        if not self.limiter.allow(source[0], now):
+            self.counters.error("rate_limited")
             return  # silence: a reply would help a reflection attack
-        action = self.udp.receive(data, source, self.clock())
+        action = self.udp.receive(data, source, now)
         if action is None:
             return
         if isinstance(action, UdpReply):
@@ -309,11 +312,7 @@ class TrackerService:
             self.counters.announces["udp"] += 1
             if self.answers_at_once:
                 assert isinstance(self.store, MemoryStore)
-                send(
-                    self.udp.encode_announce(
-                        action.transaction_id, self.store.announce_now(action.request, self.clock())
-                    )
-                )
+                send(self.udp.encode_announce(action.transaction_id, self.store.announce_now(action.request, now)))
                 return
             self.spawn(self._udp_announce_later(action, send))
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ UDP_ANNOUNCE_BYTES = 98
 MAX_UDP_REQUEST_BYTES = 16 + INFO_HASH_BYTES * MAX_SCRAPE_HASHES
 CONNECTION_WINDOW_S = 60
 
+# Event(number) costs a microsecond per datagram; indexing this tuple does not.
+_EVENT_BY_NUMBER = tuple(Event)
 _EVENTS = {b"": Event.NONE, b"started": Event.STARTED, b"completed": Event.COMPLETED, b"stopped": Event.STOPPED}
 # BEP 21's "paused" is an ordinary re-announce for swarm counting.
 _EVENTS[b"paused"] = Event.NONE
@@ -108,8 +111,17 @@ class RequestCounters:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
 def compact_address(host: str, port: int) -> bytes:
     """4- or 16-byte address then 2-byte port; an IPv4-mapped IPv6 address becomes IPv4."""
+    # Fast path for a dotted quad as the kernel writes it: half the cost of ipaddress,
+    # which was a fifth of parsing a UDP announce. Same rules: no leading zeros.
+    quad = _DOTTED_QUAD.fullmatch(host)
+    if quad is not None:
+        return bytes(map(int, quad.groups())) + port.to_bytes(2, "big")
     address = ipaddress.ip_address(host.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
@@ -295,7 +307,10 @@ class UdpTracker:
 
     def _connection_is_valid(self, connection_id: bytes, address: bytes, now: float) -> bool:
         window = int(now // CONNECTION_WINDOW_S)
-        return connection_id in (self.connection_id(address, window), self.connection_id(address, window - 1))
+        # The previous window's ID is hashed only when the current one does not match.
+        return connection_id == self.connection_id(address, window) or connection_id == self.connection_id(
+            address, window - 1
+        )
 
     def receive(
         self, datagram: bytes, source: tuple[str, int], now: float
@@ -352,7 +367,7 @@ class UdpTracker:
             info_hash=info_hash,
             peer_id=peer_id,
             address=host + port.to_bytes(2, "big"),
-            event=Event(event),
+            event=_EVENT_BY_NUMBER[event],
             left=left,
             uploaded=uploaded,
             downloaded=downloaded,
