@@ -2,11 +2,14 @@
 
 A swarm keeps seeders and leechers in two dictionaries from compact address to the time
 of the last announce, so counts are their sizes and a re-announce replaces its entry.
+That time is kept in whole seconds, rounded up, and every announce of the same second
+shares one int object: a float per peer was 24 bytes, a sixth of a peer's memory.
 Expiry walks a bounded slice of swarms per call, so no single call stalls the loop.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 
@@ -17,8 +20,8 @@ class _Swarm:
     __slots__ = ("completed", "leechers", "seeders")
 
     def __init__(self) -> None:
-        self.seeders: dict[bytes, float] = {}
-        self.leechers: dict[bytes, float] = {}
+        self.seeders: dict[bytes, int] = {}
+        self.leechers: dict[bytes, int] = {}
         self.completed = 0
 
     def counts(self) -> SwarmCounts:
@@ -32,6 +35,8 @@ class MemoryStore:
         self.peer_timeout_s = peer_timeout_s
         self.rng = rng
         self._swarms: dict[bytes, _Swarm] = {}
+        # The last announce's second, shared by every peer seen in it (see the docstring).
+        self._stamp = 0
         self._expiry_cursor: list[bytes] = []
         # Private mode: the totals each peer last reported, and each user's sums of growth.
         self._reported: dict[tuple[bytes, bytes], tuple[int, int]] = {}
@@ -61,13 +66,17 @@ class MemoryStore:
             if not swarm.seeders and not swarm.leechers:
                 del self._swarms[request.info_hash]
             return SwarmView(counts, [])
+        # Rounded up, so a peer is never dropped before it was silent for the full timeout.
+        second = math.ceil(now)
+        if second != self._stamp:
+            self._stamp = second
         if request.is_seed:
-            swarm.seeders[address] = now
+            swarm.seeders[address] = self._stamp
             # A peer that says "completed" twice, or was already seeding, finished once.
             if request.event is Event.COMPLETED and not was_seed:
                 swarm.completed += 1
         else:
-            swarm.leechers[address] = now
+            swarm.leechers[address] = self._stamp
         return SwarmView(swarm.counts(), self._pick_peers(swarm, request))
 
     def _account(self, request: AnnounceRequest) -> None:
