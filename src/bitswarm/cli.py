@@ -6,6 +6,7 @@ success, 1 for a check that found problems (``verify``), 2 for bad input or usag
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -322,6 +323,97 @@ def format_report(report: VerifyReport) -> str:
         lines.append(f"{file.status.value:>10}  {'/'.join(file.path)}{detail}")
     lines.append(f"{report.good_pieces} good, {report.bad_pieces} bad of {len(report.pieces)} pieces")
     return "\n".join(lines)
+
+
+def _run_transfer(plan: object) -> int:
+    # The event loop and the peer engine are imported only by the commands that use them.
+    from bitswarm.net import client  # noqa: PLC0415
+
+    assert isinstance(plan, client.TransferPlan)
+    try:
+        import uvloop  # noqa: PLC0415
+
+        return uvloop.run(client.run_transfer(plan))
+    except ImportError:
+        return asyncio.run(client.run_transfer(plan))
+
+
+def _wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
+    """--files SPEC: indices and ranges of ``bitswarm info``'s file list ('0,3-5')."""
+    if spec is None:
+        return None
+    data_files = list(torrent.data_files())
+    with about("--files"):
+        chosen = magnet.parse_ranges(spec)
+    if not chosen or max(chosen) >= len(data_files):
+        raise Failure(f"--files: the torrent has files 0 to {len(data_files) - 1}")
+    positions = {id(entry): position for position, entry in enumerate(torrent.files)}
+    return {positions[id(data_files[index])] for index in chosen}
+
+
+@cli.command("get")
+@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", "folder", type=click.Path(path_type=Path), default=Path("."), help="Save into this folder [.]."
+)
+@click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
+@click.option("--files", "files_spec", help="Only these files, by index in 'bitswarm info': 0,2,5-7.")
+@click.option("--sequential", is_flag=True, help="Download pieces in order (for streaming).")
+@click.option("--seed-ratio", type=float, default=1.0, show_default=True, help="Seed until uploaded/size reaches R.")
+@click.option("--no-seed", is_flag=True, help="Exit 0 as soon as every piece is verified.")
+@click.option("--max-down", help="Download limit in bytes per second (2M, 500K).")
+@click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+def get_command(
+    torrent_path: Path,
+    folder: Path,
+    port: int,
+    files_spec: str | None,
+    sequential: bool,
+    seed_ratio: float,
+    no_seed: bool,
+    max_down: str | None,
+    max_up: str | None,
+    as_json: bool,
+) -> None:
+    """Download TORRENT into DIR, then share it."""
+    from bitswarm.net.client import TransferPlan  # noqa: PLC0415
+    from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
+
+    torrent = load_torrent(torrent_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    options = TorrentOptions(sequential=sequential, wanted_files=_wanted_files(torrent, files_spec))
+    plan = TransferPlan(
+        torrent=torrent, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
+        keep_seeding=not no_seed, as_json=as_json,
+        max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
+    )  # fmt: skip
+    with about(torrent_path):
+        status = _run_transfer(plan)
+    sys.exit(status)
+
+
+@cli.command("seed")
+@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
+@click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+def seed_command(torrent_path: Path, folder: Path, port: int, max_up: str | None, as_json: bool) -> None:
+    """Share TORRENT's content from DIR (the folder holding the torrent's name) until stopped."""
+    from bitswarm.net.client import TransferPlan  # noqa: PLC0415
+    from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
+
+    torrent = load_torrent(torrent_path)
+    if not folder.is_dir():
+        raise Failure(f"{folder}: not a folder")
+    plan = TransferPlan(
+        torrent=torrent, folder=folder, port=port, options=TorrentOptions(), seed_ratio=None,
+        keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
+    )  # fmt: skip
+    with about(torrent_path):
+        status = _run_transfer(plan)
+    sys.exit(0 if status in (0, 130) else status)
 
 
 @cli.command("tracker")

@@ -150,6 +150,11 @@ def _peer(text: str) -> tuple[str, int]:
     return match.group("v6") or match.group("host"), port
 
 
+def parse_ranges(text: str) -> tuple[int, ...]:
+    """'0,2,4-6' -> (0, 2, 4, 5, 6); raises MetainfoError (field 'so') when malformed."""
+    return _parse_ranges(text)
+
+
 def _parse_ranges(text: str) -> tuple[int, ...]:
     selected: set[int] = set()
     for part in text.split(","):

@@ -17,6 +17,8 @@ from bitswarm import bencode
 from bitswarm.errors import DecodeError
 
 FORMAT = 1
+# Beside the content, one file per torrent named by its info-hash.
+RESUME_FOLDER = ".bitswarm-resume"
 
 
 @dataclass(frozen=True, slots=True)

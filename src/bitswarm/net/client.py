@@ -1,0 +1,124 @@
+"""``bitswarm get`` and ``bitswarm seed``: a session with one torrent, shown as it runs.
+
+On a terminal a status line is redrawn every second (progress bar, speeds, peers and
+seeds, ETA, ratio); otherwise a plain line every few seconds; with ``--json`` one JSON
+object per line. SIGINT and SIGTERM stop the session cleanly (stopped announces, resume
+data written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from bitswarm.metainfo import Torrent
+from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
+
+PLAIN_PERIOD_S = 5.0
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
+
+
+@dataclass(frozen=True, slots=True)
+class TransferPlan:
+    torrent: Torrent
+    folder: Path
+    port: int
+    options: TorrentOptions
+    seed_ratio: float | None  # None: seed until stopped
+    keep_seeding: bool
+    as_json: bool
+    max_up: float = 0.0
+    max_down: float = 0.0
+
+
+def _human_rate(rate: float) -> str:
+    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
+        if rate < 1024 or unit == "GiB/s":
+            return f"{rate:.0f} {unit}" if unit == "B/s" else f"{rate:.1f} {unit}"
+        rate /= 1024
+    raise AssertionError("unreachable")
+
+
+class Display:
+    def __init__(self, stream: TextIO, *, as_json: bool) -> None:
+        self.stream = stream
+        self.as_json = as_json
+        self.on_terminal = stream.isatty() and not as_json
+        self._last_plain = 0.0
+
+    def event(self, name: str, **fields: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"event": name, **fields}), file=self.stream, flush=True)
+        elif self.on_terminal:
+            print(f"\r\x1b[K{name}: {fields.get('message', '')}", file=self.stream, flush=True)
+        else:
+            print(f"{name}: {fields.get('message', '')}", file=self.stream, flush=True)
+
+    def status(self, runtime: TorrentRuntime, now: float) -> None:
+        status = runtime.status()
+        fraction = status["pieces"] / max(status["num_pieces"], 1)
+        down, up = status["download_rate"], status["upload_rate"]
+        ratio = status["uploaded"] / max(status["size"], 1)
+        left = status["size"] * (1 - fraction)
+        eta = "--:--" if down < 1 or fraction >= 1 else time.strftime("%H:%M:%S", time.gmtime(left / down))
+        if self.as_json:
+            self.event("status", progress=round(fraction, 4), download_rate=round(down), upload_rate=round(up),
+                       peers=status["peers"], seeds=status["seeds"], downloaded=status["downloaded"],
+                       uploaded=status["uploaded"], ratio=round(ratio, 3))  # fmt: skip
+            return
+        bar = "#" * int(fraction * 20) + "-" * (20 - int(fraction * 20))
+        line = (
+            f"[{bar}] {fraction * 100:5.1f}%  down {_human_rate(down)}  up {_human_rate(up)}  "
+            f"peers {status['peers']} ({status['seeds']} seeds)  ETA {eta}  ratio {ratio:.2f}"
+        )
+        if self.on_terminal:
+            print(f"\r\x1b[K{line}", end="", file=self.stream, flush=True)
+        elif now - self._last_plain >= PLAIN_PERIOD_S:
+            self._last_plain = now
+            print(line, file=self.stream, flush=True)
+
+
+async def run_transfer(plan: TransferPlan) -> int:
+    display = Display(sys.stdout if plan.as_json else sys.stderr, as_json=plan.as_json)
+    session = Session(port=plan.port, max_up=plan.max_up, max_down=plan.max_down)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    interrupted = False
+    try:
+        await session.start()
+        runtime = await session.add(plan.torrent, plan.folder, plan.options)
+        display.event("started", message=f"{plan.torrent.name} on port {session.port}", port=session.port,
+                      pieces=runtime.status()["pieces"], num_pieces=plan.torrent.num_pieces)  # fmt: skip
+        announced_finish = runtime.finished.is_set()
+        stop_waiter = loop.create_task(stop.wait())
+        finish_waiter = loop.create_task(runtime.finished.wait())
+        try:
+            while not stop.is_set():
+                display.status(runtime, time.monotonic())
+                if runtime.finished.is_set() and not announced_finish:
+                    announced_finish = True
+                    display.event("finished", message=f"{plan.torrent.name}: every piece verified")
+                if runtime.finished.is_set():
+                    ratio = runtime.status()["uploaded"] / max(plan.torrent.total_size, 1)
+                    if not plan.keep_seeding or (plan.seed_ratio is not None and ratio >= plan.seed_ratio):
+                        break
+                waiters = {stop_waiter} if finish_waiter.done() else {stop_waiter, finish_waiter}
+                await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+            finish_waiter.cancel()
+        interrupted = stop.is_set() and not runtime.finished.is_set()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await session.close()
+    display.event("stopped", message="stopped cleanly")
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK

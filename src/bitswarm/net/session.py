@@ -1,0 +1,528 @@
+"""The asyncio runtime of the peer engine: a session, its listener and its torrents.
+
+A ``Session`` owns the listening socket, the global rate limits and every
+``TorrentRuntime``; a runtime owns one torrent's swarm core, its storage (behind a
+single disk thread, so a piece is hashed only after its blocks are written), its
+tracker announces, and its peer connections. Every task lives in a TaskGroup-like set
+owned by what outlives it and is cancelled on close.
+
+The resume file follows the disk: pieces verified before a flush are recorded after it,
+atomically, every ``RESUME_PERIOD_S`` and at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bitswarm import __version__
+from bitswarm.engine.picker import BLOCK_SIZE
+from bitswarm.engine.rate import TokenBucket
+from bitswarm.engine.swarm import (
+    Action,
+    BanPeer,
+    CheckPiece,
+    ClosePeer,
+    DownloadFinished,
+    PieceVerified,
+    ServeBlock,
+    Swarm,
+    WriteBlock,
+)
+from bitswarm.errors import BitswarmError, StorageError, TrackerError, UsageError
+from bitswarm.metainfo import Torrent
+from bitswarm.net.http_client import http_get
+from bitswarm.net.peer import PeerConnection
+from bitswarm.storage import resume
+from bitswarm.storage.backend import FileStorage
+from bitswarm.storage.hashing import PieceHasher
+from bitswarm.tracker.announce import (
+    AnnounceParams,
+    AnnounceResult,
+    SendDatagram,
+    TrackerTiers,
+    UdpAnnouncer,
+    UdpState,
+    decode_http_announce,
+    http_announce_url,
+    tracker_kind,
+)
+from bitswarm.tracker.swarm import Event
+from bitswarm.wire.messages import Piece
+from bitswarm.wire.peer import PeerProtocol, PeerState
+
+log = logging.getLogger("bitswarm.session")
+
+MAX_PEERS_PER_TORRENT = 60
+CONNECT_TIMEOUT_S = 10.0
+TICK_S = 1.0
+RESUME_PERIOD_S = 10.0
+# Written but unhashed data allowed in the disk queue before peers stop being read.
+MAX_DISK_BACKLOG_BYTES = 64 << 20
+RETRY_ANNOUNCE_S = 60.0
+STOP_ANNOUNCE_TIMEOUT_S = 5.0
+
+
+def new_peer_id() -> bytes:
+    return f"-BS{__version__.replace('.', '')[:4]:0<4}-".encode() + secrets.token_urlsafe(9)[:12].encode()
+
+
+@dataclass
+class TorrentOptions:
+    max_up: float = 0.0
+    max_down: float = 0.0
+    sequential: bool = False
+    # Index of each file in torrent.files -> wanted; None: every file.
+    wanted_files: set[int] | None = None
+
+
+class TorrentRuntime:
+    def __init__(self, session: Session, torrent: Torrent, folder: Path, options: TorrentOptions) -> None:
+        if not torrent.has_v1:
+            raise UsageError("v2-only torrents are not supported yet over the v1 peer protocol")
+        self.session = session
+        self.torrent = torrent
+        self.folder = folder
+        self.options = options
+        self.info_hash = torrent.info_hash_v1 or b""
+        now = time.monotonic()
+        wanted = options.wanted_files
+        self.wanted_entries = {
+            id(entry) for position, entry in enumerate(torrent.files) if wanted is None or position in wanted
+        }
+        self.storage = FileStorage(
+            torrent.files,
+            torrent.piece_length,
+            folder,
+            is_wanted=lambda entry: id(entry) in self.wanted_entries,
+            parts_name=self.info_hash.hex(),
+        )
+        self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
+        self.swarm: Swarm | None = None
+        self.peers: set[PeerConnection] = set()
+        self.known_addresses: set[tuple[str, int]] = set()
+        self.banned: set[str] = set()
+        self.closed_reasons: dict[str, int] = {}
+        self.up_limit = TokenBucket(options.max_up, now)
+        self.down_limit = TokenBucket(options.max_down, now)
+        self.finished = asyncio.Event()
+        self.disk_backlog = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._uploads: asyncio.Queue[tuple[PeerConnection, ServeBlock]] = asyncio.Queue()
+        self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
+        self._resume_dirty = False
+        self._tiers = TrackerTiers(torrent.trackers, random.Random())
+        self._udp_connections: dict[str, tuple[bytes, float]] = {}
+
+    # -- start and stop ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        have = await self._run_disk(self._find_verified_pieces)
+        priorities = self._piece_priorities()
+        self.swarm = Swarm(
+            num_pieces=self.torrent.num_pieces,
+            piece_size=self.torrent.piece_size,
+            have=have,
+            rng=random.Random(),
+            now=time.monotonic(),
+            priorities=priorities,
+        )
+        self.swarm.picker.sequential = self.options.sequential
+        if self.swarm.is_seeding:
+            self.finished.set()
+        self.spawn(self._tick_loop())
+        self.spawn(self._upload_loop())
+        self.spawn(self._resume_loop())
+        if self.torrent.trackers:
+            self.spawn(self._announce_loop())
+
+    def _piece_priorities(self) -> list[int]:
+        priorities = [0] * self.torrent.num_pieces
+        for entry in self.torrent.data_files():
+            if id(entry) in self.wanted_entries:
+                for index in entry.piece_range(self.torrent.piece_length):
+                    priorities[index] = 1
+        return priorities
+
+    def _find_verified_pieces(self) -> list[int]:
+        """Pieces on disk: those the resume file names, plus any others whose data hashes right."""
+        record = resume.load(self._resume_path, info_hash=self.info_hash, num_pieces=self.torrent.num_pieces)
+        trusted = {index for index in range(self.torrent.num_pieces) if record is not None and record.has(index)}
+        if not any(path.exists() for path in self._content_paths()):
+            return sorted(trusted)
+        hasher = PieceHasher(self.torrent.files, self.torrent.piece_length, self.folder, v1=True, v2=False)
+        found = set(trusted)
+        for digest in hasher.hash_all():
+            if digest.index not in trusted and digest.sha1 == self.torrent.v1_piece_hash(digest.index):
+                found.add(digest.index)
+        return sorted(found)
+
+    def _content_paths(self) -> list[Path]:
+        return [self.folder.joinpath(*entry.path) for entry in self.torrent.data_files()]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
+                await task
+        for peer in list(self.peers):
+            peer.close("shutting down")
+        if self.torrent.trackers and self.swarm is not None:
+            with contextlib.suppress(TimeoutError, BitswarmError, OSError):
+                await asyncio.wait_for(self._announce_once(Event.STOPPED), STOP_ANNOUNCE_TIMEOUT_S)
+        await self._save_resume()
+        await self._run_disk(self.storage.close)
+        self.disk.shutdown(wait=True)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("torrent task failed", exc_info=task.exception())
+            if self.session.strict:
+                self.session.failures.append(task.exception())  # type: ignore[arg-type]
+
+    def _run_disk(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return asyncio.get_running_loop().run_in_executor(self.disk, function, *args)
+
+    # -- peers -------------------------------------------------------------------------
+
+    def new_core(self) -> PeerProtocol:
+        assert self.swarm is not None  # cores are made after start()
+        return PeerProtocol(
+            info_hash=self.info_hash,
+            peer_id=self.session.peer_id,
+            num_pieces=self.torrent.num_pieces,
+            piece_size=self.torrent.piece_size,
+            have_piece=self.swarm.has_piece,
+            now=time.monotonic(),
+        )
+
+    def accepts(self, connection: PeerConnection) -> bool:
+        host = connection.address[0] if connection.address else ""
+        return self.swarm is not None and len(self.peers) < MAX_PEERS_PER_TORRENT and host not in self.banned
+
+    def peer_joined(self, connection: PeerConnection) -> None:
+        assert self.swarm is not None
+        assert connection.core is not None
+        self.peers.add(connection)
+        self.swarm.add_peer(connection, connection.core, time.monotonic())
+
+    def peer_gone(self, connection: PeerConnection) -> None:
+        self.peers.discard(connection)
+        if connection.address is not None:
+            self.known_addresses.discard(connection.address)
+        if self.swarm is not None:
+            self.swarm.remove_peer(connection)
+
+    def count_close(self, reason: str) -> None:
+        kind = reason.split(" ", 1)[0]
+        self.closed_reasons[kind] = self.closed_reasons.get(kind, 0) + 1
+
+    def handle(self, connection: PeerConnection, events: list[Any], now: float) -> None:
+        assert self.swarm is not None
+        if connection not in self.peers:
+            return
+        self.run_actions(self.swarm.handle(connection, events, now))
+
+    def download_delay(self, size: int, now: float) -> float:
+        return self.down_limit.delay_for(size, now)
+
+    async def connect(self, address: tuple[str, int]) -> None:
+        if address in self.known_addresses or address[0] in self.banned or len(self.peers) >= MAX_PEERS_PER_TORRENT:
+            return
+        if address == ("127.0.0.1", self.session.port) or address[1] == 0:
+            return
+        self.known_addresses.add(address)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await loop.create_connection(lambda: PeerConnection(self.session, self, address), *address)
+        except (OSError, TimeoutError):
+            self.known_addresses.discard(address)
+
+    # -- actions -------------------------------------------------------------------------
+
+    def run_actions(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, WriteBlock):
+                self.disk_backlog += len(action.data)
+                future = self._run_disk(self.storage.write_block, action.index, action.begin, action.data)
+                future.add_done_callback(self._written(len(action.data)))  # type: ignore[attr-defined]
+            elif isinstance(action, CheckPiece):
+                self.spawn(self._check_piece(action.index))
+            elif isinstance(action, ServeBlock):
+                self._uploads.put_nowait((action.peer, action))  # type: ignore[arg-type]
+            elif isinstance(action, BanPeer | ClosePeer):
+                peer = action.peer
+                assert isinstance(peer, PeerConnection)
+                if isinstance(action, BanPeer) and peer.address is not None:
+                    self.banned.add(peer.address[0])
+                self.count_close(action.reason)
+                peer.close(action.reason)
+            elif isinstance(action, PieceVerified):
+                self._resume_dirty = True
+            elif isinstance(action, DownloadFinished):
+                self.finished.set()
+                if self.torrent.trackers:
+                    self.spawn(self._announce_once(Event.COMPLETED))
+        for peer in list(self.peers):
+            peer.flush()
+
+    def _written(self, size: int) -> Callable[[asyncio.Future[Any]], None]:
+        def done(future: asyncio.Future[Any]) -> None:
+            self.disk_backlog -= size
+            if not future.cancelled() and future.exception() is not None:
+                log.error("disk write failed: %s", future.exception())
+
+        return done
+
+    async def _check_piece(self, index: int) -> None:
+        ok, digests = await self._run_disk(self._hash_piece, index)
+        assert self.swarm is not None
+        self.run_actions(self.swarm.piece_checked(index, ok, digests, time.monotonic()))
+
+    def _hash_piece(self, index: int) -> tuple[bool, list[bytes]]:
+        try:
+            data = self.storage.read_block(index, 0, self.torrent.piece_size(index))
+        except StorageError:
+            return False, []
+        view = memoryview(data)
+        digests = [hashlib.sha1(view[at : at + BLOCK_SIZE]).digest() for at in range(0, len(data), BLOCK_SIZE)]  # noqa: S324
+        return hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index), digests  # noqa: S324
+
+    async def _upload_loop(self) -> None:
+        while True:
+            connection, request = await self._uploads.get()
+            core = connection.core
+            key = (request.index, request.begin, request.length)
+            if core is None or key not in core.peer_requests or connection not in self.peers:
+                continue
+            now = time.monotonic()
+            delay = max(self.session.upload_delay(request.length, now), self.up_limit.delay_for(request.length, now))
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                block = await self._run_disk(self.storage.read_block, request.index, request.begin, request.length)
+            except StorageError as error:
+                connection.close(f"cannot read what we offered: {error}")
+                continue
+            if key in core.peer_requests and connection in self.peers:
+                core.send(Piece(request.index, request.begin, block))
+                connection.flush()
+                assert self.swarm is not None
+                self.swarm.block_sent(connection, len(block), time.monotonic())
+
+    async def _tick_loop(self) -> None:
+        assert self.swarm is not None
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for peer in list(self.peers):
+                if peer.core is not None and peer.core.state is not PeerState.CLOSED and peer.core.tick(now):
+                    peer.close("timed out")
+            self.run_actions(self.swarm.tick(now))
+
+    async def _resume_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RESUME_PERIOD_S)
+            if self._resume_dirty:
+                await self._save_resume()
+
+    async def _save_resume(self) -> None:
+        if self.swarm is None:
+            return
+        self._resume_dirty = False
+        # Snapshot first: what was verified before the flush is on disk after it.
+        snapshot = resume.bitfield(self.swarm.picker.have, self.torrent.num_pieces)
+        await self._run_disk(self.storage.flush)
+        self._resume_path.parent.mkdir(parents=True, exist_ok=True)
+        await self._run_disk(resume.save, self._resume_path, resume.ResumeData(self.info_hash, snapshot))
+
+    # -- trackers ----------------------------------------------------------------------
+
+    def _announce_params(self, event: Event) -> AnnounceParams:
+        assert self.swarm is not None
+        left = sum(
+            self.torrent.piece_size(index)
+            for index in range(self.torrent.num_pieces)
+            if not self.swarm.picker.have[index] and self.swarm.picker.priority[index]
+        )
+        return AnnounceParams(
+            info_hash=self.info_hash,
+            peer_id=self.session.peer_id,
+            port=self.session.port,
+            uploaded=self.swarm.uploaded,
+            downloaded=self.swarm.downloaded,
+            left=left,
+            event=event,
+            numwant=50,
+            key=self.session.key,
+        )
+
+    async def _announce_loop(self) -> None:
+        event = Event.STARTED
+        while True:
+            try:
+                result = await self._announce_once(event)
+                event = Event.NONE
+                wait = float(result.interval_s)
+            except TrackerError as error:
+                log.info("no tracker answered: %s", error)
+                wait = RETRY_ANNOUNCE_S
+            await asyncio.sleep(wait)
+
+    async def _announce_once(self, event: Event) -> AnnounceResult:
+        params = self._announce_params(event)
+        errors = []
+        for url in self._tiers.in_order():
+            try:
+                result = await self._announce_to(url, params)
+            except TrackerError as error:
+                errors.append(f"{url}: {error}")
+                continue
+            self._tiers.succeeded(url)
+            if event is not Event.STOPPED:
+                for address in result.peers:
+                    self.spawn(self.connect(address))
+            return result
+        raise TrackerError("; ".join(errors) or "no trackers")
+
+    async def _announce_to(self, url: str, params: AnnounceParams) -> AnnounceResult:
+        if tracker_kind(url) == "http":
+            status, body = await http_get(http_announce_url(url, params))
+            if status != 200:
+                raise TrackerError(f"HTTP status {status}")
+            return decode_http_announce(body)
+        return await self._udp_announce(url, params)
+
+    async def _udp_announce(self, url: str, params: AnnounceParams) -> AnnounceResult:
+        from urllib.parse import urlsplit  # noqa: PLC0415
+
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.port:
+            raise TrackerError(f"UDP tracker URL needs a host and port: {url}")
+        loop = asyncio.get_running_loop()
+        replies: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
+
+        class Receiver(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    replies.put_nowait(data)
+
+        try:
+            transport, _ = await loop.create_datagram_endpoint(Receiver, remote_addr=(parts.hostname, parts.port))
+        except OSError as error:
+            raise TrackerError(str(error)) from None
+        try:
+            announcer = UdpAnnouncer(params, random.Random(), connection=self._udp_connections.get(url))
+            ipv6 = ":" in transport.get_extra_info("peername")[0]
+            send: SendDatagram | None = announcer.start(time.monotonic(), ipv6=ipv6)
+            deadline = time.monotonic()
+            while send is not None or announcer.state in (UdpState.CONNECTING, UdpState.ANNOUNCING):
+                if send is not None:
+                    transport.sendto(send.payload)
+                    deadline = send.retry_at
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        data = await replies.get()
+                    send = announcer.receive(data, time.monotonic())
+                except TimeoutError:
+                    send = announcer.timeout(time.monotonic())
+                if announcer.state in (UdpState.DONE, UdpState.FAILED):
+                    break
+            if announcer.connection is not None:
+                self._udp_connections[url] = announcer.connection
+            if announcer.result is None:
+                raise TrackerError(announcer.error or "no answer")
+            return announcer.result
+        finally:
+            transport.close()
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        assert self.swarm is not None
+        stats: dict[str, Any] = dict(self.swarm.stats(time.monotonic()))
+        stats["name"] = self.torrent.name
+        stats["finished"] = self.finished.is_set()
+        stats["size"] = self.torrent.total_size
+        return stats
+
+
+class Session:
+    """Everything one bitswarm process shares between its torrents."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 6881,
+        host: str | None = None,
+        max_up: float = 0.0,
+        max_down: float = 0.0,
+        strict: bool = False,
+    ) -> None:
+        self.requested_port = port
+        self.host = host
+        self.port = port
+        self.peer_id = new_peer_id()
+        self.key = random.getrandbits(32)
+        now = time.monotonic()
+        self.up_limit = TokenBucket(max_up, now)
+        self.down_limit = TokenBucket(max_down, now)
+        self.strict = strict
+        self.failures: list[BaseException] = []
+        self.torrents: dict[bytes, TorrentRuntime] = {}
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: PeerConnection(self, None), self.host, self.requested_port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def add(self, torrent: Torrent, folder: Path, options: TorrentOptions | None = None) -> TorrentRuntime:
+        runtime = TorrentRuntime(self, torrent, folder, options or TorrentOptions())
+        if runtime.info_hash in self.torrents:
+            raise UsageError(f"{torrent.name}: already in this session")
+        self.torrents[runtime.info_hash] = runtime
+        await runtime.start()
+        return runtime
+
+    def runtime_for(self, info_hash: bytes) -> TorrentRuntime | None:
+        runtime = self.torrents.get(info_hash)
+        return runtime if runtime is not None and runtime.swarm is not None else None
+
+    def upload_delay(self, size: int, now: float) -> float:
+        return self.up_limit.delay_for(size, now)
+
+    def download_delay(self, size: int, now: float) -> float:
+        return self.down_limit.delay_for(size, now)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for runtime in list(self.torrents.values()):
+            await runtime.close()
+        self.torrents.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
