@@ -13,6 +13,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -26,6 +27,7 @@ from bitswarm.net.tracker import TrackerServer, TrackerService
 from bitswarm.storage.verify import verify
 from bitswarm.tracker.config import TrackerConfig
 from bitswarm.tracker.memory import MemoryStore
+from bitswarm.tracker.swarm import SwarmCounts
 
 SAMPLE_BYTES = 8 * 1024 * 1024
 SEED_UPLOAD = 1024 * 1024
@@ -124,11 +126,10 @@ async def _tour(work: Path) -> None:
         click.echo("demo finished")
 
 
-async def _wait_until(probe: object, what: str, timeout_s: float = 10.0) -> None:
+async def _wait_until(probe: Callable[[], dict[bytes, SwarmCounts]], what: str, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        counts = probe()  # type: ignore[operator]
-        if any(count.seeders for count in counts.values()):
+        if any(count.seeders for count in probe().values()):
             return
         await asyncio.sleep(0.05)
     raise click.ClickException(f"timed out waiting for {what}")
