@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -136,7 +137,7 @@ async def _wait_until(probe: Callable[[], dict[bytes, SwarmCounts]], what: str, 
 
 
 async def _show_progress(seeding: TorrentRuntime, downloads: list[TorrentRuntime], started: float) -> None:
-    interactive = click.get_text_stream("stdout").isatty()
+    interactive = sys.stdout.isatty()
     last_print = 0.0
     while not all(download.finished.is_set() for download in downloads):
         now = time.monotonic()
