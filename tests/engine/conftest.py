@@ -1,0 +1,49 @@
+"""Processes of bitswarm for end-to-end tests: a tracker, and waiting on what they show."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from urllib.parse import quote_from_bytes
+
+import pytest
+
+from bitswarm import bencode
+
+BITSWARM = [sys.executable, "-m", "bitswarm"]
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)  # polling an observable condition, not a stand-in for one
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def tracker() -> Iterator[str]:
+    process = subprocess.Popen(
+        [*BITSWARM, "tracker", "--http", "127.0.0.1:0", "--udp", "off"], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    port = int(line.split("http 127.0.0.1:")[1].split(";")[0])
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+
+
+def seeders(tracker: str, info_hash: bytes) -> int:
+    with urllib.request.urlopen(f"{tracker}/scrape?info_hash={quote_from_bytes(info_hash)}", timeout=10) as reply:  # noqa: S310
+        files = bencode.decode(reply.read())
+    assert isinstance(files, dict)
+    counts = files[b"files"]
+    assert isinstance(counts, dict)
+    entry = counts.get(info_hash, {b"complete": 0})
+    assert isinstance(entry, dict)
+    return int(entry[b"complete"])  # type: ignore[arg-type]
