@@ -55,6 +55,7 @@ class PickerMachine(RuleBasedStateMachine):
         self.outstanding[peer].discard(block)
         complete, others = self.picker.block_received(block.index, block.begin, peer)
         for other in others:
+            assert isinstance(other, str)
             assert block in self.outstanding[other], "cancel only whoever was asked"
             self.outstanding[other].discard(block)
         self.received.setdefault(block.index, set()).add(block.begin)
