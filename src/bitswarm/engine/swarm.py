@@ -139,6 +139,14 @@ class Swarm:
     def _wants(self, index: int) -> bool:
         return not self.picker.have[index] and self.picker.priority[index] > 0
 
+    def needs_block_digests(self, index: int) -> bool:
+        """Whether checking piece ``index`` must report its blocks' digests (for smart ban).
+
+        Only a piece that failed before needs them when it passes; a failing piece always does,
+        so the caller computes them then anyway.
+        """
+        return index in self._bad_blocks
+
     def has_piece(self, index: int) -> bool:
         """Whether piece ``index`` is verified here (what peer cores may serve)."""
         return bool(self.picker.have[index])

@@ -71,6 +71,8 @@ RESUME_PERIOD_S = 10.0
 MAX_DISK_BACKLOG_BYTES = 64 << 20
 RETRY_ANNOUNCE_S = 60.0
 STOP_ANNOUNCE_TIMEOUT_S = 5.0
+# Blocks read in one trip to a reader thread when no rate limit applies (1 MiB).
+UPLOAD_BATCH_BLOCKS = 64
 
 
 def new_peer_id() -> bytes:
@@ -107,7 +109,17 @@ class TorrentRuntime:
             is_wanted=lambda entry: id(entry) in self.wanted_entries,
             parts_name=self.info_hash.hex(),
         )
+        # Writes and hashing share one thread, so a piece is hashed after its blocks are written;
+        # reads of verified pieces need no such order and get a thread (and file handles) of their own.
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
+        self.readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-read")
+        self.read_storage = FileStorage(
+            torrent.files,
+            torrent.piece_length,
+            folder,
+            is_wanted=lambda entry: id(entry) in self.wanted_entries,
+            parts_name=self.info_hash.hex(),
+        )
         self.swarm: Swarm | None = None
         self.peers: set[PeerConnection] = set()
         self.known_addresses: set[tuple[str, int]] = set()
@@ -182,6 +194,8 @@ class TorrentRuntime:
             with contextlib.suppress(TimeoutError, BitswarmError, OSError):
                 await asyncio.wait_for(self._announce_once(Event.STOPPED), STOP_ANNOUNCE_TIMEOUT_S)
         await self._save_resume()
+        await asyncio.get_running_loop().run_in_executor(self.readers, self.read_storage.close)
+        self.readers.shutdown(wait=True)
         await self._run_disk(self.storage.close)
         self.disk.shutdown(wait=True)
 
@@ -294,40 +308,71 @@ class TorrentRuntime:
         return done
 
     async def _check_piece(self, index: int) -> None:
-        ok, digests = await self._run_disk(self._hash_piece, index)
         assert self.swarm is not None
+        ok, digests = await self._run_disk(self._hash_piece, index, self.swarm.needs_block_digests(index))
         self.run_actions(self.swarm.piece_checked(index, ok, digests, time.monotonic()))
 
-    def _hash_piece(self, index: int) -> tuple[bool, list[bytes]]:
+    def _hash_piece(self, index: int, block_digests: bool) -> tuple[bool, list[bytes]]:
+        """(hash matches, SHA-1 per block when the smart ban needs them: on failure or on request)."""
         try:
             data = self.storage.read_block(index, 0, self.torrent.piece_size(index))
         except StorageError:
             return False, []
+        ok = hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index)  # noqa: S324
+        if ok and not block_digests:
+            return True, []
         view = memoryview(data)
         digests = [hashlib.sha1(view[at : at + BLOCK_SIZE]).digest() for at in range(0, len(data), BLOCK_SIZE)]  # noqa: S324
-        return hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index), digests  # noqa: S324
+        return ok, digests
 
     async def _upload_loop(self) -> None:
+        """Serve queued requests in batches: one disk-thread round trip for many blocks."""
         while True:
-            connection, request = await self._uploads.get()
-            core = connection.core
-            key = (request.index, request.begin, request.length)
-            if core is None or key not in core.peer_requests or connection not in self.peers:
+            batch = [await self._uploads.get()]
+            limit = self._upload_batch_limit()
+            while len(batch) < limit and not self._uploads.empty():
+                batch.append(self._uploads.get_nowait())
+            wanted = [(connection, request) for connection, request in batch if self._still_wanted(connection, request)]
+            if not wanted:
                 continue
+            size = sum(request.length for _, request in wanted)
             now = time.monotonic()
-            delay = max(self.session.upload_delay(request.length, now), self.up_limit.delay_for(request.length, now))
+            delay = max(self.session.upload_delay(size, now), self.up_limit.delay_for(size, now))
             if delay > 0:
                 await asyncio.sleep(delay)
-            try:
-                block = await self._run_disk(self.storage.read_block, request.index, request.begin, request.length)
-            except StorageError as error:
-                connection.close(f"cannot read what we offered: {error}")
-                continue
-            if key in core.peer_requests and connection in self.peers:
-                core.send(Piece(request.index, request.begin, block))
+            spans = [(request.index, request.begin, request.length) for _, request in wanted]
+            blocks = await asyncio.get_running_loop().run_in_executor(self.readers, self._read_blocks, spans)
+            assert self.swarm is not None
+            touched = set()
+            for (connection, request), block in zip(wanted, blocks, strict=True):
+                if block is None:
+                    connection.close("cannot read a block we offered")
+                elif self._still_wanted(connection, request):
+                    assert connection.core is not None  # checked by _still_wanted
+                    connection.core.send(Piece(request.index, request.begin, block))
+                    self.swarm.block_sent(connection, len(block), now)
+                    touched.add(connection)
+            for connection in touched:
                 connection.flush()
-                assert self.swarm is not None
-                self.swarm.block_sent(connection, len(block), time.monotonic())
+
+    def _upload_batch_limit(self) -> int:
+        # Under a rate limit a batch stays within the bucket's burst, so the limit holds closely.
+        bursts = [bucket.burst for bucket in (self.up_limit, self.session.up_limit) if bucket.rate > 0]
+        return max(1, int(min(bursts) // BLOCK_SIZE)) if bursts else UPLOAD_BATCH_BLOCKS
+
+    def _still_wanted(self, connection: PeerConnection, request: ServeBlock) -> bool:
+        core = connection.core
+        key = (request.index, request.begin, request.length)
+        return core is not None and connection in self.peers and key in core.peer_requests
+
+    def _read_blocks(self, spans: list[tuple[int, int, int]]) -> list[bytes | None]:
+        blocks: list[bytes | None] = []
+        for index, begin, length in spans:
+            try:
+                blocks.append(self.read_storage.read_block(index, begin, length))
+            except StorageError:
+                blocks.append(None)
+        return blocks
 
     async def _tick_loop(self) -> None:
         assert self.swarm is not None
