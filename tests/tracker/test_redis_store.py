@@ -1,4 +1,4 @@
-"""What only the Redis store has: connecting, failing over a lost server, key prefixes, pruning."""
+"""What only the Redis store has: connecting, failing over a lost server, key prefixes, its keys."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bitswarm.errors import StorageError, UsageError
 from bitswarm.tracker.redis_store import RedisStore
 from bitswarm.tracker.swarm import AnnounceRequest, Event, SwarmCounts
 from tracker.conftest import RedisServer, free_port
-from tracker.stores import HASH_A, PEER_TIMEOUT_S, START, SyncStore, open_sync_store, v4
+from tracker.stores import HASH_A, PEER_TIMEOUT_S, START, open_sync_store, v4
 
 REDIS_ONLY_DB = 2
 
@@ -72,21 +72,6 @@ def test_stores_with_different_key_prefixes_do_not_meet(redis_server: RedisServe
     asyncio.run(scenario())
 
 
-def test_an_announce_drops_its_swarms_silent_peers_at_once(redis_server: RedisServer) -> None:
-    # The one difference from the memory store, which keeps them until its expiry pass.
-    store: SyncStore = open_sync_store("redis", redis_server.db_url(REDIS_ONLY_DB))
-    try:
-        store.announce(v4(1), left=0, passkey="alice", uploaded=100, now=START)
-        view = store.announce(v4(2), now=START + PEER_TIMEOUT_S + 1)
-        assert view.counts == SwarmCounts(0, 1, 0)
-        assert view.peers == []
-        assert store.expire(START + PEER_TIMEOUT_S + 1) == 0
-        store.announce(v4(1), left=0, passkey="alice", uploaded=150, now=START + PEER_TIMEOUT_S + 1)
-        assert store.user_totals() == {"alice": (250, 0)}
-    finally:
-        store.close()
-
-
 def test_keys_hold_raw_addresses_and_vanish_with_the_swarm(redis_server: RedisServer) -> None:
     url = redis_server.db_url(REDIS_ONLY_DB)
     store = open_sync_store("redis", url)
@@ -96,6 +81,12 @@ def test_keys_hold_raw_addresses_and_vanish_with_the_swarm(redis_server: RedisSe
             assert client.zrange(f"bitswarm:{HASH_A.hex()}:s4", 0, -1) == [v4(1)]
             assert client.smembers("bitswarm:swarms") == {HASH_A}
         store.announce(v4(1), left=0, event=Event.STOPPED, passkey="alice")
+        prefix = f"bitswarm:{HASH_A.hex()}:"
+        with redis.Redis.from_url(url) as client:
+            # Emptied with a completion: its count waits out a timeout of silence.
+            expected = [f"{prefix}{name}".encode() for name in ("done", "idle")]
+            assert sorted(client.keys("*")) == sorted([*expected, b"bitswarm:swarms", b"bitswarm:users"])
+        store.expire(START + PEER_TIMEOUT_S + 1)
         with redis.Redis.from_url(url) as client:
             assert sorted(client.keys("*")) == [b"bitswarm:users"]
     finally:

@@ -196,12 +196,50 @@ def test_stopped_removes_the_peer_and_returns_no_peers(store: SyncStore) -> None
     assert store.announce(v4(9), event=Event.STOPPED).counts == SwarmCounts(0, 1, 0)
 
 
-def test_the_last_stop_removes_the_swarm_and_its_completed_count(store: SyncStore) -> None:
-    store.announce(v4(1), left=0, event=Event.COMPLETED)
-    assert store.announce(v4(1), left=0, event=Event.STOPPED).counts == SwarmCounts(0, 0, 1)
+def test_a_swarm_emptied_by_stops_keeps_its_completed_count_until_silent_for_the_timeout(store: SyncStore) -> None:
+    store.announce(v4(1), left=0, event=Event.COMPLETED, now=START)
+    assert store.announce(v4(1), left=0, event=Event.STOPPED, now=START).counts == SwarmCounts(0, 0, 1)
+    # Like opentracker: the emptied swarm still scrapes as 0 seeders, 0 leechers, 1 completed.
+    assert store.full_scrape() == {HASH_A: SwarmCounts(0, 0, 1)}
+    assert store.scrape([HASH_A]) == {HASH_A: SwarmCounts(0, 0, 1)}
+    assert store.expire(START + PEER_TIMEOUT_S) == 0
+    assert store.scrape([HASH_A]) == {HASH_A: SwarmCounts(0, 0, 1)}
+    assert store.expire(START + PEER_TIMEOUT_S + 1) == 0
     assert store.full_scrape() == {}
-    assert store.scrape([HASH_A]) == {HASH_A: SwarmCounts()}
-    assert store.announce(v4(1), left=0).counts == SwarmCounts(1, 0, 0)
+    assert store.announce(v4(1), left=0, now=START + PEER_TIMEOUT_S + 1).counts == SwarmCounts(1, 0, 0)
+
+
+def test_a_peer_joining_an_emptied_swarm_continues_its_completed_count(store: SyncStore) -> None:
+    store.announce(v4(1), left=0, event=Event.COMPLETED, now=START)
+    store.announce(v4(1), left=0, event=Event.STOPPED, now=START)
+    assert store.announce(v4(2), now=START + 50).counts == SwarmCounts(0, 1, 1)
+    # It had peers again, so it is no longer an empty swarm waiting to go.
+    assert store.expire(START + PEER_TIMEOUT_S + 10) == 0
+    assert store.scrape([HASH_A]) == {HASH_A: SwarmCounts(0, 1, 1)}
+    assert store.announce(v4(2), event=Event.STOPPED, now=START + 60).counts == SwarmCounts(0, 0, 1)
+    assert store.expire(START + 60 + PEER_TIMEOUT_S) == 0
+    assert store.scrape([HASH_A]) == {HASH_A: SwarmCounts(0, 0, 1)}
+    assert store.expire(START + 61 + PEER_TIMEOUT_S) == 0
+    assert store.full_scrape() == {}
+
+
+def test_a_stop_into_an_emptied_swarm_keeps_it_another_timeout(store: SyncStore) -> None:
+    store.announce(v4(1), left=0, event=Event.COMPLETED, now=START)
+    store.announce(v4(1), left=0, event=Event.STOPPED, now=START)
+    assert store.announce(v4(1), left=0, event=Event.STOPPED, now=START + 50).counts == SwarmCounts(0, 0, 1)
+    assert store.expire(START + 50 + PEER_TIMEOUT_S) == 0
+    assert store.full_scrape() == {HASH_A: SwarmCounts(0, 0, 1)}
+    assert store.expire(START + 51 + PEER_TIMEOUT_S) == 0
+    assert store.full_scrape() == {}
+
+
+def test_a_swarm_emptied_without_completions_goes_at_once(store: SyncStore) -> None:
+    store.announce(v4(1), left=0, now=START)
+    store.announce(v4(2), info_hash=HASH_B, now=START)
+    assert store.announce(v4(1), left=0, event=Event.STOPPED).counts == SwarmCounts(0, 0, 0)
+    assert store.full_scrape() == {HASH_B: SwarmCounts(0, 1, 0)}
+    assert store.expire(START + PEER_TIMEOUT_S + 1) == 1
+    assert store.full_scrape() == {}
 
 
 def test_a_stop_for_an_unknown_swarm_creates_nothing(store: SyncStore) -> None:
@@ -233,13 +271,40 @@ def test_a_re_announce_keeps_a_peer_alive(store: SyncStore) -> None:
     assert store.scrape([HASH_A])[HASH_A].leechers == 1
 
 
-def test_an_expired_swarm_disappears_with_its_completed_count(store: SyncStore) -> None:
+def test_a_swarm_emptied_by_expiry_keeps_its_completed_count_for_another_timeout(store: SyncStore) -> None:
     store.announce(v4(1), left=0, event=Event.COMPLETED, info_hash=HASH_B, now=START)
     store.announce(v4(2), info_hash=HASH_A, now=START + 200)
     assert store.expire(START + 250) == 1
-    assert store.full_scrape() == {HASH_A: SwarmCounts(0, 1, 0)}
+    assert store.full_scrape() == {HASH_A: SwarmCounts(0, 1, 0), HASH_B: SwarmCounts(0, 0, 1)}
+    # Empty since second START + 250: kept through a timeout of silence, then gone.
+    # (HASH_A's peer expires meanwhile; that swarm had no completions and goes at once.)
+    assert store.expire(START + 250 + PEER_TIMEOUT_S) == 1
+    assert store.full_scrape() == {HASH_B: SwarmCounts(0, 0, 1)}
+    assert store.expire(START + 251 + PEER_TIMEOUT_S) == 0
+    assert store.full_scrape() == {}
     assert store.scrape([HASH_B]) == {HASH_B: SwarmCounts()}
-    assert store.announce(v4(1), left=0, info_hash=HASH_B, now=START + 250).counts == SwarmCounts(1, 0, 0)
+    assert store.announce(v4(1), left=0, info_hash=HASH_B, now=START + 400).counts == SwarmCounts(1, 0, 0)
+
+
+def test_a_silent_peer_is_counted_and_given_until_expiry_runs(store: SyncStore) -> None:
+    # Expiry happens in expire() only, never as a side effect of an announce.
+    store.announce(v4(1), left=0, passkey="alice", uploaded=100, now=START)
+    view = store.announce(v4(2), now=START + PEER_TIMEOUT_S + 50)
+    assert view.counts == SwarmCounts(1, 1, 0)
+    assert view.peers == [v4(1)]
+    assert store.expire(START + PEER_TIMEOUT_S + 50) == 1
+    assert store.scrape([HASH_A]) == {HASH_A: SwarmCounts(0, 1, 0)}
+    store.announce(v4(1), left=0, passkey="alice", uploaded=150, now=START + PEER_TIMEOUT_S + 50)
+    assert store.user_totals() == {"alice": (250, 0)}
+
+
+def test_last_seen_is_the_announce_second_rounded_up(store: SyncStore) -> None:
+    store.announce(v4(1), now=START + 0.2)  # seen at second START + 1
+    assert store.expire(START + 1 + PEER_TIMEOUT_S) == 0
+    assert store.expire(START + 1.5 + PEER_TIMEOUT_S) == 1
+    store.announce(v4(2), now=START + 10.0)  # a whole second stays itself
+    assert store.expire(START + 10 + PEER_TIMEOUT_S) == 0
+    assert store.expire(START + 10.01 + PEER_TIMEOUT_S) == 1
 
 
 def test_expire_walks_a_bounded_number_of_swarms_per_call_and_resumes(store: SyncStore) -> None:
@@ -253,7 +318,7 @@ def test_expire_walks_a_bounded_number_of_swarms_per_call_and_resumes(store: Syn
             break
     assert max(dropped) <= 2
     assert sum(dropped) == len(hashes)
-    assert store.full_scrape() == {}
+    assert store.full_scrape() == {}  # no completions: nothing kept
     # A new round after the last swarm starts over and finds the new stale peers.
     store.announce(v4(1), info_hash=HASH_A, now=START + 1000)
     total = sum(store.expire(START + 2000, max_swarms=2) for _ in range(4))

@@ -5,6 +5,10 @@ of the last announce, so counts are their sizes and a re-announce replaces its e
 That time is kept in whole seconds, rounded up, and every announce of the same second
 shares one int object: a float per peer was 24 bytes, a sixth of a peer's memory.
 Expiry walks a bounded slice of swarms per call, so no single call stalls the loop.
+
+A swarm emptied by stops or expiry that counted completions stays, with no peers, so a
+scrape still shows its completed count (as opentracker does), until it has been empty
+and silent for the peer timeout; a swarm with nothing to remember goes at once.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from bitswarm.tracker.swarm import AnnounceRequest, Event, SwarmCounts, SwarmVie
 
 
 class _Swarm:
-    __slots__ = ("completed", "leechers", "seeders")
+    __slots__ = ("completed", "empty_since", "leechers", "seeders")
 
     def __init__(self) -> None:
         self.seeders: dict[bytes, int] = {}
         self.leechers: dict[bytes, int] = {}
         self.completed = 0
+        # The second the swarm last became (or, by a stop, was again) empty; 0 while it has peers.
+        self.empty_since = 0
 
     def counts(self) -> SwarmCounts:
         return SwarmCounts(len(self.seeders), len(self.leechers), self.completed)
@@ -61,15 +67,19 @@ class MemoryStore:
             self._account(request)
         was_seed = swarm.seeders.pop(address, None) is not None
         swarm.leechers.pop(address, None)
-        if request.event is Event.STOPPED:
-            counts = swarm.counts()
-            if not swarm.seeders and not swarm.leechers:
-                del self._swarms[request.info_hash]
-            return SwarmView(counts, [])
         # Rounded up, so a peer is never dropped before it was silent for the full timeout.
         second = math.ceil(now)
         if second != self._stamp:
             self._stamp = second
+        if request.event is Event.STOPPED:
+            counts = swarm.counts()
+            if not swarm.seeders and not swarm.leechers:
+                if swarm.completed:
+                    swarm.empty_since = self._stamp
+                else:
+                    del self._swarms[request.info_hash]
+            return SwarmView(counts, [])
+        swarm.empty_since = 0
         if request.is_seed:
             swarm.seeders[address] = self._stamp
             # A peer that says "completed" twice, or was already seeding, finished once.
@@ -138,6 +148,10 @@ class MemoryStore:
             swarm = self._swarms.get(info_hash)
             if swarm is None:
                 continue
+            if swarm.empty_since:
+                if swarm.empty_since < deadline:
+                    del self._swarms[info_hash]
+                continue
             for group in (swarm.seeders, swarm.leechers):
                 stale = [address for address, seen in group.items() if seen < deadline]
                 for address in stale:
@@ -145,7 +159,10 @@ class MemoryStore:
                     self._reported.pop((info_hash, address), None)
                 dropped += len(stale)
             if not swarm.seeders and not swarm.leechers:
-                del self._swarms[info_hash]
+                if swarm.completed:
+                    swarm.empty_since = math.ceil(now)
+                else:
+                    del self._swarms[info_hash]
         return dropped
 
     # The asynchronous face shared with stores that wait on a server.

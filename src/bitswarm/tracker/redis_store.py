@@ -9,13 +9,13 @@ and ``rep`` keeps, in private mode, the totals each peer last reported. The set
 ``bitswarm:users`` holds each passkey's (uploaded, downloaded) sums.
 
 An announce is one Lua script, so it is one round trip and atomic however many trackers
-share the server. It follows ``MemoryStore.announce_now`` step by step, with two
-differences in how, not what. Peers are drawn with ZRANDMEMBER while the asker is out of
+share the server. It follows ``MemoryStore.announce_now`` step by step, with one
+difference in how, not what: peers are drawn with ZRANDMEMBER while the asker is out of
 the sets (it is added back after), so the draw is a fair sample that cannot hold the
-asker. And the announce also drops that swarm's peers silent longer than the timeout
-(after the asker's own removal, so whether the asker was a seeder is judged as the memory
-store judges it): a stale peer that the memory store still counts until its next
-``expire`` pass is already gone here. That is the one visible difference.
+asker. Scores are the announce's second rounded up, as the memory store keeps them, and
+silent peers leave only in ``expire``, so both stores expire the same peers at the same
+second. A swarm emptied with completions keeps ``done`` and notes in ``idle`` the second
+it became empty, and goes once that is older than the timeout, as in the memory store.
 
 Byte totals are arbitrary-precision decimal strings added in Lua, because Redis' Lua
 numbers are doubles and a client may report up to 19 digits.
@@ -25,6 +25,7 @@ Every Redis failure (connection lost, timeout, out of memory) leaves as ``Storag
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,10 +46,9 @@ SOCKET_TIMEOUT_S = 5.0
 _RETRIES = 2
 # Swarms counted per script call in a full scrape: bounded work per call on the server.
 FULL_SCRAPE_BATCH = 500
-_KEYS_PER_SWARM = 7
 
 # Shared by the scripts: arbitrary-precision decimal arithmetic in 7-digit limbs (exact in
-# doubles), and the pruning of silent peers that both announce and expire do.
+# doubles), and what expiry and an emptying announce share.
 _PRELUDE = """
 local BASE = 10000000
 local function limbs(s)
@@ -114,6 +114,16 @@ local function prune(deadline, rep)
   end
   return dropped
 end
+-- After an announce or expiry left the swarm empty at ``second``: forget a swarm that
+-- counted no completions; otherwise keep ``done`` and note when it became empty.
+local function emptied(info_hash, second)
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    redis.call('SET', KEYS[7], second)
+  else
+    redis.call('DEL', KEYS[7])
+    redis.call('SREM', KEYS[8], info_hash)
+  end
+end
 local function peer_count()
   local seeders = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
   local leechers = redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])
@@ -121,8 +131,8 @@ local function peer_count()
 end
 """
 
-# KEYS: s4 s6 l4 l6 done rep swarms users.
-# ARGV: info_hash address family(4|6) is_seed(0|1) event now deadline numwant
+# KEYS: s4 s6 l4 l6 done rep idle swarms users.
+# ARGV: info_hash address family(4|6) is_seed(0|1) event second numwant
 #       has_passkey(0|1) passkey uploaded downloaded.
 # Returns {seeders, leechers, completed, peer...}.
 _ANNOUNCE = (
@@ -132,20 +142,20 @@ local info_hash, address, event = ARGV[1], ARGV[2], ARGV[5]
 local seeders_key, leechers_key = KEYS[1], KEYS[3]
 if ARGV[3] == '6' then seeders_key, leechers_key = KEYS[2], KEYS[4] end
 local is_seed = ARGV[4] == '1'
-if redis.call('SISMEMBER', KEYS[7], info_hash) == 0 then
+if redis.call('SISMEMBER', KEYS[8], info_hash) == 0 then
   if event == 'stopped' then return {0, 0, 0} end
-  redis.call('SADD', KEYS[7], info_hash)
+  redis.call('SADD', KEYS[8], info_hash)
 end
-if ARGV[9] == '1' then
-  local up, down = ARGV[11], ARGV[12]
+if ARGV[8] == '1' then
+  local up, down = ARGV[10], ARGV[11]
   local before_up, before_down = '0', '0'
   if event ~= 'started' then before_up, before_down = pair(redis.call('HGET', KEYS[6], address)) end
   -- Totals that went down mean the client restarted counting: all of it is new.
   local grown_up, grown_down = up, down
   if not less(up, before_up) then grown_up = sub(up, before_up) end
   if not less(down, before_down) then grown_down = sub(down, before_down) end
-  local user_up, user_down = pair(redis.call('HGET', KEYS[8], ARGV[10]))
-  redis.call('HSET', KEYS[8], ARGV[10], add(user_up, grown_up) .. ' ' .. add(user_down, grown_down))
+  local user_up, user_down = pair(redis.call('HGET', KEYS[9], ARGV[9]))
+  redis.call('HSET', KEYS[9], ARGV[9], add(user_up, grown_up) .. ' ' .. add(user_down, grown_down))
   if event == 'stopped' then
     redis.call('HDEL', KEYS[6], address)
   else
@@ -154,12 +164,11 @@ if ARGV[9] == '1' then
 end
 local was_seed = redis.call('ZREM', seeders_key, address) == 1
 redis.call('ZREM', leechers_key, address)
-prune(ARGV[7], KEYS[6])
 local result = {0, 0, 0}
 if event ~= 'stopped' then
   -- Drawn while the asker is in neither set, so it cannot draw itself and every draw is fair.
   -- Seeders first for a leecher; a seeder only wants leechers.
-  local wanted = tonumber(ARGV[8])
+  local wanted = tonumber(ARGV[7])
   local groups = {seeders_key, leechers_key}
   if is_seed then groups = {leechers_key} end
   for _, group in ipairs(groups) do
@@ -176,28 +185,32 @@ if event ~= 'stopped' then
   else
     redis.call('ZADD', leechers_key, ARGV[6], address)
   end
+  redis.call('DEL', KEYS[7])
 end
 local seeders, leechers = peer_count()
 result[1], result[2] = seeders, leechers
 result[3] = tonumber(redis.call('GET', KEYS[5]) or '0')
-if seeders + leechers == 0 then
-  redis.call('DEL', KEYS[5])
-  redis.call('SREM', KEYS[7], info_hash)
-end
+if seeders + leechers == 0 then emptied(info_hash, ARGV[6]) end
 return result
 """
 )
 
-# KEYS: s4 s6 l4 l6 done rep swarms. ARGV: info_hash deadline. Returns peers dropped.
+# KEYS: s4 s6 l4 l6 done rep idle swarms. ARGV: info_hash deadline second. Returns peers dropped.
 _EXPIRE = (
     _PRELUDE
     + """
+local idle = redis.call('GET', KEYS[7])
+if idle then
+  -- Empty, kept for its completed count: gone once empty and silent for the timeout.
+  if tonumber(idle) < tonumber(ARGV[2]) then
+    redis.call('DEL', KEYS[5], KEYS[7])
+    redis.call('SREM', KEYS[8], ARGV[1])
+  end
+  return 0
+end
 local dropped = prune(ARGV[2], KEYS[6])
 local seeders, leechers = peer_count()
-if seeders + leechers == 0 then
-  redis.call('DEL', KEYS[5])
-  redis.call('SREM', KEYS[7], ARGV[1])
-end
+if seeders + leechers == 0 then emptied(ARGV[1], ARGV[3]) end
 return dropped
 """
 )
@@ -279,9 +292,9 @@ class RedisStore:
         return cls(client, peer_timeout_s=peer_timeout_s, key_prefix=key_prefix)
 
     def _swarm_keys(self, info_hash: bytes) -> list[str]:
-        """s4 s6 l4 l6 done rep: the first five are what counting needs."""
+        """s4 s6 l4 l6 done rep idle: the first five are what counting needs."""
         base = f"{self._prefix}{info_hash.hex()}:"
-        return [base + name for name in ("s4", "s6", "l4", "l6", "done", "rep")]
+        return [base + name for name in ("s4", "s6", "l4", "l6", "done", "rep", "idle")]
 
     async def announce(self, request: AnnounceRequest, now: float) -> SwarmView:
         keys = [*self._swarm_keys(request.info_hash), self._swarms_key, self._users_key]
@@ -291,8 +304,8 @@ class RedisStore:
             "6" if len(request.address) == COMPACT_V6_BYTES else "4",
             int(request.is_seed),
             _EVENT_NAMES[request.event],
-            repr(float(now)),
-            repr(float(now) - self.peer_timeout_s),
+            # Whole seconds rounded up, as MemoryStore keeps them: both expire a peer alike.
+            math.ceil(now),
             request.numwant,
             int(request.passkey is not None),
             request.passkey or "",
@@ -317,8 +330,9 @@ class RedisStore:
             result: dict[bytes, SwarmCounts] = {}
             for start in range(0, len(hashes), FULL_SCRAPE_BATCH):
                 counts = await self._counts_of(hashes[start : start + FULL_SCRAPE_BATCH])
-                # A swarm emptied between the two reads is gone, as in the memory store.
-                result |= {info_hash: count for info_hash, count in counts.items() if count.seeders or count.leechers}
+                # A swarm gone between the two reads counts zero everywhere: leave it out, as the
+                # memory store would. An empty swarm kept for its completed count stays.
+                result |= {info_hash: count for info_hash, count in counts.items() if count != SwarmCounts()}
         return result
 
     async def _counts_of(self, hashes: Sequence[bytes]) -> dict[bytes, SwarmCounts]:
@@ -338,6 +352,7 @@ class RedisStore:
         after the last swarm. Returns the number of peers dropped.
         """
         deadline = repr(float(now) - self.peer_timeout_s)
+        second = math.ceil(now)
         async with _storage_errors():
             if not self._expiry_pending:
                 cursor, page = await self._redis.sscan(self._swarms_key, self._expiry_cursor, count=max_swarms)
@@ -349,9 +364,8 @@ class RedisStore:
                 return 0
             async with self._redis.pipeline(transaction=False) as pipe:
                 for info_hash in batch:
-                    await self._expire(
-                        keys=[*self._swarm_keys(info_hash), self._swarms_key], args=[info_hash, deadline], client=pipe
-                    )
+                    keys = [*self._swarm_keys(info_hash), self._swarms_key]
+                    await self._expire(keys=keys, args=[info_hash, deadline, second], client=pipe)
                 dropped: list[int] = await pipe.execute()
         return sum(int(count) for count in dropped)
 
