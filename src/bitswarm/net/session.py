@@ -71,6 +71,8 @@ RESUME_PERIOD_S = 10.0
 MAX_DISK_BACKLOG_BYTES = 64 << 20
 RETRY_ANNOUNCE_S = 60.0
 STOP_ANNOUNCE_TIMEOUT_S = 5.0
+# Unfinished pieces gathered in memory per torrent before blocks go straight to disk.
+MAX_BUFFERED_BYTES = 64 << 20
 # Blocks read in one trip to a reader thread when no rate limit applies (1 MiB).
 UPLOAD_BATCH_BLOCKS = 64
 
@@ -129,6 +131,10 @@ class TorrentRuntime:
         self.down_limit = TokenBucket(options.max_down, now)
         self.finished = asyncio.Event()
         self.disk_backlog = 0
+        self._buffers: dict[int, bytearray] = {}
+        self._unbuffered: set[int] = set()
+        self._buffered_bytes = 0
+        self._reading_paused = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._uploads: asyncio.Queue[tuple[PeerConnection, ServeBlock]] = asyncio.Queue()
         self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
@@ -276,9 +282,7 @@ class TorrentRuntime:
     def run_actions(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, WriteBlock):
-                self.disk_backlog += len(action.data)
-                future = self._run_disk(self.storage.write_block, action.index, action.begin, action.data)
-                future.add_done_callback(self._written(len(action.data)))  # type: ignore[attr-defined]
+                self._take_block(action)
             elif isinstance(action, CheckPiece):
                 self.spawn(self._check_piece(action.index))
             elif isinstance(action, ServeBlock):
@@ -299,9 +303,30 @@ class TorrentRuntime:
         for peer in list(self.peers):
             peer.flush()
 
+    def _take_block(self, block: WriteBlock) -> None:
+        """Gather a piece's blocks in memory, so it is hashed and written in one disk trip.
+
+        Past ``MAX_BUFFERED_BYTES`` of unfinished pieces, blocks go straight to disk instead
+        and the piece is read back to be hashed.
+        """
+        buffer = self._buffers.get(block.index)
+        if buffer is None and block.index not in self._unbuffered:
+            size = self.torrent.piece_size(block.index)
+            if self._buffered_bytes + size <= MAX_BUFFERED_BYTES:
+                buffer = self._buffers[block.index] = bytearray(size)
+                self._buffered_bytes += size
+            else:
+                self._unbuffered.add(block.index)
+        if buffer is not None:
+            buffer[block.begin : block.begin + len(block.data)] = block.data
+            return
+        self._add_backlog(len(block.data))
+        future = self._run_disk(self.storage.write_block, block.index, block.begin, block.data)
+        future.add_done_callback(self._written(len(block.data)))  # type: ignore[attr-defined]
+
     def _written(self, size: int) -> Callable[[asyncio.Future[Any]], None]:
         def done(future: asyncio.Future[Any]) -> None:
-            self.disk_backlog -= size
+            self._add_backlog(-size)
             if not future.cancelled() and future.exception() is not None:
                 log.error("disk write failed: %s", future.exception())
 
@@ -309,16 +334,49 @@ class TorrentRuntime:
 
     async def _check_piece(self, index: int) -> None:
         assert self.swarm is not None
-        ok, digests = await self._run_disk(self._hash_piece, index, self.swarm.needs_block_digests(index))
+        buffer = self._buffers.pop(index, None)
+        self._unbuffered.discard(index)
+        if buffer is not None:
+            self._buffered_bytes -= len(buffer)
+        digests_wanted = self.swarm.needs_block_digests(index)
+        queued = len(buffer) if buffer is not None else 0
+        self._add_backlog(queued)
+        try:
+            ok, digests = await self._run_disk(self._hash_piece, index, buffer, digests_wanted)
+        finally:
+            self._add_backlog(-queued)
         self.run_actions(self.swarm.piece_checked(index, ok, digests, time.monotonic()))
 
-    def _hash_piece(self, index: int, block_digests: bool) -> tuple[bool, list[bytes]]:
-        """(hash matches, SHA-1 per block when the smart ban needs them: on failure or on request)."""
-        try:
-            data = self.storage.read_block(index, 0, self.torrent.piece_size(index))
-        except StorageError:
-            return False, []
+    def _add_backlog(self, size: int) -> None:
+        """Track bytes waiting for the disk thread; stop reading peers while it is too far behind."""
+        self.disk_backlog += size
+        if size > 0 and self.disk_backlog > MAX_DISK_BACKLOG_BYTES and not self._reading_paused:
+            self._reading_paused = True
+            for peer in self.peers:
+                if peer.transport is not None:
+                    peer.transport.pause_reading()
+        elif size < 0 and self._reading_paused and self.disk_backlog <= MAX_DISK_BACKLOG_BYTES // 2:
+            self._reading_paused = False
+            for peer in self.peers:
+                if peer.transport is not None and not peer.transport.is_closing():
+                    peer.transport.resume_reading()
+
+    def _hash_piece(self, index: int, buffer: bytearray | None, block_digests: bool) -> tuple[bool, list[bytes]]:
+        """(hash matches, SHA-1 per block when the smart ban needs them: on failure or on request).
+
+        A piece gathered in memory is written only once its hash matches; otherwise its
+        blocks are on disk already and are read back.
+        """
+        if buffer is not None:
+            data = bytes(buffer)
+        else:
+            try:
+                data = self.storage.read_block(index, 0, self.torrent.piece_size(index))
+            except StorageError:
+                return False, []
         ok = hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index)  # noqa: S324
+        if ok and buffer is not None:
+            self.storage.write_block(index, 0, data)
         if ok and not block_digests:
             return True, []
         view = memoryview(data)
