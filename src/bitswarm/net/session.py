@@ -130,6 +130,7 @@ class TorrentRuntime:
         self.up_limit = TokenBucket(options.max_up, now)
         self.down_limit = TokenBucket(options.max_down, now)
         self.finished = asyncio.Event()
+        self.paused = True  # until start()
         self.disk_backlog = 0
         self._buffers: dict[int, bytearray] = {}
         self._unbuffered: set[int] = set()
@@ -158,11 +159,39 @@ class TorrentRuntime:
         self.swarm.picker.sequential = self.options.sequential
         if self.swarm.is_seeding:
             self.finished.set()
+        self._start_tasks()
+
+    def _start_tasks(self) -> None:
+        self.paused = False
         self.spawn(self._tick_loop())
         self.spawn(self._upload_loop())
         self.spawn(self._resume_loop())
         if self.torrent.trackers:
             self.spawn(self._announce_loop())
+
+    async def _stop_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
+                await task
+        for peer in list(self.peers):
+            peer.close("stopping")
+        if self.torrent.trackers and self.swarm is not None:
+            with contextlib.suppress(TimeoutError, BitswarmError, OSError):
+                await asyncio.wait_for(self._announce_once(Event.STOPPED), STOP_ANNOUNCE_TIMEOUT_S)
+        await self._save_resume()
+
+    async def pause(self) -> None:
+        """Disconnect every peer and stop announcing; verified pieces and the resume file stay."""
+        if not self.paused:
+            self.paused = True
+            await self._stop_tasks()
+
+    def resume(self) -> None:
+        """Announce again and take peers again after ``pause``."""
+        if self.paused:
+            self._start_tasks()
 
     def _piece_priorities(self) -> list[int]:
         priorities = [0] * self.torrent.num_pieces
@@ -189,17 +218,9 @@ class TorrentRuntime:
         return [self.folder.joinpath(*entry.path) for entry in self.torrent.data_files()]
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
-                await task
-        for peer in list(self.peers):
-            peer.close("shutting down")
-        if self.torrent.trackers and self.swarm is not None:
-            with contextlib.suppress(TimeoutError, BitswarmError, OSError):
-                await asyncio.wait_for(self._announce_once(Event.STOPPED), STOP_ANNOUNCE_TIMEOUT_S)
-        await self._save_resume()
+        if not self.paused:
+            self.paused = True
+            await self._stop_tasks()
         await asyncio.get_running_loop().run_in_executor(self.readers, self.read_storage.close)
         self.readers.shutdown(wait=True)
         await self._run_disk(self.storage.close)
@@ -236,7 +257,8 @@ class TorrentRuntime:
 
     def accepts(self, connection: PeerConnection) -> bool:
         host = connection.address[0] if connection.address else ""
-        return self.swarm is not None and len(self.peers) < MAX_PEERS_PER_TORRENT and host not in self.banned
+        room = len(self.peers) < MAX_PEERS_PER_TORRENT
+        return self.swarm is not None and not self.paused and room and host not in self.banned
 
     def peer_joined(self, connection: PeerConnection) -> None:
         assert self.swarm is not None
@@ -265,7 +287,8 @@ class TorrentRuntime:
         return self.down_limit.delay_for(size, now)
 
     async def connect(self, address: tuple[str, int]) -> None:
-        if address in self.known_addresses or address[0] in self.banned or len(self.peers) >= MAX_PEERS_PER_TORRENT:
+        """Open a connection to a peer (skipped when paused, full, banned or already known)."""
+        if self.paused or address in self.known_addresses or address[0] in self.banned or len(self.peers) >= MAX_PEERS_PER_TORRENT:
             return
         if address == ("127.0.0.1", self.session.port) or address[1] == 0:
             return
@@ -608,6 +631,13 @@ class Session:
         self.torrents[runtime.info_hash] = runtime
         await runtime.start()
         return runtime
+
+    async def remove(self, info_hash: bytes) -> None:
+        """Stop sharing a torrent (its files stay on disk); raises UsageError if unknown."""
+        runtime = self.torrents.pop(info_hash, None)
+        if runtime is None:
+            raise UsageError(f"no torrent {info_hash.hex()} in this session")
+        await runtime.close()
 
     def runtime_for(self, info_hash: bytes) -> TorrentRuntime | None:
         runtime = self.torrents.get(info_hash)
