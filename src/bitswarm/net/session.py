@@ -288,7 +288,8 @@ class TorrentRuntime:
 
     async def connect(self, address: tuple[str, int]) -> None:
         """Open a connection to a peer (skipped when paused, full, banned or already known)."""
-        if self.paused or address in self.known_addresses or address[0] in self.banned or len(self.peers) >= MAX_PEERS_PER_TORRENT:
+        full = len(self.peers) >= MAX_PEERS_PER_TORRENT
+        if self.paused or full or address in self.known_addresses or address[0] in self.banned:
             return
         if address == ("127.0.0.1", self.session.port) or address[1] == 0:
             return
