@@ -111,6 +111,18 @@ def test_handshake_then_bitfield_then_messages(bytewise: bool) -> None:
     assert not peer.peer_choking
 
 
+@both_ways
+def test_extension_handshake_may_come_before_have_all(bytewise: bool) -> None:
+    # libtorrent 2.0 sends its BEP 10 handshake first, then have-all (issue 4, point 9).
+    peer = core()
+    extension_handshake = Extended(0, b"d1:md11:lt_donthavei7eee")
+    data = their_handshake() + encode(extension_handshake) + encode(HaveAll()) + encode(Unchoke())
+    events = feed(peer, data, bytewise=bytewise)
+    assert events == [HandshakeCompleted(THEIRS, True, True), extension_handshake, HaveAll(), Unchoke()]
+    assert peer.state is PeerState.OPEN
+    assert peer.peer_is_seed
+
+
 def test_our_handshake_carries_the_fast_and_extension_bits() -> None:
     handshake = Handshake.decode(core().handshake())
     assert handshake.supports(FAST_EXTENSION)

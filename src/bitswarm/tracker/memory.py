@@ -1,37 +1,75 @@
-"""The in-memory tracker store: every swarm in dictionaries, answered without waiting.
+"""The in-memory tracker store: every swarm packed in byte arrays, answered without waiting.
 
-A swarm keeps seeders and leechers in two dictionaries from compact address to the time
-of the last announce, so counts are their sizes and a re-announce replaces its entry.
-That time is kept in whole seconds, rounded up, and every announce of the same second
-shares one int object: a float per peer was 24 bytes, a sixth of a peer's memory.
-Expiry walks a bounded slice of swarms per call, so no single call stalls the loop.
+A swarm is one ``bytearray`` per address family, as opentracker keeps it: a 12-byte
+header, then fixed-size records of compact address and last-seen second (u32), seeders
+first, then leechers, so counts are arithmetic and no object exists per peer (1,000,000
+peers took 143 MiB as dictionaries; packed, about a sixth of it). The IPv4 array is the
+swarm (its header holds the completed count, the seeder count and the second it became
+empty); IPv6 records, rare, live in a second table with the same layout.
 
-A swarm emptied by stops or expiry that counted completions stays, with no peers, so a
-scrape still shows its completed count (as opentracker does), until it has been empty
-and silent for the peer timeout; a swarm with nothing to remember goes at once.
+A peer is found with ``bytearray.find`` on its address, accepted only at a record's
+start; swarms above ``INDEX_MIN_PEERS`` records also keep a dictionary from address to
+record number, since a scan grows with the swarm and the big swarms are the busy ones.
+Removal moves the last record (of its half) into the hole. An asker gets every peer of
+its family that fits numwant, seeders first for a leecher, only leechers for a seeder,
+never itself; when they do not fit, a contiguous window from a random start, wrapping
+around, as opentracker draws them.
+
+Last-seen times are whole seconds, rounded up, so a peer is never dropped before it was
+silent for the full timeout. Expiry walks a bounded slice of swarms per call, so no
+single call stalls the loop. A swarm emptied by stops or expiry that counted completions
+stays, with no peers, so a scrape still shows its completed count (as opentracker does),
+until it has been empty and silent for the peer timeout; a swarm with nothing to
+remember goes at once.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import struct
 from collections.abc import Iterable
 
-from bitswarm.tracker.swarm import AnnounceRequest, Event, SwarmCounts, SwarmView
+from bitswarm.tracker.swarm import (
+    COMPACT_V4_BYTES,
+    COMPACT_V6_BYTES,
+    AnnounceRequest,
+    Event,
+    SwarmCounts,
+    SwarmView,
+)
+
+# Header: completed, seeders (records before the leechers), the second the swarm became
+# empty. An IPv6 array uses only its seeder count.
+_HEADER = struct.Struct("<III")
+HEADER_BYTES = _HEADER.size
+_U32 = struct.Struct("<I")
+_EMPTY_HEADER = bytes(HEADER_BYTES)
+_SEEN_BYTES = _U32.size
+V4_RECORD_BYTES = COMPACT_V4_BYTES + _SEEN_BYTES
+V6_RECORD_BYTES = COMPACT_V6_BYTES + _SEEN_BYTES
+# Above this many records a swarm (one family of it) keeps an address index; below half
+# of it the index goes again, so a swarm at the edge does not build and drop it in turn.
+INDEX_MIN_PEERS = 256
+# Ints rather than enum members in the hot path: comparing an IntEnum costs a call.
+_STOPPED = int(Event.STOPPED)
+_COMPLETED = int(Event.COMPLETED)
+_STARTED = int(Event.STARTED)
+
+# Structs that read the addresses of ``count`` consecutive records, skipping their
+# last-seen seconds, made once per (address size, count) on first use.
+_address_readers: dict[tuple[int, int], struct.Struct] = {}
 
 
-class _Swarm:
-    __slots__ = ("completed", "empty_since", "leechers", "seeders")
+def _addresses_reader(address_bytes: int, count: int) -> struct.Struct:
+    reader = _address_readers.get((address_bytes, count))
+    if reader is None:
+        reader = _address_readers[address_bytes, count] = struct.Struct(f"<{f'{address_bytes}s4x' * count}")
+    return reader
 
-    def __init__(self) -> None:
-        self.seeders: dict[bytes, int] = {}
-        self.leechers: dict[bytes, int] = {}
-        self.completed = 0
-        # The second the swarm last became (or, by a stop, was again) empty; 0 while it has peers.
-        self.empty_since = 0
 
-    def counts(self) -> SwarmCounts:
-        return SwarmCounts(len(self.seeders), len(self.leechers), self.completed)
+def _records(array: bytearray, record_bytes: int) -> int:
+    return (len(array) - HEADER_BYTES) // record_bytes
 
 
 class MemoryStore:
@@ -40,9 +78,12 @@ class MemoryStore:
     def __init__(self, *, peer_timeout_s: float, rng: random.Random) -> None:
         self.peer_timeout_s = peer_timeout_s
         self.rng = rng
-        self._swarms: dict[bytes, _Swarm] = {}
-        # The last announce's second, shared by every peer seen in it (see the docstring).
-        self._stamp = 0
+        # info-hash -> the swarm's IPv4 array (with the swarm's header); IPv6 records apart.
+        self._swarms: dict[bytes, bytearray] = {}
+        self._swarms6: dict[bytes, bytearray] = {}
+        # Address -> record number, for the arrays of big swarms only.
+        self._index4: dict[bytes, dict[bytes, int]] = {}
+        self._index6: dict[bytes, dict[bytes, int]] = {}
         self._expiry_cursor: list[bytes] = []
         # Private mode: the totals each peer last reported, and each user's sums of growth.
         self._reported: dict[tuple[bytes, bytes], tuple[int, int]] = {}
@@ -54,83 +95,286 @@ class MemoryStore:
 
     @property
     def peer_count(self) -> int:
-        return sum(len(swarm.seeders) + len(swarm.leechers) for swarm in self._swarms.values())
+        v4 = sum(_records(array, V4_RECORD_BYTES) for array in self._swarms.values())
+        return v4 + sum(_records(array, V6_RECORD_BYTES) for array in self._swarms6.values())
+
+    # -- announce --------------------------------------------------------------------------
 
     def announce_now(self, request: AnnounceRequest, now: float) -> SwarmView:
-        swarm = self._swarms.get(request.info_hash)
+        seeders, leechers, completed, peers = self.announce_packed(
+            request.info_hash,
+            request.address,
+            int(request.event),
+            request.left == 0,
+            request.numwant,
+            now,
+            request.passkey,
+            request.uploaded,
+            request.downloaded,
+        )
+        size = len(request.address)
+        return SwarmView(
+            SwarmCounts(seeders, leechers, completed), [peers[at : at + size] for at in range(0, len(peers), size)]
+        )
+
+    def announce_packed(
+        self,
+        info_hash: bytes,
+        address: bytes,
+        event: int,
+        is_seed: bool,
+        numwant: int,
+        now: float,
+        passkey: str | None = None,
+        uploaded: int = 0,
+        downloaded: int = 0,
+    ) -> tuple[int, int, int, bytes]:
+        """One announce from plain values: (seeders, leechers, completed, compact peers).
+
+        ``event`` is a BEP 15 event number and ``address`` a compact address (6 or 18
+        bytes); the peers are the asker's family, concatenated. The hot path of the UDP
+        server, which builds no request object for it; ``announce_now`` wraps it.
+        """
+        swarm = self._swarms.get(info_hash)
         if swarm is None:
-            if request.event is Event.STOPPED:
-                return SwarmView(SwarmCounts(), [])
-            swarm = self._swarms[request.info_hash] = _Swarm()
-        address = request.address
-        if request.passkey is not None:
-            self._account(request)
-        was_seed = swarm.seeders.pop(address, None) is not None
-        swarm.leechers.pop(address, None)
+            if event == _STOPPED:
+                return 0, 0, 0, b""
+            swarm = self._swarms[info_hash] = bytearray(_EMPTY_HEADER)
+        if passkey is not None:
+            self._account(info_hash, address, event, passkey, uploaded, downloaded)
         # Rounded up, so a peer is never dropped before it was silent for the full timeout.
         second = math.ceil(now)
-        if second != self._stamp:
-            self._stamp = second
-        if request.event is Event.STOPPED:
-            counts = swarm.counts()
-            if not swarm.seeders and not swarm.leechers:
-                if swarm.completed:
-                    swarm.empty_since = self._stamp
-                else:
-                    del self._swarms[request.info_hash]
-            return SwarmView(counts, [])
-        swarm.empty_since = 0
-        if request.is_seed:
-            swarm.seeders[address] = self._stamp
-            # A peer that says "completed" twice, or was already seeding, finished once.
-            if request.event is Event.COMPLETED and not was_seed:
-                swarm.completed += 1
+        completed, seeders4, _ = _HEADER.unpack_from(swarm)
+        if len(address) == COMPACT_V4_BYTES:
+            records, record_bytes, indexes = swarm, V4_RECORD_BYTES, self._index4
         else:
-            swarm.leechers[address] = self._stamp
-        return SwarmView(swarm.counts(), self._pick_peers(swarm, request))
+            six = self._swarms6.get(info_hash)
+            if six is None:
+                six = self._swarms6[info_hash] = bytearray(_EMPTY_HEADER)
+            records, record_bytes, indexes = six, V6_RECORD_BYTES, self._index6
+        seeders = _U32.unpack_from(records, 4)[0]
+        count = (len(records) - HEADER_BYTES) // record_bytes
+        index = indexes.get(info_hash)
+        if index is not None:
+            at = index.get(address, -1)
+        else:
+            found = records.find(address, HEADER_BYTES)
+            # A match that does not start a record is bytes of two fields: look further.
+            while found >= 0 and (found - HEADER_BYTES) % record_bytes:
+                found = records.find(address, found + 1)
+            at = -1 if found < 0 else (found - HEADER_BYTES) // record_bytes
+        was_seed = 0 <= at < seeders
 
-    def _account(self, request: AnnounceRequest) -> None:
-        key = (request.info_hash, request.address)
-        before_up, before_down = (0, 0) if request.event is Event.STARTED else self._reported.get(key, (0, 0))
+        if event == _STOPPED:
+            if at >= 0:
+                seeders = self._remove(records, at, seeders, count, record_bytes, index)
+                count -= 1
+                if index is not None and count < INDEX_MIN_PEERS // 2:
+                    del indexes[info_hash]
+                _U32.pack_into(records, 4, seeders)
+            return self._after_stop(info_hash, swarm, completed, second)
+
+        seen = _U32.pack(second)
+        offset = HEADER_BYTES + at * record_bytes
+        if at < 0:
+            record = address + seen
+            if is_seed and seeders < count:
+                # The first leecher moves to the end to make room at the seeders' end.
+                first_leecher = HEADER_BYTES + seeders * record_bytes
+                moved = records[first_leecher : first_leecher + record_bytes]
+                records += moved
+                records[first_leecher : first_leecher + record_bytes] = record
+                if index is not None:
+                    index[bytes(moved[: record_bytes - _SEEN_BYTES])] = count
+                at = seeders
+            else:
+                records += record
+                at = count
+            count += 1
+            if index is not None:
+                index[address] = at
+            elif count > INDEX_MIN_PEERS:
+                indexes[info_hash] = self._build_index(records, count, record_bytes)
+            if is_seed:
+                seeders += 1
+        elif is_seed != was_seed:
+            # Becoming a seeder: swap with the first leecher; a leecher again: with the last seeder.
+            other = seeders if is_seed else seeders - 1
+            if other == at:
+                # Already at the border: moving the border is the whole move.
+                _U32.pack_into(records, offset + record_bytes - _SEEN_BYTES, second)
+            else:
+                other_offset = HEADER_BYTES + other * record_bytes
+                moved = records[other_offset : other_offset + record_bytes]
+                records[other_offset : other_offset + record_bytes] = address + seen
+                records[offset : offset + record_bytes] = moved
+                if index is not None:
+                    index[bytes(moved[: record_bytes - _SEEN_BYTES])] = at
+                    index[address] = other
+                at = other
+            seeders += 1 if is_seed else -1
+        else:
+            _U32.pack_into(records, offset + record_bytes - _SEEN_BYTES, second)
+        # A peer that says "completed" twice, or was already seeding, finished once.
+        if is_seed and event == _COMPLETED and not was_seed:
+            completed += 1
+        if records is swarm:
+            seeders4 = seeders
+        else:
+            _U32.pack_into(records, 4, seeders)
+        _HEADER.pack_into(swarm, 0, completed, seeders4, 0)
+        total_seeders, total_leechers = self._counts(info_hash, swarm, seeders4)
+
+        # The asker's peers: seeders first for a leecher; a seeder only wants leechers.
+        address_bytes = record_bytes - _SEEN_BYTES
+        parts: list[bytes] = []
+        room = numwant
+        if not is_seed and seeders and room > 0:
+            taken = self._pick(records, 0, seeders, -1, room, record_bytes, address_bytes, parts)
+            room -= taken
+        if room > 0 and seeders < count:
+            self._pick(records, seeders, count, at, room, record_bytes, address_bytes, parts)
+        return total_seeders, total_leechers, completed, b"".join(parts)
+
+    def _counts(self, info_hash: bytes, swarm: bytearray, seeders4: int) -> tuple[int, int]:
+        """(seeders, leechers) of both families."""
+        peers = (len(swarm) - HEADER_BYTES) // V4_RECORD_BYTES
+        seeders = seeders4
+        six = self._swarms6.get(info_hash)
+        if six is not None:
+            seeders6 = _U32.unpack_from(six, 4)[0]
+            seeders += seeders6
+            peers += (len(six) - HEADER_BYTES) // V6_RECORD_BYTES
+        return seeders, peers - seeders
+
+    def _after_stop(
+        self, info_hash: bytes, swarm: bytearray, completed: int, second: int
+    ) -> tuple[int, int, int, bytes]:
+        six = self._swarms6.get(info_hash)
+        if six is not None and len(six) == HEADER_BYTES:
+            del self._swarms6[info_hash]
+        seeders4 = _U32.unpack_from(swarm, 4)[0]
+        seeders, leechers = self._counts(info_hash, swarm, seeders4)
+        if not seeders and not leechers:
+            if completed:
+                _HEADER.pack_into(swarm, 0, completed, 0, second)
+            else:
+                del self._swarms[info_hash]
+        return seeders, leechers, completed, b""
+
+    def _pick(
+        self,
+        records: bytearray,
+        low: int,
+        high: int,
+        skip: int,
+        room: int,
+        record_bytes: int,
+        address_bytes: int,
+        parts: list[bytes],
+    ) -> int:
+        """Append to ``parts`` the addresses of up to ``room`` records in [low, high), never
+        record ``skip``: all of them if they fit, else a window from a random start that
+        wraps around. Returns how many were taken."""
+        size = high - low
+        candidates = size - (low <= skip < high)
+        runs: tuple[tuple[int, int], ...]
+        if candidates <= room:
+            runs = ((low, high),)
+            room = candidates
+        else:
+            start = low + int(self.rng.random() * size)
+            runs = ((start, high), (low, start))
+        wanted = room
+        for first, end in runs:
+            if low <= skip < high and first <= skip < end:
+                pieces: tuple[tuple[int, int], ...] = ((first, skip), (skip + 1, end))
+            else:
+                pieces = ((first, end),)
+            for begin, stop in pieces:
+                taken = min(stop - begin, wanted)
+                if taken > 0:
+                    reader = _addresses_reader(address_bytes, taken)
+                    parts += reader.unpack_from(records, HEADER_BYTES + begin * record_bytes)
+                    wanted -= taken
+                if not wanted:
+                    return room
+        return room - wanted
+
+    @staticmethod
+    def _remove(
+        records: bytearray, at: int, seeders: int, count: int, record_bytes: int, index: dict[bytes, int] | None
+    ) -> int:
+        """Drop record ``at``, filling holes from the ends of the halves; returns the new seeder count."""
+        address_bytes = record_bytes - _SEEN_BYTES
+        offset = HEADER_BYTES + at * record_bytes
+        if index is not None:
+            del index[bytes(records[offset : offset + address_bytes])]
+        moves = []
+        if at < seeders:
+            # The last seeder fills the hole, the last record fills the last seeder's place.
+            moves = [(seeders - 1, at), (count - 1, seeders - 1)]
+            seeders -= 1
+        else:
+            moves = [(count - 1, at)]
+        for source, target in moves:
+            if source == target:
+                continue
+            source_offset = HEADER_BYTES + source * record_bytes
+            target_offset = HEADER_BYTES + target * record_bytes
+            moved = records[source_offset : source_offset + record_bytes]
+            records[target_offset : target_offset + record_bytes] = moved
+            if index is not None:
+                index[bytes(moved[:address_bytes])] = target
+        del records[HEADER_BYTES + (count - 1) * record_bytes :]
+        return seeders
+
+    @staticmethod
+    def _build_index(records: bytearray, count: int, record_bytes: int) -> dict[bytes, int]:
+        address_bytes = record_bytes - _SEEN_BYTES
+        return {
+            bytes(records[offset : offset + address_bytes]): number
+            for number, offset in enumerate(range(HEADER_BYTES, HEADER_BYTES + count * record_bytes, record_bytes))
+        }
+
+    def _account(
+        self, info_hash: bytes, address: bytes, event: int, passkey: str, uploaded: int, downloaded: int
+    ) -> None:
+        key = (info_hash, address)
+        before_up, before_down = (0, 0) if event == _STARTED else self._reported.get(key, (0, 0))
         # Totals that went down mean the client restarted counting: all of it is new.
-        grown_up = request.uploaded - before_up if request.uploaded >= before_up else request.uploaded
-        grown_down = request.downloaded - before_down if request.downloaded >= before_down else request.downloaded
-        assert request.passkey is not None  # only called for private announces
-        up, down = self._users.get(request.passkey, (0, 0))
-        self._users[request.passkey] = (up + grown_up, down + grown_down)
-        if request.event is Event.STOPPED:
+        grown_up = uploaded - before_up if uploaded >= before_up else uploaded
+        grown_down = downloaded - before_down if downloaded >= before_down else downloaded
+        up, down = self._users.get(passkey, (0, 0))
+        self._users[passkey] = (up + grown_up, down + grown_down)
+        if event == _STOPPED:
             self._reported.pop(key, None)
         else:
-            self._reported[key] = (request.uploaded, request.downloaded)
+            self._reported[key] = (uploaded, downloaded)
 
     def user_totals_now(self) -> dict[str, tuple[int, int]]:
         """(uploaded, downloaded) bytes per passkey, summed over every announce."""
         return dict(self._users)
 
-    def _pick_peers(self, swarm: _Swarm, request: AnnounceRequest) -> list[bytes]:
-        wanted = request.numwant
-        size = len(request.address)
-        picked: list[bytes] = []
-        # Seeders first for a leecher; a seeder only wants leechers.
-        groups = (swarm.leechers,) if request.is_seed else (swarm.seeders, swarm.leechers)
-        for group in groups:
-            if wanted <= len(picked):
-                break
-            candidates = [address for address in group if len(address) == size and address != request.address]
-            room = wanted - len(picked)
-            picked += candidates if len(candidates) <= room else self.rng.sample(candidates, room)
-        return picked
+    # -- scrape ----------------------------------------------------------------------------
+
+    def _swarm_counts(self, info_hash: bytes, swarm: bytearray) -> SwarmCounts:
+        completed, seeders4, _ = _HEADER.unpack_from(swarm)
+        seeders, leechers = self._counts(info_hash, swarm, seeders4)
+        return SwarmCounts(seeders, leechers, completed)
 
     def scrape_now(self, info_hashes: Iterable[bytes]) -> dict[bytes, SwarmCounts]:
         """Counts for each asked swarm; an unknown swarm counts zero."""
         result = {}
         for info_hash in info_hashes:
             swarm = self._swarms.get(info_hash)
-            result[info_hash] = swarm.counts() if swarm is not None else SwarmCounts()
+            result[info_hash] = self._swarm_counts(info_hash, swarm) if swarm is not None else SwarmCounts()
         return result
 
     def full_scrape_now(self) -> dict[bytes, SwarmCounts]:
-        return {info_hash: swarm.counts() for info_hash, swarm in self._swarms.items()}
+        return {info_hash: self._swarm_counts(info_hash, swarm) for info_hash, swarm in self._swarms.items()}
+
+    # -- expiry ----------------------------------------------------------------------------
 
     def expire_now(self, now: float, *, max_swarms: int) -> int:
         """Drop peers silent for longer than the timeout in up to ``max_swarms`` swarms.
@@ -148,22 +392,61 @@ class MemoryStore:
             swarm = self._swarms.get(info_hash)
             if swarm is None:
                 continue
-            if swarm.empty_since:
-                if swarm.empty_since < deadline:
+            completed, _, empty_since = _HEADER.unpack_from(swarm)
+            six = self._swarms6.get(info_hash)
+            if len(swarm) == HEADER_BYTES and six is None:
+                # Empty, kept for its completed count: gone once empty and silent for the timeout.
+                if empty_since < deadline:
                     del self._swarms[info_hash]
                 continue
-            for group in (swarm.seeders, swarm.leechers):
-                stale = [address for address, seen in group.items() if seen < deadline]
-                for address in stale:
-                    del group[address]
-                    self._reported.pop((info_hash, address), None)
-                dropped += len(stale)
-            if not swarm.seeders and not swarm.leechers:
-                if swarm.completed:
-                    swarm.empty_since = math.ceil(now)
+            dropped += self._expire_array(info_hash, swarm, V4_RECORD_BYTES, self._index4, deadline)
+            if six is not None:
+                dropped += self._expire_array(info_hash, six, V6_RECORD_BYTES, self._index6, deadline)
+                if len(six) == HEADER_BYTES:
+                    del self._swarms6[info_hash]
+            if len(swarm) == HEADER_BYTES and info_hash not in self._swarms6:
+                if completed:
+                    _HEADER.pack_into(swarm, 0, completed, 0, math.ceil(now))
                 else:
                     del self._swarms[info_hash]
         return dropped
+
+    def _expire_array(
+        self,
+        info_hash: bytes,
+        records: bytearray,
+        record_bytes: int,
+        indexes: dict[bytes, dict[bytes, int]],
+        deadline: float,
+    ) -> int:
+        """Drop the stale records of one array, keeping seeders first; returns how many."""
+        address_bytes = record_bytes - _SEEN_BYTES
+        seen = struct.Struct(f"<{address_bytes}xI")
+        body = memoryview(records)[HEADER_BYTES:]
+        stale = [number for number, (second,) in enumerate(seen.iter_unpack(body)) if second < deadline]
+        body.release()
+        if not stale:
+            return 0
+        seeders = _U32.unpack_from(records, 4)[0]
+        count = (len(records) - HEADER_BYTES) // record_bytes
+        dropping = set(stale)
+        kept = [
+            records[offset : offset + record_bytes]
+            for number, offset in enumerate(range(HEADER_BYTES, len(records), record_bytes))
+            if number not in dropping
+        ]
+        for number in stale:
+            offset = HEADER_BYTES + number * record_bytes
+            self._reported.pop((info_hash, bytes(records[offset : offset + address_bytes])), None)
+        seeders -= sum(1 for number in stale if number < seeders)
+        records[HEADER_BYTES:] = b"".join(kept)
+        _U32.pack_into(records, 4, seeders)
+        count -= len(stale)
+        if count > INDEX_MIN_PEERS // 2 and info_hash in indexes:
+            indexes[info_hash] = self._build_index(records, count, record_bytes)
+        else:
+            indexes.pop(info_hash, None)
+        return len(stale)
 
     # The asynchronous face shared with stores that wait on a server.
 

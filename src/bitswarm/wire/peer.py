@@ -1,8 +1,9 @@
 """One peer connection as a sans-IO core (BEP 3, BEP 6 fast extension, BEP 10 handshake bit).
 
 The machine: AWAITING_HANDSHAKE until 68 bytes of handshake arrive (the right info-hash,
-not our own peer id), then AWAITING_BITFIELD for exactly one message, where a bitfield,
-have-all or have-none may appear (BEP 6 says only there), then OPEN until a rule is
+not our own peer id), then AWAITING_BITFIELD for exactly one message (extension messages
+aside, see ``_check``), where a bitfield, have-all or have-none may appear (BEP 6 says
+only there), then OPEN until a rule is
 broken or the layer above closes it: CLOSED, after which every call is a UsageError.
 
 The core checks every index, offset and length against the torrent and keeps the state
@@ -182,7 +183,10 @@ class PeerProtocol:
     def _check(self, message: Message) -> bool:
         """Apply ``message`` to the state; False to keep it from the layer above."""
         first = self.state is PeerState.AWAITING_BITFIELD
-        if first and not isinstance(message, KeepAlive):
+        # BEP 10 sends the extension handshake right after the BitTorrent handshake, and
+        # libtorrent and Transmission send it before their bitfield or have-all: it does
+        # not use up the one message where those may come.
+        if first and not isinstance(message, KeepAlive | Extended):
             self.state = PeerState.OPEN
         if isinstance(message, Piece):
             return self._check_piece(message)
