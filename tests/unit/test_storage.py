@@ -112,3 +112,15 @@ def test_resume_data_round_trips_and_rejects_what_does_not_fit(tmp_path: Path) -
     path.write_bytes(b"d6:format")  # torn or damaged: every piece gets checked instead
     assert resume.load(path, info_hash=info_hash, num_pieces=10) is None
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_wanted_zero_byte_files_are_created_on_request(tmp_path: Path) -> None:
+    # A downloaded torrent holds its empty files too (issue 4, point 9: libtorrent seeds them).
+    files = [*FILES, FileEntry(("t", "sub", "empty"), 0, 3000), FileEntry(("t", "skipped"), 0, 3000)]
+    storage = FileStorage(files, PIECE, tmp_path, is_wanted=lambda entry: entry.path[-1] != "skipped")
+    storage.create_empty_files()
+    storage.create_empty_files()  # already there: left as it is
+    storage.close()
+    assert (tmp_path / "t" / "sub" / "empty").read_bytes() == b""
+    assert not (tmp_path / "t" / "skipped").exists()
+    assert not (tmp_path / "t" / "a").exists()

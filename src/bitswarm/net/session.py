@@ -147,6 +147,7 @@ class TorrentRuntime:
 
     async def start(self) -> None:
         have = await self._run_disk(self._find_verified_pieces)
+        await self._run_disk(self.storage.create_empty_files)
         priorities = self._piece_priorities()
         self.swarm = Swarm(
             num_pieces=self.torrent.num_pieces,

@@ -1,9 +1,10 @@
 """Blocks to files and back, with plain positional reads and writes (no memory mapping).
 
 Files are created when a block of theirs is first written, sparse, at their full size,
-and only for wanted files. A piece that straddles a wanted and an unwanted file still
-needs the unwanted bytes to be verified: those go to a part file per piece in a hidden
-folder beside the content (as libtorrent does), never into the unwanted file.
+and only for wanted files; zero-byte files, which no block touches, on request. A piece
+that straddles a wanted and an unwanted file still needs the unwanted bytes to be
+verified: those go to a part file per piece in a hidden folder beside the content (as
+libtorrent does), never into the unwanted file.
 
 Every path is resolved inside the download folder before it is opened. Calls block:
 the asyncio layer runs them in a thread.
@@ -58,6 +59,10 @@ class FileStorage:
         }
         self._handles: OrderedDict[int, int] = OrderedDict()
         self._dirty: set[int] = set()
+        # Zero-byte files hold no piece data, so no block write ever creates them.
+        self._empty_files = [
+            entry for entry in files if not entry.length and not entry.is_pad and entry.symlink_target is None
+        ]
 
     def _handle(self, entry: FileEntry, *, create: bool) -> int | None:
         key = id(entry)
@@ -88,6 +93,19 @@ class FileStorage:
                 self._dirty.discard(old_key)
             os.close(old_handle)
         return handle
+
+    def create_empty_files(self) -> None:
+        """Create the wanted zero-byte files that are missing; raises StorageError if one cannot be."""
+        for entry in self._empty_files:
+            if not self.is_wanted(entry):
+                continue
+            location = paths.resolve_inside(self.root, entry.path)
+            try:
+                location.parent.mkdir(parents=True, exist_ok=True)
+                paths.resolve_inside(self.root, entry.path)  # as in _handle: no link raced in
+                os.close(os.open(location, os.O_WRONLY | os.O_CREAT, 0o644))
+            except OSError as error:
+                raise StorageError(f"{location}: {error.strerror}") from None
 
     def write_block(self, index: int, begin: int, data: bytes) -> None:
         view = memoryview(data)
