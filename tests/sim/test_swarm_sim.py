@@ -189,3 +189,19 @@ def test_a_peer_sending_bad_data_is_banned_and_the_download_completes(seed: int)
     assert "good" not in leecher.banned
     assert leecher.finished
     assert bytes(leecher.content) == data
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_a_seed_with_a_free_slot_unchokes_a_newcomer_at_once(seed: int) -> None:
+    # Issue 4, point 9: libtorrent waited up to 10 s for bitswarm's next choke round.
+    data = random.Random(seed).randbytes(6 * PIECE_LENGTH + 99)
+    network = SimNetwork(data, seed)
+    seeder = network.add("seeder", seed=True)
+    network.now = 3.0
+    seeder.swarm.tick(network.now)  # a choke round with nobody interested: the next is 10 s away
+    leecher = network.add("leecher", seed=False)
+    network.connect("seeder", "leecher")
+    while network.deliver():  # the clock stands still: no choke round can help
+        pass
+    assert leecher.finished
+    assert bytes(leecher.content) == data

@@ -199,6 +199,8 @@ class Swarm:
                 actions += self._block_arrived(key, peer, event, now)
             elif isinstance(event, Request):
                 actions.append(ServeBlock(key, event.index, event.begin, event.length))
+            elif isinstance(event, Interested):
+                self._unchoke_if_slot_free(peer)
             elif isinstance(event, Reject):
                 self.picker.request_dropped(BlockRequest(event.index, event.begin, event.length), key)
             elif isinstance(event, Choke) and not peer.core.fast:
@@ -207,6 +209,20 @@ class Swarm:
         self._update_interest(peer)
         self._fill_requests(key, peer)
         return actions
+
+    def _unchoke_if_slot_free(self, peer: _Peer) -> None:
+        """Give a newly interested peer a free upload slot now, not at the next choke round.
+
+        Rounds are ``UNCHOKE_INTERVAL_S`` apart; without this a peer arriving just after one
+        waits that long for its first block even from an idle seed. The next round ranks it
+        with everyone else as usual.
+        """
+        core = peer.core
+        if core.state is not PeerState.OPEN or not core.am_choking:
+            return
+        unchoked = sum(1 for other in self.peers.values() if not other.core.am_choking)
+        if unchoked < self.choker.slots:
+            core.send(Unchoke())
 
     def _peer_has_many(self, peer: _Peer) -> None:
         core = peer.core
