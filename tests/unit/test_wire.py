@@ -123,6 +123,20 @@ def test_extension_handshake_may_come_before_have_all(bytewise: bool) -> None:
     assert peer.peer_is_seed
 
 
+@both_ways
+def test_a_late_bitfield_or_have_all_becomes_the_haves_it_adds(bytewise: bool) -> None:
+    # aria2 sends a bitfield (or have-all) mid-connection in place of a batch of haves.
+    peer = core()
+    data = their_handshake() + encode(HaveNone()) + encode(Have(1)) + encode(Bitfield(b"\x61\x00"))
+    events = feed(peer, data + encode(HaveNone()) + encode(HaveAll()), bytewise=bytewise)
+    assert events == [
+        HandshakeCompleted(THEIRS, True, True), HaveNone(), Have(1), Have(2), Have(7),
+        *[Have(index) for index in (0, 3, 4, 5, 6, 8, 9)],
+    ]  # fmt: skip
+    assert peer.state is PeerState.OPEN
+    assert peer.peer_is_seed
+
+
 def test_our_handshake_carries_the_fast_and_extension_bits() -> None:
     handshake = Handshake.decode(core().handshake())
     assert handshake.supports(FAST_EXTENSION)
@@ -144,10 +158,11 @@ def opened(*, fast: bool = True, have: frozenset[int] = frozenset(range(NUM_PIEC
         (b"\x13BitTorrent protocoX" + bytes(48), "not a BitTorrent handshake"),
         (their_handshake() + encode(Bitfield(b"\xff")), "bitfield of 1 bytes"),
         (their_handshake() + encode(Bitfield(b"\xff\xe0")), "spare bits"),
-        (their_handshake() + encode(Have(0)) + encode(Bitfield(b"\xff\xc0")), "bitfield after the first"),
         (their_handshake() + encode(Have(10)), "beyond the last piece"),
         (their_handshake(fast=False) + encode(HaveAll()), "without the fast extension"),
-        (their_handshake() + encode(Have(1)) + encode(HaveAll()), "after the first message"),
+        (their_handshake(fast=False) + encode(Have(1)) + encode(HaveAll()), "without the fast extension"),
+        (their_handshake() + encode(Have(0)) + encode(Bitfield(b"\xff\xe0")), "spare bits"),
+        (their_handshake() + encode(Have(0)) + encode(Bitfield(b"\xff")), "bitfield of 1 bytes"),
         (their_handshake() + encode(Request(0, 0, BLOCK_SIZE + 1)), "a block is at most"),
         (their_handshake() + encode(Request(0, 0, 0)), "a block is at most"),
         (their_handshake() + encode(Request(9, 0, 2000)), "runs past the end"),

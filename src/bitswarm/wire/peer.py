@@ -3,7 +3,8 @@
 The machine: AWAITING_HANDSHAKE until 68 bytes of handshake arrive (the right info-hash,
 not our own peer id), then AWAITING_BITFIELD for exactly one message (extension messages
 aside, see ``_check``), where a bitfield, have-all or have-none may appear (BEP 6 says
-only there), then OPEN until a rule is
+only there; one that comes later is taken as the haves it stands for, as aria2 sends
+them, see ``_late_bitfield``), then OPEN until a rule is
 broken or the layer above closes it: CLOSED, after which every call is a UsageError.
 
 The core checks every index, offset and length against the torrent and keeps the state
@@ -165,9 +166,31 @@ class PeerProtocol:
             self._handshake_buffer.clear()
             events.append(self._accept_handshake(handshake))
         for message in self._frames.feed(data):
-            if self._check(message):
+            if self.state is PeerState.OPEN and isinstance(message, Bitfield | HaveAll | HaveNone):
+                events += self._late_bitfield(message)
+            elif self._check(message):
                 events.append(message)
         return events
+
+    def _late_bitfield(self, message: Bitfield | HaveAll | HaveNone) -> list[Event]:
+        """A bitfield or have-all after the first message, as the haves it stands for.
+
+        BEP 3 and BEP 6 allow them only first, but aria2 sends one later in place of a
+        batch of haves. Pieces only ever join the peer's set: a late message cannot take
+        pieces away, so the layer above sees one ``Have`` per piece that is new.
+        """
+        if isinstance(message, HaveAll | HaveNone) and not self.fast:
+            raise PeerProtocolError("have-all/have-none without the fast extension")
+        if isinstance(message, HaveNone):
+            return []
+        bits = message.bits if isinstance(message, Bitfield) else _full_bitfield(self.num_pieces)
+        self._check_bitfield(bits)
+        new: list[Event] = []
+        for index in range(self.num_pieces):
+            if bits[index >> 3] & (0x80 >> (index & 7)) and not self.peer_has(index):
+                self._set_peer_piece(index)
+                new.append(Have(index))
+        return new
 
     def _accept_handshake(self, handshake: Handshake) -> HandshakeCompleted:
         if handshake.info_hash != self.info_hash:
@@ -196,14 +219,10 @@ class PeerProtocol:
             self._index(message.index, "have")
             self._set_peer_piece(message.index)
         elif isinstance(message, Bitfield):
-            if not first:
-                raise PeerProtocolError("bitfield after the first message")
-            self._accept_bitfield(message.bits)
+            self._accept_bitfield(message.bits)  # the first message: later ones are haves
         elif isinstance(message, HaveAll | HaveNone):
             if not self.fast:
                 raise PeerProtocolError("have-all/have-none without the fast extension")
-            if not first:
-                raise PeerProtocolError("have-all/have-none after the first message")
             if isinstance(message, HaveAll):
                 self._accept_bitfield(_full_bitfield(self.num_pieces))
         elif isinstance(message, Choke):
@@ -281,12 +300,15 @@ class PeerProtocol:
         if begin + length > self.piece_size(index):
             raise PeerProtocolError(f"{what} {index}+{begin}+{length} runs past the end of the piece")
 
-    def _accept_bitfield(self, bits: bytes) -> None:
+    def _check_bitfield(self, bits: bytes) -> None:
         if len(bits) != len(self.peer_pieces):
             raise PeerProtocolError(f"bitfield of {len(bits)} bytes for {self.num_pieces} pieces")
         spare = len(bits) * 8 - self.num_pieces
         if spare and bits[-1] & ((1 << spare) - 1):
             raise PeerProtocolError("bitfield with spare bits set")
+
+    def _accept_bitfield(self, bits: bytes) -> None:
+        self._check_bitfield(bits)
         self.peer_pieces[:] = bits
         self.peer_piece_count = sum(byte.bit_count() for byte in bits)
 
