@@ -141,7 +141,6 @@ class TorrentRuntime:
         self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
         self._resume_dirty = False
         self._tiers = TrackerTiers(torrent.trackers, random.Random())
-        self._udp_connections: dict[str, tuple[bytes, float]] = {}
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -559,7 +558,10 @@ class TorrentRuntime:
         except OSError as error:
             raise TrackerError(str(error)) from None
         try:
-            announcer = UdpAnnouncer(params, random.Random(), connection=self._udp_connections.get(url))
+            # No connection ID from an earlier announce: each announce has its own socket, and
+            # a tracker may tie the ID to the source port (ours does; BEP 15 allows it), so
+            # an old one is dropped in silence and costs a 15 s retry.
+            announcer = UdpAnnouncer(params, random.Random())
             ipv6 = ":" in transport.get_extra_info("peername")[0]
             send: SendDatagram | None = announcer.start(time.monotonic(), ipv6=ipv6)
             deadline = time.monotonic()
@@ -575,8 +577,6 @@ class TorrentRuntime:
                     send = announcer.timeout(time.monotonic())
                 if announcer.state in (UdpState.DONE, UdpState.FAILED):
                     break
-            if announcer.connection is not None:
-                self._udp_connections[url] = announcer.connection
             if announcer.result is None:
                 raise TrackerError(announcer.error or "no answer")
             return announcer.result
