@@ -151,16 +151,22 @@ def test_rate_limit_per_address() -> None:
     run(scenario, config)
 
 
+async def udp_client(server: TrackerServer) -> tuple[asyncio.DatagramTransport, asyncio.Queue[bytes]]:
+    """A datagram socket to the tracker and the queue its replies land in."""
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            replies.put_nowait(data)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.udp_addresses[0])
+    return transport, replies
+
+
 def test_udp_round_trip_through_the_socket() -> None:
     async def scenario(server: TrackerServer, address: tuple[str, int]) -> None:
-        loop = asyncio.get_running_loop()
-        replies: asyncio.Queue[bytes] = asyncio.Queue()
-
-        class Client(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: object) -> None:
-                replies.put_nowait(data)
-
-        transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.udp_addresses[0])
+        transport, replies = await udp_client(server)
         transport.sendto(struct.pack(">QII", 0x41727101980, 0, 1))
         connection_id = (await replies.get())[8:]
         transport.sendto(
@@ -280,14 +286,7 @@ def test_ipv6_over_http_and_udp() -> None:
         reply = bencode.decode(body_of(await exchange(address, get(announce_url(1002)))))
         assert isinstance(reply, dict)
         assert reply[b"peers6"] == bytes(15) + b"\x01" + (1001).to_bytes(2, "big")
-        loop = asyncio.get_running_loop()
-        replies: asyncio.Queue[bytes] = asyncio.Queue()
-
-        class Client(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: object) -> None:
-                replies.put_nowait(data)
-
-        transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.udp_addresses[0])
+        transport, replies = await udp_client(server)
         transport.sendto(struct.pack(">QII", 0x41727101980, 0, 1))
         connection_id = (await replies.get())[8:]
         transport.sendto(
