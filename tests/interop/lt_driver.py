@@ -10,11 +10,12 @@ runs this script as a subprocess of `/usr/bin/python3`:
         [--piece-length BYTES] [--tracker URL]...
     /usr/bin/python3 tests/interop/lt_driver.py check TORRENT SAVE_PATH [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py download TORRENT SAVE_PATH [--timeout S] [--hold]
+    /usr/bin/python3 tests/interop/lt_driver.py seed TORRENT SAVE_PATH [--timeout S]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
 `{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
-`download --hold` is the exception: it prints one JSON line per stage and waits for a
-line on stdin after each (see `cmd_download`).
+`download --hold` and `seed` are the exceptions: they print one JSON line per stage and
+wait for a line on stdin after each (see `cmd_download` and `cmd_seed`).
 
 What libtorrent 2.0.8 does during `check`, and how this script keeps it honest:
 
@@ -38,6 +39,7 @@ import argparse
 import importlib
 import json
 import os
+import select
 import stat
 import sys
 import time
@@ -299,6 +301,8 @@ class _Download:
         self.replies: list[tuple[int, bool]] = []
         self.tracker_errors: list[str] = []
         self.peers: dict[tuple[str, int], dict[str, Any]] = {}
+        # The latest session_stats_alert's counters (after session.post_session_stats()).
+        self.session_stats: dict[str, int] | None = None
 
     def pump(self, stage: str) -> None:
         """Wait for alerts once (at most ALERT_POLL_MS) and record what they say.
@@ -322,6 +326,8 @@ class _Download:
                 self.tracker_errors.append(alert.message())
             elif isinstance(alert, lt.torrent_finished_alert):
                 self.finished = True
+            elif isinstance(alert, lt.session_stats_alert):
+                self.session_stats = dict(alert.values)
         for peer in self.handle.get_peer_info():
             ip, port = peer.ip
             seen = self.peers.setdefault((ip, port), {"ip": ip, "port": port, "client": "", "sources": []})
@@ -385,19 +391,8 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
     params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
     if args.hold:
         params.flags |= flags.upload_mode
-    settings = _session_settings(lt)
-    settings.update(
-        {
-            "allow_multiple_connections_per_ip": True,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            # A peer dropped while in upload mode may be tried again at once, not after 60 s.
-            "min_reconnect_time": 1,
-            "alert_mask": settings["alert_mask"] | int(lt.alert_category.tracker),
-        }
-    )
     deadline = time.monotonic() + args.timeout
-    session = lt.session(settings)
+    session = lt.session(_loopback_settings(lt))
     try:
         handle = session.add_torrent(params)
         download = _Download(lt, session, handle, deadline, args.timeout)
@@ -418,12 +413,72 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
         del session
 
 
+def _loopback_settings(lt: ModuleType) -> dict[str, Any]:
+    """Session settings for peers on loopback, shared by `download` and `seed`."""
+    settings = _session_settings(lt)
+    settings.update(
+        {
+            "allow_multiple_connections_per_ip": True,
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            # A peer dropped while in upload mode may be tried again at once, not after 60 s.
+            "min_reconnect_time": 1,
+            "alert_mask": settings["alert_mask"] | int(lt.alert_category.tracker),
+        }
+    )
+    return settings
+
+
+def cmd_seed(lt: ModuleType, args: argparse.Namespace) -> None:
+    """Seed TORRENT from SAVE_PATH (which must hold all of it) to peers found via its trackers.
+
+    The session is set up as in `download` (loopback, TCP only, several connections per IP,
+    no DHT, LSD or PEX). Every piece is hashed from disk first; if one is missing, the command
+    times out waiting to seed.
+    Once the torrent is seeding and a tracker has answered its announce, it prints one JSON
+    line (stage "seeding", with the port it listens on) and waits for a line on stdin, or
+    for --timeout seconds from the start, whichever comes first; then it prints a last line
+    (stage "stopped", with "uploaded": the payload bytes it sent) and closes the session.
+    """
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    params = lt.add_torrent_params()
+    params.ti = _load(lt, args.torrent)
+    params.save_path = save_path
+    flags = lt.torrent_flags
+    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(_loopback_settings(lt))
+    try:
+        handle = session.add_torrent(params)
+        seed = _Download(lt, session, handle, deadline, args.timeout)
+        while not (handle.status().is_seeding and seed.replies):
+            seed.pump("seeding, and a tracker's reply")
+        report = seed.report("seeding")
+        report["listen_port"] = session.listen_port()
+        print(json.dumps(report), flush=True)
+        # select(), not epoll: stdin may be a file or /dev/null, which epoll refuses.
+        select.select([sys.stdin], [], [], max(0.0, deadline - time.monotonic()))
+        # The torrent's upload total is updated once a second; the session's counters at once.
+        seed.deadline = time.monotonic() + 10.0
+        session.post_session_stats()
+        while seed.session_stats is None:
+            seed.pump("the session's counters")
+        uploaded = seed.session_stats["net.sent_payload_bytes"]
+        print(json.dumps({**seed.report("stopped"), "uploaded": uploaded}), flush=True)
+        return None
+    finally:
+        del session
+
+
 COMMANDS = {
     "version": cmd_version,
     "info": cmd_info,
     "create": cmd_create,
     "check": cmd_check,
     "download": cmd_download,
+    "seed": cmd_seed,
 }
 
 
@@ -448,6 +503,10 @@ def _parser() -> _Parser:
     download.add_argument("save_path")
     download.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     download.add_argument("--hold", action="store_true", help="pause after announcing and after seeding")
+    seed = sub.add_parser("seed")
+    seed.add_argument("torrent")
+    seed.add_argument("save_path")
+    seed.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     return parser
 
 
