@@ -1,14 +1,17 @@
 """Per-address request budgets: a token bucket per key in a table of bounded size.
 
 Each key earns ``rate_per_s`` tokens a second up to ``burst``; a request spends one.
-When the table is full the least recently seen key is forgotten, so a flood of source
-addresses costs a fixed amount of memory (and at worst gives a forgotten address a fresh
-bucket). Sans-IO: the caller passes the time.
+The table is two plain dictionaries, a recent and an older generation: a key seen again
+while in the older one moves to the recent one, and when the recent one holds half of
+``max_keys`` the older generation is forgotten and the recent one takes its place. So a
+flood of source addresses costs a fixed amount of memory (and at worst gives a forgotten
+address a fresh bucket), and a request costs a dictionary lookup and a store, with no
+reordering per request (the ordered table this replaces moved its key on every request,
+4% of a UDP announce). Sans-IO: the caller passes the time.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable
 
 
@@ -17,14 +20,27 @@ class RateLimiter:
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.max_keys = max_keys
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        # key -> (tokens, time of the last request)
+        self._recent: dict[Hashable, tuple[float, float]] = {}
+        self._older: dict[Hashable, tuple[float, float]] = {}
+        self._generation_keys = max(1, max_keys // 2)
+
+    def __len__(self) -> int:
+        """Keys remembered (at most ``max_keys``)."""
+        return len(self._recent) + len(self._older)
 
     def allow(self, key: Hashable, now: float) -> bool:
         """Spend one token of ``key``'s bucket; False when it has none left."""
-        tokens, then = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate_per_s)
-        allowed = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        return allowed
+        recent = self._recent
+        bucket = recent.get(key)
+        if bucket is None:
+            bucket = self._older.pop(key, None)
+            if len(recent) >= self._generation_keys:
+                self._older = recent
+                recent = self._recent = {}
+        tokens = self.burst if bucket is None else min(bucket[0] + (now - bucket[1]) * self.rate_per_s, self.burst)
+        if tokens >= 1.0:
+            recent[key] = (tokens - 1.0, now)
+            return True
+        recent[key] = (tokens, now)
+        return False

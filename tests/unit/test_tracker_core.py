@@ -299,3 +299,71 @@ def test_udp_honours_the_whitelist() -> None:
     reply = tracker.receive(announce_datagram(connect(tracker)), SOURCE, 1000.0)
     assert isinstance(reply, UdpReply)
     assert b"not registered" in reply.payload
+
+
+# ---- the memory store's direct paths: the same bytes as the general ones ----------------
+
+
+def paired_stores() -> tuple[MemoryStore, MemoryStore]:
+    return (
+        MemoryStore(peer_timeout_s=100, rng=random.Random(5)),
+        MemoryStore(peer_timeout_s=100, rng=random.Random(5)),
+    )
+
+
+def general_udp_answer(
+    tracker: UdpTracker, datagram: bytes, source: tuple[str, int], store: MemoryStore
+) -> bytes | None:
+    action = tracker.receive(datagram, source, 1000.0)
+    if action is None or isinstance(action, UdpReply):
+        return None if action is None else action.payload
+    if isinstance(action, UdpAnnounce):
+        return tracker.encode_announce(action.transaction_id, store.announce_now(action.request, 1000.0))
+    return tracker.encode_scrape(action.transaction_id, action.info_hashes, store.scrape_now(action.info_hashes))
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [TrackerPolicy(), TrackerPolicy(whitelist=frozenset([bytes(20)])), TrackerPolicy(trust_ip_parameter=True)],
+    ids=["open", "whitelist", "trusted-ip"],
+)
+def test_udp_answer_now_gives_the_general_paths_bytes(policy: TrackerPolicy) -> None:
+    fast, general = udp(policy), udp(policy)
+    fast_store, general_store = paired_stores()
+    for source in (SOURCE, ("2001:db8::7", 5555)):
+        connection_id = connect(fast, source=source)
+        claimed_ip = connection_id + struct.pack(
+            ">II20s20sQQQIIIiH", 1, 9, INFO_HASH, PEER_ID, 0, 0, 0, 0, 0x0A000001, 0, -1, 7000
+        )
+        datagrams = [
+            struct.pack(">QII", UDP_PROTOCOL_ID, 0, 77),
+            *(announce_datagram(connection_id, port=port, event=port % 4) for port in range(6000, 6040)),
+            announce_datagram(connection_id, numwant=3),
+            announce_datagram(connection_id, numwant=5000),
+            announce_datagram(connection_id, event=5),
+            announce_datagram(connection_id, port=0),
+            announce_datagram(connection_id)[:60],
+            announce_datagram(b"\x00" * 8),
+            claimed_ip,
+            connection_id + struct.pack(">II", 2, 5) + INFO_HASH + bytes(20),
+            b"garbage",
+        ]
+        for datagram in datagrams:
+            expected = general_udp_answer(general, datagram, source, general_store)
+            assert fast.answer_now(datagram, source, 1000.0, fast_store) == expected
+    assert fast_store.full_scrape_now() == general_store.full_scrape_now()
+    assert fast.counters.errors == general.counters.errors
+
+
+@pytest.mark.parametrize("compact", ["1", "0"])
+@pytest.mark.parametrize("client", [CLIENT, ("2001:db8::9", 40000)])
+def test_http_answer_announce_now_gives_the_general_paths_bytes(compact: str, client: tuple[str, int]) -> None:
+    fast, general = http(), http()
+    fast_store, general_store = paired_stores()
+    for port in range(6000, 6030):
+        request = query(port=str(port), left=str(port % 3), compact=compact, numwant=str(port % 7))
+        announce = general.parse_announce(request, client, None)
+        expected = general.encode_announce(announce, general_store.announce_now(announce.request, 1000.0))
+        assert fast.answer_announce_now(request, client, None, 1000.0, fast_store) == expected
+    with pytest.raises(TrackerRequestError, match="invalid port"):
+        fast.answer_announce_now(query(port="0"), client, None, 1000.0, fast_store)

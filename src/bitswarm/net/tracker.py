@@ -212,6 +212,10 @@ class TrackerService:
             try:
                 if route == b"announce":
                     self.counters.announces["http"] += 1
+                    if self.answers_at_once and not self.config.log_peer_addresses:
+                        store = cast(MemoryStore, self.store)
+                        body = self.http.answer_announce_now(query, client, passkey, self.clock(), store)
+                        return Response(200, body)
                     announce = self.http.parse_announce(query, client, passkey)
                     if self.answers_at_once:
                         assert isinstance(self.store, MemoryStore)
@@ -302,6 +306,11 @@ class TrackerService:
         if not self.limiter.allow(source[0], now):
             self.counters.error("rate_limited")
             return  # silence: a reply would help a reflection attack
+        if self.answers_at_once:
+            reply = self.udp.answer_now(data, source, now, cast(MemoryStore, self.store))
+            if reply is not None:
+                send(reply)
+            return
         action = self.udp.receive(data, source, now)
         if action is None:
             return
@@ -310,14 +319,18 @@ class TrackerService:
             return
         if isinstance(action, UdpAnnounce):
             self.counters.announces["udp"] += 1
-            if self.answers_at_once:
-                assert isinstance(self.store, MemoryStore)
-                send(self.udp.encode_announce(action.transaction_id, self.store.announce_now(action.request, now)))
-                return
             self.spawn(self._udp_announce_later(action, send))
             return
         self.counters.scrapes["udp"] += 1
         self.spawn(self._udp_scrape_later(action, send))
+
+    def udp_answer_now(self, data: bytes, source: tuple[Any, ...]) -> bytes | None:
+        """With the memory store: the reply to a datagram, or None for silence."""
+        now = self.clock()
+        if not self.limiter.allow(source[0], now):
+            self.counters.error("rate_limited")
+            return None  # silence: a reply would help a reflection attack
+        return self.udp.answer_now(data, source, now, cast(MemoryStore, self.store))
 
     async def _udp_announce_later(self, action: UdpAnnounce, send: Callable[[bytes], None]) -> None:
         try:
@@ -402,6 +415,22 @@ class TrackerService:
             if now - last_rates >= RATE_WINDOW_S:
                 last_rates = now
                 self.tick_rates()
+
+
+_HEADS: dict[tuple[int, str, bool], bytes] = {}
+
+
+def _head(status: int, content_type: str, keep_alive: bool, length: int) -> bytes:
+    """A response head; all but the length is formatted once per kind of response."""
+    template = _HEADS.get((status, content_type, keep_alive))
+    if template is None:
+        text = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: %d\r\n"
+            f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n"
+        )
+        template = _HEADS[status, content_type, keep_alive] = text.encode()
+    return template % length
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -503,12 +532,9 @@ class _HttpConnection(asyncio.Protocol):
     def _send(self, response: Response, keep_alive: bool) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        head = (
-            f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'OK')}\r\n"
-            f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
-            f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n"
+        self.transport.write(
+            _head(response.status, response.content_type, keep_alive, len(response.body)) + response.body
         )
-        self.transport.write(head.encode() + response.body)
         if not keep_alive:
             self.transport.close()
 
@@ -528,6 +554,12 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         transport = self.transport
         if transport is None:
+            return
+        if self.service.answers_at_once:
+            # No closure per datagram on the memory store's path.
+            reply = self.service.udp_answer_now(data, addr)
+            if reply is not None:
+                transport.sendto(reply, addr)
             return
         self.service.udp_datagram(data, addr, lambda payload: transport.sendto(payload, addr))
 

@@ -18,11 +18,13 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from bitswarm import bencode
 from bitswarm.errors import ProtocolError
 from bitswarm.tracker.swarm import (
+    COMPACT_V6_BYTES,
     INFO_HASH_BYTES,
     PEER_ID_BYTES,
     AnnounceRequest,
@@ -30,6 +32,9 @@ from bitswarm.tracker.swarm import (
     SwarmCounts,
     SwarmView,
 )
+
+if TYPE_CHECKING:
+    from bitswarm.tracker.memory import MemoryStore
 
 # Scrapes of more swarms at once are an amplification lever (74 fit one UDP reply).
 MAX_SCRAPE_HASHES = 74
@@ -43,10 +48,14 @@ MAX_PASSKEY_CHARS = 64
 
 UDP_PROTOCOL_ID = 0x41727101980
 UDP_CONNECT, UDP_ANNOUNCE, UDP_SCRAPE, UDP_ERROR = 0, 1, 2, 3
+UDP_EVENT_STOPPED = int(Event.STOPPED)
 UDP_ANNOUNCE_BYTES = 98
 # A scrape of MAX_SCRAPE_HASHES plus header; BEP 41 options can follow an announce.
 MAX_UDP_REQUEST_BYTES = 16 + INFO_HASH_BYTES * MAX_SCRAPE_HASHES
 CONNECTION_WINDOW_S = 60
+# Sources whose compact address and connection IDs are kept between datagrams (a connect
+# and the announce after it meet here); the table is emptied when full, so its size is fixed.
+MAX_CACHED_SOURCES = 4096
 
 # Event(number) costs a microsecond per datagram; indexing this tuple does not.
 _EVENT_BY_NUMBER = tuple(Event)
@@ -140,7 +149,12 @@ def parse_query(query: bytes) -> dict[bytes, list[bytes]]:
         if not pair:
             continue
         name, _, value = pair.partition(b"=")
-        parameters.setdefault(unquote_to_bytes(name), []).append(unquote_to_bytes(value.replace(b"+", b" ")))
+        # Most values (numbers, plain names) carry no escapes: unquoting them would copy them.
+        if b"%" in name or b"+" in name:
+            name = unquote_to_bytes(name)
+        if b"%" in value or b"+" in value:
+            value = unquote_to_bytes(value.replace(b"+", b" "))
+        parameters.setdefault(name, []).append(value)
     return parameters
 
 
@@ -179,9 +193,54 @@ class HttpTracker:
     def __init__(self, policy: TrackerPolicy, counters: RequestCounters) -> None:
         self.policy = policy
         self.counters = counters
+        # Connection host -> packed address; emptied when full, so its size is fixed.
+        self._hosts: dict[str, bytes] = {}
 
     def parse_announce(self, query: bytes, client: tuple[str, int], passkey: str | None) -> HttpAnnounce:
         """Raises ``TrackerRequestError`` with the failure reason to send."""
+        fields = self._announce_fields(query, client, passkey)
+        info_hash, peer_id, address, event, left, uploaded, downloaded, numwant, compact = fields
+        request = AnnounceRequest(
+            info_hash=info_hash,
+            peer_id=peer_id,
+            address=address,
+            event=event,
+            left=left,
+            uploaded=uploaded,
+            downloaded=downloaded,
+            numwant=numwant,
+            passkey=passkey,
+        )
+        return HttpAnnounce(request, compact)
+
+    def answer_announce_now(
+        self, query: bytes, client: tuple[str, int], passkey: str | None, now: float, store: MemoryStore
+    ) -> bytes:
+        """The body answering an announce, from the memory store at once and without
+        building request or view objects: the same bytes as ``parse_announce``, the
+        store's ``announce_now`` and ``encode_announce``. Raises ``TrackerRequestError``."""
+        fields = self._announce_fields(query, client, passkey)
+        info_hash, _peer_id, address, event, left, uploaded, downloaded, numwant, compact = fields
+        seeders, leechers, completed, peers = store.announce_packed(
+            info_hash, address, event, left == 0, numwant, now, passkey, uploaded, downloaded
+        )
+        policy = self.policy
+        if not compact:
+            size = len(address)
+            view = SwarmView(
+                SwarmCounts(seeders, leechers, completed), [peers[at : at + size] for at in range(0, len(peers), size)]
+            )
+            request = AnnounceRequest(info_hash, _peer_id, address, event, left, uploaded, downloaded, numwant, passkey)
+            return self.encode_announce(HttpAnnounce(request, compact), view)
+        # bencode of encode_announce's dictionary, keys in sorted order.
+        template = _COMPACT_V4_REPLY if len(address) != COMPACT_V6_BYTES else _COMPACT_V6_REPLY
+        head = template % (seeders, completed, leechers, policy.interval_s, policy.min_interval_s, len(peers))
+        return head + peers + b"e"
+
+    def _announce_fields(
+        self, query: bytes, client: tuple[str, int], passkey: str | None
+    ) -> tuple[bytes, bytes, bytes, Event, int, int, int, int, bool]:
+        """(info_hash, peer_id, address, event, left, uploaded, downloaded, numwant, compact)."""
         parameters = parse_query(query)
         info_hash = _fixed(parameters, b"info_hash", INFO_HASH_BYTES)
         peer_id = _fixed(parameters, b"peer_id", PEER_ID_BYTES)
@@ -195,29 +254,34 @@ class HttpTracker:
         key = _single(parameters, b"key", required=False)
         if key is not None and len(key) > MAX_KEY_BYTES:
             raise TrackerRequestError("invalid key")
-        host = client[0]
         claimed = _single(parameters, b"ip", required=False)
         if claimed is not None and self.policy.trust_ip_parameter:
-            host = claimed.decode("ascii", "replace")
-        try:
-            address = compact_address(host, port)
-        except ValueError:
-            raise TrackerRequestError("invalid ip") from None
+            try:
+                address = compact_address(claimed.decode("ascii", "replace"), port)
+            except ValueError:
+                raise TrackerRequestError("invalid ip") from None
+        else:
+            address = self._client_host(client[0]) + port.to_bytes(2, "big")
         numwant = min(_number(parameters, b"numwant", default=self.policy.default_numwant), self.policy.max_numwant)
         compact = _single(parameters, b"compact", required=False) != b"0"
         self._admit(info_hash, passkey)
-        request = AnnounceRequest(
-            info_hash=info_hash,
-            peer_id=peer_id,
-            address=address,
-            event=event,
-            left=_number(parameters, b"left"),
-            uploaded=_number(parameters, b"uploaded"),
-            downloaded=_number(parameters, b"downloaded"),
-            numwant=numwant,
-            passkey=passkey,
-        )
-        return HttpAnnounce(request, compact)
+        left = _number(parameters, b"left")
+        uploaded = _number(parameters, b"uploaded")
+        downloaded = _number(parameters, b"downloaded")
+        return info_hash, peer_id, address, event, left, uploaded, downloaded, numwant, compact
+
+    def _client_host(self, host: str) -> bytes:
+        """The packed address of a connection's host (as the kernel wrote it), cached."""
+        packed = self._hosts.get(host)
+        if packed is None:
+            try:
+                packed = compact_address(host, 0)[:-2]
+            except ValueError:
+                raise TrackerRequestError("invalid ip") from None
+            if len(self._hosts) >= MAX_CACHED_SOURCES:
+                self._hosts.clear()
+            self._hosts[host] = packed
+        return packed
 
     def _admit(self, info_hash: bytes, passkey: str | None) -> None:
         admit(self.policy, info_hash, passkey)
@@ -268,6 +332,12 @@ class HttpTracker:
         return bencode.encode({b"files": files})
 
 
+_COMPACT_REPLY_HEAD = b"d8:completei%de10:downloadedi%de10:incompletei%de8:intervali%de12:min intervali%de"
+_COMPACT_V4_REPLY = _COMPACT_REPLY_HEAD + b"5:peers%d:"
+# BEP 7: an IPv6 asker's peers go in peers6, with an empty peers beside it.
+_COMPACT_V6_REPLY = _COMPACT_REPLY_HEAD + b"5:peers0:6:peers6%d:"
+
+
 def admit(policy: TrackerPolicy, info_hash: bytes, passkey: str | None) -> None:
     """Refuse swarms the whitelist lacks and users the passkey list lacks."""
     if policy.passkeys is not None and passkey not in policy.passkeys:
@@ -291,6 +361,8 @@ _ANNOUNCE_TAIL = struct.Struct(">20s20sQQQIIIiH")
 _REPLY_HEADER = struct.Struct(">II")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 _SCRAPE_ENTRY = struct.Struct(">III")
+_PORT = struct.Struct(">H")
+_MAX_UDP_DATAGRAM_BYTES = MAX_UDP_REQUEST_BYTES + 256
 
 
 class UdpTracker:
@@ -300,17 +372,29 @@ class UdpTracker:
         self.policy = policy
         self.counters = counters
         self.secret = secret
+        # Keyed once: a copy of the keyed state skips hashing the key block per ID.
+        self._mac = hashlib.blake2b(key=secret, digest_size=8)
+        # source -> (compact address, window, its connection ID, the previous window's), as ints.
+        self._sources: dict[tuple[Any, ...], tuple[bytes, int, int, int]] = {}
 
     def connection_id(self, address: bytes, window: int) -> bytes:
-        material = address + window.to_bytes(8, "big")
-        return hashlib.blake2b(material, key=self.secret, digest_size=8).digest()
+        mac = self._mac.copy()
+        mac.update(address + window.to_bytes(8, "big", signed=True))  # window -1 at time 0
+        return mac.digest()
 
-    def _connection_is_valid(self, connection_id: bytes, address: bytes, now: float) -> bool:
+    def _source(self, source: tuple[Any, ...], now: float) -> tuple[bytes, int, int, int]:
+        """The source's compact address, the window and the IDs valid in it, cached."""
         window = int(now // CONNECTION_WINDOW_S)
-        # The previous window's ID is hashed only when the current one does not match.
-        return connection_id == self.connection_id(address, window) or connection_id == self.connection_id(
-            address, window - 1
-        )
+        known = self._sources.get(source)
+        if known is not None and known[1] == window:
+            return known
+        address = compact_address(source[0], source[1])
+        current = int.from_bytes(self.connection_id(address, window), "big")
+        previous = int.from_bytes(self.connection_id(address, window - 1), "big")
+        if len(self._sources) >= MAX_CACHED_SOURCES:
+            self._sources.clear()
+        known = self._sources[source] = (address, window, current, previous)
+        return known
 
     def receive(
         self, datagram: bytes, source: tuple[str, int], now: float
@@ -325,18 +409,17 @@ class UdpTracker:
             return None
         connection, action, transaction = _HEADER.unpack_from(datagram)
         transaction_id = transaction.to_bytes(4, "big")
-        address = compact_address(*source[:2])
+        address, _window, current, previous = self._source(source, now)
         if action == UDP_CONNECT:
             if connection != UDP_PROTOCOL_ID or len(datagram) != _CONNECT.size:
                 self.counters.error("udp_connect")
                 return None
             self.counters.connects += 1
-            window = int(now // CONNECTION_WINDOW_S)
-            return UdpReply(_REPLY_HEADER.pack(UDP_CONNECT, transaction) + self.connection_id(address, window))
+            return UdpReply(_REPLY_HEADER.pack(UDP_CONNECT, transaction) + current.to_bytes(8, "big"))
         if action not in (UDP_ANNOUNCE, UDP_SCRAPE):
             self.counters.error("udp_action")
             return None
-        if not self._connection_is_valid(connection.to_bytes(8, "big"), address, now):
+        if connection not in (current, previous):
             self.counters.error("udp_connection_id")
             return None
         try:
@@ -346,6 +429,49 @@ class UdpTracker:
         except TrackerRequestError as error:
             self.counters.error("udp_request")
             return UdpReply(encode_udp_error(transaction_id, str(error)))
+
+    def answer_now(self, datagram: bytes, source: tuple[Any, ...], now: float, store: MemoryStore) -> bytes | None:
+        """The reply to one datagram, from the memory store at once, or None for silence.
+
+        The same answers as ``receive`` followed by the store and ``encode_announce`` /
+        ``encode_scrape``, and the same counters (announces and scrapes included), but a
+        well-formed announce is answered from plain values: no request, view or action
+        objects, one unpack and one pack. Anything else takes the general path.
+        """
+        if len(datagram) >= UDP_ANNOUNCE_BYTES and len(datagram) <= _MAX_UDP_DATAGRAM_BYTES:
+            connection, action, transaction = _HEADER.unpack_from(datagram)
+            address, _window, current, previous = self._source(source, now)
+            policy = self.policy
+            if action == UDP_ANNOUNCE and connection in (current, previous):
+                info_hash, _peer_id, _down, left, _up, event, ip, _key, numwant, port = _ANNOUNCE_TAIL.unpack_from(
+                    datagram, _HEADER.size
+                )
+                # Errors, a claimed IP and admission lists are the general path's business.
+                if (
+                    event <= UDP_EVENT_STOPPED
+                    and port
+                    and not (ip and policy.trust_ip_parameter)
+                    and policy.whitelist is None
+                    and policy.passkeys is None
+                ):
+                    self.counters.announces["udp"] += 1
+                    wanted = min(policy.default_numwant if numwant < 0 else numwant, policy.max_numwant)
+                    seeders, leechers, _completed, peers = store.announce_packed(
+                        info_hash, address[:-2] + _PORT.pack(port), event, left == 0, wanted, now
+                    )
+                    return _ANNOUNCE_REPLY.pack(UDP_ANNOUNCE, transaction, policy.interval_s, leechers, seeders) + peers
+        action_or_reply = self.receive(datagram, source, now)
+        if action_or_reply is None:
+            return None
+        if isinstance(action_or_reply, UdpReply):
+            return action_or_reply.payload
+        if isinstance(action_or_reply, UdpAnnounce):
+            self.counters.announces["udp"] += 1
+            view = store.announce_now(action_or_reply.request, now)
+            return self.encode_announce(action_or_reply.transaction_id, view)
+        self.counters.scrapes["udp"] += 1
+        hashes = action_or_reply.info_hashes
+        return self.encode_scrape(action_or_reply.transaction_id, hashes, store.scrape_now(hashes))
 
     def _parse_announce(self, datagram: bytes, address: bytes) -> AnnounceRequest:
         if len(datagram) < UDP_ANNOUNCE_BYTES:
