@@ -144,10 +144,10 @@ def lt(command: str, *args: StrPath) -> dict[str, Any]:
 
 def lt_process(command: str, *args: StrPath) -> subprocess.Popen[str]:
     """Start `lt_driver.py command args...` under /usr/bin/python3 with pipes, for commands
-    that talk in lines (`download --hold`); stderr is kept in a pipe too.
+    that talk in lines (`download --hold`, `seed`); stderr is kept in a pipe too.
 
     Fails the test when /usr/bin/python3 cannot import libtorrent. The caller must end
-    the process (see `download --hold` in lt_driver.py).
+    the process (see `download --hold` and `seed` in lt_driver.py).
     """
     _libtorrent_version()
     argv = [SYSTEM_PYTHON, str(LT_DRIVER), command, *(os.fspath(arg) for arg in args)]
