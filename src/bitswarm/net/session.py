@@ -77,8 +77,13 @@ MAX_BUFFERED_BYTES = 64 << 20
 UPLOAD_BATCH_BLOCKS = 64
 
 
+# Azureus-style client code: "BS" is BTSlave's and "BW" BitWombat's; "SW" is free.
+CLIENT_CODE = "SW"
+
+
 def new_peer_id() -> bytes:
-    return f"-BS{__version__.replace('.', '')[:4]:0<4}-".encode() + secrets.token_urlsafe(9)[:12].encode()
+    """'-SW0100-' and 12 random URL-safe characters (a fresh one per session)."""
+    return f"-{CLIENT_CODE}{__version__.replace('.', '')[:4]:0<4}-".encode() + secrets.token_urlsafe(9)[:12].encode()
 
 
 @dataclass
