@@ -91,18 +91,22 @@ def test_a_hostile_peer_is_cut_off_and_an_honest_one_still_downloads(tmp_path: P
 
 def test_a_peer_that_never_finishes_its_handshake_does_not_block_others(tmp_path: Path) -> None:
     torrent, source = make_torrent(tmp_path)
+    handshake_timeout_s = 0.5
 
     async def scenario() -> None:
-        seeder, leecher = Session(port=0, host="127.0.0.1"), Session(port=0, host="127.0.0.1")
+        seeder = Session(port=0, host="127.0.0.1", handshake_timeout_s=handshake_timeout_s)
+        leecher = Session(port=0, host="127.0.0.1")
         await seeder.start()
         await leecher.start()
         try:
             await seeder.add(torrent, source.parent)
-            _, stalled = await asyncio.open_connection("127.0.0.1", seeder.port)
+            stalled_reader, stalled = await asyncio.open_connection("127.0.0.1", seeder.port)
             stalled.write(handshake(torrent)[:30])  # and then nothing
             download = await leecher.add(torrent, tmp_path / "get")
             await download.connect(("127.0.0.1", seeder.port))
             await asyncio.wait_for(download.finished.wait(), 30)
+            # The seed hangs up on the silent one once its handshake time is over.
+            assert await asyncio.wait_for(stalled_reader.read(), handshake_timeout_s + 10) == b""
             stalled.close()
         finally:
             await leecher.close()

@@ -47,6 +47,13 @@ class PeerConnection(asyncio.Protocol):
             self._attach(self.runtime)
             assert self.core is not None
             self.transport.write(self.core.handshake())
+        else:
+            # Until a handshake names a torrent no core's idle timer runs: this one does.
+            asyncio.get_running_loop().call_later(self.session.handshake_timeout_s, self._handshake_deadline)
+
+    def _handshake_deadline(self) -> None:
+        if self.core is None:
+            self.close("no handshake in time")
 
     def data_received(self, data: bytes) -> None:
         if self.core is None:

@@ -73,6 +73,8 @@ RETRY_ANNOUNCE_S = 60.0
 STOP_ANNOUNCE_TIMEOUT_S = 5.0
 # Unfinished pieces gathered in memory per torrent before blocks go straight to disk.
 MAX_BUFFERED_BYTES = 64 << 20
+# An incoming connection must name its torrent within this time.
+HANDSHAKE_TIMEOUT_S = 10.0
 # Blocks read in one trip to a reader thread when no rate limit applies (1 MiB).
 UPLOAD_BATCH_BLOCKS = 64
 
@@ -610,8 +612,10 @@ class Session:
         max_up: float = 0.0,
         max_down: float = 0.0,
         strict: bool = False,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
         self.requested_port = port
+        self.handshake_timeout_s = handshake_timeout_s
         self.host = host
         self.port = port
         self.peer_id = new_peer_id()
