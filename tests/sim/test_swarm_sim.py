@@ -57,10 +57,18 @@ class SimNetwork:
     def piece_size(self, index: int) -> int:
         return min(PIECE_LENGTH, len(self.data) - index * PIECE_LENGTH)
 
-    def add(self, name: str, *, seed: bool, corrupt: bool = False, upload_blocks_per_s: int | None = None) -> Node:
+    def add(
+        self,
+        name: str,
+        *,
+        seed: bool,
+        corrupt: bool = False,
+        upload_blocks_per_s: int | None = None,
+        super_seed: bool = False,
+    ) -> Node:
         swarm = Swarm(
             num_pieces=self.num_pieces, piece_size=self.piece_size, have=range(self.num_pieces) if seed else (),
-            rng=random.Random(self.rng.random()), now=self.now,
+            rng=random.Random(self.rng.random()), now=self.now, super_seed=super_seed,
         )  # fmt: skip
         content = bytearray(self.data) if seed else bytearray(len(self.data))
         node = self.nodes[name] = Node(name, swarm, content, corrupt=corrupt, upload_blocks_per_s=upload_blocks_per_s)
@@ -205,3 +213,25 @@ def test_a_seed_with_a_free_slot_unchokes_a_newcomer_at_once(seed: int) -> None:
         pass
     assert leecher.finished
     assert bytes(leecher.content) == data
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_a_super_seed_sends_each_piece_about_once_and_the_swarm_nears_the_bound(seed: int) -> None:
+    pieces, rate, leechers = 64, 4, 4
+    data = random.Random(seed).randbytes(pieces * PIECE_LENGTH)
+    network = SimNetwork(data, seed)
+    network.add("seeder", seed=True, upload_blocks_per_s=rate, super_seed=True)
+    names = [f"l{n}" for n in range(leechers)]
+    for name in names:
+        network.add(name, seed=False, upload_blocks_per_s=rate)
+    everyone = ["seeder", *names]
+    for position, a in enumerate(everyone):
+        for b in everyone[position + 1 :]:
+            network.connect(a, b)
+    network.run(until_s=1000)
+    blocks = pieces * 4
+    bound = max(blocks / rate, leechers * blocks / (rate + leechers * rate))
+    for name in names:
+        assert bytes(network.nodes[name].content) == data
+    assert network.nodes["seeder"].swarm.uploaded <= 1.1 * len(data)
+    assert network.now <= 1.15 * bound

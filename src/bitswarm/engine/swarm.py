@@ -49,6 +49,8 @@ INITIAL_QUEUE = 16
 MAX_QUEUE = 500
 SNUB_TIMEOUT_S = 60.0
 DEFAULT_UPLOAD_SLOTS = 8
+# Pieces offered at once to each peer while super-seeding: enough to keep its pipeline full.
+SUPER_SEED_OFFERS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +123,14 @@ class Swarm:
         now: float,
         priorities: list[int] | None = None,
         upload_slots: int = DEFAULT_UPLOAD_SLOTS,
+        super_seed: bool = False,
     ) -> None:
         self.num_pieces = num_pieces
+        self.rng = rng
+        self.super_seed = super_seed
+        # Super-seeding: pieces offered to each peer and not yet seen there; offers per piece.
+        self._offered: dict[PeerKey, set[int]] = {}
+        self._offer_counts = [0] * num_pieces
         self.piece_size = piece_size
         self.picker = PiecePicker(num_pieces, piece_size, rng, have=have, priorities=priorities)
         self.choker = Choker(upload_slots, rng)
@@ -177,6 +185,8 @@ class Swarm:
         peer = self.peers.pop(key, None)
         if peer is None:
             return
+        for index in self._offered.pop(key, set()):
+            self._offer_counts[index] -= 1  # never delivered: offer it again elsewhere
         for request in self.picker.requests_of(key):
             self.picker.request_dropped(request, key)
         if peer.is_seed_counted:
@@ -190,11 +200,18 @@ class Swarm:
         actions: list[Action] = []
         for event in events:
             if isinstance(event, HandshakeCompleted):
-                peer.core.send(self.have_messages(peer.core))
+                if self.super_seed and self.is_seeding:
+                    self._start_super_seeding(key, peer)
+                else:
+                    peer.core.send(self.have_messages(peer.core))
             elif isinstance(event, Bitfield | HaveAll):
                 self._peer_has_many(peer)
             elif isinstance(event, Have):
                 self._peer_has(peer, event.index)
+                offered = self._offered.get(key)
+                if offered is not None and event.index in offered:
+                    offered.discard(event.index)
+                    self._offer(key, peer)
             elif isinstance(event, Piece):
                 actions += self._block_arrived(key, peer, event, now)
             elif isinstance(event, Request):
@@ -209,6 +226,37 @@ class Swarm:
         self._update_interest(peer)
         self._fill_requests(key, peer)
         return actions
+
+    def _start_super_seeding(self, key: PeerKey, peer: _Peer) -> None:
+        """Look empty, then offer pieces one by one (BEP 16), each first to a single peer.
+
+        When the seed's upload is the scarce resource, every piece it sends twice delays
+        the whole swarm; offering each peer pieces nobody else was offered makes the seed
+        send every piece once, and the peers trade the rest among themselves.
+        """
+        core = peer.core
+        core.send(HaveNone() if core.fast else Bitfield(bytes((self.num_pieces + 7) // 8)))
+        self._offered[key] = set()
+        self._offer(key, peer)
+
+    def _offer(self, key: PeerKey, peer: _Peer) -> None:
+        offered = self._offered[key]
+        core = peer.core
+        while len(offered) < SUPER_SEED_OFFERS:
+            candidates = [
+                index
+                for index in range(self.num_pieces)
+                if index not in offered and not core.peer_has(index) and self.picker.have[index]
+            ]
+            if not candidates:
+                return
+            fewest = min(self._offer_counts[index] for index in candidates)
+            rarest = [index for index in candidates if self._offer_counts[index] == fewest]
+            lowest = min(self.picker.availability[index] for index in rarest)
+            index = self.rng.choice([index for index in rarest if self.picker.availability[index] == lowest])
+            offered.add(index)
+            self._offer_counts[index] += 1
+            core.send(Have(index))
 
     def _unchoke_if_slot_free(self, peer: _Peer) -> None:
         """Give a newly interested peer a free upload slot now, not at the next choke round.

@@ -95,6 +95,8 @@ class TorrentOptions:
     sequential: bool = False
     # Index of each file in torrent.files -> wanted; None: every file.
     wanted_files: set[int] | None = None
+    # BEP 16 super-seeding while we seed; None: on when an upload limit applies.
+    super_seed: bool | None = None
 
 
 class TorrentRuntime:
@@ -162,6 +164,7 @@ class TorrentRuntime:
             rng=random.Random(),
             now=time.monotonic(),
             priorities=priorities,
+            super_seed=self._super_seed(),
         )
         self.swarm.picker.sequential = self.options.sequential
         if self.swarm.is_seeding:
@@ -199,6 +202,12 @@ class TorrentRuntime:
         """Announce again and take peers again after ``pause``."""
         if self.paused:
             self._start_tasks()
+
+    def _super_seed(self) -> bool:
+        """Super-seed when asked, or by default when a rate limit makes our upload scarce."""
+        if self.options.super_seed is not None:
+            return self.options.super_seed
+        return self.options.max_up > 0 or self.session.up_limit.rate > 0
 
     def _piece_priorities(self) -> list[int]:
         priorities = [0] * self.torrent.num_pieces
@@ -668,5 +677,3 @@ class Session:
         self.torrents.clear()
         if self._server is not None:
             await self._server.wait_closed()
-
-
