@@ -12,6 +12,7 @@ import pytest
 
 from bitswarm.create import CreateOptions, create
 from bitswarm.metainfo import Torrent, TorrentVersion
+from bitswarm.net.peer import MAX_UNROUTED
 from bitswarm.net.session import Session, TorrentRuntime
 from bitswarm.wire.messages import FAST_EXTENSION, Handshake, HaveNone, Interested, Request, encode, reserved_bits
 
@@ -108,6 +109,39 @@ def test_a_peer_that_never_finishes_its_handshake_does_not_block_others(tmp_path
             # The seed hangs up on the silent one once its handshake time is over.
             assert await asyncio.wait_for(stalled_reader.read(), handshake_timeout_s + 10) == b""
             stalled.close()
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_flood_of_silent_connections_is_capped(tmp_path: Path) -> None:
+    torrent, source = make_torrent(tmp_path)
+
+    async def scenario() -> None:
+        seeder, leecher = Session(port=0, host="127.0.0.1"), Session(port=0, host="127.0.0.1")
+        await seeder.start()
+        await leecher.start()
+        flood = []
+        try:
+            await seeder.add(torrent, source.parent)
+            for _ in range(MAX_UNROUTED):
+                flood.append(await asyncio.open_connection("127.0.0.1", seeder.port))
+            async with asyncio.timeout(10):
+                while len(seeder.unrouted) < MAX_UNROUTED:
+                    await asyncio.sleep(0.01)  # the listener accepting them, observed
+            one_too_many, writer = await asyncio.open_connection("127.0.0.1", seeder.port)
+            assert await asyncio.wait_for(one_too_many.read(), 5) == b""  # refused at once
+            writer.close()
+            for _, silent in flood:
+                silent.close()
+            async with asyncio.timeout(10):
+                while seeder.unrouted:
+                    await asyncio.sleep(0.01)
+            download = await leecher.add(torrent, tmp_path / "get")
+            await download.connect(("127.0.0.1", seeder.port))
+            await asyncio.wait_for(download.finished.wait(), 30)
         finally:
             await leecher.close()
             await seeder.close()

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bitswarm.peer")
 
+# Incoming connections that have not named their torrent yet, per session.
+MAX_UNROUTED = 256
+
 
 class PeerConnection(asyncio.Protocol):
     def __init__(
@@ -48,6 +51,10 @@ class PeerConnection(asyncio.Protocol):
             assert self.core is not None
             self.transport.write(self.core.handshake())
         else:
+            if len(self.session.unrouted) >= MAX_UNROUTED:
+                self.transport.abort()  # a connection flood: refuse rather than queue
+                return
+            self.session.unrouted.add(self)
             # Until a handshake names a torrent no core's idle timer runs: this one does.
             asyncio.get_running_loop().call_later(self.session.handshake_timeout_s, self._handshake_deadline)
 
@@ -62,12 +69,14 @@ class PeerConnection(asyncio.Protocol):
         self._feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.session.unrouted.discard(self)
         if self.runtime is not None and self.core is not None:
             self.runtime.peer_gone(self)
 
     # -- plumbing ----------------------------------------------------------------------
 
     def _attach(self, runtime: TorrentRuntime) -> None:
+        self.session.unrouted.discard(self)
         self.runtime = runtime
         self.core = runtime.new_core()
         runtime.peer_joined(self)

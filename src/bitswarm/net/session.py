@@ -635,6 +635,7 @@ class Session:
         self.strict = strict
         self.failures: list[BaseException] = []
         self.torrents: dict[bytes, TorrentRuntime] = {}
+        self.unrouted: set[PeerConnection] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
