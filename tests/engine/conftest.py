@@ -38,12 +38,17 @@ def tracker() -> Iterator[str]:
     assert process.wait(timeout=30) == 0
 
 
-def seeders(tracker: str, info_hash: bytes) -> int:
+def scrape_counts(tracker: str, info_hash: bytes) -> dict[bytes, int]:
+    """The tracker's scrape entry for ``info_hash``: complete, incomplete, downloaded (zeros if unknown)."""
     with urllib.request.urlopen(f"{tracker}/scrape?info_hash={quote_from_bytes(info_hash)}", timeout=10) as reply:  # noqa: S310
         files = bencode.decode(reply.read())
     assert isinstance(files, dict)
     counts = files[b"files"]
     assert isinstance(counts, dict)
-    entry = counts.get(info_hash, {b"complete": 0})
+    entry = counts.get(info_hash, {b"complete": 0, b"incomplete": 0, b"downloaded": 0})
     assert isinstance(entry, dict)
-    return int(entry[b"complete"])  # type: ignore[arg-type]
+    return {key: int(value) for key, value in entry.items() if isinstance(key, bytes) and isinstance(value, int)}
+
+
+def seeders(tracker: str, info_hash: bytes) -> int:
+    return scrape_counts(tracker, info_hash)[b"complete"]

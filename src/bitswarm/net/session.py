@@ -150,6 +150,7 @@ class TorrentRuntime:
         self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
         self._resume_dirty = False
         self._tiers = TrackerTiers(torrent.trackers, random.Random())
+        self._completed_announce: asyncio.Task[AnnounceResult] | None = None
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -180,6 +181,13 @@ class TorrentRuntime:
             self.spawn(self._announce_loop())
 
     async def _stop_tasks(self) -> None:
+        # A "completed" announce still on its way is let finish, within the stop announce's
+        # limit, rather than cancelled: `get --no-seed` stops the moment the download ends,
+        # and a tracker counts finished downloads only from that event (BEP 3).
+        completed = self._completed_announce
+        if completed is not None and not completed.done():
+            with contextlib.suppress(TimeoutError, BitswarmError, OSError):
+                await asyncio.wait_for(completed, STOP_ANNOUNCE_TIMEOUT_S)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -339,7 +347,7 @@ class TorrentRuntime:
             elif isinstance(action, DownloadFinished):
                 self.finished.set()
                 if self.torrent.trackers:
-                    self.spawn(self._announce_once(Event.COMPLETED))
+                    self._completed_announce = self.spawn(self._announce_once(Event.COMPLETED))
         for peer in list(self.peers):
             peer.flush()
 
