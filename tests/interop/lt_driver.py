@@ -10,6 +10,7 @@ runs this script as a subprocess of `/usr/bin/python3`:
         [--piece-length BYTES] [--tracker URL]...
     /usr/bin/python3 tests/interop/lt_driver.py check TORRENT SAVE_PATH [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py download TORRENT SAVE_PATH [--timeout S] [--hold]
+        [--interface ADDRESS]
     /usr/bin/python3 tests/interop/lt_driver.py seed TORRENT SAVE_PATH [--timeout S]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
@@ -51,6 +52,7 @@ DEFAULT_TIMEOUT_S = 60.0
 ALERT_POLL_MS = 200
 
 FORMATS = ("v1", "v2", "hybrid")
+LOOPBACK = "127.0.0.1"
 
 
 class DriverError(Exception):
@@ -199,10 +201,10 @@ def _snapshot(root: str) -> dict[str, tuple[str, int, int]]:
     return listing
 
 
-def _session_settings(lt: ModuleType) -> dict[str, Any]:
+def _session_settings(lt: ModuleType, interface: str = LOOPBACK) -> dict[str, Any]:
     return {
-        "listen_interfaces": "127.0.0.1:0",
-        "outgoing_interfaces": "127.0.0.1",
+        "listen_interfaces": f"{interface}:0",
+        "outgoing_interfaces": interface,
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -368,6 +370,7 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
     Peers come only from the torrent's trackers: DHT, LSD, PEX, UPnP and NAT-PMP are off and
     no peer is added by hand. The session listens on 127.0.0.1 (TCP only, no uTP) and
     allows several connections per IP, since every peer on loopback shares 127.0.0.1.
+    --interface ADDRESS listens and dials from ADDRESS instead (a test network's address).
 
     Without --hold it prints one JSON object once the torrent is seeding and a tracker has
     answered the announce sent after completion. With --hold there are two stages, each
@@ -392,7 +395,7 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
     if args.hold:
         params.flags |= flags.upload_mode
     deadline = time.monotonic() + args.timeout
-    session = lt.session(_loopback_settings(lt))
+    session = lt.session(_loopback_settings(lt, args.interface))
     try:
         handle = session.add_torrent(params)
         download = _Download(lt, session, handle, deadline, args.timeout)
@@ -413,9 +416,9 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
         del session
 
 
-def _loopback_settings(lt: ModuleType) -> dict[str, Any]:
-    """Session settings for peers on loopback, shared by `download` and `seed`."""
-    settings = _session_settings(lt)
+def _loopback_settings(lt: ModuleType, interface: str = LOOPBACK) -> dict[str, Any]:
+    """Session settings for peers on loopback (or on `interface`), shared by `download` and `seed`."""
+    settings = _session_settings(lt, interface)
     settings.update(
         {
             "allow_multiple_connections_per_ip": True,
@@ -503,6 +506,7 @@ def _parser() -> _Parser:
     download.add_argument("save_path")
     download.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     download.add_argument("--hold", action="store_true", help="pause after announcing and after seeding")
+    download.add_argument("--interface", default=LOOPBACK, help="IPv4 address to listen and dial from")
     seed = sub.add_parser("seed")
     seed.add_argument("torrent")
     seed.add_argument("save_path")

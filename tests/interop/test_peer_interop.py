@@ -13,9 +13,9 @@ or UDP where bitswarm gets from Transmission and libtorrent gets a v1 torrent fr
 bitswarm (aria2c's UDP tracker client needs its DHT). Every copy is compared byte for
 byte, and the tracker's scrape must show that bitswarm's "stopped" announce arrived.
 
-Not covered: Transmission as the downloader. Transmission 3.00 ignores 127.x peers a
-tracker gives it (it only serves peers that connect to it), so that case needs network
-namespaces; it is left for a later part.
+Not here: Transmission as the downloader. Transmission 3.00 ignores 127.x peers a
+tracker gives it (it only serves peers that connect to it), so that case runs in network
+namespaces, in test_mixed_swarm_interop.py.
 
 A missing tool fails the test. Waits poll something observable up to a deadline: a
 process's output line, the tracker's scrape counts, transmission's RPC status.

@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -52,6 +52,7 @@ DEBIAN_PACKAGES = {
     "aria2c": "aria2",
     "transmission-daemon": "transmission-daemon",
     "opentracker": "opentracker",
+    "ip": "iproute2",
 }
 
 # Pieces are multiples of a 16 KiB block in practice (BEP 3; BEP 52 requires a power of two).
@@ -130,8 +131,7 @@ def lt(command: str, *args: StrPath) -> dict[str, Any]:
     Fails the test when /usr/bin/python3 cannot import libtorrent; raises ToolFailed,
     with the driver's error line, when the command fails.
     """
-    _libtorrent_version()
-    argv = [SYSTEM_PYTHON, str(LT_DRIVER), command, *(os.fspath(arg) for arg in args)]
+    argv = lt_argv(command, *args)
     done = _run(argv)
     try:
         result = json.loads(done.stdout)
@@ -142,17 +142,28 @@ def lt(command: str, *args: StrPath) -> dict[str, Any]:
     return result
 
 
-def lt_process(command: str, *args: StrPath) -> subprocess.Popen[str]:
-    """Start `lt_driver.py command args...` under /usr/bin/python3 with pipes, for commands
-    that talk in lines (`download --hold`, `seed`); stderr is kept in a pipe too.
+def lt_argv(command: str, *args: StrPath) -> list[str]:
+    """The command line of `lt_driver.py command args...` under /usr/bin/python3.
 
-    Fails the test when /usr/bin/python3 cannot import libtorrent. The caller must end
-    the process (see `download --hold` and `seed` in lt_driver.py).
+    Fails the test when /usr/bin/python3 cannot import libtorrent.
     """
     _libtorrent_version()
-    argv = [SYSTEM_PYTHON, str(LT_DRIVER), command, *(os.fspath(arg) for arg in args)]
+    return [SYSTEM_PYTHON, str(LT_DRIVER), command, *(os.fspath(arg) for arg in args)]
+
+
+def lt_process(
+    command: str, *args: StrPath, wrap: Callable[[list[str]], list[str]] | None = None
+) -> subprocess.Popen[str]:
+    """Start `lt_driver.py command args...` under /usr/bin/python3 with pipes, for commands
+    that talk in lines (`download --hold`, `seed`) or that run beside others; stderr is
+    kept in a pipe too. ``wrap`` rewrites the command line (to run it in a namespace).
+
+    Fails the test when /usr/bin/python3 cannot import libtorrent. The caller must end
+    the process (see `download --hold` and `seed` in lt_driver.py) or wait for it.
+    """
+    argv = lt_argv(command, *args)
     return subprocess.Popen(
-        argv,
+        wrap(argv) if wrap is not None else argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -3,9 +3,13 @@
 `run_bitswarm_tracker` and `run_opentracker` start a tracker on free 127.0.0.1 ports and
 stop it by PID; `run_transmission` starts transmission-daemon 3.00 with its own config
 folder, DHT, LPD, PEX, uTP and port mapping off, and RPC without authentication on
-127.0.0.1. `http_announce`, `http_scrape` and `UdpTrackerClient` speak BEP 3, 48 and 15
-to any of the trackers; they are written from the BEPs, independent of bitswarm's
-tracker core, so they can check it. A missing tool fails the test (`tools.require`).
+127.0.0.1. The bitswarm tracker and Transmission can run in a test network's namespace
+instead (see `netns.py`): they take the address to use, a `wrap` for their command line
+and, for Transmission's RPC, a `call` that runs it in the namespace.
+
+`http_announce`, `http_scrape` and `UdpTrackerClient` speak BEP 3, 48 and 15 to any of
+the trackers; they are written from the BEPs, independent of bitswarm's tracker core, so
+they can check it. A missing tool fails the test (`tools.require`).
 
 Nothing here sleeps in place of synchronisation: `wait_for` polls something observable
 (a port answering, a tracker's counts, an RPC status) until a deadline.
@@ -46,7 +50,25 @@ REQUEST_TIMEOUT_S = 5.0
 UDP_REPLY_TIMEOUT_S = 1.0
 UDP_ATTEMPTS = 3
 
-_READY = re.compile(r"bitswarm tracker: http 127\.0\.0\.1:(\d+); udp 127\.0\.0\.1:(\d+); store memory")
+LOOPBACK = "127.0.0.1"
+# Runs a command line as it is given; a test network's `argv` runs it in a namespace.
+Wrap = Callable[[list[str]], list[str]]
+# Runs a call here; a test network's `call` runs it in a namespace.
+Caller = Callable[[Callable[[], Any]], Any]
+
+
+def _as_given(argv: list[str]) -> list[str]:
+    return argv
+
+
+def _here(function: Callable[[], Any]) -> Any:
+    return function()
+
+
+def _ready_line(host: str) -> re.Pattern[str]:
+    """bitswarm tracker's first line when it serves HTTP and UDP on ``host`` from memory."""
+    address = re.escape(host)
+    return re.compile(rf"bitswarm tracker: http {address}:(\d+); udp {address}:(\d+); store memory")
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 30.0) -> T:
@@ -115,22 +137,25 @@ class TrackerUrls:
 
 
 @contextlib.contextmanager
-def run_bitswarm_tracker(log_path: Path, *options: str) -> Iterator[TrackerUrls]:
-    """Run ``bitswarm tracker`` (memory store) on free loopback ports until the block ends.
+def run_bitswarm_tracker(
+    log_path: Path, *options: str, host: str = LOOPBACK, wrap: Wrap = _as_given
+) -> Iterator[TrackerUrls]:
+    """Run ``bitswarm tracker`` (memory store) on free ports of ``host`` until the block ends.
 
-    Yields its URLs once it printed its ready line. At the end it is sent SIGTERM by PID
-    and must exit with status 0; raises AssertionError otherwise.
+    ``wrap`` rewrites the command line (to run it in a test network's namespace). Yields
+    its URLs once it printed its ready line. At the end it is sent SIGTERM by PID and
+    must exit with status 0; raises AssertionError otherwise.
     """
-    argv = [sys.executable, "-m", "bitswarm", "tracker", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0", *options]
+    argv = [sys.executable, "-m", "bitswarm", "tracker", "--http", f"{host}:0", "--udp", f"{host}:0", *options]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        process = subprocess.Popen(wrap(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         try:
             assert process.stdout is not None
             line = _read_line(process, START_TIMEOUT_S)
-            match = _READY.fullmatch(line.strip())
+            match = _ready_line(host).fullmatch(line.strip())
             if match is None:
                 raise AssertionError(f"bitswarm tracker: unexpected ready line {line!r}; log:\n{_tail(log_path)}")
-            yield TrackerUrls("127.0.0.1", int(match[1]), int(match[2]))
+            yield TrackerUrls(host, int(match[1]), int(match[2]))
         finally:
             status = stop_process(process, "bitswarm tracker")
             if process.stdout is not None:
@@ -358,10 +383,18 @@ class Transmission:
     rpc_url: str
     peer_port: int
     log_path: Path
+    call: Caller = _here
     session_id: str = ""
 
     def rpc(self, method: str, **arguments: Any) -> dict[str, Any]:
-        """Call one RPC method and return its "arguments"; raises AssertionError on failure."""
+        """Call one RPC method (through ``call``) and return its "arguments".
+
+        Raises AssertionError on failure.
+        """
+        reply: dict[str, Any] = self.call(lambda: self._rpc(method, arguments))
+        return reply
+
+    def _rpc(self, method: str, arguments: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({"method": method, "arguments": arguments}).encode()
         for _ in range(2):  # the first call learns the session ID from a 409
             request = urllib.request.Request(  # noqa: S310 - http:// on loopback
@@ -383,12 +416,16 @@ class Transmission:
 
 
 @contextlib.contextmanager
-def run_transmission(root: Path) -> Iterator[Transmission]:
+def run_transmission(
+    root: Path, *, address: str = LOOPBACK, wrap: Wrap = _as_given, call: Caller = _here
+) -> Iterator[Transmission]:
     """Run transmission-daemon in the foreground with its config under ``root``.
 
-    RPC listens on a free 127.0.0.1 port without authentication; peers on another, on
-    127.0.0.1 only. DHT, LPD, PEX, uTP and port mapping are off, so the only way peers
-    find each other is a tracker. Stopped by PID at the end; it must exit with status 0.
+    RPC listens on a free port of ``address`` without authentication; peers on another,
+    on ``address`` and ::1 only. DHT, LPD, PEX, uTP and port mapping are off, so the only
+    way peers find each other is a tracker. ``wrap`` rewrites its command line and
+    ``call`` makes its RPC calls (both to run them in a test network's namespace).
+    Stopped by PID at the end; it must exit with status 0.
     """
     binary = require("transmission-daemon")
     config_dir = root / "config"
@@ -402,10 +439,10 @@ def run_transmission(root: Path) -> Iterator[Transmission]:
         "port-forwarding-enabled": False,
         "peer-port": peer_port,
         "peer-port-random-on-start": False,
-        "bind-address-ipv4": "127.0.0.1",
+        "bind-address-ipv4": address,
         "bind-address-ipv6": "::1",
         "rpc-enabled": True,
-        "rpc-bind-address": "127.0.0.1",
+        "rpc-bind-address": address,
         "rpc-port": rpc_port,
         "rpc-authentication-required": False,
         "rpc-whitelist-enabled": False,
@@ -424,8 +461,10 @@ def run_transmission(root: Path) -> Iterator[Transmission]:
     (config_dir / "settings.json").write_text(json.dumps(settings))
     log_path = root / "transmission.log"
     argv = [binary, "--foreground", "--config-dir", str(config_dir), "--logfile", str(log_path)]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    daemon = Transmission(process, f"http://127.0.0.1:{rpc_port}/transmission/rpc", peer_port, log_path)
+    process = subprocess.Popen(
+        wrap(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    daemon = Transmission(process, f"http://{address}:{rpc_port}/transmission/rpc", peer_port, log_path, call)
     try:
 
         def answering() -> bool:
