@@ -124,7 +124,7 @@ class SimNetwork:
                 if node.corrupt:
                     block = bytes([block[0] ^ 0xFF]) + block[1:]
                 core.send(Piece(action.index, action.begin, block))
-                node.swarm.block_sent(action.peer, len(block), self.now)
+                node.swarm.block_sent(action.peer, action.index, len(block), self.now)
             elif isinstance(action, BanPeer):
                 node.banned.add(str(action.peer))
                 node.cores.pop(str(action.peer), None)

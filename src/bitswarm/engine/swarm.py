@@ -131,6 +131,7 @@ class Swarm:
         # Super-seeding: pieces offered to each peer and not yet seen there; offers per piece.
         self._offered: dict[PeerKey, set[int]] = {}
         self._offer_counts = [0] * num_pieces
+        self._offer_progress: dict[tuple[PeerKey, int], int] = {}
         self.piece_size = piece_size
         self.picker = PiecePicker(num_pieces, piece_size, rng, have=have, priorities=priorities)
         self.choker = Choker(upload_slots, rng)
@@ -187,6 +188,7 @@ class Swarm:
             return
         for index in self._offered.pop(key, set()):
             self._offer_counts[index] -= 1  # never delivered: offer it again elsewhere
+            self._offer_progress.pop((key, index), None)
         for request in self.picker.requests_of(key):
             self.picker.request_dropped(request, key)
         if peer.is_seed_counted:
@@ -211,6 +213,7 @@ class Swarm:
                 offered = self._offered.get(key)
                 if offered is not None and event.index in offered:
                     offered.discard(event.index)
+                    self._offer_progress.pop((key, event.index), None)
                     self._offer(key, peer)
             elif isinstance(event, Piece):
                 actions += self._block_arrived(key, peer, event, now)
@@ -338,12 +341,22 @@ class Swarm:
             actions.append(CheckPiece(piece.index))
         return actions
 
-    def block_sent(self, key: PeerKey, size: int, now: float) -> None:
-        """The I/O layer sent ``size`` bytes of block data to ``key``."""
+    def block_sent(self, key: PeerKey, index: int, size: int, now: float) -> None:
+        """The I/O layer sent ``size`` bytes of piece ``index`` to ``key``."""
         peer = self.peers.get(key)
         if peer is not None:
             peer.upload.add(size, now)
         self.uploaded += size
+        offered = self._offered.get(key)
+        if offered is not None and index in offered and peer is not None:
+            # Once the whole offered piece went out, offer the next one without waiting for
+            # the peer's have: some clients (Transmission) announce pieces seconds late.
+            progress = self._offer_progress.setdefault((key, index), 0) + size
+            self._offer_progress[(key, index)] = progress
+            if progress >= self.piece_size(index):
+                del self._offer_progress[(key, index)]
+                offered.discard(index)
+                self._offer(key, peer)
 
     def piece_checked(self, index: int, ok: bool, block_digests: list[bytes], now: float) -> list[Action]:
         """The disk layer hashed piece ``index``; ``block_digests`` are its blocks' SHA-1s."""

@@ -456,7 +456,7 @@ class TorrentRuntime:
                 elif self._still_wanted(connection, request):
                     assert connection.core is not None  # checked by _still_wanted
                     connection.core.send(Piece(request.index, request.begin, block))
-                    self.swarm.block_sent(connection, len(block), now)
+                    self.swarm.block_sent(connection, request.index, len(block), now)
                     touched.add(connection)
             for connection in touched:
                 connection.flush()
