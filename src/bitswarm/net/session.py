@@ -120,10 +120,10 @@ class TorrentRuntime:
             is_wanted=lambda entry: id(entry) in self.wanted_entries,
             parts_name=self.info_hash.hex(),
         )
-        # Writes and hashing share one thread, so a piece is hashed after its blocks are written;
-        # reads of verified pieces need no such order and get a thread (and file handles) of their own.
-        self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
-        self.readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-read")
+        # The session's disk thread writes and hashes, so a piece is hashed after its blocks
+        # are written; its reader thread serves verified pieces through handles of its own.
+        self.disk = session.disk
+        self.readers = session.readers
         self.read_storage = FileStorage(
             torrent.files,
             torrent.piece_length,
@@ -246,9 +246,7 @@ class TorrentRuntime:
             self.paused = True
             await self._stop_tasks()
         await asyncio.get_running_loop().run_in_executor(self.readers, self.read_storage.close)
-        self.readers.shutdown(wait=True)
         await self._run_disk(self.storage.close)
-        self.disk.shutdown(wait=True)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -644,6 +642,10 @@ class Session:
         self.failures: list[BaseException] = []
         self.torrents: dict[bytes, TorrentRuntime] = {}
         self.unrouted: set[PeerConnection] = set()
+        # One writer and one reader thread for every torrent: a thread per torrent cost more
+        # memory than the torrent itself (bench/RESULTS.md, 200 torrents).
+        self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
+        self.readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-read")
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -684,5 +686,7 @@ class Session:
         for runtime in list(self.torrents.values()):
             await runtime.close()
         self.torrents.clear()
+        self.readers.shutdown(wait=True)
+        self.disk.shutdown(wait=True)
         if self._server is not None:
             await self._server.wait_closed()
