@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
+from bitswarm import __version__, bencode
 from bitswarm.engine.choker import Choker, PeerRates
 from bitswarm.engine.picker import BLOCK_SIZE, BlockRequest, PiecePicker
 from bitswarm.engine.rate import RateMeter
@@ -29,6 +30,7 @@ from bitswarm.wire.messages import (
     Bitfield,
     Cancel,
     Choke,
+    Extended,
     Have,
     HaveAll,
     HaveNone,
@@ -39,7 +41,7 @@ from bitswarm.wire.messages import (
     Request,
     Unchoke,
 )
-from bitswarm.wire.peer import Event, HandshakeCompleted, PeerProtocol, PeerState
+from bitswarm.wire.peer import MAX_PEER_REQUESTS, Event, HandshakeCompleted, PeerProtocol, PeerState
 
 PeerKey = Hashable
 
@@ -49,6 +51,9 @@ INITIAL_QUEUE = 16
 MAX_QUEUE = 500
 SNUB_TIMEOUT_S = 60.0
 DEFAULT_UPLOAD_SLOTS = 8
+# Our BEP 10 handshake: no extension messages yet (ut_metadata and ut_pex come with issue 5),
+# our name, and how many requests we queue per peer (the core's limit).
+EXTENDED_HANDSHAKE = bencode.encode({b"m": {}, b"v": f"bitswarm {__version__}", b"reqq": MAX_PEER_REQUESTS})
 # Pieces offered at once to each peer while super-seeding: enough to keep its pipeline full.
 SUPER_SEED_OFFERS = 2
 
@@ -202,6 +207,10 @@ class Swarm:
         actions: list[Action] = []
         for event in events:
             if isinstance(event, HandshakeCompleted):
+                if peer.core.extensions:
+                    # BEP 10: both sides set the bit, so both send the extended handshake;
+                    # libtorrent holds its requests back until ours arrives.
+                    peer.core.send(Extended(0, EXTENDED_HANDSHAKE))
                 if self.super_seed and self.is_seeding:
                     self._start_super_seeding(key, peer)
                 else:
