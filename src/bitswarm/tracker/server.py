@@ -362,7 +362,8 @@ _REPLY_HEADER = struct.Struct(">II")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 _SCRAPE_ENTRY = struct.Struct(">III")
 _PORT = struct.Struct(">H")
-_MAX_UDP_DATAGRAM_BYTES = MAX_UDP_REQUEST_BYTES + 256
+# Longer datagrams are refused unread; BEP 41 options may follow an announce's 98 bytes.
+MAX_UDP_DATAGRAM_BYTES = MAX_UDP_REQUEST_BYTES + 256
 
 
 class UdpTracker:
@@ -404,7 +405,7 @@ class UdpTracker:
         Silence is the answer to anything that is not a well-formed request from an
         address that proved itself: a reply to a forged source would be reflection.
         """
-        if len(datagram) < _HEADER.size or len(datagram) > MAX_UDP_REQUEST_BYTES + 256:
+        if len(datagram) < _HEADER.size or len(datagram) > MAX_UDP_DATAGRAM_BYTES:
             self.counters.error("udp_size")
             return None
         connection, action, transaction = _HEADER.unpack_from(datagram)
@@ -438,7 +439,7 @@ class UdpTracker:
         well-formed announce is answered from plain values: no request, view or action
         objects, one unpack and one pack. Anything else takes the general path.
         """
-        if len(datagram) >= UDP_ANNOUNCE_BYTES and len(datagram) <= _MAX_UDP_DATAGRAM_BYTES:
+        if len(datagram) >= UDP_ANNOUNCE_BYTES and len(datagram) <= MAX_UDP_DATAGRAM_BYTES:
             connection, action, transaction = _HEADER.unpack_from(datagram)
             address, _window, current, previous = self._source(source, now)
             policy = self.policy
