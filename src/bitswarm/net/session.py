@@ -13,6 +13,7 @@ atomically, every ``RESUME_PERIOD_S`` and at shutdown.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -146,7 +147,9 @@ class TorrentRuntime:
         self._buffered_bytes = 0
         self._reading_paused = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._uploads: asyncio.Queue[tuple[PeerConnection, ServeBlock]] = asyncio.Queue()
+        # Requests to serve; a task drains them while there are any (none idles per torrent).
+        self._uploads: collections.deque[tuple[PeerConnection, ServeBlock]] = collections.deque()
+        self._uploader: asyncio.Task[Any] | None = None
         self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
         self._resume_dirty = False
         self._tiers = TrackerTiers(torrent.trackers, random.Random())
@@ -174,9 +177,7 @@ class TorrentRuntime:
 
     def _start_tasks(self) -> None:
         self.paused = False
-        self.spawn(self._tick_loop())
-        self.spawn(self._upload_loop())
-        self.spawn(self._resume_loop())
+        # Ticks and resume saving run in the session's loops, uploads in a task while any wait.
         if self.torrent.trackers:
             self.spawn(self._announce_loop())
 
@@ -193,6 +194,7 @@ class TorrentRuntime:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
                 await task
+        self._uploads.clear()
         for peer in list(self.peers):
             peer.close("stopping")
         if self.torrent.trackers and self.swarm is not None:
@@ -332,7 +334,9 @@ class TorrentRuntime:
             elif isinstance(action, CheckPiece):
                 self.spawn(self._check_piece(action.index))
             elif isinstance(action, ServeBlock):
-                self._uploads.put_nowait((action.peer, action))  # type: ignore[arg-type]
+                self._uploads.append((action.peer, action))  # type: ignore[arg-type]
+                if self._uploader is None or self._uploader.done():
+                    self._uploader = self.spawn(self._upload_loop())
             elif isinstance(action, BanPeer | ClosePeer):
                 peer = action.peer
                 assert isinstance(peer, PeerConnection)
@@ -431,11 +435,9 @@ class TorrentRuntime:
 
     async def _upload_loop(self) -> None:
         """Serve queued requests in batches: one disk-thread round trip for many blocks."""
-        while True:
-            batch = [await self._uploads.get()]
+        while self._uploads:
             limit = self._upload_batch_limit()
-            while len(batch) < limit and not self._uploads.empty():
-                batch.append(self._uploads.get_nowait())
+            batch = [self._uploads.popleft() for _ in range(min(limit, len(self._uploads)))]
             wanted = [(connection, request) for connection, request in batch if self._still_wanted(connection, request)]
             if not wanted:
                 continue
@@ -478,21 +480,18 @@ class TorrentRuntime:
                 blocks.append(None)
         return blocks
 
-    async def _tick_loop(self) -> None:
-        assert self.swarm is not None
-        while True:
-            await asyncio.sleep(TICK_S)
-            now = time.monotonic()
-            for peer in list(self.peers):
-                if peer.core is not None and peer.core.state is not PeerState.CLOSED and peer.core.tick(now):
-                    peer.close("timed out")
-            self.run_actions(self.swarm.tick(now))
+    def tick(self, now: float) -> None:
+        """Keep-alives, timeouts, snubbing and choking; the session calls it every ``TICK_S``."""
+        if self.swarm is None or self.paused:
+            return
+        for peer in list(self.peers):
+            if peer.core is not None and peer.core.state is not PeerState.CLOSED and peer.core.tick(now):
+                peer.close("timed out")
+        self.run_actions(self.swarm.tick(now))
 
-    async def _resume_loop(self) -> None:
-        while True:
-            await asyncio.sleep(RESUME_PERIOD_S)
-            if self._resume_dirty:
-                await self._save_resume()
+    async def save_resume_if_changed(self) -> None:
+        if self._resume_dirty and not self.paused:
+            await self._save_resume()
 
     async def _save_resume(self) -> None:
         if self.swarm is None:
@@ -642,6 +641,7 @@ class Session:
         self.failures: list[BaseException] = []
         self.torrents: dict[bytes, TorrentRuntime] = {}
         self.unrouted: set[PeerConnection] = set()
+        self._loops: list[asyncio.Task[None]] = []
         # One writer and one reader thread for every torrent: a thread per torrent cost more
         # memory than the torrent itself (bench/RESULTS.md, 200 torrents).
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
@@ -654,6 +654,23 @@ class Session:
             lambda: PeerConnection(self, None), self.host, self.requested_port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self._loops = [loop.create_task(self._tick_loop()), loop.create_task(self._resume_loop())]
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for runtime in list(self.torrents.values()):
+                runtime.tick(now)
+
+    async def _resume_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RESUME_PERIOD_S)
+            for runtime in list(self.torrents.values()):
+                try:
+                    await runtime.save_resume_if_changed()
+                except (StorageError, OSError) as error:
+                    log.error("%s: resume data not saved: %s", runtime.torrent.name, error)
 
     async def add(self, torrent: Torrent, folder: Path, options: TorrentOptions | None = None) -> TorrentRuntime:
         runtime = TorrentRuntime(self, torrent, folder, options or TorrentOptions())
@@ -683,6 +700,11 @@ class Session:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for runtime in list(self.torrents.values()):
             await runtime.close()
         self.torrents.clear()
