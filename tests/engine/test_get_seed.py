@@ -52,3 +52,46 @@ def test_bitswarm_downloads_from_bitswarm(tmp_path: Path, tracker: str, version:
     finally:
         seed.terminate()
         assert seed.wait(timeout=30) == 0
+
+
+def test_get_only_the_chosen_files(tmp_path: Path, tracker: str) -> None:
+    source = tmp_path / "seed" / "album"
+    source.mkdir(parents=True)
+    rng = random.Random(12)
+    sizes = {"a.bin": 70_000, "b.bin": 90_001, "c.bin": 50_000}
+    for name, size in sizes.items():
+        (source / name).write_bytes(rng.randbytes(size))
+    torrent_path = tmp_path / "album.torrent"
+    arguments = ["-o", str(torrent_path), "--v1", "-t", f"{tracker}/announce", "--piece-length", "16K"]
+    created = subprocess.run([*BITSWARM, "create", str(source), *arguments], capture_output=True, check=False)
+    assert created.returncode == 0
+    torrent = Torrent.decode(torrent_path.read_bytes())
+    seed = subprocess.Popen(
+        [*BITSWARM, "seed", str(torrent_path), str(tmp_path / "seed"), "--port", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert seed.stdout is not None
+        assert json.loads(seed.stdout.readline())["event"] == "started"
+        wait_for(lambda: seeders(tracker, torrent.info_hash_v1 or b"") == 1, "the seed's announce")
+        got = subprocess.run(
+            [*BITSWARM, "get", str(torrent_path), "-o", str(tmp_path / "get"), "--port", "0", "--no-seed",
+             "--files", "1", "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        fetched = tmp_path / "get" / "album"
+        assert (fetched / "b.bin").read_bytes() == (source / "b.bin").read_bytes()
+        assert not (fetched / "a.bin").exists()
+        assert not (fetched / "c.bin").exists()
+        bad = subprocess.run(
+            [*BITSWARM, "get", str(torrent_path), "--files", "7", "--no-seed"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert bad.returncode == 2
+        assert "files 0 to 2" in bad.stderr
+    finally:
+        seed.terminate()
+        assert seed.wait(timeout=30) == 0
