@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 from pathlib import Path
 
@@ -95,3 +96,29 @@ def test_get_only_the_chosen_files(tmp_path: Path, tracker: str) -> None:
     finally:
         seed.terminate()
         assert seed.wait(timeout=30) == 0
+
+
+def test_ctrl_c_stops_a_seed_cleanly(tmp_path: Path, tracker: str) -> None:
+    source = tmp_path / "seed" / "one.bin"
+    source.parent.mkdir()
+    source.write_bytes(random.Random(2).randbytes(40_000))
+    torrent_path = tmp_path / "one.torrent"
+    arguments = ["-o", str(torrent_path), "--v1", "-t", f"{tracker}/announce"]
+    assert (
+        subprocess.run([*BITSWARM, "create", str(source), *arguments], capture_output=True, check=False).returncode == 0
+    )
+    torrent = Torrent.decode(torrent_path.read_bytes())
+    seed = subprocess.Popen(
+        [*BITSWARM, "seed", str(torrent_path), str(source.parent), "--port", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert seed.stdout is not None
+    assert json.loads(seed.stdout.readline())["event"] == "started"
+    wait_for(lambda: seeders(tracker, torrent.info_hash_v1 or b"") == 1, "the seed's announce")
+    seed.send_signal(signal.SIGINT)
+    out, err = seed.communicate(timeout=30)
+    assert seed.returncode == 0, err
+    assert "Traceback" not in err
+    assert json.loads(out.splitlines()[-1])["event"] == "stopped"
+    # The stopped announce reached the tracker before the process ended.
+    assert seeders(tracker, torrent.info_hash_v1 or b"") == 0
