@@ -655,6 +655,15 @@ class Session:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._loops = [loop.create_task(self._tick_loop()), loop.create_task(self._resume_loop())]
+        for task in self._loops:
+            task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        # Only a bug ends these loops: say so loudly once, with the traceback.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session loop failed", exc_info=task.exception())
+            if self.strict:
+                self.failures.append(task.exception())  # type: ignore[arg-type]
 
     async def _tick_loop(self) -> None:
         while True:
