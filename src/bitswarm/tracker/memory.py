@@ -1,16 +1,17 @@
 """The in-memory tracker store: every swarm packed in byte arrays, answered without waiting.
 
-A swarm is one ``bytearray`` per address family, as opentracker keeps it: a 12-byte
-header, then fixed-size records of compact address and last-seen second (u32), seeders
-first, then leechers, so counts are arithmetic and no object exists per peer (1,000,000
-peers took 143 MiB as dictionaries; packed, about a sixth of it). The IPv4 array is the
+A swarm is one ``bytearray`` per address family: a 12-byte header, then two regions,
+the compact addresses of all peers (seeders first, then leechers), then their last-seen
+seconds (u32) in the same order, so counts are arithmetic and no object exists per peer
+(1,000,000 peers took 143 MiB as dictionaries; packed, about a sixth of it), and a peer
+list is slices of the address region, with nothing to unpack. The IPv4 array is the
 swarm (its header holds the completed count, the seeder count and the second it became
-empty); IPv6 records, rare, live in a second table with the same layout.
+empty); IPv6 peers, rare, live in a second table with the same layout.
 
-A peer is found with ``bytearray.find`` on its address, accepted only at a record's
-start; swarms above ``INDEX_MIN_PEERS`` records also keep a dictionary from address to
-record number, since a scan grows with the swarm and the big swarms are the busy ones.
-Removal moves the last record (of its half) into the hole. An asker gets every peer of
+A peer is found with ``bytearray.find`` on the address region, accepted only at an
+address's start; swarms above ``INDEX_MIN_PEERS`` peers also keep a dictionary from
+address to peer number, since a scan grows with the swarm and the big swarms are the
+busy ones. Removal moves the last peer (of its half; address and time) into the hole. An asker gets every peer of
 its family that fits numwant, seeders first for a leecher, only leechers for a seeder,
 never itself; when they do not fit, a contiguous window from a random start, wrapping
 around, as opentracker draws them.
@@ -60,17 +61,6 @@ FROZEN_MAX_BYTES = 512
 _STOPPED = int(Event.STOPPED)
 _COMPLETED = int(Event.COMPLETED)
 _STARTED = int(Event.STARTED)
-
-# Structs that read the addresses of ``count`` consecutive records, skipping their
-# last-seen seconds, made once per (address size, count) on first use.
-_address_readers: dict[tuple[int, int], struct.Struct] = {}
-
-
-def _addresses_reader(address_bytes: int, count: int) -> struct.Struct:
-    reader = _address_readers.get((address_bytes, count))
-    if reader is None:
-        reader = _address_readers[address_bytes, count] = struct.Struct(f"<{f'{address_bytes}s4x' * count}")
-    return reader
 
 
 def _records(array: bytes | bytearray, record_bytes: int) -> int:
@@ -176,68 +166,78 @@ class MemoryStore:
             records = _thawed(self._swarms6.get(info_hash, _EMPTY_HEADER))
             record_bytes, indexes = V6_RECORD_BYTES, self._index6
         seeders = _U32.unpack_from(records, 4)[0]
+        address_bytes = record_bytes - _SEEN_BYTES
         count = (len(records) - HEADER_BYTES) // record_bytes
+        # Where the last-seen seconds start, after every address.
+        times = HEADER_BYTES + count * address_bytes
         index = indexes.get(info_hash)
         if index is not None:
             at = index.get(address, -1)
         else:
-            found = records.find(address, HEADER_BYTES)
-            # A match that does not start a record is bytes of two fields: look further.
-            while found >= 0 and (found - HEADER_BYTES) % record_bytes:
-                found = records.find(address, found + 1)
-            at = -1 if found < 0 else (found - HEADER_BYTES) // record_bytes
+            found = records.find(address, HEADER_BYTES, times)
+            # A match that does not start an address is bytes of two addresses: look further.
+            while found >= 0 and (found - HEADER_BYTES) % address_bytes:
+                found = records.find(address, found + 1, times)
+            at = -1 if found < 0 else (found - HEADER_BYTES) // address_bytes
         was_seed = 0 <= at < seeders
 
         if event == _STOPPED:
             if at >= 0:
-                seeders = self._remove(records, at, seeders, count, record_bytes, index)
+                seeders = self._remove(records, at, seeders, count, address_bytes, index)
                 count -= 1
                 if index is not None and count < INDEX_MIN_PEERS // 2:
                     del indexes[info_hash]
                 _U32.pack_into(records, 4, seeders)
             return self._after_stop(info_hash, swarm, records, completed, second)
 
-        seen = _U32.pack(second)
-        offset = HEADER_BYTES + at * record_bytes
         if at < 0:
-            record = address + seen
+            seen = _U32.pack(second)
             if is_seed and seeders < count:
                 # The first leecher moves to the end to make room at the seeders' end.
-                first_leecher = HEADER_BYTES + seeders * record_bytes
-                moved = records[first_leecher : first_leecher + record_bytes]
-                records += moved
-                records[first_leecher : first_leecher + record_bytes] = record
+                first_leecher = HEADER_BYTES + seeders * address_bytes
+                moved = records[first_leecher : first_leecher + address_bytes]
+                first_seen = times + seeders * _SEEN_BYTES
+                moved_seen = records[first_seen : first_seen + _SEEN_BYTES]
+                records[first_leecher : first_leecher + address_bytes] = address
+                records[first_seen : first_seen + _SEEN_BYTES] = seen
+                records[times:times] = moved
+                records += moved_seen
                 if index is not None:
-                    index[bytes(moved[: record_bytes - _SEEN_BYTES])] = count
+                    index[bytes(moved)] = count
                 at = seeders
             else:
-                records += record
+                records[times:times] = address
+                records += seen
                 at = count
             count += 1
+            times += address_bytes
             if index is not None:
                 index[address] = at
             elif count > INDEX_MIN_PEERS:
-                indexes[info_hash] = self._build_index(records, count, record_bytes)
+                indexes[info_hash] = self._build_index(records, count, address_bytes)
             if is_seed:
                 seeders += 1
         elif is_seed != was_seed:
             # Becoming a seeder: swap with the first leecher; a leecher again: with the last seeder.
             other = seeders if is_seed else seeders - 1
-            if other == at:
-                # Already at the border: moving the border is the whole move.
-                _U32.pack_into(records, offset + record_bytes - _SEEN_BYTES, second)
-            else:
-                other_offset = HEADER_BYTES + other * record_bytes
-                moved = records[other_offset : other_offset + record_bytes]
-                records[other_offset : other_offset + record_bytes] = address + seen
-                records[offset : offset + record_bytes] = moved
+            if other != at:
+                offset = HEADER_BYTES + at * address_bytes
+                other_offset = HEADER_BYTES + other * address_bytes
+                moved = records[other_offset : other_offset + address_bytes]
+                records[other_offset : other_offset + address_bytes] = address
+                records[offset : offset + address_bytes] = moved
+                seen_at = times + at * _SEEN_BYTES
+                other_seen = times + other * _SEEN_BYTES
+                records[seen_at : seen_at + _SEEN_BYTES] = records[other_seen : other_seen + _SEEN_BYTES]
                 if index is not None:
-                    index[bytes(moved[: record_bytes - _SEEN_BYTES])] = at
+                    index[bytes(moved)] = at
                     index[address] = other
                 at = other
+            # At the border already, moving the border is the whole move.
+            _U32.pack_into(records, times + at * _SEEN_BYTES, second)
             seeders += 1 if is_seed else -1
         else:
-            _U32.pack_into(records, offset + record_bytes - _SEEN_BYTES, second)
+            _U32.pack_into(records, times + at * _SEEN_BYTES, second)
         # A peer that says "completed" twice, or was already seeding, finished once.
         if is_seed and event == _COMPLETED and not was_seed:
             completed += 1
@@ -254,14 +254,30 @@ class MemoryStore:
         total_seeders, total_leechers = _counts(swarm, six, seeders4)
 
         # The asker's peers: seeders first for a leecher; a seeder only wants leechers.
-        address_bytes = record_bytes - _SEEN_BYTES
-        parts: list[bytes] = []
+        if is_seed:
+            if count - seeders <= numwant:
+                return (
+                    total_seeders,
+                    total_leechers,
+                    completed,
+                    bytes(records[HEADER_BYTES + seeders * address_bytes : times]),
+                )
+        elif count - 1 <= numwant:
+            # Every other peer fits: the addresses before the asker's and after it.
+            offset = HEADER_BYTES + at * address_bytes
+            return (
+                total_seeders,
+                total_leechers,
+                completed,
+                b"".join((records[HEADER_BYTES:offset], records[offset + address_bytes : times])),
+            )
+        parts: list[bytes | bytearray] = []
         room = numwant
         if not is_seed and seeders and room > 0:
-            taken = self._pick(records, 0, seeders, -1, room, record_bytes, address_bytes, parts)
+            taken = self._pick(records, 0, seeders, -1, room, address_bytes, parts)
             room -= taken
         if room > 0 and seeders < count:
-            self._pick(records, seeders, count, at, room, record_bytes, address_bytes, parts)
+            self._pick(records, seeders, count, at, room, address_bytes, parts)
         return total_seeders, total_leechers, completed, b"".join(parts)
 
     def _after_stop(
@@ -292,15 +308,15 @@ class MemoryStore:
         high: int,
         skip: int,
         room: int,
-        record_bytes: int,
         address_bytes: int,
-        parts: list[bytes],
+        parts: list[bytes | bytearray],
     ) -> int:
-        """Append to ``parts`` the addresses of up to ``room`` records in [low, high), never
-        record ``skip``: all of them if they fit, else a window from a random start that
+        """Append to ``parts`` the addresses of up to ``room`` peers in [low, high), never
+        peer ``skip``: all of them if they fit, else a window from a random start that
         wraps around. Returns how many were taken."""
         size = high - low
-        candidates = size - (low <= skip < high)
+        skipping = low <= skip < high
+        candidates = size - skipping
         runs: tuple[tuple[int, int], ...]
         if candidates <= room:
             runs = ((low, high),)
@@ -310,15 +326,15 @@ class MemoryStore:
             runs = ((start, high), (low, start))
         wanted = room
         for first, end in runs:
-            if low <= skip < high and first <= skip < end:
+            if skipping and first <= skip < end:
                 pieces: tuple[tuple[int, int], ...] = ((first, skip), (skip + 1, end))
             else:
                 pieces = ((first, end),)
             for begin, stop in pieces:
                 taken = min(stop - begin, wanted)
                 if taken > 0:
-                    reader = _addresses_reader(address_bytes, taken)
-                    parts += reader.unpack_from(records, HEADER_BYTES + begin * record_bytes)
+                    offset = HEADER_BYTES + begin * address_bytes
+                    parts.append(records[offset : offset + taken * address_bytes])
                     wanted -= taken
                 if not wanted:
                     return room
@@ -326,38 +342,42 @@ class MemoryStore:
 
     @staticmethod
     def _remove(
-        records: bytearray, at: int, seeders: int, count: int, record_bytes: int, index: dict[bytes, int] | None
+        records: bytearray, at: int, seeders: int, count: int, address_bytes: int, index: dict[bytes, int] | None
     ) -> int:
-        """Drop record ``at``, filling holes from the ends of the halves; returns the new seeder count."""
-        address_bytes = record_bytes - _SEEN_BYTES
-        offset = HEADER_BYTES + at * record_bytes
+        """Drop peer ``at``, filling holes from the ends of the halves; returns the new seeder count."""
+        times = HEADER_BYTES + count * address_bytes
+        offset = HEADER_BYTES + at * address_bytes
         if index is not None:
             del index[bytes(records[offset : offset + address_bytes])]
-        moves = []
+        moves: tuple[tuple[int, int], ...]
         if at < seeders:
-            # The last seeder fills the hole, the last record fills the last seeder's place.
-            moves = [(seeders - 1, at), (count - 1, seeders - 1)]
+            # The last seeder fills the hole, the last peer fills the last seeder's place.
+            moves = ((seeders - 1, at), (count - 1, seeders - 1))
             seeders -= 1
         else:
-            moves = [(count - 1, at)]
+            moves = ((count - 1, at),)
         for source, target in moves:
             if source == target:
                 continue
-            source_offset = HEADER_BYTES + source * record_bytes
-            target_offset = HEADER_BYTES + target * record_bytes
-            moved = records[source_offset : source_offset + record_bytes]
-            records[target_offset : target_offset + record_bytes] = moved
+            source_offset = HEADER_BYTES + source * address_bytes
+            target_offset = HEADER_BYTES + target * address_bytes
+            moved = records[source_offset : source_offset + address_bytes]
+            records[target_offset : target_offset + address_bytes] = moved
+            source_seen = times + source * _SEEN_BYTES
+            target_seen = times + target * _SEEN_BYTES
+            records[target_seen : target_seen + _SEEN_BYTES] = records[source_seen : source_seen + _SEEN_BYTES]
             if index is not None:
-                index[bytes(moved[:address_bytes])] = target
-        del records[HEADER_BYTES + (count - 1) * record_bytes :]
+                index[bytes(moved)] = target
+        # The last peer's second is the array's end; its address ends the address region.
+        del records[-_SEEN_BYTES:]
+        del records[times - address_bytes : times]
         return seeders
 
     @staticmethod
-    def _build_index(records: bytearray, count: int, record_bytes: int) -> dict[bytes, int]:
-        address_bytes = record_bytes - _SEEN_BYTES
+    def _build_index(records: bytearray, count: int, address_bytes: int) -> dict[bytes, int]:
         return {
             bytes(records[offset : offset + address_bytes]): number
-            for number, offset in enumerate(range(HEADER_BYTES, HEADER_BYTES + count * record_bytes, record_bytes))
+            for number, offset in enumerate(range(HEADER_BYTES, HEADER_BYTES + count * address_bytes, address_bytes))
         }
 
     def _account(
@@ -451,30 +471,34 @@ class MemoryStore:
         indexes: dict[bytes, dict[bytes, int]],
         deadline: float,
     ) -> tuple[int, bytearray | None]:
-        """(records dropped, the array without them), or (0, None) when none is stale;
+        """(peers dropped, the array without them), or (0, None) when none is stale;
         seeders stay first."""
         address_bytes = record_bytes - _SEEN_BYTES
-        seen = struct.Struct(f"<{address_bytes}xI")
-        with memoryview(records) as view:
-            stale = [
-                number for number, (second,) in enumerate(seen.iter_unpack(view[HEADER_BYTES:])) if second < deadline
-            ]
+        count = (len(records) - HEADER_BYTES) // record_bytes
+        times = HEADER_BYTES + count * address_bytes
+        with memoryview(records) as view, view[times:] as seconds:
+            stale = [number for number, (second,) in enumerate(_U32.iter_unpack(seconds)) if second < deadline]
         if not stale:
             return 0, None
         seeders = _U32.unpack_from(records, 4)[0]
         dropping = set(stale)
         kept = bytearray(records[:HEADER_BYTES])
-        for number, offset in enumerate(range(HEADER_BYTES, len(records), record_bytes)):
+        kept_seen = bytearray()
+        for number in range(count):
             if number not in dropping:
-                kept += records[offset : offset + record_bytes]
+                offset = HEADER_BYTES + number * address_bytes
+                kept += records[offset : offset + address_bytes]
+                seen_at = times + number * _SEEN_BYTES
+                kept_seen += records[seen_at : seen_at + _SEEN_BYTES]
+        kept += kept_seen
         for number in stale:
-            offset = HEADER_BYTES + number * record_bytes
+            offset = HEADER_BYTES + number * address_bytes
             self._reported.pop((info_hash, bytes(records[offset : offset + address_bytes])), None)
         seeders -= sum(1 for number in stale if number < seeders)
         _U32.pack_into(kept, 4, seeders)
-        count = (len(kept) - HEADER_BYTES) // record_bytes
+        count -= len(stale)
         if count > INDEX_MIN_PEERS // 2 and info_hash in indexes:
-            indexes[info_hash] = self._build_index(kept, count, record_bytes)
+            indexes[info_hash] = self._build_index(kept, count, address_bytes)
         else:
             indexes.pop(info_hash, None)
         return len(stale), kept
