@@ -367,3 +367,27 @@ def test_http_answer_announce_now_gives_the_general_paths_bytes(compact: str, cl
         assert fast.answer_announce_now(request, client, None, 1000.0, fast_store) == expected
     with pytest.raises(TrackerRequestError, match="invalid port"):
         fast.answer_announce_now(query(port="0"), client, None, 1000.0, fast_store)
+
+
+def test_a_re_announce_in_a_small_swarm_refreshes_only_the_askers_second() -> None:
+    # The store's fast path for a known peer in a frozen (bytes) array: one concatenation.
+    store = MemoryStore(peer_timeout_s=120, rng=random.Random(3))
+    v4 = [compact_address("192.0.2.1", 6000 + n) for n in range(4)]
+    v6 = [compact_address("2001:db8::1", 6000 + n) for n in range(3)]
+    for n, address in enumerate(v4 + v6):
+        store.announce_packed(INFO_HASH, address, 2 if n % 3 == 0 else 0, n % 3 == 0, 50, 1000.0)
+    before = store.full_scrape_now()
+    # A v4 leecher, a v4 seeder and a v6 seeder say so again; "completed" from a seeder counts not.
+    for address, is_seed, event in ((v4[1], False, 0), (v4[0], True, 1), (v6[2], True, 0)):
+        seeders, leechers, completed, peers = store.announce_packed(INFO_HASH, address, event, is_seed, 50, 1090.0)
+        counts = before[INFO_HASH]
+        assert (seeders, leechers, completed) == (counts.seeders, counts.leechers, counts.completed)
+        assert address not in [peers[at : at + len(address)] for at in range(0, len(peers), len(address))]
+    assert store.full_scrape_now() == before
+    assert isinstance(store._swarms[INFO_HASH], bytes)
+    assert isinstance(store._swarms6[INFO_HASH], bytes)
+    store.expire_now(1150.0, max_swarms=10)
+    assert store.peer_count == 3
+    seeders, leechers, _, peers = store.announce_packed(INFO_HASH, v4[3], 0, False, 50, 1150.0)
+    assert (seeders, leechers) == (2, 2)
+    assert sorted(peers[at : at + 6] for at in range(0, len(peers), 6)) == sorted([v4[0], v4[1]])

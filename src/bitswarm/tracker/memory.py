@@ -154,16 +154,16 @@ class MemoryStore:
             if event == _STOPPED:
                 return 0, 0, 0, b""
             stored = _EMPTY_HEADER
-        swarm = _thawed(stored)
         if passkey is not None:
             self._account(info_hash, address, event, passkey, uploaded, downloaded)
         # Rounded up, so a peer is never dropped before it was silent for the full timeout.
         second = math.ceil(now)
-        completed, seeders4, _ = _HEADER.unpack_from(swarm)
+        completed, seeders4, emptied = _HEADER.unpack_from(stored)
+        records: bytes | bytearray
         if len(address) == COMPACT_V4_BYTES:
-            records, record_bytes, indexes = swarm, V4_RECORD_BYTES, self._index4
+            records, record_bytes, indexes = stored, V4_RECORD_BYTES, self._index4
         else:
-            records = _thawed(self._swarms6.get(info_hash, _EMPTY_HEADER))
+            records = self._swarms6.get(info_hash, _EMPTY_HEADER)
             record_bytes, indexes = V6_RECORD_BYTES, self._index6
         seeders = _U32.unpack_from(records, 4)[0]
         address_bytes = record_bytes - _SEEN_BYTES
@@ -181,76 +181,93 @@ class MemoryStore:
             at = -1 if found < 0 else (found - HEADER_BYTES) // address_bytes
         was_seed = 0 <= at < seeders
 
-        if event == _STOPPED:
-            if at >= 0:
-                seeders = self._remove(records, at, seeders, count, address_bytes, index)
-                count -= 1
-                if index is not None and count < INDEX_MIN_PEERS // 2:
-                    del indexes[info_hash]
-                _U32.pack_into(records, 4, seeders)
-            return self._after_stop(info_hash, swarm, records, completed, second)
-
-        if at < 0:
-            seen = _U32.pack(second)
-            if is_seed and seeders < count:
-                # The first leecher moves to the end to make room at the seeders' end.
-                first_leecher = HEADER_BYTES + seeders * address_bytes
-                moved = records[first_leecher : first_leecher + address_bytes]
-                first_seen = times + seeders * _SEEN_BYTES
-                moved_seen = records[first_seen : first_seen + _SEEN_BYTES]
-                records[first_leecher : first_leecher + address_bytes] = address
-                records[first_seen : first_seen + _SEEN_BYTES] = seen
-                records[times:times] = moved
-                records += moved_seen
-                if index is not None:
-                    index[bytes(moved)] = count
-                at = seeders
+        swarm: bytes | bytearray
+        six: bytes | bytearray | None
+        if at >= 0 and is_seed == was_seed and event != _STOPPED and not emptied and type(records) is bytes:
+            # A known peer in its place, in a frozen array: only its last-seen second
+            # changes, so the new array is one concatenation, with no thaw and freeze.
+            # (Nothing else changes: "completed" from a seeder that was seeding counts not.)
+            seen_at = times + at * _SEEN_BYTES
+            records = records[:seen_at] + _U32.pack(second) + records[seen_at + _SEEN_BYTES :]
+            if record_bytes == V4_RECORD_BYTES:
+                swarm = self._swarms[info_hash] = records
+                six = self._swarms6.get(info_hash)
             else:
-                records[times:times] = address
-                records += seen
-                at = count
-            count += 1
-            times += address_bytes
-            if index is not None:
-                index[address] = at
-            elif count > INDEX_MIN_PEERS:
-                indexes[info_hash] = self._build_index(records, count, address_bytes)
-            if is_seed:
-                seeders += 1
-        elif is_seed != was_seed:
-            # Becoming a seeder: swap with the first leecher; a leecher again: with the last seeder.
-            other = seeders if is_seed else seeders - 1
-            if other != at:
-                offset = HEADER_BYTES + at * address_bytes
-                other_offset = HEADER_BYTES + other * address_bytes
-                moved = records[other_offset : other_offset + address_bytes]
-                records[other_offset : other_offset + address_bytes] = address
-                records[offset : offset + address_bytes] = moved
-                seen_at = times + at * _SEEN_BYTES
-                other_seen = times + other * _SEEN_BYTES
-                records[seen_at : seen_at + _SEEN_BYTES] = records[other_seen : other_seen + _SEEN_BYTES]
+                swarm = stored
+                six = self._swarms6[info_hash] = records
+        else:
+            swarm = _thawed(stored)
+            records = swarm if record_bytes == V4_RECORD_BYTES else _thawed(records)
+            if event == _STOPPED:
+                if at >= 0:
+                    seeders = self._remove(records, at, seeders, count, address_bytes, index)
+                    count -= 1
+                    if index is not None and count < INDEX_MIN_PEERS // 2:
+                        del indexes[info_hash]
+                    _U32.pack_into(records, 4, seeders)
+                return self._after_stop(info_hash, swarm, records, completed, second)
+
+            if at < 0:
+                seen = _U32.pack(second)
+                if is_seed and seeders < count:
+                    # The first leecher moves to the end to make room at the seeders' end.
+                    first_leecher = HEADER_BYTES + seeders * address_bytes
+                    moved = records[first_leecher : first_leecher + address_bytes]
+                    first_seen = times + seeders * _SEEN_BYTES
+                    moved_seen = records[first_seen : first_seen + _SEEN_BYTES]
+                    records[first_leecher : first_leecher + address_bytes] = address
+                    records[first_seen : first_seen + _SEEN_BYTES] = seen
+                    records[times:times] = moved
+                    records += moved_seen
+                    if index is not None:
+                        index[bytes(moved)] = count
+                    at = seeders
+                else:
+                    records[times:times] = address
+                    records += seen
+                    at = count
+                count += 1
+                times += address_bytes
                 if index is not None:
-                    index[bytes(moved)] = at
-                    index[address] = other
-                at = other
-            # At the border already, moving the border is the whole move.
-            _U32.pack_into(records, times + at * _SEEN_BYTES, second)
-            seeders += 1 if is_seed else -1
-        else:
-            _U32.pack_into(records, times + at * _SEEN_BYTES, second)
-        # A peer that says "completed" twice, or was already seeding, finished once.
-        if is_seed and event == _COMPLETED and not was_seed:
-            completed += 1
-        if records is swarm:
-            seeders4 = seeders
-        else:
-            _U32.pack_into(records, 4, seeders)
-        _HEADER.pack_into(swarm, 0, completed, seeders4, 0)
-        self._swarms[info_hash] = _frozen(swarm)
-        if records is swarm:
-            six = self._swarms6.get(info_hash)
-        else:
-            six = self._swarms6[info_hash] = _frozen(records)
+                    index[address] = at
+                elif count > INDEX_MIN_PEERS:
+                    indexes[info_hash] = self._build_index(records, count, address_bytes)
+                if is_seed:
+                    seeders += 1
+            elif is_seed != was_seed:
+                # Becoming a seeder: swap with the first leecher; a leecher again: with the last seeder.
+                other = seeders if is_seed else seeders - 1
+                if other != at:
+                    offset = HEADER_BYTES + at * address_bytes
+                    other_offset = HEADER_BYTES + other * address_bytes
+                    moved = records[other_offset : other_offset + address_bytes]
+                    records[other_offset : other_offset + address_bytes] = address
+                    records[offset : offset + address_bytes] = moved
+                    seen_at = times + at * _SEEN_BYTES
+                    other_seen = times + other * _SEEN_BYTES
+                    records[seen_at : seen_at + _SEEN_BYTES] = records[other_seen : other_seen + _SEEN_BYTES]
+                    if index is not None:
+                        index[bytes(moved)] = at
+                        index[address] = other
+                    at = other
+                # At the border already, moving the border is the whole move.
+                _U32.pack_into(records, times + at * _SEEN_BYTES, second)
+                seeders += 1 if is_seed else -1
+            else:
+                _U32.pack_into(records, times + at * _SEEN_BYTES, second)
+            # A peer that says "completed" twice, or was already seeding, finished once.
+            if is_seed and event == _COMPLETED and not was_seed:
+                completed += 1
+            if records is swarm:
+                seeders4 = seeders
+            else:
+                _U32.pack_into(records, 4, seeders)
+            _HEADER.pack_into(swarm, 0, completed, seeders4, 0)
+            self._swarms[info_hash] = _frozen(swarm)
+            if records is swarm:
+                six = self._swarms6.get(info_hash)
+            else:
+                six = self._swarms6[info_hash] = _frozen(records)
         total_seeders, total_leechers = _counts(swarm, six, seeders4)
 
         # The asker's peers: seeders first for a leecher; a seeder only wants leechers.
@@ -303,7 +320,7 @@ class MemoryStore:
 
     def _pick(
         self,
-        records: bytearray,
+        records: bytes | bytearray,
         low: int,
         high: int,
         skip: int,
