@@ -375,26 +375,28 @@ class UdpTracker:
         self.secret = secret
         # Keyed once: a copy of the keyed state skips hashing the key block per ID.
         self._mac = hashlib.blake2b(key=secret, digest_size=8)
-        # source -> (compact address, window, its connection ID, the previous window's), as ints.
-        self._sources: dict[tuple[Any, ...], tuple[bytes, int, int, int]] = {}
+        # source -> (compact address, its host part, the window's start and end times, its
+        # connection ID and the previous window's, as ints): checked with one comparison.
+        self._sources: dict[tuple[Any, ...], tuple[bytes, bytes, float, float, int, int]] = {}
 
     def connection_id(self, address: bytes, window: int) -> bytes:
         mac = self._mac.copy()
         mac.update(address + window.to_bytes(8, "big", signed=True))  # window -1 at time 0
         return mac.digest()
 
-    def _source(self, source: tuple[Any, ...], now: float) -> tuple[bytes, int, int, int]:
-        """The source's compact address, the window and the IDs valid in it, cached."""
-        window = int(now // CONNECTION_WINDOW_S)
+    def _source(self, source: tuple[Any, ...], now: float) -> tuple[bytes, bytes, float, float, int, int]:
+        """The source's compact address, its host, the window's times and the IDs valid in it, cached."""
         known = self._sources.get(source)
-        if known is not None and known[1] == window:
+        if known is not None and known[2] <= now < known[3]:
             return known
+        window = int(now // CONNECTION_WINDOW_S)
         address = compact_address(source[0], source[1])
         current = int.from_bytes(self.connection_id(address, window), "big")
         previous = int.from_bytes(self.connection_id(address, window - 1), "big")
         if len(self._sources) >= MAX_CACHED_SOURCES:
             self._sources.clear()
-        known = self._sources[source] = (address, window, current, previous)
+        start = window * CONNECTION_WINDOW_S
+        known = self._sources[source] = (address, address[:-2], start, start + CONNECTION_WINDOW_S, current, previous)
         return known
 
     def receive(
@@ -410,7 +412,7 @@ class UdpTracker:
             return None
         connection, action, transaction = _HEADER.unpack_from(datagram)
         transaction_id = transaction.to_bytes(4, "big")
-        address, _window, current, previous = self._source(source, now)
+        address, _host, _start, _end, current, previous = self._source(source, now)
         if action == UDP_CONNECT:
             if connection != UDP_PROTOCOL_ID or len(datagram) != _CONNECT.size:
                 self.counters.error("udp_connect")
@@ -441,9 +443,11 @@ class UdpTracker:
         """
         if len(datagram) >= UDP_ANNOUNCE_BYTES and len(datagram) <= MAX_UDP_DATAGRAM_BYTES:
             connection, action, transaction = _HEADER.unpack_from(datagram)
-            address, _window, current, previous = self._source(source, now)
+            known = self._sources.get(source)
+            if known is None or not known[2] <= now < known[3]:
+                known = self._source(source, now)
             policy = self.policy
-            if action == UDP_ANNOUNCE and connection in (current, previous):
+            if action == UDP_ANNOUNCE and (connection == known[4] or connection == known[5]):
                 info_hash, _peer_id, _down, left, _up, event, ip, _key, numwant, port = _ANNOUNCE_TAIL.unpack_from(
                     datagram, _HEADER.size
                 )
@@ -456,9 +460,11 @@ class UdpTracker:
                     and policy.passkeys is None
                 ):
                     self.counters.announces["udp"] += 1
-                    wanted = min(policy.default_numwant if numwant < 0 else numwant, policy.max_numwant)
+                    # Comparisons rather than min(): no call per announce.
+                    wanted = policy.default_numwant if numwant < 0 else numwant
+                    wanted = wanted if wanted <= policy.max_numwant else policy.max_numwant
                     seeders, leechers, _completed, peers = store.announce_packed(
-                        info_hash, address[:-2] + _PORT.pack(port), event, left == 0, wanted, now
+                        info_hash, known[1] + _PORT.pack(port), event, left == 0, wanted, now
                     )
                     return _ANNOUNCE_REPLY.pack(UDP_ANNOUNCE, transaction, policy.interval_s, leechers, seeders) + peers
         action_or_reply = self.receive(datagram, source, now)
