@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -73,6 +75,19 @@ MAX_CACHED_UDP_SOURCES = 4096
 UDP_RECEIVE_BUFFER_BYTES = 1 << 20
 # Batched UDP (recvmmsg/sendmmsg) for the memory store where Linux offers it.
 BATCHED_UDP = mmsg.AVAILABLE
+# The memory store's HTTP fast path (``_FastHttpListener``): POSIX sockets with MSG_DONTWAIT.
+FAST_HTTP = os.name == "posix" and hasattr(socket, "MSG_DONTWAIT")
+# Connections accepted in one wake-up of the fast path before the loop serves its other sockets.
+MAX_ACCEPTS_PER_WAKEUP = 64
+# The first read of an accepted connection; a request that does not fit goes the slow way.
+FAST_READ_BYTES = 4096
+LISTEN_BACKLOG = 100  # what loop.create_server uses
+# Linux wakes the fast path's accept only once a connection's first bytes are in (what
+# nginx calls "deferred"), so its first read finds the request; a client that sends
+# nothing is passed on after about this long.
+DEFER_ACCEPT_S = 1
+ACCEPT_RETRY_DELAY_S = 1.0
+_ACCEPT_PAUSE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
 _REASONS |= {413: "Payload Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
@@ -556,6 +571,187 @@ class _HttpConnection(asyncio.Protocol):
         self._send(Response(status, f"{_REASONS.get(status, 'error')}\n".encode()), keep_alive=False)
 
 
+class _HandedConnection(_HttpConnection):
+    """A connection the fast path read from first: its bytes are fed as soon as it is made."""
+
+    def __init__(self, service: TrackerService, connections: set[_HttpConnection], initial: bytes) -> None:
+        super().__init__(service, connections)
+        self.initial = initial
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        initial, self.initial = self.initial, b""
+        if initial and self.transport is not None and not self.transport.is_closing():
+            self.data_received(initial)
+
+
+# A GET request line whose URL llhttp would take as it is, and header lines of plain tokens
+# and printable values; anything else goes to the slow path (and its parser's verdict).
+_FAST_REQUEST_LINE = re.compile(rb"GET (/(?:announce|scrape)[\x21-\x7e]*) HTTP/1\.([01])\r\n")
+_FAST_HEADERS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n)*\r\n")
+# Headers that make a request more than a head (or change the connection): slow path.
+_SLOW_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
+
+
+def _fast_request(data: bytes) -> tuple[bytes, bytes | None] | None:
+    """(url, authorization) of a complete GET head for /announce or /scrape whose client
+    asked to close the connection after the answer; None for anything else."""
+    if not data.endswith(b"\r\n\r\n"):
+        return None
+    line = _FAST_REQUEST_LINE.match(data)
+    if line is None:
+        return None
+    start = line.end()
+    if data.find(b"\r\n\r\n", start - 2) != len(data) - 4 or _FAST_HEADERS.fullmatch(data, start) is None:
+        return None  # a second request behind the first, or a header llhttp might refuse
+    keep_alive = line.group(2) == b"1"
+    authorization: bytes | None = None
+    for header in data[start:-4].split(b"\r\n") if len(data) - 4 > start else ():
+        name, _, value = header.partition(b":")
+        name = name.lower()
+        if name == b"connection":
+            tokens = [token.strip() for token in value.lower().split(b",")]
+            if b"close" in tokens:
+                keep_alive = False
+            elif b"keep-alive" in tokens:
+                keep_alive = True
+            if b"upgrade" in tokens:
+                return None
+        elif name in _SLOW_HEADERS:
+            return None
+        elif name == b"authorization":
+            authorization = value.strip(b" \t")
+    if keep_alive:
+        return None
+    return line.group(1), authorization
+
+
+class _FastHttpListener:
+    """The memory store's HTTP path on POSIX: a listening socket of our own.
+
+    One reader callback per wake-up accepts up to ``MAX_ACCEPTS_PER_WAKEUP`` connections
+    and reads once from each. A complete request for /announce or /scrape from a client
+    that does not keep the connection is answered by ``TrackerService.http_request`` right
+    there: one send, one close, and no transport or protocol. Every other connection (no
+    bytes yet, part of a request, keep-alive, other paths, anything odd) becomes an
+    ordinary ``_HttpConnection`` fed the bytes already read, so it is served as before.
+    """
+
+    def __init__(self, service: TrackerService, connections: set[_HttpConnection], sock: socket.socket) -> None:
+        self.service = service
+        self.connections = connections
+        self.sock = sock
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+        self.sock.close()
+
+    def _resume(self) -> None:
+        if self._loop is not None:
+            self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        accept = self.sock.accept
+        for _ in range(MAX_ACCEPTS_PER_WAKEUP):
+            try:
+                conn, address = accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self.service.counters.error("http_accept")
+                if error.errno in _ACCEPT_PAUSE_ERRNOS and self._loop is not None:
+                    # Out of descriptors or memory: stop accepting for a while, as asyncio does.
+                    log.warning("accept failed, pausing for %.0f s: %s", ACCEPT_RETRY_DELAY_S, error)
+                    self._loop.remove_reader(self.sock.fileno())
+                    self._loop.call_later(ACCEPT_RETRY_DELAY_S, self._resume)
+                    return
+                continue  # ECONNABORTED and the like: that connection only
+            try:
+                data = conn.recv(FAST_READ_BYTES, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                self._hand_over(conn, b"")  # nothing yet: the slow path waits for it
+                continue
+            except OSError:
+                conn.close()
+                continue
+            if not data:  # the client hung up without a request
+                conn.close()
+                continue
+            request = _fast_request(data) if len(data) < FAST_READ_BYTES else None
+            if request is None:
+                self._hand_over(conn, data)
+                continue
+            self._answer(conn, address, request[0], request[1])
+
+    def _answer(self, conn: socket.socket, address: Any, url: bytes, authorization: bytes | None) -> None:
+        client = (address[0], address[1]) if isinstance(address, tuple) else ("", 0)
+        try:
+            answer = self.service.http_request(b"GET", url, client, authorization)
+        except (ValueError, httptools.HttpParserInvalidURLError):
+            answer = Response(400, b"bad request\n")
+        if not isinstance(answer, Response):
+            if not self.service.spawn(self._answer_later(conn, answer)):
+                self._send(conn, Response(503, b"busy\n"))
+            return
+        self._send(conn, answer)
+
+    async def _answer_later(self, conn: socket.socket, answer: Coroutine[Any, Any, Response]) -> None:
+        try:
+            response = await answer
+        except STORE_ERRORS as error:
+            self.service.store_failed(error)
+            response = Response(200, encode_failure("tracker storage unavailable, try again later"))
+        self._send(conn, response)
+
+    def _send(self, conn: socket.socket, response: Response) -> None:
+        payload = _head(response.status, response.content_type, False, len(response.body)) + response.body
+        try:
+            sent = conn.send(payload, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            conn.close()
+            return
+        if sent == len(payload):
+            conn.close()
+            return
+        if not self.service.spawn(self._send_rest(conn, payload[sent:])):
+            conn.close()
+
+    async def _send_rest(self, conn: socket.socket, rest: bytes) -> None:
+        try:
+            conn.setblocking(False)
+            await asyncio.get_running_loop().sock_sendall(conn, rest)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _hand_over(self, conn: socket.socket, data: bytes) -> None:
+        try:
+            conn.setblocking(False)
+        except OSError:
+            conn.close()
+            return
+        if not self.service.spawn(self._connect(conn, data)):
+            conn.close()
+
+    async def _connect(self, conn: socket.socket, data: bytes) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: _HandedConnection(self.service, self.connections, data), conn
+            )
+        except OSError:
+            conn.close()
+
+
 class _UdpEndpoint(asyncio.DatagramProtocol):
     def __init__(self, service: TrackerService) -> None:
         self.service = service
@@ -676,6 +872,31 @@ async def _bound_udp_socket(loop: asyncio.AbstractEventLoop, host: str, port: in
     return sock
 
 
+async def _listening_sockets(loop: asyncio.AbstractEventLoop, host: str | None, port: int) -> list[socket.socket]:
+    """Non-blocking listening sockets bound as ``loop.create_server`` binds them."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned nothing")
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
+            sock.bind(address)
+            sock.setblocking(False)
+            sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 async def open_store(config: TrackerConfig) -> TrackerStore:
     if config.store == "memory":
         return MemoryStore(peer_timeout_s=config.peer_timeout_s, rng=random.Random())
@@ -692,13 +913,15 @@ class TrackerServer:
         self.http_servers: list[asyncio.Server] = []
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.udp_batched: list[_BatchedUdpServer] = []
+        self.http_fast: list[_FastHttpListener] = []
         self.connections: set[_HttpConnection] = set()
         self._housekeeping: asyncio.Task[None] | None = None
         self._idle_sweep: asyncio.Task[None] | None = None
 
     @property
     def http_addresses(self) -> list[tuple[str, int]]:
-        return [socket.getsockname()[:2] for server in self.http_servers for socket in server.sockets]
+        fast = [listener.sock.getsockname()[:2] for listener in self.http_fast]
+        return fast + [socket.getsockname()[:2] for server in self.http_servers for socket in server.sockets]
 
     @property
     def udp_addresses(self) -> list[tuple[str, int]]:
@@ -709,6 +932,12 @@ class TrackerServer:
         loop = asyncio.get_running_loop()
         for address in self.service.config.http:
             host, port = split_host_port(address)
+            if FAST_HTTP and self.service.answers_at_once:
+                for sock in await _listening_sockets(loop, host or None, port):
+                    listener = _FastHttpListener(self.service, self.connections, sock)
+                    listener.start(loop)
+                    self.http_fast.append(listener)
+                continue
             server = await loop.create_server(
                 lambda: _HttpConnection(self.service, self.connections), host or None, port, reuse_address=True
             )
@@ -743,6 +972,8 @@ class TrackerServer:
                     await task
         for server in self.http_servers:
             server.close()
+        for listener in self.http_fast:
+            listener.close()
         for transport in self.udp_transports:
             transport.close()
         for batched in self.udp_batched:
