@@ -626,20 +626,10 @@ def _fast_request(data: bytes) -> tuple[bytes, bytes | None] | None:
     return line.group(1), authorization
 
 
-class _FastHttpListener:
-    """The memory store's HTTP path on POSIX: a listening socket of our own.
+class _ReaderSocket:
+    """A socket of our own served by one reader callback on the event loop."""
 
-    One reader callback per wake-up accepts up to ``MAX_ACCEPTS_PER_WAKEUP`` connections
-    and reads once from each. A complete request for /announce or /scrape from a client
-    that does not keep the connection is answered by ``TrackerService.http_request`` right
-    there: one send, one close, and no transport or protocol. Every other connection (no
-    bytes yet, part of a request, keep-alive, other paths, anything odd) becomes an
-    ordinary ``_HttpConnection`` fed the bytes already read, so it is served as before.
-    """
-
-    def __init__(self, service: TrackerService, connections: set[_HttpConnection], sock: socket.socket) -> None:
-        self.service = service
-        self.connections = connections
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -652,6 +642,26 @@ class _FastHttpListener:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
         self.sock.close()
+
+    def _readable(self) -> None:
+        raise NotImplementedError
+
+
+class _FastHttpListener(_ReaderSocket):
+    """The memory store's HTTP path on POSIX: a listening socket of our own.
+
+    One reader callback per wake-up accepts up to ``MAX_ACCEPTS_PER_WAKEUP`` connections
+    and reads once from each. A complete request for /announce or /scrape from a client
+    that does not keep the connection is answered by ``TrackerService.http_request`` right
+    there: one send, one close, and no transport or protocol. Every other connection (no
+    bytes yet, part of a request, keep-alive, other paths, anything odd) becomes an
+    ordinary ``_HttpConnection`` fed the bytes already read, so it is served as before.
+    """
+
+    def __init__(self, service: TrackerService, connections: set[_HttpConnection], sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.service = service
+        self.connections = connections
 
     def _resume(self) -> None:
         if self._loop is not None:
@@ -776,7 +786,7 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         self.service.counters.error("udp_socket")
 
 
-class _BatchedUdpServer:
+class _BatchedUdpServer(_ReaderSocket):
     """The memory store's UDP path on Linux: datagrams in batches (recvmmsg, sendmmsg).
 
     One reader callback per wake-up drains up to ``MAX_BATCHES_PER_WAKEUP`` batches, each
@@ -787,25 +797,14 @@ class _BatchedUdpServer:
     """
 
     def __init__(self, service: TrackerService, sock: socket.socket) -> None:
+        super().__init__(sock)
         self.service = service
-        self.sock = sock
         # Datagrams arrive while a batch is answered: room for a few batches' worth (the
         # kernel caps this at net.core.rmem_max; 212 KiB, the usual default, holds ~200).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER_BYTES)
         self.batch = mmsg.DatagramBatch(sock, max_datagram_bytes=MAX_UDP_DATAGRAM_BYTES)
         # raw sockaddr -> the address tuple a datagram endpoint would give; emptied when full.
         self._sources: dict[bytes, tuple[Any, ...] | None] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._readable)
-
-    def close(self) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(self.sock.fileno())
-            self._loop = None
-        self.sock.close()
 
     def _readable(self) -> None:
         service = self.service
