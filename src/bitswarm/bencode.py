@@ -168,6 +168,23 @@ def decode_document(
     return Document(value, decoder.spans, decoder.unsorted_at)
 
 
+def decode_prefix(
+    data: bytes,
+    *,
+    allow_unsorted_keys: bool = False,
+    max_depth: int = MAX_DEPTH,
+    max_tokens: int = MAX_TOKENS,
+) -> tuple[Value, int]:
+    """Decode the one value ``data`` starts with; returns it and the offset just past it.
+
+    For messages that carry raw bytes after a bencoded header (BEP 9 metadata pieces).
+    Raises ``DecodeError`` when ``data`` does not start with a well-formed value.
+    """
+    if not isinstance(data, bytes):
+        raise UsageError(f"bencode input must be bytes, not {type(data).__name__}")
+    return _Decoder(data, max_depth, max_tokens, allow_unsorted_keys).value(0, 0)
+
+
 def decode(data: bytes, *, max_depth: int = MAX_DEPTH, max_tokens: int = MAX_TOKENS) -> Value:
     """Decode one whole canonical bencoded value; raises ``DecodeError`` otherwise."""
     return decode_document(data, max_depth=max_depth, max_tokens=max_tokens).value
