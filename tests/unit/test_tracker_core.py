@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import struct
-from urllib.parse import quote_from_bytes
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bitswarm import bencode
 from bitswarm.tracker.memory import MemoryStore
@@ -24,6 +26,7 @@ from bitswarm.tracker.server import (
     UdpScrape,
     UdpTracker,
     compact_address,
+    unescape,
 )
 from bitswarm.tracker.swarm import Event
 
@@ -97,6 +100,30 @@ def test_bad_announce_parameters_get_a_named_failure(overrides: dict[str, bytes 
 def test_repeated_parameters_are_refused() -> None:
     with pytest.raises(TrackerRequestError, match="repeated port"):
         http().parse_announce(query() + b"&port=7000", CLIENT, None)
+
+
+def test_a_repeat_hidden_by_escaping_the_name_is_refused() -> None:
+    with pytest.raises(TrackerRequestError, match="repeated port"):
+        http().parse_announce(query() + b"&p%6Frt=7000", CLIENT, None)
+
+
+def test_unknown_parameters_may_repeat_and_escaped_names_count() -> None:
+    escaped = query().replace(b"peer_id=", b"peer%5Fid=") + b"&x=1&x=2&&"
+    assert http().parse_announce(escaped, CLIENT, None).request.peer_id == PEER_ID
+
+
+@given(st.binary(max_size=40), st.sampled_from(["", "/", "~", "-._"]))
+def test_unescape_agrees_with_urllib_on_valid_escapes(value: bytes, safe: str) -> None:
+    sent = quote_from_bytes(value, safe=safe).encode()
+    assert unescape(sent) == unquote_to_bytes(sent)
+
+
+@pytest.mark.parametrize("value", [b"%", b"%4", b"%zz", b"%4g", b"ab%", b"%\\41"])
+def test_a_broken_percent_escape_is_a_failure_not_passed_through(value: bytes) -> None:
+    with pytest.raises(TrackerRequestError, match="invalid percent-encoding"):
+        unescape(value)
+    with pytest.raises(TrackerRequestError, match="invalid percent-encoding"):
+        http().parse_announce(query() + b"&key=" + value, CLIENT, None)
 
 
 def test_over_long_query_and_too_many_parameters_are_refused() -> None:

@@ -30,9 +30,9 @@ class Spy:
             self.wakeups += 1
             readable(listener)
 
-        def counting_hand_over(listener: _FastHttpListener, conn: socket.socket, data: bytes) -> None:
+        def counting_hand_over(listener: _FastHttpListener, fd: int, data: bytes) -> None:
             self.handed.append(data)
-            hand_over(listener, conn, data)
+            hand_over(listener, fd, data)
 
         monkeypatch.setattr(_FastHttpListener, "_readable", counting_readable)
         monkeypatch.setattr(_FastHttpListener, "_hand_over", counting_hand_over)

@@ -668,10 +668,14 @@ class _FastHttpListener(_ReaderSocket):
             self._loop.add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        accept = self.sock.accept
+        # The socket's own _accept gives a bare descriptor: making and closing a socket
+        # object for a connection that lives for one read and one write cost 3 us of the
+        # 45 us an announce took. Only a connection that needs more gets an object.
+        accept = self.sock._accept  # type: ignore[attr-defined]
+        read, set_blocking = os.read, os.set_blocking
         for _ in range(MAX_ACCEPTS_PER_WAKEUP):
             try:
-                conn, address = accept()
+                fd, address = accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
@@ -684,71 +688,76 @@ class _FastHttpListener(_ReaderSocket):
                     return
                 continue  # ECONNABORTED and the like: that connection only
             try:
-                data = conn.recv(FAST_READ_BYTES, socket.MSG_DONTWAIT)
+                set_blocking(fd, False)
+                data = read(fd, FAST_READ_BYTES)
             except (BlockingIOError, InterruptedError):
-                self._hand_over(conn, b"")  # nothing yet: the slow path waits for it
+                self._hand_over(fd, b"")  # nothing yet: the slow path waits for it
                 continue
             except OSError:
-                conn.close()
+                os.close(fd)
                 continue
             if not data:  # the client hung up without a request
-                conn.close()
+                os.close(fd)
                 continue
             request = _fast_request(data) if len(data) < FAST_READ_BYTES else None
             if request is None:
-                self._hand_over(conn, data)
+                self._hand_over(fd, data)
                 continue
-            self._answer(conn, address, request[0], request[1])
+            self._answer(fd, address, request[0], request[1])
 
-    def _answer(self, conn: socket.socket, address: Any, url: bytes, authorization: bytes | None) -> None:
+    def _answer(self, fd: int, address: Any, url: bytes, authorization: bytes | None) -> None:
         client = (address[0], address[1]) if isinstance(address, tuple) else ("", 0)
         try:
             answer = self.service.http_request(b"GET", url, client, authorization)
         except (ValueError, httptools.HttpParserInvalidURLError):
             answer = Response(400, b"bad request\n")
         if not isinstance(answer, Response):
-            if not self.service.spawn(self._answer_later(conn, answer)):
-                self._send(conn, Response(503, b"busy\n"))
+            if not self.service.spawn(self._answer_later(fd, answer)):
+                self._send(fd, Response(503, b"busy\n"))
             return
-        self._send(conn, answer)
+        self._send(fd, answer)
 
-    async def _answer_later(self, conn: socket.socket, answer: Coroutine[Any, Any, Response]) -> None:
+    async def _answer_later(self, fd: int, answer: Coroutine[Any, Any, Response]) -> None:
         try:
             response = await answer
         except STORE_ERRORS as error:
             self.service.store_failed(error)
             response = Response(200, encode_failure("tracker storage unavailable, try again later"))
-        self._send(conn, response)
+        self._send(fd, response)
 
-    def _send(self, conn: socket.socket, response: Response) -> None:
+    def _send(self, fd: int, response: Response) -> None:
         payload = _head(response.status, response.content_type, False, len(response.body)) + response.body
         try:
-            sent = conn.send(payload, socket.MSG_DONTWAIT)
+            sent = os.write(fd, payload)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            conn.close()
+            os.close(fd)
             return
         if sent == len(payload):
-            conn.close()
+            os.close(fd)
             return
-        if not self.service.spawn(self._send_rest(conn, payload[sent:])):
-            conn.close()
+        if not self.service.spawn(self._send_rest(self._socket_of(fd), payload[sent:])):
+            os.close(fd)
+
+    @staticmethod
+    def _socket_of(fd: int) -> socket.socket:
+        # Family and type are read from the descriptor itself.
+        return socket.socket(fileno=fd)
 
     async def _send_rest(self, conn: socket.socket, rest: bytes) -> None:
         try:
-            conn.setblocking(False)
             await asyncio.get_running_loop().sock_sendall(conn, rest)
         except OSError:
             pass
         finally:
             conn.close()
 
-    def _hand_over(self, conn: socket.socket, data: bytes) -> None:
+    def _hand_over(self, fd: int, data: bytes) -> None:
         try:
-            conn.setblocking(False)
+            conn = self._socket_of(fd)
         except OSError:
-            conn.close()
+            os.close(fd)
             return
         if not self.service.spawn(self._connect(conn, data)):
             conn.close()

@@ -12,6 +12,7 @@ one-minute window, accepted in its window and the next, so it lives one to two m
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import ipaddress
 import re
@@ -19,7 +20,6 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
 
 from bitswarm import bencode
 from bitswarm.errors import ProtocolError
@@ -137,51 +137,89 @@ def compact_address(host: str, port: int) -> bytes:
     return address.packed + port.to_bytes(2, "big")
 
 
+def unescape(value: bytes) -> bytes:
+    """Decode a query value's %XX escapes (and + as a space); raises TrackerRequestError
+    for a % not followed by two hex digits, which urllib would pass through unchanged."""
+    if b"+" in value:
+        value = value.replace(b"+", b" ")
+    if b"%" not in value:
+        return value
+    # The C escape decoder turns \\xHH into one byte: 0.4 us for a percent-encoded
+    # info-hash against 2.7 us for urllib, a sixth of an HTTP announce. Backslashes of our
+    # own are doubled first, so the only escapes it sees are the ones made here.
+    try:
+        return codecs.escape_decode(value.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+    except ValueError:
+        raise TrackerRequestError("invalid percent-encoding") from None
+
+
 def parse_query(query: bytes) -> dict[bytes, list[bytes]]:
     """Split a query string into decoded values per name; raises TrackerRequestError."""
-    if len(query) > MAX_QUERY_BYTES:
-        raise TrackerRequestError("query string too long")
     parameters: dict[bytes, list[bytes]] = {}
-    pairs = query.split(b"&") if query else []
-    if len(pairs) > MAX_PARAMETERS:
-        raise TrackerRequestError("too many parameters")
-    for pair in pairs:
-        if not pair:
-            continue
-        name, _, value = pair.partition(b"=")
-        # Most values (numbers, plain names) carry no escapes: unquoting them would copy them.
-        if b"%" in name or b"+" in name:
-            name = unquote_to_bytes(name)
-        if b"%" in value or b"+" in value:
-            value = unquote_to_bytes(value.replace(b"+", b" "))
-        parameters.setdefault(name, []).append(value)
+    for name, value in _pairs(query):
+        parameters.setdefault(unescape(name), []).append(unescape(value))
     return parameters
 
 
-def _single(parameters: Mapping[bytes, list[bytes]], name: bytes, *, required: bool = True) -> bytes | None:
-    values = parameters.get(name)
-    if values is None:
-        if required:
-            raise TrackerRequestError(f"missing {name.decode()}")
-        return None
-    if len(values) != 1:
-        raise TrackerRequestError(f"repeated {name.decode()}")
-    return values[0]
+def _pairs(query: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, value) pairs as sent, still escaped, in order."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise TrackerRequestError("query string too long")
+    pairs = query.split(b"&") if query else []
+    if len(pairs) > MAX_PARAMETERS:
+        raise TrackerRequestError("too many parameters")
+    return [(name, value) for name, _, value in (pair.partition(b"=") for pair in pairs if pair)]
 
 
-def _number(parameters: Mapping[bytes, list[bytes]], name: bytes, *, default: int | None = None) -> int:
-    text = _single(parameters, name, required=default is None)
+# The parameters an announce reads; each may appear once.
+_ANNOUNCE_PARAMETERS = frozenset(
+    (b"info_hash", b"peer_id", b"port", b"event", b"key", b"ip", b"numwant", b"compact", b"left", b"uploaded",
+     b"downloaded")
+)  # fmt: skip
+
+
+def _announce_parameters(query: bytes) -> dict[bytes, bytes]:
+    """An announce's parameters, name to value still escaped: one dictionary and no lists,
+    because an announce reads each of its parameters once and a repeat is an error."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise TrackerRequestError("query string too long")
+    pairs = query.split(b"&")
+    if len(pairs) > MAX_PARAMETERS:
+        raise TrackerRequestError("too many parameters")
+    values: dict[bytes, bytes] = {}
+    for pair in pairs:
+        name, _, value = pair.partition(b"=")
+        values[name] = value
+    names = b"".join(values)
+    if len(values) == len(pairs) and b"%" not in names and b"+" not in names:
+        return values  # every name plain and once: what clients send
+    values = {}
+    for sent_name, value in _pairs(query):
+        name = unescape(sent_name)
+        if name in values and name in _ANNOUNCE_PARAMETERS:
+            raise TrackerRequestError(f"repeated {name.decode('ascii', 'replace')}")
+        values[name] = value
+    return values
+
+
+def _number(parameters: Mapping[bytes, bytes], name: bytes, *, default: int | None = None) -> int:
+    text = parameters.get(name)
     if text is None:
-        assert default is not None  # guarded by required=default is None
+        if default is None:
+            raise TrackerRequestError(f"missing {name.decode()}")
         return default
+    if not text.isdigit():
+        text = unescape(text)
     if not text.isdigit() or len(text) > _MAX_NUMBER_DIGITS:
         raise TrackerRequestError(f"invalid {name.decode()}")
     return int(text)
 
 
-def _fixed(parameters: Mapping[bytes, list[bytes]], name: bytes, size: int) -> bytes:
-    value = _single(parameters, name)
-    assert value is not None  # required
+def _fixed(parameters: Mapping[bytes, bytes], name: bytes, size: int) -> bytes:
+    value = parameters.get(name)
+    if value is None:
+        raise TrackerRequestError(f"missing {name.decode()}")
+    value = unescape(value)
     if len(value) != size:
         raise TrackerRequestError(f"invalid {name.decode()}: {len(value)} bytes, not {size}")
     return value
@@ -241,29 +279,29 @@ class HttpTracker:
         self, query: bytes, client: tuple[str, int], passkey: str | None
     ) -> tuple[bytes, bytes, bytes, Event, int, int, int, int, bool]:
         """(info_hash, peer_id, address, event, left, uploaded, downloaded, numwant, compact)."""
-        parameters = parse_query(query)
+        parameters = _announce_parameters(query)
         info_hash = _fixed(parameters, b"info_hash", INFO_HASH_BYTES)
         peer_id = _fixed(parameters, b"peer_id", PEER_ID_BYTES)
         port = _number(parameters, b"port")
         if not 0 < port < 65536:
             raise TrackerRequestError("invalid port")
-        event_text = _single(parameters, b"event", required=False) or b""
-        event = _EVENTS.get(event_text)
+        event_text = parameters.get(b"event", b"")
+        event = _EVENTS.get(event_text) or _EVENTS.get(unescape(event_text))
         if event is None:
             raise TrackerRequestError("invalid event")
-        key = _single(parameters, b"key", required=False)
-        if key is not None and len(key) > MAX_KEY_BYTES:
+        key = parameters.get(b"key")
+        if key is not None and len(unescape(key)) > MAX_KEY_BYTES:
             raise TrackerRequestError("invalid key")
-        claimed = _single(parameters, b"ip", required=False)
+        claimed = parameters.get(b"ip")
         if claimed is not None and self.policy.trust_ip_parameter:
             try:
-                address = compact_address(claimed.decode("ascii", "replace"), port)
+                address = compact_address(unescape(claimed).decode("ascii", "replace"), port)
             except ValueError:
                 raise TrackerRequestError("invalid ip") from None
         else:
             address = self._client_host(client[0]) + port.to_bytes(2, "big")
         numwant = min(_number(parameters, b"numwant", default=self.policy.default_numwant), self.policy.max_numwant)
-        compact = _single(parameters, b"compact", required=False) != b"0"
+        compact = parameters.get(b"compact") not in (b"0", b"%30")
         self._admit(info_hash, passkey)
         left = _number(parameters, b"left")
         uploaded = _number(parameters, b"uploaded")
