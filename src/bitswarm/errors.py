@@ -53,3 +53,23 @@ class PeerProtocolError(ProtocolError):
 
 class UsageError(BitswarmError):
     """Our own caller broke a rule (bad argument, call on a closed core)."""
+
+
+class KRPCError(ProtocolError):
+    """A DHT node sent a KRPC message that breaks BEP 5 (or answered with a KRPC error).
+
+    ``code`` is the BEP 5 error code that answers it (201 generic, 202 server, 203
+    protocol, 204 method unknown). ``transaction_id`` is the query's ``t`` when it could
+    be read, so that the error can be sent back; None means the datagram gets silence.
+    """
+
+    GENERIC = 201
+    SERVER = 202
+    PROTOCOL = 203
+    METHOD_UNKNOWN = 204
+
+    def __init__(self, code: int, message: str, transaction_id: bytes | None = None) -> None:
+        super().__init__(f"krpc {code}: {message}")
+        self.code = code
+        self.message = message
+        self.transaction_id = transaction_id
