@@ -49,7 +49,9 @@ def handshake(torrent: Torrent, *, peer_id: bytes = THEIRS, info_hash: bytes | N
 
 
 HOSTILE: dict[str, Callable[[Torrent, bytes], bytes]] = {
-    "garbage": lambda torrent, ours: b"GET / HTTP/1.1\r\n\r\n" + bytes(60),
+    # Anything that does not open with 19 "BitTorrent protocol" may be an MSE handshake: long
+    # enough to overrun MSE's padding window, it is refused at once (shorter, at the deadline).
+    "garbage": lambda torrent, ours: b"GET / HTTP/1.1\r\n\r\n" + bytes(700),
     "unknown-torrent": lambda torrent, ours: handshake(torrent, info_hash=b"z" * 20),
     "our-own-peer-id": lambda torrent, ours: handshake(torrent, peer_id=ours),
     "huge-frame": lambda torrent, ours: handshake(torrent) + encode(HaveNone()) + b"\x7f\xff\xff\xff",

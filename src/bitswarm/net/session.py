@@ -60,6 +60,7 @@ from bitswarm.tracker.announce import (
 )
 from bitswarm.tracker.swarm import Event
 from bitswarm.wire.messages import Piece
+from bitswarm.wire.mse import EncryptionPolicy
 from bitswarm.wire.peer import PeerProtocol, PeerState
 
 log = logging.getLogger("bitswarm.session")
@@ -78,6 +79,8 @@ MAX_BUFFERED_BYTES = 64 << 20
 HANDSHAKE_TIMEOUT_S = 10.0
 # Blocks read in one trip to a reader thread when no rate limit applies (1 MiB).
 UPLOAD_BATCH_BLOCKS = 64
+# Addresses that dropped our MSE handshake, dialled in plain text from then on.
+MAX_PLAINTEXT_PEERS = 4096
 
 
 # Azureus-style client code: "BS" is BTSlave's and "BW" BitWombat's; "SW" is free.
@@ -319,9 +322,15 @@ class TorrentRuntime:
             return
         self.known_addresses.add(address)
         loop = asyncio.get_running_loop()
+        policy = self.session.encryption
+        encrypt = policy is EncryptionPolicy.REQUIRE or (
+            policy is EncryptionPolicy.PREFER and address not in self.session.plaintext_peers
+        )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await loop.create_connection(lambda: PeerConnection(self.session, self, address), *address)
+                await loop.create_connection(
+                    lambda: PeerConnection(self.session, self, address, encrypt=encrypt), *address
+                )
         except (OSError, TimeoutError):
             self.known_addresses.discard(address)
 
@@ -627,7 +636,16 @@ class Session:
         max_down: float = 0.0,
         strict: bool = False,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        encryption: EncryptionPolicy | str = EncryptionPolicy.PREFER,
     ) -> None:
+        try:
+            self.encryption = EncryptionPolicy(encryption)
+        except ValueError:
+            choices = ", ".join(policy.value for policy in EncryptionPolicy)
+            raise UsageError(f"encryption {encryption!r}: one of {choices}") from None
+        # Connections closed before they reached a torrent, by the first word of the reason.
+        self.closed_reasons: dict[str, int] = {}
+        self.plaintext_peers: dict[tuple[str, int], None] = {}
         self.requested_port = port
         self.handshake_timeout_s = handshake_timeout_s
         self.host = host
@@ -699,6 +717,19 @@ class Session:
     def runtime_for(self, info_hash: bytes) -> TorrentRuntime | None:
         runtime = self.torrents.get(info_hash)
         return runtime if runtime is not None and runtime.swarm is not None else None
+
+    def count_close(self, reason: str) -> None:
+        kind = reason.split(" ", 1)[0]
+        self.closed_reasons[kind] = self.closed_reasons.get(kind, 0) + 1
+
+    def remember_plaintext_peer(self, address: tuple[str, int]) -> bool:
+        """Dial ``address`` without MSE from now on; False if it was so already."""
+        if address in self.plaintext_peers:
+            return False
+        if len(self.plaintext_peers) >= MAX_PLAINTEXT_PEERS:
+            del self.plaintext_peers[next(iter(self.plaintext_peers))]  # the oldest goes
+        self.plaintext_peers[address] = None
+        return True
 
     def upload_delay(self, size: int, now: float) -> float:
         return self.up_limit.delay_for(size, now)
