@@ -12,11 +12,13 @@ runs this script as a subprocess of `/usr/bin/python3`:
     /usr/bin/python3 tests/interop/lt_driver.py download TORRENT SAVE_PATH [--timeout S] [--hold]
         [--interface ADDRESS]
     /usr/bin/python3 tests/interop/lt_driver.py seed TORRENT SAVE_PATH [--timeout S]
+    /usr/bin/python3 tests/interop/lt_driver.py dht [--bootstrap HOST:PORT]... [--torrent T --save-path P]
+        [--timeout S]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
 `{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
-`download --hold` and `seed` are the exceptions: they print one JSON line per stage and
-wait for a line on stdin after each (see `cmd_download` and `cmd_seed`).
+`download --hold`, `seed` and `dht` are the exceptions: they print one JSON line per stage and
+wait for a line on stdin after each (see `cmd_download`, `cmd_seed` and `cmd_dht`).
 
 What libtorrent 2.0.8 does during `check`, and how this script keeps it honest:
 
@@ -44,6 +46,7 @@ import select
 import stat
 import sys
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -475,6 +478,135 @@ def cmd_seed(lt: ModuleType, args: argparse.Namespace) -> None:
         del session
 
 
+def _dht_settings(lt: ModuleType, bootstrap: list[str]) -> dict[str, Any]:
+    """A session whose DHT works on loopback: libtorrent's defaults refuse loopback nodes,
+    IDs that ignore BEP 42 and searches among nodes sharing one IP, all of which a DHT on
+    127.0.0.1 is made of."""
+    settings = _loopback_settings(lt)
+    settings.update(
+        {
+            "enable_dht": True,
+            "dht_bootstrap_nodes": ",".join(bootstrap),
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_enforce_node_id": False,
+            "dht_prefer_verified_node_ids": False,
+            "dht_ignore_dark_internet": False,
+            "max_retry_port_bind": 0,
+            "alert_mask": settings["alert_mask"] | int(lt.alert_category.dht | lt.alert_category.dht_operation),
+        }
+    )
+    return settings
+
+
+class _DhtSession:
+    """A DHT session answering one command line at a time (see `cmd_dht`)."""
+
+    def __init__(self, lt: ModuleType, session: Any, deadline: float, timeout_s: float) -> None:
+        self.lt = lt
+        self.session = session
+        self.deadline = deadline
+        self.timeout_s = timeout_s
+        self.handle: Any = None
+
+    def wait_for(self, what: str, accept: Any) -> Any:
+        """Pump alerts until `accept(alert)` returns something other than None; return it."""
+        while True:
+            remaining_s = self.deadline - time.monotonic()
+            if remaining_s <= 0:
+                raise DriverError(f"dht: {what} not seen within {self.timeout_s} s")
+            self.session.wait_for_alert(min(ALERT_POLL_MS, max(1, int(remaining_s * 1000))))
+            for alert in self.session.pop_alerts():
+                if isinstance(alert, (self.lt.torrent_error_alert, self.lt.file_error_alert)):
+                    raise DriverError(f"libtorrent: {alert.message()}")
+                found = accept(alert)
+                if found is not None:
+                    return found
+
+    def node_ids(self) -> list[bytes]:
+        # Each entry is the node ID followed by the address of the socket it belongs to.
+        return [bytes(entry)[:20] for entry in self.session.dht_state().get(b"node-id", [])]
+
+    def nodes(self) -> dict[str, Any]:
+        found = []
+        for node_id in self.node_ids():
+            self.session.dht_live_nodes(self.lt.sha1_hash(node_id))
+            alert = self.wait_for(
+                "dht_live_nodes_alert", lambda a: a if isinstance(a, self.lt.dht_live_nodes_alert) else None
+            )
+            for node in alert.nodes:
+                ip, port = node["endpoint"]
+                found.append({"ip": ip, "port": port, "node_id": str(node["nid"])})
+        return {"node_ids": [n.hex() for n in self.node_ids()], "nodes": found}
+
+    def get_peers(self, info_hash_hex: str) -> dict[str, Any]:
+        target = self.lt.sha1_hash(bytes.fromhex(info_hash_hex))
+        self.session.dht_get_peers(target)
+
+        def reply(alert: Any) -> Any:
+            if isinstance(alert, self.lt.dht_get_peers_reply_alert) and alert.info_hash == target:
+                return alert
+            return None
+
+        alert = self.wait_for("dht_get_peers_reply_alert", reply)
+        return {"peers": sorted([ip, port] for ip, port in alert.peers())}
+
+    def announce(self) -> dict[str, Any]:
+        if self.handle is None:
+            raise DriverError("dht: announce needs --torrent")
+        self.handle.force_dht_announce()
+        alert = self.wait_for("dht_reply_alert", lambda a: a if isinstance(a, self.lt.dht_reply_alert) else None)
+        return {"num_peers": alert.num_peers}
+
+
+def cmd_dht(lt: ModuleType, args: argparse.Namespace) -> None:
+    """A libtorrent DHT node on 127.0.0.1 that joins through --bootstrap HOST:PORT nodes.
+
+    With --torrent and --save-path it seeds that torrent (which must be complete there)
+    with DHT announces on. It prints {"stage": "started", "port": P, "node_ids": [hex]}
+    once listening (DHT and peers share port P; with a torrent, once seeding), then reads
+    commands from stdin, one per line, and prints one JSON line for each:
+
+    - `nodes`: {"node_ids": [hex], "nodes": [{"ip", "port", "node_id"}]}, its routing table;
+    - `get_peers HEX`: {"peers": [[ip, port], ...]} from a DHT search for the info-hash;
+    - `announce`: {"num_peers": N} once the torrent's forced DHT announce has ended;
+    - `quit` (or end of input, or --timeout from the start): the session closes.
+    """
+    settings = _dht_settings(lt, args.bootstrap)
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(settings)
+    try:
+        dht = _DhtSession(lt, session, deadline, args.timeout)
+        if args.torrent:
+            params = lt.add_torrent_params()
+            params.ti = _load(lt, args.torrent)
+            params.save_path = os.path.abspath(args.save_path)
+            params.flags = lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex
+            dht.handle = session.add_torrent(params)
+            dht.wait_for(
+                "seeding",
+                lambda a: True if isinstance(a, lt.torrent_finished_alert) or dht.handle.status().is_seeding else None,
+            )
+        started = {"stage": "started", "port": session.listen_port(), "node_ids": [n.hex() for n in dht.node_ids()]}
+        print(json.dumps(started), flush=True)
+        commands: dict[str, Callable[..., dict[str, Any]]] = {
+            "nodes": dht.nodes,
+            "get_peers": dht.get_peers,
+            "announce": dht.announce,
+        }
+        while True:
+            ready, _, _ = select.select([sys.stdin], [], [], max(0.0, deadline - time.monotonic()))
+            line = sys.stdin.readline() if ready else ""
+            words = line.split()
+            if not words or words[0] == "quit":
+                return None
+            if words[0] not in commands:
+                raise DriverError(f"dht: unknown command {words[0]!r}")
+            print(json.dumps(commands[words[0]](*words[1:])), flush=True)
+    finally:
+        del session
+
+
 COMMANDS = {
     "version": cmd_version,
     "info": cmd_info,
@@ -482,6 +614,7 @@ COMMANDS = {
     "check": cmd_check,
     "download": cmd_download,
     "seed": cmd_seed,
+    "dht": cmd_dht,
 }
 
 
@@ -511,6 +644,11 @@ def _parser() -> _Parser:
     seed.add_argument("torrent")
     seed.add_argument("save_path")
     seed.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    dht = sub.add_parser("dht")
+    dht.add_argument("--bootstrap", action="append", default=[], help="HOST:PORT of a DHT node to join through")
+    dht.add_argument("--torrent", help="seed this torrent with DHT on")
+    dht.add_argument("--save-path", default=".", help="where the torrent's content is")
+    dht.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     return parser
 
 

@@ -85,6 +85,7 @@ class DHTService:
         self.failure: BaseException | None = None
         self._waiters: dict[int, asyncio.Future[LookupCompleted]] = {}
         self._wake = asyncio.Event()
+        self._activity = asyncio.Event()
 
     def now(self) -> float:
         return self.loop.time()
@@ -112,6 +113,7 @@ class DHTService:
         self.transports[family] = transport
 
     def _on_datagram(self, address: Address, data: bytes) -> None:
+        self._activity.set()
         try:
             self._dispatch(self.node.receive(address, data, self.now()))
         except Exception as error:  # our bug, not the sender's: the core handles bad input
@@ -137,6 +139,14 @@ class DHTService:
                     waiter.set_result(output)
         if sent:
             self._wake.set()  # a new query may have an earlier deadline
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        """Return once ``predicate()`` holds, checking after each datagram we receive;
+        raises TimeoutError after ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                self._activity.clear()
+                await self._activity.wait()
 
     async def run_timers(self) -> None:
         """Call the core's tick at each deadline; runs until cancelled."""
