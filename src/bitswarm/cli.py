@@ -351,6 +351,17 @@ def _wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
     return {positions[id(data_files[index])] for index in chosen}
 
 
+# The policies' names, as in bitswarm.wire.mse.EncryptionPolicy (not imported: it pulls in cryptography).
+ENCRYPTION_POLICIES = ("prefer", "require", "disable")
+encryption_option = click.option(
+    "--encryption",
+    type=click.Choice(ENCRYPTION_POLICIES),
+    default="prefer",
+    show_default=True,
+    help="Protocol encryption (MSE): prefer it, require RC4 both ways, or speak plain BitTorrent only.",
+)
+
+
 @cli.command("get")
 @click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
 @click.option(
@@ -364,6 +375,7 @@ def _wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
 @click.option("--max-down", help="Download limit in bytes per second (2M, 500K).")
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@encryption_option
 def get_command(
     torrent_path: Path,
     folder: Path,
@@ -375,6 +387,7 @@ def get_command(
     max_down: str | None,
     max_up: str | None,
     as_json: bool,
+    encryption: str,
 ) -> None:
     """Download TORRENT into DIR, then share it."""
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
@@ -387,6 +400,7 @@ def get_command(
         torrent=torrent, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
         keep_seeding=not no_seed, as_json=as_json,
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
+        encryption=encryption,
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)
@@ -399,7 +413,10 @@ def get_command(
 @click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
-def seed_command(torrent_path: Path, folder: Path, port: int, max_up: str | None, as_json: bool) -> None:
+@encryption_option
+def seed_command(
+    torrent_path: Path, folder: Path, port: int, max_up: str | None, as_json: bool, encryption: str
+) -> None:
     """Share TORRENT's content from DIR (the folder holding the torrent's name) until stopped."""
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
@@ -409,7 +426,7 @@ def seed_command(torrent_path: Path, folder: Path, port: int, max_up: str | None
         raise Failure(f"{folder}: not a folder")
     plan = TransferPlan(
         torrent=torrent, folder=folder, port=port, options=TorrentOptions(), seed_ratio=None,
-        keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
+        keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0, encryption=encryption,
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)

@@ -35,6 +35,7 @@ class TransferPlan:
     as_json: bool
     max_up: float = 0.0
     max_down: float = 0.0
+    encryption: str = "prefer"  # an EncryptionPolicy's value
 
 
 def _human_rate(rate: float) -> str:
@@ -86,7 +87,7 @@ class Display:
 
 async def run_transfer(plan: TransferPlan) -> int:
     display = Display(sys.stdout if plan.as_json else sys.stderr, as_json=plan.as_json)
-    session = Session(port=plan.port, max_up=plan.max_up, max_down=plan.max_down)
+    session = Session(port=plan.port, max_up=plan.max_up, max_down=plan.max_down, encryption=plan.encryption)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
