@@ -258,6 +258,8 @@ async def bitswarm_peer(args: argparse.Namespace) -> None:
                 command = await command_task
             else:
                 command = await next_command(commands, wait_s)
+            if runtime is not None:
+                emit("uploaded", bytes=runtime.status()["uploaded"])
             if command == "stop":
                 break
             if command == "start" and runtime is None:
@@ -535,7 +537,7 @@ def swarm(args: argparse.Namespace) -> int:
         print(f"# {size_mib} MiB file, {args.piece_kib} KiB pieces; every peer's upload capped at "
               f"{args.max_up_kib} KiB/s; N = {counts}", flush=True)  # fmt: skip
         for peers in counts:
-            for kind in ("bitswarm", "libtorrent"):
+            for kind in args.kinds.split(","):
                 run = SwarmRun(kind, peers)
                 runs.append(run)
                 run_swarm(run, work, data, args.piece_kib * 1024, max_up)
@@ -545,8 +547,10 @@ def swarm(args: argparse.Namespace) -> int:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for peers in counts:
         bound = lower_bound_s(size, peers, max_up, max_up)
-        ours = next(run for run in runs if run.peers == peers and run.kind == "bitswarm")
-        theirs = next(run for run in runs if run.peers == peers and run.kind == "libtorrent")
+        ours = next((run for run in runs if run.peers == peers and run.kind == "bitswarm"), SwarmRun("bitswarm", peers))
+        theirs = next(
+            (run for run in runs if run.peers == peers and run.kind == "libtorrent"), SwarmRun("libtorrent", peers)
+        )
 
         def cell(run: SwarmRun, bound: float = bound) -> str:
             return f"{run.time_s:.1f} | {run.time_s / bound:.2f}" if run.time_s else "did not finish | -"
@@ -597,6 +601,11 @@ def run_swarm(run: SwarmRun, work: Path, data: Path, piece_length: int, max_up: 
             run.cpu_s = sum(child.cpu_s() for child in children) - cpu_before
             run.each_s = sorted(event["t"] - started for event in finished.values())
             run.time_s = run.each_s[-1]
+            if run.kind == "bitswarm":
+                # How much of the seed's scarce upload went to bytes it had already sent.
+                seed_up = seed.last.get("uploaded", {}).get("bytes", 0)
+                print(f"# bitswarm, N = {run.peers}: the seed uploaded {seed_up / size:.2f} x the file "
+                      f"(by its last report)", flush=True)  # fmt: skip
             for index in range(run.peers):
                 if not filecmp.cmp(data, folder / f"peer-{index}" / data.name, shallow=False):
                     raise RuntimeError(f"peer-{index}'s copy differs from the seed's data")
@@ -690,6 +699,7 @@ def main() -> int:
     many.add_argument("--size-mib", type=int, default=0, help="[64; 16 with --quick]")
     many.add_argument("--peers", help="comma-separated N values [1,2,4,8,16; 1,2,4 with --quick]")
     many.add_argument("--piece-kib", type=int, default=256)
+    many.add_argument("--kinds", default="bitswarm,libtorrent", help="which peers to run [bitswarm,libtorrent]")
     many.add_argument("--max-up-kib", type=int, default=2048)
     mem = sub.add_parser("memory", help="one session seeding many torrents")
     mem.add_argument("--torrents", type=int, default=200)

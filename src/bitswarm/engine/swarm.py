@@ -56,6 +56,9 @@ DEFAULT_UPLOAD_SLOTS = 8
 EXTENDED_HANDSHAKE = bencode.encode({b"m": {}, b"v": f"bitswarm {__version__}", b"reqq": MAX_PEER_REQUESTS})
 # Pieces offered at once to each peer while super-seeding: enough to keep its pipeline full.
 SUPER_SEED_OFFERS = 2
+# While super-seeding, a second copy of a piece is offered only once no first copy has been
+# in flight for this long without a byte sent: a stalled first copy must not stop the seed.
+FIRST_COPY_STALL_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,8 @@ class Swarm:
         self._offered: dict[PeerKey, set[int]] = {}
         self._offer_counts = [0] * num_pieces
         self._offer_progress: dict[tuple[PeerKey, int], int] = {}
+        self._sent_once = bytearray(num_pieces)
+        self._first_copy_sent_at = 0.0
         self.piece_size = piece_size
         self.picker = PiecePicker(num_pieces, piece_size, rng, have=have, priorities=priorities)
         self.choker = Choker(upload_slots, rng)
@@ -212,7 +217,7 @@ class Swarm:
                     # libtorrent holds its requests back until ours arrives.
                     peer.core.send(Extended(0, EXTENDED_HANDSHAKE))
                 if self.super_seed and self.is_seeding:
-                    self._start_super_seeding(key, peer)
+                    self._start_super_seeding(key, peer, now)
                 else:
                     peer.core.send(self.have_messages(peer.core))
             elif isinstance(event, Bitfield | HaveAll):
@@ -223,7 +228,7 @@ class Swarm:
                 if offered is not None and event.index in offered:
                     offered.discard(event.index)
                     self._offer_progress.pop((key, event.index), None)
-                    self._offer(key, peer)
+                    self._offer(key, peer, now)
             elif isinstance(event, Piece):
                 actions += self._block_arrived(key, peer, event, now)
             elif isinstance(event, Request):
@@ -239,7 +244,7 @@ class Swarm:
         self._fill_requests(key, peer)
         return actions
 
-    def _start_super_seeding(self, key: PeerKey, peer: _Peer) -> None:
+    def _start_super_seeding(self, key: PeerKey, peer: _Peer, now: float) -> None:
         """Look empty, then offer pieces one by one (BEP 16), each first to a single peer.
 
         When the seed's upload is the scarce resource, every piece it sends twice delays
@@ -249,9 +254,9 @@ class Swarm:
         core = peer.core
         core.send(HaveNone() if core.fast else Bitfield(bytes((self.num_pieces + 7) // 8)))
         self._offered[key] = set()
-        self._offer(key, peer)
+        self._offer(key, peer, now)
 
-    def _offer(self, key: PeerKey, peer: _Peer) -> None:
+    def _offer(self, key: PeerKey, peer: _Peer, now: float) -> None:
         offered = self._offered[key]
         core = peer.core
         while len(offered) < SUPER_SEED_OFFERS:
@@ -263,12 +268,31 @@ class Swarm:
             if not candidates:
                 return
             fewest = min(self._offer_counts[index] for index in candidates)
+            if fewest > 0 and self._first_copies_in_flight(now):
+                # Every piece is offered somewhere; a second copy now would share the
+                # seed's upload with the first copies still going out and delay them.
+                return
             rarest = [index for index in candidates if self._offer_counts[index] == fewest]
             lowest = min(self.picker.availability[index] for index in rarest)
             index = self.rng.choice([index for index in rarest if self.picker.availability[index] == lowest])
             offered.add(index)
             self._offer_counts[index] += 1
             core.send(Have(index))
+
+    def _first_copies_in_flight(self, now: float) -> bool:
+        """Some piece offered but not yet out (no peer has it), and first copies still moving."""
+        if now - self._first_copy_sent_at >= FIRST_COPY_STALL_S:
+            return False
+        availability, sent_once = self.picker.availability, self._sent_once
+        return any(
+            count and not sent_once[index] and not availability[index] for index, count in enumerate(self._offer_counts)
+        )
+
+    def _offer_to_waiting_peers(self, now: float) -> None:
+        for key, offered in self._offered.items():
+            peer = self.peers.get(key)
+            if len(offered) < SUPER_SEED_OFFERS and peer is not None and peer.core.state is PeerState.OPEN:
+                self._offer(key, peer, now)
 
     def _unchoke_if_slot_free(self, peer: _Peer) -> None:
         """Give a newly interested peer a free upload slot now, not at the next choke round.
@@ -358,6 +382,9 @@ class Swarm:
         self.uploaded += size
         offered = self._offered.get(key)
         if offered is not None and index in offered and peer is not None:
+            first_copy = not self._sent_once[index]
+            if first_copy:
+                self._first_copy_sent_at = now
             # Once the whole offered piece went out, offer the next one without waiting for
             # the peer's have: some clients (Transmission) announce pieces seconds late.
             progress = self._offer_progress.setdefault((key, index), 0) + size
@@ -365,7 +392,10 @@ class Swarm:
             if progress >= self.piece_size(index):
                 del self._offer_progress[(key, index)]
                 offered.discard(index)
-                self._offer(key, peer)
+                self._sent_once[index] = 1
+                self._offer(key, peer, now)
+                if first_copy:
+                    self._offer_to_waiting_peers(now)
 
     def piece_checked(self, index: int, ok: bool, block_digests: list[bytes], now: float) -> list[Action]:
         """The disk layer hashed piece ``index``; ``block_digests`` are its blocks' SHA-1s."""
@@ -424,6 +454,8 @@ class Swarm:
                     self.picker.request_dropped(request, key)
                     core.send(Cancel(request.index, request.begin, request.length))
             self._fill_requests(key, peer)
+        if self._offered:
+            self._offer_to_waiting_peers(now)  # after a stall of the first copies
         if self.choker.is_due(now):
             self._choke_round(now)
         return []
