@@ -10,8 +10,9 @@ runs this script as a subprocess of `/usr/bin/python3`:
         [--piece-length BYTES] [--tracker URL]...
     /usr/bin/python3 tests/interop/lt_driver.py check TORRENT SAVE_PATH [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py download TORRENT SAVE_PATH [--timeout S] [--hold]
-        [--interface ADDRESS]
+        [--interface ADDRESS] [--encryption enabled|required]
     /usr/bin/python3 tests/interop/lt_driver.py seed TORRENT SAVE_PATH [--timeout S]
+        [--encryption enabled|required]
     /usr/bin/python3 tests/interop/lt_driver.py dht [--bootstrap HOST:PORT]... [--torrent T --save-path P]
         [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--timeout S]
@@ -58,6 +59,9 @@ ALERT_POLL_MS = 200
 
 FORMATS = ("v1", "v2", "hybrid")
 LOOPBACK = "127.0.0.1"
+ENCRYPTION_MODES = ("enabled", "required")
+ENCRYPTION_HELP = "MSE: libtorrent's default (enabled), or required (RC4 only, both ways)"
+ENCRYPTION_RANK = {"none": 0, "plaintext": 1, "rc4": 2}
 
 
 class DriverError(Exception):
@@ -346,6 +350,12 @@ class _Download:
                 if flag is not None and peer.source & flag and name not in seen["sources"]:
                     seen["sources"].append(name)
             seen["outgoing"] = seen.get("outgoing", False) or bool(peer.flags & lt.peer_info.outgoing_connection)
+            # How the connection is carried: "rc4", "plaintext" (after an MSE handshake) or "none";
+            # the strongest seen, since a look taken while it connects shows none yet.
+            encryption = _peer_encryption(lt, peer.flags)
+            if ENCRYPTION_RANK[encryption] > ENCRYPTION_RANK[seen.get("encryption", "none")]:
+                seen["encryption"] = encryption
+            seen.setdefault("encryption", encryption)
 
     def report(self, stage: str) -> dict[str, Any]:
         status = self.handle.status()
@@ -400,7 +410,7 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
     if args.hold:
         params.flags |= flags.upload_mode
     deadline = time.monotonic() + args.timeout
-    session = lt.session(_loopback_settings(lt, args.interface))
+    session = lt.session({**_loopback_settings(lt, args.interface), **_encryption_settings(lt, args.encryption)})
     try:
         handle = session.add_torrent(params)
         download = _Download(lt, session, handle, deadline, args.timeout)
@@ -419,6 +429,31 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
         return result
     finally:
         del session
+
+
+def _encryption_settings(lt: ModuleType, encryption: str) -> dict[str, Any]:
+    """`--encryption required`: MSE with RC4 only, both ways; plaintext peers are refused.
+
+    The values come from the bindings' enums: in libtorrent's settings pe_forced is 0 and
+    pe_rc4 is 2 (pe_enabled is 1 and pe_plaintext 1, which would allow the opposite).
+    "enabled" (the default) leaves libtorrent's own settings alone. With "required" a seed
+    keeps its connections to other seeds, so a report taken after the download still shows
+    how its peer was connected (a look taken while the peer connects shows no encryption yet).
+    """
+    if encryption == "enabled":
+        return {}
+    return {
+        "out_enc_policy": int(lt.enc_policy.forced),
+        "in_enc_policy": int(lt.enc_policy.forced),
+        "allowed_enc_level": int(lt.enc_level.rc4),
+        "close_redundant_connections": False,
+    }
+
+
+def _peer_encryption(lt: ModuleType, flags: int) -> str:
+    if flags & lt.peer_info.rc4_encrypted:
+        return "rc4"
+    return "plaintext" if flags & lt.peer_info.plaintext_encrypted else "none"
 
 
 def _loopback_settings(lt: ModuleType, interface: str = LOOPBACK) -> dict[str, Any]:
@@ -457,7 +492,7 @@ def cmd_seed(lt: ModuleType, args: argparse.Namespace) -> None:
     flags = lt.torrent_flags
     params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
     deadline = time.monotonic() + args.timeout
-    session = lt.session(_loopback_settings(lt))
+    session = lt.session({**_loopback_settings(lt), **_encryption_settings(lt, args.encryption)})
     try:
         handle = session.add_torrent(params)
         seed = _Download(lt, session, handle, deadline, args.timeout)
@@ -690,10 +725,12 @@ def _parser() -> _Parser:
     download.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     download.add_argument("--hold", action="store_true", help="pause after announcing and after seeding")
     download.add_argument("--interface", default=LOOPBACK, help="IPv4 address to listen and dial from")
+    download.add_argument("--encryption", choices=ENCRYPTION_MODES, default="enabled", help=ENCRYPTION_HELP)
     seed = sub.add_parser("seed")
     seed.add_argument("torrent")
     seed.add_argument("save_path")
     seed.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    seed.add_argument("--encryption", choices=ENCRYPTION_MODES, default="enabled", help=ENCRYPTION_HELP)
     dht = sub.add_parser("dht")
     dht.add_argument("--bootstrap", action="append", default=[], help="HOST:PORT of a DHT node to join through")
     dht.add_argument("--torrent", help="seed this torrent with DHT on")

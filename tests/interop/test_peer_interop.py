@@ -28,7 +28,7 @@ import json
 import selectors
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +121,13 @@ def assert_same_tree(expected: Path, actual: Path) -> None:
 # -- bitswarm --------------------------------------------------------------------------
 
 
-def bitswarm_get(torrent: Path, folder: Path, tracker: TrackerUrls, info_hash: bytes) -> None:
+def bitswarm_get(torrent: Path, folder: Path, tracker: TrackerUrls, info_hash: bytes, args: Sequence[str] = ()) -> None:
     """`bitswarm get --no-seed` until every piece is verified; it must exit 0 having said so.
 
     It announced "completed" and then "stopped" before exiting: the tracker counts only
     the seeder it downloaded from.
     """
-    argv = [*BITSWARM, "get", str(torrent), "-o", str(folder), "--port", "0", "--no-seed", "--json"]
+    argv = [*BITSWARM, "get", str(torrent), "-o", str(folder), "--port", "0", "--no-seed", "--json", *args]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as error:
@@ -140,12 +140,14 @@ def bitswarm_get(torrent: Path, folder: Path, tracker: TrackerUrls, info_hash: b
 
 
 @contextlib.contextmanager
-def bitswarm_seed(torrent: Path, folder: Path, tracker: TrackerUrls, info_hash: bytes) -> Iterator[int]:
+def bitswarm_seed(
+    torrent: Path, folder: Path, tracker: TrackerUrls, info_hash: bytes, args: Sequence[str] = ()
+) -> Iterator[int]:
     """`bitswarm seed` of ``folder``, once the tracker counts it; yields the port it listens on.
 
     At the end it is sent SIGTERM and must exit with status 0.
     """
-    argv = [*BITSWARM, "seed", str(torrent), str(folder), "--port", "0", "--json"]
+    argv = [*BITSWARM, "seed", str(torrent), str(folder), "--port", "0", "--json", *args]
     process = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -168,12 +170,12 @@ def bitswarm_seed(torrent: Path, folder: Path, tracker: TrackerUrls, info_hash: 
 
 
 @contextlib.contextmanager
-def libtorrent_seed(torrent: Path, folder: Path) -> Iterator[dict[str, Any]]:
+def libtorrent_seed(torrent: Path, folder: Path, args: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
     """`lt_driver.py seed`, once it seeds and its tracker answered; yields that report.
 
     At the end it is told to stop and must exit 0; it must have uploaded the payload.
     """
-    process = lt_process("seed", torrent, folder, "--timeout", str(START_TIMEOUT_S + TRANSFER_TIMEOUT_S))
+    process = lt_process("seed", torrent, folder, "--timeout", str(START_TIMEOUT_S + TRANSFER_TIMEOUT_S), *args)
     try:
         report = json.loads(read_line(process, START_TIMEOUT_S, "lt_driver seed"))
         assert report["stage"] == "seeding", report
@@ -192,9 +194,9 @@ def libtorrent_seed(torrent: Path, folder: Path) -> Iterator[dict[str, Any]]:
             process.communicate()
 
 
-def libtorrent_download(torrent: Path, folder: Path) -> dict[str, Any]:
+def libtorrent_download(torrent: Path, folder: Path, args: Sequence[str] = ()) -> dict[str, Any]:
     """`lt_driver.py download` until seeding, with every peer learned from the tracker."""
-    report = lt("download", torrent, folder, "--timeout", str(TRANSFER_TIMEOUT_S))
+    report = lt("download", torrent, folder, "--timeout", str(TRANSFER_TIMEOUT_S), *args)
     assert report["is_seeding"] is True
     assert report["tracker_errors"] == []
     assert all("tracker" in peer["sources"] for peer in report["peers"]), report["peers"]
