@@ -288,7 +288,8 @@ def decode(datagram: bytes) -> Message:
         return _decode_response(message, tid)
     if kind == b"e":
         return _decode_error(message, tid)
-    raise KRPCError(KRPCError.PROTOCOL, "y is not q, r or e", tid)
+    # Not known to be a query, so not answered: two nodes must never trade error replies.
+    raise KRPCError(KRPCError.PROTOCOL, "y is not q, r or e")
 
 
 # -- encoding ---------------------------------------------------------------------------

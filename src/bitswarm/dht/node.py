@@ -174,9 +174,13 @@ class DHTNode:
             return self._on_query(address, message, now)
         return self._on_reply(address, message, now)
 
-    def _refuse(self, address: Address, error: KRPCError, now: float) -> list[Output]:
+    def _refuse(self, address: Address, error: KRPCError, now: float, *, charged: bool = False) -> list[Output]:
+        """An error reply to a broken query, or silence; ``charged``: the query already
+        spent its sender's budget."""
         self.stats.dropped[f"krpc {error.code}"] += 1
-        if error.transaction_id is None or self.read_only or not self.rate_limiter.allow(address[0], now):
+        if error.transaction_id is None or self.read_only:
+            return []
+        if not charged and not self.rate_limiter.allow(address[0], now):
             return []
         self.stats.errors_sent[error.code] += 1
         reply = krpc.Error(error.transaction_id, error.code, error.message[:64])
@@ -213,10 +217,8 @@ class DHTNode:
             reply = dataclasses.replace(reply, values=tuple(peers), token=self.tokens.issue(host, now))
         elif isinstance(body, AnnouncePeer):
             if not self.tokens.is_valid(body.token, host, now):
-                return [
-                    *out,
-                    *self._refuse(address, KRPCError(KRPCError.PROTOCOL, "bad token", query.transaction_id), now),
-                ]
+                bad_token = KRPCError(KRPCError.PROTOCOL, "bad token", query.transaction_id)
+                return [*out, *self._refuse(address, bad_token, now, charged=True)]
             port = address[1] if body.implied_port else body.port
             self.peer_store.add(body.info_hash, (host, port), now)
         out.append(self._datagram(address, krpc.encode(reply, version=VERSION)))
