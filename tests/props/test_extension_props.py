@@ -3,7 +3,8 @@
 Any bytes into each parser give a value or the typed error (``PeerProtocolError`` for a
 peer's extension messages, ``ProtocolError`` for LSD datagrams), never another exception;
 every codec round-trips; a metadata fetch fed anything by any peer never raises, never
-holds more than its size limit, and completes only with bytes that hash to the info-hash.
+holds more than its size limit, never asks to be woken in the past, and completes only
+with bytes that hash to the info-hash.
 """
 
 from __future__ import annotations
@@ -213,3 +214,6 @@ def test_a_fetch_fed_anything_never_raises_and_completes_only_with_the_right_byt
             events = fetch.remove_peer(peer, now)
         assert all(event.info == INFO for event in events if isinstance(event, MetadataCompleted))
         assert (fetch.metadata_size or 0) <= 1 << 20
+        # A deadline already past would make the layer above call tick in a busy loop.
+        deadline = fetch.next_deadline()
+        assert deadline is None or deadline > now

@@ -367,12 +367,16 @@ def test_the_size_most_peers_announce_is_fetched_and_the_others_are_not_asked() 
     assert fetch.metadata_size == 4 * len(info)
     fetch.add_peer("b", len(info), 0.0)
     assert fetch.add_peer("c", len(info), 0.0) == []  # the round already runs with the liar's size
-    # The liar's first piece does not add up; once it fails, the honest size wins.
+    # The liar's first piece does not add up; once it has failed, no peer has its size and
+    # a new round takes the size the others agree on.
     events = fetch.on_message("liar", MetadataData(0, 4 * len(info), b"x"), 0.0)
-    assert isinstance(events[0], MetadataPeerFailed)
-    assert fetch.metadata_size == 4 * len(info)  # no piece came from it: the round goes on
-    events = fetch.remove_peer("b", 0.0) + fetch.remove_peer("c", 0.0)
-    assert events == []
+    assert events == [
+        MetadataPeerFailed("liar", f"metadata piece 0 has 1 bytes, not {METADATA_PIECE_BYTES}"),
+        SendMetadataRequest("b", 0),
+        SendMetadataRequest("b", 1),
+    ]
+    assert fetch.metadata_size == len(info)
+    assert serve(fetch, MetadataServe(info), events[1:], 0.0) == [MetadataCompleted(info)]
 
 
 def test_a_silent_peer_times_out_and_its_piece_goes_to_another() -> None:

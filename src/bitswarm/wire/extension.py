@@ -560,12 +560,13 @@ class MetadataFetch:
             state.passed_over_until = now + self.request_timeout_s
             return self._fill(now)
         if message.piece not in state.asked and message.piece not in state.late:
-            return self._drop(peer, f"metadata piece {message.piece} was not requested")
+            return self._drop(peer, f"metadata piece {message.piece} was not requested", now)
         if message.total_size != self._size:
-            return self._drop(peer, f"total_size {message.total_size}, not {self._size}")
+            return self._drop(peer, f"total_size {message.total_size}, not {self._size}", now)
         expected = min(METADATA_PIECE_BYTES, self._size - message.piece * METADATA_PIECE_BYTES)
         if len(message.data) != expected:
-            return self._drop(peer, f"metadata piece {message.piece} has {len(message.data)} bytes, not {expected}")
+            reason = f"metadata piece {message.piece} has {len(message.data)} bytes, not {expected}"
+            return self._drop(peer, reason, now)
         if state.asked.pop(message.piece, None) is not None:
             self._in_flight.discard(message.piece)
         state.late.discard(message.piece)
@@ -594,17 +595,21 @@ class MetadataFetch:
         """When ``tick`` has work: a request times out or a passed-over peer may be asked again."""
         deadlines = [deadline for state in self._peers.values() for deadline in state.asked.values()]
         if self.state is FetchState.FETCHING and len(self._in_flight) < len(self._missing):
-            deadlines += [state.passed_over_until for state in self._peers.values() if state.passed_over_until]
+            deadlines += [
+                state.passed_over_until
+                for state in self._peers.values()
+                if state.passed_over_until and state.metadata_size == self._size
+            ]
         return min(deadlines, default=None)
 
-    def _drop(self, peer: PeerKey, reason: str) -> list[MetadataEvent]:
+    def _drop(self, peer: PeerKey, reason: str, now: float) -> list[MetadataEvent]:
         state = self._peers.pop(peer)
         self._in_flight.difference_update(state.asked)
         if peer in self._senders:
             # Its earlier pieces cannot be trusted either: start the round again without it.
             self._senders.discard(peer)
             self._start_round()
-        return [MetadataPeerFailed(peer, reason)]
+        return [MetadataPeerFailed(peer, reason), *self._fill(now)]
 
     def _verify(self, now: float) -> list[MetadataEvent]:
         info = bytes(self._buffer)
@@ -636,6 +641,9 @@ class MetadataFetch:
 
     def _fill(self, now: float) -> list[MetadataEvent]:
         """Start a round if none is running, then give idle pieces to peers with room."""
+        if self.state is FetchState.FETCHING and all(s.metadata_size != self._size for s in self._peers.values()):
+            # Every peer of this size has gone or failed: their pieces cannot be finished.
+            self._start_round()
         if self.state is FetchState.WAITING_FOR_PEERS:
             sizes: dict[int, int] = {}
             for state in self._peers.values():
@@ -651,7 +659,9 @@ class MetadataFetch:
         idle = (piece for piece in self._missing if piece not in self._in_flight)
         requests: list[MetadataEvent] = []
         for peer, state in self._peers.items():
-            if now < state.passed_over_until or state.metadata_size != self._size:
+            if state.passed_over_until and now >= state.passed_over_until:
+                state.passed_over_until = 0.0
+            if state.passed_over_until or state.metadata_size != self._size:
                 continue
             while len(state.asked) < self.requests_per_peer:
                 piece = next(idle, None)
