@@ -13,6 +13,7 @@ whoever forged the source address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -130,17 +131,26 @@ Message: TypeAlias = Query | Response | Error
 # -- compact encodings (BEP 5 "Contact Encoding", BEP 32) ------------------------------
 
 
+@functools.lru_cache(maxsize=8192)  # bounded; a node names the same hosts again and again
+def _packed(host: str) -> bytes:
+    return ipaddress.ip_address(host).packed
+
+
 def encode_address(address: Address) -> bytes:
     """The compact form of (host, port): 6 bytes for IPv4, 18 for IPv6."""
     host, port = address
-    return ipaddress.ip_address(host).packed + port.to_bytes(2, "big")
+    return _packed(host) + port.to_bytes(2, "big")
 
 
 def decode_address(data: bytes) -> Address:
     """(host, port) from a 6- or 18-byte compact address; raises KRPCError otherwise."""
-    if len(data) not in (COMPACT_V4_BYTES, COMPACT_V6_BYTES):
-        raise KRPCError(KRPCError.PROTOCOL, f"compact address of {len(data)} bytes")
-    return str(ipaddress.ip_address(data[:-2])), int.from_bytes(data[-2:], "big")
+    port = int.from_bytes(data[-2:], "big")
+    if len(data) == COMPACT_V4_BYTES:
+        # Every reply carries a dozen of these: formatting beats ipaddress fivefold.
+        return f"{data[0]}.{data[1]}.{data[2]}.{data[3]}", port
+    if len(data) == COMPACT_V6_BYTES:
+        return str(ipaddress.IPv6Address(data[:16])), port
+    raise KRPCError(KRPCError.PROTOCOL, f"compact address of {len(data)} bytes")
 
 
 def encode_nodes(nodes: Iterable[NodeInfo]) -> bytes:

@@ -22,6 +22,7 @@ facts; ``tick`` must be called at ``next_deadline()``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import random
 from collections import Counter
@@ -279,8 +280,7 @@ class DHTNode:
     def _is_contactable(self, node: NodeInfo, family: int) -> bool:
         if node.node_id == self.node_id or node.address[1] == 0 or family_of(node.address[0]) != family:
             return False
-        address = ipaddress.ip_address(node.address[0])
-        return not (address.is_unspecified or address.is_multicast)
+        return _is_unicast(node.address[0])
 
     def _fail(self, pending: _Pending, now: float, *, count_against_node: bool = True) -> list[Output]:
         if count_against_node and pending.node_id is not None:
@@ -459,6 +459,12 @@ class DHTNode:
     @property
     def searches(self) -> int:
         return len(self._searches)
+
+
+@functools.lru_cache(maxsize=8192)  # bounded; the same few hundred hosts recur in every reply
+def _is_unicast(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    return not (address.is_unspecified or address.is_multicast)
 
 
 # -- saved state ---------------------------------------------------------------------------
