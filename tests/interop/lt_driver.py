@@ -15,7 +15,7 @@ runs this script as a subprocess of `/usr/bin/python3`:
         [--encryption enabled|required]
     /usr/bin/python3 tests/interop/lt_driver.py dht [--bootstrap HOST:PORT]... [--torrent T --save-path P]
         [--timeout S]
-    /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--timeout S]
+    /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--pex] [--timeout S]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
 `{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
@@ -648,7 +648,8 @@ def cmd_lsd(lt: ModuleType, args: argparse.Namespace) -> None:
     """Seed TORRENT from SAVE_PATH on ADDRESS with local service discovery (BEP 14) on.
 
     No trackers (the torrent's are overridden), DHT, PEX, UPnP or NAT-PMP: peers come only
-    from LSD. Two stages, each a JSON line followed by a wait for a line on stdin:
+    from LSD (and, with --pex, from peers' ut_pex messages). Two stages, each a JSON line
+    followed by a wait for a line on stdin:
 
     - "seeding": every piece checked, with "listen_port" (the port libtorrent announces);
     - "lsd_peer": libtorrent has heard an LSD announce for the torrent, with "peers": the
@@ -662,7 +663,7 @@ def cmd_lsd(lt: ModuleType, args: argparse.Namespace) -> None:
     params.save_path = save_path
     params.trackers = []
     flags = lt.torrent_flags
-    params.flags = flags.override_trackers | flags.disable_dht | flags.disable_pex
+    params.flags = flags.override_trackers | flags.disable_dht | (0 if args.pex else flags.disable_pex)
     settings = _loopback_settings(lt, args.interface)
     # lsd_peer_alert is in the peer category; the bindings have no class for it, so it is
     # known by what() and its endpoint read from its message.
@@ -740,6 +741,7 @@ def _parser() -> _Parser:
     lsd.add_argument("torrent")
     lsd.add_argument("save_path")
     lsd.add_argument("--interface", required=True, help="IPv4 address to listen, dial and announce on")
+    lsd.add_argument("--pex", action="store_true", help="take peers from ut_pex messages too")
     lsd.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     return parser
 

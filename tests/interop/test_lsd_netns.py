@@ -12,7 +12,6 @@ import json
 import random
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,22 +23,6 @@ import pytest
 from bitswarm.create import CreateOptions, create
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.lsd import open_local_discovery
-from bitswarm.wire.extension import (
-    UT_METADATA,
-    ExtendedHandshake,
-    FetchState,
-    MetadataCompleted,
-    MetadataData,
-    MetadataFetch,
-    MetadataReject,
-    MetadataRequest,
-    PeerExtensions,
-    SendMetadataRequest,
-    encode_handshake,
-    encode_metadata,
-)
-from bitswarm.wire.messages import Extended
-from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol
 
 from .netns import IP_TIMEOUT_S, NamespaceNetwork, open_test_network
 from .tools import lt_process, require
@@ -217,120 +200,3 @@ def test_bitswarm_and_a_libtorrent_seed_hear_each_others_lsd_announces(tmp_path:
     # ... and took ours (address from the datagram, port from the announce) as a peer.
     assert lsd_peer == {"stage": "lsd_peer", "peers": [[our_address, 7000]]}
 
-
-async def fetch_metadata(host: str, port: int, torrent: Torrent) -> bytes:
-    """The info dictionary, fetched over ut_metadata from the peer at ``host``:``port``.
-
-    The peer wire core needs a piece count, which a magnet link does not give; here the
-    torrent's own is used, as the point is the BEP 9 exchange with libtorrent.
-    """
-    assert torrent.info_hash_v1 is not None
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        core = PeerProtocol(
-            info_hash=torrent.info_hash_v1,
-            peer_id=b"-BS0000-lsd-metadata",
-            num_pieces=torrent.num_pieces,
-            piece_size=torrent.piece_size,
-            have_piece=lambda _index: False,
-            now=time.monotonic(),
-        )
-        extensions = PeerExtensions()
-        fetch = MetadataFetch(info_hash_v1=torrent.info_hash_v1, info_hash_v2=torrent.info_hash_v2)
-        writer.write(core.handshake())
-        async with asyncio.timeout(DEADLINE_S):
-            while fetch.state is not FetchState.DONE:
-                data = await reader.read(1 << 16)
-                assert data, "libtorrent closed the connection"
-                now = time.monotonic()
-                for event in core.receive(data, now):
-                    if isinstance(event, HandshakeCompleted):
-                        assert event.supports_extensions
-                        core.send(Extended(0, encode_handshake(client="bitswarm lsd test")))
-                    elif isinstance(event, Extended):
-                        value = extensions.decode(event)
-                        if isinstance(value, ExtendedHandshake):
-                            answers = fetch.add_peer("libtorrent", value.metadata_size, now)
-                        elif isinstance(value, MetadataData | MetadataReject):
-                            answers = fetch.on_message("libtorrent", value, now)
-                        else:
-                            continue
-                        for answer in answers:
-                            assert isinstance(answer, SendMetadataRequest | MetadataCompleted), answer
-                            if isinstance(answer, SendMetadataRequest):
-                                metadata_id = extensions.id_for(UT_METADATA)
-                                assert metadata_id is not None
-                                core.send(Extended(metadata_id, encode_metadata(MetadataRequest(answer.piece))))
-                writer.write(core.data_to_send())
-                await writer.drain()
-        assert fetch.info is not None
-        return fetch.info
-    finally:
-        writer.close()
-
-
-def test_an_info_hash_alone_finds_a_libtorrent_seed_by_lsd_and_fetches_its_metadata(tmp_path: Path) -> None:
-    content = tmp_path / "big.bin"
-    # 1,200 pieces of 16 KiB: an info dictionary of two metadata pieces, the last one short.
-    content.write_bytes(random.Random(9).randbytes(1200 * 16384))
-    torrent_file = tmp_path / "big.torrent"
-    torrent_file.write_bytes(create(content, CreateOptions(version=TorrentVersion.HYBRID, piece_length=16384)))
-    torrent = Torrent.decode(torrent_file.read_bytes())
-    assert torrent.info_hash_v1 is not None
-    assert 16384 < len(torrent.info) < 2 * 16384
-    info_hash = torrent.info_hash_v1
-    libtorrent_heard = threading.Event()
-    ready = threading.Event()
-
-    async def main(lt_address: str) -> bytes:
-        found: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-
-        def on_peer(peer_hash: bytes, host: str, port: int) -> None:
-            if (peer_hash, host) == (info_hash, lt_address):
-                found.put_nowait((host, port))
-
-        async with open_local_discovery(
-            port=7000, on_peer=on_peer, interface="eth0", ipv6=False, interval_s=0.3, min_round_gap_s=0.1
-        ) as service:
-            service.add_torrent(info_hash)
-            ready.set()
-            host, port = await asyncio.wait_for(found.get(), DEADLINE_S)
-            info = await fetch_metadata(host, port, torrent)
-            await asyncio.to_thread(libtorrent_heard.wait, DEADLINE_S)
-            return info
-
-    with open_test_network(["libtorrent", "bitswarm"]) as network:
-        lt_address = network["libtorrent"].address
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ours = pool.submit(network.call, "bitswarm", lambda: asyncio.run(main(lt_address)))
-            assert ready.wait(DEADLINE_S)
-            driver = lt_process(
-                "lsd",
-                torrent_file,
-                tmp_path,
-                "--interface",
-                lt_address,
-                "--timeout",
-                str(DEADLINE_S),
-                wrap=lambda argv: network.argv("libtorrent", argv),
-            )
-            try:
-                assert driver.stdin is not None
-                read_stage(driver)
-                driver.stdin.write("\n")
-                driver.stdin.flush()
-                try:
-                    read_stage(driver)
-                finally:
-                    libtorrent_heard.set()
-                driver.stdin.write("\n")
-                driver.stdin.flush()
-                assert driver.wait(timeout=DEADLINE_S) == 0
-            finally:
-                if driver.poll() is None:
-                    driver.kill()
-                    driver.wait()
-            info = ours.result(timeout=2 * DEADLINE_S + 10)
-    # Checked against both hashes by the fetch, and the same torrent once read.
-    assert info == torrent.info
-    assert Torrent.from_info(info).info_hash_v2 == torrent.info_hash_v2
