@@ -297,3 +297,21 @@ def test_get_peers_searches_announce_to_the_nodes_that_gave_tokens() -> None:
     assert completed[-1][0] == addresses[2]
     assert completed[-1][1].lookup_id == lookup_id
     assert completed[-1][1].peers == (("10.0.0.1", 6000),)
+
+
+def test_our_external_address_is_what_most_answering_nodes_report() -> None:
+    node = make_node()
+
+    def answer(index: int, reported: str) -> None:
+        address = (f"10.0.3.{index}", 1)
+        tid = krpc.decode(datagrams(node.ping(address, 1.0))[0].payload).transaction_id
+        node.receive(address, krpc.encode(Response(tid, bytes([index + 1]) * 20, requester=(reported, 7))), 1.1)
+
+    answer(0, "203.0.113.5")
+    answer(1, "198.51.100.1")
+    answer(2, "203.0.113.5")
+    for _ in range(5):  # one node repeating another claim has one vote, its first
+        answer(1, "192.0.2.99")
+    assert node.external_host is None
+    answer(3, "203.0.113.5")
+    assert node.external_host == "203.0.113.5"

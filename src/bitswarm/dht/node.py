@@ -68,6 +68,9 @@ HOUSEKEEPING_S = 60.0
 # Searches running at once (each holds up to MAX_CANDIDATES entries).
 MAX_LOOKUPS = 64
 STATE_NODES_PER_FAMILY = 200
+# Nodes heard on our external address (BEP 42); the first ones are enough to decide.
+MAX_ADDRESS_VOTES = 64
+MIN_ADDRESS_VOTES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,8 @@ class DHTNode:
         self._searches: dict[int, _Search] = {}
         self._next_lookup_id = 1
         self._next_housekeeping = now + HOUSEKEEPING_S
+        # BEP 42: what the nodes that answer us say our address is, one vote per node.
+        self._address_votes: dict[bytes, str] = {}
 
     # -- incoming ----------------------------------------------------------------------
 
@@ -261,6 +266,8 @@ class DHTNode:
         if (pending.node_id is not None and node_id != pending.node_id) or node_id == self.node_id:
             self.stats.dropped["wrong node id"] += 1
             return self._fail(pending, now)
+        if message.requester is not None and len(self._address_votes) < MAX_ADDRESS_VOTES:
+            self._address_votes.setdefault(node_id, message.requester[0])
         if self._acceptable(node_id, address[0]):
             to_ping = self.tables[family].heard_from(NodeInfo(node_id, address), now)
             if to_ping is not None and not self._pending_to(to_ping.address):
@@ -451,6 +458,15 @@ class DHTNode:
                 target = self.rng.randrange(low, high).to_bytes(krpc.NODE_ID_BYTES, "big")
                 out += self.find_node(target, now, family=family)[1]
         return out
+
+    @property
+    def external_host(self) -> str | None:
+        """Our address as most of the nodes that answered us see it (BEP 42), once
+        ``MIN_ADDRESS_VOTES`` agree; the caller may then pick a node ID for it."""
+        if not self._address_votes:
+            return None
+        host, votes = Counter(self._address_votes.values()).most_common(1)[0]
+        return host if votes >= MIN_ADDRESS_VOTES else None
 
     @property
     def pending_queries(self) -> int:
