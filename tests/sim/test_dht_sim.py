@@ -21,10 +21,12 @@ MAX_ROUNDS = 6
 MAX_QUERIES = 40
 
 
-def announce_and_search(net: SimDHT, addresses: list[Address]) -> list[tuple[set[Address], int, int]]:
+def announce_and_search(
+    net: SimDHT, addresses: list[Address], info_hash: bytes | None = None
+) -> list[tuple[set[Address], int, int]]:
     """ANNOUNCERS nodes announce one info-hash; SEARCHERS others search for it.
     Returns (peers found, rounds, queries) per search."""
-    info_hash = net.rng.randbytes(20)
+    info_hash = info_hash or net.rng.randbytes(20)
     chosen = net.rng.sample(addresses, ANNOUNCERS + SEARCHERS)
     for port, address in enumerate(chosen[:ANNOUNCERS], start=1000):
         lookup_id, outputs = net.nodes[address].get_peers(info_hash, net.now, announce_port=port)
@@ -66,3 +68,29 @@ def test_lookups_still_succeed_with_loss_and_a_fifth_of_the_nodes_gone(seed: int
         assert rounds <= MAX_ROUNDS + 2
         assert queries <= 2 * MAX_QUERIES
     assert sum(len(peers) for peers, _, _ in results) >= 0.9 * ANNOUNCERS * SEARCHERS
+
+
+@pytest.mark.parametrize("seed", [4])
+def test_nodes_breaking_bep42_never_enter_tables_nor_capture_an_info_hash(seed: int) -> None:
+    """Fifty nodes on public addresses pick IDs right beside one info-hash, which BEP 42
+    forbids them; honest nodes (exempt on 10.x addresses) enforce BEP 42."""
+    net = SimDHT(seed=seed)
+    addresses = net.build(NODES, enforce_node_id=True)
+    info_hash = net.rng.randbytes(20)
+    attackers = []
+    for index in range(50):
+        near = info_hash[:17] + bytes([index, 0, 0])
+        attacker = net.add_node(address=(f"8.8.{index}.1", 6881), node_id=near)
+        net.join(attacker, net.rng.choice(addresses))
+        attackers.append(attacker)
+    net.run_until(None, max_time_s=30.0)
+    attacker_set = set(attackers)
+    for address in addresses:
+        assert not attacker_set & {n.address for n in net.nodes[address].tables[4].nodes()}
+    # They were answered (and so learned honest nodes); they were just never listed.
+    assert all(len(net.nodes[a].tables[4]) > 0 for a in attackers)
+    results = announce_and_search(net, addresses, info_hash)
+    for peers, rounds, _ in results:
+        assert {port for _, port in peers} == set(range(1000, 1000 + ANNOUNCERS))
+        assert rounds <= MAX_ROUNDS
+    assert all(len(net.nodes[a].peer_store) == 0 for a in attackers)

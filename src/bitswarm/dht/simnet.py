@@ -11,6 +11,7 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bitswarm.dht.krpc import Address
 from bitswarm.dht.node import DHTNode, LookupCompleted, Output, SendDatagram
@@ -35,12 +36,19 @@ class SimDHT:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
-    def add_node(self, **options: object) -> Address:
+    def add_node(self, *, address: Address | None = None, node_id: bytes | None = None, **options: Any) -> Address:
+        """A new node (by default at the next 10.x.y.z address, with a random ID); not joined yet."""
         index = len(self.nodes) + 1
-        address = (f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}", PORT)
-        node_id = self.rng.randbytes(20)
-        self.nodes[address] = DHTNode(node_id, random.Random(self.rng.random()), self.now, **options)  # type: ignore[arg-type]
+        address = address or (f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}", PORT)
+        node_id = node_id or self.rng.randbytes(20)
+        self.nodes[address] = DHTNode(node_id, random.Random(self.rng.random()), self.now, **options)
         return address
+
+    def join(self, address: Address, via: Address) -> LookupCompleted:
+        """Bootstrap ``address`` through ``via`` and run the network until that search ends."""
+        lookup_id, outputs = self.nodes[address].bootstrap([via], self.now)
+        self.emit(address, outputs)
+        return self.wait_lookup(address, lookup_id)
 
     def emit(self, source: Address, outputs: list[Output]) -> None:
         for output in outputs:
@@ -90,15 +98,12 @@ class SimDHT:
             raise UsageError(f"lookup {lookup_id} of {address} did not complete in {max_time_s} s")
         return self.completed.pop(key)
 
-    def build(self, size: int, **options: object) -> list[Address]:
+    def build(self, size: int, **options: Any) -> list[Address]:
         """``size`` nodes, each joining through a random earlier one (the first is alone)."""
         addresses = [self.add_node(**options)]
         for _ in range(size - 1):
             address = self.add_node(**options)
-            via = self.rng.choice(addresses)
-            lookup_id, outputs = self.nodes[address].bootstrap([via], self.now)
-            self.emit(address, outputs)
-            self.wait_lookup(address, lookup_id)
+            self.join(address, self.rng.choice(addresses))
             addresses.append(address)
         # Let the pings of the last joins settle.
         self.run_until(None, max_time_s=10.0)
