@@ -315,3 +315,17 @@ def test_our_external_address_is_what_most_answering_nodes_report() -> None:
     assert node.external_host is None
     answer(3, "203.0.113.5")
     assert node.external_host == "203.0.113.5"
+
+
+def test_a_bucket_untouched_for_15_minutes_is_refreshed_by_a_search() -> None:
+    node = make_node()
+    node.tables[4].heard_from(NodeInfo(b"a" * 20, ("10.0.0.1", 1)), 0.0)
+    assert node.next_deadline() == 60.0
+    assert node.tick(60.0) == []  # housekeeping, but nothing is stale yet
+    assert node.next_deadline() == 120.0
+    refresh = [krpc.decode(d.payload) for d in datagrams(node.tick(960.0))]
+    assert len(refresh) == 1
+    assert isinstance(refresh[0], Query)
+    assert isinstance(refresh[0].arguments, FindNode)
+    assert node.searches == 1
+    assert datagrams(node.tick(1020.0)) == []  # refreshed once, not every minute
