@@ -16,6 +16,7 @@ runs this script as a subprocess of `/usr/bin/python3`:
     /usr/bin/python3 tests/interop/lt_driver.py dht [--bootstrap HOST:PORT]... [--torrent T --save-path P]
         [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--pex] [--timeout S]
+    /usr/bin/python3 tests/interop/lt_driver.py lsd-magnet INFO_HASH SAVE_PATH --interface ADDRESS [--timeout S]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
 `{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
@@ -41,6 +42,7 @@ What libtorrent 2.0.8 does during `check`, and how this script keeps it honest:
 """
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -692,6 +694,54 @@ def cmd_lsd(lt: ModuleType, args: argparse.Namespace) -> None:
         del session
 
 
+def cmd_lsd_magnet(lt: ModuleType, args: argparse.Namespace) -> None:
+    """Start from INFO_HASH (v1, hex) alone, find peers by LSD on ADDRESS and fetch the metadata.
+
+    No trackers, DHT or PEX. Once libtorrent has the info dictionary it prints one JSON line
+    (stage "metadata": the info dictionary's SHA-1 and SHA-256, its size, the torrent's name
+    and piece count) and waits for a line on stdin; the session closes after it.
+    """
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    params = lt.parse_magnet_uri(f"magnet:?xt=urn:btih:{args.info_hash}")
+    params.save_path = save_path
+    flags = lt.torrent_flags
+    params.flags = flags.disable_dht | flags.disable_pex
+    settings = _loopback_settings(lt, args.interface)
+    settings["enable_lsd"] = True
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(settings)
+    try:
+        handle = session.add_torrent(params)
+        while True:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                raise DriverError(f"lsd-magnet: no metadata within {args.timeout} s")
+            session.wait_for_alert(min(ALERT_POLL_MS, max(1, int(remaining_s * 1000))))
+            alerts = session.pop_alerts()
+            for alert in alerts:
+                if isinstance(alert, (lt.torrent_error_alert, lt.metadata_failed_alert)):
+                    raise DriverError(f"libtorrent: {alert.message()}")
+            if any(isinstance(alert, lt.metadata_received_alert) for alert in alerts):
+                break
+        ti = handle.torrent_file()
+        info = bytes(ti.metadata())
+        _emit_and_wait(
+            {
+                "stage": "metadata",
+                "sha1": hashlib.sha1(info).hexdigest(),
+                "sha256": hashlib.sha256(info).hexdigest(),
+                "metadata_size": len(info),
+                "name": ti.name(),
+                "num_pieces": ti.num_pieces(),
+            }
+        )
+        return None
+    finally:
+        del session
+
+
 COMMANDS = {
     "version": cmd_version,
     "info": cmd_info,
@@ -701,6 +751,7 @@ COMMANDS = {
     "seed": cmd_seed,
     "dht": cmd_dht,
     "lsd": cmd_lsd,
+    "lsd-magnet": cmd_lsd_magnet,
 }
 
 
@@ -743,6 +794,11 @@ def _parser() -> _Parser:
     lsd.add_argument("--interface", required=True, help="IPv4 address to listen, dial and announce on")
     lsd.add_argument("--pex", action="store_true", help="take peers from ut_pex messages too")
     lsd.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    lsd_magnet = sub.add_parser("lsd-magnet")
+    lsd_magnet.add_argument("info_hash", help="v1 info-hash, 40 hex digits")
+    lsd_magnet.add_argument("save_path")
+    lsd_magnet.add_argument("--interface", required=True, help="IPv4 address to listen, dial and announce on")
+    lsd_magnet.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import random
 import socket
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from bitswarm.create import CreateOptions, create
+from bitswarm.errors import PeerProtocolError
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.lsd import open_local_discovery
 from bitswarm.wire.extension import (
@@ -37,6 +39,7 @@ from bitswarm.wire.extension import (
     MetadataFetch,
     MetadataReject,
     MetadataRequest,
+    MetadataServe,
     PeerExtensions,
     PexMessage,
     PexPeer,
@@ -80,6 +83,14 @@ def next_stage(process: subprocess.Popen[str]) -> dict[str, Any]:
     process.stdin.write("\n")
     process.stdin.flush()
     return read_stage(process)
+
+
+def next_stage_ends(process: subprocess.Popen[str]) -> bool:
+    """Let the driver go on after its last stage; True once it has exited with status 0."""
+    assert process.stdin is not None
+    process.stdin.write("\n")
+    process.stdin.flush()
+    return process.wait(timeout=DEADLINE_S) == 0
 
 
 @contextlib.contextmanager
@@ -276,3 +287,104 @@ def test_libtorrent_dials_a_peer_that_bitswarm_names_in_a_pex_message(tmp_path: 
     assert their_handshake.extensions.get(UT_PEX)
     assert their_handshake.client is not None
     assert their_handshake.client.startswith("libtorrent")
+
+
+async def serve_metadata(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], torrent: Torrent, served: list[int]
+) -> None:
+    """Be a seed that answers only ut_metadata, from ``MetadataServe``; each piece sent is
+    appended to ``served`` as it goes.
+
+    Ends when the peer closes or breaks a rule (libtorrent first tries an encrypted
+    handshake, which our plain core refuses; it then comes back in the clear).
+    """
+    reader, writer = connection
+    assert torrent.info_hash_v1 is not None
+    core = PeerProtocol(
+        info_hash=torrent.info_hash_v1,
+        peer_id=b"-BS0000-metadata-srv",
+        num_pieces=torrent.num_pieces,
+        piece_size=torrent.piece_size,
+        have_piece=lambda _index: True,
+        now=time.monotonic(),
+    )
+    extensions = PeerExtensions()
+    server = MetadataServe(torrent.info)
+    try:
+        while data := await reader.read(1 << 16):
+            for event in core.receive(data, time.monotonic()):
+                if isinstance(event, HandshakeCompleted):
+                    writer.write(core.handshake())
+                    core.send(Extended(0, encode_handshake(metadata_size=server.metadata_size, client="bitswarm")))
+                elif isinstance(event, Extended):
+                    value = extensions.decode(event)
+                    if isinstance(value, MetadataRequest):
+                        answer = server.answer("libtorrent", value)
+                        if isinstance(answer, MetadataData):
+                            served.append(answer.piece)
+                        extension_id = extensions.id_for(UT_METADATA)
+                        assert extension_id is not None
+                        core.send(Extended(extension_id, encode_metadata(answer)))
+            writer.write(core.data_to_send())
+            await writer.drain()
+    except PeerProtocolError:
+        pass
+    finally:
+        writer.close()
+
+
+def test_libtorrent_gets_the_metadata_from_bitswarm_found_by_lsd(tmp_path: Path) -> None:
+    torrent_file, torrent = make_torrent(tmp_path, 1200, TorrentVersion.HYBRID)
+    torrent_file.unlink()  # libtorrent must get the info dictionary from us
+    assert torrent.info_hash_v1 is not None
+    info_hash = torrent.info_hash_v1
+    done, ready = threading.Event(), threading.Event()
+
+    async def main(address: str) -> list[int]:
+        served: list[int] = []
+
+        async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await serve_metadata((reader, writer), torrent, served)
+
+        listener = await asyncio.start_server(on_connection, address, OUR_PORT)
+        async with listener, open_local_discovery(
+            port=OUR_PORT, on_peer=lambda *_: None, interface="eth0", ipv6=False, interval_s=0.3, min_round_gap_s=0.1
+        ) as service:
+            service.add_torrent(info_hash)
+            ready.set()
+            await asyncio.to_thread(done.wait, DEADLINE_S)
+        return served
+
+    save_path = tmp_path / "download"
+    save_path.mkdir()
+    with open_test_network(["libtorrent", "bitswarm"]) as network, ThreadPoolExecutor(max_workers=1) as pool:
+        ours = pool.submit(network.call, "bitswarm", lambda: asyncio.run(main(network["bitswarm"].address)))
+        assert ready.wait(DEADLINE_S)
+        driver = lt_process(
+            "lsd-magnet",
+            info_hash.hex(),
+            save_path,
+            "--interface",
+            network["libtorrent"].address,
+            "--timeout",
+            str(DEADLINE_S),
+            wrap=lambda argv: network.argv("libtorrent", argv),
+        )
+        try:
+            metadata = read_stage(driver)
+            assert next_stage_ends(driver)
+        finally:
+            done.set()
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+        pieces_served = ours.result(timeout=DEADLINE_S + 10)
+    assert set(pieces_served) == {0, 1}  # the info dictionary is two metadata pieces
+    assert metadata == {
+        "stage": "metadata",
+        "sha1": hashlib.sha1(torrent.info).hexdigest(),
+        "sha256": hashlib.sha256(torrent.info).hexdigest(),
+        "metadata_size": len(torrent.info),
+        "name": torrent.name,
+        "num_pieces": torrent.num_pieces,
+    }
