@@ -10,6 +10,7 @@ import pytest
 from bitswarm import bencode
 from bitswarm.dht import krpc
 from bitswarm.dht.krpc import Address, AnnouncePeer, FindNode, GetPeers, NodeInfo, Ping, Query, Response
+from bitswarm.dht.lookup import Lookup
 from bitswarm.dht.node import DHTNode, LookupCompleted, Output, SendDatagram, load_state, save_state
 from bitswarm.dht.node_id import node_id_for
 from bitswarm.errors import KRPCError, UsageError
@@ -329,3 +330,31 @@ def test_a_bucket_untouched_for_15_minutes_is_refreshed_by_a_search() -> None:
     assert isinstance(refresh[0].arguments, FindNode)
     assert node.searches == 1
     assert datagrams(node.tick(1020.0)) == []  # refreshed once, not every minute
+
+
+def test_a_search_follows_at_most_max_rounds_hops_of_ever_nearer_nodes() -> None:
+    """A hostile node names one "nearer" node per answer, forever; the search stops."""
+    target = bytes(20)
+    first = NodeInfo(b"\xff" * 20, ("10.0.9.0", 1))
+    lookup = Lookup(target, [first], max_rounds=3)
+    asked = []
+    for step in range(1, 10):
+        chosen = lookup.next_queries()
+        if not chosen:
+            break
+        asked += chosen
+        nearer = NodeInfo((0xFF >> step).to_bytes(1, "big") + b"\xff" * 19, (f"10.0.9.{step}", 1))
+        lookup.on_response(chosen[0].address, chosen[0].node_id or b"", [nearer], [], None)
+    assert [candidate.hop for candidate in asked] == [1, 2, 3]
+    assert lookup.rounds == 3
+    assert lookup.is_done
+
+
+def test_a_search_ends_at_its_deadline_even_with_answers_outstanding() -> None:
+    node = make_node(query_timeout_s=1000.0)
+    lookup_id, _ = node.bootstrap([("10.0.0.7", 1)], now=0.0)
+    assert node.next_deadline() == 60.0
+    done = [o for o in node.tick(60.0) if isinstance(o, LookupCompleted)]
+    assert [d.lookup_id for d in done] == [lookup_id]
+    assert node.searches == 0
+    assert node.stats.dropped["search timeout"] == 1

@@ -3,7 +3,7 @@
 The search keeps the candidates it has heard of ordered by distance to the target. It
 keeps up to ``alpha`` queries in flight, always to the nearest candidates not asked yet,
 and ends when the ``k`` nearest candidates that did not fail have all answered (or when
-it has sent ``max_queries``). Every answer may name nearer nodes; each of those is one
+it has sent ``max_queries``, or reached ``max_rounds`` hops). Every answer may name nearer nodes; each of those is one
 *hop* further than the node that named it, and ``rounds`` is the deepest hop queried, the
 number of network round trips the search needed in sequence.
 
@@ -25,6 +25,9 @@ K = 8
 # Enough for a network of millions (about log2(n) useful hops, alpha wide, plus failures).
 MAX_QUERIES = 200
 MAX_CANDIDATES = 256
+# Hops in sequence: log2 of a network of millions over k is about 17; past that, a node
+# naming ever "nearer" nodes is leading us on.
+MAX_ROUNDS = 20
 MAX_PEERS = 1000
 
 
@@ -56,12 +59,14 @@ class Lookup:
         k: int = K,
         max_queries: int = MAX_QUERIES,
         max_candidates: int = MAX_CANDIDATES,
+        max_rounds: int = MAX_ROUNDS,
     ) -> None:
         self.target = target
         self.alpha = alpha
         self.k = k
         self.max_queries = max_queries
         self.max_candidates = max_candidates
+        self.max_rounds = max_rounds
         self._candidates: dict[Address, Candidate] = {}
         self._ids: set[bytes] = set()
         self.peers: dict[Address, None] = {}  # an ordered set
@@ -72,6 +77,8 @@ class Lookup:
         self._add(seeds, hop=1)
 
     def _add(self, nodes: Iterable[NodeInfo], hop: int) -> None:
+        if hop > self.max_rounds:
+            return
         for node in nodes:
             if node.address in self._candidates or node.node_id in self._ids:
                 continue

@@ -67,6 +67,8 @@ REFRESH_INTERVAL_S = 15 * 60.0
 HOUSEKEEPING_S = 60.0
 # Searches running at once (each holds up to MAX_CANDIDATES entries).
 MAX_LOOKUPS = 64
+# A search ends by then whatever is still in flight (a few seconds is the norm).
+LOOKUP_TIMEOUT_S = 60.0
 STATE_NODES_PER_FAMILY = 200
 # Nodes heard on our external address (BEP 42); the first ones are enough to decide.
 MAX_ADDRESS_VOTES = 64
@@ -112,6 +114,7 @@ class _Search:
     wants_peers: bool
     announce_port: int | None
     implied_port: bool
+    deadline: float
 
 
 @dataclass(slots=True)
@@ -396,7 +399,7 @@ class DHTNode:
         and the first queries. ``bootstrap`` addresses are asked first."""
         table = self._table(family)
         lookup = Lookup(target, table.closest(target, self.k), bootstrap=bootstrap, k=self.k)
-        return self._start(_Search(lookup, family, False, None, False), now)
+        return self._start(_Search(lookup, family, False, None, False, now + LOOKUP_TIMEOUT_S), now)
 
     def bootstrap(self, addresses: Iterable[Address], now: float, *, family: int = 4) -> tuple[int, list[Output]]:
         """Join the network through ``addresses``: a search for our own ID (BEP 5)."""
@@ -419,7 +422,8 @@ class DHTNode:
         lookup = Lookup(info_hash, table.closest(info_hash, self.k), k=self.k)
         for peer in self.peer_store.get(info_hash, family, now, self.rng):
             lookup.peers[peer] = None
-        return self._start(_Search(lookup, family, True, announce_port, implied_port), now)
+        search = _Search(lookup, family, True, announce_port, implied_port, now + LOOKUP_TIMEOUT_S)
+        return self._start(search, now)
 
     def ping(self, address: Address, now: float) -> list[Output]:
         """Ping ``address``; it enters the table if it answers."""
@@ -429,10 +433,11 @@ class DHTNode:
 
     def next_deadline(self) -> float:
         deadlines = [pending.deadline for pending in self._pending.values()]
+        deadlines += [search.deadline for search in self._searches.values()]
         return min([*deadlines, self._next_housekeeping])
 
     def tick(self, now: float) -> list[Output]:
-        """Time out our queries, refresh stale buckets, forget old peers."""
+        """Time out our queries and overdue searches, refresh stale buckets, forget old peers."""
         out: list[Output] = []
         expired = [tid for tid, pending in self._pending.items() if pending.deadline <= now]
         for tid in expired:
@@ -440,6 +445,10 @@ class DHTNode:
             if pending is not None:
                 self.stats.dropped["timeout"] += 1
                 out += self._fail(pending, now)
+        for lookup_id, search in list(self._searches.items()):
+            if search.deadline <= now and lookup_id in self._searches:
+                self.stats.dropped["search timeout"] += 1
+                out += self._finish(lookup_id, now)
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_S
             self.peer_store.expire(now)
