@@ -5,6 +5,8 @@ peer's extension messages, ``ProtocolError`` for LSD datagrams), never another e
 every codec round-trips; a metadata fetch fed anything by any peer never raises, never
 holds more than its size limit, never asks to be woken in the past, and completes only
 with bytes that hash to the info-hash.
+PEX diffs stay within the limits and add up to our connections; the LSD schedule
+announces every torrent on time and never asks to be woken in the past.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bitswarm.wire.extension import (
     PexFlags,
     PexMessage,
     PexPeer,
+    PexState,
     decode_handshake,
     decode_metadata,
     decode_pex,
@@ -217,3 +220,90 @@ def test_a_fetch_fed_anything_never_raises_and_completes_only_with_the_right_byt
         # A deadline already past would make the layer above call tick in a busy loop.
         deadline = fetch.next_deadline()
         assert deadline is None or deadline > now
+
+
+# -- PEX diffs -------------------------------------------------------------------------------
+
+SMALL_ADDRESSES = st.tuples(st.integers(0, 200).map(lambda n: f"10.0.{n >> 8}.{n & 0xFF}"), st.just(6881))
+
+
+@given(st.lists(st.tuples(st.sets(SMALL_ADDRESSES, max_size=150), st.floats(0, 120)), max_size=12))
+def test_pex_messages_add_up_to_our_connections_within_the_limits(
+    steps: list[tuple[set[tuple[str, int]], float]],
+) -> None:
+    remote = ("10.0.0.7", 6881)
+    state = PexState(remote=remote)
+    told: set[tuple[str, int]] = set()  # what the peer knows of our connections, from our messages
+    now = 0.0
+    connected: set[tuple[str, int]] = set()
+    last_sent: float | None = None
+    for connected, elapsed in steps:
+        now += elapsed
+        message = state.message_due(dict.fromkeys(connected, PexFlags.NONE), now)
+        if message is None:
+            continue
+        assert message.added or message.dropped  # never an empty message
+        assert len(message.added) <= 50
+        assert len(message.dropped) <= 50
+        assert last_sent is None or now >= last_sent + 60.0
+        added = {peer.address for peer in message.added}
+        assert remote not in added
+        assert added <= connected
+        assert not added & told
+        assert set(message.dropped) <= told
+        assert not set(message.dropped) & connected
+        told = (told | added) - set(message.dropped)
+        last_sent = now
+    # Enough quiet minutes later, the peer has been told exactly our connections.
+    for _ in range(10):
+        now += 60.0
+        message = state.message_due(dict.fromkeys(connected, PexFlags.NONE), now)
+        if message is not None:
+            told = (told | {peer.address for peer in message.added}) - set(message.dropped)
+    assert told == connected - {remote}
+
+
+# -- LSD schedule ----------------------------------------------------------------------------
+
+LSD_STEPS = st.lists(
+    st.tuples(st.sampled_from(["add", "remove", "tick"]), st.integers(0, 5), st.floats(0, 200)), max_size=40
+)
+
+
+@given(LSD_STEPS)
+def test_lsd_announces_every_torrent_on_time_and_never_wants_waking_in_the_past(
+    steps: list[tuple[str, int, float]],
+) -> None:
+    interval_s, gap_s = 300.0, 60.0
+    lsd = LocalDiscovery(port=1, cookie="c", interval_s=interval_s, min_round_gap_s=gap_s, first_announce_delay_s=2.0)
+    now = 0.0
+    added_at: dict[bytes, float] = {}
+    last_announced: dict[bytes, float] = {}
+    for kind, number, elapsed in steps:
+        info_hash = bytes([number]) * 20
+        if kind == "add":
+            lsd.add_torrent(info_hash, now)
+            added_at.setdefault(info_hash, now)
+        elif kind == "remove":
+            lsd.remove_torrent(info_hash)
+            added_at.pop(info_hash, None)
+            last_announced.pop(info_hash, None)
+        else:
+            # Run the core as the I/O layer does: tick at every deadline up to the new time.
+            target = now + elapsed
+            for _ in range(1000):
+                deadline = lsd.next_deadline()
+                if deadline is None or deadline > target:
+                    break
+                now = max(now, deadline)
+                for datagram in lsd.tick(now):
+                    for announced in decode_announce(datagram.payload).info_hashes:
+                        last_announced[announced] = now
+            else:
+                raise AssertionError("the core kept asking to be woken")
+            now = target
+        deadline = lsd.next_deadline()
+        assert deadline is None or deadline > now
+        for info_hash, since in added_at.items():
+            # Announced within a first delay of being added, then at least every interval plus a gap.
+            assert now - last_announced.get(info_hash, since) <= max(2.0, interval_s + gap_s) + 1e-6
