@@ -99,6 +99,8 @@ def test_a_libtorrent_like_handshake_with_unknown_keys_is_read() -> None:
     assert handshake.client == "libtorrent/2.0.8.0"
     assert handshake.yourip == "127.0.0.1"
     assert handshake.ipv6 == "::1"
+    assert handshake.upload_only is False
+    assert handshake.prefers_encryption is None
 
 
 def test_handshake_keys_in_any_order_are_read_but_duplicates_are_not() -> None:
@@ -125,6 +127,8 @@ def test_handshake_keys_in_any_order_are_read_but_duplicates_are_not() -> None:
         (bencode.encode({"yourip": b"12345"}), "yourip"),
         (bencode.encode({"ipv4": bytes(16)}), "ipv4"),
         (bencode.encode({"ipv6": bytes(4)}), "ipv6"),
+        (bencode.encode({"e": b"1"}), "'e'"),
+        (bencode.encode({"upload_only": -1}), "upload_only"),
         (b"d1:md" + b"d" * 20 + b"e" * 22, "extended handshake"),  # nested past the depth limit
     ],
 )
@@ -146,12 +150,13 @@ def test_later_handshakes_update_and_disable_extensions() -> None:
     assert isinstance(first, ExtendedHandshake)
     assert peer.id_for(UT_METADATA) == 3
     assert peer.id_for(UT_PEX) == 4
-    second = peer.decode(Extended(0, bencode.encode({"m": {"ut_pex": 0}})))
+    second = peer.decode(Extended(0, bencode.encode({"e": 1, "m": {"ut_pex": 0}})))
     assert isinstance(second, ExtendedHandshake)
     assert peer.id_for(UT_PEX) is None
     assert not peer.supports(UT_PEX)
     assert peer.id_for(UT_METADATA) == 3  # a name left out keeps its id
     assert second.metadata_size == 99  # and so does a key left out
+    assert second.prefers_encryption is True
     assert peer.handshake == second
 
 

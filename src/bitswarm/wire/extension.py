@@ -106,6 +106,8 @@ class ExtendedHandshake:
     yourip: str | None = None
     ipv4: str | None = None
     ipv6: str | None = None
+    prefers_encryption: bool | None = None  # "e": for the PEX flag of the same name
+    upload_only: bool | None = None  # BEP 21: a seed, or a peer that will not download
 
 
 def encode_handshake(
@@ -157,6 +159,8 @@ def decode_handshake(payload: bytes) -> ExtendedHandshake:
     client = fields.get(b"v")
     if client is not None and not isinstance(client, bytes):
         raise PeerProtocolError("extended handshake: 'v' is not a string")
+    prefers_encryption = _optional_int(fields, b"e", 0, 1 << 62)
+    upload_only = _optional_int(fields, b"upload_only", 0, 1 << 62)
     return ExtendedHandshake(
         extensions=extensions,
         metadata_size=metadata_size,
@@ -167,6 +171,8 @@ def decode_handshake(payload: bytes) -> ExtendedHandshake:
         yourip=_optional_address(fields, b"yourip", (4, 16)),
         ipv4=_optional_address(fields, b"ipv4", (4,)),
         ipv6=_optional_address(fields, b"ipv6", (16,)),
+        prefers_encryption=bool(prefers_encryption) if prefers_encryption is not None else None,
+        upload_only=bool(upload_only) if upload_only is not None else None,
     )
 
 
@@ -422,6 +428,8 @@ def _merged(old: ExtendedHandshake, new: ExtendedHandshake, extensions: Mapping[
         yourip=new.yourip if new.yourip is not None else old.yourip,
         ipv4=new.ipv4 if new.ipv4 is not None else old.ipv4,
         ipv6=new.ipv6 if new.ipv6 is not None else old.ipv6,
+        prefers_encryption=new.prefers_encryption if new.prefers_encryption is not None else old.prefers_encryption,
+        upload_only=new.upload_only if new.upload_only is not None else old.upload_only,
     )
 
 
