@@ -13,6 +13,7 @@ from bitswarm import bencode
 from bitswarm.dht import krpc
 from bitswarm.dht.krpc import Query
 from bitswarm.dht.node import load_state
+from bitswarm.dht.node_id import is_valid_for
 from bitswarm.errors import UsageError
 from bitswarm.net.dht import DHTService, open_dht, parse_endpoint, run_dht_node
 
@@ -164,3 +165,19 @@ def test_the_layer_runs_on_uvloop() -> None:
             return await second.get_peers(INFO_HASH, timeout_s=WAIT_S)
 
     assert uvloop.run(scenario()) == [(V4, 7000)]
+
+
+def test_an_external_address_gives_a_bep42_id_replacing_a_saved_one_that_does_not_suit(tmp_path: Path) -> None:
+    state_path = tmp_path / "dht.state"
+
+    async def scenario() -> None:
+        async with open_dht([f"{V4}:0"], state_path=state_path) as plain:
+            random_id = plain.node.node_id
+        async with open_dht([f"{V4}:0"], state_path=state_path, external_ip="8.8.4.4") as tied:
+            assert tied.node.node_id != random_id
+            assert is_valid_for(tied.node.node_id, "8.8.4.4")
+            tied_id = tied.node.node_id
+        async with open_dht([f"{V4}:0"], state_path=state_path, external_ip="8.8.4.4") as again:
+            assert again.node.node_id == tied_id
+
+    asyncio.run(scenario())

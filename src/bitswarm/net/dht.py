@@ -26,7 +26,7 @@ from typing import Any
 
 from bitswarm.dht.krpc import Address, family_of
 from bitswarm.dht.node import DHTNode, LookupCompleted, Output, SendDatagram, load_state, save_state
-from bitswarm.dht.node_id import node_id_for
+from bitswarm.dht.node_id import is_valid_for, node_id_for
 from bitswarm.errors import KRPCError, UsageError
 
 log = logging.getLogger(__name__)
@@ -268,8 +268,9 @@ async def open_dht(
     """A running DHT node, closed (and its state saved to ``state_path``) on exit.
 
     ``bind`` lists ``HOST:PORT`` (one per family; port 0 picks a free one). The node ID
-    comes from ``state_path`` when it holds one, else from ``external_ip`` (BEP 42) or
-    chance. Saved nodes are bootstrap addresses as well. With ``join`` the node
+    comes from ``state_path`` when it holds one that suits ``external_ip`` (BEP 42), else
+    from ``external_ip``, else from chance; once running, ``service.node.external_host``
+    says what address other nodes see. Saved nodes are bootstrap addresses as well. With ``join`` the node
     bootstraps before the block runs. Raises ``UsageError`` for a bad endpoint and
     ``OSError`` when a socket cannot be bound.
     """
@@ -284,8 +285,11 @@ async def open_dht(
         else:
             node_id = state.node_id
             saved = [node.address for node in state.nodes]
+    if external_ip and (node_id is None or not is_valid_for(node_id, external_ip)):
+        # A saved ID from another address would keep us out of enforcing nodes' tables.
+        node_id = node_id_for(external_ip, rng)
     if node_id is None:
-        node_id = node_id_for(external_ip, rng) if external_ip else rng.randbytes(20)
+        node_id = rng.randbytes(20)
     endpoints = [parse_endpoint(text) for text in bind]
     families = {family_of(host) for host, _ in endpoints}
     if len(families) != len(endpoints):
