@@ -170,6 +170,14 @@ def test_extended_messages_are_decoded_by_the_ids_we_offered() -> None:
         peer.decode(Extended(9, b"de"))
 
 
+def test_a_private_torrent_offers_no_pex_and_refuses_pex_messages() -> None:
+    private_ids = {UT_METADATA: 1}
+    assert decode_handshake(encode_handshake(extensions=private_ids)).extensions == {UT_METADATA: 1}
+    peer = PeerExtensions(private_ids)
+    with pytest.raises(PeerProtocolError, match="never offered"):
+        peer.decode(Extended(OUR_EXTENSION_IDS[UT_PEX], encode_pex(PexMessage())))
+
+
 def test_encode_handshake_refuses_ids_that_do_not_fit_a_byte() -> None:
     with pytest.raises(UsageError):
         encode_handshake(extensions={"ut_pex": 300})

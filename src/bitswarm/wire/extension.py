@@ -27,6 +27,7 @@ import hashlib
 import ipaddress
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from bitswarm import bencode
 from bitswarm.errors import DecodeError, PeerProtocolError, UsageError
@@ -39,7 +40,9 @@ UT_METADATA = "ut_metadata"
 UT_PEX = "ut_pex"
 HANDSHAKE_ID = 0
 # The ids peers use to send us each extension (BEP 10: ours to choose, 1..255, unique).
-OUR_EXTENSION_IDS: Mapping[str, int] = {UT_METADATA: 1, UT_PEX: 2}
+# A private torrent (BEP 27) offers ut_metadata alone: pass {UT_METADATA: 1} to both
+# encode_handshake and PeerExtensions, and a ut_pex message becomes a protocol error.
+OUR_EXTENSION_IDS: Mapping[str, int] = MappingProxyType({UT_METADATA: 1, UT_PEX: 2})
 
 # Extension handshakes of real clients have about twenty values; these bound a hostile one.
 MAX_HANDSHAKE_TOKENS = 1000
