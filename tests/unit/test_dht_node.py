@@ -231,6 +231,8 @@ def test_our_queries_time_out_and_a_lookup_ends_without_answers() -> None:
     node = make_node(query_timeout_s=2.0)
     lookup_id, outputs = node.bootstrap([("10.0.0.7", 1), ("10.0.0.8", 1)], now=0.0)
     assert len(datagrams(outputs)) == 2
+    assert node.next_deadline() == node.soft_timeout_s
+    assert node.tick(node.soft_timeout_s) == []  # slow, but nobody else to ask
     assert node.next_deadline() == 2.0
     done = [o for o in node.tick(2.0) if isinstance(o, LookupCompleted)]
     assert [d.lookup_id for d in done] == [lookup_id]
@@ -332,6 +334,17 @@ def test_a_bucket_untouched_for_15_minutes_is_refreshed_by_a_search() -> None:
     assert datagrams(node.tick(1020.0)) == []  # refreshed once, not every minute
 
 
+def test_a_slow_query_frees_its_slot_for_the_next_candidate() -> None:
+    node = make_node()
+    for i in range(5):
+        node.tables[4].heard_from(NodeInfo(bytes([i + 1]) * 20, (f"10.0.5.{i}", 1)), 0.0)
+    _, outputs = node.find_node(bytes(20), now=1.0)
+    assert len(datagrams(outputs)) == 3  # alpha
+    more = datagrams(node.tick(1.0 + node.soft_timeout_s))
+    assert len(more) == 2  # the other two candidates, while the first three may still answer
+    assert node.pending_queries == 5
+
+
 def test_a_search_follows_at_most_max_rounds_hops_of_ever_nearer_nodes() -> None:
     """A hostile node names one "nearer" node per answer, forever; the search stops."""
     target = bytes(20)
@@ -351,7 +364,7 @@ def test_a_search_follows_at_most_max_rounds_hops_of_ever_nearer_nodes() -> None
 
 
 def test_a_search_ends_at_its_deadline_even_with_answers_outstanding() -> None:
-    node = make_node(query_timeout_s=1000.0)
+    node = make_node(query_timeout_s=1000.0, soft_timeout_s=100.0)
     lookup_id, _ = node.bootstrap([("10.0.0.7", 1)], now=0.0)
     assert node.next_deadline() == 60.0
     done = [o for o in node.tick(60.0) if isinstance(o, LookupCompleted)]

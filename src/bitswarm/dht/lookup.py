@@ -46,6 +46,9 @@ class Candidate:
     hop: int
     state: CandidateState = CandidateState.NEW
     token: bytes | None = None
+    # In flight for longer than a soft timeout: its answer is still welcome, but it no
+    # longer holds one of the alpha slots (a lost datagram costs a slot, not the search).
+    is_slow: bool = False
 
 
 class Lookup:
@@ -99,13 +102,22 @@ class Lookup:
                     self._ids.discard(candidate.node_id)
 
     def _nearest_alive(self) -> list[Candidate]:
-        alive = [c for c in self._candidates.values() if c.state is not CandidateState.FAILED]
+        """The k nearest that have not failed and are not slow (a slow one that answers
+        after all is counted again)."""
+        alive = [c for c in self._candidates.values() if c.state is not CandidateState.FAILED and not c.is_slow]
         alive.sort(key=lambda c: c.distance)
         return alive[: self.k]
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for c in self._candidates.values() if c.state is CandidateState.IN_FLIGHT)
+        """Queries in flight that still hold a slot (slow ones do not)."""
+        return sum(1 for c in self._candidates.values() if c.state is CandidateState.IN_FLIGHT and not c.is_slow)
+
+    def mark_slow(self, address: Address) -> None:
+        """The query to ``address`` passed the soft timeout: free its slot."""
+        candidate = self._candidates.get(address)
+        if candidate is not None and candidate.state is CandidateState.IN_FLIGHT:
+            candidate.is_slow = True
 
     def next_queries(self) -> list[Candidate]:
         """The candidates to query now; each is marked in flight."""
@@ -133,6 +145,7 @@ class Lookup:
             candidate.distance = distance(node_id, self.target)
             self._ids.add(node_id)
         candidate.state = CandidateState.ANSWERED
+        candidate.is_slow = False
         candidate.token = token
         for peer in peers:
             if len(self.peers) >= MAX_PEERS:
@@ -147,11 +160,18 @@ class Lookup:
 
     @property
     def is_done(self) -> bool:
+        nearest = self._nearest_alive()
+        # Kademlia's end: the k nearest have answered; stragglers cannot matter any more.
+        if nearest and all(c.state is CandidateState.ANSWERED for c in nearest):
+            return True
         if self.in_flight:
             return False
         if self.queries_sent >= self.max_queries:
             return True
-        return all(c.state is not CandidateState.NEW for c in self._nearest_alive())
+        if any(c.state is CandidateState.NEW for c in nearest):
+            return False
+        # Nobody left to ask but slow nodes: their answers are all the search can still get.
+        return not any(c.state is CandidateState.IN_FLIGHT for c in self._candidates.values())
 
     def closest_answered(self) -> list[Candidate]:
         """The k nearest candidates that answered, nearest first."""

@@ -55,6 +55,8 @@ from bitswarm.ratelimit import RateLimiter
 VERSION = b"BS\x00\x01"
 # A lost UDP query is never answered; real clients wait 2 to 5 seconds.
 QUERY_TIMEOUT_S = 4.0
+# After this a search stops waiting for a query and asks another node in its place.
+SOFT_TIMEOUT_S = 1.5
 # Our own queries in flight; beyond this a search waits or skips a node.
 MAX_PENDING_QUERIES = 1024
 # Queries from one IP address: a lookup sends a few; a flood gets silence.
@@ -105,6 +107,8 @@ class _Pending:
     node_id: bytes | None
     deadline: float
     lookup_id: int | None
+    # For a search's query: when it stops holding a slot (then None).
+    soft_deadline: float | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +142,7 @@ class DHTNode:
         read_only: bool = False,
         enforce_node_id: bool = False,
         query_timeout_s: float = QUERY_TIMEOUT_S,
+        soft_timeout_s: float = SOFT_TIMEOUT_S,
         max_pending: int = MAX_PENDING_QUERIES,
         query_rate_per_s: float = QUERY_RATE_PER_S,
         query_burst: float = QUERY_BURST,
@@ -151,6 +156,7 @@ class DHTNode:
         self.read_only = read_only
         self.enforce_node_id = enforce_node_id
         self.query_timeout_s = query_timeout_s
+        self.soft_timeout_s = soft_timeout_s
         self.max_pending = max_pending
         self.k = k
         self.tables = {family: RoutingTable(node_id, k=k, now=now) for family in families}
@@ -320,7 +326,8 @@ class DHTNode:
                 break
         else:
             return []
-        self._pending[transaction_id] = _Pending(address, node_id, now + self.query_timeout_s, lookup_id)
+        soft_deadline = now + self.soft_timeout_s if lookup_id is not None else None
+        self._pending[transaction_id] = _Pending(address, node_id, now + self.query_timeout_s, lookup_id, soft_deadline)
         query = Query(transaction_id, self.node_id, arguments, read_only=self.read_only)
         return [self._datagram(address, krpc.encode(query, version=VERSION))]
 
@@ -432,7 +439,10 @@ class DHTNode:
     # -- time --------------------------------------------------------------------------
 
     def next_deadline(self) -> float:
-        deadlines = [pending.deadline for pending in self._pending.values()]
+        deadlines = [
+            pending.deadline if pending.soft_deadline is None else pending.soft_deadline
+            for pending in self._pending.values()
+        ]
         deadlines += [search.deadline for search in self._searches.values()]
         return min([*deadlines, self._next_housekeeping])
 
@@ -445,6 +455,13 @@ class DHTNode:
             if pending is not None:
                 self.stats.dropped["timeout"] += 1
                 out += self._fail(pending, now)
+        for pending in list(self._pending.values()):
+            if pending.soft_deadline is not None and pending.soft_deadline <= now:
+                pending.soft_deadline = None
+                search = self._searches.get(pending.lookup_id) if pending.lookup_id is not None else None
+                if search is not None and pending.lookup_id is not None:
+                    search.lookup.mark_slow(pending.address)
+                    out += self._advance(pending.lookup_id, now)
         for lookup_id, search in list(self._searches.items()):
             if search.deadline <= now and lookup_id in self._searches:
                 self.stats.dropped["search timeout"] += 1
