@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from bitswarm.create import CreateOptions, create
+from bitswarm.engine.swarm import DownloadFinished, PieceVerified
 from bitswarm.errors import UsageError
 from bitswarm.metainfo import Torrent, TorrentVersion
-from bitswarm.net.session import Session, TorrentRuntime
+from bitswarm.net.events import TorrentEvent
+from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
 
 from .conftest import scrape_counts
 
@@ -98,3 +100,93 @@ def test_a_download_closed_as_soon_as_it_finishes_still_announces_completed(tmp_
             await seeder.close()
 
     asyncio.run(scenario())
+
+
+def _inversions(order: list[int]) -> int:
+    return sum(1 for position, index in enumerate(order) for later in order[position + 1 :] if later < index)
+
+
+def _shared_torrent(tmp_path: Path, size: int, piece_length: int, seed: int) -> tuple[Path, Torrent]:
+    source = tmp_path / "seed" / "data.bin"
+    source.parent.mkdir()
+    source.write_bytes(random.Random(seed).randbytes(size))
+    return source, Torrent.decode(create(source, CreateOptions(version=TorrentVersion.V1, piece_length=piece_length)))
+
+
+def test_events_tell_pieces_pause_resume_finish_and_removal(tmp_path: Path) -> None:
+    source, torrent = _shared_torrent(tmp_path, 600_000, 32 * 1024, 11)
+
+    async def scenario() -> None:
+        seeder = Session(port=0, host="127.0.0.1", max_up=300_000)
+        leecher = Session(port=0, host="127.0.0.1")
+        await seeder.start()
+        await leecher.start()
+        try:
+            await seeder.add(torrent, source.parent)
+            download = await leecher.add(torrent, tmp_path / "get")
+            events = download.events()
+            seen: list[TorrentEvent] = []
+            await download.connect(("127.0.0.1", seeder.port))
+            async with asyncio.timeout(60):
+                async for event in events:
+                    seen.append(event)
+                    if isinstance(event, PieceVerified) and len(seen) == 3:
+                        await download.pause()
+                        download.resume()
+                        await download.connect(("127.0.0.1", seeder.port))
+                    if isinstance(event, DownloadFinished):
+                        break
+            await leecher.remove(torrent.info_hash_v1 or b"")
+            async with asyncio.timeout(10):
+                rest = [event async for event in events]  # ends with the removal
+            kinds = [type(event).__name__ for event in seen + rest]
+            # Pieces being checked when the pause came may still verify during it.
+            assert kinds.count("TorrentPaused") == kinds.count("TorrentResumed") == 1
+            assert 3 <= kinds.index("TorrentPaused") < kinds.index("TorrentResumed")
+            assert kinds[-2:] == ["DownloadFinished", "TorrentRemoved"]
+            verified = sorted(event.index for event in seen if isinstance(event, PieceVerified))
+            assert verified == list(range(torrent.num_pieces))
+            assert events.dropped == 0
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_sequential_mode_verifies_pieces_in_order(tmp_path: Path, sequential: bool) -> None:
+    """Sequential mode (`get --sequential`) takes pieces from the start: the order in which
+    they verify is nearly sorted, where rarest-first's random picks are not."""
+    source, torrent = _shared_torrent(tmp_path, 96 * 16 * 1024, 16 * 1024, 12)
+
+    async def scenario() -> list[int]:
+        seeder = Session(port=0, host="127.0.0.1")
+        leecher = Session(port=0, host="127.0.0.1")
+        await seeder.start()
+        await leecher.start()
+        try:
+            await seeder.add(torrent, source.parent)
+            download = await leecher.add(torrent, tmp_path / "get", TorrentOptions(sequential=sequential))
+            events = download.events()
+            await download.connect(("127.0.0.1", seeder.port))
+            order: list[int] = []
+            async with asyncio.timeout(60):
+                async for event in events:
+                    if isinstance(event, PieceVerified):
+                        order.append(event.index)
+                    elif isinstance(event, DownloadFinished):
+                        break
+            assert (tmp_path / "get" / "data.bin").read_bytes() == source.read_bytes()
+            return order
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    order = asyncio.run(scenario())
+    assert sorted(order) == list(range(torrent.num_pieces))
+    worst = len(order) * (len(order) - 1) // 2
+    if sequential:
+        assert _inversions(order) <= worst // 50
+    else:
+        assert _inversions(order) > worst // 10

@@ -13,7 +13,6 @@ atomically, every ``RESUME_PERIOD_S`` and at shutdown.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
 import logging
@@ -40,8 +39,17 @@ from bitswarm.engine.swarm import (
     Swarm,
     WriteBlock,
 )
+from bitswarm.engine.upload_queue import UploadQueue
 from bitswarm.errors import BitswarmError, StorageError, TrackerError, UsageError
 from bitswarm.metainfo import Torrent
+from bitswarm.net.events import (
+    DEFAULT_EVENT_BACKLOG,
+    EventStream,
+    TorrentEvent,
+    TorrentPaused,
+    TorrentRemoved,
+    TorrentResumed,
+)
 from bitswarm.net.http_client import http_get
 from bitswarm.net.peer import PeerConnection
 from bitswarm.storage import resume
@@ -151,12 +159,14 @@ class TorrentRuntime:
         self._reading_paused = False
         self._tasks: set[asyncio.Task[Any]] = set()
         # Requests to serve; a task drains them while there are any (none idles per torrent).
-        self._uploads: collections.deque[tuple[PeerConnection, ServeBlock]] = collections.deque()
+        self._uploads: UploadQueue[PeerConnection, ServeBlock] = UploadQueue()
         self._uploader: asyncio.Task[Any] | None = None
         self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
         self._resume_dirty = False
         self._tiers = TrackerTiers(torrent.trackers, random.Random())
         self._completed_announce: asyncio.Task[AnnounceResult] | None = None
+        self._subscribers: list[EventStream] = []
+        self._checks: set[asyncio.Task[Any]] = set()
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -192,14 +202,19 @@ class TorrentRuntime:
         if completed is not None and not completed.done():
             with contextlib.suppress(TimeoutError, BitswarmError, OSError):
                 await asyncio.wait_for(completed, STOP_ANNOUNCE_TIMEOUT_S)
+        for peer in list(self.peers):
+            peer.close("stopping")  # first, so no new piece starts its check during the stop
+        # A piece being hashed finishes its check: cancelled, its bytes would reach the disk
+        # with nobody told, and the picker would wait for that piece forever.
+        checks = self._checks & self._tasks
+        if checks:
+            await asyncio.wait(checks)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
                 await task
         self._uploads.clear()
-        for peer in list(self.peers):
-            peer.close("stopping")
         if self.torrent.trackers and self.swarm is not None:
             with contextlib.suppress(TimeoutError, BitswarmError, OSError):
                 await asyncio.wait_for(self._announce_once(Event.STOPPED), STOP_ANNOUNCE_TIMEOUT_S)
@@ -210,11 +225,24 @@ class TorrentRuntime:
         if not self.paused:
             self.paused = True
             await self._stop_tasks()
+            self._emit(TorrentPaused())
 
     def resume(self) -> None:
         """Announce again and take peers again after ``pause``."""
         if self.paused:
             self._start_tasks()
+            self._emit(TorrentResumed())
+
+    def events(self, backlog: int = DEFAULT_EVENT_BACKLOG) -> EventStream:
+        """This torrent's events from now on (pieces verified, finished, paused, resumed,
+        removed), as an async iterator; ``close()`` it to stop listening."""
+        stream = EventStream(self._subscribers.remove, backlog)
+        self._subscribers.append(stream)
+        return stream
+
+    def _emit(self, event: TorrentEvent) -> None:
+        for stream in self._subscribers:
+            stream.put(event)
 
     def _super_seed(self) -> bool:
         """Super-seed when asked, or by default when a rate limit makes our upload scarce."""
@@ -252,6 +280,8 @@ class TorrentRuntime:
             await self._stop_tasks()
         await asyncio.get_running_loop().run_in_executor(self.readers, self.read_storage.close)
         await self._run_disk(self.storage.close)
+        self._emit(TorrentRemoved())
+        self._subscribers.clear()
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -341,9 +371,11 @@ class TorrentRuntime:
             if isinstance(action, WriteBlock):
                 self._take_block(action)
             elif isinstance(action, CheckPiece):
-                self.spawn(self._check_piece(action.index))
+                check = self.spawn(self._check_piece(action.index))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
             elif isinstance(action, ServeBlock):
-                self._uploads.append((action.peer, action))  # type: ignore[arg-type]
+                self._uploads.push(action.peer, action.index, action)  # type: ignore[arg-type]
                 if self._uploader is None or self._uploader.done():
                     self._uploader = self.spawn(self._upload_loop())
             elif isinstance(action, BanPeer | ClosePeer):
@@ -355,8 +387,10 @@ class TorrentRuntime:
                 peer.close(action.reason)
             elif isinstance(action, PieceVerified):
                 self._resume_dirty = True
+                self._emit(action)
             elif isinstance(action, DownloadFinished):
                 self.finished.set()
+                self._emit(action)
                 if self.torrent.trackers:
                     self._completed_announce = self.spawn(self._announce_once(Event.COMPLETED))
         for peer in list(self.peers):
@@ -446,7 +480,7 @@ class TorrentRuntime:
         """Serve queued requests in batches: one disk-thread round trip for many blocks."""
         while self._uploads:
             limit = self._upload_batch_limit()
-            batch = [self._uploads.popleft() for _ in range(min(limit, len(self._uploads)))]
+            batch = self._uploads.pop_batch(limit)
             wanted = [(connection, request) for connection, request in batch if self._still_wanted(connection, request)]
             if not wanted:
                 continue

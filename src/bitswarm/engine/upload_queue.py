@@ -1,0 +1,52 @@
+"""The order in which we serve the blocks peers asked us for: one requester's piece at a time.
+
+Peers keep several requests queued with us and refill them block by block, so in arrival
+order the blocks of every (peer, piece) pair interleave, and an upload shared by eight
+peers finishes each piece only after eight pieces' worth of time. A peer can pass a piece
+on only once it has all of it and checked it, so that latency is paid again at every hop
+of a piece's way through the swarm. Serving the oldest (peer, piece) pair's blocks first
+gets each piece to its requester as fast as our upload allows, at the same total rate,
+and no pair waits behind more than the pairs that were asked for before it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+Peer = TypeVar("Peer", bound=Hashable)
+Request = TypeVar("Request")
+
+
+class UploadQueue(Generic[Peer, Request]):
+    def __init__(self) -> None:
+        self._groups: OrderedDict[tuple[Peer, int], deque[Request]] = OrderedDict()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, peer: Peer, index: int, request: Request) -> None:
+        group = self._groups.get((peer, index))
+        if group is None:
+            group = self._groups[(peer, index)] = deque()
+        group.append(request)
+        self._count += 1
+
+    def pop_batch(self, limit: int) -> list[tuple[Peer, Request]]:
+        """Up to ``limit`` requests, the oldest pair's first."""
+        batch: list[tuple[Peer, Request]] = []
+        groups = self._groups
+        while groups and len(batch) < limit:
+            (peer, index), group = next(iter(groups.items()))
+            while group and len(batch) < limit:
+                batch.append((peer, group.popleft()))
+            if not group:
+                del groups[(peer, index)]
+        self._count -= len(batch)
+        return batch
+
+    def clear(self) -> None:
+        self._groups.clear()
+        self._count = 0
