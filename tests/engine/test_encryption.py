@@ -6,9 +6,12 @@ import asyncio
 import random
 from pathlib import Path
 
+import pytest
+
 from bitswarm.create import CreateOptions, create
+from bitswarm.errors import UsageError
 from bitswarm.metainfo import Torrent, TorrentVersion
-from bitswarm.net.session import Session, TorrentRuntime
+from bitswarm.net.session import MAX_PLAINTEXT_PEERS, Session, TorrentRuntime
 from bitswarm.wire.mse import PRIME, CryptoMethod, EncryptionPolicy
 
 PIECE = 32 * 1024
@@ -199,3 +202,15 @@ def test_an_outgoing_mse_handshake_to_a_silent_listener_times_out_and_retries_pl
             await server.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_the_plaintext_memory_is_bounded_and_a_bad_policy_is_a_usage_error() -> None:
+    session = Session(port=0, host="127.0.0.1")
+    assert session.encryption is EncryptionPolicy.PREFER
+    for number in range(MAX_PLAINTEXT_PEERS + 1):
+        assert session.remember_plaintext_peer(("10.0.0.1", number))
+    assert not session.remember_plaintext_peer(("10.0.0.1", MAX_PLAINTEXT_PEERS))  # known already
+    assert len(session.plaintext_peers) == MAX_PLAINTEXT_PEERS
+    assert ("10.0.0.1", 0) not in session.plaintext_peers  # the oldest went first
+    with pytest.raises(UsageError, match="prefer, require, disable"):
+        Session(port=0, encryption="sometimes")
