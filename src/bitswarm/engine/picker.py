@@ -65,7 +65,8 @@ class PiecePicker:
         for index in have:
             self.have[index] = 1
         self.have_count = sum(self.have)
-        self.priority = list(priorities) if priorities is not None else [1] * num_pieces
+        # One byte per piece (priorities are 0..MAX_PRIORITY): a list would be eight.
+        self.priority = bytearray(priorities) if priorities is not None else bytearray(b"\x01" * num_pieces)
         self.availability = [0] * num_pieces
         self.seed_count = 0
         self._partial: dict[int, _Partial] = {}

@@ -138,7 +138,8 @@ class Swarm:
         self.super_seed = super_seed
         # Super-seeding: pieces offered to each peer and not yet seen there; offers per piece.
         self._offered: dict[PeerKey, set[int]] = {}
-        self._offer_counts = [0] * num_pieces
+        # Sized when super-seeding starts: a torrent that never does keeps no per-piece list.
+        self._offer_counts: list[int] = []
         self._offer_progress: dict[tuple[PeerKey, int], int] = {}
         self._sent_once = bytearray(num_pieces)
         self._first_copy_sent_at = 0.0
@@ -253,6 +254,8 @@ class Swarm:
         """
         core = peer.core
         core.send(HaveNone() if core.fast else Bitfield(bytes((self.num_pieces + 7) // 8)))
+        if not self._offer_counts:
+            self._offer_counts = [0] * self.num_pieces
         self._offered[key] = set()
         self._offer(key, peer, now)
 
