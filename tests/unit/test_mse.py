@@ -78,7 +78,7 @@ def run_pair(
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
 @pytest.mark.parametrize(
-    ("ours", "theirs"), [(PREFER, PREFER), (PREFER, REQUIRE), (REQUIRE, PREFER), (REQUIRE, REQUIRE)]
+    ("ours", "theirs"), [(PREFER, REQUIRE), (REQUIRE, PREFER), (REQUIRE, REQUIRE)]
 )
 def test_two_cores_agree_on_rc4_and_carry_the_initial_payload(
     ours: EncryptionPolicy, theirs: EncryptionPolicy, bytewise: bool
@@ -101,8 +101,17 @@ def test_two_cores_agree_on_rc4_and_carry_the_initial_payload(
     assert a_done.decryptor.apply(b_done.encryptor.apply(message)) == message
 
 
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_offered_both_a_prefer_receiver_takes_plaintext_after_the_obfuscated_handshake(bytewise: bool) -> None:
+    a, b = initiator(PREFER), receiver(PREFER)
+    a_done, b_done = run_pair(a, b, bytewise=bytewise)
+    assert a_done.method is b_done.method is CryptoMethod.PLAINTEXT
+    assert b_done.initial_payload == BT_HANDSHAKE  # the initial payload is RC4 whatever is chosen
+    assert a_done.encryptor is a_done.decryptor is b_done.encryptor is b_done.decryptor is None
+
+
 def test_bytes_after_the_handshake_in_the_same_read_come_out_decrypted() -> None:
-    a, b = initiator(), receiver()
+    a, b = initiator(), receiver(REQUIRE)
     b.receive(a.data_to_send())
     a.receive(b.data_to_send())
     step_three = a.data_to_send()
@@ -250,12 +259,12 @@ def test_receiver_takes_plaintext_when_that_is_all_prefer_is_offered() -> None:
     assert int.from_bytes(answer[8:12], "big") == 1
 
 
-def test_receiver_prefers_rc4_and_handles_an_empty_initial_payload() -> None:
+def test_receiver_takes_rc4_when_it_is_all_that_is_offered_and_handles_an_empty_initial_payload() -> None:
     b = receiver(PREFER)
     a = ScriptedPeer(initiator=True)
     b.receive(a.public_key())
     a.take_key(b.data_to_send())
-    done = b.receive(a.step_three(provide=3) + a.encrypt(BT_HANDSHAKE))
+    done = b.receive(a.step_three(provide=2) + a.encrypt(BT_HANDSHAKE))
     assert done is not None
     assert done.method is CryptoMethod.RC4
     assert done.initial_payload == b""

