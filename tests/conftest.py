@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def private_state_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run by tests keep per-user state (the DHT routing table) in a temporary
+    folder, never in the real home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def sample_folder(tmp_path: Path) -> Path:
     """A folder with files of awkward sizes: across pieces, smaller than a block, empty."""

@@ -351,6 +351,59 @@ def _wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
     return {positions[id(data_files[index])] for index in chosen}
 
 
+def default_state_folder() -> Path:
+    """Where per-user state lives: $XDG_STATE_HOME/bitswarm or ~/.local/state/bitswarm."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "bitswarm"
+
+
+def check_endpoints(option: str, endpoints: tuple[str, ...]) -> None:
+    """HOST:PORT, [V6]:PORT or HOST for each; a ``Failure`` (exit 2) naming the first that is not."""
+    from bitswarm.net.dht import parse_endpoint  # noqa: PLC0415 - the event loop only when needed
+
+    for text in endpoints:
+        with about(option):
+            parse_endpoint(text)
+
+
+def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--no-dht, --dht-bootstrap, --dht-state, --no-lsd and --lsd-interface for get and seed."""
+    options = [
+        click.option("--no-dht", is_flag=True, help="Do not use the DHT (BEP 5) to find peers."),
+        click.option(
+            "--dht-bootstrap",
+            "dht_bootstrap",
+            multiple=True,
+            metavar="HOST:PORT",
+            help="A DHT node to join through; repeatable [the saved routing table].",
+        ),
+        click.option(
+            "--dht-state",
+            type=click.Path(path_type=Path),
+            help="Where the DHT routing table is kept [$XDG_STATE_HOME/bitswarm/dht.dat].",
+        ),
+        click.option("--no-lsd", is_flag=True, help="Do not use local service discovery (BEP 14)."),
+        click.option("--lsd-interface", metavar="NAME", help="Network interface for local discovery [by route]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def discovery_settings(
+    no_dht: bool, dht_bootstrap: tuple[str, ...], dht_state: Path | None, no_lsd: bool, lsd_interface: str | None
+) -> dict[str, Any]:
+    """TransferPlan's discovery fields from the options (private torrents use none of them)."""
+    check_endpoints("--dht-bootstrap", dht_bootstrap)
+    return {
+        "dht": not no_dht,
+        "dht_bootstrap": dht_bootstrap,
+        "dht_state_path": dht_state if dht_state is not None else default_state_folder() / "dht.dat",
+        "lsd": not no_lsd,
+        "lsd_interface": lsd_interface,
+    }
+
+
 # The policies' names, as in bitswarm.wire.mse.EncryptionPolicy (not imported: it pulls in cryptography).
 ENCRYPTION_POLICIES = ("prefer", "require", "disable")
 encryption_option = click.option(
@@ -362,8 +415,13 @@ encryption_option = click.option(
 )
 
 
+pex_option = click.option(
+    "--no-pex", is_flag=True, help="No peer exchange (BEP 11); private torrents never use it."
+)
+
+
 @cli.command("get")
-@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.argument("source", metavar="TORRENT|MAGNET")
 @click.option(
     "-o", "--output", "folder", type=click.Path(path_type=Path), default=Path("."), help="Save into this folder [.]."
 )
@@ -376,8 +434,10 @@ encryption_option = click.option(
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @encryption_option
+@discovery_options
+@pex_option
 def get_command(
-    torrent_path: Path,
+    source: str,
     folder: Path,
     port: int,
     files_spec: str | None,
@@ -388,21 +448,41 @@ def get_command(
     max_up: str | None,
     as_json: bool,
     encryption: str,
+    no_dht: bool,
+    dht_bootstrap: tuple[str, ...],
+    dht_state: Path | None,
+    no_lsd: bool,
+    lsd_interface: str | None,
+    no_pex: bool,
 ) -> None:
-    """Download TORRENT into DIR, then share it."""
+    """Download TORRENT (a .torrent file or a magnet link) into DIR, then share it.
+
+    For a magnet link the info dictionary comes from peers (from its tr trackers, x.pe
+    peers, the DHT and local discovery) and is saved as DIR/NAME.torrent; 'so' selects
+    files unless --files does."""
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
 
-    torrent = load_torrent(torrent_path)
+    link: magnet.Magnet | None = None
+    torrent: Torrent | None = None
+    select: tuple[int, ...] | None = None
+    if source.lower().startswith("magnet:"):
+        with about("magnet"):
+            link = magnet.parse(source)
+            select = magnet.parse_ranges(files_spec) if files_spec is not None else None
+        wanted = None
+    else:
+        torrent = load_torrent(Path(source))
+        wanted = _wanted_files(torrent, files_spec)
     folder.mkdir(parents=True, exist_ok=True)
-    options = TorrentOptions(sequential=sequential, wanted_files=_wanted_files(torrent, files_spec))
+    options = TorrentOptions(sequential=sequential, wanted_files=wanted, pex=not no_pex)
     plan = TransferPlan(
-        torrent=torrent, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
+        torrent=torrent, magnet=link, select=select, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
         keep_seeding=not no_seed, as_json=as_json,
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
-        encryption=encryption,
+        encryption=encryption, **discovery_settings(no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip
-    with about(torrent_path):
+    with about("magnet" if link is not None else source):
         status = _run_transfer(plan)
     sys.exit(status)
 
@@ -414,8 +494,21 @@ def get_command(
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @encryption_option
+@discovery_options
+@pex_option
 def seed_command(
-    torrent_path: Path, folder: Path, port: int, max_up: str | None, as_json: bool, encryption: str
+    torrent_path: Path,
+    folder: Path,
+    port: int,
+    max_up: str | None,
+    as_json: bool,
+    encryption: str,
+    no_dht: bool,
+    dht_bootstrap: tuple[str, ...],
+    dht_state: Path | None,
+    no_lsd: bool,
+    lsd_interface: str | None,
+    no_pex: bool,
 ) -> None:
     """Share TORRENT's content from DIR (the folder holding the torrent's name) until stopped."""
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
@@ -425,8 +518,9 @@ def seed_command(
     if not folder.is_dir():
         raise Failure(f"{folder}: not a folder")
     plan = TransferPlan(
-        torrent=torrent, folder=folder, port=port, options=TorrentOptions(), seed_ratio=None,
+        torrent=torrent, folder=folder, port=port, options=TorrentOptions(pex=not no_pex), seed_ratio=None,
         keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0, encryption=encryption,
+        **discovery_settings(no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)
@@ -482,6 +576,71 @@ def tracker_command(
 
     with about("tracker"):
         tracker.run(config, ready=ready)
+
+
+@cli.command("dht")
+@click.option(
+    "--bind",
+    "binds",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Address to listen on, at most one per address family; repeatable [0.0.0.0:6881].",
+)
+@click.option(
+    "--dht-bootstrap", "bootstrap", multiple=True, metavar="HOST:PORT", help="A node to join through; repeatable."
+)
+@click.option("--state", "state_path", type=click.Path(path_type=Path), help="Load and save the routing table here.")
+@click.option("--read-only", is_flag=True, help="Ask, never answer (BEP 43): stay out of others' routing tables.")
+def dht_command(binds: tuple[str, ...], bootstrap: tuple[str, ...], state_path: Path | None, read_only: bool) -> None:
+    """Run a standalone DHT node (BEP 5) until Ctrl-C or SIGTERM."""
+    import ipaddress  # noqa: PLC0415
+
+    from bitswarm.net.dht import parse_endpoint  # noqa: PLC0415
+
+    binds = binds or ("0.0.0.0:6881",)
+    check_endpoints("--dht-bootstrap", bootstrap)
+    families = []
+    for text in binds:
+        with about("--bind"):
+            host, _ = parse_endpoint(text)
+        try:
+            families.append(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise Failure(f"--bind: {text}: not an IP address") from None
+    if len(set(families)) != len(families):
+        raise Failure("--bind: at most one address per address family")
+    with about("dht"):
+        asyncio.run(_run_dht_node(list(binds), list(bootstrap), state_path, read_only))
+
+
+async def _run_dht_node(binds: list[str], bootstrap: list[str], state_path: Path | None, read_only: bool) -> None:
+    """Run the node until SIGINT or SIGTERM; the routing table is saved on the way out."""
+    import signal  # noqa: PLC0415
+
+    from bitswarm.net.dht import DHTService, run_dht_node  # noqa: PLC0415
+
+    def ready(service: DHTService) -> None:
+        shown = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in service.addresses)
+        addresses = ", ".join(shown)
+        nodes = sum(len(table) for table in service.node.tables.values())
+        click.echo(f"bitswarm dht: listening on {addresses}; node id {service.node.node_id.hex()}; {nodes} nodes")
+        sys.stdout.flush()
+
+    if state_path is not None and state_path.parent != Path():
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    node = loop.create_task(run_dht_node(binds, bootstrap, state_path, read_only, on_ready=ready))
+    stopping = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait({node, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        node.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await node  # raises what ended the node early (a port in use, a bad address)
 
 
 @cli.command("demo")

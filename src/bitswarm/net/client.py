@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bitswarm.errors import BitswarmError
+from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent
 from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
 
@@ -26,7 +28,7 @@ EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 @dataclass(frozen=True, slots=True)
 class TransferPlan:
-    torrent: Torrent
+    torrent: Torrent | None  # None: fetched from peers for ``magnet``
     folder: Path
     port: int
     options: TorrentOptions
@@ -36,6 +38,13 @@ class TransferPlan:
     max_up: float = 0.0
     max_down: float = 0.0
     encryption: str = "prefer"  # an EncryptionPolicy's value
+    magnet: Magnet | None = None
+    select: tuple[int, ...] | None = None  # files to get from a magnet link (overrides its 'so')
+    dht: bool = False
+    dht_bootstrap: tuple[str, ...] = ()
+    dht_state_path: Path | None = None
+    lsd: bool = False
+    lsd_interface: str | None = None
 
 
 def _human_rate(rate: float) -> str:
@@ -87,7 +96,11 @@ class Display:
 
 async def run_transfer(plan: TransferPlan) -> int:
     display = Display(sys.stdout if plan.as_json else sys.stderr, as_json=plan.as_json)
-    session = Session(port=plan.port, max_up=plan.max_up, max_down=plan.max_down, encryption=plan.encryption)
+    session = Session(
+        port=plan.port, max_up=plan.max_up, max_down=plan.max_down, encryption=plan.encryption,
+        dht=plan.dht, dht_bootstrap=plan.dht_bootstrap, dht_state_path=plan.dht_state_path,
+        lsd=plan.lsd, lsd_interface=plan.lsd_interface,
+    )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -95,31 +108,76 @@ async def run_transfer(plan: TransferPlan) -> int:
     interrupted = False
     try:
         await session.start()
-        runtime = await session.add(plan.torrent, plan.folder, plan.options)
-        display.event("started", message=f"{plan.torrent.name} on port {session.port}", port=session.port,
-                      pieces=runtime.status()["pieces"], num_pieces=plan.torrent.num_pieces)  # fmt: skip
-        announced_finish = runtime.finished.is_set()
         stop_waiter = loop.create_task(stop.wait())
-        finish_waiter = loop.create_task(runtime.finished.wait())
         try:
-            while not stop.is_set():
-                display.status(runtime, time.monotonic())
-                if runtime.finished.is_set() and not announced_finish:
-                    announced_finish = True
-                    display.event("finished", message=f"{plan.torrent.name}: every piece verified")
-                if runtime.finished.is_set():
-                    ratio = runtime.status()["uploaded"] / max(plan.torrent.total_size, 1)
-                    if not plan.keep_seeding or (plan.seed_ratio is not None and ratio >= plan.seed_ratio):
-                        break
-                waiters = {stop_waiter} if finish_waiter.done() else {stop_waiter, finish_waiter}
-                await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            runtime: TorrentRuntime | None
+            if plan.magnet is not None:
+                runtime = await _fetch_metadata(plan, session, display, stop_waiter)
+            else:
+                assert plan.torrent is not None
+                runtime = await session.add(plan.torrent, plan.folder, plan.options)
+            interrupted = runtime is None or await _transfer(plan, runtime, session, display, stop, stop_waiter)
         finally:
             stop_waiter.cancel()
-            finish_waiter.cancel()
-        interrupted = stop.is_set() and not runtime.finished.is_set()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await session.close()
     display.event("stopped", message="stopped cleanly")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+async def _transfer(
+    plan: TransferPlan,
+    runtime: TorrentRuntime,
+    session: Session,
+    display: Display,
+    stop: asyncio.Event,
+    stop_waiter: asyncio.Task[Any],
+) -> bool:
+    """Show the torrent's progress until it is done or stopped; True when stopped before the end."""
+    torrent = runtime.torrent
+    display.event("started", message=f"{torrent.name} on port {session.port}", port=session.port,
+                  pieces=runtime.status()["pieces"], num_pieces=torrent.num_pieces)  # fmt: skip
+    announced_finish = runtime.finished.is_set()
+    finish_waiter = asyncio.get_running_loop().create_task(runtime.finished.wait())
+    try:
+        while not stop.is_set():
+            display.status(runtime, time.monotonic())
+            if runtime.finished.is_set() and not announced_finish:
+                announced_finish = True
+                display.event("finished", message=f"{torrent.name}: every piece verified")
+            if runtime.finished.is_set():
+                ratio = runtime.status()["uploaded"] / max(torrent.total_size, 1)
+                if not plan.keep_seeding or (plan.seed_ratio is not None and ratio >= plan.seed_ratio):
+                    break
+            waiters = {stop_waiter} if finish_waiter.done() else {stop_waiter, finish_waiter}
+            await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        finish_waiter.cancel()
+    return stop.is_set() and not runtime.finished.is_set()
+
+
+async def _fetch_metadata(
+    plan: TransferPlan, session: Session, display: Display, stop_waiter: asyncio.Task[Any]
+) -> TorrentRuntime | None:
+    """The metadata phase of ``bitswarm get MAGNET``: the torrent's runtime once the info
+    dictionary is in and saved, or None when stopped first. Raises BitswarmError."""
+    assert plan.magnet is not None
+    magnet = await session.add_magnet(plan.magnet, plan.folder, plan.options, select=plan.select)
+    display.event("fetching", message=f"{magnet.name}: fetching the metadata from peers on port {session.port}",
+                  port=session.port, info_hash=magnet.info_hash.hex())  # fmt: skip
+    ready = asyncio.get_running_loop().create_task(magnet.ready.wait())
+    try:
+        await asyncio.wait({ready, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    if not magnet.ready.is_set():
+        return None
+    try:
+        runtime = await magnet.wait_for_torrent()
+    except BitswarmError as error:
+        raise BitswarmError(f"{magnet.name}: {error}") from None
+    display.event("metadata", message=f"{runtime.torrent.name}: metadata received, saved to {magnet.torrent_path}",
+                  torrent=str(magnet.torrent_path), num_pieces=runtime.torrent.num_pieces)  # fmt: skip
+    return runtime

@@ -297,9 +297,11 @@ async def open_dht(
     loop = asyncio.get_running_loop()
     node = DHTNode(node_id, rng, loop.time(), families=families, read_only=read_only, enforce_node_id=enforce_node_id)
     service = DHTService(node, bootstrap=[*await resolve(bootstrap), *saved])
+    bound = False
     try:
         for host, port in endpoints:
             await service._bind(host, port)
+        bound = True
         async with asyncio.TaskGroup() as group:
             timers = group.create_task(service.run_timers())
             try:
@@ -310,7 +312,8 @@ async def open_dht(
                 timers.cancel()
     finally:
         service.close()
-        if state_path is not None:
+        # A node that never listened learned nothing: the saved table stays as it was.
+        if state_path is not None and bound:
             service.save(state_path)
 
 

@@ -8,6 +8,13 @@ owned by what outlives it and is cancelled on close.
 
 The resume file follows the disk: pieces verified before a flush are recorded after it,
 atomically, every ``RESUME_PERIOD_S`` and at shutdown.
+
+Peers come from trackers and, for public torrents only (BEP 27), from the DHT (BEP 5) and
+local service discovery (BEP 14). The session owns one DHT node (on the UDP port of its
+listening port) and one LSD endpoint, each in a task of its own; each torrent runs a DHT
+loop (announce, which also finds peers, every 15 to 20 minutes, sooner with a backoff
+while it finds nobody), and the peers any source names go through
+``TorrentRuntime.add_peers``, which dials within the peer limit.
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitswarm import __version__
 from bitswarm.engine.picker import BLOCK_SIZE
@@ -33,6 +40,7 @@ from bitswarm.engine.swarm import (
     BanPeer,
     CheckPiece,
     ClosePeer,
+    ConnectPeers,
     DownloadFinished,
     PieceVerified,
     ServeBlock,
@@ -42,6 +50,7 @@ from bitswarm.engine.swarm import (
 from bitswarm.engine.upload_queue import UploadQueue
 from bitswarm.errors import BitswarmError, StorageError, TrackerError, UsageError
 from bitswarm.metainfo import Torrent
+from bitswarm.net.dht import DHTService, open_dht
 from bitswarm.net.events import (
     DEFAULT_EVENT_BACKLOG,
     EventStream,
@@ -51,6 +60,7 @@ from bitswarm.net.events import (
     TorrentResumed,
 )
 from bitswarm.net.http_client import http_get
+from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
@@ -67,9 +77,14 @@ from bitswarm.tracker.announce import (
     tracker_kind,
 )
 from bitswarm.tracker.swarm import Event
+from bitswarm.wire.extension import OUR_EXTENSION_IDS, UT_METADATA, UT_PEX
 from bitswarm.wire.messages import Piece
 from bitswarm.wire.mse import EncryptionPolicy
 from bitswarm.wire.peer import PeerProtocol, PeerState
+
+if TYPE_CHECKING:
+    from bitswarm.magnet import Magnet
+    from bitswarm.net.magnet import MagnetRuntime
 
 log = logging.getLogger("bitswarm.session")
 
@@ -89,6 +104,17 @@ HANDSHAKE_TIMEOUT_S = 10.0
 UPLOAD_BATCH_BLOCKS = 64
 # Addresses that dropped our MSE handshake, dialled in plain text from then on.
 MAX_PLAINTEXT_PEERS = 4096
+# DHT announces: BEP 5 nodes forget a peer after 30 minutes, so every 15 to 20 (a random
+# share of the five spreads many torrents' announces); while a search finds nobody, again
+# after 5 s, doubling up to 5 minutes.
+DHT_ANNOUNCE_INTERVAL_S = 15 * 60.0
+DHT_ANNOUNCE_JITTER_S = 5 * 60.0
+DHT_RETRY_MIN_S = 5.0
+DHT_RETRY_MAX_S = 300.0
+DHT_LOOKUP_TIMEOUT_S = 60.0
+# The routing table is saved this often (and at close), and the node re-joins through the
+# bootstrap nodes when its table is empty.
+DHT_SAVE_INTERVAL_S = 300.0
 
 
 # Azureus-style client code: "BS" is BTSlave's and "BW" BitWombat's; "SW" is free.
@@ -109,6 +135,8 @@ class TorrentOptions:
     wanted_files: set[int] | None = None
     # BEP 16 super-seeding while we seed; None: on when an upload limit applies.
     super_seed: bool | None = None
+    # BEP 11 peer exchange (never for a private torrent, BEP 27).
+    pex: bool = True
 
 
 class TorrentRuntime:
@@ -182,6 +210,9 @@ class TorrentRuntime:
             now=time.monotonic(),
             priorities=priorities,
             super_seed=self._super_seed(),
+            info=self.torrent.info,
+            extension_ids=self.extension_ids,
+            listen_port=self.session.port,
         )
         self.swarm.picker.sequential = self.options.sequential
         if self.swarm.is_seeding:
@@ -193,6 +224,11 @@ class TorrentRuntime:
         # Ticks and resume saving run in the session's loops, uploads in a task while any wait.
         if self.torrent.trackers:
             self.spawn(self._announce_loop())
+        if self.is_public:
+            if self.session.dht_enabled:
+                self.spawn(self._dht_loop())
+            if self.session.lsd is not None:
+                self.session.lsd.add_torrent(self.info_hash)
 
     async def _stop_tasks(self) -> None:
         # A "completed" announce still on its way is let finish, within the stop announce's
@@ -202,6 +238,8 @@ class TorrentRuntime:
         if completed is not None and not completed.done():
             with contextlib.suppress(TimeoutError, BitswarmError, OSError):
                 await asyncio.wait_for(completed, STOP_ANNOUNCE_TIMEOUT_S)
+        if self.session.lsd is not None and self.is_public:
+            self.session.lsd.remove_torrent(self.info_hash)
         for peer in list(self.peers):
             peer.close("stopping")  # first, so no new piece starts its check during the stop
         # A piece being hashed finishes its check: cancelled, its bytes would reach the disk
@@ -321,7 +359,14 @@ class TorrentRuntime:
         assert self.swarm is not None
         assert connection.core is not None
         self.peers.add(connection)
-        self.swarm.add_peer(connection, connection.core, time.monotonic())
+        self.swarm.add_peer(
+            connection,
+            connection.core,
+            time.monotonic(),
+            address=connection.address,
+            outgoing=connection.outgoing,
+            encrypted=connection.crypto is not None,
+        )
 
     def peer_gone(self, connection: PeerConnection) -> None:
         self.peers.discard(connection)
@@ -364,6 +409,56 @@ class TorrentRuntime:
         except (OSError, TimeoutError):
             self.known_addresses.discard(address)
 
+    @property
+    def extension_ids(self) -> Mapping[str, int]:
+        """The BEP 10 extensions we offer: ut_metadata always, ut_pex unless private or off."""
+        return OUR_EXTENSION_IDS if self.is_public and self.options.pex else {UT_METADATA: 1}
+
+    @property
+    def is_public(self) -> bool:
+        """May this torrent use the DHT, LSD and PEX? Not when private (BEP 27)."""
+        return not self.torrent.private
+
+    def add_peers(self, addresses: Iterable[tuple[str, int]]) -> int:
+        """Dial those of ``addresses`` that are new to us (from the DHT, LSD or PEX), as
+        far as the peer limit allows; returns how many dials started. Nothing while paused."""
+        if self.paused or self.swarm is None:
+            return 0
+        room = MAX_PEERS_PER_TORRENT - max(len(self.peers), len(self.known_addresses))
+        started = 0
+        for address in addresses:
+            if started >= room:
+                break
+            if address in self.known_addresses or address[0] in self.banned or self.session.is_own_address(address):
+                continue
+            self.spawn(self.connect(address))
+            started += 1
+        return started
+
+    async def _dht_loop(self) -> None:
+        """Announce to the DHT (the search finds peers too) and dial whom it names."""
+        session = self.session
+        retry_s = DHT_RETRY_MIN_S
+        while True:
+            dht = await session.wait_for_dht()
+            if dht is None:
+                return  # no DHT in this session after all (the socket could not be bound)
+            try:
+                found = await dht.announce(self.info_hash, session.port, timeout_s=DHT_LOOKUP_TIMEOUT_S)
+            except (TimeoutError, UsageError) as error:  # UsageError: too many searches at once
+                log.info("%s: DHT announce failed: %s", self.torrent.name, error or "timed out")
+                found = []
+            peers = [address for address in found if not session.is_own_address(address)]
+            self.add_peers(peers)
+            has_nodes = any(len(table) for table in dht.node.tables.values())
+            # Announced somewhere, and either found someone or needs nobody: wait long.
+            if has_nodes and (peers or self.finished.is_set()):
+                retry_s = DHT_RETRY_MIN_S
+                wait = DHT_ANNOUNCE_INTERVAL_S + session.rng.uniform(0.0, DHT_ANNOUNCE_JITTER_S)
+            else:
+                wait, retry_s = retry_s, min(retry_s * 2, DHT_RETRY_MAX_S)
+            await asyncio.sleep(wait)
+
     # -- actions -------------------------------------------------------------------------
 
     def run_actions(self, actions: list[Action]) -> None:
@@ -388,6 +483,9 @@ class TorrentRuntime:
             elif isinstance(action, PieceVerified):
                 self._resume_dirty = True
                 self._emit(action)
+            elif isinstance(action, ConnectPeers):
+                if UT_PEX in self.extension_ids:
+                    self.add_peers(action.addresses)
             elif isinstance(action, DownloadFinished):
                 self.finished.set()
                 self._emit(action)
@@ -596,56 +694,7 @@ class TorrentRuntime:
         raise TrackerError("; ".join(errors) or "no trackers")
 
     async def _announce_to(self, url: str, params: AnnounceParams) -> AnnounceResult:
-        if tracker_kind(url) == "http":
-            status, body = await http_get(http_announce_url(url, params))
-            if status != 200:
-                raise TrackerError(f"HTTP status {status}")
-            return decode_http_announce(body)
-        return await self._udp_announce(url, params)
-
-    async def _udp_announce(self, url: str, params: AnnounceParams) -> AnnounceResult:
-        from urllib.parse import urlsplit  # noqa: PLC0415
-
-        parts = urlsplit(url)
-        if not parts.hostname or not parts.port:
-            raise TrackerError(f"UDP tracker URL needs a host and port: {url}")
-        loop = asyncio.get_running_loop()
-        replies: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
-
-        class Receiver(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: Any) -> None:
-                with contextlib.suppress(asyncio.QueueFull):
-                    replies.put_nowait(data)
-
-        try:
-            transport, _ = await loop.create_datagram_endpoint(Receiver, remote_addr=(parts.hostname, parts.port))
-        except OSError as error:
-            raise TrackerError(str(error)) from None
-        try:
-            # No connection ID from an earlier announce: each announce has its own socket, and
-            # a tracker may tie the ID to the source port (ours does; BEP 15 allows it), so
-            # an old one is dropped in silence and costs a 15 s retry.
-            announcer = UdpAnnouncer(params, self.session.rng)
-            ipv6 = ":" in transport.get_extra_info("peername")[0]
-            send: SendDatagram | None = announcer.start(time.monotonic(), ipv6=ipv6)
-            deadline = time.monotonic()
-            while send is not None or announcer.state in (UdpState.CONNECTING, UdpState.ANNOUNCING):
-                if send is not None:
-                    transport.sendto(send.payload)
-                    deadline = send.retry_at
-                try:
-                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        data = await replies.get()
-                    send = announcer.receive(data, time.monotonic())
-                except TimeoutError:
-                    send = announcer.timeout(time.monotonic())
-                if announcer.state in (UdpState.DONE, UdpState.FAILED):
-                    break
-            if announcer.result is None:
-                raise TrackerError(announcer.error or "no answer")
-            return announcer.result
-        finally:
-            transport.close()
+        return await announce_to(url, params, self.session.rng)
 
     # -- status ------------------------------------------------------------------------
 
@@ -656,6 +705,61 @@ class TorrentRuntime:
         stats["finished"] = self.finished.is_set()
         stats["size"] = self.torrent.total_size
         return stats
+
+
+async def announce_to(url: str, params: AnnounceParams, rng: random.Random) -> AnnounceResult:
+    """One announce to one tracker, HTTP or UDP; raises TrackerError when it fails."""
+    if tracker_kind(url) == "http":
+        status, body = await http_get(http_announce_url(url, params))
+        if status != 200:
+            raise TrackerError(f"HTTP status {status}")
+        return decode_http_announce(body)
+    return await _udp_announce(url, params, rng)
+
+
+async def _udp_announce(url: str, params: AnnounceParams, rng: random.Random) -> AnnounceResult:
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        raise TrackerError(f"UDP tracker URL needs a host and port: {url}")
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
+
+    class Receiver(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            with contextlib.suppress(asyncio.QueueFull):
+                replies.put_nowait(data)
+
+    try:
+        transport, _ = await loop.create_datagram_endpoint(Receiver, remote_addr=(parts.hostname, parts.port))
+    except OSError as error:
+        raise TrackerError(str(error)) from None
+    try:
+        # No connection ID from an earlier announce: each announce has its own socket, and
+        # a tracker may tie the ID to the source port (ours does; BEP 15 allows it), so
+        # an old one is dropped in silence and costs a 15 s retry.
+        announcer = UdpAnnouncer(params, rng)
+        ipv6 = ":" in transport.get_extra_info("peername")[0]
+        send: SendDatagram | None = announcer.start(time.monotonic(), ipv6=ipv6)
+        deadline = time.monotonic()
+        while send is not None or announcer.state in (UdpState.CONNECTING, UdpState.ANNOUNCING):
+            if send is not None:
+                transport.sendto(send.payload)
+                deadline = send.retry_at
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    data = await replies.get()
+                send = announcer.receive(data, time.monotonic())
+            except TimeoutError:
+                send = announcer.timeout(time.monotonic())
+            if announcer.state in (UdpState.DONE, UdpState.FAILED):
+                break
+        if announcer.result is None:
+            raise TrackerError(announcer.error or "no answer")
+        return announcer.result
+    finally:
+        transport.close()
 
 
 class Session:
@@ -671,7 +775,20 @@ class Session:
         strict: bool = False,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         encryption: EncryptionPolicy | str = EncryptionPolicy.PREFER,
+        dht: bool = False,
+        dht_bootstrap: Sequence[str] = (),
+        dht_state_path: Path | None = None,
+        lsd: bool = False,
+        lsd_interface: str | None = None,
     ) -> None:
+        """A session listening on ``host``:``port`` (port 0: any free port).
+
+        ``dht`` runs a DHT node on the same port number over UDP, joining through
+        ``dht_bootstrap`` (``HOST:PORT`` strings) and the nodes saved in
+        ``dht_state_path`` (saved there again periodically and at close); ``lsd`` joins
+        the local service discovery groups, on ``lsd_interface`` when given. Both serve
+        public torrents only, and both are off unless asked for (the CLI asks).
+        """
         try:
             self.encryption = EncryptionPolicy(encryption)
         except ValueError:
@@ -695,6 +812,8 @@ class Session:
         self.strict = strict
         self.failures: list[BaseException] = []
         self.torrents: dict[bytes, TorrentRuntime] = {}
+        # Magnet links still fetching their info dictionary, by the info-hash on the wire.
+        self.magnets: dict[bytes, MagnetRuntime] = {}
         self.unrouted: set[PeerConnection] = set()
         self._loops: list[asyncio.Task[None]] = []
         # One writer and one reader thread for every torrent: a thread per torrent cost more
@@ -702,6 +821,15 @@ class Session:
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
         self.readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-read")
         self._server: asyncio.Server | None = None
+        self.dht_enabled = dht
+        self.dht_bootstrap = list(dht_bootstrap)
+        self.dht_state_path = dht_state_path
+        self.dht: DHTService | None = None
+        # Set once the DHT has joined (or given up, or is off): torrents announce after it.
+        self._dht_settled = asyncio.Event()
+        self.lsd_enabled = lsd
+        self.lsd_interface = lsd_interface
+        self.lsd: LocalDiscoveryService | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -710,8 +838,107 @@ class Session:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._loops = [loop.create_task(self._tick_loop()), loop.create_task(self._resume_loop())]
+        # The DHT and LSD tasks return once their socket is open (or could not be), so a
+        # torrent added next finds them.
+        for run in (self._run_dht, self._run_lsd):
+            opened: asyncio.Future[None] = loop.create_future()
+            self._loops.append(loop.create_task(run(opened)))
+            await asyncio.shield(opened)
         for task in self._loops:
             task.add_done_callback(self._loop_ended)
+
+    def _dht_binds(self, port: int) -> list[list[str]]:
+        """Bind lists to try in turn: both families, then IPv4 alone."""
+        if self.host:
+            return [[f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"]]
+        return [[f"0.0.0.0:{port}", f"[::]:{port}"], [f"0.0.0.0:{port}"]]
+
+    async def _run_dht(self, opened: asyncio.Future[None]) -> None:
+        """Run the session's DHT node until cancelled; ``opened`` is done once it listens
+        (or once it is known it will not: off, or no socket could be bound)."""
+        try:
+            if not self.dht_enabled:
+                return
+            if self.dht_state_path is not None:
+                self.dht_state_path.parent.mkdir(parents=True, exist_ok=True)
+            # The UDP port of our TCP port, as peers expect; any free one if that is taken.
+            attempts = [binds for port in (self.port, 0) for binds in self._dht_binds(port)]
+            for number, binds in enumerate(attempts, start=1):
+                try:
+                    async with open_dht(binds, self.dht_bootstrap, state_path=self.dht_state_path, join=False) as dht:
+                        self.dht = dht
+                        opened.set_result(None)
+                        await self._serve_dht(dht)
+                    return
+                except OSError as error:
+                    if opened.done():  # the state file could not be saved at close
+                        log.error("DHT routing table not saved: %s", error)
+                        return
+                    if number == len(attempts):
+                        log.warning("DHT off: %s", error.strerror or error)
+        except BitswarmError as error:  # a bad bootstrap endpoint (the CLI checks them first)
+            log.warning("DHT off: %s", error)
+        finally:
+            self.dht = None
+            self._dht_settled.set()
+            if not opened.done():
+                opened.set_result(None)
+
+    async def _serve_dht(self, dht: DHTService) -> None:
+        if dht.bootstrap_addresses:
+            with contextlib.suppress(TimeoutError):
+                await dht.bootstrap()
+        self._dht_settled.set()
+        while True:
+            await asyncio.sleep(DHT_SAVE_INTERVAL_S)
+            if dht.bootstrap_addresses and not any(len(table) for table in dht.node.tables.values()):
+                with contextlib.suppress(TimeoutError):
+                    await dht.bootstrap()
+            if self.dht_state_path is not None:
+                try:
+                    await asyncio.to_thread(dht.save, self.dht_state_path)
+                except OSError as error:
+                    log.error("DHT routing table not saved: %s", error)
+
+    async def wait_for_dht(self) -> DHTService | None:
+        """The session's DHT once it has joined the network (None: no DHT)."""
+        await self._dht_settled.wait()
+        return self.dht
+
+    async def _run_lsd(self, opened: asyncio.Future[None]) -> None:
+        """Run local service discovery until cancelled; without it if it cannot start."""
+        try:
+            if not self.lsd_enabled:
+                return
+            try:
+                async with open_local_discovery(
+                    port=self.port, on_peer=self._on_lsd_peer, interface=self.lsd_interface
+                ) as lsd:
+                    self.lsd = lsd
+                    for runtime in self.torrents.values():
+                        if runtime.is_public and not runtime.paused:
+                            lsd.add_torrent(runtime.info_hash)
+                    opened.set_result(None)
+                    await asyncio.Future()  # until cancelled
+            except OSError as error:
+                # Once, and on without it: a host with no multicast route is common.
+                log.warning("local service discovery off: %s", error.strerror or error)
+        finally:
+            self.lsd = None
+            if not opened.done():
+                opened.set_result(None)
+
+    def _on_lsd_peer(self, info_hash: bytes, host: str, port: int) -> None:
+        runtime = self.runtime_for(info_hash)
+        if runtime is not None and runtime.is_public:
+            runtime.add_peers([(host, port)])
+
+    def is_own_address(self, address: tuple[str, int]) -> bool:
+        """Is ``address`` (as a DHT or LSD names it) this session's own listening socket?"""
+        if address[1] != self.port:
+            return False
+        external = self.dht.node.external_host if self.dht is not None else None
+        return address[0] in ("127.0.0.1", "::1", self.host, external)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         # Only a bug ends these loops: say so loudly once, with the traceback.
@@ -726,6 +953,8 @@ class Session:
             now = time.monotonic()
             for runtime in list(self.torrents.values()):
                 runtime.tick(now)
+            for magnet in list(self.magnets.values()):
+                magnet.tick(now)
 
     async def _resume_loop(self) -> None:
         while True:
@@ -742,6 +971,23 @@ class Session:
             raise UsageError(f"{torrent.name}: already in this session")
         self.torrents[runtime.info_hash] = runtime
         await runtime.start()
+        return runtime
+
+    async def add_magnet(
+        self, link: Magnet, folder: Path, options: TorrentOptions | None = None, *, select: Sequence[int] | None = None
+    ) -> MagnetRuntime:
+        """Start fetching a magnet link's info dictionary from peers; once it is in, the
+        .torrent is saved in ``folder`` and the torrent is added (``MagnetRuntime.wait_for_torrent``).
+
+        ``select`` (file indices as ``bitswarm info`` lists them) overrides the link's ``so``.
+        """
+        from bitswarm.net.magnet import MagnetRuntime  # noqa: PLC0415  (it imports this module)
+
+        runtime = MagnetRuntime(self, link, folder, options or TorrentOptions(), select=select)
+        if runtime.info_hash in self.torrents or runtime.info_hash in self.magnets:
+            raise UsageError(f"{runtime.info_hash.hex()}: already in this session")
+        self.magnets[runtime.info_hash] = runtime
+        runtime.start()
         return runtime
 
     async def remove(self, info_hash: bytes) -> None:
@@ -782,6 +1028,9 @@ class Session:
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for magnet in list(self.magnets.values()):
+            await magnet.close()
+        self.magnets.clear()
         for runtime in list(self.torrents.values()):
             await runtime.close()
         self.torrents.clear()
