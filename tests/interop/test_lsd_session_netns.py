@@ -1,0 +1,63 @@
+"""Local service discovery (BEP 14) in the client: two ``bitswarm`` commands in two network
+namespaces, with no tracker and no DHT, find each other by multicast and trade.
+
+The namespaces have no default route, so the commands name their interface
+(``--lsd-interface eth0``; see bitswarm/net/lsd.py for why).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bitswarm.create import CreateOptions, create
+from bitswarm.metainfo import Torrent, TorrentVersion
+
+from .netns import open_test_network
+
+pytestmark = pytest.mark.interop
+
+BITSWARM = [sys.executable, "-m", "bitswarm"]
+DEADLINE_S = 60.0
+
+
+def test_two_sessions_in_two_namespaces_find_each_other_by_lsd_and_complete(tmp_path: Path) -> None:
+    source = tmp_path / "seed" / "data.bin"
+    source.parent.mkdir()
+    source.write_bytes(random.Random(31).randbytes(1_200_000))
+    torrent_path = tmp_path / "data.torrent"
+    torrent_path.write_bytes(create(source, CreateOptions(version=TorrentVersion.HYBRID, piece_length=64 * 1024)))
+    torrent = Torrent.decode(torrent_path.read_bytes())
+    assert not torrent.trackers and not torrent.private
+    discovery = ["--no-dht", "--lsd-interface", "eth0", "--json"]
+    with open_test_network(["seed", "get"]) as network:
+        seed = subprocess.Popen(
+            network.argv("seed", [*BITSWARM, "seed", str(torrent_path), str(source.parent), "--port", "6881",
+                                  *discovery]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert seed.stdout is not None
+            # The seed has joined the group once it reports "started"; the download's
+            # announce (two seconds after it starts) reaches it, and one of them dials.
+            started = json.loads(seed.stdout.readline())
+            assert started["event"] == "started", started
+            got = subprocess.run(
+                network.argv("get", [*BITSWARM, "get", str(torrent_path), "-o", str(tmp_path / "get"),
+                                     "--port", "6881", "--no-seed", *discovery]),
+                capture_output=True, text=True, timeout=DEADLINE_S, check=False,
+            )  # fmt: skip
+            assert got.returncode == 0, got.stderr
+            events = [json.loads(line)["event"] for line in got.stdout.splitlines()]
+            assert "finished" in events
+        finally:
+            seed.terminate()
+            _, stderr = seed.communicate(timeout=30)
+        assert seed.returncode == 0, stderr
+    assert (tmp_path / "get" / "data.bin").read_bytes() == source.read_bytes()
+    assert "local service discovery off" not in got.stderr + stderr
