@@ -15,6 +15,8 @@ runs this script as a subprocess of `/usr/bin/python3`:
         [--encryption enabled|required]
     /usr/bin/python3 tests/interop/lt_driver.py dht [--bootstrap HOST:PORT]... [--torrent T --save-path P]
         [--timeout S]
+    /usr/bin/python3 tests/interop/lt_driver.py dht-download TORRENT SAVE_PATH --bootstrap HOST:PORT...
+        [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--pex] [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd-magnet INFO_HASH SAVE_PATH --interface ADDRESS [--timeout S]
 
@@ -646,6 +648,43 @@ def cmd_dht(lt: ModuleType, args: argparse.Namespace) -> None:
         del session
 
 
+# libtorrent searches the DHT for a torrent's peers when it starts and then every
+# dht_announce_interval (15 minutes by default); a test's seeder may announce a moment later.
+DHT_DOWNLOAD_ANNOUNCE_INTERVAL_S = 2
+
+
+def cmd_dht_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
+    """Download TORRENT into SAVE_PATH from peers found through the DHT alone.
+
+    The DHT joins through --bootstrap nodes (loopback allowed, see `_dht_settings`); the
+    torrent's trackers are overridden and LSD and PEX are off, so every peer comes from a
+    DHT search (libtorrent searches every DHT_DOWNLOAD_ANNOUNCE_INTERVAL_S). Prints one
+    JSON object once the torrent is seeding: the `download` report (its "peers" carry
+    "sources", which say where libtorrent learned each address).
+    """
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    params = lt.add_torrent_params()
+    params.ti = _load(lt, args.torrent)
+    params.save_path = save_path
+    params.trackers = []
+    flags = lt.torrent_flags
+    params.flags = flags.override_trackers | flags.disable_lsd | flags.disable_pex
+    settings = _dht_settings(lt, args.bootstrap)
+    settings["dht_announce_interval"] = DHT_DOWNLOAD_ANNOUNCE_INTERVAL_S
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(settings)
+    try:
+        handle = session.add_torrent(params)
+        download = _Download(lt, session, handle, deadline, args.timeout)
+        while not handle.status().is_seeding:
+            download.pump("seeding, from peers found through the DHT")
+        return download.report("seeding")
+    finally:
+        del session
+
+
 def cmd_lsd(lt: ModuleType, args: argparse.Namespace) -> None:
     """Seed TORRENT from SAVE_PATH on ADDRESS with local service discovery (BEP 14) on.
 
@@ -750,6 +789,7 @@ COMMANDS = {
     "download": cmd_download,
     "seed": cmd_seed,
     "dht": cmd_dht,
+    "dht-download": cmd_dht_download,
     "lsd": cmd_lsd,
     "lsd-magnet": cmd_lsd_magnet,
 }
@@ -788,6 +828,11 @@ def _parser() -> _Parser:
     dht.add_argument("--torrent", help="seed this torrent with DHT on")
     dht.add_argument("--save-path", default=".", help="where the torrent's content is")
     dht.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    dht_download = sub.add_parser("dht-download")
+    dht_download.add_argument("torrent")
+    dht_download.add_argument("save_path")
+    dht_download.add_argument("--bootstrap", action="append", required=True, help="HOST:PORT of a DHT node")
+    dht_download.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     lsd = sub.add_parser("lsd")
     lsd.add_argument("torrent")
     lsd.add_argument("save_path")

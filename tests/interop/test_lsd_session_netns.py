@@ -33,7 +33,8 @@ def test_two_sessions_in_two_namespaces_find_each_other_by_lsd_and_complete(tmp_
     torrent_path = tmp_path / "data.torrent"
     torrent_path.write_bytes(create(source, CreateOptions(version=TorrentVersion.HYBRID, piece_length=64 * 1024)))
     torrent = Torrent.decode(torrent_path.read_bytes())
-    assert not torrent.trackers and not torrent.private
+    assert not torrent.trackers
+    assert not torrent.private
     discovery = ["--no-dht", "--lsd-interface", "eth0", "--json"]
     with open_test_network(["seed", "get"]) as network:
         seed = subprocess.Popen(
