@@ -14,18 +14,43 @@ this block for that peer, close or ban that peer.
 - Smart ban: who sent each block of a piece is remembered; when a piece fails its hash,
   a sole sender is banned at once, and otherwise the bad blocks' digests are kept until
   the piece passes, when the peers whose blocks differed from the good ones are banned.
+- Extensions (BEP 10): our extended handshake names ``extension_ids`` (ut_metadata and
+  ut_pex, or ut_metadata alone for a private torrent or with PEX off) and our metadata
+  size. Each peer has a ``PeerExtensions`` decoder; ut_metadata requests are answered
+  from ``MetadataServe`` (BEP 9); a peer offering ut_pex gets a ``PexState`` (BEP 11):
+  ``tick`` sends it what changed in our connections, and the peers it names come out as
+  ``ConnectPeers`` for the layer above to dial within its limits. A malformed extension
+  message closes that peer's connection.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from bitswarm import __version__, bencode
+from bitswarm import __version__
 from bitswarm.engine.choker import ChokeDecision, Choker, PeerRates
 from bitswarm.engine.picker import BLOCK_SIZE, BlockRequest, PiecePicker
 from bitswarm.engine.rate import RateMeter
+from bitswarm.errors import PeerProtocolError
+from bitswarm.wire.extension import (
+    OUR_EXTENSION_IDS,
+    UT_METADATA,
+    UT_PEX,
+    ExtendedHandshake,
+    MetadataReject,
+    MetadataRequest,
+    MetadataServe,
+    PeerAddress,
+    PeerExtensions,
+    PexFlags,
+    PexMessage,
+    PexState,
+    encode_handshake,
+    encode_metadata,
+    encode_pex,
+)
 from bitswarm.wire.messages import (
     Bitfield,
     Cancel,
@@ -51,9 +76,8 @@ INITIAL_QUEUE = 16
 MAX_QUEUE = 500
 SNUB_TIMEOUT_S = 60.0
 DEFAULT_UPLOAD_SLOTS = 8
-# Our BEP 10 handshake: no extension messages yet (ut_metadata and ut_pex come with issue 5),
-# our name, and how many requests we queue per peer (the core's limit).
-EXTENDED_HANDSHAKE = bencode.encode({b"m": {}, b"v": f"bitswarm {__version__}", b"reqq": MAX_PEER_REQUESTS})
+# Our name in BEP 10 handshakes.
+CLIENT_NAME = f"bitswarm {__version__}"
 # Pieces offered at once to each peer while super-seeding: enough to keep its pipeline full.
 SUPER_SEED_OFFERS = 2
 # While super-seeding, a second copy of a piece is offered only once no first copy has been
@@ -103,7 +127,62 @@ class DownloadFinished:
     pass
 
 
-Action = WriteBlock | CheckPiece | ServeBlock | ClosePeer | BanPeer | PieceVerified | DownloadFinished
+@dataclass(frozen=True, slots=True)
+class ConnectPeers:
+    """Instruction: try these listen addresses (learned by PEX); the layer above dedupes
+    them against its connections and keeps within its connection limits."""
+
+    addresses: tuple[PeerAddress, ...]
+
+
+Action = WriteBlock | CheckPiece | ServeBlock | ClosePeer | BanPeer | PieceVerified | DownloadFinished | ConnectPeers
+
+
+@dataclass(slots=True)
+class PeerLink:
+    """What a swarm knows of one connection besides its core: where it goes and its extensions."""
+
+    extensions: PeerExtensions
+    address: PeerAddress | None = None
+    outgoing: bool = False
+    encrypted: bool = False
+    listen_port: int | None = None
+    prefers_encryption: bool = False
+    pex: PexState | None = None
+
+    @property
+    def listen_address(self) -> PeerAddress | None:
+        """Where the peer accepts connections: the address we dialed, or its IP and BEP 10 ``p``."""
+        if self.address is None:
+            return None
+        if self.outgoing:
+            return self.address
+        return (self.address[0], self.listen_port) if self.listen_port else None
+
+    def on_extended_handshake(self, handshake: ExtendedHandshake, our_ids: Mapping[str, int]) -> None:
+        if handshake.listen_port is not None:
+            self.listen_port = handshake.listen_port
+        if handshake.prefers_encryption is not None:
+            self.prefers_encryption = handshake.prefers_encryption
+        if self.pex is None and UT_PEX in our_ids and self.extensions.supports(UT_PEX):
+            self.pex = PexState(remote=self.listen_address)
+        elif self.pex is not None and not self.extensions.supports(UT_PEX):
+            self.pex = None  # BEP 10: a later handshake disabled it
+
+
+def extended_handshake(
+    link: PeerLink, our_ids: Mapping[str, int], metadata_size: int | None, listen_port: int | None
+) -> Extended:
+    """Our BEP 10 handshake for this peer (``yourip`` is its address as we see it)."""
+    payload = encode_handshake(
+        extensions=our_ids,
+        metadata_size=metadata_size,
+        listen_port=listen_port,
+        client=CLIENT_NAME,
+        reqq=MAX_PEER_REQUESTS,
+        yourip=link.address[0] if link.address is not None else None,
+    )
+    return Extended(0, payload)
 
 
 @dataclass(slots=True)
@@ -118,6 +197,7 @@ class _Peer:
     is_snubbed: bool = False
     is_seed_counted: bool = False
     counted_pieces: set[int] = field(default_factory=set)
+    link: PeerLink = field(default_factory=lambda: PeerLink(PeerExtensions()))
 
 
 class Swarm:
@@ -132,8 +212,16 @@ class Swarm:
         priorities: list[int] | None = None,
         upload_slots: int = DEFAULT_UPLOAD_SLOTS,
         super_seed: bool = False,
+        info: bytes | None = None,
+        extension_ids: Mapping[str, int] = OUR_EXTENSION_IDS,
+        listen_port: int | None = None,
     ) -> None:
+        """``info`` is the info dictionary we serve over ut_metadata (None: we serve none);
+        ``extension_ids`` those we offer (``{UT_METADATA: 1}`` keeps PEX off)."""
         self.num_pieces = num_pieces
+        self.extension_ids = extension_ids
+        self.listen_port = listen_port
+        self.metadata = MetadataServe(info) if info else None
         self.rng = rng
         self.super_seed = super_seed
         # Super-seeding: pieces offered to each peer and not yet seen there; offers per piece.
@@ -190,13 +278,27 @@ class Swarm:
 
     # -- peers ---------------------------------------------------------------------------
 
-    def add_peer(self, key: PeerKey, core: PeerProtocol, now: float) -> None:
-        self.peers[key] = _Peer(core, now, RateMeter(now), RateMeter(now), last_block_at=now)
+    def add_peer(
+        self,
+        key: PeerKey,
+        core: PeerProtocol,
+        now: float,
+        *,
+        address: PeerAddress | None = None,
+        outgoing: bool = False,
+        encrypted: bool = False,
+    ) -> None:
+        """A new connection; ``address`` is the remote end, ``outgoing`` when we dialed it
+        (its address is then where it listens), ``encrypted`` for an MSE connection."""
+        link = PeerLink(PeerExtensions(self.extension_ids), address, outgoing, encrypted)
+        self.peers[key] = _Peer(core, now, RateMeter(now), RateMeter(now), last_block_at=now, link=link)
 
     def remove_peer(self, key: PeerKey) -> None:
         peer = self.peers.pop(key, None)
         if peer is None:
             return
+        if self.metadata is not None:
+            self.metadata.forget(key)
         for index in self._offered.pop(key, set()):
             self._offer_counts[index] -= 1  # never delivered: offer it again elsewhere
             self._offer_progress.pop((key, index), None)
@@ -216,7 +318,8 @@ class Swarm:
                 if peer.core.extensions:
                     # BEP 10: both sides set the bit, so both send the extended handshake;
                     # libtorrent holds its requests back until ours arrives.
-                    peer.core.send(Extended(0, EXTENDED_HANDSHAKE))
+                    size = self.metadata.metadata_size if self.metadata is not None else None
+                    peer.core.send(extended_handshake(peer.link, self.extension_ids, size, self.listen_port))
                 if self.super_seed and self.is_seeding:
                     self._start_super_seeding(key, peer, now)
                 else:
@@ -230,6 +333,12 @@ class Swarm:
                     offered.discard(event.index)
                     self._offer_progress.pop((key, event.index), None)
                     self._offer(key, peer, now)
+            elif isinstance(event, Extended):
+                try:
+                    actions += self._extended(key, peer, event, now)
+                except PeerProtocolError as error:
+                    actions.append(ClosePeer(key, str(error)))
+                    return actions
             elif isinstance(event, Piece):
                 actions += self._block_arrived(key, peer, event, now)
             elif isinstance(event, Request):
@@ -244,6 +353,56 @@ class Swarm:
         self._update_interest(peer)
         self._fill_requests(key, peer)
         return actions
+
+    def _extended(self, key: PeerKey, peer: _Peer, message: Extended, now: float) -> list[Action]:
+        """One extension message (BEP 10, 9, 11); raises PeerProtocolError for a malformed one."""
+        link = peer.link
+        value = link.extensions.decode(message)
+        if isinstance(value, ExtendedHandshake):
+            link.on_extended_handshake(value, self.extension_ids)
+        elif isinstance(value, MetadataRequest):
+            number = link.extensions.id_for(UT_METADATA)
+            if number is not None:
+                answer = self.metadata.answer(key, value) if self.metadata is not None else MetadataReject(value.piece)
+                peer.core.send(Extended(number, encode_metadata(answer)))
+        elif isinstance(value, PexMessage) and link.pex is not None:
+            added = link.pex.receive(value, now)
+            if added:
+                return [ConnectPeers(tuple(pex_peer.address for pex_peer in added))]
+        # Metadata data and rejects: we have the metadata already, and asked for nothing.
+        return []
+
+    def pex_connections(self) -> dict[PeerAddress, PexFlags]:
+        """Our connections as BEP 11 lists them: handshaked peers whose listen address we know."""
+        connected: dict[PeerAddress, PexFlags] = {}
+        for peer in self.peers.values():
+            address = peer.link.listen_address
+            if address is None or peer.core.state is not PeerState.OPEN:
+                continue
+            flags = PexFlags.NONE
+            if peer.link.outgoing:
+                flags |= PexFlags.REACHABLE
+            if peer.core.peer_is_seed:
+                flags |= PexFlags.SEED
+            if peer.link.prefers_encryption or peer.link.encrypted:
+                flags |= PexFlags.PREFERS_ENCRYPTION
+            connected[address] = flags
+        return connected
+
+    def _send_pex(self, now: float) -> None:
+        if UT_PEX not in self.extension_ids:
+            return
+        connected: dict[PeerAddress, PexFlags] | None = None
+        for peer in self.peers.values():
+            link = peer.link
+            number = link.extensions.id_for(UT_PEX)
+            if link.pex is None or number is None or peer.core.state is not PeerState.OPEN:
+                continue
+            if connected is None:
+                connected = self.pex_connections()
+            message = link.pex.message_due(connected, now)
+            if message is not None:
+                peer.core.send(Extended(number, encode_pex(message)))
 
     def _start_super_seeding(self, key: PeerKey, peer: _Peer, now: float) -> None:
         """Look empty, then offer pieces one by one (BEP 16), each first to a single peer.
@@ -464,6 +623,7 @@ class Swarm:
             self._offer_to_waiting_peers(now)  # after a stall of the first copies
         if self.choker.is_due(now):
             self._choke_round(now)
+        self._send_pex(now)
         return []
 
     def _choke_round(self, now: float) -> None:

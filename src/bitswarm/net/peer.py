@@ -28,6 +28,7 @@ from bitswarm.wire.mse import CryptoMethod, EncryptionPolicy, MseHandshake, RC4S
 from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol
 
 if TYPE_CHECKING:
+    from bitswarm.net.magnet import MagnetRuntime
     from bitswarm.net.session import Session, TorrentRuntime
 
 log = logging.getLogger("bitswarm.peer")
@@ -42,7 +43,7 @@ class PeerConnection(asyncio.Protocol):
     def __init__(
         self,
         session: Session,
-        runtime: TorrentRuntime | None,
+        runtime: TorrentRuntime | MagnetRuntime | None,
         address: tuple[str, int] | None = None,
         *,
         encrypt: bool = False,
@@ -119,7 +120,7 @@ class PeerConnection(asyncio.Protocol):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _attach(self, runtime: TorrentRuntime) -> None:
+    def _attach(self, runtime: TorrentRuntime | MagnetRuntime) -> None:
         self.session.unrouted.discard(self)
         self.runtime = runtime
         self.core = runtime.new_core()

@@ -80,7 +80,7 @@ from bitswarm.tracker.swarm import Event
 from bitswarm.wire.extension import OUR_EXTENSION_IDS, UT_METADATA, UT_PEX
 from bitswarm.wire.messages import Piece
 from bitswarm.wire.mse import EncryptionPolicy
-from bitswarm.wire.peer import PeerProtocol, PeerState
+from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol, PeerState
 
 if TYPE_CHECKING:
     from bitswarm.magnet import Magnet
@@ -383,7 +383,27 @@ class TorrentRuntime:
         assert self.swarm is not None
         if connection not in self.peers:
             return
+        if any(isinstance(event, HandshakeCompleted) for event in events) and self._is_duplicate(connection):
+            return
         self.run_actions(self.swarm.handle(connection, events, now))
+
+    def _is_duplicate(self, connection: PeerConnection) -> bool:
+        """Two connections with one peer (both dialled at once, as PEX and the DHT make likely):
+        keep the one dialled by the side with the lower peer id, as both sides decide alike.
+        Returns True when ``connection`` was the one closed."""
+        assert connection.core is not None
+        remote = connection.core.remote_peer_id
+        for other in self.peers:
+            if other is connection or other.core is None or other.core.remote_peer_id != remote:
+                continue
+            keep_outgoing = self.session.peer_id < (remote or b"")
+            same_way = connection.outgoing == other.outgoing
+            loser = connection if same_way or connection.outgoing != keep_outgoing else other
+            self.count_close("duplicate connection")
+            loser.close("duplicate connection")
+            self.peer_gone(loser)
+            return loser is connection
+        return False
 
     def download_delay(self, size: int, now: float) -> float:
         return self.down_limit.delay_for(size, now)

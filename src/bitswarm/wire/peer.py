@@ -7,6 +7,15 @@ only there; one that comes later is taken as the haves it stands for, as aria2 s
 them, see ``_late_bitfield``), then OPEN until a rule is
 broken or the layer above closes it: CLOSED, after which every call is a UsageError.
 
+Metadata phase (a magnet link, BEP 9): with ``num_pieces=None`` the piece count is not
+known yet, so nothing about pieces can be checked. The core then accepts the handshake,
+extension messages, keep-alives, choke and interest, ignores the peer's bitfield, haves,
+suggestions and allowed-fast (it cannot validate them), rejects requests (we have nothing)
+and treats a piece as a protocol error (we never request one). Such a connection exists only
+to fetch the info dictionary: once it is in, the layer above closes it and dials the peer
+again with a full core. A reconnect costs one round trip per peer, and keeps every piece
+check in this core exact rather than deferred.
+
 The core checks every index, offset and length against the torrent and keeps the state
 both sides rely on: choke and interest in each direction, the peer's pieces, the requests
 we have outstanding and the requests the peer is waiting on (bounded: a flood ends the
@@ -93,7 +102,7 @@ class PeerProtocol:
         *,
         info_hash: bytes,
         peer_id: bytes,
-        num_pieces: int,
+        num_pieces: int | None,
         piece_size: Callable[[int], int],
         have_piece: Callable[[int], bool],
         now: float,
@@ -103,7 +112,9 @@ class PeerProtocol:
     ) -> None:
         self.info_hash = info_hash
         self.our_peer_id = peer_id
-        self.num_pieces = num_pieces
+        # None: the metadata phase of a magnet link (see the module docstring).
+        self.metadata_only = num_pieces is None
+        self.num_pieces = num_pieces or 0
         self.piece_size = piece_size
         self.have_piece = have_piece
         self.max_peer_requests = max_peer_requests
@@ -115,7 +126,7 @@ class PeerProtocol:
         self.am_interested = False
         self.peer_choking = True
         self.peer_interested = False
-        self.peer_pieces = bytearray((num_pieces + 7) // 8)
+        self.peer_pieces = bytearray((self.num_pieces + 7) // 8)
         self.peer_piece_count = 0
         self.our_requests: set[tuple[int, int, int]] = set()
         self.peer_requests: dict[tuple[int, int, int], None] = {}
@@ -166,11 +177,34 @@ class PeerProtocol:
             self._handshake_buffer.clear()
             events.append(self._accept_handshake(handshake))
         for message in self._frames.feed(data):
-            if self.state is PeerState.OPEN and isinstance(message, Bitfield | HaveAll | HaveNone):
+            if self.metadata_only:
+                if self._check_metadata_phase(message):
+                    events.append(message)
+            elif self.state is PeerState.OPEN and isinstance(message, Bitfield | HaveAll | HaveNone):
                 events += self._late_bitfield(message)
             elif self._check(message):
                 events.append(message)
         return events
+
+    def _check_metadata_phase(self, message: Message) -> bool:
+        """Before the piece count is known: only what needs no piece count gets through."""
+        if self.state is PeerState.AWAITING_BITFIELD and not isinstance(message, KeepAlive | Extended):
+            self.state = PeerState.OPEN
+        if isinstance(message, Extended):
+            if not self.extensions:
+                raise PeerProtocolError("extension message without the extension protocol")
+            return True
+        if isinstance(message, Piece):
+            raise PeerProtocolError(f"piece {message.index}+{message.begin} was never requested")
+        if isinstance(message, Request):
+            if self.fast:
+                self._queue(Reject(message.index, message.begin, message.length))
+            return False  # we have no piece yet; without BEP 6 a request is dropped
+        if isinstance(message, Choke | Unchoke | Interested | NotInterested):
+            return self._check(message)
+        if isinstance(message, HaveAll | HaveNone | Reject | Suggest | AllowedFast) and not self.fast:
+            raise PeerProtocolError(f"{type(message).__name__.lower()} without the fast extension")
+        return False  # bitfield, have, have-all, suggest, allowed-fast, port: unverifiable now
 
     def _late_bitfield(self, message: Bitfield | HaveAll | HaveNone) -> list[Event]:
         """A bitfield or have-all after the first message, as the haves it stands for.
@@ -323,7 +357,7 @@ class PeerProtocol:
 
     @property
     def peer_is_seed(self) -> bool:
-        return self.peer_piece_count == self.num_pieces
+        return not self.metadata_only and self.peer_piece_count == self.num_pieces
 
     # -- bytes out -----------------------------------------------------------------------
 
