@@ -121,7 +121,7 @@ def test_pex_introduces_a_peer_known_to_nobody_else(tmp_path: Path) -> None:
             )
             await asyncio.wait_for(last.finished.wait(), 30)
             await wait_until(lambda: len(seeding.peers) == 2, "A sees C")
-            remote_ids = [peer.core.remote_peer_id for peer in seeding.peers if peer.core is not None]
+            remote_ids = [peer.core.remote_peer_id or b"" for peer in seeding.peers if peer.core is not None]
             assert sorted(remote_ids) == sorted([b.peer_id, c.peer_id])
         finally:
             for each in (c, b, a):
