@@ -21,6 +21,8 @@ from typing import Any
 import click
 
 from bitswarm import __version__, magnet
+from bitswarm.client_config import CONFIG_FILE_NAME, ClientConfig
+from bitswarm.client_config import load_client_config as parse_client_config
 from bitswarm.create import CreateOptions, create
 from bitswarm.errors import BitswarmError, MetainfoError
 from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, TorrentVersion, read_torrent_file
@@ -366,9 +368,29 @@ def check_endpoints(option: str, endpoints: tuple[str, ...]) -> None:
             parse_endpoint(text)
 
 
+def load_client_config(path: Path | None) -> ClientConfig:
+    """``--config FILE``, else $XDG_CONFIG_HOME/bitswarm/client.toml if it exists, else defaults."""
+    if path is None:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+        path = Path(base) / "bitswarm" / CONFIG_FILE_NAME
+        if not path.is_file():
+            return ClientConfig()
+    with about(path):
+        config = parse_client_config(path.read_text(), source=str(path))
+    check_endpoints(f"{path}: dht_bootstrap", config.dht_bootstrap)
+    return config
+
+
 def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--no-dht, --dht-bootstrap, --dht-state, --no-lsd and --lsd-interface for get and seed."""
+    """--config, --no-dht, --dht-bootstrap, --dht-state, --no-lsd and --lsd-interface for get and seed."""
     options = [
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path),
+            help="TOML file of settings (dht, dht_bootstrap, dht_state, lsd, lsd_interface, pex)"
+            " [$XDG_CONFIG_HOME/bitswarm/client.toml].",
+        ),
         click.option("--no-dht", is_flag=True, help="Do not use the DHT (BEP 5) to find peers."),
         click.option(
             "--dht-bootstrap",
@@ -391,16 +413,24 @@ def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def discovery_settings(
-    no_dht: bool, dht_bootstrap: tuple[str, ...], dht_state: Path | None, no_lsd: bool, lsd_interface: str | None
+    config: ClientConfig,
+    no_dht: bool,
+    dht_bootstrap: tuple[str, ...],
+    dht_state: Path | None,
+    no_lsd: bool,
+    lsd_interface: str | None,
 ) -> dict[str, Any]:
-    """TransferPlan's discovery fields from the options (private torrents use none of them)."""
+    """TransferPlan's discovery fields from the options, then the config (private
+    torrents use none of them)."""
     check_endpoints("--dht-bootstrap", dht_bootstrap)
+    if dht_state is None:
+        dht_state = Path(config.dht_state).expanduser() if config.dht_state else default_state_folder() / "dht.dat"
     return {
-        "dht": not no_dht,
-        "dht_bootstrap": dht_bootstrap,
-        "dht_state_path": dht_state if dht_state is not None else default_state_folder() / "dht.dat",
-        "lsd": not no_lsd,
-        "lsd_interface": lsd_interface,
+        "dht": config.dht and not no_dht,
+        "dht_bootstrap": dht_bootstrap or config.dht_bootstrap,
+        "dht_state_path": dht_state,
+        "lsd": config.lsd and not no_lsd,
+        "lsd_interface": lsd_interface or config.lsd_interface,
     }
 
 
@@ -453,6 +483,7 @@ def get_command(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    config_path: Path | None,
     no_pex: bool,
 ) -> None:
     """Download TORRENT (a .torrent file or a magnet link) into DIR, then share it.
@@ -474,13 +505,14 @@ def get_command(
     else:
         torrent = load_torrent(Path(source))
         wanted = _wanted_files(torrent, files_spec)
+    config = load_client_config(config_path)
     folder.mkdir(parents=True, exist_ok=True)
-    options = TorrentOptions(sequential=sequential, wanted_files=wanted, pex=not no_pex)
+    options = TorrentOptions(sequential=sequential, wanted_files=wanted, pex=config.pex and not no_pex)
     plan = TransferPlan(
         torrent=torrent, magnet=link, select=select, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
         keep_seeding=not no_seed, as_json=as_json,
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
-        encryption=encryption, **discovery_settings(no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip
     with about("magnet" if link is not None else source):
         status = _run_transfer(plan)
@@ -508,6 +540,7 @@ def seed_command(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    config_path: Path | None,
     no_pex: bool,
 ) -> None:
     """Share TORRENT's content from DIR (the folder holding the torrent's name) until stopped."""
@@ -517,10 +550,11 @@ def seed_command(
     torrent = load_torrent(torrent_path)
     if not folder.is_dir():
         raise Failure(f"{folder}: not a folder")
+    config = load_client_config(config_path)
     plan = TransferPlan(
-        torrent=torrent, folder=folder, port=port, options=TorrentOptions(pex=not no_pex), seed_ratio=None,
-        keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0, encryption=encryption,
-        **discovery_settings(no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        torrent=torrent, folder=folder, port=port, options=TorrentOptions(pex=config.pex and not no_pex),
+        seed_ratio=None, keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
+        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)

@@ -117,7 +117,8 @@ def test_a_session_with_dht_off_has_no_node(tmp_path: Path) -> None:
 
 
 def test_bitswarm_get_finds_bitswarm_seed_through_bitswarm_dht(tmp_path: Path) -> None:
-    """The commands alone: `bitswarm dht`, then `seed` and `get --no-seed` with only --dht-bootstrap."""
+    """The commands alone: `bitswarm dht`, then `seed --dht-bootstrap` and `get --no-seed`
+    with the node named in its config file."""
     source = tmp_path / "seed" / "data.bin"
     source.parent.mkdir()
     source.write_bytes(random.Random(23).randbytes(700_000))
@@ -139,9 +140,12 @@ def test_bitswarm_get_finds_bitswarm_seed_through_bitswarm_dht(tmp_path: Path) -
         seed = run("seed", str(torrent_path), str(tmp_path / "seed"), *common, "--dht-state", str(tmp_path / "s.dat"))
         assert seed.stdout is not None
         assert json.loads(seed.stdout.readline())["event"] == "started"
+        # The download takes its settings from a config file instead of options.
+        config = tmp_path / "client.toml"
+        config.write_text(f'lsd = false\ndht_bootstrap = ["{bootstrap}"]\ndht_state = "{tmp_path / "g.dat"}"\n')
         got = subprocess.run(
-            [*BITSWARM, "get", str(torrent_path), "-o", str(tmp_path / "get"), "--no-seed", *common,
-             "--dht-state", str(tmp_path / "g.dat")],
+            [*BITSWARM, "get", str(torrent_path), "-o", str(tmp_path / "get"), "--no-seed", "--port", "0",
+             "--config", str(config), "--json"],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert got.returncode == 0, got.stderr

@@ -1,0 +1,70 @@
+"""The settings file of ``bitswarm get`` and ``seed``: every key optional, typos and wrong types refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bitswarm.client_config import ClientConfig, load_client_config
+from bitswarm.create import CreateOptions, create
+from bitswarm.errors import UsageError
+
+
+def test_an_empty_file_gives_the_defaults_with_dht_and_lsd_on_and_no_bootstrap_node() -> None:
+    assert load_client_config("") == ClientConfig()
+    assert ClientConfig().dht
+    assert ClientConfig().lsd
+    assert ClientConfig().dht_bootstrap == ()
+
+
+def test_every_key_is_read() -> None:
+    text = """
+dht = false
+dht-bootstrap = ["10.0.0.5:6881", "[fd00::5]:6881"]
+dht_state = "~/dht.dat"
+lsd = false
+lsd_interface = "eth0"
+pex = false
+"""
+    assert load_client_config(text) == ClientConfig(
+        dht=False,
+        dht_bootstrap=("10.0.0.5:6881", "[fd00::5]:6881"),
+        dht_state="~/dht.dat",
+        lsd=False,
+        lsd_interface="eth0",
+        pex=False,
+    )
+    assert load_client_config('dht_bootstrap = "10.0.0.5:6881"').dht_bootstrap == ("10.0.0.5:6881",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dth = true", "client.toml: unknown setting 'dth'"),
+        ('dht = "yes"', "client.toml: dht must be true or false"),
+        ("dht_bootstrap = [1]", "client.toml: dht_bootstrap must be HOST:PORT or a list of them"),
+        ('lsd_interface = ""', "client.toml: lsd_interface must be a non-empty string"),
+        ("dht = ", "client.toml: "),
+    ],
+)
+def test_bad_settings_are_usage_errors_naming_the_file(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        load_client_config(text, source="client.toml")
+    assert str(raised.value).startswith(message)
+
+
+def test_get_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "client.toml"
+    config.write_text('dht_bootstrap = ["10.0.0.5:port"]\n')
+    (tmp_path / "x.bin").write_bytes(b"x" * 1000)
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(create(tmp_path / "x.bin", CreateOptions()))
+    done = subprocess.run(
+        [sys.executable, "-m", "bitswarm", "get", str(torrent), "--config", str(config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"bitswarm: {config}: dht_bootstrap: 10.0.0.5:port: port is not a number"
