@@ -15,7 +15,7 @@ runs this script as a subprocess of `/usr/bin/python3`:
         [--encryption enabled|required]
     /usr/bin/python3 tests/interop/lt_driver.py dht [--bootstrap HOST:PORT]... [--torrent T --save-path P]
         [--timeout S]
-    /usr/bin/python3 tests/interop/lt_driver.py dht-download TORRENT SAVE_PATH --bootstrap HOST:PORT...
+    /usr/bin/python3 tests/interop/lt_driver.py dht-download TORRENT|MAGNET SAVE_PATH --bootstrap HOST:PORT...
         [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--pex] [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd-magnet INFO_HASH SAVE_PATH --interface ADDRESS [--timeout S]
@@ -654,7 +654,8 @@ DHT_DOWNLOAD_ANNOUNCE_INTERVAL_S = 2
 
 
 def cmd_dht_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
-    """Download TORRENT into SAVE_PATH from peers found through the DHT alone.
+    """Download TORRENT (a .torrent file or a magnet link) into SAVE_PATH from peers found
+    through the DHT alone (for a magnet link, the metadata too).
 
     The DHT joins through --bootstrap nodes (loopback allowed, see `_dht_settings`); the
     torrent's trackers are overridden and LSD and PEX are off, so every peer comes from a
@@ -665,8 +666,11 @@ def cmd_dht_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]
     save_path = os.path.abspath(args.save_path)
     if not os.path.isdir(save_path):
         raise DriverError(f"{save_path}: save path is not a directory")
-    params = lt.add_torrent_params()
-    params.ti = _load(lt, args.torrent)
+    if args.torrent.startswith("magnet:"):
+        params = lt.parse_magnet_uri(args.torrent)
+    else:
+        params = lt.add_torrent_params()
+        params.ti = _load(lt, args.torrent)
     params.save_path = save_path
     params.trackers = []
     flags = lt.torrent_flags
@@ -781,6 +785,80 @@ def cmd_lsd_magnet(lt: ModuleType, args: argparse.Namespace) -> None:
         del session
 
 
+def _info_facts(ti: Any) -> dict[str, Any]:
+    info = bytes(ti.metadata())
+    return {
+        "sha1": hashlib.sha1(info).hexdigest(),
+        "sha256": hashlib.sha256(info).hexdigest(),
+        "metadata_size": len(info),
+        "name": ti.name(),
+        "num_pieces": ti.num_pieces(),
+    }
+
+
+def cmd_magnet(lt: ModuleType, args: argparse.Namespace) -> None:
+    """Download MAGNET into SAVE_PATH from the peers its x.pe names (and its tr trackers).
+
+    DHT, LSD and PEX are off; the session listens on 127.0.0.1 (TCP only). Once libtorrent
+    has the info dictionary it prints one JSON line (stage "metadata": its SHA-1, SHA-256,
+    size, the torrent's name and piece count); once every piece is in, one more (stage
+    "finished", with the peers it talked to) and waits for a line on stdin.
+    """
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    params = lt.parse_magnet_uri(args.magnet)
+    params.save_path = save_path
+    flags = lt.torrent_flags
+    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(_loopback_settings(lt))
+    try:
+        handle = session.add_torrent(params)
+        download = _Download(lt, session, handle, deadline, args.timeout)
+        while not handle.status().has_metadata:
+            download.pump("the metadata")
+        print(json.dumps({"stage": "metadata", **_info_facts(handle.torrent_file())}), flush=True)
+        while not handle.status().is_seeding:
+            download.pump("every piece")
+        _emit_and_wait(download.report("finished"))
+        return None
+    finally:
+        del session
+
+
+def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
+    """Seed TORRENT from SAVE_PATH with no tracker, DHT, LSD or PEX: peers must dial it.
+
+    Once every piece is checked it prints one JSON line (stage "seeding", with the port it
+    listens on) and waits for a line on stdin (or --timeout); then it prints its report
+    (stage "stopped", with the peers it talked to) and closes.
+    """
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    params = lt.add_torrent_params()
+    params.ti = _load(lt, args.torrent)
+    params.save_path = save_path
+    flags = lt.torrent_flags
+    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    deadline = time.monotonic() + args.timeout
+    session = lt.session(_loopback_settings(lt))
+    try:
+        handle = session.add_torrent(params)
+        seed = _Download(lt, session, handle, deadline, args.timeout)
+        while not handle.status().is_seeding:
+            seed.pump("seeding")
+        print(json.dumps({**seed.report("seeding"), "listen_port": session.listen_port()}), flush=True)
+        select.select([sys.stdin], [], [], max(0.0, deadline - time.monotonic()))
+        seed.deadline = time.monotonic() + 5.0
+        seed.pump("a last look at the peers")
+        print(json.dumps(seed.report("stopped")), flush=True)
+        return None
+    finally:
+        del session
+
+
 COMMANDS = {
     "version": cmd_version,
     "info": cmd_info,
@@ -792,6 +870,8 @@ COMMANDS = {
     "dht-download": cmd_dht_download,
     "lsd": cmd_lsd,
     "lsd-magnet": cmd_lsd_magnet,
+    "magnet": cmd_magnet,
+    "seed-here": cmd_seed_here,
 }
 
 
@@ -839,6 +919,14 @@ def _parser() -> _Parser:
     lsd.add_argument("--interface", required=True, help="IPv4 address to listen, dial and announce on")
     lsd.add_argument("--pex", action="store_true", help="take peers from ut_pex messages too")
     lsd.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    magnet = sub.add_parser("magnet")
+    magnet.add_argument("magnet", help="a magnet link (x.pe names the peers to dial)")
+    magnet.add_argument("save_path")
+    magnet.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    seed_here = sub.add_parser("seed-here")
+    seed_here.add_argument("torrent")
+    seed_here.add_argument("save_path")
+    seed_here.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     lsd_magnet = sub.add_parser("lsd-magnet")
     lsd_magnet.add_argument("info_hash", help="v1 info-hash, 40 hex digits")
     lsd_magnet.add_argument("save_path")

@@ -1,6 +1,8 @@
 """The client's DHT with libtorrent's, with no tracker at all: a libtorrent seed found by
 ``bitswarm get --dht-bootstrap``, and ``bitswarm seed`` found by libtorrent, each time
-through a standalone ``bitswarm dht`` node on loopback that both sides join through.
+through a standalone ``bitswarm dht`` node on loopback that both sides join through;
+each way from the .torrent and from a magnet link holding nothing but the info-hash
+(the info dictionary then comes from the peer found, BEP 9).
 
 libtorrent runs as `lt_driver.py dht` (a seed that announces on request) or
 `lt_driver.py dht-download` (a download that searches the DHT every two seconds); see
@@ -69,8 +71,12 @@ def read_line(process: subprocess.Popen[str]) -> dict[str, object]:
     return reply
 
 
-def test_bitswarm_get_finds_a_libtorrent_seed_through_the_dht(tmp_path: Path, dht_node: str) -> None:
+@pytest.mark.parametrize("start_from", ["torrent", "magnet"])
+def test_bitswarm_get_finds_a_libtorrent_seed_through_the_dht(tmp_path: Path, dht_node: str, start_from: str) -> None:
     folder, torrent_path = make_content(tmp_path, 41)
+    # A bare info-hash: no tracker, no peer, no name; the DHT is the only way in.
+    info_hash = Torrent.decode(torrent_path.read_bytes()).info_hash_v1 or b""
+    source = str(torrent_path) if start_from == "torrent" else f"magnet:?xt=urn:btih:{info_hash.hex()}"
     options = ("--torrent", torrent_path, "--save-path", folder, "--timeout", str(2 * DEADLINE_S))
     seed = lt_process("dht", "--bootstrap", dht_node, *options)
     try:
@@ -82,7 +88,7 @@ def test_bitswarm_get_finds_a_libtorrent_seed_through_the_dht(tmp_path: Path, dh
         seed.stdin.flush()
         read_line(seed)
         got = subprocess.run(
-            [*BITSWARM, "get", str(torrent_path), "-o", str(tmp_path / "get"), "--port", "0", "--no-seed",
+            [*BITSWARM, "get", source, "-o", str(tmp_path / "get"), "--port", "0", "--no-seed",
              "--no-lsd", "--dht-bootstrap", dht_node, "--json"],
             capture_output=True, text=True, timeout=2 * DEADLINE_S, check=False,
         )  # fmt: skip
@@ -96,8 +102,11 @@ def test_bitswarm_get_finds_a_libtorrent_seed_through_the_dht(tmp_path: Path, dh
     assert (tmp_path / "get" / "data.bin").read_bytes() == (folder / "data.bin").read_bytes()
 
 
-def test_libtorrent_finds_a_bitswarm_seed_through_the_dht(tmp_path: Path, dht_node: str) -> None:
+@pytest.mark.parametrize("start_from", ["torrent", "magnet"])
+def test_libtorrent_finds_a_bitswarm_seed_through_the_dht(tmp_path: Path, dht_node: str, start_from: str) -> None:
     folder, torrent_path = make_content(tmp_path, 42)
+    info_hash = Torrent.decode(torrent_path.read_bytes()).info_hash_v1 or b""
+    source = str(torrent_path) if start_from == "torrent" else f"magnet:?xt=urn:btih:{info_hash.hex()}"
     seed = subprocess.Popen(
         [*BITSWARM, "seed", str(torrent_path), str(folder), "--port", "0", "--no-lsd", "--dht-bootstrap", dht_node,
          "--json"],
@@ -107,9 +116,7 @@ def test_libtorrent_finds_a_bitswarm_seed_through_the_dht(tmp_path: Path, dht_no
         started = read_line(seed)
         assert started["event"] == "started"
         (tmp_path / "get").mkdir()
-        report = lt(
-            "dht-download", torrent_path, tmp_path / "get", "--bootstrap", dht_node, "--timeout", str(DEADLINE_S)
-        )
+        report = lt("dht-download", source, tmp_path / "get", "--bootstrap", dht_node, "--timeout", str(DEADLINE_S))
     finally:
         seed.send_signal(signal.SIGTERM)
         _, stderr = seed.communicate(timeout=30)

@@ -229,6 +229,9 @@ class TorrentRuntime:
                 self.spawn(self._dht_loop())
             if self.session.lsd is not None:
                 self.session.lsd.add_torrent(self.info_hash)
+        elif self.session.lsd is not None:
+            # Announced while it was a magnet link, before its info said it is private.
+            self.session.lsd.remove_torrent(self.info_hash)
 
     async def _stop_tasks(self) -> None:
         # A "completed" announce still on its way is let finish, within the stop announce's
@@ -938,6 +941,8 @@ class Session:
                     for runtime in self.torrents.values():
                         if runtime.is_public and not runtime.paused:
                             lsd.add_torrent(runtime.info_hash)
+                    for magnet in self.magnets.values():
+                        lsd.add_torrent(magnet.info_hash)
                     opened.set_result(None)
                     await asyncio.Future()  # until cancelled
             except OSError as error:
@@ -949,7 +954,7 @@ class Session:
                 opened.set_result(None)
 
     def _on_lsd_peer(self, info_hash: bytes, host: str, port: int) -> None:
-        runtime = self.runtime_for(info_hash)
+        runtime: TorrentRuntime | MagnetRuntime | None = self.runtime_for(info_hash) or self.magnets.get(info_hash)
         if runtime is not None and runtime.is_public:
             runtime.add_peers([(host, port)])
 
@@ -1008,6 +1013,8 @@ class Session:
             raise UsageError(f"{runtime.info_hash.hex()}: already in this session")
         self.magnets[runtime.info_hash] = runtime
         runtime.start()
+        if self.lsd is not None and len(runtime.info_hash) == 20:
+            self.lsd.add_torrent(runtime.info_hash)  # whether it is private is not known yet
         return runtime
 
     async def remove(self, info_hash: bytes) -> None:
