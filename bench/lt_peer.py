@@ -4,7 +4,7 @@
 Runs under Debian's /usr/bin/python3 (the only Python here that imports libtorrent):
 
     /usr/bin/python3 bench/lt_peer.py peer TORRENT FOLDER --role seed|download
-        [--connect PORT] [--max-up BYTES]
+        [--connect PORT] [--max-up BYTES] [--max-down BYTES]
     /usr/bin/python3 bench/lt_peer.py memory TORRENT_DIR FOLDER
 
 It speaks the same line protocol as peer_bench.py's bitswarm children: one JSON object
@@ -50,7 +50,7 @@ def read_command(timeout_s: float) -> str | None:
     return line.strip() if line else "stop"
 
 
-def new_session(lt: Any, max_up: int) -> Any:
+def new_session(lt: Any, max_up: int, max_down: int = 0) -> Any:
     settings: dict[str, Any] = {
         "listen_interfaces": "127.0.0.1:0",
         "outgoing_interfaces": "127.0.0.1",
@@ -68,8 +68,10 @@ def new_session(lt: Any, max_up: int) -> Any:
     }
     if max_up > 0:
         settings["upload_rate_limit"] = max_up
+    if max_down > 0:
+        settings["download_rate_limit"] = max_down
     session = lt.session(settings)
-    if max_up > 0:
+    if max_up > 0 or max_down > 0:
         # Every address in the global class (bit 0), none in the unthrottled local class.
         every_address = lt.ip_filter()
         every_class = 1 << lt.session.global_peer_class_id
@@ -97,7 +99,7 @@ def raise_on_errors(lt: Any, alerts: list[Any]) -> None:
 
 
 def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
-    session = new_session(lt, args.max_up)
+    session = new_session(lt, args.max_up, args.max_down)
     handle = None
     if args.role == "seed":
         handle = session.add_torrent(add_params(lt, args.torrent, args.folder, seed=True))
@@ -166,6 +168,7 @@ def main(argv: list[str]) -> int:
     peer.add_argument("--role", choices=("seed", "download"), required=True)
     peer.add_argument("--connect", type=int, default=0, help="port of a peer on 127.0.0.1 to connect to")
     peer.add_argument("--max-up", type=int, default=0, help="upload limit, bytes per second (0: none)")
+    peer.add_argument("--max-down", type=int, default=0, help="download limit, bytes per second (0: none)")
     memory = sub.add_parser("memory")
     memory.add_argument("torrent_dir")
     memory.add_argument("folder")

@@ -3,6 +3,7 @@
     python3 bench/peer_bench.py throughput [--size-mib 1024] [--repeat 2]
     python3 bench/peer_bench.py swarm [--quick] [--size-mib 64] [--peers 1,2,4,8,16] [--max-up-kib 2048]
     python3 bench/peer_bench.py memory [--torrents 200] [--torrent-mib 16]
+    python3 bench/peer_bench.py limits [--size-mib 32] [--limit-kib 2048] [--repeat 2]
 
 Every peer is a process of its own: bitswarm's run this file's hidden `bitswarm-peer` /
 `bitswarm-memory` commands (the Python API: a `Session` on uvloop, as `bitswarm get`
@@ -28,6 +29,9 @@ connections per IP.
   first); VmRSS, RssAnon and RssFile from /proc/PID/status. The data is one file of
   pseudo-random bytes hard-linked under every torrent's name (one copy in the page
   cache), so each torrent has its own info-hash but hashing costs no disk reads.
+- limits: one seeder and one downloader on loopback with the seeder's upload, then the
+  downloader's download, capped at --limit-kib; the rate achieved over the limit (1.0 is
+  exact; the bucket's burst, a quarter second's worth, lets it sit a little above).
 
 Only processes this benchmark started are ever stopped, by PID. Every wait has a
 deadline. This is a measurement, not a test: nothing is asserted about speed.
@@ -194,12 +198,15 @@ def wait_events(
     return seen
 
 
-def peer_argv(kind: str, torrent: Path, folder: Path, role: str, *, connect: int = 0, max_up: int = 0) -> list[str]:
+def peer_argv(
+    kind: str, torrent: Path, folder: Path, role: str, *, connect: int = 0, max_up: int = 0, max_down: int = 0
+) -> list[str]:
     if kind == "bitswarm":
         program = [sys.executable, str(Path(__file__).resolve()), "bitswarm-peer"]
     else:
         program = [LIBTORRENT_PYTHON, str(LT_PEER), "peer"]
-    return [*program, str(torrent), str(folder), "--role", role, "--connect", str(connect), "--max-up", str(max_up)]
+    limits = ["--max-up", str(max_up), "--max-down", str(max_down)]
+    return [*program, str(torrent), str(folder), "--role", role, "--connect", str(connect), *limits]
 
 
 # -- bitswarm's side (runs in the children) ------------------------------------------------
@@ -230,7 +237,7 @@ async def bitswarm_peer(args: argparse.Namespace) -> None:
     from bitswarm.net.session import Session, TorrentRuntime  # noqa: PLC0415
 
     torrent = Torrent.decode(Path(args.torrent).read_bytes())
-    session = Session(port=0, host="127.0.0.1", max_up=float(args.max_up))
+    session = Session(port=0, host="127.0.0.1", max_up=float(args.max_up), max_down=float(args.max_down))
     await session.start()
     commands = await open_commands()
     runtime: TorrentRuntime | None = None
@@ -467,6 +474,78 @@ def run_transfer(pair: Transfer, work: Path, torrent: Path, data: Path, timeout_
     return cpu_total
 
 
+# -- limits ------------------------------------------------------------------------------------------
+
+
+def limits(args: argparse.Namespace) -> int:
+    """How closely a rate limit holds on loopback: one seeder, one downloader, the seeder's
+    upload or the downloader's download capped; achieved rate over the limit."""
+    size, limit = args.size_mib * MIB, args.limit_kib * 1024
+    rows: list[tuple[str, str, list[float]]] = []
+    with work_folder(args.dir) as work:
+        data = work / "seed" / "payload.bin"
+        write_data(data, size)
+        warm_page_cache(data)
+        torrent = work / "payload.torrent"
+        make_torrent(data, torrent, args.piece_kib * 1024)
+        print(f"# {args.size_mib} MiB, {args.piece_kib} KiB pieces, limit {args.limit_kib} KiB/s; "
+              f"{args.repeat} rounds", flush=True)  # fmt: skip
+        for side in ("upload", "download"):
+            for kind in ("bitswarm", "libtorrent"):
+                ratios: list[float] = []
+                for round_index in range(args.repeat):
+                    elapsed = run_limited(kind, side, work, torrent, data, limit, round_index)
+                    if elapsed is not None:
+                        ratios.append(size / elapsed / limit)
+                rows.append((kind, side, ratios))
+    print()
+    print("| peers | limited | achieved / limit (median) | min | max | runs |")
+    print("|---|---|---:|---:|---:|---:|")
+    for kind, side, ratios in rows:
+        if ratios:
+            print(f"| {kind} | {side} | {statistics.median(ratios):.3f} | {min(ratios):.3f} | {max(ratios):.3f} | "
+                  f"{len(ratios)} |")  # fmt: skip
+        else:
+            print(f"| {kind} | {side} | - | - | - | 0 |")
+    return 0
+
+
+def run_limited(
+    kind: str, side: str, work: Path, torrent: Path, data: Path, limit: int, round_index: int
+) -> float | None:
+    """Seconds from the start command to the verified copy, or None on failure."""
+    events: queue.Queue[tuple[Child, dict[str, Any]]] = queue.Queue()
+    folder = work / f"limit-{kind}-{side}-{round_index}"
+    folder.mkdir()
+    children: list[Child] = []
+    timeout_s = 60.0 + 4 * data.stat().st_size / limit
+    try:
+        up = limit if side == "upload" else 0
+        seeder = start_child("seeder", kind, peer_argv(kind, torrent, data.parent, "seed", max_up=up), events)
+        children.append(seeder)
+        port = wait_events(events, "ready", [seeder], START_TIMEOUT_S)[seeder]["port"]
+        down = limit if side == "download" else 0
+        argv = peer_argv(kind, torrent, folder, "download", connect=port, max_down=down)
+        downloader = start_child("downloader", kind, argv, events)
+        children.append(downloader)
+        wait_events(events, "ready", [downloader], START_TIMEOUT_S)
+        started = time.monotonic()
+        downloader.send("start")
+        finished = wait_events(events, "finished", [downloader], timeout_s)[downloader]["t"]
+        if not filecmp.cmp(data, folder / data.name, shallow=False):
+            raise RuntimeError("the downloaded copy differs from the seed's data")
+        elapsed = float(finished - started)
+        print(f"# {kind}, {side} limited: {elapsed:.2f} s, {data.stat().st_size / elapsed / limit:.3f} x the limit",
+              flush=True)  # fmt: skip
+        return elapsed
+    except RuntimeError as error:
+        print(f"# {kind}, {side} limited: FAILED: {error}", flush=True)
+        return None
+    finally:
+        stop_children(children)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # -- swarm -------------------------------------------------------------------------------------------
 
 
@@ -701,6 +780,11 @@ def main() -> int:
     many.add_argument("--piece-kib", type=int, default=256)
     many.add_argument("--kinds", default="bitswarm,libtorrent", help="which peers to run [bitswarm,libtorrent]")
     many.add_argument("--max-up-kib", type=int, default=2048)
+    limit = sub.add_parser("limits", help="how closely upload and download limits hold on loopback")
+    limit.add_argument("--size-mib", type=int, default=32)
+    limit.add_argument("--piece-kib", type=int, default=256)
+    limit.add_argument("--limit-kib", type=int, default=2048)
+    limit.add_argument("--repeat", type=int, default=2)
     mem = sub.add_parser("memory", help="one session seeding many torrents")
     mem.add_argument("--torrents", type=int, default=200)
     mem.add_argument("--torrent-mib", type=int, default=16)
@@ -711,6 +795,7 @@ def main() -> int:
     child.add_argument("--role", choices=("seed", "download"), required=True)
     child.add_argument("--connect", type=int, default=0)
     child.add_argument("--max-up", type=int, default=0)
+    child.add_argument("--max-down", type=int, default=0)
     child_memory = sub.add_parser("bitswarm-memory", help=argparse.SUPPRESS)
     child_memory.add_argument("torrent_dir")
     child_memory.add_argument("folder")
@@ -720,7 +805,7 @@ def main() -> int:
     if args.command == "bitswarm-memory":
         return run_child(bitswarm_memory(args))
     header(sys.argv[1:])
-    return {"throughput": throughput, "swarm": swarm, "memory": memory}[args.command](args)
+    return {"throughput": throughput, "swarm": swarm, "memory": memory, "limits": limits}[args.command](args)
 
 
 if __name__ == "__main__":
