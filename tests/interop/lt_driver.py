@@ -16,7 +16,7 @@ runs this script as a subprocess of `/usr/bin/python3`:
     /usr/bin/python3 tests/interop/lt_driver.py dht [--bootstrap HOST:PORT]... [--torrent T --save-path P]
         [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py dht-download TORRENT|MAGNET SAVE_PATH --bootstrap HOST:PORT...
-        [--timeout S]
+        [--keep-trackers] [--max-down BYTES_PER_S] [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--pex] [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd-magnet INFO_HASH SAVE_PATH --interface ADDRESS [--timeout S]
 
@@ -659,9 +659,10 @@ def cmd_dht_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]
 
     The DHT joins through --bootstrap nodes (loopback allowed, see `_dht_settings`); the
     torrent's trackers are overridden and LSD and PEX are off, so every peer comes from a
-    DHT search (libtorrent searches every DHT_DOWNLOAD_ANNOUNCE_INTERVAL_S). Prints one
-    JSON object once the torrent is seeding: the `download` report (its "peers" carry
-    "sources", which say where libtorrent learned each address).
+    DHT search (libtorrent searches every DHT_DOWNLOAD_ANNOUNCE_INTERVAL_S). With
+    --keep-trackers the torrent's trackers are used as well; --max-down limits the
+    download rate. Prints one JSON object once the torrent is seeding: the `download`
+    report (its "peers" carry "sources", which say where libtorrent learned each address).
     """
     save_path = os.path.abspath(args.save_path)
     if not os.path.isdir(save_path):
@@ -672,11 +673,15 @@ def cmd_dht_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]
         params = lt.add_torrent_params()
         params.ti = _load(lt, args.torrent)
     params.save_path = save_path
-    params.trackers = []
     flags = lt.torrent_flags
-    params.flags = flags.override_trackers | flags.disable_lsd | flags.disable_pex
+    params.flags = flags.disable_lsd | flags.disable_pex
+    if not args.keep_trackers:
+        params.trackers = []
+        params.flags |= flags.override_trackers
     settings = _dht_settings(lt, args.bootstrap)
     settings["dht_announce_interval"] = DHT_DOWNLOAD_ANNOUNCE_INTERVAL_S
+    if args.max_down:
+        settings["download_rate_limit"] = args.max_down
     deadline = time.monotonic() + args.timeout
     session = lt.session(settings)
     try:
@@ -912,6 +917,8 @@ def _parser() -> _Parser:
     dht_download.add_argument("torrent")
     dht_download.add_argument("save_path")
     dht_download.add_argument("--bootstrap", action="append", required=True, help="HOST:PORT of a DHT node")
+    dht_download.add_argument("--keep-trackers", action="store_true", help="announce to the torrent's trackers too")
+    dht_download.add_argument("--max-down", type=int, default=0, help="download limit, bytes per second (0: none)")
     dht_download.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     lsd = sub.add_parser("lsd")
     lsd.add_argument("torrent")
