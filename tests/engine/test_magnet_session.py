@@ -7,11 +7,31 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from bitswarm import bencode
 from bitswarm.create import CreateOptions, create
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentOptions
+from bitswarm.wire.extension import (
+    UT_METADATA,
+    MetadataData,
+    MetadataRequest,
+    decode_handshake,
+    decode_metadata,
+    encode_handshake,
+    encode_metadata,
+)
+from bitswarm.wire.messages import (
+    EXTENSION_PROTOCOL,
+    HANDSHAKE_BYTES,
+    Extended,
+    FrameDecoder,
+    Handshake,
+    encode,
+    reserved_bits,
+)
 
 PIECE = 32 * 1024
 
@@ -62,6 +82,30 @@ def test_a_magnet_with_only_a_peer_fetches_metadata_saves_the_torrent_and_downlo
             await seeder.close()
         assert not seeder.failures
         assert not getter.failures
+
+    asyncio.run(scenario())
+
+
+def test_a_seed_that_dials_a_magnet_link_gives_it_the_metadata_and_is_dialled_back(tmp_path: Path) -> None:
+    """As when a seed hears of us by LSD or the DHT: the fetch runs on its incoming connection."""
+    torrent, folder = make_content(tmp_path)
+
+    async def scenario() -> None:
+        seeder, getter = session(), session()
+        await seeder.start()
+        await getter.start()
+        try:
+            seeding = await seeder.add(torrent, folder.parent)
+            assert torrent.info_hash_v1 is not None
+            fetching = await getter.add_magnet(Magnet(torrent.info_hash_v1), tmp_path / "get")
+            await seeding.connect(("127.0.0.1", getter.port))
+            runtime = await asyncio.wait_for(fetching.wait_for_torrent(), 30)
+            # Dialled back at the port the seed's extended handshake gave.
+            await asyncio.wait_for(runtime.finished.wait(), 30)
+            assert any(peer.address == ("127.0.0.1", seeder.port) for peer in runtime.peers)
+        finally:
+            await getter.close()
+            await seeder.close()
 
     asyncio.run(scenario())
 
@@ -174,5 +218,88 @@ def test_no_pex_offers_no_ut_pex_and_learns_nothing(tmp_path: Path) -> None:
         finally:
             for each in (c, b, a):
                 await each.close()
+
+    asyncio.run(scenario())
+
+
+class HostileMetadataPeer:
+    """A peer on 127.0.0.2 that offers the metadata and sends it wrong: pieces of the wrong
+    size, or the right size with a byte changed (so the whole fails its hash)."""
+
+    def __init__(self, info: bytes, mode: str) -> None:
+        self.info, self.mode = info, mode
+        self.answered = asyncio.Event()
+        self.hung_up_on = asyncio.Event()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.2", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ours = Handshake.decode(await reader.readexactly(HANDSHAKE_BYTES))
+        writer.write(Handshake(ours.info_hash, b"-XX0000-hostile00000", reserved_bits(EXTENSION_PROTOCOL)).encode())
+        payload = encode_handshake(extensions={UT_METADATA: 3}, metadata_size=len(self.info))
+        writer.write(encode(Extended(0, payload)))
+        decoder = FrameDecoder(1 << 20)
+        their_id = 0
+        while chunk := await reader.read(65536):
+            for message in decoder.feed(chunk):
+                if not isinstance(message, Extended):
+                    continue
+                if message.extension_id == 0:
+                    their_id = decode_handshake(message.payload).extensions[UT_METADATA]
+                    continue
+                request = decode_metadata(message.payload)
+                assert isinstance(request, MetadataRequest)
+                data = bytearray(self.info[request.piece * 16384 : (request.piece + 1) * 16384])
+                if self.mode == "wrong size":
+                    data = data[:-1]
+                else:
+                    data[0] ^= 0xFF
+                answer = MetadataData(request.piece, len(self.info), bytes(data))
+                writer.write(encode(Extended(their_id, encode_metadata(answer))))
+                self.answered.set()
+        self.hung_up_on.set()
+        writer.close()
+
+
+@pytest.mark.parametrize("mode", ["wrong size", "bad hash"])
+def test_a_peer_sending_bad_metadata_is_dropped_and_an_honest_peer_completes(tmp_path: Path, mode: str) -> None:
+    torrent, folder = make_content(tmp_path)
+
+    async def scenario() -> None:
+        hostile = HostileMetadataPeer(torrent.info, mode)
+        await hostile.start()
+        seeder = session()
+        # Plain BitTorrent: the hostile peer speaks no MSE.
+        getter = Session(port=0, host="127.0.0.1", strict=True, encryption="disable")
+        await seeder.start()
+        await getter.start()
+        try:
+            await seeder.add(torrent, folder.parent)
+            assert torrent.info_hash_v1 is not None
+            link = Magnet(torrent.info_hash_v1, peers=(("127.0.0.2", hostile.port),))
+            fetching = await getter.add_magnet(link, tmp_path / "get")
+            await asyncio.wait_for(hostile.answered.wait(), 30)
+            await asyncio.wait_for(hostile.hung_up_on.wait(), 30)
+            assert not fetching.ready.is_set()
+            if mode == "bad hash":
+                assert "127.0.0.2" in fetching.banned
+            fetching.add_peers([("127.0.0.1", seeder.port)])
+            runtime = await asyncio.wait_for(fetching.wait_for_torrent(), 30)
+            assert runtime.torrent.info == torrent.info
+            await asyncio.wait_for(runtime.finished.wait(), 30)
+            assert all(peer.address is None or peer.address[0] != "127.0.0.2" for peer in runtime.peers)
+        finally:
+            await getter.close()
+            await seeder.close()
+            await hostile.close()
 
     asyncio.run(scenario())

@@ -1,11 +1,10 @@
 """A magnet link on the event loop: find peers, fetch the info dictionary, start the torrent.
 
 A ``MagnetRuntime`` is the metadata phase of one magnet link (BEP 9, BEP 53). Peers come
-from the link's ``x.pe``, its ``tr`` trackers, the session's DHT for public links, and
-``add_peers`` (the discovery hook, LSD, PEX). Its connections are outgoing and carry
-metadata-mode peer cores (``PeerProtocol(num_pieces=None)``); ``MetadataSwarm`` makes the
-choices. Incoming connections are not routed to it: a peer that dials us before the
-metadata is in is refused and finds us again once the torrent runs.
+from the link's ``x.pe``, its ``tr`` trackers, the session's DHT, and ``add_peers`` (the
+discovery hook: LSD, PEX). Its connections, ours and incoming ones (the session routes
+them here until the torrent runs), carry metadata-mode peer cores
+(``PeerProtocol(num_pieces=None)``); ``MetadataSwarm`` makes the choices.
 
 Once the info dictionary is in and hashes to the info-hash, it is turned into a
 ``Torrent`` (trackers from ``tr``, web seeds from ``ws``: stored in the .torrent, not
@@ -90,6 +89,7 @@ class MagnetRuntime:
         self.peers: set[PeerConnection] = set()
         self.known_addresses: set[tuple[str, int]] = set()
         self.candidates: dict[tuple[str, int], None] = {}
+        self.dropped: dict[tuple[str, int], None] = {}
         self.banned: set[str] = set()
         self.closed_reasons: dict[str, int] = {}
         self.paused = True  # until start()
@@ -163,7 +163,9 @@ class MagnetRuntime:
         returns how many dials started."""
         started = 0
         for address in addresses:
-            if address[0] in self.banned or self.session.is_own_address(address) or address[1] == 0:
+            if address[0] in self.banned or address in self.dropped or self.session.is_own_address(address):
+                continue
+            if address[1] == 0:
                 continue
             if address not in self.candidates and len(self.candidates) < MAX_CANDIDATES:
                 self.candidates[address] = None
@@ -205,7 +207,8 @@ class MagnetRuntime:
         )
 
     def accepts(self, connection: PeerConnection) -> bool:
-        return False  # incoming connections are not routed here (module docstring)
+        host = connection.address[0] if connection.address else ""
+        return not self.paused and len(self.peers) < MAX_PEERS_PER_TORRENT and host not in self.banned
 
     def peer_joined(self, connection: PeerConnection) -> None:
         assert connection.core is not None
@@ -244,7 +247,7 @@ class MagnetRuntime:
                 assert isinstance(peer, PeerConnection)
                 if isinstance(action, BanPeer) and peer.address is not None:
                     self.banned.add(peer.address[0])
-                    self.candidates.pop(peer.address, None)
+                self._drop(peer)
                 self.count_close(action.reason)
                 peer.close(action.reason)
             elif isinstance(action, ConnectPeers):
@@ -254,10 +257,21 @@ class MagnetRuntime:
         for peer in list(self.peers):
             peer.flush()
 
+    def _drop(self, peer: PeerConnection) -> None:
+        """A peer that broke the rules is not dialled again, now or by the torrent."""
+        entry = self.swarm.peers.get(peer)
+        for address in (peer.address, entry[1].listen_address if entry is not None else None):
+            if address is not None:
+                self.candidates.pop(address, None)
+                self.dropped[address] = None
+                if len(self.dropped) > MAX_CANDIDATES:
+                    del self.dropped[next(iter(self.dropped))]  # the oldest goes
+
     # -- the metadata is in --------------------------------------------------------------
 
     async def _metadata_received(self, info: bytes) -> None:
-        addresses = [*self.swarm.listen_addresses(), *self.candidates]
+        heard_of = (*self.swarm.listen_addresses(), *self.candidates)
+        addresses = [address for address in heard_of if address not in self.dropped]
         self.paused = True
         for peer in list(self.peers):
             peer.close("metadata received: dialling again with the torrent")
@@ -271,6 +285,7 @@ class MagnetRuntime:
                 options = dataclasses.replace(options, wanted_files=wanted)
             self.session.magnets.pop(self.info_hash, None)
             self.runtime = await self.session.add(torrent, self.folder, options)
+            self.runtime.banned |= self.banned
             self.runtime.add_peers(dict.fromkeys(address for address in addresses if address[0] not in self.banned))
         except BitswarmError as error:
             self.error = error

@@ -136,7 +136,7 @@ class PeerConnection(asyncio.Protocol):
             if policy is EncryptionPolicy.DISABLE:
                 self._give_up("encryption: refused, the policy is 'disable'")
                 return
-            self._mse = MseHandshake.accept(info_hashes=self.session.torrents.keys, policy=policy, rng=_SYSTEM_RANDOM)
+            self._mse = MseHandshake.accept(info_hashes=self.session.info_hashes, policy=policy, rng=_SYSTEM_RANDOM)
             data, self._pending = bytes(self._pending), bytearray()
             self._negotiate(data)
             return
@@ -153,7 +153,7 @@ class PeerConnection(asyncio.Protocol):
         except PeerProtocolError as error:
             self.close(str(error))
             return
-        runtime = self.session.runtime_for(handshake.info_hash)
+        runtime = self.session.route(handshake.info_hash)
         if runtime is None or not runtime.accepts(self):
             self.close("no such torrent here, or no room")
             return
@@ -178,7 +178,7 @@ class PeerConnection(asyncio.Protocol):
         self.crypto = outcome.method
         self._encryptor, self._decryptor = outcome.encryptor, outcome.decryptor
         if self.runtime is None:
-            runtime = self.session.runtime_for(outcome.info_hash)
+            runtime = self.session.route(outcome.info_hash)
             if runtime is None or not runtime.accepts(self):
                 self.close("no such torrent here, or no room")
                 return

@@ -386,8 +386,11 @@ class TorrentRuntime:
         assert self.swarm is not None
         if connection not in self.peers:
             return
-        if any(isinstance(event, HandshakeCompleted) for event in events) and self._is_duplicate(connection):
-            return
+        if any(isinstance(event, HandshakeCompleted) for event in events):
+            if self._is_duplicate(connection):
+                return
+            # MSE is settled by now, also on connections we dialled (BEP 11's encryption flag).
+            self.swarm.peers[connection].link.encrypted = connection.crypto is not None
         self.run_actions(self.swarm.handle(connection, events, now))
 
     def _is_duplicate(self, connection: PeerConnection) -> bool:
@@ -1023,6 +1026,15 @@ class Session:
         if runtime is None:
             raise UsageError(f"no torrent {info_hash.hex()} in this session")
         await runtime.close()
+
+    def route(self, info_hash: bytes) -> TorrentRuntime | MagnetRuntime | None:
+        """Where an incoming connection for ``info_hash`` goes: its torrent, or its magnet
+        link while the metadata is fetched."""
+        return self.runtime_for(info_hash) or self.magnets.get(info_hash)
+
+    def info_hashes(self) -> list[bytes]:
+        """The info-hashes we answer for (an MSE handshake finds SKEY among them)."""
+        return [*self.torrents, *self.magnets]
 
     def runtime_for(self, info_hash: bytes) -> TorrentRuntime | None:
         runtime = self.torrents.get(info_hash)
