@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bitswarm.tracker.memory import TICKS_PER_TIMEOUT
 from bitswarm.tracker.swarm import Event, SwarmCounts
 from tracker.conftest import RedisServer
 from tracker.stores import HASH_A, HASH_B, PEER_TIMEOUT_S, START, SyncStore, open_sync_store, v4, v6
@@ -298,13 +299,16 @@ def test_a_silent_peer_is_counted_and_given_until_expiry_runs(store: SyncStore) 
     assert store.user_totals() == {"alice": (250, 0)}
 
 
-def test_last_seen_is_the_announce_second_rounded_up(store: SyncStore) -> None:
-    store.announce(v4(1), now=START + 0.2)  # seen at second START + 1
-    assert store.expire(START + 1 + PEER_TIMEOUT_S) == 0
-    assert store.expire(START + 1.5 + PEER_TIMEOUT_S) == 1
-    store.announce(v4(2), now=START + 10.0)  # a whole second stays itself
-    assert store.expire(START + 10 + PEER_TIMEOUT_S) == 0
-    assert store.expire(START + 10.01 + PEER_TIMEOUT_S) == 1
+@pytest.mark.parametrize("offset", [0.2, 10.0, 63.9])
+def test_a_silent_peer_goes_after_the_timeout_never_before_and_at_most_a_64th_late(
+    store: SyncStore, offset: float
+) -> None:
+    """Last-seen times are rounded up (the memory store keeps them in ticks of a 64th of
+    the timeout, Redis in seconds): never dropped early, and late by at most that tick."""
+    store.announce(v4(1), now=START + offset)
+    assert store.expire(START + offset + PEER_TIMEOUT_S) == 0
+    late = max(1.0, PEER_TIMEOUT_S / TICKS_PER_TIMEOUT)
+    assert store.expire(START + offset + PEER_TIMEOUT_S + late + 0.01) == 1
 
 
 def test_expire_walks_a_bounded_number_of_swarms_per_call_and_resumes(store: SyncStore) -> None:

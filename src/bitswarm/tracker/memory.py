@@ -16,8 +16,8 @@ its family that fits numwant, seeders first for a leecher, only leechers for a s
 never itself; when they do not fit, a contiguous window from a random start, wrapping
 around, as opentracker draws them.
 
-Last-seen times are whole seconds, rounded up, so a peer is never dropped before it was
-silent for the full timeout. Expiry walks a bounded slice of swarms per call, so no
+Last-seen times are ticks of a 64th of the timeout (a minute by default), rounded up, so a
+peer is never dropped before it was silent for the full timeout. Expiry walks a bounded slice of swarms per call, so no
 single call stalls the loop. A swarm emptied by stops or expiry that counted completions
 stays, with no peers, so a scrape still shows its completed count (as opentracker does),
 until it has been empty and silent for the peer timeout; a swarm with nothing to
@@ -46,7 +46,13 @@ _HEADER = struct.Struct("<III")
 HEADER_BYTES = _HEADER.size
 _U32 = struct.Struct("<I")
 _EMPTY_HEADER = bytes(HEADER_BYTES)
-_SEEN_BYTES = _U32.size
+# Last-seen times are u16 ticks of a 64th of the peer timeout (at least a second), taken
+# modulo 2^16: a tick count wraps after 1024 timeouts, long after expiry has dropped the
+# peer, and two bytes instead of four save 2 MB per million peers, 7% of the store.
+_SEEN = struct.Struct("<H")
+_SEEN_BYTES = _SEEN.size
+_TICK_MASK = 0xFFFF
+TICKS_PER_TIMEOUT = 64
 V4_RECORD_BYTES = COMPACT_V4_BYTES + _SEEN_BYTES
 V6_RECORD_BYTES = COMPACT_V6_BYTES + _SEEN_BYTES
 # Above this many records a swarm (one family of it) keeps an address index; below half
@@ -92,6 +98,7 @@ class MemoryStore:
     def __init__(self, *, peer_timeout_s: float, rng: random.Random) -> None:
         self.peer_timeout_s = peer_timeout_s
         self.rng = rng
+        self._tick_s = max(1.0, peer_timeout_s / TICKS_PER_TIMEOUT)
         # info-hash -> the swarm's IPv4 array (with the swarm's header); IPv6 records apart.
         self._swarms: dict[bytes, bytes | bytearray] = {}
         self._swarms6: dict[bytes, bytes | bytearray] = {}
@@ -158,6 +165,7 @@ class MemoryStore:
             self._account(info_hash, address, event, passkey, uploaded, downloaded)
         # Rounded up, so a peer is never dropped before it was silent for the full timeout.
         second = math.ceil(now)
+        tick = math.ceil(now / self._tick_s) & _TICK_MASK
         completed, seeders4, emptied = _HEADER.unpack_from(stored)
         records: bytes | bytearray
         if len(address) == COMPACT_V4_BYTES:
@@ -188,7 +196,7 @@ class MemoryStore:
             # changes, so the new array is one concatenation, with no thaw and freeze.
             # (Nothing else changes: "completed" from a seeder that was seeding counts not.)
             seen_at = times + at * _SEEN_BYTES
-            records = records[:seen_at] + _U32.pack(second) + records[seen_at + _SEEN_BYTES :]
+            records = records[:seen_at] + _SEEN.pack(tick) + records[seen_at + _SEEN_BYTES :]
             if record_bytes == V4_RECORD_BYTES:
                 swarm = self._swarms[info_hash] = records
                 six = self._swarms6.get(info_hash)
@@ -208,7 +216,7 @@ class MemoryStore:
                 return self._after_stop(info_hash, swarm, records, completed, second)
 
             if at < 0:
-                seen = _U32.pack(second)
+                seen = _SEEN.pack(tick)
                 if is_seed and seeders < count:
                     # The first leecher moves to the end to make room at the seeders' end.
                     first_leecher = HEADER_BYTES + seeders * address_bytes
@@ -251,10 +259,10 @@ class MemoryStore:
                         index[address] = other
                     at = other
                 # At the border already, moving the border is the whole move.
-                _U32.pack_into(records, times + at * _SEEN_BYTES, second)
+                _SEEN.pack_into(records, times + at * _SEEN_BYTES, tick)
                 seeders += 1 if is_seed else -1
             else:
-                _U32.pack_into(records, times + at * _SEEN_BYTES, second)
+                _SEEN.pack_into(records, times + at * _SEEN_BYTES, tick)
             # A peer that says "completed" twice, or was already seeding, finished once.
             if is_seed and event == _COMPLETED and not was_seed:
                 completed += 1
@@ -459,12 +467,12 @@ class MemoryStore:
                 if empty_since < deadline:
                     del self._swarms[info_hash]
                 continue
-            stale, kept = self._expire_array(info_hash, swarm, V4_RECORD_BYTES, self._index4, deadline)
+            stale, kept = self._expire_array(info_hash, swarm, V4_RECORD_BYTES, self._index4, now)
             if kept is not None:
                 dropped += stale
                 swarm = self._swarms[info_hash] = _frozen(kept)
             if six is not None:
-                stale, kept = self._expire_array(info_hash, six, V6_RECORD_BYTES, self._index6, deadline)
+                stale, kept = self._expire_array(info_hash, six, V6_RECORD_BYTES, self._index6, now)
                 if kept is not None:
                     dropped += stale
                     if len(kept) == HEADER_BYTES:
@@ -486,15 +494,23 @@ class MemoryStore:
         records: bytes | bytearray,
         record_bytes: int,
         indexes: dict[bytes, dict[bytes, int]],
-        deadline: float,
+        now: float,
     ) -> tuple[int, bytearray | None]:
         """(peers dropped, the array without them), or (0, None) when none is stale;
         seeders stay first."""
         address_bytes = record_bytes - _SEEN_BYTES
         count = (len(records) - HEADER_BYTES) // record_bytes
         times = HEADER_BYTES + count * address_bytes
-        with memoryview(records) as view, view[times:] as seconds:
-            stale = [number for number, (second,) in enumerate(_U32.iter_unpack(seconds)) if second < deadline]
+        # A peer last seen at tick s (its time rounded up) is stale once s * tick < now -
+        # timeout; its age in ticks, modulo 2^16, is exact while it is below 2^16.
+        now_tick = math.ceil(now / self._tick_s)
+        oldest_fresh_age = now_tick - (now - self.peer_timeout_s) / self._tick_s
+        with memoryview(records) as view, view[times:] as ticks:
+            stale = [
+                number
+                for number, (tick,) in enumerate(_SEEN.iter_unpack(ticks))
+                if (now_tick - tick) & _TICK_MASK > oldest_fresh_age
+            ]
         if not stale:
             return 0, None
         seeders = _U32.unpack_from(records, 4)[0]
