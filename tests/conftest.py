@@ -9,10 +9,16 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def private_state_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def private_user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands run by tests keep per-user state (the DHT routing table) in a temporary
-    folder, never in the real home."""
+    folder, never in the real home, and read a client config with local service discovery
+    off: its multicast would leave loopback. (A test that wants LSD, in network namespaces
+    it made, passes --config with its own file.)"""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    config = tmp_path_factory.mktemp("config")
+    (config / "bitswarm").mkdir()
+    (config / "bitswarm" / "client.toml").write_text("lsd = false\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from bitswarm.create import CreateOptions, create
 from bitswarm.dht.node import load_state
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.dht import DHTService, open_dht
-from bitswarm.net.session import Session
+from bitswarm.net.session import MAX_PEERS_PER_TORRENT, Session
 
 from .conftest import BITSWARM
 
@@ -157,3 +157,53 @@ def test_bitswarm_get_finds_bitswarm_seed_through_bitswarm_dht(tmp_path: Path) -
         for process in started:
             _, stderr = process.communicate(timeout=30)
             assert process.returncode == 0, stderr
+
+
+def test_the_download_may_join_the_dht_before_the_seed(tmp_path: Path) -> None:
+    """The download's first search finds nobody; either its next one (after a short backoff)
+    finds the seed, or the seed's announce names the download and the seed dials it."""
+    source = tmp_path / "seed" / "data.bin"
+    torrent = make_torrent(source, 24, 300_000)
+
+    async def scenario() -> None:
+        async with open_dht([f"{LOOPBACK}:0"]) as node:
+            bootstrap = [f"{LOOPBACK}:{node.addresses[0][1]}"]
+            leecher, seeder = (
+                Session(port=0, host=LOOPBACK, dht=True, dht_bootstrap=bootstrap, dht_state_path=tmp_path / name)
+                for name in ("get.dat", "seed.dat")
+            )
+            await leecher.start()
+            await seeder.start()
+            try:
+                download = await leecher.add(torrent, tmp_path / "get")
+                await node.wait_for(lambda: bool(stored_peers(node, torrent.info_hash_v1 or b"")), WAIT_S)
+                await seeder.add(torrent, source.parent)
+                await asyncio.wait_for(download.finished.wait(), WAIT_S)
+                assert (tmp_path / "get" / "data.bin").read_bytes() == source.read_bytes()
+            finally:
+                await leecher.close()
+                await seeder.close()
+
+    asyncio.run(scenario())
+
+
+def test_add_peers_dials_only_new_addresses_within_the_peer_limit(tmp_path: Path) -> None:
+    torrent = make_torrent(tmp_path / "seed" / "data.bin", 25, 100_000)
+
+    async def scenario() -> None:
+        session = Session(port=0, host=LOOPBACK)
+        await session.start()
+        try:
+            runtime = await session.add(torrent, tmp_path / "get")
+            runtime.banned.add("127.0.0.9")
+            ours = (LOOPBACK, session.port)
+            assert runtime.add_peers([ours, ("127.0.0.9", 7000), ("127.0.0.2", 0)]) == 0
+            # Closed ports on loopback: each dial is refused at once and forgotten.
+            many = [(LOOPBACK, port) for port in range(1, 1 + 2 * MAX_PEERS_PER_TORRENT)]
+            assert runtime.add_peers(many) == MAX_PEERS_PER_TORRENT
+            await runtime.pause()
+            assert runtime.add_peers([("127.0.0.3", 7000)]) == 0
+        finally:
+            await session.close()
+
+    asyncio.run(scenario())

@@ -2,7 +2,7 @@
 namespaces, with no tracker and no DHT, find each other by multicast and trade.
 
 The namespaces have no default route, so the commands name their interface
-(``--lsd-interface eth0``; see bitswarm/net/lsd.py for why).
+(``lsd_interface = "eth0"`` in their config; see bitswarm/net/lsd.py for why).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def test_two_sessions_in_two_namespaces_find_each_other_by_lsd_and_complete(tmp_
     torrent = Torrent.decode(torrent_path.read_bytes())
     assert not torrent.trackers
     assert not torrent.private
-    discovery = ["--no-dht", "--lsd-interface", "eth0", "--json"]
+    # Our own config: the one every test gets (tests/conftest.py) turns LSD off.
+    config = tmp_path / "client.toml"
+    config.write_text('lsd = true\nlsd_interface = "eth0"\n')
+    discovery = ["--no-dht", "--config", str(config), "--json"]
     with open_test_network(["seed", "get"]) as network:
         seed = subprocess.Popen(
             network.argv("seed", [*BITSWARM, "seed", str(torrent_path), str(source.parent), "--port", "6881",

@@ -455,7 +455,9 @@ class TorrentRuntime:
         for address in addresses:
             if started >= room:
                 break
-            if address in self.known_addresses or address[0] in self.banned or self.session.is_own_address(address):
+            if address in self.known_addresses or address[0] in self.banned or address[1] == 0:
+                continue
+            if self.session.is_own_address(address):
                 continue
             self.spawn(self.connect(address))
             started += 1
