@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import random
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -28,6 +27,7 @@ from bitswarm.dht.krpc import Address, family_of
 from bitswarm.dht.node import DHTNode, LookupCompleted, Output, SendDatagram, load_state, save_state
 from bitswarm.dht.node_id import is_valid_for, node_id_for
 from bitswarm.errors import KRPCError, UsageError
+from bitswarm.storage.atomic import replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -213,17 +213,7 @@ class DHTService:
 
     def save(self, path: Path) -> None:
         """Write our node ID and routing table to ``path`` atomically."""
-        temporary = path.with_name(path.name + ".tmp")
-        with open(temporary, "wb") as file:
-            file.write(save_state(self.node))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        replace_durably(path, save_state(self.node))
 
     def close(self) -> None:
         for transport in self.transports.values():

@@ -34,6 +34,7 @@ import httptools
 from bitswarm.errors import StorageError, UsageError
 from bitswarm.net import mmsg
 from bitswarm.ratelimit import RateLimiter
+from bitswarm.storage.atomic import replace_durably
 from bitswarm.tracker.config import TrackerConfig, split_host_port
 from bitswarm.tracker.memory import MemoryStore
 from bitswarm.tracker.server import (
@@ -319,9 +320,7 @@ class TrackerService:
         """Replace the whitelist file atomically, so API changes survive a restart."""
         assert self.config.whitelist_file is not None  # checked by the caller
         path = Path(self.config.whitelist_file)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text("".join(f"{info_hash.hex()}\n" for info_hash in sorted(whitelist)))
-        os.replace(temporary, path)
+        replace_durably(path, "".join(f"{info_hash.hex()}\n" for info_hash in sorted(whitelist)).encode())
         self._file_stamps[self.config.whitelist_file] = path.stat().st_mtime_ns
         self.set_policy(replace(self.policy, whitelist=whitelist))
 

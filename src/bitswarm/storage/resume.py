@@ -9,12 +9,12 @@ and pieces it does not name are hashed again from disk rather than fetched again
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bitswarm import bencode
 from bitswarm.errors import DecodeError
+from bitswarm.storage.atomic import replace_durably
 
 FORMAT = 1
 # Beside the content, one file per torrent named by its info-hash.
@@ -41,18 +41,7 @@ def bitfield(have: bytearray | list[int], num_pieces: int) -> bytes:
 
 def save(path: Path, data: ResumeData) -> None:
     """Replace ``path`` atomically and durably with ``data``."""
-    payload = bencode.encode({b"format": FORMAT, b"info hash": data.info_hash, b"pieces": data.pieces})
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as stream:
-        stream.write(payload)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    replace_durably(path, bencode.encode({b"format": FORMAT, b"info hash": data.info_hash, b"pieces": data.pieces}))
 
 
 def load(path: Path, *, info_hash: bytes, num_pieces: int) -> ResumeData | None:
