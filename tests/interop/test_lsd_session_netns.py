@@ -7,6 +7,7 @@ The namespaces have no default route, so the commands name their interface
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from bitswarm.create import CreateOptions, create
 from bitswarm.metainfo import Torrent, TorrentVersion
+from bitswarm.net.session import Session
 
 from .netns import open_test_network
 
@@ -65,3 +67,39 @@ def test_two_sessions_in_two_namespaces_find_each_other_by_lsd_and_complete(tmp_
         assert seed.returncode == 0, stderr
     assert (tmp_path / "get" / "data.bin").read_bytes() == source.read_bytes()
     assert "local service discovery off" not in got.stderr + stderr
+
+
+def test_a_private_torrent_is_never_announced_by_lsd(tmp_path: Path) -> None:
+    """BEP 27: a session with LSD on announces its public torrents, not its private ones,
+    and takes no LSD peer for a private one."""
+    public = Torrent.decode(create(_content(tmp_path / "public.bin", 32), CreateOptions(version=TorrentVersion.V1)))
+    private_options = CreateOptions(version=TorrentVersion.V1, private=True)
+    private = Torrent.decode(create(_content(tmp_path / "private.bin", 33), private_options))
+
+    offered: dict[str, list[tuple[str, int]]] = {"public": [], "private": []}
+
+    async def scenario() -> tuple[bytes, ...]:
+        session = Session(port=0, lsd=True, lsd_interface="eth0")
+        await session.start()
+        try:
+            assert session.lsd is not None
+            for name, torrent in (("public", public), ("private", private)):
+                runtime = await session.add(torrent, tmp_path)
+                runtime.add_peers = offered[name].extend  # type: ignore[method-assign,assignment]
+            announced = session.lsd.core.info_hashes
+            # What the LSD endpoint hands the session when it hears each torrent announced.
+            session.lsd.on_peer(private.info_hash_v1 or b"", "10.251.0.9", 7000)
+            session.lsd.on_peer(public.info_hash_v1 or b"", "10.251.0.9", 7000)
+            return announced
+        finally:
+            await session.close()
+
+    with open_test_network(["a"]) as network:
+        announced = network.call("a", lambda: asyncio.run(scenario()))
+    assert announced == (public.info_hash_v1,)
+    assert offered == {"public": [("10.251.0.9", 7000)], "private": []}
+
+
+def _content(path: Path, seed: int) -> Path:
+    path.write_bytes(random.Random(seed).randbytes(50_000))
+    return path
