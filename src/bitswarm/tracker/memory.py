@@ -164,7 +164,6 @@ class MemoryStore:
         if passkey is not None:
             self._account(info_hash, address, event, passkey, uploaded, downloaded)
         # Rounded up, so a peer is never dropped before it was silent for the full timeout.
-        second = math.ceil(now)
         tick = math.ceil(now / self._tick_s) & _TICK_MASK
         completed, seeders4, emptied = _HEADER.unpack_from(stored)
         records: bytes | bytearray
@@ -213,7 +212,7 @@ class MemoryStore:
                     if index is not None and count < INDEX_MIN_PEERS // 2:
                         del indexes[info_hash]
                     _U32.pack_into(records, 4, seeders)
-                return self._after_stop(info_hash, swarm, records, completed, second)
+                return self._after_stop(info_hash, swarm, records, completed, math.ceil(now))
 
             if at < 0:
                 seen = _SEEN.pack(tick)
