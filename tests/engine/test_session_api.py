@@ -190,3 +190,21 @@ def test_sequential_mode_verifies_pieces_in_order(tmp_path: Path, sequential: bo
         assert _inversions(order) <= worst // 50
     else:
         assert _inversions(order) > worst // 10
+
+
+def test_upload_slots_are_an_option_and_checked(tmp_path: Path) -> None:
+    source, torrent = _shared_torrent(tmp_path, 100_000, 32 * 1024, 13)
+
+    async def scenario() -> None:
+        session = Session(port=0, host="127.0.0.1")
+        await session.start()
+        try:
+            with pytest.raises(UsageError, match="upload slots"):
+                await session.add(torrent, source.parent, TorrentOptions(upload_slots=0))
+            runtime = await session.add(torrent, source.parent, TorrentOptions(upload_slots=3))
+            assert runtime.swarm is not None
+            assert runtime.swarm.choker.slots == 3
+        finally:
+            await session.close()
+
+    asyncio.run(scenario())

@@ -36,6 +36,7 @@ from bitswarm import __version__
 from bitswarm.engine.picker import BLOCK_SIZE
 from bitswarm.engine.rate import TokenBucket
 from bitswarm.engine.swarm import (
+    DEFAULT_UPLOAD_SLOTS,
     Action,
     BanPeer,
     CheckPiece,
@@ -137,12 +138,16 @@ class TorrentOptions:
     super_seed: bool | None = None
     # BEP 11 peer exchange (never for a private torrent, BEP 27).
     pex: bool = True
+    # Peers we upload to at once (one of them the optimistic unchoke); a super-seed uses more.
+    upload_slots: int = DEFAULT_UPLOAD_SLOTS
 
 
 class TorrentRuntime:
     def __init__(self, session: Session, torrent: Torrent, folder: Path, options: TorrentOptions) -> None:
         if not torrent.has_v1:
             raise UsageError("v2-only torrents are not supported yet over the v1 peer protocol")
+        if options.upload_slots < 1:
+            raise UsageError(f"upload slots: {options.upload_slots}; at least 1")
         self.session = session
         self.torrent = torrent
         self.folder = folder
@@ -209,6 +214,7 @@ class TorrentRuntime:
             rng=self.session.rng,
             now=time.monotonic(),
             priorities=priorities,
+            upload_slots=self.options.upload_slots,
             super_seed=self._super_seed(),
             info=self.torrent.info,
             extension_ids=self.extension_ids,
