@@ -804,7 +804,8 @@ def _info_facts(ti: Any) -> dict[str, Any]:
 def cmd_magnet(lt: ModuleType, args: argparse.Namespace) -> None:
     """Download MAGNET into SAVE_PATH from the peers its x.pe names (and its tr trackers).
 
-    DHT, LSD and PEX are off; the session listens on 127.0.0.1 (TCP only). Once libtorrent
+    DHT, LSD and PEX are off (--pex: peers named in ut_pex messages are taken too, and the
+    report's "sources" say "pex" for them); the session listens on 127.0.0.1 (TCP only). Once libtorrent
     has the info dictionary it prints one JSON line (stage "metadata": its SHA-1, SHA-256,
     size, the torrent's name and piece count); once every piece is in, one more (stage
     "finished", with the peers it talked to) and waits for a line on stdin.
@@ -815,7 +816,7 @@ def cmd_magnet(lt: ModuleType, args: argparse.Namespace) -> None:
     params = lt.parse_magnet_uri(args.magnet)
     params.save_path = save_path
     flags = lt.torrent_flags
-    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    params.flags = flags.disable_dht | flags.disable_lsd | (0 if args.pex else flags.disable_pex)
     deadline = time.monotonic() + args.timeout
     session = lt.session(_loopback_settings(lt))
     try:
@@ -929,6 +930,7 @@ def _parser() -> _Parser:
     magnet = sub.add_parser("magnet")
     magnet.add_argument("magnet", help="a magnet link (x.pe names the peers to dial)")
     magnet.add_argument("save_path")
+    magnet.add_argument("--pex", action="store_true", help="take peers from ut_pex messages too")
     magnet.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     seed_here = sub.add_parser("seed-here")
     seed_here.add_argument("torrent")
