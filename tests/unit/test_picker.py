@@ -105,3 +105,15 @@ def test_random_first_pieces_spread_over_the_torrent() -> None:
                 p.peer_lost(index)  # piece 5 is the rarest ... but we start at random
         starts.add(p.pick("a", everything, 1)[0].index)
     assert len(starts) > 5
+
+
+def test_a_seed_hint_picks_exactly_what_asking_about_every_piece_picks() -> None:
+    for sequential in (False, True):
+        for have in ((), range(RANDOM_FIRST_PIECES + 2)):
+            asked, hinted = picker(40, have=have), picker(40, have=have)
+            for p in (asked, hinted):
+                p.sequential = sequential
+                for index in range(0, 40, 3):
+                    p.peer_has(index)
+            for _ in range(12):
+                assert asked.pick("a", everything, 5) == hinted.pick("a", lambda index: False, 5, has_all=True)

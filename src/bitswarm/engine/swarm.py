@@ -515,7 +515,7 @@ class Swarm:
         room = peer.queue_target - len(core.our_requests)
         if room <= 0:
             return
-        for block in self.picker.pick(key, core.peer_has, room):
+        for block in self.picker.pick(key, core.peer_has, room, has_all=core.peer_is_seed):
             core.send(Request(block.index, block.begin, block.length))
 
     # -- data ----------------------------------------------------------------------------
