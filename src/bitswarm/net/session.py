@@ -186,7 +186,8 @@ class TorrentRuntime:
         self.finished = asyncio.Event()
         self.paused = True  # until start()
         self.disk_backlog = 0
-        self._buffers: dict[int, bytearray] = {}
+        # Unfinished pieces: index -> {begin: block}, joined once, in the disk thread.
+        self._buffers: dict[int, dict[int, bytes]] = {}
         self._unbuffered: set[int] = set()
         self._buffered_bytes = 0
         self._reading_paused = False
@@ -534,16 +535,18 @@ class TorrentRuntime:
         Past ``MAX_BUFFERED_BYTES`` of unfinished pieces, blocks go straight to disk instead
         and the piece is read back to be hashed.
         """
-        buffer = self._buffers.get(block.index)
-        if buffer is None and block.index not in self._unbuffered:
+        # Blocks are kept as they came (the codec made them bytes) rather than copied into
+        # a zeroed piece-sized buffer: two copies a block fewer on the event loop.
+        blocks = self._buffers.get(block.index)
+        if blocks is None and block.index not in self._unbuffered:
             size = self.torrent.piece_size(block.index)
             if self._buffered_bytes + size <= MAX_BUFFERED_BYTES:
-                buffer = self._buffers[block.index] = bytearray(size)
+                blocks = self._buffers[block.index] = {}
                 self._buffered_bytes += size
             else:
                 self._unbuffered.add(block.index)
-        if buffer is not None:
-            buffer[block.begin : block.begin + len(block.data)] = block.data
+        if blocks is not None:
+            blocks[block.begin] = block.data
             return
         self._add_backlog(len(block.data))
         future = self._run_disk(self.storage.write_block, block.index, block.begin, block.data)
@@ -559,15 +562,14 @@ class TorrentRuntime:
 
     async def _check_piece(self, index: int) -> None:
         assert self.swarm is not None
-        buffer = self._buffers.pop(index, None)
+        blocks = self._buffers.pop(index, None)
         self._unbuffered.discard(index)
-        if buffer is not None:
-            self._buffered_bytes -= len(buffer)
+        queued = self.torrent.piece_size(index) if blocks is not None else 0
+        self._buffered_bytes -= queued
         digests_wanted = self.swarm.needs_block_digests(index)
-        queued = len(buffer) if buffer is not None else 0
         self._add_backlog(queued)
         try:
-            ok, digests = await self._run_disk(self._hash_piece, index, buffer, digests_wanted)
+            ok, digests = await self._run_disk(self._hash_piece, index, blocks, digests_wanted)
         finally:
             self._add_backlog(-queued)
         self.run_actions(self.swarm.piece_checked(index, ok, digests, time.monotonic()))
@@ -586,21 +588,25 @@ class TorrentRuntime:
                 if peer.transport is not None and not peer.transport.is_closing():
                     peer.transport.resume_reading()
 
-    def _hash_piece(self, index: int, buffer: bytearray | None, block_digests: bool) -> tuple[bool, list[bytes]]:
+    def _hash_piece(
+        self, index: int, blocks: dict[int, bytes] | None, block_digests: bool
+    ) -> tuple[bool, list[bytes]]:
         """(hash matches, SHA-1 per block when the smart ban needs them: on failure or on request).
 
         A piece gathered in memory is written only once its hash matches; otherwise its
         blocks are on disk already and are read back.
         """
-        if buffer is not None:
-            data = bytes(buffer)
+        if blocks is not None:
+            data = b"".join(blocks[begin] for begin in sorted(blocks))
+            if len(data) != self.torrent.piece_size(index):
+                return False, []  # cannot happen for a piece the picker calls complete
         else:
             try:
                 data = self.storage.read_block(index, 0, self.torrent.piece_size(index))
             except StorageError:
                 return False, []
         ok = hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index)  # noqa: S324
-        if ok and buffer is not None:
+        if ok and blocks is not None:
             self.storage.write_block(index, 0, data)
         if ok and not block_digests:
             return True, []
