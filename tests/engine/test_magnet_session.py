@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from bitswarm import bencode
 from bitswarm.create import CreateOptions, create
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
+from bitswarm.net import magnet as magnet_runtime
 from bitswarm.net.session import Session, TorrentOptions
 from bitswarm.wire.extension import (
     UT_METADATA,
+    UT_PEX,
     MetadataData,
     MetadataRequest,
     decode_handshake,
@@ -197,8 +200,15 @@ def test_two_peers_dialling_each_other_keep_one_connection(tmp_path: Path) -> No
     asyncio.run(scenario())
 
 
-def test_no_pex_offers_no_ut_pex_and_learns_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("why", ["--no-pex", "private torrent"])
+def test_without_pex_no_ut_pex_is_offered_and_nothing_is_learned(tmp_path: Path, why: str) -> None:
     torrent, folder = make_content(tmp_path)
+    options = TorrentOptions()
+    if why == "--no-pex":
+        options = TorrentOptions(pex=False)
+    else:
+        private = CreateOptions(version=TorrentVersion.V1, piece_length=PIECE, private=True)
+        torrent = Torrent.decode(create(folder, private))
 
     async def scenario() -> None:
         a, b, c = session(), session(), session()
@@ -209,7 +219,8 @@ def test_no_pex_offers_no_ut_pex_and_learns_nothing(tmp_path: Path) -> None:
             middle = await b.add(torrent, tmp_path / "b")
             await middle.connect(("127.0.0.1", a.port))
             await asyncio.wait_for(middle.finished.wait(), 30)
-            last = await c.add(torrent, tmp_path / "c", TorrentOptions(pex=False))
+            last = await c.add(torrent, tmp_path / "c", options)
+            assert UT_PEX not in last.extension_ids
             await last.connect(("127.0.0.1", b.port))
             await asyncio.wait_for(last.finished.wait(), 30)
             assert last.swarm is not None
@@ -301,5 +312,32 @@ def test_a_peer_sending_bad_metadata_is_dropped_and_an_honest_peer_completes(tmp
             await getter.close()
             await seeder.close()
             await hostile.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_x_pe_peer_that_was_not_up_yet_is_dialled_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(magnet_runtime, "REDIAL_S", 1.0)
+    torrent, folder = make_content(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def scenario() -> None:
+        getter = session()
+        await getter.start()
+        seeder = Session(port=port, host="127.0.0.1", strict=True)
+        try:
+            assert torrent.info_hash_v1 is not None
+            link = Magnet(torrent.info_hash_v1, peers=(("127.0.0.1", port),))
+            fetching = await getter.add_magnet(link, tmp_path / "g")
+            await wait_until(lambda: not fetching.known_addresses, "the first dial refused")
+            await seeder.start()
+            await seeder.add(torrent, folder.parent)
+            runtime = await asyncio.wait_for(fetching.wait_for_torrent(), 30)
+            await asyncio.wait_for(runtime.finished.wait(), 30)
+        finally:
+            await getter.close()
+            await seeder.close()
 
     asyncio.run(scenario())

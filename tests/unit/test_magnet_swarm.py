@@ -285,3 +285,27 @@ def test_a_private_swarm_offers_no_pex_and_a_ut_pex_message_closes_the_peer() ->
     news = encode(Extended(2, encode_pex(PexMessage((PexPeer(("10.0.0.3", 6881)),)))))
     actions = swarm.handle("a", core.receive(news, 2.0), 2.0)
     assert [type(action) for action in actions] == [ClosePeer]
+
+
+def test_a_peer_that_left_is_reported_dropped_at_the_next_interval() -> None:
+    swarm = full_swarm(sample_info(100))
+    staying = join(swarm, "a", ("10.0.0.1", 6881), outgoing=True)
+    join(swarm, "b", ("10.0.0.2", 6881), outgoing=True)
+    swarm.tick(1.0)
+    sent(staying)
+    swarm.remove_peer("b")
+    swarm.tick(30.0)  # BEP 11: about one message a minute
+    assert sent(staying) == []
+    swarm.tick(61.0)
+    (message,) = sent(staying)
+    assert isinstance(message, Extended)
+    assert decode_pex(message.payload) == PexMessage(dropped=(("10.0.0.2", 6881),))
+
+
+def test_pex_from_a_peer_too_soon_after_its_last_is_ignored() -> None:
+    swarm = full_swarm(sample_info(100))
+    core = join(swarm, "a", ("10.0.0.1", 6881), outgoing=True)
+    first = encode(Extended(2, encode_pex(PexMessage((PexPeer(("10.0.0.3", 6881)),)))))
+    again = encode(Extended(2, encode_pex(PexMessage((PexPeer(("10.0.0.4", 6881)),)))))
+    assert swarm.handle("a", core.receive(first, 1.0), 1.0) == [ConnectPeers((("10.0.0.3", 6881),))]
+    assert swarm.handle("a", core.receive(again, 2.0), 2.0) == []

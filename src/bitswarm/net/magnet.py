@@ -60,6 +60,9 @@ UNKNOWN_LEFT = 1
 # How long a DHT search may take, and the wait between searches while no metadata came.
 DHT_SEARCH_TIMEOUT_S = 60.0
 DHT_SEARCH_RETRY_S = 15.0
+# With no peer connected, the addresses heard of are dialled again this often (an x.pe
+# peer that was not up yet has no other way back).
+REDIAL_S = 10.0
 
 
 class MagnetRuntime:
@@ -100,6 +103,7 @@ class MagnetRuntime:
         self.ready = asyncio.Event()  # the torrent runs, or the error is set
         self.down_limit = TokenBucket(options.max_down, time.monotonic())
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._redial_at = time.monotonic() + REDIAL_S
         self._tiers = TrackerTiers(tuple((url,) for url in link.trackers), session.rng)
 
     @property
@@ -238,6 +242,9 @@ class MagnetRuntime:
         for peer in list(self.peers):
             if peer.core is not None and peer.core.state is not PeerState.CLOSED and peer.core.tick(now):
                 peer.close("timed out")
+        if not self.peers and now >= self._redial_at:
+            self._redial_at = now + REDIAL_S
+            self.add_peers(list(self.candidates))
         self._run(self.swarm.tick(now))
 
     def _run(self, actions: list[MagnetAction]) -> None:
