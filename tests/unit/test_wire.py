@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bitswarm.errors import PeerProtocolError, UsageError
 from bitswarm.wire.messages import (
@@ -82,6 +86,15 @@ def test_every_message_round_trips_through_the_codec() -> None:
     assert FrameDecoder(1 << 20).feed(data) == ALL_MESSAGES
     decoder = FrameDecoder(1 << 20)
     assert [m for at in range(len(data)) for m in decoder.feed(data[at : at + 1])] == ALL_MESSAGES
+
+
+@given(st.lists(st.integers(min_value=0, max_value=4096), max_size=30))
+def test_any_split_of_the_stream_gives_the_same_messages(cuts: list[int]) -> None:
+    data = b"".join(encode(message) for message in ALL_MESSAGES) * 3
+    points = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
+    decoder = FrameDecoder(1 << 20)
+    got = [m for start, stop in itertools.pairwise(points) for m in decoder.feed(data[start:stop])]
+    assert got == ALL_MESSAGES * 3
 
 
 @pytest.mark.parametrize(

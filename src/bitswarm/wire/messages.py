@@ -266,11 +266,17 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Message]:
         """Messages completed by ``data``; raises ``PeerProtocolError`` for an oversized frame."""
         buffer = self._buffer
-        buffer += data
+        # With nothing pending, frames are decoded from ``data`` itself and only an
+        # unfinished tail is kept: a block is then copied once (into its message), not
+        # also into the buffer first.
+        source: bytes | bytearray = data
+        if buffer:
+            buffer += data
+            source = buffer
         messages = []
         at = 0
-        end = len(buffer)
-        with memoryview(buffer) as view:
+        end = len(source)
+        with memoryview(source) as view:
             while end - at >= 4:
                 length = int.from_bytes(view[at : at + 4], "big")
                 if length > self.max_frame_bytes:
@@ -279,5 +285,8 @@ class FrameDecoder:
                     break
                 messages.append(decode_body(view[at + 4 : at + 4 + length]))
                 at += 4 + length
-        del buffer[:at]
+        if source is buffer:
+            del buffer[:at]
+        elif at < end:
+            buffer += data[at:]
         return messages
