@@ -12,6 +12,7 @@ import pytest
 
 from bitswarm import bencode
 from bitswarm.create import CreateOptions, create
+from bitswarm.errors import UsageError
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net import magnet as magnet_runtime
@@ -339,5 +340,23 @@ def test_an_x_pe_peer_that_was_not_up_yet_is_dialled_again(tmp_path: Path, monke
         finally:
             await getter.close()
             await seeder.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_magnet_link_still_fetching_can_be_removed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        getter = session()
+        await getter.start()
+        try:
+            fetching = await getter.add_magnet(Magnet(b"\x01" * 20), tmp_path / "get")
+            with pytest.raises(UsageError, match="already"):
+                await getter.add_magnet(Magnet(b"\x01" * 20), tmp_path / "get")
+            await getter.remove(b"\x01" * 20)
+            assert not getter.magnets
+            with pytest.raises(UsageError, match="removed before its metadata"):
+                await fetching.wait_for_torrent()
+        finally:
+            await getter.close()
 
     asyncio.run(scenario())

@@ -30,7 +30,7 @@ from bitswarm import bencode
 from bitswarm.engine.magnet import MagnetAction, MetadataReceived, MetadataSwarm
 from bitswarm.engine.rate import TokenBucket
 from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers
-from bitswarm.errors import BitswarmError, TrackerError
+from bitswarm.errors import BitswarmError, TrackerError, UsageError
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent
 from bitswarm.net.peer import PeerConnection
@@ -134,7 +134,12 @@ class MagnetRuntime:
         return self.runtime
 
     async def close(self) -> None:
+        """Stop: connections closed, tasks ended, out of the session. ``wait_for_torrent``
+        then raises ``UsageError`` unless the torrent was started."""
         self.paused = True
+        if not self.ready.is_set():
+            self.error = UsageError(f"{self.name}: removed before its metadata came")
+            self.ready.set()
         for peer in list(self.peers):
             peer.close("stopping")
         current = asyncio.current_task()

@@ -1035,7 +1035,12 @@ class Session:
         return runtime
 
     async def remove(self, info_hash: bytes) -> None:
-        """Stop sharing a torrent (its files stay on disk); raises UsageError if unknown."""
+        """Stop sharing a torrent (its files stay on disk), or stop fetching a magnet link's
+        metadata; raises UsageError if unknown."""
+        magnet = self.magnets.get(info_hash)
+        if magnet is not None:
+            await magnet.close()
+            return
         runtime = self.torrents.pop(info_hash, None)
         if runtime is None:
             raise UsageError(f"no torrent {info_hash.hex()} in this session")
