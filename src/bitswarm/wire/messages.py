@@ -265,28 +265,40 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Message]:
         """Messages completed by ``data``; raises ``PeerProtocolError`` for an oversized frame."""
+        messages: list[Message] = []
         buffer = self._buffer
-        # With nothing pending, frames are decoded from ``data`` itself and only an
-        # unfinished tail is kept: a block is then copied once (into its message), not
-        # also into the buffer first.
-        source: bytes | bytearray = data
-        if buffer:
-            buffer += data
-            source = buffer
-        messages = []
-        at = 0
-        end = len(source)
-        with memoryview(source) as view:
+        at, end = 0, len(data)
+        with memoryview(data) as view:
+            if buffer:
+                # Finish the pending frame with just the bytes it lacks; whole frames after
+                # it are decoded from ``data`` itself, so a block is copied once (into its
+                # message) unless it straddles two reads.
+                if len(buffer) < 4:
+                    at = min(4 - len(buffer), end)
+                    buffer += view[:at]
+                    if len(buffer) < 4:
+                        return messages
+                length = self._frame_length(buffer, 0)
+                taken = min(4 + length - len(buffer), end - at)
+                buffer += view[at : at + taken]
+                at += taken
+                if len(buffer) < 4 + length:
+                    return messages
+                with memoryview(buffer) as pending:
+                    messages.append(decode_body(pending[4:]))
+                del buffer[:]
             while end - at >= 4:
-                length = int.from_bytes(view[at : at + 4], "big")
-                if length > self.max_frame_bytes:
-                    raise PeerProtocolError(f"frame of {length} bytes is over the {self.max_frame_bytes} allowed")
+                length = self._frame_length(view, at)
                 if end - at - 4 < length:
                     break
                 messages.append(decode_body(view[at + 4 : at + 4 + length]))
                 at += 4 + length
-        if source is buffer:
-            del buffer[:at]
-        elif at < end:
-            buffer += data[at:]
+            if at < end:
+                buffer += view[at:]
         return messages
+
+    def _frame_length(self, data: bytes | bytearray | memoryview, at: int) -> int:
+        length = int.from_bytes(data[at : at + 4], "big")
+        if length > self.max_frame_bytes:
+            raise PeerProtocolError(f"frame of {length} bytes is over the {self.max_frame_bytes} allowed")
+        return length
