@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import json
 import random
+import signal
 import subprocess
 from pathlib import Path
 
@@ -108,3 +109,20 @@ def test_a_malformed_magnet_link_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert got.returncode == 2
     assert got.stderr.startswith("bitswarm: magnet: xt:")
     assert len(got.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_while_fetching_the_metadata_stops_cleanly(tmp_path: Path) -> None:
+    link = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=nobody"
+    process = subprocess.Popen(
+        [*BITSWARM, "get", link, "-o", str(tmp_path), "--port", "0", "--json", *NO_DISCOVERY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    fetching = json.loads(process.stdout.readline())
+    assert fetching["event"] == "fetching"
+    assert fetching["info_hash"] == "0123456789abcdef0123456789abcdef01234567"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert [json.loads(line)["event"] for line in out.splitlines()] == ["stopped"]
+    assert not list(tmp_path.glob("*.torrent"))
