@@ -168,6 +168,8 @@ class PeerLink:
             self.pex = PexState(remote=self.listen_address)
         elif self.pex is not None and not self.extensions.supports(UT_PEX):
             self.pex = None  # BEP 10: a later handshake disabled it
+        elif self.pex is not None:
+            self.pex.remote = self.listen_address  # a later handshake may give the port
 
 
 def extended_handshake(
