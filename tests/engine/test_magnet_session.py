@@ -60,7 +60,8 @@ def session() -> Session:
     return Session(port=0, host="127.0.0.1", strict=True)
 
 
-def test_a_magnet_with_only_a_peer_fetches_metadata_saves_the_torrent_and_downloads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_magnet_with_only_a_peer_fetches_metadata_saves_the_torrent_and_downloads(tmp_path: Path, host: str) -> None:
     torrent, folder = make_content(tmp_path, TorrentVersion.HYBRID)
 
     async def scenario() -> None:
@@ -69,7 +70,7 @@ def test_a_magnet_with_only_a_peer_fetches_metadata_saves_the_torrent_and_downlo
         await getter.start()
         try:
             await seeder.add(torrent, folder.parent)
-            link = Magnet(torrent.info_hash_v1, torrent.info_hash_v2, peers=(("127.0.0.1", seeder.port),))
+            link = Magnet(torrent.info_hash_v1, torrent.info_hash_v2, peers=((host, seeder.port),))
             fetching = await getter.add_magnet(link, tmp_path / "get")
             runtime = await asyncio.wait_for(fetching.wait_for_torrent(), 30)
             assert runtime.torrent.info == torrent.info

@@ -309,3 +309,15 @@ def test_pex_from_a_peer_too_soon_after_its_last_is_ignored() -> None:
     again = encode(Extended(2, encode_pex(PexMessage((PexPeer(("10.0.0.4", 6881)),)))))
     assert swarm.handle("a", core.receive(first, 1.0), 1.0) == [ConnectPeers((("10.0.0.3", 6881),))]
     assert swarm.handle("a", core.receive(again, 2.0), 2.0) == []
+
+
+def test_a_peer_dialled_by_host_name_gets_no_yourip_and_is_left_out_of_pex() -> None:
+    swarm = full_swarm(sample_info(100))
+    named = join(swarm, "named", ("seed.example", 6881), outgoing=True)
+    ours = decode_handshake(next(m for m in sent(named) if isinstance(m, Extended)).payload)
+    assert ours.yourip is None
+    other = join(swarm, "other", ("10.0.0.2", 6881), outgoing=True)
+    sent(other)
+    swarm.tick(1.0)
+    assert [m for m in sent(other) if isinstance(m, Extended)] == []  # nothing it could be told
+    assert ("seed.example", 6881) not in swarm.pex_connections()

@@ -25,6 +25,7 @@ this block for that peer, close or ban that peer.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -182,9 +183,19 @@ def extended_handshake(
         listen_port=listen_port,
         client=CLIENT_NAME,
         reqq=MAX_PEER_REQUESTS,
-        yourip=link.address[0] if link.address is not None else None,
+        yourip=link.address[0] if link.address is not None and is_ip(link.address[0]) else None,
     )
     return Extended(0, payload)
+
+
+def is_ip(host: str) -> bool:
+    """An IP address literal (an x.pe peer may be dialled by host name: neither its
+    ``yourip`` nor a PEX entry can name it)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -379,7 +390,7 @@ class Swarm:
         connected: dict[PeerAddress, PexFlags] = {}
         for peer in self.peers.values():
             address = peer.link.listen_address
-            if address is None or peer.core.state is not PeerState.OPEN:
+            if address is None or peer.core.state is not PeerState.OPEN or not is_ip(address[0]):
                 continue
             flags = PexFlags.NONE
             if peer.link.outgoing:
