@@ -14,7 +14,12 @@ local service discovery (BEP 14). The session owns one DHT node (on the UDP port
 listening port) and one LSD endpoint, each in a task of its own; each torrent runs a DHT
 loop (announce, which also finds peers, every 15 to 20 minutes, sooner with a backoff
 while it finds nobody), and the peers any source names go through
-``TorrentRuntime.add_peers``, which dials within the peer limit.
+``TorrentRuntime.add_peers``, which dials within the peer limit. PEX (BEP 11) is the
+swarm's: the peers it learns come back as ``ConnectPeers`` and go the same way.
+
+A magnet link runs as a ``MagnetRuntime`` (``bitswarm.net.magnet``, in ``Session.magnets``)
+until its info dictionary is in, then as a torrent like any other; ``route`` sends an
+incoming connection to whichever of the two its info-hash names.
 """
 
 from __future__ import annotations
