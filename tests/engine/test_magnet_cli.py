@@ -97,6 +97,9 @@ def test_get_a_magnet_link_with_only_a_peer_address(tmp_path: Path, form: str) -
             link = dataclasses.replace(torrent.magnet(), display_name=None, peers=(("127.0.0.1", port),)).format()
             assert "urn:btmh:" in link
         check_download(get(link, tmp_path / "get"), tmp_path / "get", source, torrent)
+        # Whole, v2 piece layers included: bitswarm (and others) can open it as it is.
+        saved = Torrent.decode((tmp_path / "get" / "show.torrent").read_bytes())
+        assert dict(saved.piece_layers) == dict(torrent.piece_layers)
     finally:
         seed.terminate()
         assert seed.wait(timeout=30) == 0

@@ -74,11 +74,18 @@ def test_a_magnet_with_only_a_peer_fetches_metadata_saves_the_torrent_and_downlo
             fetching = await getter.add_magnet(link, tmp_path / "get")
             runtime = await asyncio.wait_for(fetching.wait_for_torrent(), 30)
             assert runtime.torrent.info == torrent.info
-            # The info dictionary's bytes exactly (v2 piece layers are not in it: see net/magnet.py).
+            # The info dictionary's bytes exactly; v2 piece layers are not in it, so they
+            # come once the files are in and hash to each file's root.
             saved = bencode.decode_document((tmp_path / "get" / "album.torrent").read_bytes())
             start, end = saved.spans[b"info"]
             assert (tmp_path / "get" / "album.torrent").read_bytes()[start:end] == torrent.info
+            assert b"piece layers" not in saved.value  # type: ignore[operator]
             await asyncio.wait_for(runtime.finished.wait(), 30)
+            await asyncio.wait_for(fetching.wait_for_torrent_file(), 30)
+            complete = Torrent.decode((tmp_path / "get" / "album.torrent").read_bytes())
+            assert complete.info == torrent.info
+            assert dict(complete.piece_layers) == dict(torrent.piece_layers)
+            assert complete.piece_layers
             for name in ("a.bin", "b.bin", "c.txt"):
                 assert (tmp_path / "get" / "album" / name).read_bytes() == (folder / name).read_bytes()
             assert not getter.magnets

@@ -9,6 +9,7 @@ data written).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -20,9 +21,13 @@ from typing import Any, TextIO
 from bitswarm.errors import BitswarmError
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent
+from bitswarm.net.magnet import MagnetRuntime
 from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
 
 PLAIN_PERIOD_S = 5.0
+# The longest a finished magnet download waits for the files to be hashed into its v2
+# .torrent's piece layers before it stops anyway (the .torrent then stays without them).
+TORRENT_FILE_TIMEOUT_S = 120.0
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 
@@ -111,12 +116,18 @@ async def run_transfer(plan: TransferPlan) -> int:
         stop_waiter = loop.create_task(stop.wait())
         try:
             runtime: TorrentRuntime | None
+            magnet: MagnetRuntime | None = None
             if plan.magnet is not None:
-                runtime = await _fetch_metadata(plan, session, display, stop_waiter)
+                fetched = await _fetch_metadata(plan, session, display, stop_waiter)
+                runtime, magnet = fetched if fetched is not None else (None, None)
             else:
                 assert plan.torrent is not None
                 runtime = await session.add(plan.torrent, plan.folder, plan.options)
             interrupted = runtime is None or await _transfer(plan, runtime, session, display, stop, stop_waiter)
+            if magnet is not None and runtime is not None and runtime.finished.is_set():
+                # A v2 or hybrid link's .torrent gets its piece layers once the files are in.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(magnet.wait_for_torrent_file(), TORRENT_FILE_TIMEOUT_S)
         finally:
             stop_waiter.cancel()
     finally:
@@ -160,7 +171,7 @@ async def _transfer(
 
 async def _fetch_metadata(
     plan: TransferPlan, session: Session, display: Display, stop_waiter: asyncio.Task[Any]
-) -> TorrentRuntime | None:
+) -> tuple[TorrentRuntime, MagnetRuntime] | None:
     """The metadata phase of ``bitswarm get MAGNET``: the torrent's runtime once the info
     dictionary is in and saved, or None when stopped first. Raises BitswarmError."""
     assert plan.magnet is not None
@@ -180,4 +191,4 @@ async def _fetch_metadata(
         raise BitswarmError(f"{magnet.name}: {error}") from None
     display.event("metadata", message=f"{runtime.torrent.name}: metadata received, saved to {magnet.torrent_path}",
                   torrent=str(magnet.torrent_path), num_pieces=runtime.torrent.num_pieces)  # fmt: skip
-    return runtime
+    return runtime, magnet

@@ -22,11 +22,11 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bitswarm import bencode
+from bitswarm import bencode, merkle
 from bitswarm.engine.magnet import MagnetAction, MetadataReceived, MetadataSwarm
 from bitswarm.engine.rate import TokenBucket
 from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers
@@ -43,6 +43,7 @@ from bitswarm.net.session import (
     TorrentRuntime,
     announce_to,
 )
+from bitswarm.storage.hashing import PieceHasher
 from bitswarm.tracker.announce import AnnounceParams, TrackerTiers
 from bitswarm.tracker.swarm import Event
 from bitswarm.wire.extension import OUR_EXTENSION_IDS, UT_METADATA
@@ -99,6 +100,8 @@ class MagnetRuntime:
         self.torrent: Torrent | None = None
         self.torrent_path: Path | None = None
         self.runtime: TorrentRuntime | None = None
+        # The task that completes the saved .torrent of a v2 or hybrid link (the runtime owns it).
+        self.layers_written: asyncio.Task[None] | None = None
         self.error: BitswarmError | None = None
         self.ready = asyncio.Event()  # the torrent runs, or the error is set
         self.down_limit = TokenBucket(options.max_down, time.monotonic())
@@ -298,6 +301,8 @@ class MagnetRuntime:
             self.session.magnets.pop(self.info_hash, None)
             self.runtime = await self.session.add(torrent, self.folder, options)
             self.runtime.banned |= self.banned
+            if self._needs_piece_layers(torrent):
+                self.layers_written = self.runtime.spawn(self._add_piece_layers(self.runtime))
             self.runtime.add_peers(dict.fromkeys(address for address in addresses if address[0] not in self.banned))
         except BitswarmError as error:
             self.error = error
@@ -310,15 +315,18 @@ class MagnetRuntime:
     def _tiers_list(self) -> tuple[tuple[str, ...], ...]:
         return tuple((url,) for url in self.link.trackers)
 
-    def _save_torrent(self, torrent: Torrent) -> Path:
+    def _save_torrent(self, torrent: Torrent, piece_layers: Mapping[bytes, bytes] | None = None) -> Path:
         """Write ``NAME.torrent`` beside the download: the info dictionary's bytes exactly as
-        they hash, with the link's trackers and web seeds; temporary file, flush, rename."""
+        they hash, with the link's trackers and web seeds, and the v2 piece layers when
+        known; temporary file, flush, rename."""
         top: list[bytes] = []
         if self.link.trackers:
             top += [bencode.encode(b"announce"), bencode.encode(self.link.trackers[0].encode())]
             tiers = [[url.encode()] for url in self.link.trackers]
             top += [bencode.encode(b"announce-list"), bencode.encode(tiers)]
         top += [bencode.encode(b"info"), torrent.info]
+        if piece_layers:
+            top += [bencode.encode(b"piece layers"), bencode.encode(dict(piece_layers))]
         if self.link.web_seeds:
             top += [bencode.encode(b"url-list"), bencode.encode([url.encode() for url in self.link.web_seeds])]
         document = b"d" + b"".join(top) + b"e"
@@ -337,6 +345,30 @@ class MagnetRuntime:
                 os.unlink(temporary)
             raise
         return target
+
+    def _needs_piece_layers(self, torrent: Torrent) -> bool:
+        return torrent.has_v2 and any(
+            entry.pieces_root is not None and entry.length > torrent.piece_length for entry in torrent.files
+        )
+
+    async def _add_piece_layers(self, runtime: TorrentRuntime) -> None:
+        """Once every wanted piece is in, hash the files as BEP 52 trees and write the
+        .torrent again with its piece layers, which are not part of the info dictionary:
+        without them a v2 or hybrid .torrent is incomplete. A layer is kept only when its
+        root is the file's ``pieces root``; a file not downloaded (``so``) leaves the
+        .torrent as it was."""
+        await runtime.finished.wait()
+        torrent = runtime.torrent
+        layers = await asyncio.to_thread(piece_layers, torrent, self.folder)
+        if layers is not None:
+            await asyncio.to_thread(self._save_torrent, torrent, layers)
+
+    async def wait_for_torrent_file(self) -> None:
+        """Until the saved .torrent is final (its piece layers added, for v2 and hybrid)."""
+        if self.layers_written is not None:
+            # A failure was logged by the runtime's task set; the .torrent stays as it was.
+            with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
+                await asyncio.shield(self.layers_written)
 
     # -- trackers and the DHT -------------------------------------------------------------
 
@@ -389,3 +421,23 @@ def wanted_files(torrent: Torrent, indices: Iterable[int]) -> set[int] | None:
     positions = {id(entry): position for position, entry in enumerate(torrent.files)}
     chosen = {positions[id(data_files[index])] for index in indices if 0 <= index < len(data_files)}
     return chosen or None
+
+
+def piece_layers(torrent: Torrent, folder: Path) -> dict[bytes, bytes] | None:
+    """The BEP 52 piece layers of ``torrent``'s files of more than one piece, hashed from
+    ``folder``; None when a file cannot be read whole or does not hash to its root."""
+    hasher = PieceHasher(torrent.files, torrent.piece_length, folder, v1=False, v2=True)
+    digests = [digest.merkle for digest in hasher.hash_all(workers=1)]
+    blocks_per_piece = torrent.piece_length // merkle.BLOCK_SIZE
+    layers: dict[bytes, bytes] = {}
+    for entry in torrent.files:
+        if entry.pieces_root is None or entry.length <= torrent.piece_length:
+            continue
+        hashes = [digests[index] for index in entry.piece_range(torrent.piece_length)]
+        if any(digest is None for digest in hashes):
+            return None
+        known = [digest for digest in hashes if digest is not None]
+        if merkle.root(known, merkle.next_power_of_two(len(known)), blocks_per_piece) != entry.pieces_root:
+            return None
+        layers[entry.pieces_root] = b"".join(known)
+    return layers
