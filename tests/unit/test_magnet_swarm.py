@@ -321,3 +321,13 @@ def test_a_peer_dialled_by_host_name_gets_no_yourip_and_is_left_out_of_pex() -> 
     swarm.tick(1.0)
     assert [m for m in sent(other) if isinstance(m, Extended)] == []  # nothing it could be told
     assert ("seed.example", 6881) not in swarm.pex_connections()
+
+
+def test_a_peer_without_the_extension_protocol_is_kept_for_the_torrent() -> None:
+    swarm = MetadataSwarm(info_hash_v1=b"\x00" * 20, info_hash_v2=None)
+    core = metadata_core()
+    swarm.add_peer("old", core, address=("10.0.0.5", 6881), outgoing=True)
+    plain = Handshake(INFO_HASH, b"-XX0000-oldclient000", reserved_bits(FAST_EXTENSION)).encode()
+    assert swarm.handle("old", core.receive(plain, 0.0), 0.0) == []
+    assert [type(message).__name__ for message in sent(core)] == ["HaveNone"]
+    assert swarm.listen_addresses() == {("10.0.0.5", 6881)}

@@ -98,9 +98,10 @@ class MetadataSwarm:
         actions: list[MagnetAction] = []
         for event in events:
             if isinstance(event, HandshakeCompleted):
-                if not core.extensions:
-                    return [ClosePeer(key, "no extension protocol: it cannot send metadata")]
-                core.send(extended_handshake(link, self.extension_ids, None, self.listen_port))
+                # A peer without BEP 10 cannot send metadata, but may send pieces once we
+                # have it: it is kept, idle, and dialled again by the torrent like the others.
+                if core.extensions:
+                    core.send(extended_handshake(link, self.extension_ids, None, self.listen_port))
                 if core.fast:
                     core.send(HaveNone())  # BEP 6; without it, BEP 3 lets us send no bitfield
             elif isinstance(event, Extended):
