@@ -17,6 +17,7 @@ from bitswarm.engine.swarm import (
     Action,
     BanPeer,
     CheckPiece,
+    ConnectPeers,
     DownloadFinished,
     ServeBlock,
     Swarm,
@@ -44,8 +45,12 @@ class Node:
 
 
 class SimNetwork:
-    def __init__(self, data: bytes, seed: int) -> None:
+    def __init__(self, data: bytes, seed: int, *, pex: bool = False) -> None:
+        """``pex``: each node gets an address, connections know them, and the swarms' PEX
+        (BEP 11) runs; the peers a swarm learns are connected to."""
         self.data = data
+        self.pex = pex
+        self.addresses: dict[str, tuple[str, int]] = {}
         self.rng = random.Random(seed)
         self.num_pieces = -(-len(data) // PIECE_LENGTH)
         self.hashes = [
@@ -72,6 +77,7 @@ class SimNetwork:
         )  # fmt: skip
         content = bytearray(self.data) if seed else bytearray(len(self.data))
         node = self.nodes[name] = Node(name, swarm, content, corrupt=corrupt, upload_blocks_per_s=upload_blocks_per_s)
+        self.addresses[name] = (f"10.0.0.{len(self.nodes)}", 6881)
         return node
 
     def connect(self, a: str, b: str) -> None:
@@ -83,7 +89,13 @@ class SimNetwork:
                 now=self.now,
             )  # fmt: skip
             node.cores[remote] = core
-            node.swarm.add_peer(remote, core, self.now)
+            if self.pex:
+                # The dialling side knows where the other listens; the other learns it from BEP 10.
+                address = self.addresses[remote] if local == a else (self.addresses[remote][0], 50000)
+                node.swarm.listen_port = self.addresses[local][1]
+                node.swarm.add_peer(remote, core, self.now, address=address, outgoing=local == a)
+            else:
+                node.swarm.add_peer(remote, core, self.now)
         for local, remote in ((a, b), (b, a)):
             self.nodes[local].cores[remote]._outbox += self.nodes[local].cores[remote].handshake()
 
@@ -130,6 +142,12 @@ class SimNetwork:
                 node.cores.pop(str(action.peer), None)
             elif isinstance(action, DownloadFinished):
                 node.finished = True
+            elif isinstance(action, ConnectPeers):
+                by_address = {address: name for name, address in self.addresses.items()}
+                for address in action.addresses:
+                    other = by_address.get(address)
+                    if other is not None and other != node.name and other not in node.cores:
+                        self.connect(node.name, other)
 
     def run(self, until_s: float) -> None:
         while self.now < until_s:
@@ -235,3 +253,24 @@ def test_a_super_seed_sends_each_piece_about_once_and_the_swarm_nears_the_bound(
         assert bytes(network.nodes[name].content) == data
     assert network.nodes["seeder"].swarm.uploaded <= 1.1 * len(data)
     assert network.now <= 1.15 * bound
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_pex_spreads_a_chain_of_peers_into_a_mesh_and_everyone_finishes(seed: int) -> None:
+    """Each peer is told of the one before it only; PEX (one message a minute) does the rest."""
+    data = random.Random(seed).randbytes(40 * PIECE_LENGTH)
+    network = SimNetwork(data, seed, pex=True)
+    network.add("seeder", seed=True, upload_blocks_per_s=2)
+    names = [f"l{n}" for n in range(6)]
+    for name in names:
+        network.add(name, seed=False, upload_blocks_per_s=2)
+    chain = ["seeder", *names]
+    for a, b in zip(chain[1:], chain, strict=False):
+        network.connect(a, b)
+    network.run(until_s=3000)
+    for name in names:
+        assert network.nodes[name].finished, name
+        assert bytes(network.nodes[name].content) == data
+    # Connections nobody was given: the seed met peers beyond its one neighbour.
+    assert len(network.nodes["seeder"].cores) > 1
+    assert all(len(network.nodes[name].cores) > 2 for name in names)
