@@ -129,3 +129,22 @@ def test_ctrl_c_while_fetching_the_metadata_stops_cleanly(tmp_path: Path) -> Non
     assert process.returncode == 130, err
     assert [json.loads(line)["event"] for line in out.splitlines()] == ["stopped"]
     assert not list(tmp_path.glob("*.torrent"))
+
+
+def test_files_overrides_the_links_select_only(tmp_path: Path) -> None:
+    torrent_path, source, torrent = make_torrent(tmp_path, "v1")
+    assert torrent.info_hash_v1 is not None
+    seed, port = start_seed(torrent_path, source.parent)
+    try:
+        link = f"magnet:?xt=urn:btih:{torrent.info_hash_v1.hex()}&x.pe=127.0.0.1:{port}&so=0"
+        got = subprocess.run(
+            [*BITSWARM, "get", link, "-o", str(tmp_path / "get"), "--port", "0", "--no-seed", "--no-pex",
+             "--files", "1", "--json", *NO_DISCOVERY],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "get" / "show" / "two.txt").read_bytes() == (source / "two.txt").read_bytes()
+        assert not (tmp_path / "get" / "show" / "one.bin").exists()
+    finally:
+        seed.terminate()
+        assert seed.wait(timeout=30) == 0
