@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -43,6 +41,7 @@ from bitswarm.net.session import (
     TorrentRuntime,
     announce_to,
 )
+from bitswarm.storage.atomic import replace_durably
 from bitswarm.storage.hashing import PieceHasher
 from bitswarm.tracker.announce import AnnounceParams, TrackerTiers
 from bitswarm.tracker.swarm import Event
@@ -318,7 +317,7 @@ class MagnetRuntime:
     def _save_torrent(self, torrent: Torrent, piece_layers: Mapping[bytes, bytes] | None = None) -> Path:
         """Write ``NAME.torrent`` beside the download: the info dictionary's bytes exactly as
         they hash, with the link's trackers and web seeds, and the v2 piece layers when
-        known; temporary file, flush, rename."""
+        known; written durably (``bitswarm.storage.atomic``)."""
         top: list[bytes] = []
         if self.link.trackers:
             top += [bencode.encode(b"announce"), bencode.encode(self.link.trackers[0].encode())]
@@ -333,17 +332,7 @@ class MagnetRuntime:
         self.folder.mkdir(parents=True, exist_ok=True)
         # The name passed the metainfo path checks: one safe path element.
         target = self.folder / f"{torrent.name}.torrent"
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".bitswarm-")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(document)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        replace_durably(target, document)
         return target
 
     def _needs_piece_layers(self, torrent: Torrent) -> bool:
