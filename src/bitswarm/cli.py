@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from bitswarm.client_config import load_client_config as parse_client_config
 from bitswarm.create import CreateOptions, create
 from bitswarm.errors import BitswarmError, MetainfoError
 from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, TorrentVersion, read_torrent_file
+from bitswarm.storage.atomic import replace_durably
 from bitswarm.storage.verify import FileStatus, VerifyReport, verify
 
 EXIT_PROBLEMS = 1
@@ -161,26 +161,11 @@ def create_command(
     with about(path), progress_bar("hashing") as (on_start, on_progress):
         data = create(path, options, on_start=on_start, on_progress=on_progress)
     with about(output):
-        write_atomically(output, data)
+        replace_durably(output, data)
     torrent = Torrent.decode(data)
     size, pieces = human_size(torrent.total_size), f"{torrent.num_pieces} pieces of {human_size(torrent.piece_length)}"
     click.echo(f"{output}: {torrent.version.value}, {len(list(torrent.data_files()))} files, {size} in {pieces}")
     click.echo(torrent.magnet().format())
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write a temporary file beside ``target``, flush it, rename it over ``target``."""
-    handle, temporary = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".bitswarm-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 @cli.command("info")

@@ -20,11 +20,12 @@ from pathlib import Path
 import click
 
 from bitswarm import __version__
-from bitswarm.cli import human_size, write_atomically
+from bitswarm.cli import human_size
 from bitswarm.create import CreateOptions, create
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentRuntime
 from bitswarm.net.tracker import TrackerServer, TrackerService
+from bitswarm.storage.atomic import replace_durably
 from bitswarm.storage.verify import verify
 from bitswarm.tracker.config import TrackerConfig
 from bitswarm.tracker.memory import MemoryStore
@@ -81,7 +82,7 @@ async def _tour(work: Path) -> None:
         )
         data = create(sample, options)
         torrent_path = work / "bitswarm-sample.torrent"
-        write_atomically(torrent_path, data)
+        replace_durably(torrent_path, data)
         torrent = Torrent.decode(data)
         click.echo(
             f"{torrent_path.name}: {human_size(torrent.total_size)} in {torrent.num_pieces} pieces; "
