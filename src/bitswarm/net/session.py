@@ -931,8 +931,7 @@ class Session:
 
     async def _serve_dht(self, dht: DHTService) -> None:
         if dht.bootstrap_addresses:
-            with contextlib.suppress(TimeoutError):
-                await dht.bootstrap()
+            await self._join_dht(dht)
         self._dht_settled.set()
         while True:
             await asyncio.sleep(DHT_SAVE_INTERVAL_S)
@@ -944,6 +943,24 @@ class Session:
                     await asyncio.to_thread(dht.save, self.dht_state_path)
                 except OSError as error:
                     log.error("DHT routing table not saved: %s", error)
+
+    async def _join_dht(self, dht: DHTService) -> None:
+        """Bootstrap, letting torrents search as soon as one node has answered: a search
+        through the first nodes beats waiting for a bootstrap slowed by nodes that went away."""
+        loop = asyncio.get_running_loop()
+        joining = loop.create_task(dht.bootstrap())
+        has_nodes = lambda: any(len(table) for table in dht.node.tables.values())  # noqa: E731
+        answered = loop.create_task(dht.wait_for(has_nodes, DHT_LOOKUP_TIMEOUT_S))
+        try:
+            await asyncio.wait({joining, answered}, return_when=asyncio.FIRST_COMPLETED)
+            self._dht_settled.set()
+            with contextlib.suppress(TimeoutError):
+                await joining
+        finally:
+            joining.cancel()
+            answered.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await answered
 
     async def wait_for_dht(self) -> DHTService | None:
         """The session's DHT once it has joined the network (None: no DHT)."""
