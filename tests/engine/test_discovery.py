@@ -207,3 +207,34 @@ def test_add_peers_dials_only_new_addresses_within_the_peer_limit(tmp_path: Path
             await session.close()
 
     asyncio.run(scenario())
+
+
+def test_two_sessions_meet_through_a_dht_node_over_ipv6(tmp_path: Path) -> None:
+    """BEP 32: the session's node binds the IPv6 address it listens on, announces and
+    searches over IPv6, and the peer it finds is dialled over IPv6."""
+    source = tmp_path / "seed" / "data.bin"
+    torrent = make_torrent(source, 26, 400_000)
+    info_hash = torrent.info_hash_v1 or b""
+
+    async def scenario() -> None:
+        async with open_dht(["[::1]:0"]) as node:
+            bootstrap = [f"[::1]:{node.addresses[0][1]}"]
+            seeder, leecher = (Session(port=0, host="::1", dht=True, dht_bootstrap=bootstrap) for _ in range(2))
+            await seeder.start()
+            await leecher.start()
+            try:
+                assert seeder.dht is not None
+                assert seeder.dht.addresses == [("::1", seeder.port)]
+                await seeder.add(torrent, source.parent)
+                store = node.node.peer_store
+                await node.wait_for(
+                    lambda: ("::1", seeder.port) in store.get(info_hash, 6, node.now(), node.node.rng), WAIT_S
+                )
+                download = await leecher.add(torrent, tmp_path / "get")
+                await asyncio.wait_for(download.finished.wait(), WAIT_S)
+                assert (tmp_path / "get" / "data.bin").read_bytes() == source.read_bytes()
+            finally:
+                await leecher.close()
+                await seeder.close()
+
+    asyncio.run(scenario())
