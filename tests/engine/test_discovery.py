@@ -238,3 +238,34 @@ def test_two_sessions_meet_through_a_dht_node_over_ipv6(tmp_path: Path) -> None:
                 await seeder.close()
 
     asyncio.run(scenario())
+
+
+def test_peers_tell_each_other_their_dht_port_and_each_node_enters_the_others_table(tmp_path: Path) -> None:
+    """BEP 5: both set the DHT bit in their handshake, send a PORT message, and ping the
+    node the other names; with no bootstrap node at all, each table then holds the other."""
+    source = tmp_path / "seed" / "data.bin"
+    torrent = make_torrent(source, 27, 100_000)
+
+    def table(session: Session) -> set[tuple[str, int]]:
+        assert session.dht is not None
+        return {entry.address for entry in session.dht.node.tables[4].nodes()}
+
+    async def scenario() -> None:
+        seeder, leecher = (Session(port=0, host=LOOPBACK, dht=True) for _ in range(2))
+        await seeder.start()
+        await leecher.start()
+        try:
+            assert seeder.dht is not None
+            assert leecher.dht is not None
+            assert table(seeder) == table(leecher) == set()
+            await seeder.add(torrent, source.parent)
+            download = await leecher.add(torrent, tmp_path / "get")
+            await download.connect((LOOPBACK, seeder.port))
+            await leecher.dht.wait_for(lambda: (LOOPBACK, seeder.port) in table(leecher), WAIT_S)
+            await seeder.dht.wait_for(lambda: (LOOPBACK, leecher.port) in table(seeder), WAIT_S)
+            await asyncio.wait_for(download.finished.wait(), WAIT_S)
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    asyncio.run(scenario())

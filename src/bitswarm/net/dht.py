@@ -211,6 +211,12 @@ class DHTService:
             peers.update(dict.fromkeys(result.peers))
         return list(peers)
 
+    def ping(self, address: Address) -> None:
+        """Ping the node at ``address`` (one a peer named in a BEP 5 PORT message); it
+        enters the routing table if it answers."""
+        if family_of(address[0]) in self.transports:
+            self._dispatch(self.node.ping(address, self.now()))
+
     def save(self, path: Path) -> None:
         """Write our node ID and routing table to ``path`` atomically."""
         replace_durably(path, save_state(self.node))

@@ -84,7 +84,7 @@ from bitswarm.tracker.announce import (
 )
 from bitswarm.tracker.swarm import Event
 from bitswarm.wire.extension import OUR_EXTENSION_IDS, UT_METADATA, UT_PEX
-from bitswarm.wire.messages import Piece
+from bitswarm.wire.messages import Piece, Port
 from bitswarm.wire.mse import EncryptionPolicy
 from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol, PeerState
 
@@ -206,6 +206,8 @@ class TorrentRuntime:
         self._completed_announce: asyncio.Task[AnnounceResult] | None = None
         self._subscribers: list[EventStream] = []
         self._checks: set[asyncio.Task[Any]] = set()
+        # Connections whose BEP 5 PORT message we acted on.
+        self._dht_pinged: set[PeerConnection] = set()
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -363,6 +365,7 @@ class TorrentRuntime:
             piece_size=self.torrent.piece_size,
             have_piece=self.swarm.has_piece,
             now=time.monotonic(),
+            dht=self.is_public and self.session.dht is not None,
         )
 
     def accepts(self, connection: PeerConnection) -> bool:
@@ -385,6 +388,7 @@ class TorrentRuntime:
 
     def peer_gone(self, connection: PeerConnection) -> None:
         self.peers.discard(connection)
+        self._dht_pinged.discard(connection)
         if connection.address is not None:
             self.known_addresses.discard(connection.address)
         if self.swarm is not None:
@@ -404,6 +408,20 @@ class TorrentRuntime:
             # MSE is settled by now, also on connections we dialled (BEP 11's encryption flag).
             self.swarm.peers[connection].link.encrypted = connection.crypto is not None
         self.run_actions(self.swarm.handle(connection, events, now))
+        if self.is_public and self.session.dht is not None:
+            self._dht_port_messages(connection, events)
+
+    def _dht_port_messages(self, connection: PeerConnection, events: list[Any]) -> None:
+        """BEP 5: tell a peer that runs a DHT node where ours listens (after the messages
+        the handshake called for), and ping the node a peer names in its PORT message."""
+        dht = self.session.dht
+        assert dht is not None
+        for event in events:
+            if isinstance(event, HandshakeCompleted) and event.supports_dht and connection.core is not None:
+                connection.core.send(Port(dht.addresses[0][1]))
+            elif isinstance(event, Port) and connection.address is not None and connection not in self._dht_pinged:
+                self._dht_pinged.add(connection)  # one ping per connection, however many PORTs
+                dht.ping((connection.address[0], event.port))
 
     def _is_duplicate(self, connection: PeerConnection) -> bool:
         """Two connections with one peer (both dialled at once, as PEX and the DHT make likely):
@@ -957,10 +975,10 @@ class Session:
             with contextlib.suppress(TimeoutError):
                 await joining
         finally:
-            joining.cancel()
-            answered.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await answered
+            for task in (joining, answered):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await task
 
     async def wait_for_dht(self) -> DHTService | None:
         """The session's DHT once it has joined the network (None: no DHT)."""

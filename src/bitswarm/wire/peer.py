@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from bitswarm.errors import PeerProtocolError, UsageError
 from bitswarm.wire.messages import (
     BLOCK_SIZE,
+    DHT_PORT,
     EXTENSION_PROTOCOL,
     FAST_EXTENSION,
     HANDSHAKE_BYTES,
@@ -84,6 +85,8 @@ class HandshakeCompleted:
     peer_id: bytes
     supports_fast: bool
     supports_extensions: bool
+    # BEP 5: the peer runs a DHT node; a PORT message tells it where ours listens.
+    supports_dht: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class PeerProtocol:
         fast: bool = True,
         extensions: bool = True,
         max_peer_requests: int = MAX_PEER_REQUESTS,
+        dht: bool = False,
     ) -> None:
         self.info_hash = info_hash
         self.our_peer_id = peer_id
@@ -141,6 +145,7 @@ class PeerProtocol:
         self._last_sent = now
         self._wants_fast = fast
         self._wants_extensions = extensions
+        self._wants_dht = dht
 
     # -- bytes in ------------------------------------------------------------------------
 
@@ -148,7 +153,11 @@ class PeerProtocol:
         """Our handshake, to send first (or in answer to theirs)."""
         flags = [
             flag
-            for flag, wanted in ((FAST_EXTENSION, self._wants_fast), (EXTENSION_PROTOCOL, self._wants_extensions))
+            for flag, wanted in (
+                (FAST_EXTENSION, self._wants_fast),
+                (EXTENSION_PROTOCOL, self._wants_extensions),
+                (DHT_PORT, self._wants_dht),
+            )
             if wanted
         ]
         return Handshake(self.info_hash, self.our_peer_id, reserved_bits(*flags)).encode()
@@ -235,7 +244,7 @@ class PeerProtocol:
         self.fast = self._wants_fast and handshake.supports(FAST_EXTENSION)
         self.extensions = self._wants_extensions and handshake.supports(EXTENSION_PROTOCOL)
         self.state = PeerState.AWAITING_BITFIELD
-        return HandshakeCompleted(handshake.peer_id, self.fast, self.extensions)
+        return HandshakeCompleted(handshake.peer_id, self.fast, self.extensions, handshake.supports(DHT_PORT))
 
     def _check(self, message: Message) -> bool:
         """Apply ``message`` to the state; False to keep it from the layer above."""
