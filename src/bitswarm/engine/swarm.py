@@ -75,6 +75,9 @@ REQUEST_QUEUE_TIME_S = 3.0
 MIN_QUEUE = 4
 INITIAL_QUEUE = 16
 MAX_QUEUE = 500
+# A deep request queue is topped up once a quarter of it has arrived, not by one request
+# per block arriving: each refill is a send of its own (65,536 a GiB at one per block).
+REFILL_FRACTION = 4
 SNUB_TIMEOUT_S = 60.0
 DEFAULT_UPLOAD_SLOTS = 8
 # Our name in BEP 10 handshakes.
@@ -526,7 +529,7 @@ class Swarm:
         if core.state is not PeerState.OPEN or core.peer_choking or not core.am_interested:
             return
         room = peer.queue_target - len(core.our_requests)
-        if room <= 0:
+        if room <= 0 or (room < peer.queue_target // REFILL_FRACTION and core.our_requests):
             return
         for block in self.picker.pick(key, core.peer_has, room, has_all=core.peer_is_seed):
             core.send(Request(block.index, block.begin, block.length))
