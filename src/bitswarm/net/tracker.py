@@ -475,6 +475,11 @@ def _head(status: int, content_type: str, keep_alive: bool, length: int) -> byte
     return template % length
 
 
+# After an error answer, what a client may still send is read and dropped, within limits.
+MAX_DRAIN_BYTES = 4 << 20
+DRAIN_S = 2.0
+
+
 class _HttpConnection(asyncio.Protocol):
     """One HTTP/1.1 connection: requests answered in order, a bounded amount buffered."""
 
@@ -491,6 +496,7 @@ class _HttpConnection(asyncio.Protocol):
         self.error_status = 0
         self.waiting = False
         self.authorization: bytes | None = None
+        self.drained: int | None = None  # bytes thrown away after an error answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so this is a cast, not a check.
@@ -507,6 +513,11 @@ class _HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self.drained is not None:
+            self.drained += len(data)
+            if self.drained > MAX_DRAIN_BYTES and self.transport is not None:
+                self.transport.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -581,8 +592,25 @@ class _HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     def _fail(self, status: int) -> None:
+        """Answer with an error and end the connection without losing the answer.
+
+        The client may still be sending (a body too large, say): closing with its bytes
+        unread makes the kernel reset the connection, and a reset can destroy our answer
+        before the client reads it. So: answer, half-close, throw away what still comes
+        (up to ``MAX_DRAIN_BYTES``, for at most ``DRAIN_S``), then close.
+        """
         self.service.counters.error(f"http_{status}")
-        self._send(Response(status, f"{_REASONS.get(status, 'error')}\n".encode()), keep_alive=False)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        body = f"{_REASONS.get(status, 'error')}\n".encode()
+        transport.write(_head(status, "text/plain", False, len(body)) + body)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.drained = 0
+        asyncio.get_running_loop().call_later(DRAIN_S, transport.close)
 
 
 class _HandedConnection(_HttpConnection):
