@@ -285,10 +285,11 @@ class HttpTracker:
         port = _number(parameters, b"port")
         if not 0 < port < 65536:
             raise TrackerRequestError("invalid port")
-        event_text = parameters.get(b"event", b"")
-        event = _EVENTS.get(event_text) or _EVENTS.get(unescape(event_text))
-        if event is None:
-            raise TrackerRequestError("invalid event")
+        event = _EVENTS.get(parameters.get(b"event", b""))
+        if event is None:  # (Event.NONE is falsy: only a miss is None)
+            event = _EVENTS.get(unescape(parameters[b"event"]))
+            if event is None:
+                raise TrackerRequestError("invalid event")
         key = parameters.get(b"key")
         if key is not None and len(unescape(key)) > MAX_KEY_BYTES:
             raise TrackerRequestError("invalid key")
@@ -300,9 +301,11 @@ class HttpTracker:
                 raise TrackerRequestError("invalid ip") from None
         else:
             address = self._client_host(client[0]) + port.to_bytes(2, "big")
-        numwant = min(_number(parameters, b"numwant", default=self.policy.default_numwant), self.policy.max_numwant)
+        policy = self.policy
+        numwant = min(_number(parameters, b"numwant", default=policy.default_numwant), policy.max_numwant)
         compact = parameters.get(b"compact") not in (b"0", b"%30")
-        self._admit(info_hash, passkey)
+        if policy.passkeys is not None or policy.whitelist is not None:
+            admit(policy, info_hash, passkey)
         left = _number(parameters, b"left")
         uploaded = _number(parameters, b"uploaded")
         downloaded = _number(parameters, b"downloaded")
