@@ -73,3 +73,7 @@ class KRPCError(ProtocolError):
         self.code = code
         self.message = message
         self.transaction_id = transaction_id
+
+
+class WebSeedError(ProtocolError):
+    """A BEP 19 web seed answered wrongly: an HTTP error, a wrong range or length, a timeout."""

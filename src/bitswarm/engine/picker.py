@@ -223,6 +223,11 @@ class PiecePicker:
         total = -(-self.piece_size(index) // BLOCK_SIZE)
         return len(partial.received) == total, others
 
+    def is_block_missing(self, index: int, begin: int) -> bool:
+        """Whether the block at ``begin`` of started piece ``index`` is still to come."""
+        partial = self._partial.get(index)
+        return partial is not None and begin // BLOCK_SIZE not in partial.received
+
     def request_dropped(self, request: BlockRequest, peer: PeerKey) -> None:
         """``peer`` will not send this block (rejected, choked, gone): ask someone else."""
         partial = self._partial.get(request.index)
@@ -248,6 +253,30 @@ class PiecePicker:
         """The piece's hash did not match: every block of it is needed again."""
         self._partial.pop(index, None)
         self._file(index)
+
+    def start_piece_for_webseed(self, seed: PeerKey) -> int | None:
+        """A wanted piece nobody is downloading, every block of it requested of ``seed``
+        (a BEP 19 web seed fetches whole pieces); None when there is none."""
+        index = self._start_piece(lambda _index: True, True)
+        if index is not None:
+            partial = self._partial[index]
+            for block in partial.unrequested:
+                partial.requesters[block] = {seed}
+            partial.unrequested.clear()
+        return index
+
+    def piece_abandoned(self, index: int, seed: PeerKey) -> None:
+        """``seed`` will not deliver piece ``index`` after all: its blocks go back to the others."""
+        partial = self._partial.get(index)
+        if partial is None:
+            return
+        for block, requesters in list(partial.requesters.items()):
+            if seed in requesters:
+                self.request_dropped(self._block(index, block), seed)
+        if not partial.received and not partial.requesters:
+            # Nobody holds any of it: the piece waits in its bucket like any unstarted one.
+            del self._partial[index]
+            self._file(index)
 
     def requests_of(self, peer: PeerKey) -> list[BlockRequest]:
         """Blocks ``peer`` is asked for (to give back when it leaves)."""

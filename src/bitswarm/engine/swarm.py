@@ -555,6 +555,28 @@ class Swarm:
             actions.append(CheckPiece(piece.index))
         return actions
 
+    def webseed_piece(self, seed: PeerKey, index: int, data: bytes, now: float) -> list[Action]:
+        """A BEP 19 web seed delivered the whole of piece ``index`` (the caller checked its
+        hash): its blocks are written and the piece checked like one from peers."""
+        if len(data) != self.piece_size(index) or self.picker.have[index]:
+            return []
+        self.downloaded += len(data)
+        actions: list[Action] = []
+        complete = False
+        for begin in range(0, len(data), BLOCK_SIZE):
+            block = data[begin : begin + BLOCK_SIZE]
+            if not self.picker.is_block_missing(index, begin):
+                continue
+            complete, others = self.picker.block_received(index, begin, seed)
+            actions.append(WriteBlock(index, begin, block))
+            for other in others:
+                other_peer = self.peers.get(other)
+                if other_peer is not None and other_peer.core.state is PeerState.OPEN:
+                    other_peer.core.send(Cancel(index, begin, len(block)))
+        if complete:
+            actions.append(CheckPiece(index))
+        return actions
+
     def block_sent(self, key: PeerKey, index: int, size: int, now: float) -> None:
         """The I/O layer sent ``size`` bytes of piece ``index`` to ``key``."""
         peer = self.peers.get(key)

@@ -54,6 +54,7 @@ from bitswarm.engine.swarm import (
     WriteBlock,
 )
 from bitswarm.engine.upload_queue import UploadQueue
+from bitswarm.engine.webseed import WebSeedState
 from bitswarm.errors import BitswarmError, StorageError, TrackerError, UsageError
 from bitswarm.metainfo import Torrent
 from bitswarm.net.dht import DHTService, open_dht
@@ -68,6 +69,7 @@ from bitswarm.net.events import (
 from bitswarm.net.http_client import http_get
 from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
+from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
 from bitswarm.storage.hashing import PieceHasher
@@ -145,6 +147,8 @@ class TorrentOptions:
     pex: bool = True
     # Peers we upload to at once (one of them the optimistic unchoke); a super-seed uses more.
     upload_slots: int = DEFAULT_UPLOAD_SLOTS
+    # BEP 19: fetch pieces from the torrent's web seeds (url-list, a magnet link's ws).
+    web_seeds: bool = True
 
 
 class TorrentRuntime:
@@ -208,6 +212,10 @@ class TorrentRuntime:
         self._checks: set[asyncio.Task[Any]] = set()
         # Connections whose BEP 5 PORT message we acted on.
         self._dht_pinged: set[PeerConnection] = set()
+        # Bytes of verified-hash pieces that BEP 19 web seeds delivered.
+        self.webseed_bytes = 0
+        # Each web seed's standing (backoff, ban), kept across pause and resume.
+        self.webseed_states: dict[str, WebSeedState] = {}
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -246,6 +254,12 @@ class TorrentRuntime:
         elif self.session.lsd is not None:
             # Announced while it was a magnet link, before its info said it is private.
             self.session.lsd.remove_torrent(self.info_hash)
+        if self.options.web_seeds and not self.finished.is_set():
+            for url in self.torrent.web_seeds:
+                if url.startswith(("http://", "https://")):
+                    state = self.webseed_states.setdefault(url, WebSeedState(url))
+                    if not state.is_banned:
+                        self.spawn(run_webseed(self, state))
 
     async def _stop_tasks(self) -> None:
         # A "completed" announce still on its way is let finish, within the stop announce's
@@ -350,6 +364,10 @@ class TorrentRuntime:
             log.error("torrent task failed", exc_info=task.exception())
             if self.session.strict:
                 self.session.failures.append(task.exception())  # type: ignore[arg-type]
+
+    def run_off_loop(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Run ``function`` in the session's disk thread (hashing, say), off the event loop."""
+        return self._run_disk(function, *args)
 
     def _run_disk(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return asyncio.get_running_loop().run_in_executor(self.disk, function, *args)
