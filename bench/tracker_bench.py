@@ -307,6 +307,7 @@ def run_http(
     keep_alive: bool,
     start_at: float,
     end_at: float,
+    per_target: int = HTTP_CONNECTIONS_PER_WORKER,
 ) -> Tally:
     """Re-announce the peers ``work`` yields over HTTP until ``end_at``; count the answers."""
     tally = Tally()
@@ -367,7 +368,7 @@ def run_http(
 
     _wait_until(start_at)
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
-    count = HTTP_CONNECTIONS_PER_WORKER * len(targets)
+    count = per_target * len(targets)
     for slot in range(count):
         open_connection(slot)
     now = time.monotonic()
@@ -471,7 +472,7 @@ def worker_main(channel: Connection, index: int, workers: int, population: Popul
             else:
                 tally = run_http(
                     population, hashes, targets, picks, keep_alive=kind == "http_keepalive", start_at=start_at,
-                    end_at=start_at + duration_s,
+                    end_at=start_at + duration_s, per_target=command[5],
                 )  # fmt: skip
         channel.send(tally)
 
@@ -696,10 +697,13 @@ def load(server: Server, generators: Generators, population: Population) -> None
     print(f"# load {server.label}: {server.load_note}{'; ' + '; '.join(details) if details else ''}", flush=True)
 
 
-def measure(server: Server, generators: Generators, kind: str, duration_s: float, seed: int, worker_count: int) -> None:
+def measure(
+    server: Server, generators: Generators, kind: str, duration_s: float, seed: int, worker_count: int,
+    http_connections: int,
+) -> None:  # fmt: skip
     targets = server.udp if kind == "udp" else server.http
     start_at = time.monotonic() + 0.3
-    command = (kind, targets, start_at, duration_s, seed)
+    command = (kind, targets, start_at, duration_s, seed, http_connections)
     for channel in generators.channels:
         channel.send(command)
     _wait_until(start_at)
@@ -783,6 +787,10 @@ def main() -> int:
     parser.add_argument("--duration-s", type=float, default=10.0, help="length of one measurement [10]")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per protocol per tracker [3]")
     parser.add_argument("--workers", type=int, default=2, help="generator processes [2]")
+    parser.add_argument(
+        "--http-connections", type=int, default=HTTP_CONNECTIONS_PER_WORKER,
+        help=f"HTTP connections in flight per generator process and address [{HTTP_CONNECTIONS_PER_WORKER}]",
+    )  # fmt: skip
     parser.add_argument("--no-redis", action="store_true", help="leave out the Redis store")
     parser.add_argument("--no-keep-alive", action="store_true", help="leave out bitswarm's keep-alive HTTP row")
     parser.add_argument(
@@ -793,6 +801,8 @@ def main() -> int:
         parser.error("--swarms must be 1..10,000,000 and --peers-per-swarm 1..1000")
     if not 0 < args.duration_s <= 300 or not 0 < args.repeat <= 20 or not 0 < args.workers <= 16:
         parser.error("--duration-s must be 0..300, --repeat 1..20, --workers 1..16")
+    if not 0 < args.http_connections <= 1000:
+        parser.error("--http-connections must be 1..1000")
     population = Population(args.swarms, args.peers_per_swarm)
     has_redis = importlib.util.find_spec("bitswarm.tracker.redis_store") is not None
     with_redis = has_redis and not args.no_redis
@@ -801,7 +811,7 @@ def main() -> int:
     print(f"# {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; load {os.getloadavg()}")
     print(f"# {population.swarms} swarms x {population.peers_per_swarm} peers = {population.peers} peers; "
           f"{args.workers} generator processes, {UDP_SOCKETS_PER_WORKER} UDP sockets x {UDP_WINDOW} in flight "
-          f"and {HTTP_CONNECTIONS_PER_WORKER} HTTP connections each")  # fmt: skip
+          f"and {args.http_connections} HTTP connections each")  # fmt: skip
     if not with_redis:
         missing = "left out (--no-redis)" if has_redis else "bitswarm.tracker.redis_store does not exist"
         print(f"# Redis store: {missing}")
@@ -829,7 +839,10 @@ def main() -> int:
                 for server in order:
                     if kind == "http_keepalive" and server.label == "opentracker":
                         continue  # it closes every connection after one answer
-                    measure(server, generators, kind, args.duration_s, SEED + round_number, args.workers)
+                    measure(
+                        server, generators, kind, args.duration_s, SEED + round_number, args.workers,
+                        args.http_connections,
+                    )  # fmt: skip
         report(servers, kinds, args.duration_s, args.repeat, args.workers)
     finally:
         generators.stop()
