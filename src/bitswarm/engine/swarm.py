@@ -21,6 +21,11 @@ this block for that peer, close or ban that peer.
   ``tick`` sends it what changed in our connections, and the peers it names come out as
   ``ConnectPeers`` for the layer above to dial within its limits. A malformed extension
   message closes that peer's connection.
+- BEP 52 hash messages: a ``HashServe`` answers peers' hash requests from the piece layers
+  we know (none: every request is rejected); a ``HashFetch`` (a v2 torrent known from a
+  magnet link) asks peers for the piece layers we lack, and each one proven comes out as
+  ``PieceLayerReceived``, for the layer above to start those pieces (``set_priorities``).
+  A peer whose hashes do not prove to the root loses its connection.
 """
 
 from __future__ import annotations
@@ -52,11 +57,15 @@ from bitswarm.wire.extension import (
     encode_metadata,
     encode_pex,
 )
+from bitswarm.wire.hashes import HashFetch, HashServe, PieceLayerReceived
 from bitswarm.wire.messages import (
     Bitfield,
     Cancel,
     Choke,
     Extended,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -139,7 +148,17 @@ class ConnectPeers:
     addresses: tuple[PeerAddress, ...]
 
 
-Action = WriteBlock | CheckPiece | ServeBlock | ClosePeer | BanPeer | PieceVerified | DownloadFinished | ConnectPeers
+Action = (
+    WriteBlock
+    | CheckPiece
+    | ServeBlock
+    | ClosePeer
+    | BanPeer
+    | PieceVerified
+    | DownloadFinished
+    | ConnectPeers
+    | PieceLayerReceived
+)
 
 
 @dataclass(slots=True)
@@ -231,9 +250,14 @@ class Swarm:
         info: bytes | None = None,
         extension_ids: Mapping[str, int] = OUR_EXTENSION_IDS,
         listen_port: int | None = None,
+        hash_serve: HashServe | None = None,
+        hash_fetch: HashFetch | None = None,
     ) -> None:
         """``info`` is the info dictionary we serve over ut_metadata (None: we serve none);
-        ``extension_ids`` those we offer (``{UT_METADATA: 1}`` keeps PEX off)."""
+        ``extension_ids`` those we offer (``{UT_METADATA: 1}`` keeps PEX off);
+        ``hash_serve`` answers BEP 52 hash requests, ``hash_fetch`` fetches piece layers."""
+        self.hash_serve = hash_serve
+        self.hash_fetch = hash_fetch if hash_fetch is not None and not hash_fetch.is_done else None
         self.num_pieces = num_pieces
         self.extension_ids = extension_ids
         self.listen_port = listen_port
@@ -256,7 +280,7 @@ class Swarm:
         self.started_at = now
         self._senders: dict[int, dict[int, PeerKey]] = {}
         self._bad_blocks: dict[int, dict[int, tuple[PeerKey, bytes]]] = {}
-        self._finished_reported = self.picker.is_complete
+        self._finished_reported = self.is_seeding
 
     # -- what we have and want -----------------------------------------------------------
 
@@ -277,7 +301,31 @@ class Swarm:
 
     @property
     def is_seeding(self) -> bool:
-        return self.picker.is_complete
+        """Every wanted piece is here, and no piece layer is still to fetch (its pieces are
+        held back until it is in, so the picker alone would call that complete)."""
+        return self.picker.is_complete and (self.hash_fetch is None or self.hash_fetch.is_done)
+
+    def set_priorities(self, indices: Iterable[int], priority: int) -> list[Action]:
+        """Change the priority of pieces (0: not wanted) while peers are connected: their
+        counts of pieces we want, and our interest, follow."""
+        for index in indices:
+            was_wanted = self._wants(index)
+            self.picker.set_priority(index, priority)
+            delta = self._wants(index) - was_wanted
+            if delta:
+                for peer in self.peers.values():
+                    if peer.is_seed_counted or index in peer.counted_pieces:
+                        peer.wanted_pieces += delta
+        for key, peer in self.peers.items():
+            self._update_interest(peer)
+            self._fill_requests(key, peer)
+        return self._check_finished()
+
+    def _check_finished(self) -> list[Action]:
+        if self.is_seeding and not self._finished_reported:
+            self._finished_reported = True
+            return [DownloadFinished()]
+        return []
 
     def have_messages(self, core: PeerProtocol) -> Have | Bitfield | HaveAll | HaveNone:
         """The first message after the handshake: what we have."""
@@ -315,6 +363,8 @@ class Swarm:
             return
         if self.metadata is not None:
             self.metadata.forget(key)
+        if self.hash_fetch is not None:
+            self.hash_fetch.peer_gone(key)
         for index in self._offered.pop(key, set()):
             self._offer_counts[index] -= 1  # never delivered: offer it again elsewhere
             self._offer_progress.pop((key, index), None)
@@ -366,9 +416,45 @@ class Swarm:
             elif isinstance(event, Choke) and not peer.core.fast:
                 for request in self.picker.requests_of(key):
                     self.picker.request_dropped(request, key)
+            elif isinstance(event, HashRequest | Hashes | HashReject):
+                try:
+                    actions += self._hash_message(key, peer, event)
+                except PeerProtocolError as error:
+                    actions.append(ClosePeer(key, str(error)))
+                    return actions
         self._update_interest(peer)
         self._fill_requests(key, peer)
+        self._fill_hash_requests(key, peer, now)
         return actions
+
+    def _hash_message(self, key: PeerKey, peer: _Peer, message: HashRequest | Hashes | HashReject) -> list[Action]:
+        """One BEP 52 hash message; raises PeerProtocolError for a bad request or proof."""
+        if isinstance(message, HashRequest):
+            if self.hash_serve is not None:
+                peer.core.send(self.hash_serve.answer(message))
+            else:
+                peer.core.send(HashReject(*_fields(message)))
+            return []
+        if self.hash_fetch is None:
+            return []  # an answer that came after the last layer was in
+        if isinstance(message, HashReject):
+            self.hash_fetch.rejected(key, message)
+            return []
+        layers: list[Action] = []
+        for layer in self.hash_fetch.received(key, message):
+            if self.hash_serve is not None:
+                self.hash_serve.add_layer(layer.pieces_root, layer.layer)
+            layers.append(layer)
+        if self.hash_fetch.is_done:
+            self.hash_fetch = None
+        return layers
+
+    def _fill_hash_requests(self, key: PeerKey, peer: _Peer, now: float) -> None:
+        # BEP 52: hash requests may go to a peer whatever its choke state.
+        if self.hash_fetch is None or peer.core.state is not PeerState.OPEN:
+            return
+        for request in self.hash_fetch.requests_for(key, peer.core.peer_has, now, has_all=peer.core.peer_is_seed):
+            peer.core.send(request)
 
     def _extended(self, key: PeerKey, peer: _Peer, message: Extended, now: float) -> list[Action]:
         """One extension message (BEP 10, 9, 11); raises PeerProtocolError for a malformed one."""
@@ -629,9 +715,7 @@ class Swarm:
                     peer.wanted_pieces -= 1
                 peer.core.send(Have(index))
                 self._update_interest(peer)
-        if self.picker.is_complete and not self._finished_reported:
-            self._finished_reported = True
-            actions.append(DownloadFinished())
+        actions += self._check_finished()
         for key, peer in self.peers.items():
             self._fill_requests(key, peer)
         return actions + self._after_bans(actions)
@@ -657,6 +741,7 @@ class Swarm:
                     self.picker.request_dropped(request, key)
                     core.send(Cancel(request.index, request.begin, request.length))
             self._fill_requests(key, peer)
+            self._fill_hash_requests(key, peer, now)
         if self._offered:
             self._offer_to_waiting_peers(now)  # after a stall of the first copies
         if self.choker.is_due(now):
@@ -703,3 +788,7 @@ class Swarm:
             "downloaded": self.downloaded,
             "uploaded": self.uploaded,
         }
+
+
+def _fields(message: HashRequest) -> tuple[bytes, int, int, int, int]:
+    return message.pieces_root, message.base_layer, message.index, message.length, message.proof_layers

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import random
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitswarm import __version__
+from bitswarm import __version__, merkle
 from bitswarm.engine.picker import BLOCK_SIZE
 from bitswarm.engine.rate import TokenBucket
 from bitswarm.engine.swarm import (
@@ -56,7 +57,7 @@ from bitswarm.engine.swarm import (
 from bitswarm.engine.upload_queue import UploadQueue
 from bitswarm.engine.webseed import WebSeedState
 from bitswarm.errors import BitswarmError, StorageError, TrackerError, UsageError
-from bitswarm.metainfo import Torrent
+from bitswarm.metainfo import FileEntry, Torrent
 from bitswarm.net.dht import DHTService, open_dht
 from bitswarm.net.events import (
     DEFAULT_EVENT_BACKLOG,
@@ -73,6 +74,7 @@ from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
 from bitswarm.storage.hashing import PieceHasher
+from bitswarm.storage.verify import piece_owners
 from bitswarm.tracker.announce import (
     AnnounceParams,
     AnnounceResult,
@@ -86,6 +88,7 @@ from bitswarm.tracker.announce import (
 )
 from bitswarm.tracker.swarm import Event
 from bitswarm.wire.extension import OUR_EXTENSION_IDS, UT_METADATA, UT_PEX
+from bitswarm.wire.hashes import HashFetch, HashServe, PieceLayerReceived, V2File
 from bitswarm.wire.messages import Piece, Port
 from bitswarm.wire.mse import EncryptionPolicy
 from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol, PeerState
@@ -153,15 +156,18 @@ class TorrentOptions:
 
 class TorrentRuntime:
     def __init__(self, session: Session, torrent: Torrent, folder: Path, options: TorrentOptions) -> None:
-        if not torrent.has_v1:
-            raise UsageError("v2-only torrents are not supported yet over the v1 peer protocol")
         if options.upload_slots < 1:
             raise UsageError(f"upload slots: {options.upload_slots}; at least 1")
         self.session = session
         self.torrent = torrent
         self.folder = folder
         self.options = options
-        self.info_hash = torrent.info_hash_v1 or b""
+        # BEP 52: a v2-only torrent goes by its SHA-256 truncated to 20 bytes on the wire,
+        # to trackers and in the DHT; a hybrid by its v1 hash (the v2 one is announced too).
+        self.info_hash = torrent.info_hash_v1 or (torrent.info_hash_v2 or b"")[:20]
+        # v2-only pieces are checked against merkle hashes, each inside one file (BEP 52).
+        self.is_v2_only = not torrent.has_v1
+        self._owners = piece_owners(torrent) if self.is_v2_only else {}
         now = time.monotonic()
         wanted = options.wanted_files
         self.wanted_entries = {
@@ -223,9 +229,15 @@ class TorrentRuntime:
         have = await self._run_disk(self._find_verified_pieces)
         await self._run_disk(self.storage.create_empty_files)
         priorities = self._piece_priorities()
+        hash_serve, hash_fetch = self._hash_cores()
+        if hash_fetch is not None:
+            # Pieces whose hashes are not in yet wait for them (BEP 52 hash requests).
+            for root in hash_fetch.wanted_roots():
+                for index in self._pieces_of_root(root):
+                    priorities[index] = 0
         self.swarm = Swarm(
             num_pieces=self.torrent.num_pieces,
-            piece_size=self.torrent.piece_size,
+            piece_size=self.request_size,
             have=have,
             rng=self.session.rng,
             now=time.monotonic(),
@@ -235,6 +247,8 @@ class TorrentRuntime:
             info=self.torrent.info,
             extension_ids=self.extension_ids,
             listen_port=self.session.port,
+            hash_serve=hash_serve,
+            hash_fetch=hash_fetch,
         )
         self.swarm.picker.sequential = self.options.sequential
         if self.swarm.is_seeding:
@@ -319,6 +333,44 @@ class TorrentRuntime:
             return self.options.super_seed
         return self.options.max_up > 0 or self.session.up_limit.rate > 0
 
+    def _v2_files(self) -> list[V2File]:
+        piece_length = self.torrent.piece_length
+        return [
+            V2File(entry.pieces_root, entry.length, entry.offset // piece_length)
+            for entry in self.torrent.data_files()
+            if entry.pieces_root is not None
+        ]
+
+    def _hash_cores(self) -> tuple[HashServe | None, HashFetch | None]:
+        """BEP 52 hash requests: answered for any torrent with a v2 part (from the piece
+        layers we hold); for a v2-only torrent without them (a magnet link's), fetched."""
+        if not self.torrent.has_v2:
+            return None, None
+        files = self._v2_files()
+        serve = HashServe(self.torrent.piece_length, files, dict(self.torrent.piece_layers))
+        missing = [entry for entry in files if entry.pieces_root not in self.torrent.piece_layers]
+        fetch = HashFetch(self.torrent.piece_length, missing) if self.is_v2_only else None
+        return serve, fetch
+
+    def _pieces_of_root(self, pieces_root: bytes) -> list[int]:
+        return [
+            index
+            for entry in self.torrent.data_files()
+            if entry.pieces_root == pieces_root
+            for index in entry.piece_range(self.torrent.piece_length)
+        ]
+
+    def _layer_received(self, layer: PieceLayerReceived) -> None:
+        """A piece layer proven by a peer: its file's pieces can be checked, so fetched."""
+        assert self.swarm is not None
+        layers = {**self.torrent.piece_layers, layer.pieces_root: layer.layer}
+        self.torrent = dataclasses.replace(self.torrent, piece_layers=layers)
+        priorities = self._piece_priorities()
+        indices = self._pieces_of_root(layer.pieces_root)
+        for priority in {priorities[index] for index in indices} or {0}:
+            chosen = [index for index in indices if priorities[index] == priority]
+            self.run_actions(self.swarm.set_priorities(chosen, priority))
+
     def _piece_priorities(self) -> list[int]:
         priorities = [0] * self.torrent.num_pieces
         for entry in self.torrent.data_files():
@@ -333,12 +385,49 @@ class TorrentRuntime:
         trusted = {index for index in range(self.torrent.num_pieces) if record is not None and record.has(index)}
         if not any(path.exists() for path in self._content_paths()):
             return sorted(trusted)
-        hasher = PieceHasher(self.torrent.files, self.torrent.piece_length, self.folder, v1=True, v2=False)
+        # A hybrid is checked by its SHA-1s alone, as its downloads are; v2-only by merkle hashes.
+        v1 = self.torrent.has_v1
+        hasher = PieceHasher(self.torrent.files, self.torrent.piece_length, self.folder, v1=v1, v2=not v1)
         found = set(trusted)
         for digest in hasher.hash_all():
-            if digest.index not in trusted and digest.sha1 == self.torrent.v1_piece_hash(digest.index):
+            if digest.index in trusted or not digest.is_complete:
+                continue
+            if v1:
+                good = digest.sha1 == self.torrent.v1_piece_hash(digest.index)
+            else:
+                good = self._merkle_matches(digest.index, digest.merkle)
+            if good:
                 found.add(digest.index)
         return sorted(found)
+
+    def request_size(self, index: int) -> int:
+        """Bytes of piece ``index`` we fetch from peers: the whole piece, except that a v2
+        file's last piece stops at the block holding the file's last byte (the alignment
+        gap after it is no data; its blocks are never requested)."""
+        size = self.torrent.piece_size(index)
+        owner = self._owners.get(index)
+        if owner is None:
+            return size
+        data = self._data_size(owner, index)
+        return min(size, -(-data // BLOCK_SIZE) * BLOCK_SIZE)
+
+    def _wire_piece_size(self, index: int) -> int:
+        """How far into piece ``index`` a peer may request: libtorrent pads every v2 file,
+        the last one too, to a piece boundary and asks for the blocks holding its end whole;
+        what lies past the file reads as zeros."""
+        return self.torrent.piece_length if self.is_v2_only else self.torrent.piece_size(index)
+
+    def _data_size(self, owner: FileEntry, index: int) -> int:
+        """Bytes of ``owner`` in piece ``index``."""
+        start = index * self.torrent.piece_length
+        return min(self.torrent.piece_length, owner.offset + owner.length - start)
+
+    def _merkle_matches(self, index: int, digest: bytes | None) -> bool:
+        """Is ``digest`` the v2 hash of piece ``index``? False while its hash is unknown
+        (a magnet link's piece layers not in yet)."""
+        owner = self._owners.get(index)
+        expected = self.torrent.v2_piece_hash(owner, index) if owner is not None else None
+        return expected is not None and digest == expected
 
     def _content_paths(self) -> list[Path]:
         return [self.folder.joinpath(*entry.path) for entry in self.torrent.data_files()]
@@ -380,7 +469,7 @@ class TorrentRuntime:
             info_hash=self.info_hash,
             peer_id=self.session.peer_id,
             num_pieces=self.torrent.num_pieces,
-            piece_size=self.torrent.piece_size,
+            piece_size=self._wire_piece_size,
             have_piece=self.swarm.has_piece,
             now=time.monotonic(),
             dht=self.is_public and self.session.dht is not None,
@@ -556,6 +645,8 @@ class TorrentRuntime:
                     self.banned.add(peer.address[0])
                 self.count_close(action.reason)
                 peer.close(action.reason)
+            elif isinstance(action, PieceLayerReceived):
+                self._layer_received(action)
             elif isinstance(action, PieceVerified):
                 self._resume_dirty = True
                 self._emit(action)
@@ -580,7 +671,7 @@ class TorrentRuntime:
         # a zeroed piece-sized buffer: two copies a block fewer on the event loop.
         blocks = self._buffers.get(block.index)
         if blocks is None and block.index not in self._unbuffered:
-            size = self.torrent.piece_size(block.index)
+            size = self.request_size(block.index)
             if self._buffered_bytes + size <= MAX_BUFFERED_BYTES:
                 blocks = self._buffers[block.index] = {}
                 self._buffered_bytes += size
@@ -605,7 +696,7 @@ class TorrentRuntime:
         assert self.swarm is not None
         blocks = self._buffers.pop(index, None)
         self._unbuffered.discard(index)
-        queued = self.torrent.piece_size(index) if blocks is not None else 0
+        queued = self.request_size(index) if blocks is not None else 0
         self._buffered_bytes -= queued
         digests_wanted = self.swarm.needs_block_digests(index)
         self._add_backlog(queued)
@@ -629,24 +720,29 @@ class TorrentRuntime:
                 if peer.transport is not None and not peer.transport.is_closing():
                     peer.transport.resume_reading()
 
-    def _hash_piece(
-        self, index: int, blocks: dict[int, bytes] | None, block_digests: bool
-    ) -> tuple[bool, list[bytes]]:
+    def _hash_piece(self, index: int, blocks: dict[int, bytes] | None, block_digests: bool) -> tuple[bool, list[bytes]]:
         """(hash matches, SHA-1 per block when the smart ban needs them: on failure or on request).
 
         A piece gathered in memory is written only once its hash matches; otherwise its
         blocks are on disk already and are read back.
         """
+        size = self.request_size(index)
         if blocks is not None:
             data = b"".join(blocks[begin] for begin in sorted(blocks))
-            if len(data) != self.torrent.piece_size(index):
+            if len(data) != size:
                 return False, []  # cannot happen for a piece the picker calls complete
         else:
             try:
-                data = self.storage.read_block(index, 0, self.torrent.piece_size(index))
+                data = self.storage.read_block(index, 0, size)
             except StorageError:
                 return False, []
-        ok = hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index)  # noqa: S324
+        owner = self._owners.get(index)
+        if owner is not None:
+            piece = memoryview(data)[: self._data_size(owner, index)]
+            digest = merkle.piece_root(piece, owner.length, self.torrent.piece_length)
+            ok = self._merkle_matches(index, digest)
+        else:
+            ok = hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index)  # noqa: S324
         if ok and blocks is not None:
             self.storage.write_block(index, 0, data)
         if ok and not block_digests:

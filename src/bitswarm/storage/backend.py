@@ -159,8 +159,16 @@ class FileStorage:
                 parts.append(self._read_part(index, offset_in_piece, segment.length))
             offset_in_piece += segment.length
         data = b"".join(parts)
-        if len(data) != length:
+        if len(data) != offset_in_piece - begin:
             raise StorageError(f"piece {index}: {length} bytes at {begin} are not all on disk")
+        # BEP 52: a v2 file's last piece ends in an alignment gap before the next file's
+        # first piece (libtorrent pads the torrent's last file too); peers request the
+        # blocks there whole, and the gap reads as zeros.
+        gap = length - len(data)
+        if gap > 0 and begin + length <= self.layout.piece_length:
+            data += bytes(gap)
+        elif gap:
+            raise StorageError(f"piece {index}: {length} bytes at {begin} run past the end of the piece")
         return data
 
     def _read(self, segment: Segment) -> bytes:

@@ -94,13 +94,7 @@ class PieceHasher:
         root = None
         if self.v2 and owner is not None:
             # A file of one piece is its own tree; longer files are cut into piece subtrees.
-            blocks_per_piece = self.piece_length // merkle.BLOCK_SIZE
-            width = (
-                blocks_per_piece
-                if owner.length > self.piece_length
-                else merkle.next_power_of_two(-(-owner.length // merkle.BLOCK_SIZE))
-            )
-            root = merkle.root(leaves, width)
+            root = merkle.root(leaves, merkle.piece_width(owner.length, self.piece_length))
         return PieceDigest(index, sha1.digest() if sha1 is not None else None, root)
 
     def _read(self, segment: Segment, handles: dict[int, int | None]) -> bytes | None:

@@ -67,19 +67,21 @@ def verify(
     outside ``folder`` and ``StorageError`` for a read error other than a missing file.
     """
     hasher = PieceHasher(torrent.files, torrent.piece_length, folder, v1=torrent.has_v1, v2=torrent.has_v2)
-    owners = _piece_owners(torrent) if torrent.has_v2 else {}
+    owners = piece_owners(torrent) if torrent.has_v2 else {}
     pieces = tuple(
-        _is_good(torrent, digest, owners.get(digest.index))
+        piece_is_good(torrent, digest, owners.get(digest.index))
         for digest in hasher.hash_all(workers=workers, on_progress=on_progress)
     )
     return VerifyReport(pieces, tuple(_file_report(torrent, entry, folder, pieces) for entry in torrent.data_files()))
 
 
-def _piece_owners(torrent: Torrent) -> dict[int, FileEntry]:
+def piece_owners(torrent: Torrent) -> dict[int, FileEntry]:
+    """The file each piece belongs to (in v2 a piece never holds two files' bytes)."""
     return {index: entry for entry in torrent.data_files() for index in entry.piece_range(torrent.piece_length)}
 
 
-def _is_good(torrent: Torrent, digest: PieceDigest, owner: FileEntry | None) -> bool:
+def piece_is_good(torrent: Torrent, digest: PieceDigest, owner: FileEntry | None) -> bool:
+    """Whether a piece read from disk matches every hash the torrent has for it."""
     if not digest.is_complete:
         return False
     if torrent.has_v1 and digest.sha1 != torrent.v1_piece_hash(digest.index):

@@ -1,4 +1,5 @@
-"""Peer wire messages (BEP 3, BEP 6 fast extension, BEP 10 extension protocol): the codec.
+"""Peer wire messages (BEP 3, BEP 6 fast extension, BEP 10 extension protocol, BEP 52
+hash messages): the codec.
 
 A message on the wire is a 4-byte big-endian length, then (unless it is a keep-alive)
 a 1-byte id and its fields. ``FrameDecoder`` takes bytes as they arrive, in any split,
@@ -25,6 +26,13 @@ DHT_PORT = (7, 0x01)  # BEP 5
 CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD, REQUEST, PIECE, CANCEL, PORT = range(10)
 SUGGEST, HAVE_ALL, HAVE_NONE, REJECT, ALLOWED_FAST = 0x0D, 0x0E, 0x0F, 0x10, 0x11
 EXTENDED = 20
+HASH_REQUEST, HASHES, HASH_REJECT = 21, 22, 23
+HASH_SIZE = 32
+# BEP 52 hash messages: a request names up to this many hashes of one layer (BEP 52 says
+# "should not" exceed 512; libtorrent accepts up to 8192, a piece layer 128 MiB pieces wide).
+MAX_HASH_COUNT = 8192
+# Proof layers of a request: a tree over 2^63 blocks is 63 layers high, more than any file.
+MAX_PROOF_LAYERS = 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +157,56 @@ class Extended:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class HashRequest:
+    """BEP 52: ``length`` hashes of ``base_layer`` (0: the blocks) of a file's tree from
+    ``index``, with the uncle hashes of ``proof_layers`` layers above them."""
+
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes:
+    """BEP 52: the answer to a ``HashRequest``: its fields, then the requested hashes and
+    the uncle hashes, lowest layer first."""
+
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+    hashes: bytes
+
+    @property
+    def request(self) -> HashRequest:
+        return HashRequest(self.pieces_root, self.base_layer, self.index, self.length, self.proof_layers)
+
+
+@dataclass(frozen=True, slots=True)
+class HashReject:
+    """BEP 52: the peer will not answer the ``HashRequest`` with these fields."""
+
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+    @property
+    def request(self) -> HashRequest:
+        return HashRequest(self.pieces_root, self.base_layer, self.index, self.length, self.proof_layers)
+
+
+def uncle_count(length: int, proof_layers: int) -> int:
+    """Uncle hashes in the answer to a request for ``length`` (a power of two) hashes: BEP 52
+    leaves out the proof layers the requested hashes make up themselves."""
+    return max(0, proof_layers + 1 - (length.bit_length() - 1))
+
+
 Message = (
     KeepAlive
     | Choke
@@ -167,12 +225,17 @@ Message = (
     | Reject
     | AllowedFast
     | Extended
+    | HashRequest
+    | Hashes
+    | HashReject
 )
 
 _INDEX = struct.Struct(">I")
 _PAIR = struct.Struct(">II")
 _TRIPLE = struct.Struct(">III")
 _PIECE_HEAD = struct.Struct(">IBII")
+_HASH_FIELDS = struct.Struct(">32sIIII")
+_HASH_BODY = 1 + _HASH_FIELDS.size
 _SIMPLE: dict[int, Message] = {
     CHOKE: Choke(),
     UNCHOKE: Unchoke(),
@@ -217,6 +280,14 @@ def encode(message: Message) -> bytes:
         return _INDEX.pack(2 + len(message.payload)) + bytes([EXTENDED, message.extension_id]) + message.payload
     if isinstance(message, Port):
         return b"\x00\x00\x00\x03" + bytes([PORT]) + message.port.to_bytes(2, "big")
+    if isinstance(message, HashRequest | HashReject | Hashes):
+        fields = _HASH_FIELDS.pack(
+            message.pieces_root, message.base_layer, message.index, message.length, message.proof_layers
+        )
+        if isinstance(message, Hashes):
+            return _INDEX.pack(_HASH_BODY + len(message.hashes)) + bytes([HASHES]) + fields + message.hashes
+        message_id = HASH_REQUEST if isinstance(message, HashRequest) else HASH_REJECT
+        return _INDEX.pack(_HASH_BODY) + bytes([message_id]) + fields
     return b"\x00\x00\x00\x00"  # KeepAlive
 
 
@@ -253,7 +324,33 @@ def decode_body(body: bytes | memoryview) -> Message:
         if size != 3:
             raise PeerProtocolError(f"port message has {size} bytes, expected 3")
         return Port(int.from_bytes(body[1:3], "big"))
+    if message_id in (HASH_REQUEST, HASHES, HASH_REJECT):
+        return _decode_hash_message(body)
     raise PeerProtocolError(f"unknown message id {message_id}")
+
+
+def _decode_hash_message(body: bytes | memoryview) -> HashRequest | Hashes | HashReject:
+    """BEP 52 messages 21 to 23; the fields are checked against the limits here, against
+    the torrent's files by the layer that knows them."""
+    message_id, size = body[0], len(body)
+    if size < _HASH_BODY or (message_id != HASHES and size != _HASH_BODY):
+        raise PeerProtocolError(f"hash message {message_id} has {size} bytes, expected {_HASH_BODY}")
+    root, base_layer, index, length, proof_layers = _HASH_FIELDS.unpack_from(body, 1)
+    if not 0 < length <= MAX_HASH_COUNT or length & (length - 1):
+        raise PeerProtocolError(f"hash message for {length} hashes; a power of two up to {MAX_HASH_COUNT}")
+    if index % length:
+        raise PeerProtocolError(f"hash message at index {index}, not a multiple of its length {length}")
+    if proof_layers > MAX_PROOF_LAYERS or base_layer > MAX_PROOF_LAYERS:
+        raise PeerProtocolError(f"hash message with {base_layer} base and {proof_layers} proof layers")
+    if message_id == HASH_REQUEST:
+        return HashRequest(root, base_layer, index, length, proof_layers)
+    if message_id == HASH_REJECT:
+        return HashReject(root, base_layer, index, length, proof_layers)
+    hashes = bytes(body[_HASH_BODY:])
+    expected = length + uncle_count(length, proof_layers)
+    if len(hashes) != expected * HASH_SIZE:
+        raise PeerProtocolError(f"hashes message with {len(hashes)} bytes of hashes, expected {expected} hashes")
+    return Hashes(root, base_layer, index, length, proof_layers, hashes)
 
 
 class FrameDecoder:

@@ -20,6 +20,11 @@ The core checks every index, offset and length against the torrent and keeps the
 both sides rely on: choke and interest in each direction, the peer's pieces, the requests
 we have outstanding and the requests the peer is waiting on (bounded: a flood ends the
 connection). With the fast extension it rejects, on its own, requests it cannot serve.
+
+BEP 52 hash messages: a hash request goes up to be answered (the layer above knows the
+files' trees; in the metadata phase the core rejects it); a ``hashes`` or ``hash reject``
+message must answer a hash request we sent and have not had answered, or it breaks the
+rules.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ from bitswarm.wire.messages import (
     Extended,
     FrameDecoder,
     Handshake,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -71,6 +79,8 @@ IDLE_TIMEOUT_S = 120.0
 KEEPALIVE_INTERVAL_S = 90.0
 # Cancelled requests whose pieces may still arrive (BEP 6: every request gets an answer).
 MAX_CANCELLED = 2000
+# BEP 52 hash requests we may have unanswered with one peer.
+MAX_OUR_HASH_REQUESTS = 64
 
 
 class PeerState(enum.Enum):
@@ -134,6 +144,7 @@ class PeerProtocol:
         self.peer_piece_count = 0
         self.our_requests: set[tuple[int, int, int]] = set()
         self.peer_requests: dict[tuple[int, int, int], None] = {}
+        self.our_hash_requests: set[HashRequest] = set()
         self.allowed_fast_for_us: set[int] = set()
         self.allowed_fast_for_peer: set[int] = set()
         self._cancelled: dict[tuple[int, int, int], None] = {}
@@ -205,6 +216,11 @@ class PeerProtocol:
             return True
         if isinstance(message, Piece):
             raise PeerProtocolError(f"piece {message.index}+{message.begin} was never requested")
+        if isinstance(message, HashRequest):
+            self._queue(HashReject(*_hash_fields(message)))  # BEP 52: every request is answered
+            return False
+        if isinstance(message, Hashes | HashReject):
+            raise PeerProtocolError(f"{_hash_name(message)} for a hash request never sent")
         if isinstance(message, Request):
             if self.fast:
                 self._queue(Reject(message.index, message.begin, message.length))
@@ -282,6 +298,10 @@ class PeerProtocol:
             self.peer_requests.pop((message.index, message.begin, message.length), None)
         elif isinstance(message, Reject | Suggest | AllowedFast):
             return self._check_fast(message)
+        elif isinstance(message, Hashes | HashReject):
+            if message.request not in self.our_hash_requests:
+                raise PeerProtocolError(f"{_hash_name(message)} for a hash request never sent")
+            self.our_hash_requests.discard(message.request)
         elif isinstance(message, Extended) and not self.extensions:
             raise PeerProtocolError("extension message without the extension protocol")
         return not isinstance(message, Port) or message.port != 0
@@ -377,6 +397,10 @@ class PeerProtocol:
             if len(self.our_requests) >= MAX_OUR_REQUESTS:
                 raise UsageError("too many requests outstanding")
             self.our_requests.add((message.index, message.begin, message.length))
+        elif isinstance(message, HashRequest):
+            if len(self.our_hash_requests) >= MAX_OUR_HASH_REQUESTS:
+                raise UsageError("too many hash requests outstanding")
+            self.our_hash_requests.add(message)
         elif isinstance(message, Cancel):
             key = (message.index, message.begin, message.length)
             if key in self.our_requests:
@@ -454,3 +478,11 @@ def _full_bitfield(num_pieces: int) -> bytes:
     if spare:
         bits[-1] &= 0xFF << spare & 0xFF
     return bytes(bits)
+
+
+def _hash_fields(message: HashRequest) -> tuple[bytes, int, int, int, int]:
+    return message.pieces_root, message.base_layer, message.index, message.length, message.proof_layers
+
+
+def _hash_name(message: Hashes | HashReject) -> str:
+    return "hashes" if isinstance(message, Hashes) else "hash reject"

@@ -1,0 +1,232 @@
+"""BEP 52 hash messages: answering hash requests, and fetching the piece layers we lack.
+
+A v2 file's tree has its 16 KiB blocks as leaves, padded to a power of two; the *piece
+layer* is the row ``log2(piece length / 16 KiB)`` layers up, and a .torrent carries it
+for every file of more than one piece. A magnet link gives only the info dictionary,
+whose files name their pieces roots: the piece layers come from peers, in ``hashes``
+messages whose uncle hashes prove them against the root (``bitswarm.merkle``).
+
+- ``HashServe`` answers a ``HashRequest`` from the piece layers it knows: the requested
+  hashes of the piece layer and the uncle hashes above them. A request outside the
+  file's tree is the peer's error (``PeerProtocolError``); a request for a file we have
+  no layer for, or for another layer than the piece layer (the block layer is needed
+  only to find a bad block, and we hash whole pieces), gets a ``HashReject``.
+- ``HashFetch`` plans our requests: each file's piece layer in runs of
+  ``REQUEST_HASHES``, each asked of one peer at a time (a peer that has a piece of the
+  run, as BEP 52 advises), with proof layers up to the root, so every answer is checked
+  against the pieces root on its own. A wrong proof raises ``PeerProtocolError`` (that
+  peer's connection goes); a reject, a lost peer or an answer that takes longer than
+  ``HASH_REQUEST_TIMEOUT_S`` puts the run back for another peer.
+
+Sans-IO: peers are opaque keys and the time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+
+from bitswarm import merkle
+from bitswarm.errors import PeerProtocolError
+from bitswarm.wire.messages import Hashes, HashReject, HashRequest
+
+PeerKey = Hashable
+
+# BEP 52: a request "should not" name more than 512 hashes; libtorrent asks for 512.
+REQUEST_HASHES = 512
+# Hash requests we keep outstanding with one peer.
+MAX_HASH_REQUESTS_PER_PEER = 4
+# A peer must answer every hash request (BEP 52); one that has not in this long is
+# asked no more for that run, which goes to another peer.
+HASH_REQUEST_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class V2File:
+    """One v2 file as the hash messages see it: its root, its size, its first piece."""
+
+    pieces_root: bytes
+    length: int
+    first_piece: int
+
+    def num_pieces(self, piece_length: int) -> int:
+        return -(-self.length // piece_length)
+
+
+def _height(length: int) -> int:
+    """Layers above the leaves of a file's tree (0 for a file of one block)."""
+    return merkle.next_power_of_two(-(-length // merkle.BLOCK_SIZE)).bit_length() - 1
+
+
+def piece_layer_of(piece_length: int) -> int:
+    """The layer (counted from the blocks) whose hashes each cover one piece."""
+    return (piece_length // merkle.BLOCK_SIZE).bit_length() - 1
+
+
+class HashServe:
+    """Answers hash requests from the piece layers in ``layers`` (pieces root -> layer)."""
+
+    def __init__(self, piece_length: int, files: Iterable[V2File], layers: dict[bytes, bytes]) -> None:
+        self.piece_length = piece_length
+        self.piece_layer = piece_layer_of(piece_length)
+        # Identical files share a root, and so their trees: any one of them will do.
+        self.files = {entry.pieces_root: entry for entry in files}
+        self.layers = layers
+        # The whole tree above each piece layer asked about, built once (twice the layer).
+        self._trees: dict[bytes, list[list[bytes]]] = {}
+
+    def add_layer(self, pieces_root: bytes, layer: bytes) -> None:
+        """A layer proven since (fetched for a magnet link): it can be served now."""
+        self.layers[pieces_root] = layer
+
+    def answer(self, request: HashRequest) -> Hashes | HashReject:
+        """The ``hashes`` message for ``request``, or a reject when we cannot serve it.
+
+        Raises ``PeerProtocolError`` when the request does not fit the file's tree.
+        """
+        entry = self.files.get(request.pieces_root)
+        if entry is None:
+            return _reject(request)
+        height = _height(entry.length)
+        width = 1 << (height - request.base_layer) if request.base_layer <= height else 0
+        if request.base_layer >= height or request.proof_layers >= height - request.base_layer:
+            raise PeerProtocolError(
+                f"hash request for layer {request.base_layer} with {request.proof_layers} proof layers;"
+                f" the file's tree is {height} high"
+            )
+        if request.index + request.length > width:
+            raise PeerProtocolError(
+                f"hash request for {request.length} hashes at {request.index}; the layer has {width}"
+            )
+        layer = self.layers.get(request.pieces_root)
+        if request.base_layer != self.piece_layer or layer is None:
+            return _reject(request)
+        tree = self._trees.get(request.pieces_root)
+        if tree is None:
+            tree = merkle.layers_above(merkle.split_layer(layer), width, 1 << self.piece_layer)
+            self._trees[request.pieces_root] = tree
+        hashes = tree[0][request.index : request.index + request.length]
+        hashes += merkle.uncles(tree, request.index, request.length, request.proof_layers)
+        return Hashes(
+            request.pieces_root,
+            request.base_layer,
+            request.index,
+            request.length,
+            request.proof_layers,
+            b"".join(hashes),
+        )
+
+
+def _reject(request: HashRequest) -> HashReject:
+    return HashReject(request.pieces_root, request.base_layer, request.index, request.length, request.proof_layers)
+
+
+@dataclass(frozen=True, slots=True)
+class PieceLayerReceived:
+    """Fact: the whole piece layer of the file with ``pieces_root``, proven against it."""
+
+    pieces_root: bytes
+    layer: bytes
+
+
+@dataclass(slots=True)
+class _Run:
+    entry: V2File
+    request: HashRequest
+    asked: PeerKey | None = None
+    asked_at: float = 0.0
+
+
+class HashFetch:
+    """The piece layers of ``files`` (those of more than one piece), fetched from peers."""
+
+    def __init__(self, piece_length: int, files: Iterable[V2File]) -> None:
+        self.piece_length = piece_length
+        self.piece_layer = piece_layer_of(piece_length)
+        self._runs: dict[HashRequest, _Run] = {}
+        # Proven hashes of each file's piece layer, by the index of their run.
+        self._proven: dict[bytes, dict[int, list[bytes]]] = {}
+        self._files: dict[bytes, V2File] = {}
+        for entry in files:
+            num_pieces = entry.num_pieces(piece_length)
+            if num_pieces < 2 or entry.pieces_root in self._files:
+                continue  # one piece: its root is its hash; identical files: fetched once
+            self._files[entry.pieces_root] = entry
+            self._proven[entry.pieces_root] = {}
+            width = merkle.next_power_of_two(num_pieces)
+            count = min(REQUEST_HASHES, width)
+            # Proof up to the root: layers piece_layer+k ... just below the root.
+            proof_layers = width.bit_length() - 2
+            for index in range(0, num_pieces, count):
+                request = HashRequest(entry.pieces_root, self.piece_layer, index, count, proof_layers)
+                self._runs[request] = _Run(entry, request)
+
+    @property
+    def is_done(self) -> bool:
+        return not self._runs
+
+    def wanted_roots(self) -> set[bytes]:
+        """Roots of the files whose piece layer is not in yet."""
+        return {run.entry.pieces_root for run in self._runs.values()}
+
+    def requests_for(
+        self, peer: PeerKey, peer_has: Callable[[int], bool], now: float, *, has_all: bool = False
+    ) -> list[HashRequest]:
+        """Runs to ask ``peer`` for now: not asked of anyone, and covering a piece it has."""
+        outstanding = sum(1 for run in self._runs.values() if run.asked == peer)
+        chosen = []
+        for run in self._runs.values():
+            if outstanding >= MAX_HASH_REQUESTS_PER_PEER:
+                break
+            if run.asked is not None and now - run.asked_at < HASH_REQUEST_TIMEOUT_S:
+                continue
+            first = run.entry.first_piece + run.request.index
+            last = min(first + run.request.length, run.entry.first_piece + run.entry.num_pieces(self.piece_length))
+            if not has_all and not any(peer_has(index) for index in range(first, last)):
+                continue
+            run.asked, run.asked_at = peer, now
+            outstanding += 1
+            chosen.append(run.request)
+        return chosen
+
+    def received(self, peer: PeerKey, message: Hashes) -> list[PieceLayerReceived]:
+        """Take ``message`` (an answer the peer core matched to our request); returns the
+        layers it completes. Raises ``PeerProtocolError`` when its proof fails."""
+        request = message.request
+        run = self._runs.get(request)
+        if run is None:
+            return []  # a late answer to a run another peer answered first
+        hashes = merkle.split_layer(message.hashes)
+        count = request.length
+        # The core checked the count of hashes against the request's fields.
+        if merkle.root_from_proof(hashes[:count], request.index, hashes[count:]) != request.pieces_root:
+            raise PeerProtocolError(f"hashes for {request.pieces_root.hex()[:16]} that do not prove to the root")
+        del self._runs[request]
+        entry = run.entry
+        proven = self._proven[entry.pieces_root]
+        proven[request.index] = hashes[:count]
+        if any(other.entry.pieces_root == entry.pieces_root for other in self._runs.values()):
+            return []
+        layer = [digest for index in sorted(proven) for digest in proven[index]]
+        del self._proven[entry.pieces_root]
+        # Hashes past the file's last piece only pad the tree (BEP 52 leaves them out).
+        return [PieceLayerReceived(entry.pieces_root, b"".join(layer[: entry.num_pieces(self.piece_length)]))]
+
+    def rejected(self, peer: PeerKey, message: HashReject) -> None:
+        run = self._runs.get(message.request)
+        if run is not None and run.asked == peer:
+            run.asked = None
+
+    def peer_gone(self, peer: PeerKey) -> None:
+        for run in self._runs.values():
+            if run.asked == peer:
+                run.asked = None
+
+
+__all__ = [
+    "HashFetch",
+    "HashServe",
+    "PieceLayerReceived",
+    "V2File",
+    "piece_layer_of",
+]

@@ -1,0 +1,350 @@
+"""BEP 52 hash messages: the codec, the peer core's bookkeeping, merkle proofs, and the
+serve and fetch cores, with hostile input (wrong lengths, indexes outside the tree,
+proofs that do not hash to the root, huge counts)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import random
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bitswarm import merkle
+from bitswarm.errors import PeerProtocolError, UsageError
+from bitswarm.wire.hashes import (
+    MAX_HASH_REQUESTS_PER_PEER,
+    REQUEST_HASHES,
+    HashFetch,
+    HashServe,
+    PieceLayerReceived,
+    V2File,
+    piece_layer_of,
+)
+from bitswarm.wire.messages import (
+    FAST_EXTENSION,
+    HASH_REJECT,
+    HASH_REQUEST,
+    HASHES,
+    MAX_HASH_COUNT,
+    Handshake,
+    Hashes,
+    HashReject,
+    HashRequest,
+    HaveAll,
+    decode_body,
+    encode,
+    reserved_bits,
+    uncle_count,
+)
+from bitswarm.wire.peer import PeerProtocol, PeerState
+
+PIECE_LENGTH = 64 * 1024
+BLOCKS_PER_PIECE = PIECE_LENGTH // merkle.BLOCK_SIZE
+ROOT = bytes(range(32))
+
+
+def fields(root: bytes, base: int, index: int, length: int, proof: int) -> bytes:
+    return root + struct.pack(">IIII", base, index, length, proof)
+
+
+def piece_layer_tree(num_pieces: int, seed: int = 1) -> tuple[list[bytes], bytes]:
+    """A file's piece layer (random piece hashes) and the pieces root it hashes to."""
+    rng = random.Random(seed)
+    layer = [rng.randbytes(32) for _ in range(num_pieces)]
+    return layer, merkle.root(layer, merkle.next_power_of_two(num_pieces), BLOCKS_PER_PIECE)
+
+
+def v2_file(num_pieces: int, root: bytes, first_piece: int = 0) -> V2File:
+    # The last piece is short, as a real file's is.
+    return V2File(root, (num_pieces - 1) * PIECE_LENGTH + 1000, first_piece)
+
+
+# -- the codec -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        HashRequest(ROOT, 2, 512, 512, 9),
+        HashReject(ROOT, 0, 0, 2, 0),
+        Hashes(ROOT, 2, 0, 4, 1, bytes(range(32)) * 4),
+        Hashes(ROOT, 2, 4, 4, 3, bytes(32) * 6),
+    ],
+)
+def test_hash_messages_round_trip(message: HashRequest | HashReject | Hashes) -> None:
+    assert decode_body(encode(message)[4:]) == message
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 0, 4, 1)[:-1], "48|49|bytes"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 0, 4, 1) + b"\x00", "bytes"),
+        (bytes([HASH_REJECT]) + ROOT[:31], "bytes"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 0, 0, 1), "power of two"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 0, 3, 1), "power of two"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 0, MAX_HASH_COUNT * 2, 1), "power of two"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 0, 0x80000000, 1), "power of two"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 2, 4, 1), "multiple"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 2, 0, 4, 0xFFFFFFFF), "proof layers"),
+        (bytes([HASH_REQUEST]) + fields(ROOT, 0xFFFFFFFF, 0, 4, 1), "proof layers"),
+        # Four hashes and one uncle are owed; three, or six, are not that.
+        (bytes([HASHES]) + fields(ROOT, 2, 0, 4, 2) + bytes(32 * 3), "expected 5 hashes"),
+        (bytes([HASHES]) + fields(ROOT, 2, 0, 4, 2) + bytes(32 * 6), "expected 5 hashes"),
+        (bytes([HASHES]) + fields(ROOT, 2, 0, 4, 2) + bytes(32 * 5 + 1), "expected 5 hashes"),
+    ],
+)
+def test_malformed_hash_messages_are_protocol_errors(body: bytes, match: str) -> None:
+    with pytest.raises(PeerProtocolError, match=match):
+        decode_body(body)
+
+
+def test_uncle_count_leaves_out_the_layers_the_hashes_make_up() -> None:
+    # 512 hashes hash up 9 layers themselves: proof layers 0..8 need no uncle.
+    assert uncle_count(512, 8) == 0
+    assert uncle_count(512, 9) == 1
+    assert uncle_count(2, 0) == 0
+    assert uncle_count(2, 3) == 3
+    assert uncle_count(1, 0) == 1
+
+
+@given(st.binary(max_size=300))
+def test_hash_message_bodies_parse_or_raise_protocol_errors(tail: bytes) -> None:
+    for message_id in (HASH_REQUEST, HASHES, HASH_REJECT):
+        with contextlib.suppress(PeerProtocolError):
+            message = decode_body(bytes([message_id]) + tail)
+            assert decode_body(encode(message)[4:]) == message
+
+
+# -- merkle proofs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_pieces", [2, 3, 5, 8, 13, 1000])
+def test_every_aligned_run_with_its_uncles_proves_to_the_root(num_pieces: int) -> None:
+    layer, root = piece_layer_tree(num_pieces)
+    width = merkle.next_power_of_two(num_pieces)
+    tree = merkle.layers_above(layer, width, BLOCKS_PER_PIECE)
+    assert tree[-1] == [root]
+    height = width.bit_length() - 1
+    for count in (1 << k for k in range(height + 1)):
+        for index in range(0, width, count):
+            uncles = merkle.uncles(tree, index, count, height - 1)
+            assert len(uncles) == uncle_count(count, height - 1)
+            assert merkle.root_from_proof(tree[0][index : index + count], index, uncles) == root
+
+
+@given(st.integers(2, 300), st.data())
+def test_a_changed_hash_or_uncle_never_proves(num_pieces: int, data: st.DataObject) -> None:
+    layer, root = piece_layer_tree(num_pieces, seed=num_pieces)
+    width = merkle.next_power_of_two(num_pieces)
+    tree = merkle.layers_above(layer, width, BLOCKS_PER_PIECE)
+    height = width.bit_length() - 1
+    count = 1 << data.draw(st.integers(0, height))
+    index = data.draw(st.integers(0, width // count - 1)) * count
+    hashes = tree[0][index : index + count]
+    uncles = merkle.uncles(tree, index, count, height - 1)
+    everything = [*hashes, *uncles]
+    spoiled = data.draw(st.integers(0, len(everything) - 1))
+    everything[spoiled] = hashlib.sha256(everything[spoiled]).digest()
+    assert merkle.root_from_proof(everything[:count], index, everything[count:]) != root
+
+
+def test_uncles_at_the_wrong_position_do_not_prove() -> None:
+    layer, root = piece_layer_tree(8)
+    tree = merkle.layers_above(layer, 8, BLOCKS_PER_PIECE)
+    uncles = merkle.uncles(tree, 2, 2, 2)
+    assert merkle.root_from_proof(tree[0][2:4], 2, uncles) == root
+    assert merkle.root_from_proof(tree[0][2:4], 4, uncles) != root  # left and right swapped
+
+
+def test_layers_above_refuses_a_row_wider_than_the_tree() -> None:
+    with pytest.raises(ValueError, match="do not fit"):
+        merkle.layers_above([bytes(32)] * 5, 4)
+
+
+# -- the peer core ---------------------------------------------------------------------
+
+
+def open_core(*, num_pieces: int | None = 4) -> PeerProtocol:
+    peer = PeerProtocol(
+        info_hash=b"i" * 20, peer_id=b"o" * 20, num_pieces=num_pieces,
+        piece_size=lambda index: PIECE_LENGTH, have_piece=lambda index: True, now=0.0,
+    )  # fmt: skip
+    data = Handshake(b"i" * 20, b"t" * 20, reserved_bits(FAST_EXTENSION)).encode()
+    if num_pieces is not None:
+        data += encode(HaveAll())
+    peer.receive(data, now=0.0)
+    peer.data_to_send()
+    return peer
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_a_hash_request_goes_up_and_answers_must_match_our_requests(bytewise: bool) -> None:
+    peer = open_core()
+    request = HashRequest(ROOT, 2, 0, 4, 1)
+    peer.send(request)
+    assert peer.data_to_send() == encode(request)
+    stream = encode(HashRequest(ROOT, 2, 4, 4, 1)) + encode(Hashes(ROOT, 2, 0, 4, 1, bytes(32 * 4)))
+    if bytewise:
+        events = [event for at in range(len(stream)) for event in peer.receive(stream[at : at + 1], now=1.0)]
+    else:
+        events = peer.receive(stream, now=1.0)
+    assert events == [HashRequest(ROOT, 2, 4, 4, 1), Hashes(ROOT, 2, 0, 4, 1, bytes(32 * 4))]
+    assert peer.our_hash_requests == set()
+    # The same answer again was not asked for.
+    with pytest.raises(PeerProtocolError, match="never sent"):
+        peer.receive(encode(Hashes(ROOT, 2, 0, 4, 1, bytes(32 * 4))), now=2.0)
+    assert peer.state is PeerState.CLOSED
+
+
+def test_an_unsolicited_hash_reject_is_a_protocol_error() -> None:
+    peer = open_core()
+    with pytest.raises(PeerProtocolError, match="hash reject for a hash request never sent"):
+        peer.receive(encode(HashReject(ROOT, 2, 0, 4, 1)), now=1.0)
+    assert peer.state is PeerState.CLOSED
+
+
+def test_hash_requests_we_send_are_bounded() -> None:
+    peer = open_core()
+    for index in range(64):
+        peer.send(HashRequest(ROOT, 2, index * 2, 2, 0))
+    with pytest.raises(UsageError, match="too many hash requests"):
+        peer.send(HashRequest(ROOT, 2, 200, 2, 0))
+
+
+def test_in_the_metadata_phase_a_hash_request_is_rejected_by_the_core() -> None:
+    peer = open_core(num_pieces=None)
+    assert peer.receive(encode(HashRequest(ROOT, 2, 0, 4, 1)), now=1.0) == []
+    assert peer.data_to_send() == encode(HashReject(ROOT, 2, 0, 4, 1))
+    with pytest.raises(PeerProtocolError, match="never sent"):
+        peer.receive(encode(Hashes(ROOT, 2, 0, 4, 1, bytes(32 * 4))), now=1.0)
+
+
+# -- serving ---------------------------------------------------------------------------
+
+
+def serve_for(num_pieces: int) -> tuple[HashServe, list[bytes], bytes]:
+    layer, root = piece_layer_tree(num_pieces)
+    serve = HashServe(PIECE_LENGTH, [v2_file(num_pieces, root)], {root: b"".join(layer)})
+    return serve, layer, root
+
+
+def test_a_seed_answers_with_the_piece_layer_and_its_uncles() -> None:
+    serve, layer, root = serve_for(13)
+    base = piece_layer_of(PIECE_LENGTH)
+    answer = serve.answer(HashRequest(root, base, 4, 4, 3))
+    assert isinstance(answer, Hashes)
+    hashes = merkle.split_layer(answer.hashes)
+    assert hashes[:4] == layer[4:8]
+    assert len(hashes) == 4 + uncle_count(4, 3) == 6
+    assert merkle.root_from_proof(hashes[:4], 4, hashes[4:]) == root
+    # The whole layer, padded to 16, in one answer with no uncle.
+    whole = serve.answer(HashRequest(root, base, 0, 16, 3))
+    assert isinstance(whole, Hashes)
+    assert merkle.split_layer(whole.hashes)[:13] == layer
+    assert merkle.split_layer(whole.hashes)[13] == merkle.pad_hash(BLOCKS_PER_PIECE)
+
+
+@pytest.mark.parametrize(
+    ("base", "index", "length", "proof", "match"),
+    [
+        (2, 16, 16, 3, "the layer has 16"),  # past the end of the piece layer
+        (2, 0, 32, 3, "the layer has 16"),
+        (2, 0, 4, 4, "tree is 6 high"),  # a proof layer above the root
+        (6, 0, 1, 0, "tree is 6 high"),  # the root's own layer
+        (40, 0, 1, 0, "tree is 6 high"),
+    ],
+)
+def test_requests_outside_the_file_tree_are_protocol_errors(
+    base: int, index: int, length: int, proof: int, match: str
+) -> None:
+    serve, _, root = serve_for(13)
+    with pytest.raises(PeerProtocolError, match=match):
+        serve.answer(HashRequest(root, base, index, length, proof))
+
+
+def test_requests_we_cannot_serve_are_rejected() -> None:
+    serve, _, root = serve_for(13)
+    # An unknown root, the block layer (we hold no block hashes), a file without a layer.
+    assert isinstance(serve.answer(HashRequest(bytes(32), 2, 0, 4, 1)), HashReject)
+    assert isinstance(serve.answer(HashRequest(root, 0, 0, 4, 1)), HashReject)
+    _, other_root = piece_layer_tree(5, seed=9)
+    bare = HashServe(PIECE_LENGTH, [v2_file(5, other_root)], {})
+    assert isinstance(bare.answer(HashRequest(other_root, 2, 0, 8, 2)), HashReject)
+
+
+# -- fetching --------------------------------------------------------------------------
+
+
+def test_a_downloader_fetches_a_layer_in_runs_and_proves_each_against_the_root() -> None:
+    num_pieces = 1300  # three runs of 512
+    serve, layer, root = serve_for(num_pieces)
+    fetch = HashFetch(PIECE_LENGTH, [v2_file(num_pieces, root, first_piece=7)])
+    requests = fetch.requests_for("seed", lambda index: True, 0.0, has_all=True)
+    assert [request.index for request in requests] == [0, 512, 1024]
+    assert all(request.length == REQUEST_HASHES for request in requests)
+    got: list[PieceLayerReceived] = []
+    for request in reversed(requests):  # in any order
+        answer = serve.answer(request)
+        assert isinstance(answer, Hashes)
+        got += fetch.received("seed", answer)
+    assert got == [PieceLayerReceived(root, b"".join(layer))]
+    assert fetch.is_done
+
+
+def test_a_proof_that_does_not_hash_to_the_root_is_a_protocol_error() -> None:
+    serve, _, root = serve_for(13)
+    fetch = HashFetch(PIECE_LENGTH, [v2_file(13, root)])
+    [request] = fetch.requests_for("liar", lambda index: True, 0.0)
+    answer = serve.answer(request)
+    assert isinstance(answer, Hashes)
+    forged = dataclasses.replace(answer, hashes=bytes(32) + answer.hashes[32:])
+    with pytest.raises(PeerProtocolError, match="do not prove"):
+        fetch.received("liar", forged)
+    # The run goes to the next peer once the liar is gone.
+    fetch.peer_gone("liar")
+    assert fetch.requests_for("honest", lambda index: True, 1.0) == [request]
+
+
+def test_runs_go_only_to_peers_with_a_piece_of_them_and_a_reject_frees_the_run() -> None:
+    _, root = piece_layer_tree(13)
+    fetch = HashFetch(PIECE_LENGTH, [v2_file(13, root, first_piece=3)])
+    assert fetch.requests_for("empty", lambda index: False, 0.0) == []
+    [request] = fetch.requests_for("partial", lambda index: index == 3 + 12, 0.0)
+    assert fetch.requests_for("other", lambda index: True, 1.0) == []  # asked of "partial"
+    fetch.rejected("partial", HashReject(request.pieces_root, request.base_layer, request.index, request.length,
+                                         request.proof_layers))  # fmt: skip
+    assert fetch.requests_for("other", lambda index: True, 2.0) == [request]
+
+
+def test_a_silent_peer_loses_its_run_after_the_timeout() -> None:
+    _, root = piece_layer_tree(13)
+    fetch = HashFetch(PIECE_LENGTH, [v2_file(13, root)])
+    [request] = fetch.requests_for("slow", lambda index: True, 0.0)
+    assert fetch.requests_for("fast", lambda index: True, 10.0) == []
+    assert fetch.requests_for("fast", lambda index: True, 31.0) == [request]
+
+
+def test_requests_per_peer_are_bounded_and_one_piece_files_need_none() -> None:
+    files = [v2_file(3, piece_layer_tree(3, seed=n)[1], first_piece=3 * n) for n in range(10)]
+    files.append(V2File(bytes(32), 1000, 30))  # one piece: its root is its hash
+    fetch = HashFetch(PIECE_LENGTH, files)
+    assert len(fetch.wanted_roots()) == 10
+    assert len(fetch.requests_for("a", lambda index: True, 0.0)) == MAX_HASH_REQUESTS_PER_PEER
+    assert len(fetch.requests_for("a", lambda index: True, 0.0)) == 0
+    assert HashFetch(PIECE_LENGTH, [V2File(bytes(32), 1000, 0)]).is_done
+
+
+def test_a_late_answer_to_a_run_already_in_is_ignored() -> None:
+    serve, _, root = serve_for(5)
+    fetch = HashFetch(PIECE_LENGTH, [v2_file(5, root)])
+    [request] = fetch.requests_for("a", lambda index: True, 0.0)
+    answer = serve.answer(request)
+    assert isinstance(answer, Hashes)
+    assert len(fetch.received("b", answer)) == 1
+    assert fetch.received("a", answer) == []
