@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bitswarm.create import CreateOptions, create
+from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentRuntime
 
@@ -103,3 +104,38 @@ def test_v2_only_recheck_finds_a_corrupt_piece_and_fetches_it_again(tmp_path: Pa
 
     asyncio.run(scenario())
     assert same_files(copy, source)
+
+
+def test_a_btmh_only_magnet_fetches_the_piece_layers_then_the_content(tmp_path: Path) -> None:
+    """The info dictionary has no piece layers: the downloader asks the seed for them
+    (BEP 52 hash requests), proves each against its file's root, downloads, and saves a
+    .torrent that holds them."""
+    source, torrent = make_v2(tmp_path, seed=54)
+    assert torrent.piece_layers  # a.bin and b.bin are longer than a piece
+
+    async def scenario() -> None:
+        seeder = Session(port=0, host="127.0.0.1", strict=True)
+        getter = Session(port=0, host="127.0.0.1", strict=True)
+        await seeder.start()
+        await getter.start()
+        try:
+            await seeder.add(torrent, source.parent)
+            link = Magnet(info_hash_v2=torrent.info_hash_v2, peers=(("127.0.0.1", seeder.port),))
+            fetching = await getter.add_magnet(link, tmp_path / "get")
+            runtime = await asyncio.wait_for(fetching.wait_for_torrent(), 30)
+            assert runtime.info_hash == (torrent.info_hash_v2 or b"")[:20]
+            await asyncio.wait_for(runtime.finished.wait(), 30)
+            assert runtime.status()["pieces"] == torrent.num_pieces
+            assert runtime.torrent.piece_layers == torrent.piece_layers
+            await asyncio.wait_for(fetching.wait_for_torrent_file(), 30)
+        finally:
+            await getter.close()
+            await seeder.close()
+        assert not seeder.failures
+        assert not getter.failures
+
+    asyncio.run(scenario())
+    assert same_files(tmp_path / "get" / "set", source)
+    saved = Torrent.decode((tmp_path / "get" / "set.torrent").read_bytes())
+    assert saved.info == torrent.info
+    assert saved.piece_layers == torrent.piece_layers

@@ -8,6 +8,8 @@ find each other only through `bitswarm tracker`. Every copy is compared byte for
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 from pathlib import Path
 
@@ -26,8 +28,8 @@ from .test_peer_interop import (
     payload,
     tracker,
 )
-from .tools import lt
-from .trackers import TrackerUrls
+from .tools import lt, lt_process
+from .trackers import TrackerUrls, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -74,3 +76,93 @@ def test_libtorrent_downloads_a_v2_only_torrent_from_bitswarm(
         report = libtorrent_download(torrent, leech)
     assert [(peer["ip"], peer["port"], peer["outgoing"]) for peer in report["peers"]] == [("127.0.0.1", port, True)]
     assert_same_tree(payload, leech / payload.name)
+
+
+# -- magnet links (btmh only): the piece layers come over BEP 52 hash requests ----------
+
+NO_DISCOVERY = ["--no-dht", "--no-lsd"]
+MAGNET_DEADLINE_S = 60
+
+
+def v2_magnet(torrent: Torrent, port: int) -> str:
+    link = dataclasses.replace(torrent.magnet(), peers=(("127.0.0.1", port),)).format()
+    assert "urn:btmh:1220" in link
+    assert "btih" not in link
+    return link
+
+
+def test_bitswarm_fetches_a_v2_only_magnet_from_a_libtorrent_seed(tmp_path: Path, payload: Path) -> None:
+    torrent_path = tmp_path / "payload.torrent"
+    create_v2(payload, torrent_path, "http://127.0.0.1:1/announce", "libtorrent")
+    torrent = Torrent.decode(torrent_path.read_bytes())
+    # Files of more than one piece: their layers are not in the info dictionary.
+    assert len(torrent.piece_layers) >= 3
+    libtorrent = lt_process("seed-here", torrent_path, payload.parent, "--timeout", str(MAGNET_DEADLINE_S))
+    try:
+        assert libtorrent.stdout is not None
+        seeding = json.loads(libtorrent.stdout.readline() or "{}")
+        assert seeding.get("stage") == "seeding", libtorrent.stderr.read() if libtorrent.stderr else ""
+        link = v2_magnet(torrent, seeding["listen_port"])
+        argv = [*BITSWARM, "get", link, "-o", str(tmp_path / "get"), "--port", "0", "--no-seed", "--json"]
+        got = subprocess.run(
+            [*argv, *NO_DISCOVERY], capture_output=True, text=True, timeout=MAGNET_DEADLINE_S, check=False
+        )
+        assert got.returncode == 0, got.stderr
+        events = [json.loads(line)["event"] for line in got.stdout.splitlines()]
+        assert events[:3] == ["fetching", "metadata", "started"]
+        assert "finished" in events
+    finally:
+        assert libtorrent.stdin is not None
+        libtorrent.stdin.write("\n")
+        libtorrent.stdin.flush()
+        assert libtorrent.wait(timeout=30) == 0
+    assert_same_tree(payload, tmp_path / "get" / payload.name)
+    # The saved .torrent got the piece layers fetched from libtorrent (Torrent.decode
+    # checks each against its root): the same as the original's.
+    saved = Torrent.decode((tmp_path / "get" / f"{payload.name}.torrent").read_bytes())
+    assert saved.info == torrent.info
+    assert saved.piece_layers == torrent.piece_layers
+
+
+def test_libtorrent_fetches_a_v2_only_magnet_from_a_bitswarm_seed(tmp_path: Path, payload: Path) -> None:
+    torrent_path = tmp_path / "payload.torrent"
+    create_v2(payload, torrent_path, "http://127.0.0.1:1/announce", "bitswarm")
+    torrent = Torrent.decode(torrent_path.read_bytes())
+    seed = subprocess.Popen(
+        [*BITSWARM, "seed", str(torrent_path), str(payload.parent), "--port", "0", "--json", *NO_DISCOVERY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert seed.stdout is not None
+        started = json.loads(seed.stdout.readline())
+        assert started["event"] == "started"
+        (tmp_path / "lt").mkdir()
+        link = v2_magnet(torrent, int(started["port"]))
+        libtorrent = lt_process("magnet", link, tmp_path / "lt", "--timeout", str(MAGNET_DEADLINE_S))
+        try:
+            assert libtorrent.stdout is not None
+            metadata = json.loads(libtorrent.stdout.readline() or "{}")
+            assert metadata.get("stage") == "metadata", libtorrent.stderr.read() if libtorrent.stderr else ""
+            assert metadata["sha256"] == (torrent.info_hash_v2 or b"").hex()
+            finished = json.loads(libtorrent.stdout.readline() or "{}")
+            assert finished.get("stage") == "finished", finished
+            assert any(peer["port"] == int(started["port"]) for peer in finished["peers"])
+        finally:
+            assert libtorrent.stdin is not None
+            libtorrent.stdin.write("\n")
+            libtorrent.stdin.flush()
+            assert libtorrent.wait(timeout=30) == 0
+        # libtorrent reports seeding once the pieces hash; its disk threads may still be writing.
+        wait_for(lambda: same_tree(payload, tmp_path / "lt" / payload.name), "libtorrent's files")
+    finally:
+        seed.terminate()
+        assert seed.wait(timeout=30) == 0
+    assert_same_tree(payload, tmp_path / "lt" / payload.name)
+
+
+def same_tree(expected: Path, actual: Path) -> bool:
+    try:
+        assert_same_tree(expected, actual)
+    except AssertionError:
+        return False
+    return True

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitswarm import merkle
+from bitswarm.engine.swarm import ClosePeer, Swarm
 from bitswarm.errors import PeerProtocolError, UsageError
 from bitswarm.wire.hashes import (
     MAX_HASH_REQUESTS_PER_PEER,
@@ -31,11 +32,13 @@ from bitswarm.wire.messages import (
     HASH_REQUEST,
     HASHES,
     MAX_HASH_COUNT,
+    FrameDecoder,
     Handshake,
     Hashes,
     HashReject,
     HashRequest,
     HaveAll,
+    Message,
     decode_body,
     encode,
     reserved_bits,
@@ -348,3 +351,62 @@ def test_a_late_answer_to_a_run_already_in_is_ignored() -> None:
     assert isinstance(answer, Hashes)
     assert len(fetch.received("b", answer)) == 1
     assert fetch.received("a", answer) == []
+
+
+# -- the swarm -------------------------------------------------------------------------
+
+
+def swarm_with_a_seed(num_pieces: int) -> tuple[Swarm, PeerProtocol, HashServe, bytes]:
+    """A swarm fetching one file's piece layer, and a peer core that has just said it has
+    every piece; returns the swarm, the core, a server of the true layer, and the root."""
+    serve, _, root = serve_for(num_pieces)
+    swarm = Swarm(
+        num_pieces=num_pieces, piece_size=lambda index: PIECE_LENGTH, have=[], rng=random.Random(5), now=0.0,
+        priorities=[0] * num_pieces, hash_fetch=HashFetch(PIECE_LENGTH, [v2_file(num_pieces, root)]),
+    )  # fmt: skip
+    peer = PeerProtocol(
+        info_hash=b"i" * 20, peer_id=b"o" * 20, num_pieces=num_pieces,
+        piece_size=lambda index: PIECE_LENGTH, have_piece=swarm.has_piece, now=0.0,
+    )  # fmt: skip
+    swarm.add_peer("seed", peer, 0.0)
+    handshake = Handshake(b"i" * 20, b"t" * 20, reserved_bits(FAST_EXTENSION)).encode()
+    swarm.handle("seed", peer.receive(handshake + encode(HaveAll()), now=0.0), 0.0)
+    return swarm, peer, serve, root
+
+
+def sent_messages(peer: PeerProtocol) -> list[Message]:
+    return FrameDecoder(1 << 20).feed(peer.data_to_send())
+
+
+def test_the_swarm_asks_a_seed_for_the_layer_and_reports_it_proven() -> None:
+    swarm, peer, serve, _ = swarm_with_a_seed(13)
+    assert not swarm.is_seeding  # the pieces wait for their hashes
+    [request] = [message for message in sent_messages(peer) if isinstance(message, HashRequest)]
+    answer = serve.answer(request)
+    actions = swarm.handle("seed", peer.receive(encode(answer), now=1.0), 1.0)
+    assert [type(action) for action in actions] == [PieceLayerReceived]
+    assert swarm.hash_fetch is None
+    # Once the layer is in, the pieces are wanted and requested.
+    swarm.set_priorities(range(13), 1)
+    assert peer.am_interested
+
+
+def test_a_peer_whose_hashes_do_not_prove_loses_its_connection() -> None:
+    swarm, peer, serve, _ = swarm_with_a_seed(13)
+    [request] = [message for message in sent_messages(peer) if isinstance(message, HashRequest)]
+    answer = serve.answer(request)
+    assert isinstance(answer, Hashes)
+    forged = dataclasses.replace(answer, hashes=answer.hashes[:-32] + bytes(32))
+    actions = swarm.handle("seed", peer.receive(encode(forged), now=1.0), 1.0)
+    [closed] = actions
+    assert isinstance(closed, ClosePeer)
+    assert "do not prove" in closed.reason
+    assert swarm.hash_fetch is not None
+    assert not swarm.hash_fetch.is_done
+
+
+def test_a_swarm_without_layers_rejects_hash_requests() -> None:
+    swarm, peer, _, root = swarm_with_a_seed(13)
+    sent_messages(peer)
+    swarm.handle("seed", peer.receive(encode(HashRequest(root, 2, 0, 16, 3)), now=1.0), 1.0)
+    assert HashReject(root, 2, 0, 16, 3) in sent_messages(peer)

@@ -336,19 +336,28 @@ class MagnetRuntime:
         return target
 
     def _needs_piece_layers(self, torrent: Torrent) -> bool:
+        """Has a v2 file of more than one piece no piece layer in ``torrent`` yet?"""
         return torrent.has_v2 and any(
-            entry.pieces_root is not None and entry.length > torrent.piece_length for entry in torrent.files
+            entry.pieces_root is not None
+            and entry.length > torrent.piece_length
+            and entry.pieces_root not in torrent.piece_layers
+            for entry in torrent.files
         )
 
     async def _add_piece_layers(self, runtime: TorrentRuntime) -> None:
-        """Once every wanted piece is in, hash the files as BEP 52 trees and write the
-        .torrent again with its piece layers, which are not part of the info dictionary:
-        without them a v2 or hybrid .torrent is incomplete. A layer is kept only when its
-        root is the file's ``pieces root``; a file not downloaded (``so``) leaves the
-        .torrent as it was."""
+        """Once every wanted piece is in, write the .torrent again with its piece layers,
+        which are not part of the info dictionary: without them a v2 or hybrid .torrent is
+        incomplete. A v2-only torrent fetched every layer from peers before its pieces
+        (BEP 52 hash requests, each proven against its file's root), so the runtime's
+        torrent holds them all; a hybrid's are hashed from the files as BEP 52 trees, a
+        layer kept only when its root is the file's ``pieces root``, and a file not
+        downloaded (``so``) leaves the .torrent as it was."""
         await runtime.finished.wait()
         torrent = runtime.torrent
-        layers = await asyncio.to_thread(piece_layers, torrent, self.folder)
+        if self._needs_piece_layers(torrent):
+            layers = await asyncio.to_thread(piece_layers, torrent, self.folder)
+        else:
+            layers = dict(torrent.piece_layers)
         if layers is not None:
             await asyncio.to_thread(self._save_torrent, torrent, layers)
 
