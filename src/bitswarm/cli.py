@@ -430,9 +430,22 @@ encryption_option = click.option(
 )
 
 
-pex_option = click.option(
-    "--no-pex", is_flag=True, help="No peer exchange (BEP 11); private torrents never use it."
+pex_option = click.option("--no-pex", is_flag=True, help="No peer exchange (BEP 11); private torrents never use it.")
+
+
+upload_slots_option = click.option(
+    "--upload-slots",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Peers to upload to at once, the optimistic unchoke included [8].",
 )
+
+
+def check_upload_slots(upload_slots: int | None) -> None:
+    """A ``Failure`` (exit 2) when ``--upload-slots`` is below 1."""
+    if upload_slots is not None and upload_slots < 1:
+        raise Failure(f"--upload-slots: {upload_slots}; at least 1")
 
 
 @cli.command("get")
@@ -448,6 +461,7 @@ pex_option = click.option(
 @click.option("--max-down", help="Download limit in bytes per second (2M, 500K).")
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@upload_slots_option
 @encryption_option
 @discovery_options
 @pex_option
@@ -462,6 +476,7 @@ def get_command(
     max_down: str | None,
     max_up: str | None,
     as_json: bool,
+    upload_slots: int | None,
     encryption: str,
     no_dht: bool,
     dht_bootstrap: tuple[str, ...],
@@ -479,6 +494,7 @@ def get_command(
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
 
+    check_upload_slots(upload_slots)
     link: magnet.Magnet | None = None
     torrent: Torrent | None = None
     select: tuple[int, ...] | None = None
@@ -493,6 +509,8 @@ def get_command(
     config = load_client_config(config_path)
     folder.mkdir(parents=True, exist_ok=True)
     options = TorrentOptions(sequential=sequential, wanted_files=wanted, pex=config.pex and not no_pex)
+    if upload_slots is not None:
+        options.upload_slots = upload_slots
     plan = TransferPlan(
         torrent=torrent, magnet=link, select=select, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
         keep_seeding=not no_seed, as_json=as_json,
@@ -510,6 +528,7 @@ def get_command(
 @click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@upload_slots_option
 @encryption_option
 @discovery_options
 @pex_option
@@ -519,6 +538,7 @@ def seed_command(
     port: int,
     max_up: str | None,
     as_json: bool,
+    upload_slots: int | None,
     encryption: str,
     no_dht: bool,
     dht_bootstrap: tuple[str, ...],
@@ -532,12 +552,16 @@ def seed_command(
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
 
+    check_upload_slots(upload_slots)
     torrent = load_torrent(torrent_path)
     if not folder.is_dir():
         raise Failure(f"{folder}: not a folder")
     config = load_client_config(config_path)
+    options = TorrentOptions(pex=config.pex and not no_pex)
+    if upload_slots is not None:
+        options.upload_slots = upload_slots
     plan = TransferPlan(
-        torrent=torrent, folder=folder, port=port, options=TorrentOptions(pex=config.pex and not no_pex),
+        torrent=torrent, folder=folder, port=port, options=options,
         seed_ratio=None, keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
         encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip

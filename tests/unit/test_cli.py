@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bitswarm import cli
+from bitswarm.net.client import TransferPlan
+from bitswarm.net.session import TorrentOptions
 from helpers import torrent_bytes, v1_info
 
 
@@ -138,3 +142,31 @@ def test_demo_runs_and_exits_0() -> None:
     result = bitswarm("demo")
     assert result.returncode == 0, result.stderr
     assert "demo finished" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["get", "seed"])
+def test_upload_slots_below_one_is_a_one_line_usage_error(tmp_path: Path, command: str) -> None:
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(torrent_bytes(v1_info()))
+    arguments = [torrent, "--no-seed"] if command == "get" else [torrent, tmp_path]
+    assert_one_line_error(bitswarm(command, *arguments, "--upload-slots", "0"), 2, "--upload-slots: 0; at least 1")
+    assert bitswarm(command, *arguments, "--upload-slots", "many").returncode == 2
+
+
+@pytest.mark.parametrize("command", ["get", "seed"])
+def test_upload_slots_reach_the_torrent_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    plans: list[TransferPlan] = []
+
+    def run_transfer(plan: TransferPlan) -> int:
+        plans.append(plan)
+        return 0
+
+    monkeypatch.setattr(cli, "_run_transfer", run_transfer)
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(torrent_bytes(v1_info()))
+    arguments = [str(torrent), "-o", str(tmp_path)] if command == "get" else [str(torrent), str(tmp_path)]
+    result = CliRunner().invoke(cli.cli, [command, *arguments, "--upload-slots", "3", "--no-dht", "--no-lsd"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli.cli, [command, *arguments, "--no-dht", "--no-lsd"])
+    assert result.exit_code == 0, result.output
+    assert [plan.options.upload_slots for plan in plans] == [3, TorrentOptions().upload_slots]
