@@ -82,6 +82,8 @@ class MagnetRuntime:
         self.select = tuple(select) if select is not None else link.select_only
         # BEP 52: a v2-only link's wire hash is the SHA-256 truncated to 20 bytes.
         self.info_hash = link.info_hash_v1 or (link.info_hash_v2 or b"")[:20]
+        # A hybrid's link names both hashes: its v2 swarm is searched and joined too (BEP 52).
+        self.alias = (link.info_hash_v2 or b"")[:20] if link.info_hash_v1 and link.info_hash_v2 else None
         self.extension_ids = OUR_EXTENSION_IDS if options.pex else {UT_METADATA: 1}
         self.swarm = MetadataSwarm(
             info_hash_v1=link.info_hash_v1,
@@ -153,6 +155,8 @@ class MagnetRuntime:
                 with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
                     await task
         self.session.magnets.pop(self.info_hash, None)
+        if self.info_hash not in self.session.torrents:
+            self.session.forget_alias(self.info_hash)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -207,9 +211,9 @@ class MagnetRuntime:
         except (OSError, TimeoutError):
             self.known_addresses.discard(address)
 
-    def new_core(self) -> PeerProtocol:
+    def new_core(self, info_hash: bytes | None = None) -> PeerProtocol:
         return PeerProtocol(
-            info_hash=self.info_hash,
+            info_hash=info_hash or self.info_hash,
             peer_id=self.session.peer_id,
             num_pieces=None,  # the metadata phase: see bitswarm.wire.peer
             piece_size=lambda index: 0,
@@ -398,16 +402,18 @@ class MagnetRuntime:
             await asyncio.sleep(wait)
 
     async def _dht_loop(self) -> None:
+        hashes = [self.info_hash] if self.alias is None else [self.info_hash, self.alias]
         while True:
             dht = await self.session.wait_for_dht()
             if dht is None:
                 return
-            try:
-                found = await dht.announce(self.info_hash, self.session.port, timeout_s=DHT_SEARCH_TIMEOUT_S)
-            except (TimeoutError, BitswarmError) as error:
-                log.info("%s: DHT search failed: %s", self.name, error or "timed out")
-                found = []
-            self.add_peers(found)
+            for info_hash in hashes:
+                try:
+                    found = await dht.announce(info_hash, self.session.port, timeout_s=DHT_SEARCH_TIMEOUT_S)
+                except (TimeoutError, BitswarmError) as error:
+                    log.info("%s: DHT search failed: %s", self.name, error or "timed out")
+                    found = []
+                self.add_peers(found)
             await asyncio.sleep(DHT_SEARCH_RETRY_S)
 
 

@@ -120,10 +120,11 @@ class PeerConnection(asyncio.Protocol):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _attach(self, runtime: TorrentRuntime | MagnetRuntime) -> None:
+    def _attach(self, runtime: TorrentRuntime | MagnetRuntime, info_hash: bytes | None = None) -> None:
+        """Join ``runtime``; ``info_hash`` is the one an incoming peer asked for."""
         self.session.unrouted.discard(self)
         self.runtime = runtime
-        self.core = runtime.new_core()
+        self.core = runtime.new_core(info_hash)
         runtime.peer_joined(self)
 
     def _route_incoming(self, data: bytes) -> None:
@@ -157,7 +158,7 @@ class PeerConnection(asyncio.Protocol):
         if runtime is None or not runtime.accepts(self):
             self.close("no such torrent here, or no room")
             return
-        self._attach(runtime)
+        self._attach(runtime, handshake.info_hash)
         data, self._pending = bytes(self._pending), bytearray()
         self._feed(data)
 
@@ -182,7 +183,7 @@ class PeerConnection(asyncio.Protocol):
             if runtime is None or not runtime.accepts(self):
                 self.close("no such torrent here, or no room")
                 return
-            self._attach(runtime)
+            self._attach(runtime, outcome.info_hash)
         payload = outcome.initial_payload + outcome.payload
         if payload:
             self._feed(payload)

@@ -57,7 +57,7 @@ from bitswarm.engine.swarm import (
 from bitswarm.engine.upload_queue import UploadQueue
 from bitswarm.engine.webseed import WebSeedState
 from bitswarm.errors import BitswarmError, StorageError, TrackerError, UsageError
-from bitswarm.metainfo import FileEntry, Torrent
+from bitswarm.metainfo import FileEntry, Torrent, TorrentVersion
 from bitswarm.net.dht import DHTService, open_dht
 from bitswarm.net.events import (
     DEFAULT_EVENT_BACKLOG,
@@ -165,6 +165,9 @@ class TorrentRuntime:
         # BEP 52: a v2-only torrent goes by its SHA-256 truncated to 20 bytes on the wire,
         # to trackers and in the DHT; a hybrid by its v1 hash (the v2 one is announced too).
         self.info_hash = torrent.info_hash_v1 or (torrent.info_hash_v2 or b"")[:20]
+        # BEP 52: a hybrid is in two swarms, the v1 one and the one of its truncated v2
+        # hash; it is announced under both, and a peer may connect with either.
+        self.alias = (torrent.info_hash_v2 or b"")[:20] if torrent.version is TorrentVersion.HYBRID else None
         # v2-only pieces are checked against merkle hashes, each inside one file (BEP 52).
         self.is_v2_only = not torrent.has_v1
         self._owners = piece_owners(torrent) if self.is_v2_only else {}
@@ -463,10 +466,12 @@ class TorrentRuntime:
 
     # -- peers -------------------------------------------------------------------------
 
-    def new_core(self) -> PeerProtocol:
+    def new_core(self, info_hash: bytes | None = None) -> PeerProtocol:
+        """A core for a new connection; ``info_hash`` is the one an incoming peer named
+        (a hybrid's v2 alias, say), which our handshake must repeat."""
         assert self.swarm is not None  # cores are made after start()
         return PeerProtocol(
-            info_hash=self.info_hash,
+            info_hash=info_hash or self.info_hash,
             peer_id=self.session.peer_id,
             num_pieces=self.torrent.num_pieces,
             piece_size=self._wire_piece_size,
@@ -600,6 +605,11 @@ class TorrentRuntime:
             started += 1
         return started
 
+    @property
+    def dht_info_hashes(self) -> list[bytes]:
+        """The hashes announced to the DHT: a hybrid's both (BEP 52), else the one."""
+        return [self.info_hash] if self.alias is None else [self.info_hash, self.alias]
+
     async def _dht_loop(self) -> None:
         """Announce to the DHT (the search finds peers too) and dial whom it names."""
         session = self.session
@@ -608,12 +618,13 @@ class TorrentRuntime:
             dht = await session.wait_for_dht()
             if dht is None:
                 return  # no DHT in this session after all (the socket could not be bound)
-            try:
-                found = await dht.announce(self.info_hash, session.port, timeout_s=DHT_LOOKUP_TIMEOUT_S)
-            except (TimeoutError, UsageError) as error:  # UsageError: too many searches at once
-                log.info("%s: DHT announce failed: %s", self.torrent.name, error or "timed out")
-                found = []
-            peers = [address for address in found if not session.is_own_address(address)]
+            found = []
+            for info_hash in self.dht_info_hashes:
+                try:
+                    found += await dht.announce(info_hash, session.port, timeout_s=DHT_LOOKUP_TIMEOUT_S)
+                except (TimeoutError, UsageError) as error:  # UsageError: too many searches at once
+                    log.info("%s: DHT announce failed: %s", self.torrent.name, error or "timed out")
+            peers = list(dict.fromkeys(address for address in found if not session.is_own_address(address)))
             self.add_peers(peers)
             has_nodes = any(len(table) for table in dht.node.tables.values())
             # Announced somewhere, and either found someone or needs nobody: wait long.
@@ -991,6 +1002,8 @@ class Session:
         self.torrents: dict[bytes, TorrentRuntime] = {}
         # Magnet links still fetching their info dictionary, by the info-hash on the wire.
         self.magnets: dict[bytes, MagnetRuntime] = {}
+        # BEP 52: a hybrid's truncated v2 hash -> the v1 hash it runs under (torrent or magnet).
+        self.aliases: dict[bytes, bytes] = {}
         self.unrouted: set[PeerConnection] = set()
         self._loops: list[asyncio.Task[None]] = []
         # One writer and one reader thread for every torrent: a thread per torrent cost more
@@ -1166,6 +1179,8 @@ class Session:
         if runtime.info_hash in self.torrents:
             raise UsageError(f"{torrent.name}: already in this session")
         self.torrents[runtime.info_hash] = runtime
+        if runtime.alias is not None:
+            self.aliases[runtime.alias] = runtime.info_hash
         await runtime.start()
         return runtime
 
@@ -1183,6 +1198,8 @@ class Session:
         if runtime.info_hash in self.torrents or runtime.info_hash in self.magnets:
             raise UsageError(f"{runtime.info_hash.hex()}: already in this session")
         self.magnets[runtime.info_hash] = runtime
+        if runtime.alias is not None:
+            self.aliases[runtime.alias] = runtime.info_hash
         runtime.start()
         if self.lsd is not None and len(runtime.info_hash) == 20:
             self.lsd.add_torrent(runtime.info_hash)  # whether it is private is not known yet
@@ -1198,16 +1215,23 @@ class Session:
         runtime = self.torrents.pop(info_hash, None)
         if runtime is None:
             raise UsageError(f"no torrent {info_hash.hex()} in this session")
+        self.forget_alias(info_hash)
         await runtime.close()
+
+    def forget_alias(self, info_hash: bytes) -> None:
+        """Stop routing a hybrid's v2 hash to ``info_hash`` (removed, or never started)."""
+        for alias in [alias for alias, target in self.aliases.items() if target == info_hash]:
+            del self.aliases[alias]
 
     def route(self, info_hash: bytes) -> TorrentRuntime | MagnetRuntime | None:
         """Where an incoming connection for ``info_hash`` goes: its torrent, or its magnet
         link while the metadata is fetched."""
+        info_hash = self.aliases.get(info_hash, info_hash)
         return self.runtime_for(info_hash) or self.magnets.get(info_hash)
 
     def info_hashes(self) -> list[bytes]:
         """The info-hashes we answer for (an MSE handshake finds SKEY among them)."""
-        return [*self.torrents, *self.magnets]
+        return [*self.torrents, *self.magnets, *self.aliases]
 
     def runtime_for(self, info_hash: bytes) -> TorrentRuntime | None:
         runtime = self.torrents.get(info_hash)
