@@ -7,6 +7,7 @@ of less than one block, an empty file, and a file of exactly two pieces.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from bitswarm.create import CreateOptions, create
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
-from bitswarm.net.session import Session, TorrentRuntime
+from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
 
 PIECE_LENGTH = 64 * 1024
 SIZES = {"a.bin": 150_000, "b.bin": 2 * PIECE_LENGTH, "c.bin": 5_000, "d.bin": 0, "e.bin": 40_000}
@@ -139,3 +140,31 @@ def test_a_btmh_only_magnet_fetches_the_piece_layers_then_the_content(tmp_path: 
     saved = Torrent.decode((tmp_path / "get" / "set.torrent").read_bytes())
     assert saved.info == torrent.info
     assert saved.piece_layers == torrent.piece_layers
+
+
+def test_a_hybrid_piece_must_match_its_v2_hash_as_well_as_its_sha1(tmp_path: Path) -> None:
+    """BEP 52: a hybrid's pieces are checked against both hash formats. With a piece layer
+    that disagrees with the data (the SHA-1s still agree), the piece fails."""
+    folder = tmp_path / "seed" / "set"
+    folder.mkdir(parents=True)
+    (folder / "a.bin").write_bytes(random.Random(55).randbytes(3 * PIECE_LENGTH))
+    (folder / "b.bin").write_bytes(b"b" * 1000)
+    torrent = Torrent.decode(create(folder, CreateOptions(version=TorrentVersion.HYBRID, piece_length=PIECE_LENGTH)))
+    [(root, layer)] = torrent.piece_layers.items()  # b.bin is one piece: its root is its hash
+    data = (folder / "a.bin").read_bytes()[PIECE_LENGTH : 2 * PIECE_LENGTH]
+    bad_layer = layer[:32] + bytes(32) + layer[64:]
+    mismatched = dataclasses.replace(torrent, piece_layers={root: bad_layer})
+
+    async def scenario() -> None:
+        session = Session(port=0, host="127.0.0.1", strict=True)
+        good = TorrentRuntime(session, torrent, tmp_path / "a", TorrentOptions())
+        bad = TorrentRuntime(session, mismatched, tmp_path / "b", TorrentOptions())
+        assert good.piece_matches(1, data)
+        assert not bad.piece_matches(1, data)
+        assert bad.piece_matches(0, (folder / "a.bin").read_bytes()[:PIECE_LENGTH])
+        # Without layers (a hybrid from a magnet link) the SHA-1 alone decides.
+        bare = TorrentRuntime(session, dataclasses.replace(torrent, piece_layers={}), tmp_path / "c", TorrentOptions())
+        assert bare.piece_matches(1, data)
+        assert not bare.piece_matches(1, bytes(PIECE_LENGTH))
+
+    asyncio.run(scenario())

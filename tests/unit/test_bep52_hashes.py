@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitswarm import merkle
-from bitswarm.engine.swarm import ClosePeer, Swarm
+from bitswarm.engine.swarm import MAX_HASH_ANSWERS_PER_TICK, ClosePeer, Swarm
 from bitswarm.errors import PeerProtocolError, UsageError
 from bitswarm.wire.hashes import (
     MAX_HASH_REQUESTS_PER_PEER,
@@ -410,3 +410,30 @@ def test_a_swarm_without_layers_rejects_hash_requests() -> None:
     sent_messages(peer)
     swarm.handle("seed", peer.receive(encode(HashRequest(root, 2, 0, 16, 3)), now=1.0), 1.0)
     assert HashReject(root, 2, 0, 16, 3) in sent_messages(peer)
+
+
+def test_requests_longer_than_we_serve_are_rejected_not_answered() -> None:
+    serve, _, root = serve_for(1300)  # a piece layer 2048 wide
+    base = piece_layer_of(PIECE_LENGTH)
+    assert isinstance(serve.answer(HashRequest(root, base, 0, 512, 10)), Hashes)
+    assert isinstance(serve.answer(HashRequest(root, base, 0, 1024, 10)), HashReject)
+
+
+def test_a_flood_of_hash_requests_is_rejected_past_the_limit_until_the_next_tick() -> None:
+    layer, root = piece_layer_tree(13)
+    swarm = Swarm(
+        num_pieces=13, piece_size=lambda index: PIECE_LENGTH, have=range(13), rng=random.Random(5), now=0.0,
+        hash_serve=HashServe(PIECE_LENGTH, [v2_file(13, root)], {root: b"".join(layer)}),
+    )  # fmt: skip
+    peer = open_core(num_pieces=13)
+    swarm.add_peer("greedy", peer, 0.0)
+    request = HashRequest(root, piece_layer_of(PIECE_LENGTH), 0, 16, 3)
+    flood = encode(request) * (MAX_HASH_ANSWERS_PER_TICK + 3)
+    swarm.handle("greedy", peer.receive(flood, now=1.0), 1.0)
+    answers = sent_messages(peer)
+    assert sum(isinstance(message, Hashes) for message in answers) == MAX_HASH_ANSWERS_PER_TICK
+    assert sum(isinstance(message, HashReject) for message in answers) == 3
+    swarm.tick(2.0)
+    sent_messages(peer)
+    swarm.handle("greedy", peer.receive(encode(request), now=2.0), 2.0)
+    assert [type(message) for message in sent_messages(peer)] == [Hashes]

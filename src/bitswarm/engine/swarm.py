@@ -84,6 +84,9 @@ REQUEST_QUEUE_TIME_S = 3.0
 MIN_QUEUE = 4
 INITIAL_QUEUE = 16
 MAX_QUEUE = 500
+# BEP 52 hash requests answered per peer between two ticks (a second); more are rejected.
+# libtorrent asks once per 512 pieces of a file, so this is a flood's limit, not a peer's.
+MAX_HASH_ANSWERS_PER_TICK = 32
 # A deep request queue is topped up once a quarter of it has arrived, not by one request
 # per block arriving: each refill is a send of its own (65,536 a GiB at one per block).
 REFILL_FRACTION = 4
@@ -231,6 +234,7 @@ class _Peer:
     last_block_at: float = 0.0
     is_snubbed: bool = False
     is_seed_counted: bool = False
+    hash_answers: int = 0
     counted_pieces: set[int] = field(default_factory=set)
     link: PeerLink = field(default_factory=lambda: PeerLink(PeerExtensions()))
 
@@ -430,7 +434,8 @@ class Swarm:
     def _hash_message(self, key: PeerKey, peer: _Peer, message: HashRequest | Hashes | HashReject) -> list[Action]:
         """One BEP 52 hash message; raises PeerProtocolError for a bad request or proof."""
         if isinstance(message, HashRequest):
-            if self.hash_serve is not None:
+            if self.hash_serve is not None and peer.hash_answers < MAX_HASH_ANSWERS_PER_TICK:
+                peer.hash_answers += 1
                 peer.core.send(self.hash_serve.answer(message))
             else:
                 peer.core.send(HashReject(*_fields(message)))
@@ -731,6 +736,7 @@ class Swarm:
     def tick(self, now: float) -> list[Action]:
         """Snubbing and the periodic choking round."""
         for key, peer in self.peers.items():
+            peer.hash_answers = 0
             core = peer.core
             if core.state is not PeerState.OPEN:
                 continue

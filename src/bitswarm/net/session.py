@@ -74,7 +74,7 @@ from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
 from bitswarm.storage.hashing import PieceHasher
-from bitswarm.storage.verify import piece_owners
+from bitswarm.storage.verify import piece_is_good, piece_owners
 from bitswarm.tracker.announce import (
     AnnounceParams,
     AnnounceResult,
@@ -168,9 +168,10 @@ class TorrentRuntime:
         # BEP 52: a hybrid is in two swarms, the v1 one and the one of its truncated v2
         # hash; it is announced under both, and a peer may connect with either.
         self.alias = (torrent.info_hash_v2 or b"")[:20] if torrent.version is TorrentVersion.HYBRID else None
-        # v2-only pieces are checked against merkle hashes, each inside one file (BEP 52).
+        # v2 pieces are checked against merkle hashes, each inside one file (BEP 52): a
+        # v2-only torrent's alone, a hybrid's as well as its SHA-1s.
         self.is_v2_only = not torrent.has_v1
-        self._owners = piece_owners(torrent) if self.is_v2_only else {}
+        self._owners = piece_owners(torrent) if torrent.has_v2 else {}
         now = time.monotonic()
         wanted = options.wanted_files
         self.wanted_entries = {
@@ -271,7 +272,9 @@ class TorrentRuntime:
         elif self.session.lsd is not None:
             # Announced while it was a magnet link, before its info said it is private.
             self.session.lsd.remove_torrent(self.info_hash)
-        if self.options.web_seeds and not self.finished.is_set():
+        # The web seed runner checks pieces by their SHA-1 (bitswarm.net.webseed): a v2-only
+        # torrent has none, so every piece would fail there and each seed be dropped.
+        if self.options.web_seeds and not self.finished.is_set() and not self.is_v2_only:
             for url in self.torrent.web_seeds:
                 if url.startswith(("http://", "https://")):
                     state = self.webseed_states.setdefault(url, WebSeedState(url))
@@ -388,18 +391,11 @@ class TorrentRuntime:
         trusted = {index for index in range(self.torrent.num_pieces) if record is not None and record.has(index)}
         if not any(path.exists() for path in self._content_paths()):
             return sorted(trusted)
-        # A hybrid is checked by its SHA-1s alone, as its downloads are; v2-only by merkle hashes.
-        v1 = self.torrent.has_v1
-        hasher = PieceHasher(self.torrent.files, self.torrent.piece_length, self.folder, v1=v1, v2=not v1)
+        torrent = self.torrent
+        hasher = PieceHasher(torrent.files, torrent.piece_length, self.folder, v1=torrent.has_v1, v2=torrent.has_v2)
         found = set(trusted)
         for digest in hasher.hash_all():
-            if digest.index in trusted or not digest.is_complete:
-                continue
-            if v1:
-                good = digest.sha1 == self.torrent.v1_piece_hash(digest.index)
-            else:
-                good = self._merkle_matches(digest.index, digest.merkle)
-            if good:
+            if digest.index not in trusted and piece_is_good(torrent, digest, self._owners.get(digest.index)):
                 found.add(digest.index)
         return sorted(found)
 
@@ -408,7 +404,7 @@ class TorrentRuntime:
         file's last piece stops at the block holding the file's last byte (the alignment
         gap after it is no data; its blocks are never requested)."""
         size = self.torrent.piece_size(index)
-        owner = self._owners.get(index)
+        owner = self._owners.get(index) if self.is_v2_only else None
         if owner is None:
             return size
         data = self._data_size(owner, index)
@@ -425,12 +421,20 @@ class TorrentRuntime:
         start = index * self.torrent.piece_length
         return min(self.torrent.piece_length, owner.offset + owner.length - start)
 
-    def _merkle_matches(self, index: int, digest: bytes | None) -> bool:
-        """Is ``digest`` the v2 hash of piece ``index``? False while its hash is unknown
-        (a magnet link's piece layers not in yet)."""
+    def piece_matches(self, index: int, data: bytes) -> bool:
+        """Does ``data`` (piece ``index`` as fetched, ``request_size`` bytes) match the
+        torrent's hashes? BEP 52: a hybrid's pieces must match both kinds. A v2 hash not
+        known yet (a magnet link's piece layers not in) fails a v2-only piece (its pieces
+        are not fetched before) and is not checked for a hybrid, which has its SHA-1."""
+        torrent = self.torrent
+        if torrent.has_v1 and hashlib.sha1(data).digest() != torrent.v1_piece_hash(index):  # noqa: S324
+            return False
         owner = self._owners.get(index)
-        expected = self.torrent.v2_piece_hash(owner, index) if owner is not None else None
-        return expected is not None and digest == expected
+        expected = torrent.v2_piece_hash(owner, index) if owner is not None else None
+        if owner is None or expected is None:
+            return torrent.has_v1
+        piece = memoryview(data)[: self._data_size(owner, index)]
+        return merkle.piece_root(piece, owner.length, torrent.piece_length) == expected
 
     def _content_paths(self) -> list[Path]:
         return [self.folder.joinpath(*entry.path) for entry in self.torrent.data_files()]
@@ -747,13 +751,7 @@ class TorrentRuntime:
                 data = self.storage.read_block(index, 0, size)
             except StorageError:
                 return False, []
-        owner = self._owners.get(index)
-        if owner is not None:
-            piece = memoryview(data)[: self._data_size(owner, index)]
-            digest = merkle.piece_root(piece, owner.length, self.torrent.piece_length)
-            ok = self._merkle_matches(index, digest)
-        else:
-            ok = hashlib.sha1(data).digest() == self.torrent.v1_piece_hash(index)  # noqa: S324
+        ok = self.piece_matches(index, data)
         if ok and blocks is not None:
             self.storage.write_block(index, 0, data)
         if ok and not block_digests:

@@ -10,7 +10,8 @@ messages whose uncle hashes prove them against the root (``bitswarm.merkle``).
   hashes of the piece layer and the uncle hashes above them. A request outside the
   file's tree is the peer's error (``PeerProtocolError``); a request for a file we have
   no layer for, or for another layer than the piece layer (the block layer is needed
-  only to find a bad block, and we hash whole pieces), gets a ``HashReject``.
+  only to find a bad block, and we hash whole pieces), or for more than
+  ``MAX_SERVED_HASHES``, gets a ``HashReject``.
 - ``HashFetch`` plans our requests: each file's piece layer in runs of
   ``REQUEST_HASHES``, each asked of one peer at a time (a peer that has a piece of the
   run, as BEP 52 advises), with proof layers up to the root, so every answer is checked
@@ -34,6 +35,9 @@ PeerKey = Hashable
 
 # BEP 52: a request "should not" name more than 512 hashes; libtorrent asks for 512.
 REQUEST_HASHES = 512
+# Longer requests are rejected rather than answered: an answer stays under 17 KiB, so a
+# 53-byte request cannot make us send a quarter of a megabyte.
+MAX_SERVED_HASHES = REQUEST_HASHES
 # Hash requests we keep outstanding with one peer.
 MAX_HASH_REQUESTS_PER_PEER = 4
 # A peer must answer every hash request (BEP 52); one that has not in this long is
@@ -99,7 +103,7 @@ class HashServe:
                 f"hash request for {request.length} hashes at {request.index}; the layer has {width}"
             )
         layer = self.layers.get(request.pieces_root)
-        if request.base_layer != self.piece_layer or layer is None:
+        if request.base_layer != self.piece_layer or layer is None or request.length > MAX_SERVED_HASHES:
             return _reject(request)
         tree = self._trees.get(request.pieces_root)
         if tree is None:
