@@ -1,25 +1,44 @@
-"""A tiny HTTP file server with Range support, for BEP 19 web seed tests (127.0.0.1, port 0)."""
+"""Tiny HTTP servers for BEP 19 web seed tests (127.0.0.1, port 0): a file server with Range
+support, and hostile ones (``serve_hostile``)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 RANGE = re.compile(r"bytes=(\d+)-(\d+)$")
+# A hostile server stops on its own after this long, whatever the client does.
+HOSTILE_LIMIT_S = 20.0
 
 
 @contextmanager
 def serve_folder(
-    root: Path, *, corrupt: Callable[[str], bool] = lambda _path: False, requests: list[str] | None = None
+    root: Path,
+    *,
+    corrupt: Callable[[str], bool] = lambda _path: False,
+    requests: list[str] | None = None,
+    keep_alive_requests: int = 0,
+    clients: list[tuple[str, int]] | None = None,
 ) -> Iterator[str]:
-    """Serve ``root`` at the yielded base URL; files whose URL path ``corrupt`` picks are served inverted."""
+    """Serve ``root`` at the yielded base URL; files whose URL path ``corrupt`` picks are served inverted.
+
+    HTTP/1.0 (a connection per request) unless ``keep_alive_requests``: then HTTP/1.1, and
+    each connection is closed after that many requests without a word to the client, as a
+    server drops an idle keep-alive connection. ``clients`` gets each request's client address."""
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive_requests else "HTTP/1.0"
+        answered = 0
+
         def log_message(self, format: str, *args: object) -> None:
             pass
 
@@ -27,6 +46,11 @@ def serve_folder(
             path = unquote(urlsplit(self.path).path)
             if requests is not None:
                 requests.append(path)
+            if clients is not None:
+                clients.append(self.client_address)
+            self.answered += 1
+            if keep_alive_requests and self.answered >= keep_alive_requests:
+                self.close_connection = True
             target = (root / path.lstrip("/")).resolve()
             if not target.is_relative_to(root.resolve()) or not target.is_file():
                 self.send_error(404)
@@ -53,6 +77,100 @@ def serve_folder(
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class Hostile:
+    """What a hostile web seed does with every request (``serve_hostile``)."""
+
+    HUGE_BODY = "huge body"  # 200 with a 1 TiB Content-Length, bytes until the client leaves
+    WRONG_RANGE = "wrong range"  # 206, the asked length, a Content-Range for other bytes
+    REDIRECT_LOOP = "redirect loop"  # 302 to the URL asked for
+    SLOW_DRIP = "slow drip"  # 206 headers, then one byte every 50 ms
+    HUGE_HEADERS = "huge headers"  # header lines until the client leaves
+    ALL = (HUGE_BODY, WRONG_RANGE, REDIRECT_LOOP, SLOW_DRIP, HUGE_HEADERS)
+
+
+@dataclass
+class HostileLog:
+    """What a hostile server saw: requests answered and bytes it managed to send."""
+
+    requests: int = 0
+    bytes_sent: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sent(self, count: int) -> None:
+        with self.lock:
+            self.bytes_sent += count
+
+
+@contextmanager
+def serve_hostile(behaviour: str) -> Iterator[tuple[str, HostileLog]]:
+    """A server on 127.0.0.1 answering every request the ``behaviour`` way; yields its
+    base URL and its log. Each stream of bytes ends when the client closes or after
+    ``HOSTILE_LIMIT_S``, so a client that never gives up cannot keep a test alive."""
+    log = HostileLog()
+    stop = threading.Event()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            with contextlib.suppress(OSError):
+                self.asked = (0, 0)
+                self.target = self.rfile.readline(65536).split(b" ")[1]
+                while line := self.rfile.readline(65536).strip():  # the request line and headers
+                    match = RANGE.match(line.decode("latin-1").partition(":")[2].strip())
+                    if line.lower().startswith(b"range:") and match is not None:
+                        self.asked = (int(match.group(1)), int(match.group(2)))
+                with log.lock:
+                    log.requests += 1
+                self.answer()
+
+        def send(self, data: bytes) -> None:
+            self.wfile.write(data)
+            self.wfile.flush()
+            log.sent(len(data))
+
+        def answer(self) -> None:
+            deadline = time.monotonic() + HOSTILE_LIMIT_S
+            if behaviour == Hostile.HUGE_BODY:
+                self.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n")
+                block = bytes(64 * 1024)
+                while not stop.is_set() and time.monotonic() < deadline:
+                    self.send(block)
+            elif behaviour == Hostile.WRONG_RANGE:
+                # The asked length, but said to be the bytes one further on.
+                first, last = self.asked
+                self.send(
+                    b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %d-%d/999999999\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (first + 1, last + 1, last - first + 1, bytes(last - first + 1))
+                )
+            elif behaviour == Hostile.REDIRECT_LOOP:
+                self.send(b"HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % self.target)
+            elif behaviour == Hostile.SLOW_DRIP:
+                self.send(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 16384\r\n\r\n")
+                while not stop.wait(0.05) and time.monotonic() < deadline:  # the drip's pace
+                    self.send(b"x")
+            elif behaviour == Hostile.HUGE_HEADERS:
+                self.send(b"HTTP/1.1 206 Partial Content\r\n")
+                line = b"X-Filler: " + b"y" * 1000 + b"\r\n"
+                while not stop.is_set() and time.monotonic() < deadline:
+                    self.send(line * 64)
+            else:
+                raise ValueError(f"no such behaviour: {behaviour}")
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", log
+    finally:
+        stop.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -1,0 +1,118 @@
+"""Benchmark: a BEP 19 web seed download from nginx on loopback, bitswarm beside libtorrent.
+
+    python3 bench/webseed_bench.py [--size-mib 64] [--repeat 3]
+
+One file of --size-mib MiB (seeded pseudo-random bytes, in the page cache), a v1 torrent
+with bitswarm's automatic piece length and nginx's URL as its only web seed; no peers.
+One nginx (Debian's nginx-light, single process, tests/webseed_nginx.py) serves it for
+the whole run. Each round, interleaved, --repeat times: `bitswarm get --no-seed` (a
+subprocess, as a user runs it) and libtorrent 2.0.8 (tests/lt_webseed.py under
+/usr/bin/python3) download it into an empty folder. Time is wall time from starting the
+process to its exit, start-up included (libtorrent's own add-to-complete time is shown
+too). nginx's access log gives each client's requests and connections. Every copy is
+compared with the original. Only processes this benchmark started are stopped, by PID.
+This is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bitswarm.create import CreateOptions, create  # noqa: E402
+from bitswarm.metainfo import Torrent, TorrentVersion  # noqa: E402
+from webseed_nginx import Nginx, nginx_binary, serve_with_nginx  # noqa: E402
+
+LIBTORRENT_PYTHON = "/usr/bin/python3"
+LT_WEBSEED = ROOT / "tests" / "lt_webseed.py"
+RUN_TIMEOUT_S = 300.0
+
+
+def run_bitswarm(torrent_path: Path, out: Path) -> dict[str, float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bitswarm", "get", str(torrent_path), "-o", str(out), "--port", "0", "--no-seed",
+         "--no-dht", "--no-lsd", "--no-pex"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"bitswarm get failed: {done.stderr.strip()}")
+    return {"wall_s": time.monotonic() - started}
+
+
+def run_libtorrent(torrent_path: Path, out: Path) -> dict[str, float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [LIBTORRENT_PYTHON, str(LT_WEBSEED), str(torrent_path), str(out), "--timeout", str(RUN_TIMEOUT_S)],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 30, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"libtorrent failed: {done.stdout.strip()} {done.stderr.strip()}")
+    return {"wall_s": time.monotonic() - started, "own_s": float(json.loads(done.stdout)["elapsed_s"])}
+
+
+def traffic(nginx: Nginx, skip: int) -> tuple[int, int, int]:
+    """(requests, connections, body bytes) in the access log after its first ``skip`` lines."""
+    rows = nginx.requests()[skip:]
+    return len(rows), len({row[0] for row in rows}), sum(row[3] for row in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    binary = nginx_binary()
+    if binary is None:
+        raise SystemExit("nginx is not installed (Debian package nginx-light)")
+    with tempfile.TemporaryDirectory(prefix="webseed-bench-") as temp:
+        work = Path(temp)
+        www = work / "www"
+        www.mkdir()
+        original = www / "bench.bin"
+        original.write_bytes(random.Random(19).randbytes(args.size_mib << 20))
+        with serve_with_nginx(www, work / "nginx", binary) as nginx:
+            data = create(original, CreateOptions(version=TorrentVersion.V1, web_seeds=[nginx.url + "bench.bin"]))
+            torrent_path = work / "bench.torrent"
+            torrent_path.write_bytes(data)
+            piece_kib = Torrent.decode(data).piece_length >> 10
+            print(f"{args.size_mib} MiB, {piece_kib} KiB pieces, nginx at {nginx.url}, {args.repeat} rounds")
+            times: dict[str, list[float]] = {"bitswarm": [], "libtorrent": []}
+            for round_number in range(args.repeat):
+                for name, runner in (("bitswarm", run_bitswarm), ("libtorrent", run_libtorrent)):
+                    out = work / f"{name}-{round_number}"
+                    out.mkdir()
+                    skip = len(nginx.requests())
+                    result = runner(torrent_path, out)
+                    if not filecmp.cmp(original, out / "bench.bin", shallow=False):
+                        raise SystemExit(f"{name}: the copy differs from the original")
+                    requests, connections, sent = traffic(nginx, skip)
+                    times[name].append(result["wall_s"])
+                    own = f" (own {result['own_s']:.3f} s)" if "own_s" in result else ""
+                    print(
+                        f"round {round_number + 1} {name:10} {result['wall_s']:.3f} s{own}  "
+                        f"{requests} requests over {connections} connections, {sent >> 20} MiB"
+                    )
+                    shutil.rmtree(out)
+    best = {name: min(values) for name, values in times.items()}
+    median = {name: statistics.median(values) for name, values in times.items()}
+    for name in times:
+        print(f"{name:10} best {best[name]:.3f} s  median {median[name]:.3f} s")
+    print(f"bitswarm / libtorrent: best {best['bitswarm'] / best['libtorrent']:.2f}x, "
+          f"median {median['bitswarm'] / median['libtorrent']:.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
