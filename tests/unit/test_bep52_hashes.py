@@ -437,3 +437,45 @@ def test_a_flood_of_hash_requests_is_rejected_past_the_limit_until_the_next_tick
     sent_messages(peer)
     swarm.handle("greedy", peer.receive(encode(request), now=2.0), 2.0)
     assert [type(message) for message in sent_messages(peer)] == [Hashes]
+
+
+@given(st.lists(st.integers(2, 1500), min_size=1, max_size=4), st.data())
+def test_whatever_the_order_of_answers_rejects_and_departures_every_layer_comes_in_whole(
+    sizes: list[int], data: st.DataObject
+) -> None:
+    files, layers, first = [], {}, 0
+    for number, num_pieces in enumerate(sizes):
+        layer, root = piece_layer_tree(num_pieces, seed=number * 7919 + num_pieces)
+        files.append(v2_file(num_pieces, root, first_piece=first))
+        layers[root] = b"".join(layer)
+        first += num_pieces
+    serve = HashServe(PIECE_LENGTH, files, dict(layers))
+    fetch = HashFetch(PIECE_LENGTH, files)
+    got: dict[bytes, bytes] = {}
+    now = 0.0
+    for _ in range(200):
+        if fetch.is_done:
+            break
+        now += 1.0
+        peer = data.draw(st.sampled_from(["a", "b", "c"]))
+        requests = fetch.requests_for(peer, lambda index: True, now)
+        for request in requests:
+            fate = data.draw(st.sampled_from(["answer", "reject", "leave"]))
+            if fate == "answer":
+                answer = serve.answer(request)
+                assert isinstance(answer, Hashes)
+                got.update((layer.pieces_root, layer.layer) for layer in fetch.received(peer, answer))
+            elif fate == "reject":
+                fetch.rejected(peer, HashReject(request.pieces_root, request.base_layer, request.index,
+                                                request.length, request.proof_layers))  # fmt: skip
+            else:
+                fetch.peer_gone(peer)
+                break
+    # Whatever is left, one patient peer finishes it.
+    while not fetch.is_done:
+        now += 100.0
+        for request in fetch.requests_for("patient", lambda index: True, now):
+            answer = serve.answer(request)
+            assert isinstance(answer, Hashes)
+            got.update((layer.pieces_root, layer.layer) for layer in fetch.received("patient", answer))
+    assert got == layers

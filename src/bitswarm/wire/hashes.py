@@ -142,62 +142,91 @@ class _Run:
 
 
 class HashFetch:
-    """The piece layers of ``files`` (those of more than one piece), fetched from peers."""
+    """The piece layers of ``files`` (those of more than one piece), fetched from peers.
+
+    Runs wait in ``_waiting`` until asked; asked ones sit in ``_asked`` (at most
+    ``MAX_HASH_REQUESTS_PER_PEER`` for each peer), so finding work for a peer never looks
+    at runs already out, and nothing here grows with what peers send.
+    """
 
     def __init__(self, piece_length: int, files: Iterable[V2File]) -> None:
         self.piece_length = piece_length
         self.piece_layer = piece_layer_of(piece_length)
-        self._runs: dict[HashRequest, _Run] = {}
-        # Proven hashes of each file's piece layer, by the index of their run.
+        self._waiting: dict[HashRequest, _Run] = {}
+        self._asked: dict[HashRequest, _Run] = {}
+        self._asked_of: dict[PeerKey, int] = {}
+        # Proven hashes of each file's piece layer, by the index of their run, and the
+        # count of its runs still to come.
         self._proven: dict[bytes, dict[int, list[bytes]]] = {}
-        self._files: dict[bytes, V2File] = {}
+        self._remaining: dict[bytes, int] = {}
         for entry in files:
             num_pieces = entry.num_pieces(piece_length)
-            if num_pieces < 2 or entry.pieces_root in self._files:
+            if num_pieces < 2 or entry.pieces_root in self._remaining:
                 continue  # one piece: its root is its hash; identical files: fetched once
-            self._files[entry.pieces_root] = entry
             self._proven[entry.pieces_root] = {}
             width = merkle.next_power_of_two(num_pieces)
             count = min(REQUEST_HASHES, width)
-            # Proof up to the root: layers piece_layer+k ... just below the root.
+            # Proof up to the root: every answer is checked against the pieces root alone.
             proof_layers = width.bit_length() - 2
             for index in range(0, num_pieces, count):
                 request = HashRequest(entry.pieces_root, self.piece_layer, index, count, proof_layers)
-                self._runs[request] = _Run(entry, request)
+                self._waiting[request] = _Run(entry, request)
+            self._remaining[entry.pieces_root] = -(-num_pieces // count)
 
     @property
     def is_done(self) -> bool:
-        return not self._runs
+        return not self._remaining
 
     def wanted_roots(self) -> set[bytes]:
         """Roots of the files whose piece layer is not in yet."""
-        return {run.entry.pieces_root for run in self._runs.values()}
+        return set(self._remaining)
 
     def requests_for(
         self, peer: PeerKey, peer_has: Callable[[int], bool], now: float, *, has_all: bool = False
     ) -> list[HashRequest]:
-        """Runs to ask ``peer`` for now: not asked of anyone, and covering a piece it has."""
-        outstanding = sum(1 for run in self._runs.values() if run.asked == peer)
-        chosen = []
-        for run in self._runs.values():
-            if outstanding >= MAX_HASH_REQUESTS_PER_PEER:
+        """Runs to ask ``peer`` for now: not asked of anyone (or not answered within
+        ``HASH_REQUEST_TIMEOUT_S``), and covering a piece it has."""
+        room = MAX_HASH_REQUESTS_PER_PEER - self._asked_of.get(peer, 0)
+        if room <= 0:
+            return []
+        late = [run for run in self._asked.values() if now - run.asked_at >= HASH_REQUEST_TIMEOUT_S]
+        chosen: list[HashRequest] = []
+        for run in [*late, *self._waiting.values()]:
+            if len(chosen) >= room:
                 break
-            if run.asked is not None and now - run.asked_at < HASH_REQUEST_TIMEOUT_S:
-                continue
             first = run.entry.first_piece + run.request.index
             last = min(first + run.request.length, run.entry.first_piece + run.entry.num_pieces(self.piece_length))
             if not has_all and not any(peer_has(index) for index in range(first, last)):
                 continue
+            self._release(run)
+            self._waiting.pop(run.request, None)
             run.asked, run.asked_at = peer, now
-            outstanding += 1
+            self._asked[run.request] = run
+            self._asked_of[peer] = self._asked_of.get(peer, 0) + 1
             chosen.append(run.request)
         return chosen
+
+    def _release(self, run: _Run) -> None:
+        """``run`` is no longer out with the peer it was asked of."""
+        if run.asked is None:
+            return
+        left = self._asked_of[run.asked] - 1
+        if left:
+            self._asked_of[run.asked] = left
+        else:
+            del self._asked_of[run.asked]
+        run.asked = None
+        self._asked.pop(run.request, None)
+
+    def _wait_again(self, run: _Run) -> None:
+        self._release(run)
+        self._waiting[run.request] = run
 
     def received(self, peer: PeerKey, message: Hashes) -> list[PieceLayerReceived]:
         """Take ``message`` (an answer the peer core matched to our request); returns the
         layers it completes. Raises ``PeerProtocolError`` when its proof fails."""
         request = message.request
-        run = self._runs.get(request)
+        run = self._asked.get(request) or self._waiting.get(request)
         if run is None:
             return []  # a late answer to a run another peer answered first
         hashes = merkle.split_layer(message.hashes)
@@ -205,26 +234,27 @@ class HashFetch:
         # The core checked the count of hashes against the request's fields.
         if merkle.root_from_proof(hashes[:count], request.index, hashes[count:]) != request.pieces_root:
             raise PeerProtocolError(f"hashes for {request.pieces_root.hex()[:16]} that do not prove to the root")
-        del self._runs[request]
-        entry = run.entry
-        proven = self._proven[entry.pieces_root]
-        proven[request.index] = hashes[:count]
-        if any(other.entry.pieces_root == entry.pieces_root for other in self._runs.values()):
+        self._release(run)
+        self._waiting.pop(request, None)
+        root = request.pieces_root
+        self._proven[root][request.index] = hashes[:count]
+        self._remaining[root] -= 1
+        if self._remaining[root]:
             return []
+        del self._remaining[root]
+        proven = self._proven.pop(root)
         layer = [digest for index in sorted(proven) for digest in proven[index]]
-        del self._proven[entry.pieces_root]
         # Hashes past the file's last piece only pad the tree (BEP 52 leaves them out).
-        return [PieceLayerReceived(entry.pieces_root, b"".join(layer[: entry.num_pieces(self.piece_length)]))]
+        return [PieceLayerReceived(root, b"".join(layer[: run.entry.num_pieces(self.piece_length)]))]
 
     def rejected(self, peer: PeerKey, message: HashReject) -> None:
-        run = self._runs.get(message.request)
+        run = self._asked.get(message.request)
         if run is not None and run.asked == peer:
-            run.asked = None
+            self._wait_again(run)
 
     def peer_gone(self, peer: PeerKey) -> None:
-        for run in self._runs.values():
-            if run.asked == peer:
-                run.asked = None
+        for run in [run for run in self._asked.values() if run.asked == peer]:
+            self._wait_again(run)
 
 
 __all__ = [
