@@ -1,9 +1,10 @@
 """The asyncio side of BEP 19 web seeding: one task per web seed of a torrent.
 
-Each task asks the picker for a whole piece nobody is downloading, fetches its ranges
-(planned by ``bitswarm.engine.webseed``) one request at a time, checks the piece's hash,
-and hands it to the swarm, which writes and verifies it like a piece from peers. A seed
-that fails waits (backoff); one whose pieces keep failing their hash is dropped.
+Each task asks the picker for a batch of whole pieces nobody is downloading, fetches
+their ranges (planned by ``bitswarm.engine.webseed``) pipelined on one keep-alive
+connection, checks each piece's hash, and hands it to the swarm, which writes and
+verifies it like a piece from peers. A seed that fails waits (backoff); one whose pieces
+keep failing their hash is dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hashlib
 import logging
 import ssl
 import time
+from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -40,6 +43,10 @@ USER_AGENT = "bitswarm/0.1"
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 READ_BYTES = 256 * 1024
+# Pieces asked for at once, their requests pipelined: enough to hide the round trip and
+# the hashing behind each other, few enough that a failure gives back little.
+BATCH_BYTES = 1 << 20
+MAX_BATCH_PIECES = 32
 # While the picker has no piece for a seed (peers hold them all), look again this often.
 IDLE_POLL_S = 0.5
 
@@ -56,55 +63,79 @@ class WebSeedKey:
         return f"WebSeedKey({self.url!r})"
 
 
-class _Response:
-    """One response's headers and body, as httptools hands them over; the body is capped."""
+class _Reply:
+    """One response: status, headers and a body capped at the length asked for."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.body = bytearray()
+        self.status = 0
         self.headers: dict[bytes, bytes] = {}
+        self.body = bytearray()
         self.headers_complete = False
-        self.complete = False
-        self.too_large = False
-        self.messages = 0
         self.keep_alive = False
+        self.too_large = False
+
+
+class _Replies:
+    """httptools callbacks for one connection: the replies read so far, in request order.
+    One parser per connection, since a read may end in the middle of the next reply."""
+
+    def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
+        self.limits: deque[int] = deque()  # the body cap of each reply still to come
+        self.done: deque[_Reply] = deque()
+        self.current: _Reply | None = None
+        self.unexpected = False
 
     def on_message_begin(self) -> None:
-        self.messages += 1
+        if self.limits:
+            self.current = _Reply(self.limits.popleft())
+        else:
+            self.unexpected = True  # a reply nobody asked for
+            self.current = _Reply(0)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) < MAX_HEADERS:
-            self.headers[name.lower()] = value
+        if self.current is not None and len(self.current.headers) < MAX_HEADERS:
+            self.current.headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
-        self.headers_complete = True
-        # Asked here: llhttp forgets the answer once the message is complete.
-        self.keep_alive = self.parser.should_keep_alive()
+        if self.current is not None:
+            self.current.headers_complete = True
+            self.current.status = self.parser.get_status_code()
+            # Asked here: llhttp forgets the answer once the message is complete.
+            self.current.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
+        reply = self.current
+        if reply is None:
+            return
         # Refused past the asked length: a server sending the whole file costs us nothing more.
-        if len(self.body) + len(body) > self.max_bytes:
-            self.too_large = True
-        elif not self.too_large:
-            self.body += body
+        if len(reply.body) + len(body) > reply.max_bytes:
+            reply.too_large = True
+        elif not reply.too_large:
+            reply.body += body
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        if self.current is not None:
+            self.done.append(self.current)
+            self.current = None
 
 
 class WebSeedConnection:
-    """One keep-alive HTTP/1.1 connection to a web seed's server, for one request at a time.
+    """One keep-alive HTTP/1.1 connection to a web seed's server. Requests are pipelined:
+    all of a batch are sent at once, and the replies come back in order (RFC 9112, 9.3.2).
 
     Opened when first needed and again after the server closed it, asked for a close, or a
-    request failed (the stream's state is then unknown). A connection that sat idle may
-    have been closed by the server meanwhile: a request on a reused connection that gets
-    no byte back is sent once more on a new one."""
+    request failed (the stream's state is then unknown). Requests whose replies did not
+    come because the server closed the connection cleanly (an idle keep-alive connection
+    dropped, a limit of requests per connection) are sent again on a new one, as long as
+    each connection answers at least one."""
 
     def __init__(self) -> None:
         self._origin: tuple[str, str, int] | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._replies = _Replies()
 
     @property
     def is_open(self) -> bool:
@@ -114,114 +145,132 @@ class WebSeedConnection:
         if self._writer is not None:
             self._writer.close()
         self._origin = self._reader = self._writer = None
+        self._replies = _Replies()
 
-    async def fetch(self, request: RangeRequest) -> bytes:
-        """The bytes of ``request``; raises ``WebSeedError`` unless the server sent exactly them
-        within ``REQUEST_TIMEOUT_S``."""
-        parts = urlsplit(request.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise WebSeedError(f"not an http(s) URL: {request.url[:100]}")
-        origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = parts.netloc.rsplit("@", 1)[-1]
-        data = (
-            f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
-            f"Range: {request.header}\r\nAccept-Encoding: identity\r\n\r\n"
-        ).encode()
+    async def fetch(self, requests: Sequence[RangeRequest]) -> list[bytes]:
+        """The bytes of each of ``requests`` (all on one server); raises ``WebSeedError``
+        unless the server sent exactly them within ``REQUEST_TIMEOUT_S``."""
         timeout_s = REQUEST_TIMEOUT_S
+        bodies: list[bytes] = []
         try:
             async with asyncio.timeout(timeout_s):
-                reused = self._origin == origin
-                try:
-                    response = await self._exchange(origin, data, request.length)
-                except ConnectionError:
-                    if not reused:
-                        raise
-                    response = None
-                if response is None and reused:
-                    self.close()
-                    response = await self._exchange(origin, data, request.length)
-                if response is None:
-                    raise WebSeedError("connection closed before the reply was complete")
+                while len(bodies) < len(requests):
+                    reused = self.is_open
+                    # A reused connection may have been dropped while idle: then once more on a new one.
+                    if not await self._exchange(requests[len(bodies) :], bodies) and not reused:
+                        raise WebSeedError("connection closed before the reply was complete")
         except TimeoutError:
             self.close()
             raise WebSeedError(f"no reply within {timeout_s:.0f} s") from None
         except (OSError, httptools.HttpParserError, WebSeedError) as error:
             self.close()
             raise WebSeedError(str(error) or type(error).__name__) from None
-        status, headers, body = response
-        content_range = headers.get(b"content-range")
-        text = content_range.decode("latin-1") if content_range is not None else None
-        if not response_body_is_acceptable(request, status, text, len(body)):
-            self.close()
-            raise WebSeedError(f"HTTP {status}: not the {request.length} bytes of {request.header}")
-        return body
+        return bodies
 
-    async def _exchange(
-        self, origin: tuple[str, str, int], data: bytes, max_bytes: int
-    ) -> tuple[int, dict[bytes, bytes], bytes] | None:
-        """Send ``data`` and read one response: (status, headers, body), or None when the
-        connection closed before the response's first byte."""
-        if self._origin != origin or self._reader is None or self._writer is None:
+    async def _exchange(self, requests: Sequence[RangeRequest], bodies: list[bytes]) -> int:
+        """Send ``requests`` on the connection (a new one unless an open one goes to their
+        server) and add their bodies to ``bodies`` until all came or the connection ended;
+        returns how many came. Raises ``WebSeedError`` for a wrong reply."""
+        parts = urlsplit(requests[0].url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise WebSeedError(f"not an http(s) URL: {requests[0].url[:100]}")
+        origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        if self._origin != origin or not self.is_open:
             self.close()
-            scheme, host, port = origin
-            context = ssl.create_default_context() if scheme == "https" else None
-            self._reader, self._writer = await asyncio.open_connection(host, port, ssl=context)
+            context = ssl.create_default_context() if origin[0] == "https" else None
+            self._reader, self._writer = await asyncio.open_connection(origin[1], origin[2], ssl=context)
             self._origin = origin
-        reader, writer = self._reader, self._writer
-        writer.write(data)
-        response = _Response(max_bytes)
-        parser = response.parser
-        received = 0
-        while not response.complete:
-            chunk = await reader.read(READ_BYTES)
-            if not chunk:
-                if received == 0:
-                    return None
-                raise WebSeedError("connection closed before the reply was complete")
-            received += len(chunk)
-            parser.feed_data(chunk)
-            if not response.headers_complete and received > MAX_HEADER_BYTES:
-                raise WebSeedError(f"headers longer than {MAX_HEADER_BYTES} bytes")
-            if response.too_large:
-                raise WebSeedError(f"reply larger than the {max_bytes} bytes asked for")
-        # Bytes past the response (a second one) would be read as the next request's reply.
-        if not response.keep_alive or response.messages > 1:
-            self.close()
-        return parser.get_status_code(), response.headers, bytes(response.body)
+        reader, writer, replies = self._reader, self._writer, self._replies
+        assert reader is not None
+        assert writer is not None
+        writer.write(b"".join(_encode(request) for request in requests))
+        replies.limits.extend(request.length for request in requests)
+        got = 0
+        unframed = 0  # bytes read while a reply's headers are incomplete
+        while got < len(requests):
+            if not replies.done:
+                try:
+                    chunk = await reader.read(READ_BYTES)
+                except ConnectionError:
+                    if replies.current is not None:
+                        raise
+                    # Between replies, a reset is a close: an idle connection the server had
+                    # dropped, or one it closed with our later requests unread.
+                    chunk = b""
+                if not chunk:
+                    if replies.current is not None:
+                        raise WebSeedError("connection closed in the middle of a reply")
+                    self.close()
+                    return got
+                replies.parser.feed_data(chunk)
+                incomplete = replies.current is not None and not replies.current.headers_complete
+                unframed = unframed + len(chunk) if incomplete else 0
+                if unframed > MAX_HEADER_BYTES + READ_BYTES:  # the last read may hold one reply's start
+                    raise WebSeedError(f"headers longer than {MAX_HEADER_BYTES} bytes")
+                if replies.current is not None and replies.current.too_large:
+                    raise WebSeedError(f"reply larger than the {replies.current.max_bytes} bytes asked for")
+                if replies.unexpected:
+                    raise WebSeedError("more replies than requests")
+                continue
+            reply = replies.done.popleft()
+            request = requests[got]
+            content_range = reply.headers.get(b"content-range")
+            text = content_range.decode("latin-1") if content_range is not None else None
+            if reply.too_large or not response_body_is_acceptable(request, reply.status, text, len(reply.body)):
+                raise WebSeedError(f"HTTP {reply.status}: not the {request.length} bytes of {request.header}")
+            bodies.append(bytes(reply.body))
+            got += 1
+            if not reply.keep_alive:
+                self.close()
+                return got
+        return got
 
 
-async def fetch_piece(
-    connection: WebSeedConnection, base_url: str, torrent: Torrent, layout: Layout, index: int
-) -> bytes:
-    """Piece ``index`` from the web seed at ``base_url``, its pad bytes (BEP 47) made here."""
-    plan = plan_piece(base_url, torrent.name, layout, index, is_multi_file=torrent.is_multi_file)
-    parts: list[bytes] = []
-    for item in plan:
-        if isinstance(item, PadBytes):
-            parts.append(bytes(item.length))
-        else:
-            parts.append(await connection.fetch(item))
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+def _encode(request: RangeRequest) -> bytes:
+    parts = urlsplit(request.url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
+        f"Range: {request.header}\r\nAccept-Encoding: identity\r\n\r\n"
+    ).encode()
+
+
+async def fetch_pieces(
+    connection: WebSeedConnection, base_url: str, torrent: Torrent, layout: Layout, indexes: Sequence[int]
+) -> list[bytes]:
+    """Pieces ``indexes`` from the web seed at ``base_url``, their ranges pipelined on
+    ``connection``, their pad bytes (BEP 47) made here."""
+    plans = [
+        plan_piece(base_url, torrent.name, layout, index, is_multi_file=torrent.is_multi_file) for index in indexes
+    ]
+    requests = [item for plan in plans for item in plan if isinstance(item, RangeRequest)]
+    bodies = iter(await connection.fetch(requests)) if requests else iter(())
+    pieces = []
+    for plan in plans:
+        parts = [bytes(item.length) if isinstance(item, PadBytes) else next(bodies) for item in plan]
+        pieces.append(parts[0] if len(parts) == 1 else b"".join(parts))
+    return pieces
 
 
 async def run_webseed(runtime: TorrentRuntime, state: WebSeedState) -> None:
     """Download pieces from the web seed ``state`` stands for until the torrent is complete,
-    paused or the seed is banned. One request in flight at a time, on one connection."""
+    paused or the seed is banned: a batch of pieces at a time, pipelined on one connection."""
     connection = WebSeedConnection()
     try:
-        await _fetch_pieces(runtime, state, connection)
+        await _fetch_batches(runtime, state, connection)
     finally:
         connection.close()
 
 
-async def _fetch_pieces(runtime: TorrentRuntime, state: WebSeedState, connection: WebSeedConnection) -> None:
+async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connection: WebSeedConnection) -> None:
     url = state.url
     key = WebSeedKey(url)
     torrent = runtime.torrent
     layout = Layout(torrent.files, torrent.piece_length)
     swarm = runtime.swarm
     assert swarm is not None
+    batch_pieces = max(1, min(MAX_BATCH_PIECES, BATCH_BYTES // torrent.piece_length))
     while not runtime.paused and not runtime.finished.is_set():
         now = time.monotonic()
         if state.is_banned:
@@ -230,32 +279,38 @@ async def _fetch_pieces(runtime: TorrentRuntime, state: WebSeedState, connection
         if not state.may_request(now):
             await asyncio.sleep(state.retry_at - now)
             continue
-        index = swarm.picker.start_piece_for_webseed(key)
-        if index is None:
+        indexes: list[int] = []
+        while len(indexes) < batch_pieces and (index := swarm.picker.start_piece_for_webseed(key)) is not None:
+            indexes.append(index)
+        if not indexes:
             await asyncio.sleep(IDLE_POLL_S)
             continue
         try:
-            delay = runtime.download_delay(torrent.piece_size(index), now)
+            delay = runtime.download_delay(sum(torrent.piece_size(index) for index in indexes), now)
             if delay > 0:
                 await asyncio.sleep(delay)
-            data = await fetch_piece(connection, url, torrent, layout, index)
-            ok = await runtime.run_off_loop(_hash_matches, data, torrent.v1_piece_hash(index))
+            pieces = await fetch_pieces(connection, url, torrent, layout, indexes)
+            expected = [torrent.v1_piece_hash(index) for index in indexes]
+            matches = await runtime.run_off_loop(_hashes_match, pieces, expected)
         except WebSeedError as error:
-            swarm.picker.piece_abandoned(index, key)
+            for index in indexes:
+                swarm.picker.piece_abandoned(index, key)
             state.request_failed(time.monotonic())
-            log.debug("web seed failed on piece %d: %s", index, error)
+            log.debug("web seed failed on pieces %s: %s", indexes[:4], error)
             continue
         except BaseException:
-            swarm.picker.piece_abandoned(index, key)
+            for index in indexes:
+                swarm.picker.piece_abandoned(index, key)
             raise
-        if not ok:
-            swarm.picker.piece_abandoned(index, key)
-            state.piece_failed_hash()
-            continue
-        state.piece_served()
-        runtime.webseed_bytes += len(data)
-        runtime.run_actions(swarm.webseed_piece(key, index, data, time.monotonic()))
+        for index, data, ok in zip(indexes, pieces, matches, strict=True):
+            if not ok:
+                swarm.picker.piece_abandoned(index, key)
+                state.piece_failed_hash()
+                continue
+            state.piece_served()
+            runtime.webseed_bytes += len(data)
+            runtime.run_actions(swarm.webseed_piece(key, index, data, time.monotonic()))
 
 
-def _hash_matches(data: bytes, expected: bytes) -> bool:
-    return hashlib.sha1(data).digest() == expected  # noqa: S324
+def _hashes_match(pieces: list[bytes], expected: list[bytes]) -> list[bool]:
+    return [hashlib.sha1(data).digest() == digest for data, digest in zip(pieces, expected, strict=True)]  # noqa: S324
