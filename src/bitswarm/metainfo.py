@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from bitswarm import bencode, merkle, paths
@@ -232,6 +232,9 @@ def _build(
             )
 
     if has_v1 and has_v2:
+        if v1_multi and not v2_multi:
+            # A folder of one file: v1 lists it under the name, v2's tree alone cannot.
+            v2_files = [replace(entry, path=(name, *entry.path)) for entry in v2_files]
         _check_hybrid(v1_files, v2_files)
         version, files, multi = TorrentVersion.HYBRID, v1_files, v1_multi
         # The v1 list holds the pad files; the v2 tree the roots: keep both facts.
@@ -239,6 +242,8 @@ def _build(
         files = [_replace_root(entry, roots.get(entry.path)) for entry in v1_files]
     elif has_v2:
         version, files, multi = TorrentVersion.V2, v2_files, v2_multi
+        if not multi:
+            name = files[0].path[0]
     else:
         version, files, multi = TorrentVersion.V1, v1_files, v1_multi
 
@@ -345,7 +350,9 @@ def _v2_files(info: dict[bytes, bencode.Value], name: str, piece_length: int) ->
                 raise MetainfoError("missing or not 32 bytes", f"{where}.pieces root")
         elif root is not None:
             raise MetainfoError("present for an empty file", f"{where}.pieces root")
-        path = (name,) if single else (name, *paths.safe_path(raw_path, where))
+        # A tree of one file is a single-file torrent named by its key (``name`` is only
+        # advisory in v2): libtorrent reads it so, and makes it from a folder of one file.
+        path = paths.safe_path(raw_path, where) if single else (name, *paths.safe_path(raw_path, where))
         attr = _attr(leaf, where)
         files.append(FileEntry(path, length, offset, False, attr, root, _symlink_target(leaf, attr, where)))
         # BEP 52: every file starts on a piece boundary.

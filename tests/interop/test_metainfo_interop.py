@@ -73,6 +73,24 @@ def test_libtorrent_reads_bitswarm_torrents_with_the_same_hashes(content: Path, 
     assert theirs["private"] is True
 
 
+@pytest.mark.parametrize("version", ["v1", "v2", "hybrid"])
+def test_a_folder_of_one_file_reads_as_libtorrent_reads_it(tmp_path: Path, version: str) -> None:
+    # BEP 52's file tree cannot put one file under a folder name: libtorrent reads a v2
+    # torrent of a folder of one file as that file alone, and a hybrid by its v1 list.
+    folder = tmp_path / "album"
+    folder.mkdir()
+    (folder / "only.bin").write_bytes(random.Random(5).randbytes(100_000))
+    out = tmp_path / f"{version}.torrent"
+    bitswarm_create(folder, out, version)
+    ours = Torrent.decode(out.read_bytes())
+    theirs = lt("info", out)
+    assert theirs["info_hash_v1"] == hex_or_none(ours.info_hash_v1)
+    assert theirs["info_hash_v2"] == hex_or_none(ours.info_hash_v2)
+    assert theirs["name"] == ours.name == ("only.bin" if version == "v2" else "album")
+    assert lt_data_files(theirs) == data_files(ours)
+    assert verify(ours, tmp_path if version != "v2" else folder).is_complete
+
+
 def test_transmission_reads_bitswarm_v1_torrents_with_the_same_hash(content: Path, tmp_path: Path) -> None:
     out = tmp_path / "v1.torrent"
     bitswarm_create(content, out, "v1", "-t", TRACKERS[0])
