@@ -174,3 +174,32 @@ def serve_hostile(behaviour: str) -> Iterator[tuple[str, HostileLog]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def serve_redirect(target_base: str, requests: list[str]) -> Iterator[str]:
+    """A server (HTTP/1.1, keep-alive) answering every GET with a 302 to the same path under
+    ``target_base``, as a mirror director does; ``requests`` gets each path asked for."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            requests.append(unquote(urlsplit(self.path).path))
+            self.send_response(302)
+            self.send_header("Location", target_base.rstrip("/") + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

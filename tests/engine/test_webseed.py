@@ -18,7 +18,7 @@ from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net import webseed
 from bitswarm.net.session import Session
 from bitswarm.net.webseed import WebSeedConnection
-from webseed_http import Hostile, serve_folder, serve_hostile
+from webseed_http import Hostile, serve_folder, serve_hostile, serve_redirect
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -85,6 +85,32 @@ def test_web_seed_serving_wrong_bytes_is_banned_and_a_peer_finishes(tmp_path: Pa
                 await seeder.close()
 
         asyncio.run(scenario())
+    for path in album.rglob("*"):
+        if path.is_file():
+            assert (tmp_path / "get" / path.relative_to(album.parent)).read_bytes() == path.read_bytes()
+
+
+def test_a_web_seed_behind_a_redirect_is_followed(tmp_path: Path) -> None:
+    album = make_album(tmp_path / "www")
+    served: list[str] = []
+    redirected: list[str] = []
+    with serve_folder(tmp_path / "www", requests=served) as target, serve_redirect(target, redirected) as base:
+        options = CreateOptions(version=TorrentVersion.V1, piece_length=16 * 1024, web_seeds=[base])
+        torrent = Torrent.decode(create(album, options))
+
+        async def scenario() -> None:
+            session = Session(port=0, host="127.0.0.1", strict=True)
+            await session.start()
+            try:
+                download = await session.add(torrent, tmp_path / "get")
+                await asyncio.wait_for(download.finished.wait(), 30)
+                assert download.webseed_bytes == torrent.stream_size
+            finally:
+                await session.close()
+
+        asyncio.run(scenario())
+    files = {"/" + path.relative_to(tmp_path / "www").as_posix() for path in album.rglob("*") if path.is_file()}
+    assert set(redirected) == set(served) == files
     for path in album.rglob("*"):
         if path.is_file():
             assert (tmp_path / "get" / path.relative_to(album.parent)).read_bytes() == path.read_bytes()

@@ -16,8 +16,9 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httptools
 
@@ -47,6 +48,11 @@ READ_BYTES = 256 * 1024
 # the hashing behind each other, few enough that a failure gives back little.
 BATCH_BYTES = 1 << 20
 MAX_BATCH_PIECES = 32
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Hops from a file's URL to where it is served (mirrors redirect once or twice); more is a loop.
+MAX_REDIRECTS = 5
+# Redirects remembered per web seed: one per file in practice.
+MAX_LOCATIONS = 10_000
 # While the picker has no piece for a seed (peers hold them all), look again this often.
 IDLE_POLL_S = 0.5
 
@@ -136,6 +142,8 @@ class WebSeedConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._replies = _Replies()
+        # A file's URL -> the URL it was redirected to, for this web seed's lifetime.
+        self._locations: dict[str, str] = {}
 
     @property
     def is_open(self) -> bool:
@@ -148,16 +156,21 @@ class WebSeedConnection:
         self._replies = _Replies()
 
     async def fetch(self, requests: Sequence[RangeRequest]) -> list[bytes]:
-        """The bytes of each of ``requests`` (all on one server); raises ``WebSeedError``
-        unless the server sent exactly them within ``REQUEST_TIMEOUT_S``."""
+        """The bytes of each of ``requests``; raises ``WebSeedError`` unless the server sent
+        exactly them within ``REQUEST_TIMEOUT_S``. Redirects are followed (and remembered)
+        up to ``MAX_REDIRECTS`` hops from a file's URL."""
         timeout_s = REQUEST_TIMEOUT_S
         bodies: list[bytes] = []
         try:
             async with asyncio.timeout(timeout_s):
                 while len(bodies) < len(requests):
-                    reused = self.is_open
+                    rest = [replace(request, url=self._located(request.url)) for request in requests[len(bodies) :]]
+                    origin = _origin(rest[0].url)
+                    group = rest[: next((i for i, r in enumerate(rest) if _origin(r.url) != origin), len(rest))]
+                    reused = self.is_open and self._origin == origin
+                    got, moved = await self._exchange(origin, group, bodies)
                     # A reused connection may have been dropped while idle: then once more on a new one.
-                    if not await self._exchange(requests[len(bodies) :], bodies) and not reused:
+                    if not (got or moved or reused):
                         raise WebSeedError("connection closed before the reply was complete")
         except TimeoutError:
             self.close()
@@ -167,14 +180,30 @@ class WebSeedConnection:
             raise WebSeedError(str(error) or type(error).__name__) from None
         return bodies
 
-    async def _exchange(self, requests: Sequence[RangeRequest], bodies: list[bytes]) -> int:
-        """Send ``requests`` on the connection (a new one unless an open one goes to their
-        server) and add their bodies to ``bodies`` until all came or the connection ended;
-        returns how many came. Raises ``WebSeedError`` for a wrong reply."""
-        parts = urlsplit(requests[0].url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise WebSeedError(f"not an http(s) URL: {requests[0].url[:100]}")
-        origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    def _located(self, url: str) -> str:
+        """Where ``url`` is served, after the redirects seen so far."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            target = self._locations.get(url)
+            if target is None:
+                return url
+            url = target
+        raise WebSeedError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _moved(self, url: str, location: bytes | None) -> None:
+        target = urljoin(url, location.decode("latin-1").strip()) if location else ""
+        if urlsplit(target).scheme not in ("http", "https"):
+            raise WebSeedError(f"a redirect to no http(s) URL: {target[:100]!r}")
+        if len(self._locations) >= MAX_LOCATIONS:
+            raise WebSeedError(f"more than {MAX_LOCATIONS} redirects")
+        self._locations[url] = target
+
+    async def _exchange(
+        self, origin: tuple[str, str, int], requests: Sequence[RangeRequest], bodies: list[bytes]
+    ) -> tuple[int, bool]:
+        """Send ``requests`` (all to ``origin``) on the connection, a new one unless an open
+        one goes there, and add their bodies to ``bodies`` until all came, one was
+        redirected, or the connection ended; returns how many came and whether one was
+        redirected. Raises ``WebSeedError`` for a wrong reply."""
         if self._origin != origin or not self.is_open:
             self.close()
             context = ssl.create_default_context() if origin[0] == "https" else None
@@ -201,7 +230,7 @@ class WebSeedConnection:
                     if replies.current is not None:
                         raise WebSeedError("connection closed in the middle of a reply")
                     self.close()
-                    return got
+                    return got, False
                 replies.parser.feed_data(chunk)
                 incomplete = replies.current is not None and not replies.current.headers_complete
                 unframed = unframed + len(chunk) if incomplete else 0
@@ -214,6 +243,10 @@ class WebSeedConnection:
                 continue
             reply = replies.done.popleft()
             request = requests[got]
+            if reply.status in REDIRECT_STATUSES:
+                self._moved(request.url, reply.headers.get(b"location"))
+                self.close()  # the replies still to come are asked for again, where they moved
+                return got, True
             content_range = reply.headers.get(b"content-range")
             text = content_range.decode("latin-1") if content_range is not None else None
             if reply.too_large or not response_body_is_acceptable(request, reply.status, text, len(reply.body)):
@@ -222,8 +255,15 @@ class WebSeedConnection:
             got += 1
             if not reply.keep_alive:
                 self.close()
-                return got
-        return got
+                return got, False
+        return got, False
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebSeedError(f"not an http(s) URL: {url[:100]}")
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _encode(request: RangeRequest) -> bytes:
