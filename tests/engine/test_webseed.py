@@ -139,6 +139,20 @@ def test_one_connection_carries_many_requests_and_is_reopened_when_the_server_dr
     assert len(set(clients)) == 3
 
 
+@pytest.mark.parametrize("target", ["file:///etc", "gopher://127.0.0.1:1"])
+def test_a_redirect_away_from_http_is_refused(target: str) -> None:
+    asked: list[str] = []
+    with serve_redirect(target, asked) as base:
+
+        async def fetch() -> None:
+            connection = WebSeedConnection()
+            with pytest.raises(WebSeedError, match="redirect to no http"):
+                await connection.fetch([RangeRequest(base + "f.bin", 0, 10, 100)])
+
+        asyncio.run(fetch())
+    assert asked == ["/f.bin"]
+
+
 @pytest.mark.parametrize("behaviour", Hostile.ALL)
 def test_a_hostile_reply_is_refused_quickly_and_closes_the_connection(
     monkeypatch: pytest.MonkeyPatch, behaviour: str
