@@ -10,7 +10,6 @@ keep failing their hash is dropped.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import ssl
 import time
@@ -330,8 +329,7 @@ async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connectio
             if delay > 0:
                 await asyncio.sleep(delay)
             pieces = await fetch_pieces(connection, url, torrent, layout, indexes)
-            expected = [torrent.v1_piece_hash(index) for index in indexes]
-            matches = await runtime.run_off_loop(_hashes_match, pieces, expected)
+            matches = await runtime.run_off_loop(_pieces_match, runtime, indexes, pieces)
         except WebSeedError as error:
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
@@ -352,5 +350,7 @@ async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connectio
             runtime.run_actions(swarm.webseed_piece(key, index, data, time.monotonic()))
 
 
-def _hashes_match(pieces: list[bytes], expected: list[bytes]) -> list[bool]:
-    return [hashlib.sha1(data).digest() == digest for data, digest in zip(pieces, expected, strict=True)]  # noqa: S324
+def _pieces_match(runtime: TorrentRuntime, indexes: list[int], pieces: list[bytes]) -> list[bool]:
+    # The torrent's own check (a hybrid's pieces against both hashes), so that a seed is
+    # blamed for exactly the pieces the swarm would refuse.
+    return [runtime.piece_matches(index, data) for index, data in zip(indexes, pieces, strict=True)]
