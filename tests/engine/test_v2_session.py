@@ -12,10 +12,13 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from bitswarm import merkle
 from bitswarm.create import CreateOptions, create
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
+from bitswarm.wire.messages import Hashes, HashReject, HashRequest, HaveNone, Message
+from bitswarm.wire.peer import PeerProtocol, PeerState
 
 PIECE_LENGTH = 64 * 1024
 SIZES = {"a.bin": 150_000, "b.bin": 2 * PIECE_LENGTH, "c.bin": 5_000, "d.bin": 0, "e.bin": 40_000}
@@ -168,3 +171,52 @@ def test_a_hybrid_piece_must_match_its_v2_hash_as_well_as_its_sha1(tmp_path: Pat
         assert not bare.piece_matches(1, bytes(PIECE_LENGTH))
 
     asyncio.run(scenario())
+
+
+def test_a_seed_answers_a_request_for_block_hashes_with_a_proof_to_the_root(tmp_path: Path) -> None:
+    # What libtorrent asks after a piece failed its check: the 16 KiB block hashes of that
+    # piece, with the uncles up to the file's root. The seed reads the piece to answer.
+    source, torrent = make_v2(tmp_path, seed=54)
+    entry = next(entry for entry in torrent.data_files() if entry.path[-1] == "a.bin")
+    assert entry.pieces_root is not None
+    data = (source / "a.bin").read_bytes()  # 150,000 bytes: 10 blocks, a tree 16 wide
+    blocks_per_piece = PIECE_LENGTH // merkle.BLOCK_SIZE
+    request = HashRequest(entry.pieces_root, 0, blocks_per_piece, blocks_per_piece, 3)  # piece 1's blocks
+
+    async def scenario() -> list[Message]:
+        seeder = Session(port=0, host="127.0.0.1", strict=True)
+        await seeder.start()
+        try:
+            await seeder.add(torrent, source.parent)
+            core = PeerProtocol(
+                info_hash=(torrent.info_hash_v2 or b"")[:20], peer_id=b"-XX0001-" + bytes(12),
+                num_pieces=torrent.num_pieces, piece_size=torrent.piece_size, have_piece=lambda index: False,
+                now=0.0, extensions=False,
+            )  # fmt: skip
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeder.port)
+            writer.write(core.handshake())
+            answers: list[Message] = []
+            asked = False
+            async with asyncio.timeout(30):
+                while not answers:
+                    data = await reader.read(65536)
+                    assert data, "the seed hung up"
+                    for message in core.receive(data, now=1.0):
+                        if isinstance(message, Hashes | HashReject):
+                            answers.append(message)
+                    if not asked and core.state is PeerState.OPEN:
+                        core.send(HaveNone())
+                        core.send(request)
+                        asked = True
+                    writer.write(core.data_to_send())
+            writer.close()
+            return answers
+        finally:
+            await seeder.close()
+            assert not seeder.failures
+
+    [answer] = asyncio.run(scenario())
+    assert isinstance(answer, Hashes)
+    hashes = merkle.split_layer(answer.hashes)
+    assert hashes[:4] == merkle.block_hashes(data[PIECE_LENGTH : 2 * PIECE_LENGTH])
+    assert merkle.root_from_proof(hashes[:4], request.index, hashes[4:]) == entry.pieces_root

@@ -15,7 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitswarm import merkle
-from bitswarm.engine.swarm import MAX_HASH_ANSWERS_PER_TICK, ClosePeer, Swarm
+from bitswarm.engine.swarm import (
+    MAX_BLOCK_HASH_READS_IN_FLIGHT,
+    MAX_BLOCK_HASH_READS_PER_TICK,
+    MAX_HASH_ANSWERS_PER_TICK,
+    ClosePeer,
+    ReadBlockHashes,
+    Swarm,
+)
 from bitswarm.errors import PeerProtocolError, UsageError
 from bitswarm.wire.hashes import (
     MAX_HASH_REQUESTS_PER_PEER,
@@ -23,6 +30,7 @@ from bitswarm.wire.hashes import (
     HashFetch,
     HashServe,
     PieceLayerReceived,
+    ReadForHashes,
     V2File,
     piece_layer_of,
 )
@@ -273,12 +281,15 @@ def test_requests_outside_the_file_tree_are_protocol_errors(
 
 def test_requests_we_cannot_serve_are_rejected() -> None:
     serve, _, root = serve_for(13)
-    # An unknown root, the block layer (we hold no block hashes), a file without a layer.
+    # An unknown root, a file without a layer (its piece layer, or its blocks: the proof
+    # above its pieces needs the layer).
     assert isinstance(serve.answer(HashRequest(bytes(32), 2, 0, 4, 1)), HashReject)
-    assert isinstance(serve.answer(HashRequest(root, 0, 0, 4, 1)), HashReject)
     _, other_root = piece_layer_tree(5, seed=9)
     bare = HashServe(PIECE_LENGTH, [v2_file(5, other_root)], {})
     assert isinstance(bare.answer(HashRequest(other_root, 2, 0, 8, 2)), HashReject)
+    assert isinstance(bare.answer(HashRequest(other_root, 0, 0, 4, 4)), HashReject)
+    # A layer above the piece layer, which no client asks for.
+    assert isinstance(serve.answer(HashRequest(root, 3, 0, 8, 2)), HashReject)
 
 
 # -- fetching --------------------------------------------------------------------------
@@ -383,6 +394,7 @@ def test_the_swarm_asks_a_seed_for_the_layer_and_reports_it_proven() -> None:
     assert not swarm.is_seeding  # the pieces wait for their hashes
     [request] = [message for message in sent_messages(peer) if isinstance(message, HashRequest)]
     answer = serve.answer(request)
+    assert isinstance(answer, Hashes)
     actions = swarm.handle("seed", peer.receive(encode(answer), now=1.0), 1.0)
     assert [type(action) for action in actions] == [PieceLayerReceived]
     assert swarm.hash_fetch is None
@@ -479,3 +491,176 @@ def test_whatever_the_order_of_answers_rejects_and_departures_every_layer_comes_
             assert isinstance(answer, Hashes)
             got.update((layer.pieces_root, layer.layer) for layer in fetch.received("patient", answer))
     assert got == layers
+
+
+# -- block hashes (below the piece layer) ----------------------------------------------
+
+# Six pieces of four blocks, the last one short (two blocks, the second partial): 22
+# blocks, a tree 32 wide and 5 high whose piece layer is layer 2.
+FILE_DATA = random.Random(7).randbytes(5 * PIECE_LENGTH + merkle.BLOCK_SIZE + 3616)
+FIRST_PIECE = 3  # the file starts at piece 3 of the torrent
+
+
+def pieces_of(data: bytes) -> list[bytes]:
+    return [data[at : at + PIECE_LENGTH] for at in range(0, len(data), PIECE_LENGTH)]
+
+
+def real_file(data: bytes = FILE_DATA) -> tuple[HashServe, bytes]:
+    """A server of ``data``'s true piece layer, and its pieces root."""
+    layer = [merkle.piece_root(piece, len(data), PIECE_LENGTH) for piece in pieces_of(data)]
+    root = merkle.root(layer, merkle.next_power_of_two(len(layer)), BLOCKS_PER_PIECE)
+    layers = {root: b"".join(layer)} if len(layer) > 1 else {}
+    return HashServe(PIECE_LENGTH, [V2File(root, len(data), FIRST_PIECE)], layers), root
+
+
+def answer_with(serve: HashServe, request: HashRequest, data: bytes = FILE_DATA) -> Hashes | HashReject:
+    """Play the layer above: read the pieces asked for (from ``data``) and hash their blocks."""
+    read = serve.answer(request)
+    assert isinstance(read, ReadForHashes)
+    pieces = pieces_of(data)
+    return serve.answer_from_blocks(read, [merkle.block_hashes(pieces[index - FIRST_PIECE]) for index in read.pieces])
+
+
+@pytest.mark.parametrize(
+    ("base", "index", "length", "proof", "pieces"),
+    [
+        (0, 4 * piece, 4, 4, [piece])
+        for piece in range(6)  # one piece's blocks, as libtorrent asks
+    ]
+    + [
+        (0, 6, 2, 4, [1]),  # half a piece: the uncles inside the piece come from its blocks
+        (0, 21, 1, 4, [5]),  # the last block, short
+        (0, 8, 8, 4, [2, 3]),  # two pieces
+        (0, 16, 16, 4, [4, 5]),  # past the file's end: padding
+        (0, 24, 8, 4, []),  # padding alone
+        (1, 2, 2, 3, [1]),  # a layer between the blocks and the pieces
+        (0, 4, 4, 2, [1]),  # a proof that stops below the root
+    ],
+)
+def test_block_hashes_of_pieces_we_have_prove_to_the_root(
+    base: int, index: int, length: int, proof: int, pieces: list[int]
+) -> None:
+    serve, root = real_file()
+    request = HashRequest(root, base, index, length, proof)
+    read = serve.answer(request)
+    assert isinstance(read, ReadForHashes)
+    assert [index - FIRST_PIECE for index in read.pieces] == pieces
+    answer = answer_with(serve, request)
+    assert isinstance(answer, Hashes)
+    hashes = merkle.split_layer(answer.hashes)
+    assert len(hashes) == length + uncle_count(length, proof)
+    # The uncles up to the root prove the hashes; a shorter proof is their first part.
+    full = answer_with(serve, HashRequest(root, base, index, length, 4 - base))
+    assert isinstance(full, Hashes)
+    full_hashes = merkle.split_layer(full.hashes)
+    assert full_hashes[: len(hashes)] == hashes
+    assert merkle.root_from_proof(full_hashes[:length], index, full_hashes[length:]) == root
+    # Block hashes are the blocks' own SHA-256, and past the file's end zero hashes.
+    expected = [merkle.root(group, 1 << base) for group in _groups(merkle.block_hashes(FILE_DATA), 1 << base, 32)]
+    assert hashes[:length] == expected[index : index + length]
+
+
+def _groups(blocks: list[bytes], size: int, width: int) -> list[list[bytes]]:
+    """Nodes of layer log2(size), as lists of the block hashes under each (padding left out)."""
+    return [blocks[at : at + size] for at in range(0, width, size)]
+
+
+def test_blocks_that_do_not_hash_to_the_piece_are_rejected_not_answered() -> None:
+    # Data changed on disk after its piece was verified: no false proof goes out.
+    serve, root = real_file()
+    changed = bytearray(FILE_DATA)
+    changed[PIECE_LENGTH + 5] ^= 1
+    request = HashRequest(root, 0, 4, 4, 4)
+    assert isinstance(answer_with(serve, request, bytes(changed)), HashReject)
+    assert isinstance(answer_with(serve, request), Hashes)
+
+
+def test_a_file_of_one_piece_answers_block_hashes_without_a_piece_layer() -> None:
+    data = FILE_DATA[: 2 * merkle.BLOCK_SIZE + 700]  # three blocks, a tree 4 wide
+    serve, root = real_file(data)
+    for index, length in [(0, 4), (0, 2), (2, 2), (3, 1)]:
+        request = HashRequest(root, 0, index, length, 1)
+        answer = answer_with(serve, request, data)
+        assert isinstance(answer, Hashes)
+        hashes = merkle.split_layer(answer.hashes)
+        assert merkle.root_from_proof(hashes[:length], index, hashes[length:]) == root
+
+
+@pytest.mark.parametrize(
+    ("base", "index", "length", "proof", "match"),
+    [
+        (0, 32, 2, 4, "the layer has 32"),  # past the end of the block layer
+        (0, 0, 64, 0, "the layer has 32"),
+        (0, 0, 2, 5, "tree is 5 high"),  # a proof layer above the root
+    ],
+)
+def test_block_hash_requests_outside_the_tree_are_protocol_errors(
+    base: int, index: int, length: int, proof: int, match: str
+) -> None:
+    serve, root = real_file()
+    with pytest.raises(PeerProtocolError, match=match):
+        serve.answer(HashRequest(root, base, index, length, proof))
+
+
+def seeding_swarm(have: list[int]) -> tuple[Swarm, PeerProtocol, bytes]:
+    serve, root = real_file()
+    num_pieces = FIRST_PIECE + 6
+    swarm = Swarm(
+        num_pieces=num_pieces, piece_size=lambda index: PIECE_LENGTH, have=have, rng=random.Random(5), now=0.0,
+        hash_serve=serve,
+    )  # fmt: skip
+    peer = open_core(num_pieces=num_pieces)
+    swarm.add_peer("leecher", peer, 0.0)
+    return swarm, peer, root
+
+
+def test_the_swarm_reads_only_pieces_it_has_and_rejects_the_rest() -> None:
+    swarm, peer, root = seeding_swarm(have=[FIRST_PIECE + 1])
+    lacking = HashRequest(root, 0, 0, 4, 4)
+    held = HashRequest(root, 0, 4, 4, 4)
+    actions = swarm.handle("leecher", peer.receive(encode(lacking) + encode(held), now=1.0), 1.0)
+    assert sent_messages(peer) == [HashReject(root, 0, 0, 4, 4)]
+    [read] = actions
+    assert isinstance(read, ReadBlockHashes)
+    assert read.peer == "leecher"
+    assert read.read.pieces == range(FIRST_PIECE + 1, FIRST_PIECE + 2)
+    # The layer above read and hashed the piece: the answer goes out and proves.
+    swarm.block_hashes_read("leecher", read.read, [merkle.block_hashes(pieces_of(FILE_DATA)[1])])
+    [answer] = sent_messages(peer)
+    assert isinstance(answer, Hashes)
+    hashes = merkle.split_layer(answer.hashes)
+    assert merkle.root_from_proof(hashes[:4], 4, hashes[4:]) == root
+    # A read that failed is a reject; an answer for a peer gone since is dropped.
+    swarm.handle("leecher", peer.receive(encode(held), now=1.0), 1.0)
+    swarm.block_hashes_read("leecher", read.read, None)
+    assert sent_messages(peer) == [HashReject(root, 0, 4, 4, 4)]
+    swarm.handle("leecher", peer.receive(encode(held), now=1.0), 1.0)
+    swarm.remove_peer("leecher")
+    swarm.block_hashes_read("leecher", read.read, None)
+
+
+def test_block_hash_reads_are_bounded_in_flight_and_per_tick() -> None:
+    swarm, peer, root = seeding_swarm(have=list(range(FIRST_PIECE + 6)))
+    request = HashRequest(root, 0, 0, 4, 4)
+    flood = encode(request) * (MAX_BLOCK_HASH_READS_IN_FLIGHT + 3)
+    reads = swarm.handle("leecher", peer.receive(flood, now=1.0), 1.0)
+    assert len(reads) == MAX_BLOCK_HASH_READS_IN_FLIGHT
+    assert sent_messages(peer) == [HashReject(root, 0, 0, 4, 4)] * 3
+    blocks = [merkle.block_hashes(pieces_of(FILE_DATA)[0])]
+    answered = 0
+    # Each answer frees a place, until the tick's budget is spent.
+    while True:
+        read = reads.pop()
+        assert isinstance(read, ReadBlockHashes)
+        swarm.block_hashes_read("leecher", read.read, blocks)
+        answered += 1
+        reads += swarm.handle("leecher", peer.receive(encode(request), now=1.0), 1.0)
+        if not reads:
+            break
+    assert answered == MAX_BLOCK_HASH_READS_PER_TICK
+    messages = sent_messages(peer)
+    assert sum(isinstance(message, Hashes) for message in messages) == MAX_BLOCK_HASH_READS_PER_TICK
+    assert isinstance(messages[-1], HashReject)
+    swarm.tick(2.0)
+    sent_messages(peer)
+    assert len(swarm.handle("leecher", peer.receive(encode(request), now=2.0), 2.0)) == 1

@@ -22,7 +22,11 @@ this block for that peer, close or ban that peer.
   ``ConnectPeers`` for the layer above to dial within its limits. A malformed extension
   message closes that peer's connection.
 - BEP 52 hash messages: a ``HashServe`` answers peers' hash requests from the piece layers
-  we know (none: every request is rejected); a ``HashFetch`` (a v2 torrent known from a
+  we know (none: every request is rejected); a request for block hashes (below the piece
+  layer) of pieces we have comes out as ``ReadBlockHashes`` for the layer above to read
+  and hash off the event loop, and goes back in through ``block_hashes_read`` (at most
+  ``MAX_BLOCK_HASH_READS_IN_FLIGHT`` per peer at once and ``MAX_BLOCK_HASH_READS_PER_TICK``
+  per tick; more are rejected); a ``HashFetch`` (a v2 torrent known from a
   magnet link) asks peers for the piece layers we lack, and each one proven comes out as
   ``PieceLayerReceived``, for the layer above to start those pieces (``set_priorities``).
   A peer whose hashes do not prove to the root loses its connection.
@@ -57,7 +61,7 @@ from bitswarm.wire.extension import (
     encode_metadata,
     encode_pex,
 )
-from bitswarm.wire.hashes import HashFetch, HashServe, PieceLayerReceived
+from bitswarm.wire.hashes import HashFetch, HashServe, PieceLayerReceived, ReadForHashes
 from bitswarm.wire.messages import (
     Bitfield,
     Cancel,
@@ -87,6 +91,11 @@ MAX_QUEUE = 500
 # BEP 52 hash requests answered per peer between two ticks (a second); more are rejected.
 # libtorrent asks once per 512 pieces of a file, so this is a flood's limit, not a peer's.
 MAX_HASH_ANSWERS_PER_TICK = 32
+# BEP 52 requests for block hashes cost a read of up to 8 MiB (512 blocks) each: a peer
+# asks after a piece it fetched failed, so a few at once and a few a second are plenty;
+# more are rejected rather than queued.
+MAX_BLOCK_HASH_READS_IN_FLIGHT = 2
+MAX_BLOCK_HASH_READS_PER_TICK = 4
 # A deep request queue is topped up once a quarter of it has arrived, not by one request
 # per block arriving: each refill is a send of its own (65,536 a GiB at one per block).
 REFILL_FRACTION = 4
@@ -144,6 +153,15 @@ class DownloadFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadBlockHashes:
+    """Instruction: read ``read.pieces`` (each its file's bytes only), hash their blocks
+    (``merkle.block_hashes``, off the event loop) and call ``Swarm.block_hashes_read``."""
+
+    peer: PeerKey
+    read: ReadForHashes
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectPeers:
     """Instruction: try these listen addresses (learned by PEX); the layer above dedupes
     them against its connections and keeps within its connection limits."""
@@ -161,6 +179,7 @@ Action = (
     | DownloadFinished
     | ConnectPeers
     | PieceLayerReceived
+    | ReadBlockHashes
 )
 
 
@@ -235,6 +254,8 @@ class _Peer:
     is_snubbed: bool = False
     is_seed_counted: bool = False
     hash_answers: int = 0
+    block_hash_reads: int = 0  # in flight
+    block_hash_reads_this_tick: int = 0
     counted_pieces: set[int] = field(default_factory=set)
     link: PeerLink = field(default_factory=lambda: PeerLink(PeerExtensions()))
 
@@ -434,12 +455,24 @@ class Swarm:
     def _hash_message(self, key: PeerKey, peer: _Peer, message: HashRequest | Hashes | HashReject) -> list[Action]:
         """One BEP 52 hash message; raises PeerProtocolError for a bad request or proof."""
         if isinstance(message, HashRequest):
-            if self.hash_serve is not None and peer.hash_answers < MAX_HASH_ANSWERS_PER_TICK:
-                peer.hash_answers += 1
-                peer.core.send(self.hash_serve.answer(message))
-            else:
+            if self.hash_serve is None or peer.hash_answers >= MAX_HASH_ANSWERS_PER_TICK:
                 peer.core.send(HashReject(*_fields(message)))
-            return []
+                return []
+            peer.hash_answers += 1
+            answer = self.hash_serve.answer(message)
+            if not isinstance(answer, ReadForHashes):
+                peer.core.send(answer)
+                return []
+            if (
+                peer.block_hash_reads >= MAX_BLOCK_HASH_READS_IN_FLIGHT
+                or peer.block_hash_reads_this_tick >= MAX_BLOCK_HASH_READS_PER_TICK
+                or not all(self.picker.have[index] for index in answer.pieces)
+            ):
+                peer.core.send(HashReject(*_fields(message)))
+                return []
+            peer.block_hash_reads += 1
+            peer.block_hash_reads_this_tick += 1
+            return [ReadBlockHashes(key, answer)]
         if self.hash_fetch is None:
             return []  # an answer that came after the last layer was in
         if isinstance(message, HashReject):
@@ -453,6 +486,20 @@ class Swarm:
         if self.hash_fetch.is_done:
             self.hash_fetch = None
         return layers
+
+    def block_hashes_read(self, key: PeerKey, read: ReadForHashes, block_hashes: list[list[bytes]] | None) -> None:
+        """The layer above read and hashed the pieces of a ``ReadBlockHashes`` for ``key``
+        (``None``: it could not read them): the peer gets its answer, or a reject."""
+        peer = self.peers.get(key)
+        if peer is None:
+            return  # gone while its pieces were read
+        peer.block_hash_reads -= 1
+        if peer.core.state is not PeerState.OPEN or self.hash_serve is None:
+            return
+        if block_hashes is None:
+            peer.core.send(HashReject(*_fields(read.request)))
+        else:
+            peer.core.send(self.hash_serve.answer_from_blocks(read, block_hashes))
 
     def _fill_hash_requests(self, key: PeerKey, peer: _Peer, now: float) -> None:
         # BEP 52: hash requests may go to a peer whatever its choke state.
@@ -737,6 +784,7 @@ class Swarm:
         """Snubbing and the periodic choking round."""
         for key, peer in self.peers.items():
             peer.hash_answers = 0
+            peer.block_hash_reads_this_tick = 0
             core = peer.core
             if core.state is not PeerState.OPEN:
                 continue

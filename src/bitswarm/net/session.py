@@ -50,6 +50,7 @@ from bitswarm.engine.swarm import (
     ConnectPeers,
     DownloadFinished,
     PieceVerified,
+    ReadBlockHashes,
     ServeBlock,
     Swarm,
     WriteBlock,
@@ -662,6 +663,8 @@ class TorrentRuntime:
                 peer.close(action.reason)
             elif isinstance(action, PieceLayerReceived):
                 self._layer_received(action)
+            elif isinstance(action, ReadBlockHashes):
+                self.spawn(self._serve_block_hashes(action))
             elif isinstance(action, PieceVerified):
                 self._resume_dirty = True
                 self._emit(action)
@@ -787,6 +790,30 @@ class TorrentRuntime:
                     touched.add(connection)
             for connection in touched:
                 connection.flush()
+
+    async def _serve_block_hashes(self, action: ReadBlockHashes) -> None:
+        """BEP 52 block hashes for a peer: its pieces read and hashed in the reader thread,
+        as uploads are read; the swarm's hash core builds the answer from the hashes."""
+        hashes = await asyncio.get_running_loop().run_in_executor(
+            self.readers, self._read_block_hashes, action.read.pieces
+        )
+        if self.swarm is not None:
+            self.swarm.block_hashes_read(action.peer, action.read, hashes)
+            self.run_actions([])  # flushes the answer
+
+    def _read_block_hashes(self, pieces: range) -> list[list[bytes]] | None:
+        """Each piece's block hashes (its file's bytes only), or None if one cannot be read."""
+        hashes = []
+        for index in pieces:
+            owner = self._owners.get(index)
+            if owner is None:
+                return None
+            try:
+                data = self.read_storage.read_block(index, 0, self._data_size(owner, index))
+            except StorageError:
+                return None
+            hashes.append(merkle.block_hashes(data))
+        return hashes
 
     def _upload_batch_limit(self) -> int:
         # Under a rate limit a batch stays within the bucket's burst, so the limit holds closely.

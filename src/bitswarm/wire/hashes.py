@@ -9,9 +9,13 @@ messages whose uncle hashes prove them against the root (``bitswarm.merkle``).
 - ``HashServe`` answers a ``HashRequest`` from the piece layers it knows: the requested
   hashes of the piece layer and the uncle hashes above them. A request outside the
   file's tree is the peer's error (``PeerProtocolError``); a request for a file we have
-  no layer for, or for another layer than the piece layer (the block layer is needed
-  only to find a bad block, and we hash whole pieces), or for more than
-  ``MAX_SERVED_HASHES``, gets a ``HashReject``.
+  no layer for, for a layer above the piece layer, or for more than
+  ``MAX_SERVED_HASHES``, gets a ``HashReject``. A request below the piece layer (the
+  block hashes libtorrent asks for after a piece failed its check, to find the bad
+  block) needs the pieces' data: ``answer`` returns ``ReadForHashes`` naming them, the
+  layer above reads them off the event loop and hashes their blocks, and
+  ``answer_from_blocks`` builds the answer from those block hashes, with the proof
+  inside each piece from them and the proof above the piece layer from its tree.
 - ``HashFetch`` plans our requests: each file's piece layer in runs of
   ``REQUEST_HASHES``, each asked of one peer at a time (a peer that has a piece of the
   run, as BEP 52 advises), with proof layers up to the root, so every answer is checked
@@ -43,6 +47,16 @@ MAX_HASH_REQUESTS_PER_PEER = 4
 # A peer must answer every hash request (BEP 52); one that has not in this long is
 # asked no more for that run, which goes to another peer.
 HASH_REQUEST_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadForHashes:
+    """Instruction: ``request`` asks for hashes below the piece layer; read pieces
+    ``pieces`` (torrent indexes, each its file's bytes only), hash their 16 KiB blocks
+    (``merkle.block_hashes``) and hand them to ``HashServe.answer_from_blocks``."""
+
+    request: HashRequest
+    pieces: range
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +97,10 @@ class HashServe:
         """A layer proven since (fetched for a magnet link): it can be served now."""
         self.layers[pieces_root] = layer
 
-    def answer(self, request: HashRequest) -> Hashes | HashReject:
-        """The ``hashes`` message for ``request``, or a reject when we cannot serve it.
+    def answer(self, request: HashRequest) -> Hashes | HashReject | ReadForHashes:
+        """The ``hashes`` message for ``request``, a reject when we cannot serve it, or for
+        a layer below the piece layer the pieces to read first (``ReadForHashes``; the
+        caller checks that we have them).
 
         Raises ``PeerProtocolError`` when the request does not fit the file's tree.
         """
@@ -102,23 +118,92 @@ class HashServe:
             raise PeerProtocolError(
                 f"hash request for {request.length} hashes at {request.index}; the layer has {width}"
             )
-        layer = self.layers.get(request.pieces_root)
-        if request.base_layer != self.piece_layer or layer is None or request.length > MAX_SERVED_HASHES:
+        if request.length > MAX_SERVED_HASHES:
             return _reject(request)
-        tree = self._trees.get(request.pieces_root)
-        if tree is None:
-            tree = merkle.layers_above(merkle.split_layer(layer), width, 1 << self.piece_layer)
-            self._trees[request.pieces_root] = tree
+        layer = self.layers.get(request.pieces_root)
+        piece_height = self._piece_height(entry)
+        if request.base_layer < piece_height:
+            # A file of one piece has no piece layer: its tree is that piece's alone.
+            if layer is None and entry.num_pieces(self.piece_length) > 1:
+                return _reject(request)
+            width_blocks = 1 << piece_height
+            first = (request.index << request.base_layer) // width_blocks
+            end = -(-((request.index + request.length) << request.base_layer) // width_blocks)
+            # Pieces past the file's end only pad its tree: their hashes are known zeros.
+            end = min(end, entry.num_pieces(self.piece_length))
+            return ReadForHashes(request, range(entry.first_piece + first, entry.first_piece + max(first, end)))
+        if request.base_layer != self.piece_layer or layer is None:
+            return _reject(request)
+        tree = self._tree(request.pieces_root, layer, width)
         hashes = tree[0][request.index : request.index + request.length]
         hashes += merkle.uncles(tree, request.index, request.length, request.proof_layers)
-        return Hashes(
-            request.pieces_root,
-            request.base_layer,
-            request.index,
-            request.length,
-            request.proof_layers,
-            b"".join(hashes),
-        )
+        return _hashes(request, hashes)
+
+    def _piece_height(self, entry: V2File) -> int:
+        """Layers from the blocks up to one piece's hash in ``entry``'s tree."""
+        return merkle.piece_width(entry.length, self.piece_length).bit_length() - 1
+
+    def _tree(self, pieces_root: bytes, layer: bytes, width: int) -> list[list[bytes]]:
+        """Every layer from the piece layer (``width`` wide, padded) up to the root."""
+        tree = self._trees.get(pieces_root)
+        if tree is None:
+            tree = merkle.layers_above(merkle.split_layer(layer), width, 1 << self.piece_layer)
+            self._trees[pieces_root] = tree
+        return tree
+
+    def answer_from_blocks(self, read: ReadForHashes, block_hashes: list[list[bytes]]) -> Hashes | HashReject:
+        """The answer to ``read.request`` from the block hashes of ``read.pieces`` (one list
+        per piece, in order). Each piece's blocks must hash to its known piece hash: data
+        that changed on disk since it was verified gets a reject, never a false proof."""
+        request = read.request
+        entry = self.files[request.pieces_root]
+        if len(block_hashes) != len(read.pieces):
+            raise ValueError(f"{len(block_hashes)} pieces of block hashes for {len(read.pieces)} pieces")
+        piece_height = self._piece_height(entry)
+        piece_width = 1 << piece_height
+        layer = self.layers.get(request.pieces_root)
+        subtrees: dict[int, list[list[bytes]]] = {}
+        for index, hashes in zip(read.pieces, block_hashes, strict=True):
+            position = index - entry.first_piece
+            if len(hashes) > piece_width:
+                return _reject(request)
+            subtree = merkle.layers_above(hashes, piece_width)
+            expected = request.pieces_root if layer is None else layer[position * 32 : position * 32 + 32]
+            if subtree[-1][0] != expected:
+                return _reject(request)
+            subtrees[position] = subtree
+        num_pieces = entry.num_pieces(self.piece_length)
+
+        def node(level: int, at: int) -> bytes:
+            """The hash at ``at`` in layer ``level`` (counted from the blocks)."""
+            if level >= piece_height:
+                assert layer is not None  # a file of one piece has no node that high below its root
+                return self._tree(request.pieces_root, layer, 1 << (_height(entry.length) - piece_height))[
+                    level - piece_height
+                ][at]
+            piece = (at << level) >> piece_height
+            if piece >= num_pieces:
+                return merkle.pad_hash(1 << level)
+            # The caller read every real piece under the requested hashes, and an uncle
+            # below the piece layer is a sibling inside the same piece.
+            return subtrees[piece][level][at - (piece << (piece_height - level))]
+
+        base, index, length = request.base_layer, request.index, request.length
+        hashes = [node(base, at) for at in range(index, index + length)]
+        first_uncle = length.bit_length() - 1
+        hashes += [node(base + level, (index >> level) ^ 1) for level in range(first_uncle, request.proof_layers + 1)]
+        return _hashes(request, hashes)
+
+
+def _hashes(request: HashRequest, hashes: list[bytes]) -> Hashes:
+    return Hashes(
+        request.pieces_root,
+        request.base_layer,
+        request.index,
+        request.length,
+        request.proof_layers,
+        b"".join(hashes),
+    )
 
 
 def _reject(request: HashRequest) -> HashReject:
@@ -261,6 +346,7 @@ __all__ = [
     "HashFetch",
     "HashServe",
     "PieceLayerReceived",
+    "ReadForHashes",
     "V2File",
     "piece_layer_of",
 ]
