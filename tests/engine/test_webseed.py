@@ -4,6 +4,7 @@ servers cost only their own web seed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from bitswarm.engine.webseed import RangeRequest
 from bitswarm.errors import WebSeedError
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net import webseed
-from bitswarm.net.session import Session
+from bitswarm.net.session import Session, TorrentOptions
 from bitswarm.net.webseed import WebSeedConnection
 from webseed_http import Hostile, serve_folder, serve_hostile, serve_redirect
 
@@ -208,3 +209,90 @@ def test_hostile_web_seed_costs_only_itself_and_a_peer_finishes(
     for path in album.rglob("*"):
         if path.is_file():
             assert (tmp_path / "get" / path.relative_to(album.parent)).read_bytes() == path.read_bytes()
+
+
+V2_PIECE = 32 * 1024
+
+
+def make_v2_album(root: Path) -> Path:
+    """Files ending mid-piece, one of less than a block, an empty one, one of exactly two
+    pieces: a v2 torrent aligns each to a piece boundary with no pad files between."""
+    album = root / "v2 album"
+    (album / "disc 1").mkdir(parents=True)
+    rng = random.Random(52)
+    sizes = {"disc 1/one.bin": 150_000, "disc 1/two.bin": 2 * V2_PIECE, "three.bin": 5_000, "four.bin": 0}
+    sizes["five.bin"] = 40_000
+    for name, size in sizes.items():
+        (album / name).write_bytes(rng.randbytes(size))
+    return album
+
+
+def same_album(album: Path, copy: Path) -> bool:
+    return all(
+        (copy / path.relative_to(album)).read_bytes() == path.read_bytes()
+        for path in album.rglob("*")
+        if path.is_file()
+    )
+
+
+def test_v2_only_multi_file_torrent_from_a_web_seed_alone(tmp_path: Path) -> None:
+    album = make_v2_album(tmp_path / "www")
+    with serve_folder(tmp_path / "www") as base:
+        options = CreateOptions(version=TorrentVersion.V2, piece_length=V2_PIECE, web_seeds=[base])
+        torrent = Torrent.decode(create(album, options))
+        assert torrent.version is TorrentVersion.V2
+
+        async def scenario() -> None:
+            session = Session(port=0, host="127.0.0.1", strict=True)
+            await session.start()
+            try:
+                download = await session.add(torrent, tmp_path / "get")
+                await asyncio.wait_for(download.finished.wait(), 60)
+                assert download.webseed_bytes == torrent.total_size
+                assert download.webseed_states[base].bad_pieces == 0
+            finally:
+                await session.close()
+
+        asyncio.run(scenario())
+    assert same_album(album, tmp_path / "get" / album.name)
+
+
+def test_v2_pieces_wait_for_their_piece_layer_before_the_web_seed_fetches_them(tmp_path: Path) -> None:
+    # As from a btmh-only magnet link: the info without the piece layers. Files of one
+    # piece (their root is their hash) come from the web seed at once; the others only
+    # once a peer (a slow one) has given their layer, and then from the web seed.
+    album = make_v2_album(tmp_path / "www")
+    with serve_folder(tmp_path / "www") as base:
+        options = CreateOptions(version=TorrentVersion.V2, piece_length=V2_PIECE, web_seeds=[base])
+        torrent = Torrent.decode(create(album, options))
+        bare = dataclasses.replace(torrent, piece_layers={})
+        one_piece = [entry for entry in torrent.data_files() if 0 < entry.length <= V2_PIECE]
+        one_piece_bytes = sum(entry.length for entry in one_piece)
+
+        async def scenario() -> None:
+            seeder = Session(port=0, host="127.0.0.1", strict=True)
+            session = Session(port=0, host="127.0.0.1", strict=True)
+            await seeder.start()
+            await session.start()
+            try:
+                slow = TorrentOptions(max_up=4096, super_seed=False, web_seeds=False)
+                await seeder.add(torrent, album.parent, slow)
+                download = await session.add(bare, tmp_path / "get")
+                await wait_until(lambda: download.webseed_bytes == one_piece_bytes, "one-piece files")
+                assert download.status()["pieces"] == len(one_piece)
+                assert download.webseed_states[base].bad_pieces == 0  # nothing fetched before its hash
+                await download.connect(("127.0.0.1", seeder.port))
+                swarm = download.swarm
+                assert swarm is not None
+                await wait_until(lambda: swarm.hash_fetch is None, "the piece layers")
+                # The slow peer would hold the blocks it was asked for: it goes, they return.
+                await seeder.close()
+                await asyncio.wait_for(download.finished.wait(), 60)
+                assert download.webseed_bytes > one_piece_bytes
+                assert download.webseed_states[base].bad_pieces == 0
+            finally:
+                await session.close()
+                await seeder.close()
+
+        asyncio.run(scenario())
+    assert same_album(album, tmp_path / "get" / album.name)

@@ -117,3 +117,18 @@ def test_a_seed_hint_picks_exactly_what_asking_about_every_piece_picks() -> None
                     p.peer_has(index)
             for _ in range(12):
                 assert asked.pick("a", everything, 5) == hinted.pick("a", everything, 5, has_all=True)
+
+
+def test_a_web_seed_takes_a_piece_a_peer_started_and_left_and_never_a_held_one() -> None:
+    p = picker(num_pieces=3, priorities=[1, 1, 0])  # piece 2 held back (its hashes not in)
+    blocks = p.pick("peer", everything, 8)
+    assert {block.index for block in blocks} == {0, 1}
+    p.block_received(0, 0, "peer")
+    for block in blocks:
+        p.request_dropped(block, "peer")  # the peer went
+    taken = {p.start_piece_for_webseed("seed"), p.start_piece_for_webseed("seed")}
+    assert taken == {0, 1}
+    assert p.start_piece_for_webseed("seed") is None
+    p.piece_abandoned(0, "seed")  # the seed failed: the piece is free again, its block 0 kept
+    assert p.start_piece_for_webseed("other seed") == 0
+    assert not p.is_block_missing(0, 0)

@@ -256,8 +256,21 @@ class PiecePicker:
 
     def start_piece_for_webseed(self, seed: PeerKey) -> int | None:
         """A wanted piece nobody is downloading, every block of it requested of ``seed``
-        (a BEP 19 web seed fetches whole pieces); None when there is none."""
-        index = self._start_piece(lambda _index: True, True)
+        (a BEP 19 web seed fetches whole pieces); None when there is none.
+
+        A piece that peers started and left, none of its blocks asked of anyone now, is
+        taken first: no peer may come back for it, and the seed's copy fills its gaps
+        (``Swarm.webseed_piece`` takes only the blocks still missing)."""
+        index = next(
+            (
+                index
+                for index, partial in self._partial.items()
+                if partial.unrequested and not partial.requesters and self.priority[index] > 0
+            ),
+            None,
+        )
+        if index is None:
+            index = self._start_piece(lambda _index: True, True)
         if index is not None:
             partial = self._partial[index]
             for block in partial.unrequested:

@@ -273,9 +273,9 @@ class TorrentRuntime:
         elif self.session.lsd is not None:
             # Announced while it was a magnet link, before its info said it is private.
             self.session.lsd.remove_torrent(self.info_hash)
-        # The web seed runner checks pieces by their SHA-1 (bitswarm.net.webseed): a v2-only
-        # torrent has none, so every piece would fail there and each seed be dropped.
-        if self.options.web_seeds and not self.finished.is_set() and not self.is_v2_only:
+        # BEP 19 web seeds, for a v2-only torrent too: pieces are checked by piece_matches,
+        # and those whose piece layer is not in yet are held back as from peers.
+        if self.options.web_seeds and not self.finished.is_set():
             for url in self.torrent.web_seeds:
                 if url.startswith(("http://", "https://")):
                     state = self.webseed_states.setdefault(url, WebSeedState(url))

@@ -328,7 +328,8 @@ async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connectio
             delay = runtime.download_delay(sum(torrent.piece_size(index) for index in indexes), now)
             if delay > 0:
                 await asyncio.sleep(delay)
-            pieces = await fetch_pieces(connection, url, torrent, layout, indexes)
+            fetched = await fetch_pieces(connection, url, torrent, layout, indexes)
+            pieces = [_as_requested(runtime, index, data) for index, data in zip(indexes, fetched, strict=True)]
             matches = await runtime.run_off_loop(_pieces_match, runtime, indexes, pieces)
         except WebSeedError as error:
             for index in indexes:
@@ -340,14 +341,24 @@ async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connectio
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
             raise
-        for index, data, ok in zip(indexes, pieces, matches, strict=True):
+        for index, raw, data, ok in zip(indexes, fetched, pieces, matches, strict=True):
             if not ok:
                 swarm.picker.piece_abandoned(index, key)
                 state.piece_failed_hash()
                 continue
             state.piece_served()
-            runtime.webseed_bytes += len(data)
+            runtime.webseed_bytes += len(raw)
             runtime.run_actions(swarm.webseed_piece(key, index, data, time.monotonic()))
+
+
+def _as_requested(runtime: TorrentRuntime, index: int, data: bytes) -> bytes:
+    """Piece ``index`` as the swarm takes it from peers (``request_size`` bytes). A v2-only
+    torrent's files start at piece boundaries with no pad files between them (BEP 52), so
+    a file's last piece as fetched is its bytes alone; peers send the blocks holding them
+    whole, the tail past the file's end zeros, and so it is made here."""
+    size = runtime.request_size(index)
+    # Every other piece is fetched whole (pad files included): its length is already right.
+    return data + bytes(size - len(data)) if len(data) < size else data
 
 
 def _pieces_match(runtime: TorrentRuntime, indexes: list[int], pieces: list[bytes]) -> list[bool]:
