@@ -95,7 +95,9 @@ def bitswarm_get(source: str, folder: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in got.stdout.splitlines()]
 
 
-@pytest.mark.parametrize("version", [TorrentVersion.V1, TorrentVersion.HYBRID], ids=["v1", "hybrid"])
+@pytest.mark.parametrize(
+    "version", [TorrentVersion.V1, TorrentVersion.HYBRID, TorrentVersion.V2], ids=["v1", "hybrid", "v2"]
+)
 def test_bitswarm_and_libtorrent_download_the_same_torrent_from_nginx_alone(
     tmp_path: Path, nginx_path: str, version: TorrentVersion
 ) -> None:
