@@ -8,6 +8,7 @@ find each other only through `bitswarm tracker`. Every copy is compared byte for
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import subprocess
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from bitswarm import merkle
 from bitswarm.metainfo import Torrent, TorrentVersion
+from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
+from bitswarm.wire.hashes import ReadForHashes
+from bitswarm.wire.messages import Hashes, HashReject
 
 from .payload import PIECE_LENGTH
 from .test_peer_interop import (
@@ -166,3 +171,88 @@ def same_tree(expected: Path, actual: Path) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def test_libtorrent_asks_bitswarm_for_block_hashes_after_a_corrupt_block_and_finishes(
+    tmp_path: Path, payload: Path
+) -> None:
+    # Two bitswarm seeds in this process; the fast one sends the first block it serves of a
+    # file of more than one block corrupt, once. libtorrent's piece fails its v2 check, and
+    # it asks for that piece's 16 KiB block hashes (BEP 52, base layer 0) to find the bad
+    # block: the seeds answer them with a proof to the file's root. The other seed is slow,
+    # so the fast one serves at once; it is there because libtorrent may ban the only peer
+    # behind a failed piece before asking it anything.
+    torrent_path = tmp_path / "payload.torrent"
+    create_v2(payload, torrent_path, "http://127.0.0.1:1/announce", "bitswarm")
+    torrent = Torrent.decode(torrent_path.read_bytes())
+    # A file of one block has no block layer to ask for (its root is its block's hash).
+    multi_block = {
+        index
+        for entry in torrent.data_files()
+        if entry.length > merkle.BLOCK_SIZE
+        for index in entry.piece_range(torrent.piece_length)
+    }
+    answers: list[Hashes | HashReject] = []
+    corrupted: list[tuple[int, int, int]] = []
+
+    def record_answers(runtime: TorrentRuntime) -> None:
+        assert runtime.swarm is not None
+        assert runtime.swarm.hash_serve is not None
+        serve = runtime.swarm.hash_serve
+        answer_from_blocks = serve.answer_from_blocks
+
+        def recorded(read: ReadForHashes, hashes: list[list[bytes]]) -> Hashes | HashReject:
+            answer = answer_from_blocks(read, hashes)
+            answers.append(answer)
+            return answer
+
+        serve.answer_from_blocks = recorded  # type: ignore[method-assign,assignment]
+
+    async def scenario() -> None:
+        seeders = [Session(port=0, host="127.0.0.1", strict=True) for _ in range(2)]
+        for seeder in seeders:
+            await seeder.start()
+        try:
+            bad = await seeders[0].add(torrent, payload.parent)
+            slow = TorrentOptions(max_up=64 * 1024, super_seed=False)
+            good = await seeders[1].add(torrent, payload.parent, slow)
+            read_blocks = bad._read_blocks
+
+            def corrupt_once(spans: list[tuple[int, int, int]]) -> list[bytes | None]:
+                blocks = read_blocks(spans)
+                for position, (span, block) in enumerate(zip(spans, blocks, strict=True)):
+                    if not corrupted and span[0] in multi_block and block is not None:
+                        corrupted.append(span)
+                        blocks[position] = bytes(byte ^ 0xFF for byte in block)
+                return blocks
+
+            bad._read_blocks = corrupt_once  # type: ignore[method-assign]
+            record_answers(bad)
+            record_answers(good)
+            (tmp_path / "lt").mkdir()
+            link = dataclasses.replace(
+                torrent.magnet(), peers=tuple(("127.0.0.1", seeder.port) for seeder in seeders)
+            ).format()
+            libtorrent = lt_process("magnet", link, tmp_path / "lt", "--timeout", str(MAGNET_DEADLINE_S))
+            try:
+                assert libtorrent.stdout is not None
+                metadata = json.loads(await asyncio.to_thread(libtorrent.stdout.readline) or "{}")
+                assert metadata.get("stage") == "metadata"
+                finished = json.loads(await asyncio.to_thread(libtorrent.stdout.readline) or "{}")
+                assert finished.get("stage") == "finished", finished
+            finally:
+                assert libtorrent.stdin is not None
+                libtorrent.stdin.write("\n")
+                libtorrent.stdin.flush()
+                assert await asyncio.to_thread(libtorrent.wait, 30) == 0
+        finally:
+            for seeder in seeders:
+                await seeder.close()
+        assert not any(seeder.failures for seeder in seeders)
+
+    asyncio.run(scenario())
+    assert corrupted, "the bad seed served no block"
+    assert any(isinstance(answer, Hashes) and answer.base_layer == 0 for answer in answers), answers
+    assert not any(isinstance(answer, HashReject) for answer in answers), answers
+    wait_for(lambda: same_tree(payload, tmp_path / "lt" / payload.name), "libtorrent's files")
+    assert_same_tree(payload, tmp_path / "lt" / payload.name)

@@ -664,3 +664,9 @@ def test_block_hash_reads_are_bounded_in_flight_and_per_tick() -> None:
     swarm.tick(2.0)
     sent_messages(peer)
     assert len(swarm.handle("leecher", peer.receive(encode(request), now=2.0), 2.0)) == 1
+
+
+def test_block_hashes_of_a_file_of_one_block_are_rejected_as_libtorrent_asks_for_them() -> None:
+    # Seen from libtorrent 2.0 after a one-block file's piece failed: base 0, two hashes.
+    serve, root = real_file(FILE_DATA[:777])
+    assert isinstance(serve.answer(HashRequest(root, 0, 0, 2, 0)), HashReject)

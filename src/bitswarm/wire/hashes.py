@@ -108,6 +108,11 @@ class HashServe:
         if entry is None:
             return _reject(request)
         height = _height(entry.length)
+        if height == 0:
+            # A file of one block: its root is that block's hash, a tree with no layer to
+            # ask for. libtorrent still asks for its block hashes (two of them, base layer
+            # 0) when such a piece fails; that is a reject, not a broken peer.
+            return _reject(request)
         width = 1 << (height - request.base_layer) if request.base_layer <= height else 0
         if request.base_layer >= height or request.proof_layers >= height - request.base_layer:
             raise PeerProtocolError(
