@@ -132,3 +132,30 @@ def test_a_web_seed_takes_a_piece_a_peer_started_and_left_and_never_a_held_one()
     p.piece_abandoned(0, "seed")  # the seed failed: the piece is free again, its block 0 kept
     assert p.start_piece_for_webseed("other seed") == 0
     assert not p.is_block_missing(0, 0)
+
+
+def test_a_web_seed_run_extends_the_picked_piece_with_the_free_pieces_after_it() -> None:
+    p = picker(num_pieces=10, have=[5], priorities=[1, 1, 1, 1, 1, 1, 1, 1, 0, 1])
+    p.sequential = True  # the first piece is 0, so the run is predictable
+    p.pick("peer", lambda index: index == 3, 1)  # a peer started piece 3
+    assert p.start_run_for_webseed("seed", 8) == [0, 1, 2]  # up to the piece a peer holds
+    assert p.start_run_for_webseed("seed", 8) == [4]  # piece 5 is had
+    assert p.start_run_for_webseed("seed", 1) == [6]  # the limit
+    assert p.start_run_for_webseed("seed", 8) == [7]  # piece 8 is held back (priority 0)
+    assert p.start_run_for_webseed("seed", 8) == [9]
+    assert p.start_run_for_webseed("seed", 8) == []
+    for index in (0, 1, 2, 4, 6, 7, 9):  # every block of the run is the seed's
+        assert {block.index for block in p.requests_of("seed")} >= {index}
+        assert p.is_block_missing(index, 0)
+    assert {block.index for block in p.requests_of("peer")} == {3}
+
+
+def test_a_web_seed_run_given_back_leaves_its_pieces_free_again() -> None:
+    p = picker(num_pieces=6)
+    p.sequential = True
+    run = p.start_run_for_webseed("seed", 4)
+    assert run == [0, 1, 2, 3]
+    for index in run:
+        p.piece_abandoned(index, "seed")
+    assert p.requests_of("seed") == []
+    assert p.start_run_for_webseed("other seed", 8) == [0, 1, 2, 3, 4, 5]

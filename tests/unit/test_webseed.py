@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bitswarm.engine.webseed import (
     BACKOFF_FIRST_S,
     BACKOFF_MAX_S,
@@ -10,8 +12,10 @@ from bitswarm.engine.webseed import (
     RangeRequest,
     WebSeedState,
     file_url,
+    merge_ranges,
     plan_piece,
     response_body_is_acceptable,
+    split_bodies,
 )
 from bitswarm.metainfo import FileEntry
 from bitswarm.storage.layout import Layout
@@ -57,6 +61,71 @@ def test_pad_files_are_zeros_not_requests() -> None:
         PadBytes(24),
         RangeRequest("http://h/t/b", 0, 64, 64),
     ]
+
+
+def _serve(content: dict[str, bytes], requests: list[RangeRequest]) -> list[bytes]:
+    """What a web seed holding ``content`` (URL -> file bytes) answers to ``requests``."""
+    return [content[request.url][request.first : request.first + request.length] for request in requests]
+
+
+def _torrent_bytes(files: list[FileEntry], content: dict[str, bytes]) -> bytes:
+    return b"".join(bytes(entry.length) if entry.is_pad else content["http://h/t/" + entry.path[-1]] for entry in files)
+
+
+def test_a_run_of_pieces_of_one_file_is_one_request_and_splits_back_into_its_pieces() -> None:
+    layout = Layout([FileEntry(("movie.mkv",), 300, 0)], 64)
+    plans = [plan_piece("http://h/m", "movie.mkv", layout, index, is_multi_file=False) for index in (1, 2, 3, 4)]
+    requests = merge_ranges(plans)
+    assert requests == [RangeRequest("http://h/m", 64, 236, 300)]  # pieces 1..4, the last one short
+    content = bytes(range(256)) + bytes(range(44))
+    assert split_bodies(plans, _serve({"http://h/m": content}, requests)) == [
+        content[64:128],
+        content[128:192],
+        content[192:256],
+        content[256:300],
+    ]
+
+
+def test_pieces_that_are_not_consecutive_are_separate_requests() -> None:
+    layout = Layout([FileEntry(("movie.mkv",), 300, 0)], 64)
+    plans = [plan_piece("http://h/m", "movie.mkv", layout, index, is_multi_file=False) for index in (0, 2)]
+    assert merge_ranges(plans) == [RangeRequest("http://h/m", 0, 64, 300), RangeRequest("http://h/m", 128, 64, 300)]
+
+
+def test_a_run_across_files_and_a_pad_file_asks_each_file_once_and_keeps_pad_bytes_zeros() -> None:
+    files = [
+        FileEntry(("t", "a"), 100, 0),
+        FileEntry(("t", "b"), 40, 100),
+        FileEntry(("t", ".pad", "52"), 52, 140, is_pad=True, attr="p"),
+        FileEntry(("t", "c"), 90, 192),
+    ]
+    content = {
+        "http://h/t/a": bytes(range(1, 101)),
+        "http://h/t/b": bytes(range(101, 141)),
+        "http://h/t/c": bytes(range(141, 231)),
+    }
+    layout = Layout(files, 64)
+    plans = [plan_piece("http://h/", "t", layout, index, is_multi_file=True) for index in range(layout.num_pieces)]
+    requests = merge_ranges(plans)
+    assert requests == [
+        RangeRequest("http://h/t/a", 0, 100, 100),
+        RangeRequest("http://h/t/b", 0, 40, 40),
+        RangeRequest("http://h/t/c", 0, 90, 90),
+    ]
+    pieces = split_bodies(plans, _serve(content, requests))
+    whole = _torrent_bytes(files, content)
+    assert pieces == [whole[at : at + 64] for at in range(0, len(whole), 64)]
+    assert pieces[2][12:] == bytes(52)  # the pad file's bytes, never fetched
+    # The same bytes as asking piece by piece.
+    single = [split_bodies([plan], _serve(content, merge_ranges([plan])))[0] for plan in plans]
+    assert single == pieces
+
+
+def test_replies_of_the_wrong_total_length_are_refused() -> None:
+    layout = Layout([FileEntry(("x",), 128, 0)], 64)
+    plans = [plan_piece("http://h/x", "x", layout, index, is_multi_file=False) for index in (0, 1)]
+    with pytest.raises(ValueError, match="127 bytes"):
+        split_bodies(plans, [bytes(127)])
 
 
 def test_range_header_is_inclusive() -> None:

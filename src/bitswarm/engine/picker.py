@@ -167,10 +167,13 @@ class PiecePicker:
     def _start_piece(self, peer_has: Callable[[int], bool], has_all: bool) -> int | None:
         index = self._choose_new_piece(peer_has, has_all)
         if index is not None:
-            self._unfile(index)
-            blocks = -(-self.piece_size(index) // BLOCK_SIZE)
-            self._partial[index] = _Partial(blocks)
+            self._begin(index)
         return index
+
+    def _begin(self, index: int) -> None:
+        """Waiting piece ``index`` is started: out of its bucket, every block missing."""
+        self._unfile(index)
+        self._partial[index] = _Partial(-(-self.piece_size(index) // BLOCK_SIZE))
 
     def _choose_new_piece(self, peer_has: Callable[[int], bool], has_all: bool) -> int | None:
         # From a seed every waiting piece qualifies: the buckets are taken whole, where
@@ -272,11 +275,31 @@ class PiecePicker:
         if index is None:
             index = self._start_piece(lambda _index: True, True)
         if index is not None:
-            partial = self._partial[index]
-            for block in partial.unrequested:
-                partial.requesters[block] = {seed}
-            partial.unrequested.clear()
+            self._give_to_webseed(index, seed)
         return index
+
+    def start_run_for_webseed(self, seed: PeerKey, max_pieces: int) -> list[int]:
+        """Up to ``max_pieces`` consecutive pieces for ``seed``: the one
+        ``start_piece_for_webseed`` picks, then those after it while they wait unstarted
+        (wanted, not held back, nobody on them), every block of each asked of ``seed``.
+        A run of a file's pieces is one HTTP range; empty when there is no piece."""
+        first = self.start_piece_for_webseed(seed)
+        if first is None:
+            return []
+        run = [first]
+        index = first + 1
+        while len(run) < max_pieces and index < self.num_pieces and self._is_waiting(index):
+            self._begin(index)
+            self._give_to_webseed(index, seed)
+            run.append(index)
+            index += 1
+        return run
+
+    def _give_to_webseed(self, index: int, seed: PeerKey) -> None:
+        partial = self._partial[index]
+        for block in partial.unrequested:
+            partial.requesters[block] = {seed}
+        partial.unrequested.clear()
 
     def piece_abandoned(self, index: int, seed: PeerKey) -> None:
         """``seed`` will not deliver piece ``index`` after all: its blocks go back to the others."""

@@ -4,14 +4,17 @@ Sans-IO. ``plan_piece`` maps one piece to byte ranges of files on a web seed, pe
 for a single-file torrent the URL names the file itself (a URL ending in ``/`` gets the
 torrent's name appended); for a multi-file torrent the file is at URL + ``/`` + name +
 ``/`` + path elements, each percent-encoded. Pad files (BEP 47) are never fetched: their
-bytes are zeros. ``WebSeedState`` keeps one web seed's failures (backoff, doubling from
+bytes are zeros. ``merge_ranges`` joins the ranges of a run of consecutive pieces into one
+request per stretch of a file (as libtorrent asks), and ``split_bodies`` cuts the replies
+back into pieces. ``WebSeedState`` keeps one web seed's failures (backoff, doubling from
 ``BACKOFF_FIRST_S`` to ``BACKOFF_MAX_S``) and bans it after ``MAX_BAD_PIECES`` pieces
 that failed their hash check.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from bitswarm.storage.layout import Layout
@@ -20,8 +23,8 @@ BACKOFF_FIRST_S = 5.0
 BACKOFF_MAX_S = 300.0
 # A seed that served this many pieces with wrong bytes is not asked again.
 MAX_BAD_PIECES = 3
-# One request covers at most one piece's part of one file: a response is never larger
-# than the largest piece we accept (metainfo caps the piece length).
+# One request covers at most one batch of pieces (the caller caps a batch's bytes), so a
+# reply is never larger than what was asked for in one go.
 REQUEST_TIMEOUT_S = 60.0
 
 
@@ -68,6 +71,46 @@ def plan_piece(
             url = file_url(base_url, name, entry.path, is_multi_file=is_multi_file)
             plan.append(RangeRequest(url, segment.file_offset, segment.length, entry.length))
     return plan
+
+
+def merge_ranges(plans: Iterable[Sequence[RangeRequest | PadBytes]]) -> list[RangeRequest]:
+    """The ranges of ``plans`` (pieces in order), a range that continues the one before it
+    in the same file joined to it: a run of consecutive pieces of one file is one request.
+    Pad bytes are skipped, so a pad file between two files ends a request. Their bodies,
+    joined, are the plans' ranges' bodies joined."""
+    merged: list[RangeRequest] = []
+    for plan in plans:
+        for item in plan:
+            if isinstance(item, PadBytes):
+                continue
+            last = merged[-1] if merged else None
+            if last is not None and last.url == item.url and last.first + last.length == item.first:
+                merged[-1] = replace(last, length=last.length + item.length)
+            else:
+                merged.append(item)
+    return merged
+
+
+def split_bodies(plans: Sequence[Sequence[RangeRequest | PadBytes]], bodies: Sequence[bytes]) -> list[bytes]:
+    """Each plan's piece, cut from ``bodies`` (the replies to ``merge_ranges(plans)``, in
+    order), its pad bytes zeros. Raises ``ValueError`` when the bodies' length is not the
+    plans' ranges' length (the caller checked each reply's length, so our bug)."""
+    stream = memoryview(bodies[0] if len(bodies) == 1 else b"".join(bodies))
+    needed = sum(item.length for plan in plans for item in plan if isinstance(item, RangeRequest))
+    if needed != len(stream):
+        raise ValueError(f"{len(stream)} bytes of replies for {needed} bytes of ranges")
+    pieces = []
+    at = 0
+    for plan in plans:
+        parts: list[bytes | memoryview] = []
+        for item in plan:
+            if isinstance(item, PadBytes):
+                parts.append(bytes(item.length))
+            else:
+                parts.append(stream[at : at + item.length])
+                at += item.length
+        pieces.append(bytes(parts[0]) if len(parts) == 1 else b"".join(parts))
+    return pieces
 
 
 def response_body_is_acceptable(

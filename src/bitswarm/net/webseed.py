@@ -23,11 +23,12 @@ import httptools
 
 from bitswarm.engine.webseed import (
     REQUEST_TIMEOUT_S,
-    PadBytes,
     RangeRequest,
     WebSeedState,
+    merge_ranges,
     plan_piece,
     response_body_is_acceptable,
+    split_bodies,
 )
 from bitswarm.errors import WebSeedError
 from bitswarm.storage.layout import Layout
@@ -279,17 +280,14 @@ async def fetch_pieces(
     connection: WebSeedConnection, base_url: str, torrent: Torrent, layout: Layout, indexes: Sequence[int]
 ) -> list[bytes]:
     """Pieces ``indexes`` from the web seed at ``base_url``, their ranges pipelined on
-    ``connection``, their pad bytes (BEP 47) made here."""
+    ``connection`` (a run of consecutive pieces of a file in one request), their pad bytes
+    (BEP 47) made here."""
     plans = [
         plan_piece(base_url, torrent.name, layout, index, is_multi_file=torrent.is_multi_file) for index in indexes
     ]
-    requests = [item for plan in plans for item in plan if isinstance(item, RangeRequest)]
-    bodies = iter(await connection.fetch(requests)) if requests else iter(())
-    pieces = []
-    for plan in plans:
-        parts = [bytes(item.length) if isinstance(item, PadBytes) else next(bodies) for item in plan]
-        pieces.append(parts[0] if len(parts) == 1 else b"".join(parts))
-    return pieces
+    requests = merge_ranges(plans)
+    bodies = await connection.fetch(requests) if requests else []
+    return split_bodies(plans, bodies)
 
 
 async def run_webseed(runtime: TorrentRuntime, state: WebSeedState) -> None:
@@ -318,9 +316,13 @@ async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connectio
         if not state.may_request(now):
             await asyncio.sleep(state.retry_at - now)
             continue
+        # Runs of consecutive pieces, each run one range per file.
         indexes: list[int] = []
-        while len(indexes) < batch_pieces and (index := swarm.picker.start_piece_for_webseed(key)) is not None:
-            indexes.append(index)
+        while len(indexes) < batch_pieces:
+            run = swarm.picker.start_run_for_webseed(key, batch_pieces - len(indexes))
+            if not run:
+                break
+            indexes += run
         if not indexes:
             await asyncio.sleep(IDLE_POLL_S)
             continue
