@@ -123,6 +123,15 @@ class CheckPiece:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteCheckedPiece:
+    """Instruction: write piece ``index`` whole (``data``, whose hash the caller matched
+    already), then call ``Swarm.piece_checked`` with ``ok=True``: it is hashed once."""
+
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ServeBlock:
     peer: PeerKey
     index: int
@@ -172,6 +181,7 @@ class ConnectPeers:
 Action = (
     WriteBlock
     | CheckPiece
+    | WriteCheckedPiece
     | ServeBlock
     | ClosePeer
     | BanPeer
@@ -694,26 +704,25 @@ class Swarm:
         return actions
 
     def webseed_piece(self, seed: PeerKey, index: int, data: bytes, now: float) -> list[Action]:
-        """A BEP 19 web seed delivered the whole of piece ``index`` (the caller checked its
-        hash): its blocks are written and the piece checked like one from peers."""
+        """A BEP 19 web seed delivered the whole of piece ``index``, and the caller matched
+        ``data`` against the torrent's hashes (to blame the seed for a bad piece). The
+        blocks still missing are taken, and the piece is written whole and counted once on
+        disk (``WriteCheckedPiece``, then ``piece_checked``) rather than hashed again. Blocks
+        that peers sent are replaced by the checked copy. When no block was missing, the
+        peers' blocks are on their way to their own check, and nothing is done."""
         if len(data) != self.piece_size(index) or self.picker.have[index]:
             return []
         self.downloaded += len(data)
-        actions: list[Action] = []
         complete = False
         for begin in range(0, len(data), BLOCK_SIZE):
-            block = data[begin : begin + BLOCK_SIZE]
             if not self.picker.is_block_missing(index, begin):
                 continue
             complete, others = self.picker.block_received(index, begin, seed)
-            actions.append(WriteBlock(index, begin, block))
             for other in others:
                 other_peer = self.peers.get(other)
                 if other_peer is not None and other_peer.core.state is PeerState.OPEN:
-                    other_peer.core.send(Cancel(index, begin, len(block)))
-        if complete:
-            actions.append(CheckPiece(index))
-        return actions
+                    other_peer.core.send(Cancel(index, begin, min(BLOCK_SIZE, len(data) - begin)))
+        return [WriteCheckedPiece(index, data)] if complete else []
 
     def block_sent(self, key: PeerKey, index: int, size: int, now: float) -> None:
         """The I/O layer sent ``size`` bytes of piece ``index`` to ``key``."""

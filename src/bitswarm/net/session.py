@@ -54,6 +54,7 @@ from bitswarm.engine.swarm import (
     ServeBlock,
     Swarm,
     WriteBlock,
+    WriteCheckedPiece,
 )
 from bitswarm.engine.upload_queue import UploadQueue
 from bitswarm.engine.webseed import WebSeedState
@@ -646,8 +647,12 @@ class TorrentRuntime:
         for action in actions:
             if isinstance(action, WriteBlock):
                 self._take_block(action)
-            elif isinstance(action, CheckPiece):
-                check = self.spawn(self._check_piece(action.index))
+            elif isinstance(action, CheckPiece | WriteCheckedPiece):
+                check = self.spawn(
+                    self._check_piece(action.index)
+                    if isinstance(action, CheckPiece)
+                    else self._write_checked_piece(action)
+                )
                 self._checks.add(check)
                 check.add_done_callback(self._checks.discard)
             elif isinstance(action, ServeBlock):
@@ -724,6 +729,26 @@ class TorrentRuntime:
             self._add_backlog(-queued)
         self.run_actions(self.swarm.piece_checked(index, ok, digests, time.monotonic()))
 
+    async def _write_checked_piece(self, piece: WriteCheckedPiece) -> None:
+        """Write a piece whose hash matched already (a web seed's) and report it checked."""
+        assert self.swarm is not None
+        # Blocks peers sent of it are dropped: the checked copy replaces them, and blocks
+        # already written go first on the one disk thread, so the copy lands last.
+        if self._buffers.pop(piece.index, None) is not None:
+            self._buffered_bytes -= self.request_size(piece.index)
+        self._unbuffered.discard(piece.index)
+        digests_wanted = self.swarm.needs_block_digests(piece.index)
+        self._add_backlog(len(piece.data))
+        try:
+            digests = await self._run_disk(self._write_piece, piece.index, piece.data, digests_wanted)
+        finally:
+            self._add_backlog(-len(piece.data))
+        self.run_actions(self.swarm.piece_checked(piece.index, True, digests, time.monotonic()))
+
+    def _write_piece(self, index: int, data: bytes, block_digests: bool) -> list[bytes]:
+        self.storage.write_block(index, 0, data)
+        return _block_digests(data) if block_digests else []
+
     def _add_backlog(self, size: int) -> None:
         """Track bytes waiting for the disk thread; stop reading peers while it is too far behind."""
         self.disk_backlog += size
@@ -759,9 +784,7 @@ class TorrentRuntime:
             self.storage.write_block(index, 0, data)
         if ok and not block_digests:
             return True, []
-        view = memoryview(data)
-        digests = [hashlib.sha1(view[at : at + BLOCK_SIZE]).digest() for at in range(0, len(data), BLOCK_SIZE)]  # noqa: S324
-        return ok, digests
+        return ok, _block_digests(data)
 
     async def _upload_loop(self) -> None:
         """Serve queued requests in batches: one disk-thread round trip for many blocks."""
@@ -973,6 +996,12 @@ async def _udp_announce(url: str, params: AnnounceParams, rng: random.Random) ->
         return announcer.result
     finally:
         transport.close()
+
+
+def _block_digests(data: bytes) -> list[bytes]:
+    """The SHA-1 of each block of a piece (for the smart ban)."""
+    view = memoryview(data)
+    return [hashlib.sha1(view[at : at + BLOCK_SIZE]).digest() for at in range(0, len(data), BLOCK_SIZE)]  # noqa: S324
 
 
 class Session:

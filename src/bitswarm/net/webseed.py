@@ -1,10 +1,11 @@
 """The asyncio side of BEP 19 web seeding: one task per web seed of a torrent.
 
-Each task asks the picker for a batch of whole pieces nobody is downloading, fetches
-their ranges (planned by ``bitswarm.engine.webseed``) pipelined on one keep-alive
-connection, checks each piece's hash, and hands it to the swarm, which writes and
-verifies it like a piece from peers. A seed that fails waits (backoff); one whose pieces
-keep failing their hash is dropped.
+Each task asks the picker for a batch of whole pieces nobody is downloading, in runs of
+consecutive pieces, fetches their ranges (planned by ``bitswarm.engine.webseed``, a run of
+a file's pieces in one request) pipelined on one keep-alive connection, checks each
+piece's hash, and hands it to the swarm, which writes it and counts it verified without
+hashing it again. A seed that fails waits (backoff); one whose pieces keep failing their
+hash is dropped.
 """
 
 from __future__ import annotations
@@ -365,5 +366,6 @@ def _as_requested(runtime: TorrentRuntime, index: int, data: bytes) -> bytes:
 
 def _pieces_match(runtime: TorrentRuntime, indexes: list[int], pieces: list[bytes]) -> list[bool]:
     # The torrent's own check (a hybrid's pieces against both hashes), so that a seed is
-    # blamed for exactly the pieces the swarm would refuse.
+    # blamed for exactly the pieces the swarm would refuse; the swarm trusts this check
+    # (``Swarm.webseed_piece``) rather than hashing the piece again.
     return [runtime.piece_matches(index, data) for index, data in zip(indexes, pieces, strict=True)]

@@ -1,0 +1,41 @@
+"""A web seed's piece in the swarm: checked once by the caller, written whole, counted
+only once its write is reported (``piece_checked``)."""
+
+from __future__ import annotations
+
+import random
+
+from bitswarm.engine.picker import BLOCK_SIZE
+from bitswarm.engine.swarm import DownloadFinished, PieceVerified, Swarm, WriteCheckedPiece
+
+PIECE = 2 * BLOCK_SIZE
+
+
+def swarm(num_pieces: int) -> Swarm:
+    return Swarm(num_pieces=num_pieces, piece_size=lambda _index: PIECE, have=(), rng=random.Random(1), now=0.0)
+
+
+def test_a_checked_web_seed_piece_is_written_whole_and_counted_only_when_written() -> None:
+    s = swarm(2)
+    seed = "web seed"
+    s.picker.sequential = True
+    assert s.picker.start_run_for_webseed(seed, 8) == [0, 1]
+    data = bytes(range(256)) * (PIECE // 256)
+    assert s.webseed_piece(seed, 0, data, 1.0) == [WriteCheckedPiece(0, data)]  # no CheckPiece: hashed once
+    assert not s.picker.have[0]  # not counted before it is on disk
+    assert PieceVerified(0) in s.piece_checked(0, True, [], 2.0)
+    assert s.picker.have[0]
+    assert s.webseed_piece(seed, 0, data, 3.0) == []  # had already: nothing written again
+    assert s.webseed_piece(seed, 1, data, 3.0) == [WriteCheckedPiece(1, data)]
+    actions = s.piece_checked(1, True, [], 4.0)
+    assert PieceVerified(1) in actions
+    assert DownloadFinished() in actions
+    assert s.downloaded == 2 * PIECE
+
+
+def test_a_web_seed_piece_of_the_wrong_size_is_not_taken() -> None:
+    s = swarm(1)
+    seed = "web seed"
+    assert s.picker.start_run_for_webseed(seed, 1) == [0]
+    assert s.webseed_piece(seed, 0, bytes(PIECE - 1), 1.0) == []
+    assert s.picker.is_block_missing(0, 0)
