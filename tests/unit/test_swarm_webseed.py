@@ -7,6 +7,8 @@ import random
 
 from bitswarm.engine.picker import BLOCK_SIZE
 from bitswarm.engine.swarm import DownloadFinished, PieceVerified, Swarm, WriteCheckedPiece
+from bitswarm.wire.messages import Piece
+from bitswarm.wire.peer import PeerProtocol
 
 PIECE = 2 * BLOCK_SIZE
 
@@ -39,3 +41,23 @@ def test_a_web_seed_piece_of_the_wrong_size_is_not_taken() -> None:
     assert s.picker.start_run_for_webseed(seed, 1) == [0]
     assert s.webseed_piece(seed, 0, bytes(PIECE - 1), 1.0) == []
     assert s.picker.is_block_missing(0, 0)
+
+
+def test_a_second_copy_of_a_block_is_not_written() -> None:
+    # Endgame asks two sources for a block; the copy that comes second must not be written,
+    # whether the piece is still open or already checked.
+    s = swarm(1)
+    core = PeerProtocol(
+        info_hash=bytes(20), peer_id=b"-XX0000-000000000000", num_pieces=1, piece_size=lambda _index: PIECE,
+        have_piece=s.has_piece, now=0.0,
+    )  # fmt: skip
+    s.add_peer("peer", core, 0.0)
+    seed = "web seed"
+    assert s.picker.start_run_for_webseed(seed, 1) == [0]
+    first = bytes(PIECE)
+    assert s.webseed_piece(seed, 0, first, 1.0) == [WriteCheckedPiece(0, first)]
+    late = Piece(0, 0, b"\xff" * BLOCK_SIZE)
+    assert s.handle("peer", [late], 1.5) == []
+    s.piece_checked(0, True, [], 2.0)
+    assert s.has_piece(0)
+    assert s.handle("peer", [late], 2.5) == []

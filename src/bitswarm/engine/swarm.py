@@ -692,6 +692,11 @@ class Swarm:
         self.downloaded += size
         rate = peer.download.rate(now)
         peer.queue_target = max(MIN_QUEUE, min(MAX_QUEUE, int(rate * REQUEST_QUEUE_TIME_S / BLOCK_SIZE) + 1))
+        if not self.picker.is_block_missing(piece.index, piece.begin):
+            # A second copy (endgame, or a web seed was first): the first is kept. Writing it
+            # would reopen a buffer for a piece already checked, or put a stranger's bytes
+            # over a verified piece on disk.
+            return []
         complete, others = self.picker.block_received(piece.index, piece.begin, key)
         actions: list[Action] = [WriteBlock(piece.index, piece.begin, piece.block)]
         self._senders.setdefault(piece.index, {})[piece.begin // BLOCK_SIZE] = key
