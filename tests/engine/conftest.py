@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from urllib.parse import quote_from_bytes
 
 import pytest
 
 from bitswarm import bencode
+from bitswarm.net.session import Session
 
 BITSWARM = [sys.executable, "-m", "bitswarm"]
 
@@ -23,6 +25,24 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) 
             return
         time.sleep(0.05)  # polling an observable condition, not a stand-in for one
     pytest.fail(f"timed out waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def running_sessions(count: int) -> AsyncIterator[list[Session]]:
+    """``count`` strict sessions on 127.0.0.1, started; closed in reverse order at the end,
+    and, when the body ended normally, none of them may have recorded a failure."""
+    started: list[Session] = []
+    try:
+        for _ in range(count):
+            session = Session(port=0, host="127.0.0.1", strict=True)
+            await session.start()
+            started.append(session)
+        yield started
+    finally:
+        for session in reversed(started):
+            await session.close()
+    for session in started:
+        assert not session.failures
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
 from bitswarm.wire.messages import Hashes, HashReject, HashRequest, HaveNone, Message
 from bitswarm.wire.peer import PeerProtocol, PeerState
 
+from .conftest import running_sessions
+
 PIECE_LENGTH = 64 * 1024
 SIZES = {"a.bin": 150_000, "b.bin": 2 * PIECE_LENGTH, "c.bin": 5_000, "d.bin": 0, "e.bin": 40_000}
 
@@ -52,11 +54,7 @@ def test_v2_only_torrent_downloads_between_two_sessions(tmp_path: Path) -> None:
     info_hash = (torrent.info_hash_v2 or b"")[:20]
 
     async def scenario() -> None:
-        seeder = Session(port=0, host="127.0.0.1", strict=True)
-        leecher = Session(port=0, host="127.0.0.1", strict=True)
-        await seeder.start()
-        await leecher.start()
-        try:
+        async with running_sessions(2) as (seeder, leecher):
             seeding = await seeder.add(torrent, source.parent)
             assert seeding.info_hash == info_hash
             assert seeding.status()["pieces"] == torrent.num_pieces  # found by merkle hashes on disk
@@ -66,11 +64,6 @@ def test_v2_only_torrent_downloads_between_two_sessions(tmp_path: Path) -> None:
             await asyncio.wait_for(download.finished.wait(), 30)
             assert download.status()["pieces"] == torrent.num_pieces
             assert seeding.status()["uploaded"] >= torrent.total_size
-        finally:
-            await leecher.close()
-            await seeder.close()
-        assert not seeder.failures
-        assert not leecher.failures
 
     asyncio.run(scenario())
     assert same_files(tmp_path / "get" / "set", source)
@@ -88,11 +81,7 @@ def test_v2_only_recheck_finds_a_corrupt_piece_and_fetches_it_again(tmp_path: Pa
     (copy / "a.bin").write_bytes(bytes(data))
 
     async def scenario() -> None:
-        seeder = Session(port=0, host="127.0.0.1", strict=True)
-        leecher = Session(port=0, host="127.0.0.1", strict=True)
-        await seeder.start()
-        await leecher.start()
-        try:
+        async with running_sessions(2) as (seeder, leecher):
             seeding = await seeder.add(torrent, source.parent)
             download = await leecher.add(torrent, tmp_path / "get")
             assert download.swarm is not None
@@ -102,9 +91,6 @@ def test_v2_only_recheck_finds_a_corrupt_piece_and_fetches_it_again(tmp_path: Pa
             await asyncio.wait_for(download.finished.wait(), 30)
             await wait_until(lambda: seeding.status()["uploaded"] > 0, "the upload counted")
             assert seeding.status()["uploaded"] == PIECE_LENGTH
-        finally:
-            await leecher.close()
-            await seeder.close()
 
     asyncio.run(scenario())
     assert same_files(copy, source)
@@ -118,11 +104,7 @@ def test_a_btmh_only_magnet_fetches_the_piece_layers_then_the_content(tmp_path: 
     assert torrent.piece_layers  # a.bin and b.bin are longer than a piece
 
     async def scenario() -> None:
-        seeder = Session(port=0, host="127.0.0.1", strict=True)
-        getter = Session(port=0, host="127.0.0.1", strict=True)
-        await seeder.start()
-        await getter.start()
-        try:
+        async with running_sessions(2) as (seeder, getter):
             await seeder.add(torrent, source.parent)
             link = Magnet(info_hash_v2=torrent.info_hash_v2, peers=(("127.0.0.1", seeder.port),))
             fetching = await getter.add_magnet(link, tmp_path / "get")
@@ -132,11 +114,6 @@ def test_a_btmh_only_magnet_fetches_the_piece_layers_then_the_content(tmp_path: 
             assert runtime.status()["pieces"] == torrent.num_pieces
             assert runtime.torrent.piece_layers == torrent.piece_layers
             await asyncio.wait_for(fetching.wait_for_torrent_file(), 30)
-        finally:
-            await getter.close()
-            await seeder.close()
-        assert not seeder.failures
-        assert not getter.failures
 
     asyncio.run(scenario())
     assert same_files(tmp_path / "get" / "set", source)
@@ -184,9 +161,7 @@ def test_a_seed_answers_a_request_for_block_hashes_with_a_proof_to_the_root(tmp_
     request = HashRequest(entry.pieces_root, 0, blocks_per_piece, blocks_per_piece, 3)  # piece 1's blocks
 
     async def scenario() -> list[Message]:
-        seeder = Session(port=0, host="127.0.0.1", strict=True)
-        await seeder.start()
-        try:
+        async with running_sessions(1) as (seeder,):
             await seeder.add(torrent, source.parent)
             core = PeerProtocol(
                 info_hash=(torrent.info_hash_v2 or b"")[:20], peer_id=b"-XX0001-" + bytes(12),
@@ -211,9 +186,6 @@ def test_a_seed_answers_a_request_for_block_hashes_with_a_proof_to_the_root(tmp_
                     writer.write(core.data_to_send())
             writer.close()
             return answers
-        finally:
-            await seeder.close()
-            assert not seeder.failures
 
     [answer] = asyncio.run(scenario())
     assert isinstance(answer, Hashes)

@@ -17,9 +17,11 @@ from bitswarm.engine.webseed import RangeRequest
 from bitswarm.errors import WebSeedError
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net import webseed
-from bitswarm.net.session import Session, TorrentOptions
+from bitswarm.net.session import TorrentOptions
 from bitswarm.net.webseed import WebSeedConnection
 from webseed_http import Hostile, serve_folder, serve_hostile, serve_redirect
+
+from .conftest import running_sessions
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -46,14 +48,10 @@ def test_multi_file_torrent_from_a_web_seed_alone(tmp_path: Path) -> None:
         assert torrent.web_seeds == (base,)
 
         async def scenario() -> None:
-            session = Session(port=0, host="127.0.0.1", strict=True)
-            await session.start()
-            try:
+            async with running_sessions(1) as (session,):
                 download = await session.add(torrent, tmp_path / "get")
                 await asyncio.wait_for(download.finished.wait(), 60)
                 assert download.webseed_bytes == torrent.stream_size
-            finally:
-                await session.close()
 
         asyncio.run(scenario())
     for path in album.rglob("*"):
@@ -68,11 +66,7 @@ def test_web_seed_serving_wrong_bytes_is_banned_and_a_peer_finishes(tmp_path: Pa
         torrent = Torrent.decode(create(album, options))
 
         async def scenario() -> None:
-            seeder = Session(port=0, host="127.0.0.1", strict=True)
-            leecher = Session(port=0, host="127.0.0.1", strict=True)
-            await seeder.start()
-            await leecher.start()
-            try:
+            async with running_sessions(2) as (seeder, leecher):
                 await seeder.add(torrent, album.parent)
                 download = await leecher.add(torrent, tmp_path / "get")
                 state = download.webseed_states[base]
@@ -81,9 +75,6 @@ def test_web_seed_serving_wrong_bytes_is_banned_and_a_peer_finishes(tmp_path: Pa
                 assert download.webseed_bytes < torrent.stream_size
                 await download.connect(("127.0.0.1", seeder.port))
                 await asyncio.wait_for(download.finished.wait(), 60)
-            finally:
-                await leecher.close()
-                await seeder.close()
 
         asyncio.run(scenario())
     for path in album.rglob("*"):
@@ -100,14 +91,10 @@ def test_a_web_seed_behind_a_redirect_is_followed(tmp_path: Path) -> None:
         torrent = Torrent.decode(create(album, options))
 
         async def scenario() -> None:
-            session = Session(port=0, host="127.0.0.1", strict=True)
-            await session.start()
-            try:
+            async with running_sessions(1) as (session,):
                 download = await session.add(torrent, tmp_path / "get")
                 await asyncio.wait_for(download.finished.wait(), 30)
                 assert download.webseed_bytes == torrent.stream_size
-            finally:
-                await session.close()
 
         asyncio.run(scenario())
     files = {"/" + path.relative_to(tmp_path / "www").as_posix() for path in album.rglob("*") if path.is_file()}
@@ -185,11 +172,7 @@ def test_hostile_web_seed_costs_only_itself_and_a_peer_finishes(
         torrent = Torrent.decode(create(album, options))
 
         async def scenario() -> None:
-            seeder = Session(port=0, host="127.0.0.1", strict=True)
-            leecher = Session(port=0, host="127.0.0.1", strict=True)
-            await seeder.start()
-            await leecher.start()
-            try:
+            async with running_sessions(2) as (seeder, leecher):
                 await seeder.add(torrent, album.parent)
                 download = await leecher.add(torrent, tmp_path / "get")
                 state = download.webseed_states[base]
@@ -199,9 +182,6 @@ def test_hostile_web_seed_costs_only_itself_and_a_peer_finishes(
                 await asyncio.wait_for(download.finished.wait(), 30)
                 assert download.webseed_bytes == 0
                 assert not state.is_banned  # it answered wrongly, not with wrong bytes
-            finally:
-                await leecher.close()
-                await seeder.close()
 
         asyncio.run(scenario())
     assert log.requests <= 2  # backing off: one request, and at most one retry on a new connection
@@ -243,15 +223,11 @@ def test_v2_only_multi_file_torrent_from_a_web_seed_alone(tmp_path: Path) -> Non
         assert torrent.version is TorrentVersion.V2
 
         async def scenario() -> None:
-            session = Session(port=0, host="127.0.0.1", strict=True)
-            await session.start()
-            try:
+            async with running_sessions(1) as (session,):
                 download = await session.add(torrent, tmp_path / "get")
                 await asyncio.wait_for(download.finished.wait(), 60)
                 assert download.webseed_bytes == torrent.total_size
                 assert download.webseed_states[base].bad_pieces == 0
-            finally:
-                await session.close()
 
         asyncio.run(scenario())
     assert same_album(album, tmp_path / "get" / album.name)
@@ -270,11 +246,7 @@ def test_v2_pieces_wait_for_their_piece_layer_before_the_web_seed_fetches_them(t
         one_piece_bytes = sum(entry.length for entry in one_piece)
 
         async def scenario() -> None:
-            seeder = Session(port=0, host="127.0.0.1", strict=True)
-            session = Session(port=0, host="127.0.0.1", strict=True)
-            await seeder.start()
-            await session.start()
-            try:
+            async with running_sessions(2) as (seeder, session):
                 slow = TorrentOptions(max_up=4096, super_seed=False, web_seeds=False)
                 await seeder.add(torrent, album.parent, slow)
                 download = await session.add(bare, tmp_path / "get")
@@ -290,9 +262,6 @@ def test_v2_pieces_wait_for_their_piece_layer_before_the_web_seed_fetches_them(t
                 await asyncio.wait_for(download.finished.wait(), 60)
                 assert download.webseed_bytes > one_piece_bytes
                 assert download.webseed_states[base].bad_pieces == 0
-            finally:
-                await session.close()
-                await seeder.close()
 
         asyncio.run(scenario())
     assert same_album(album, tmp_path / "get" / album.name)
