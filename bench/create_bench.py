@@ -218,12 +218,25 @@ def make_tools(work: Path, data: Path, piece_kib: int, bitswarm_env: dict[str, s
     piece = f"{piece_kib}K"
     tools = [
         Tool(
-            "mktorrent", "v1", False, work / "mktorrent.torrent",
-            ["mktorrent", "-d", "-l", str(piece_kib.bit_length() + 9), "-o", str(work / "mktorrent.torrent"),
-             str(data)],
+            "mktorrent",
+            "v1",
+            False,
+            work / "mktorrent.torrent",
+            [
+                "mktorrent",
+                "-d",
+                "-l",
+                str(piece_kib.bit_length() + 9),
+                "-o",
+                str(work / "mktorrent.torrent"),
+                str(data),
+            ],
         ),
         Tool(
-            "transmission-create", "v1", False, work / "transmission.torrent",
+            "transmission-create",
+            "v1",
+            False,
+            work / "transmission.torrent",
             ["transmission-create", "-s", str(piece_kib), "-o", str(work / "transmission.torrent"), str(data)],
         ),
     ]
@@ -234,9 +247,11 @@ def make_tools(work: Path, data: Path, piece_kib: int, bitswarm_env: dict[str, s
             output = work / f"libtorrent-{kind}.torrent"
             tools.append(
                 Tool(
-                    f"libtorrent {kind}", kind, False, output,
-                    [LIBTORRENT_PYTHON, "-c", LIBTORRENT_CREATE, str(data), str(output), kind,
-                     str(piece_kib << 10)],
+                    f"libtorrent {kind}",
+                    kind,
+                    False,
+                    output,
+                    [LIBTORRENT_PYTHON, "-c", LIBTORRENT_CREATE, str(data), str(output), kind, str(piece_kib << 10)],
                 )
             )
     for label, kind, options in (
@@ -248,8 +263,12 @@ def make_tools(work: Path, data: Path, piece_kib: int, bitswarm_env: dict[str, s
         output = work / f"{label.replace(' ', '-').replace(',', '')}.torrent"
         tools.append(
             Tool(
-                label, kind, True, output,
-                [BITSWARM, "create", *options, "--no-date", "-o", str(output), str(data)], bitswarm_env,
+                label,
+                kind,
+                True,
+                output,
+                [BITSWARM, "create", *options, "--no-date", "-o", str(output), str(data)],
+                bitswarm_env,
             )
         )
     return tools
@@ -351,7 +370,9 @@ def check_outputs(tools: list[Tool], data: Path) -> int:
     print(f"check: bitswarm v1 and mktorrent -d: {same} info-hash ({(ours.info_hash_v1 or b'').hex()})")
     verified = subprocess.run(
         [BITSWARM, "verify", str(tools[0].output), str(data.parent)],
-        capture_output=True, timeout=RUN_TIMEOUT_S, check=False,
+        capture_output=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
     )
     if verified.returncode != 0:
         problems.append(f"bitswarm verify of mktorrent's torrent: {verified.stdout.decode().strip()}")

@@ -285,4 +285,3 @@ class LocalDiscovery:
         if batch:
             datagrams.append(encode_announce(Announce(self.port, tuple(batch), self.cookie, host)))
         return datagrams
-

@@ -279,9 +279,7 @@ def test_libtorrent_dials_a_peer_that_bitswarm_names_in_a_pex_message(tmp_path: 
 
     with open_test_network(["libtorrent", "bitswarm", "third"]) as network, ThreadPoolExecutor(2) as pool:
         third_address = network["third"].address
-        named = pool.submit(
-            network.call, "third", lambda: accept_one_handshake(third_address, third_port, listening)
-        )
+        named = pool.submit(network.call, "third", lambda: accept_one_handshake(third_address, third_port, listening))
         ours = pool.submit(
             network.call, "bitswarm", lambda: asyncio.run(main(network["libtorrent"].address, third_address))
         )
@@ -358,9 +356,17 @@ def test_libtorrent_gets_the_metadata_from_bitswarm_found_by_lsd(tmp_path: Path)
             await serve_metadata((reader, writer), torrent, served)
 
         listener = await asyncio.start_server(on_connection, address, OUR_PORT)
-        async with listener, open_local_discovery(
-            port=OUR_PORT, on_peer=lambda *_: None, interface="eth0", ipv6=False, interval_s=0.3, min_round_gap_s=0.1
-        ) as service:
+        async with (
+            listener,
+            open_local_discovery(
+                port=OUR_PORT,
+                on_peer=lambda *_: None,
+                interface="eth0",
+                ipv6=False,
+                interval_s=0.3,
+                min_round_gap_s=0.1,
+            ) as service,
+        ):
             service.add_torrent(info_hash)
             ready.set()
             await asyncio.to_thread(done.wait, DEADLINE_S)

@@ -199,4 +199,3 @@ def test_bitswarm_and_a_libtorrent_seed_hear_each_others_lsd_announces(tmp_path:
     assert heard.peers == {(info_hash, lt_address, seeding["listen_port"])}
     # ... and took ours (address from the datagram, port from the announce) as a peer.
     assert lsd_peer == {"stage": "lsd_peer", "peers": [[our_address, 7000]]}
-

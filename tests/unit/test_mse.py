@@ -77,9 +77,7 @@ def run_pair(
 
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
-@pytest.mark.parametrize(
-    ("ours", "theirs"), [(PREFER, REQUIRE), (REQUIRE, PREFER), (REQUIRE, REQUIRE)]
-)
+@pytest.mark.parametrize(("ours", "theirs"), [(PREFER, REQUIRE), (REQUIRE, PREFER), (REQUIRE, REQUIRE)])
 def test_two_cores_agree_on_rc4_and_carry_the_initial_payload(
     ours: EncryptionPolicy, theirs: EncryptionPolicy, bytewise: bool
 ) -> None:

@@ -775,4 +775,3 @@ class PexState:
             return []
         self._last_received = now
         return [peer for peer in message.added if peer.address != self.remote]
-
