@@ -166,10 +166,7 @@ class MagnetRuntime:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("magnet task failed", exc_info=task.exception())
-            if self.session.strict:
-                self.session.failures.append(task.exception())  # type: ignore[arg-type]
+        self.session.task_ended(task, "magnet task")
 
     # -- peers -------------------------------------------------------------------------
 

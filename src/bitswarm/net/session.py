@@ -458,10 +458,7 @@ class TorrentRuntime:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("torrent task failed", exc_info=task.exception())
-            if self.session.strict:
-                self.session.failures.append(task.exception())  # type: ignore[arg-type]
+        self.session.task_ended(task, "torrent task")
 
     def run_off_loop(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         """Run ``function`` in the session's disk thread (hashing, say), off the event loop."""
@@ -1205,8 +1202,13 @@ class Session:
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         # Only a bug ends these loops: say so loudly once, with the traceback.
+        self.task_ended(task, "session loop")
+
+    def task_ended(self, task: asyncio.Task[Any], what: str) -> None:
+        """A task of the session, a torrent or a magnet link ended: a failure is logged with
+        its traceback and, in strict mode (tests), recorded in ``failures``."""
         if not task.cancelled() and task.exception() is not None:
-            log.error("session loop failed", exc_info=task.exception())
+            log.error("%s failed", what, exc_info=task.exception())
             if self.strict:
                 self.failures.append(task.exception())  # type: ignore[arg-type]
 
