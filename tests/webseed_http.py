@@ -21,6 +21,19 @@ HOSTILE_LIMIT_S = 20.0
 
 
 @contextmanager
+def _serving(server: socketserver.TCPServer) -> Iterator[str]:
+    """Run ``server`` in a thread; yields its base URL, and stops it at the end."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextmanager
 def serve_folder(
     root: Path,
     *,
@@ -71,15 +84,8 @@ def serve_folder(
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with _serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as base:
+        yield base
 
 
 class Hostile:
@@ -164,16 +170,11 @@ def serve_hostile(behaviour: str) -> Iterator[tuple[str, HostileLog]]:
         daemon_threads = True
         allow_reuse_address = True
 
-    server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", log
+        with _serving(Server(("127.0.0.1", 0), Handler)) as base:
+            yield base, log
     finally:
         stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @contextmanager
@@ -194,12 +195,5 @@ def serve_redirect(target_base: str, requests: list[str]) -> Iterator[str]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with _serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as base:
+        yield base

@@ -32,6 +32,7 @@ from bitswarm.engine.webseed import (
     split_bodies,
 )
 from bitswarm.errors import WebSeedError
+from bitswarm.net.http_client import USER_AGENT
 from bitswarm.storage.layout import Layout
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "bitswarm/0.1"
 # A status line and headers longer than this are not a web seed's answer.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
