@@ -12,7 +12,8 @@ from test_tracker_server import LOOPBACK, _one_response, announce_url, body_of, 
 
 from bitswarm import bencode
 from bitswarm.net import tracker as net_tracker
-from bitswarm.net.tracker import MAX_URL_BYTES, TrackerServer, _fast_request, _FastHttpListener
+from bitswarm.net.tracker import MAX_URL_BYTES, TrackerServer, _FastHttpListener, fast_request
+from bitswarm.tracker._http_fast import request_head
 
 pytestmark = pytest.mark.skipif(not net_tracker.FAST_HTTP, reason="the fast path needs POSIX sockets")
 
@@ -234,10 +235,12 @@ def test_rate_limit_applies_on_the_fast_path() -> None:
         (b"GET /announce HTTP/1.1\r\n folded\r\nConnection: close\r\n\r\n", False),
     ],
 )
-def test_which_requests_take_the_fast_path(raw: bytes, fast: bool) -> None:
-    assert (_fast_request(raw) is not None) is fast
+@pytest.mark.parametrize("head_of", [fast_request, request_head], ids=["python", "compiled"])
+def test_which_requests_take_the_fast_path(raw: bytes, fast: bool, head_of: Any) -> None:
+    assert (head_of(raw) is not None) is fast
 
 
-def test_the_authorization_header_is_passed_on() -> None:
+@pytest.mark.parametrize("head_of", [fast_request, request_head], ids=["python", "compiled"])
+def test_the_authorization_header_is_passed_on(head_of: Any) -> None:
     request = b"GET /announce HTTP/1.1\r\nAuthorization: Bearer x \r\nConnection: close\r\n\r\n"
-    assert _fast_request(request) == (b"/announce", b"Bearer x")
+    assert head_of(request) == (b"/announce", b"Bearer x")

@@ -635,7 +635,7 @@ _FAST_HEADERS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n
 _SLOW_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
 
 
-def _fast_request(data: bytes) -> tuple[bytes, bytes | None] | None:
+def fast_request(data: bytes) -> tuple[bytes, bytes | None] | None:
     """(url, authorization) of a complete GET head for /announce or /scrape whose client
     asked to close the connection after the answer; None for anything else."""
     if not data.endswith(b"\r\n\r\n"):
@@ -666,6 +666,12 @@ def _fast_request(data: bytes) -> tuple[bytes, bytes | None] | None:
     if keep_alive:
         return None
     return line.group(1), authorization
+
+
+try:
+    from bitswarm.tracker._http_fast import request_head as _request_head
+except ImportError:  # installed without a C compiler
+    _request_head = fast_request
 
 
 class _ReaderSocket:
@@ -744,7 +750,7 @@ class _FastHttpListener(_ReaderSocket):
             if not data:  # the client hung up without a request
                 os.close(fd)
                 continue
-            request = _fast_request(data) if len(data) < FAST_READ_BYTES else None
+            request = _request_head(data) if len(data) < FAST_READ_BYTES else None
             if request is None:
                 self._hand_over(fd, data)
                 continue

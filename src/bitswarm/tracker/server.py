@@ -17,7 +17,7 @@ import hashlib
 import ipaddress
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,17 @@ from bitswarm.tracker.swarm import (
 
 if TYPE_CHECKING:
     from bitswarm.tracker.memory import MemoryStore
+
+# (info_hash, peer_id, port, event number, left, uploaded, downloaded, numwant or -1,
+# compact, the ip parameter as sent or None)
+AnnounceQuery = tuple[bytes, bytes, int, int, int, int, int, int, bool, bytes | None]
+
+
+_compiled_plain_announce: Callable[[bytes], AnnounceQuery | None] | None
+try:
+    from bitswarm.tracker._http_fast import plain_announce as _compiled_plain_announce
+except ImportError:  # installed without a C compiler: parse_announce_query does it all
+    _compiled_plain_announce = None
 
 # Scrapes of more swarms at once are an amplification lever (74 fit one UDP reply).
 MAX_SCRAPE_HASHES = 74
@@ -225,6 +236,31 @@ def _fixed(parameters: Mapping[bytes, bytes], name: bytes, size: int) -> bytes:
     return value
 
 
+def parse_announce_query(query: bytes) -> AnnounceQuery:
+    """An announce's parameters, each checked; raises TrackerRequestError. The reference
+    for the compiled ``plain_announce``, which answers the same or leaves it to this."""
+    parameters = _announce_parameters(query)
+    info_hash = _fixed(parameters, b"info_hash", INFO_HASH_BYTES)
+    peer_id = _fixed(parameters, b"peer_id", PEER_ID_BYTES)
+    port = _number(parameters, b"port")
+    if not 0 < port < 65536:
+        raise TrackerRequestError("invalid port")
+    event = _EVENTS.get(parameters.get(b"event", b""))
+    if event is None:  # (Event.NONE is falsy: only a miss is None)
+        event = _EVENTS.get(unescape(parameters[b"event"]))
+        if event is None:
+            raise TrackerRequestError("invalid event")
+    key = parameters.get(b"key")
+    if key is not None and len(unescape(key)) > MAX_KEY_BYTES:
+        raise TrackerRequestError("invalid key")
+    numwant = _number(parameters, b"numwant", default=-1)
+    compact = parameters.get(b"compact") not in (b"0", b"%30")
+    left = _number(parameters, b"left")
+    uploaded = _number(parameters, b"uploaded")
+    downloaded = _number(parameters, b"downloaded")
+    return info_hash, peer_id, port, int(event), left, uploaded, downloaded, numwant, compact, parameters.get(b"ip")
+
+
 class HttpTracker:
     """Turns HTTP announce and scrape requests into store calls and answers into bodies."""
 
@@ -279,37 +315,22 @@ class HttpTracker:
         self, query: bytes, client: tuple[str, int], passkey: str | None
     ) -> tuple[bytes, bytes, bytes, Event, int, int, int, int, bool]:
         """(info_hash, peer_id, address, event, left, uploaded, downloaded, numwant, compact)."""
-        parameters = _announce_parameters(query)
-        info_hash = _fixed(parameters, b"info_hash", INFO_HASH_BYTES)
-        peer_id = _fixed(parameters, b"peer_id", PEER_ID_BYTES)
-        port = _number(parameters, b"port")
-        if not 0 < port < 65536:
-            raise TrackerRequestError("invalid port")
-        event = _EVENTS.get(parameters.get(b"event", b""))
-        if event is None:  # (Event.NONE is falsy: only a miss is None)
-            event = _EVENTS.get(unescape(parameters[b"event"]))
-            if event is None:
-                raise TrackerRequestError("invalid event")
-        key = parameters.get(b"key")
-        if key is not None and len(unescape(key)) > MAX_KEY_BYTES:
-            raise TrackerRequestError("invalid key")
-        claimed = parameters.get(b"ip")
-        if claimed is not None and self.policy.trust_ip_parameter:
+        parsed = _compiled_plain_announce(query) if _compiled_plain_announce is not None else None
+        if parsed is None:
+            parsed = parse_announce_query(query)
+        info_hash, peer_id, port, event_number, left, uploaded, downloaded, numwant, compact, claimed = parsed
+        policy = self.policy
+        if claimed is not None and policy.trust_ip_parameter:
             try:
                 address = compact_address(unescape(claimed).decode("ascii", "replace"), port)
             except ValueError:
                 raise TrackerRequestError("invalid ip") from None
         else:
             address = self._client_host(client[0]) + port.to_bytes(2, "big")
-        policy = self.policy
-        numwant = min(_number(parameters, b"numwant", default=policy.default_numwant), policy.max_numwant)
-        compact = parameters.get(b"compact") not in (b"0", b"%30")
+        numwant = min(policy.default_numwant if numwant < 0 else numwant, policy.max_numwant)
         if policy.passkeys is not None or policy.whitelist is not None:
             admit(policy, info_hash, passkey)
-        left = _number(parameters, b"left")
-        uploaded = _number(parameters, b"uploaded")
-        downloaded = _number(parameters, b"downloaded")
-        return info_hash, peer_id, address, event, left, uploaded, downloaded, numwant, compact
+        return info_hash, peer_id, address, _EVENT_BY_NUMBER[event_number], left, uploaded, downloaded, numwant, compact
 
     def _client_host(self, host: str) -> bytes:
         """The packed address of a connection's host (as the kernel wrote it), cached."""
