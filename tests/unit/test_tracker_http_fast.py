@@ -13,6 +13,7 @@ from test_tracker_server import LOOPBACK, _one_response, announce_url, body_of, 
 from bitswarm import bencode
 from bitswarm.net import tracker as net_tracker
 from bitswarm.net.tracker import MAX_URL_BYTES, TrackerServer, _FastHttpListener, fast_request
+from bitswarm.tracker import server as tracker_server
 from bitswarm.tracker._http_fast import request_head
 
 pytestmark = pytest.mark.skipif(not net_tracker.FAST_HTTP, reason="the fast path needs POSIX sockets")
@@ -60,7 +61,6 @@ def test_a_connection_close_announce_is_answered_on_accept_and_closed(monkeypatc
             reader, writer = await asyncio.open_connection(*address)
             writer.write(request)
             await writer.drain()
-            await asyncio.sleep(0.05)
             response = await asyncio.wait_for(read_all(reader), 5)  # the server closes
             writer.close()
             assert response.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -244,3 +244,37 @@ def test_which_requests_take_the_fast_path(raw: bytes, fast: bool, head_of: Any)
 def test_the_authorization_header_is_passed_on(head_of: Any) -> None:
     request = b"GET /announce HTTP/1.1\r\nAuthorization: Bearer x \r\nConnection: close\r\n\r\n"
     assert head_of(request) == (b"/announce", b"Bearer x")
+
+
+def _answers_to_a_few_announces(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    spy = Spy(monkeypatch)
+    bodies: list[bytes] = []
+
+    async def scenario(server: TrackerServer, address: tuple[str, int]) -> None:
+        requests = [
+            get(announce_url(1001, left=0)),
+            get(announce_url(1002) + "&event=started&numwant=5&compact=1&key=ab%2Bc"),
+            get(announce_url(1003) + "&compact=0"),
+            get(announce_url(1004) + "&port=1"),  # repeated: a failure
+            get(announce_url(1005).replace("left=10", "left=-1")),
+        ]
+        for request in requests:
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(request)
+            bodies.append(body_of(await asyncio.wait_for(read_all(reader), 5)))
+            writer.close()
+
+    run(scenario)
+    assert spy.handed == []
+    return bodies
+
+
+def test_an_install_without_the_compiled_checks_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pip found no C compiler the Python checks serve alone, byte for byte the same."""
+    compiled = _answers_to_a_few_announces(monkeypatch)
+    monkeypatch.setattr(tracker_server, "_compiled_plain_announce", None)
+    monkeypatch.setattr(net_tracker, "_request_head", fast_request)
+    assert _answers_to_a_few_announces(monkeypatch) == compiled
+    assert [b"failure reason" in body for body in compiled] == [False, False, False, True, True]
+    assert b"5:peers6:" in compiled[1]  # compact, the seeder's address
+    assert b"5:peersld2:ip" in compiled[2]  # a dictionary list
