@@ -121,7 +121,8 @@ def test_a_request_in_two_segments_takes_the_slow_path(monkeypatch: pytest.Monke
         reader, writer = await asyncio.open_connection(*address)
         writer.write(request[:20])
         await writer.drain()
-        await asyncio.sleep(0.1)
+        while not spy.handed:  # the listener read the first part and handed the connection on
+            await asyncio.sleep(0.01)  # polling an observable state
         writer.write(request[20:])
         response = await asyncio.wait_for(read_all(reader), 5)
         writer.close()
@@ -162,7 +163,6 @@ def test_two_pipelined_requests_with_close_are_both_seen_by_the_slow_path(monkey
     async def scenario(server: TrackerServer, address: tuple[str, int]) -> None:
         reader, writer = await asyncio.open_connection(*address)
         writer.write(get(announce_url(1001), close=False) + get(announce_url(1002)))
-        await asyncio.sleep(0.05)
         response = await asyncio.wait_for(read_all(reader), 5)
         writer.close()
         assert response.count(b"HTTP/1.1 200 OK") == 2
