@@ -2,7 +2,8 @@
 (issue 3).
 
     python3 bench/tracker_bench.py [--swarms 100000] [--peers-per-swarm 10] [--duration-s 10]
-                                   [--repeat 3] [--workers 2] [--no-redis]
+                                   [--repeat 3] [--workers 2] [--http-connections 16]
+                                   [--no-redis] [--no-keep-alive] [--wrk]
 
 Everything runs on loopback. The benchmark starts, in a fresh folder under /tmp:
 `bitswarm tracker` with the memory store, Debian's opentracker (whitelist build: every
@@ -28,6 +29,11 @@ comparison is one request per connection for both, with `Connection: close`; bit
 keep-alive rate is shown on its own row. A tracker's CPU is its utime + stime from
 /proc/PID/stat over the measured window; the generators' CPU is their own getrusage, and
 "other" is what the rest of the machine used meanwhile (from /proc/stat), a noise gauge.
+
+--wrk adds HTTP rows driven by Debian's wrk instead (a load generator in C, with a Lua
+script sending the same re-announces, `Connection: close`, as many threads as --workers
+and --workers x --http-connections connections), so that the HTTP ratio does not rest on
+the Python generators alone; its CPU is the wrk child's getrusage.
 
 Every loop is bounded in time and count. This is a measurement, not a test.
 """
@@ -72,6 +78,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BITSWARM = shutil.which("bitswarm", path=str(Path(sys.executable).parent)) or "bitswarm"
 OPENTRACKER = "/usr/bin/opentracker"
 REDIS_SERVER = "/usr/bin/redis-server"
+# Debian's wrk: an HTTP load generator in C, for a second opinion on the HTTP rows (--wrk).
+WRK = "/usr/bin/wrk"
 
 # Generator settings: enough requests in flight to keep a server busy, few enough that a
 # server's socket buffer (212 KiB by default) does not overflow and drop them.
@@ -739,6 +747,65 @@ def measure(
     )
 
 
+def wrk_script(work: Path, population: Population, hashes: list[bytes]) -> Path:
+    """A Lua script for wrk: re-announces of random loaded peers, as the Python generators send."""
+    script = work / "announce.lua"
+    quoted = ",".join(f'"{quote_from_bytes(info_hash, safe="")}"' for info_hash in hashes)
+    script.write_text(
+        f"local hashes = {{{quoted}}}\n"
+        f"local per_swarm, seeders = {population.peers_per_swarm}, {SEEDERS_PER_SWARM}\n"
+        "request = function()\n"
+        "  local swarm = math.random(#hashes) - 1\n"
+        "  local slot = math.random(per_swarm) - 1\n"
+        "  local left = slot < seeders and 0 or 1048576\n"
+        "  local path = '/announce?info_hash=' .. hashes[swarm + 1] .. '&peer_id=-BS0001-' ..\n"
+        "    string.format('%012d', swarm * per_swarm + slot) .. '&port=' .. (" + str(BASE_PORT) + " + slot) ..\n"
+        "    '&uploaded=0&downloaded=0&left=' .. left .. '&compact=1'\n"
+        "  return wrk.format('GET', path, {['Connection'] = 'close'})\n"
+        "end\n"
+    )
+    return script
+
+
+def measure_wrk(server: Server, script: Path, duration_s: float, threads: int, connections: int) -> None:
+    """One HTTP row driven by wrk instead of the Python generators; its CPU is the wrk child's."""
+    host, port = server.http[0]
+    command = [
+        WRK,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s:g}s",
+        "-s",
+        str(script),
+        f"http://{host}:{port}/",
+    ]
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = [process_cpu_s(pid) for pid in server.pids]
+    busy_before = machine_busy_s()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True)
+    cpu_after = [process_cpu_s(pid) for pid in server.pids]
+    busy_after = machine_busy_s()
+    generator_cpu = _cpu_between(children_before, resource.getrusage(resource.RUSAGE_CHILDREN))
+    done = re.search(r"(\d+) requests in ([\d.]+)s", result.stdout)
+    if done is None:
+        raise RuntimeError(f"wrk printed no request count: {result.stdout[-300:]!r}")
+    rate = int(done.group(1)) / float(done.group(2))
+    server_cpu = sum(after - before for before, after in zip(cpu_before, cpu_after, strict=True))
+    other = max(0.0, (busy_after - busy_before) - server_cpu - generator_cpu)
+    server.rates.setdefault("http_wrk", []).append(rate)
+    server.cpus.setdefault("http_wrk", []).append(server_cpu)
+    server.generator_cpus.setdefault("http_wrk", []).append(generator_cpu)
+    server.others.setdefault("http_wrk", []).append(other)
+    failures = re.findall(r"(Non-2xx or 3xx responses: \d+|Socket errors: [^\n]*)", result.stdout)
+    if failures:
+        server.notes.append(f"http_wrk: {'; '.join(failures)}")
+    print(
+        f"# {'http_wrk':<14} {server.label:<20} {rate:>9.0f}/s  server CPU {server_cpu:5.2f} s  "
+        f"wrk ({threads} threads) CPU {generator_cpu:5.2f} s  other {other:4.2f} s  {'; '.join(failures)}",
+        flush=True,
+    )
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -761,7 +828,12 @@ def report(servers: list[Server], kinds: list[str], duration_s: float, repeat: i
             reference_rate = median(reference.rates[reference_kind]) if reference_kind in reference.rates else 0.0
             ratio = rate / reference_rate if reference_rate else float("nan")
             per_cpu = rate * duration_s / cpu if cpu else float("nan")
-            label = {"udp": "UDP", "http": "HTTP, 1 per connection", "http_keepalive": "HTTP keep-alive"}[kind]
+            label = {
+                "udp": "UDP",
+                "http": "HTTP, 1 per connection",
+                "http_keepalive": "HTTP keep-alive",
+                "http_wrk": "HTTP, 1 per connection, wrk",
+            }[kind]
             print(
                 f"| {server.label} | {label} | {rate:,.0f} | {ratio:.2f} | {cpu:.2f} | "
                 f"{per_cpu:,.0f} | {median(server.generator_cpus[kind]):.2f} | "
@@ -794,6 +866,9 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="leave out the Redis store")
     parser.add_argument("--no-keep-alive", action="store_true", help="leave out bitswarm's keep-alive HTTP row")
     parser.add_argument(
+        "--wrk", action="store_true", help="add HTTP rows driven by Debian's wrk (apt-get install wrk), a C generator"
+    )
+    parser.add_argument(
         "--baseline-src", type=Path, help="also run the bitswarm in this src folder (e.g. an older commit's) as a row"
     )
     args = parser.parse_args()
@@ -803,6 +878,8 @@ def main() -> int:
         parser.error("--duration-s must be 0..300, --repeat 1..20, --workers 1..16")
     if not 0 < args.http_connections <= 1000:
         parser.error("--http-connections must be 1..1000")
+    if args.wrk and not Path(WRK).exists():
+        parser.error(f"--wrk needs {WRK}: apt-get install wrk")
     population = Population(args.swarms, args.peers_per_swarm)
     has_redis = importlib.util.find_spec("bitswarm.tracker.redis_store") is not None
     with_redis = has_redis and not args.no_redis
@@ -833,6 +910,7 @@ def main() -> int:
         for server in servers:
             load(server, generators, population)
         kinds = ["udp", "http"] + ([] if args.no_keep_alive else ["http_keepalive"])
+        script = wrk_script(work, population, hashes) if args.wrk else None
         for round_number in range(args.repeat):
             order = servers[round_number % len(servers) :] + servers[: round_number % len(servers)]
             for kind in kinds:
@@ -843,7 +921,14 @@ def main() -> int:
                         server, generators, kind, args.duration_s, SEED + round_number, args.workers,
                         args.http_connections,
                     )  # fmt: skip
-        report(servers, kinds, args.duration_s, args.repeat, args.workers)
+            if script is not None:
+                for server in order:
+                    if len(server.http) != 1:
+                        continue  # wrk drives one address; the Redis pair has two
+                    measure_wrk(server, script, args.duration_s, args.workers, args.workers * args.http_connections)
+        report(
+            servers, kinds + (["http_wrk"] if script is not None else []), args.duration_s, args.repeat, args.workers
+        )
     finally:
         generators.stop()
         processes.stop_all()
