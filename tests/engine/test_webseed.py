@@ -40,6 +40,14 @@ def make_album(root: Path) -> Path:
     return album
 
 
+def same_album(album: Path, copy: Path) -> bool:
+    return all(
+        (copy / path.relative_to(album)).read_bytes() == path.read_bytes()
+        for path in album.rglob("*")
+        if path.is_file()
+    )
+
+
 def test_multi_file_torrent_from_a_web_seed_alone(tmp_path: Path) -> None:
     album = make_album(tmp_path / "www")
     with serve_folder(tmp_path / "www") as base:
@@ -54,9 +62,7 @@ def test_multi_file_torrent_from_a_web_seed_alone(tmp_path: Path) -> None:
                 assert download.webseed_bytes == torrent.stream_size
 
         asyncio.run(scenario())
-    for path in album.rglob("*"):
-        if path.is_file():
-            assert (tmp_path / "get" / path.relative_to(album.parent)).read_bytes() == path.read_bytes()
+    assert same_album(album, tmp_path / "get" / album.name)
 
 
 def test_web_seed_serving_wrong_bytes_is_banned_and_a_peer_finishes(tmp_path: Path) -> None:
@@ -77,9 +83,7 @@ def test_web_seed_serving_wrong_bytes_is_banned_and_a_peer_finishes(tmp_path: Pa
                 await asyncio.wait_for(download.finished.wait(), 60)
 
         asyncio.run(scenario())
-    for path in album.rglob("*"):
-        if path.is_file():
-            assert (tmp_path / "get" / path.relative_to(album.parent)).read_bytes() == path.read_bytes()
+    assert same_album(album, tmp_path / "get" / album.name)
 
 
 def test_a_web_seed_behind_a_redirect_is_followed(tmp_path: Path) -> None:
@@ -99,9 +103,7 @@ def test_a_web_seed_behind_a_redirect_is_followed(tmp_path: Path) -> None:
         asyncio.run(scenario())
     files = {"/" + path.relative_to(tmp_path / "www").as_posix() for path in album.rglob("*") if path.is_file()}
     assert set(redirected) == set(served) == files
-    for path in album.rglob("*"):
-        if path.is_file():
-            assert (tmp_path / "get" / path.relative_to(album.parent)).read_bytes() == path.read_bytes()
+    assert same_album(album, tmp_path / "get" / album.name)
 
 
 def test_one_connection_carries_many_requests_and_is_reopened_when_the_server_drops_it(tmp_path: Path) -> None:
@@ -186,9 +188,7 @@ def test_hostile_web_seed_costs_only_itself_and_a_peer_finishes(
         asyncio.run(scenario())
     assert log.requests <= 2  # backing off: one request, and at most one retry on a new connection
     assert log.bytes_sent < 16 << 20
-    for path in album.rglob("*"):
-        if path.is_file():
-            assert (tmp_path / "get" / path.relative_to(album.parent)).read_bytes() == path.read_bytes()
+    assert same_album(album, tmp_path / "get" / album.name)
 
 
 V2_PIECE = 32 * 1024
@@ -205,14 +205,6 @@ def make_v2_album(root: Path) -> Path:
     for name, size in sizes.items():
         (album / name).write_bytes(rng.randbytes(size))
     return album
-
-
-def same_album(album: Path, copy: Path) -> bool:
-    return all(
-        (copy / path.relative_to(album)).read_bytes() == path.read_bytes()
-        for path in album.rglob("*")
-        if path.is_file()
-    )
 
 
 def test_v2_only_multi_file_torrent_from_a_web_seed_alone(tmp_path: Path) -> None:
