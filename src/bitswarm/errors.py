@@ -77,3 +77,7 @@ class KRPCError(ProtocolError):
 
 class WebSeedError(ProtocolError):
     """A BEP 19 web seed answered wrongly: an HTTP error, a wrong range or length, a timeout."""
+
+
+class StreamTimeout(BitswarmError):
+    """A stream reader waited longer than its timeout for a piece no source delivered."""

@@ -12,6 +12,12 @@ pieces, the only ones worth sharing, appear as early as possible.
 - Endgame: once every missing block is requested, a block may be requested from a second
   peer too; when it arrives the others are told to cancel.
 - Priority 0 means "do not download" (skipped files).
+- Deadlines (streaming): readers name pieces they need by a time (``set_deadlines``, one
+  set per reader, merged by taking the earliest). Such pieces leave the rarest-first
+  buckets and are handed out by ``pick_deadline`` alone, earliest deadline first, to the
+  peers the swarm chooses (the fastest first). A piece still incomplete ``LATE_GRACE_S``
+  after its deadline is late: its missing blocks are asked of a second peer as well, and
+  the copy that arrives second is cancelled (as libtorrent's time-critical pieces).
 
 Sans-IO: peers are opaque hashable keys, chance is a ``random.Random``.
 """
@@ -19,7 +25,7 @@ Sans-IO: peers are opaque hashable keys, chance is a ``random.Random``.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 BLOCK_SIZE = 16 * 1024
@@ -27,6 +33,10 @@ RANDOM_FIRST_PIECES = 4
 MAX_PRIORITY = 7
 # In endgame a block is asked of at most this many peers at once.
 ENDGAME_DUPLICATES = 2
+# A deadline piece not in this long after its deadline has its missing blocks asked of a
+# second peer too: one slow or stalled peer must not stall a player.
+LATE_GRACE_S = 0.5
+LATE_DUPLICATES = 2
 
 PeerKey = Hashable
 
@@ -71,6 +81,10 @@ class PiecePicker:
         self.seed_count = 0
         self._partial: dict[int, _Partial] = {}
         self._buckets: dict[tuple[int, int], set[int]] = {}
+        # Deadlines: each owner's (a stream reader's) pieces, and the earliest per piece.
+        self._deadline_owners: dict[Hashable, dict[int, float]] = {}
+        self._deadlines: dict[int, float] = {}
+        self._deadline_order: list[int] | None = None  # by deadline; None: to sort again
         for index in range(num_pieces):
             self._file(index)
 
@@ -80,7 +94,13 @@ class PiecePicker:
         return (-self.priority[index], self.availability[index])
 
     def _is_waiting(self, index: int) -> bool:
-        return not self.have[index] and self.priority[index] > 0 and index not in self._partial
+        """Unstarted, wanted and in a bucket (a piece with a deadline is handed out apart)."""
+        return (
+            not self.have[index]
+            and self.priority[index] > 0
+            and index not in self._partial
+            and index not in self._deadlines
+        )
 
     def _file(self, index: int) -> None:
         if self._is_waiting(index):
@@ -149,7 +169,7 @@ class PiecePicker:
         for index, partial in self._partial.items():
             if len(picked) >= count:
                 return
-            if partial.unrequested and peer_has(index):
+            if partial.unrequested and index not in self._deadlines and peer_has(index):
                 self._take_blocks(index, partial, peer, count, picked)
 
     def _take_blocks(
@@ -201,7 +221,7 @@ class PiecePicker:
         self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, picked: list[BlockRequest]
     ) -> None:
         for index, partial in self._partial.items():
-            if not peer_has(index):
+            if index in self._deadlines or not peer_has(index):
                 continue
             for block, requesters in partial.requesters.items():
                 if len(picked) >= count:
@@ -209,6 +229,76 @@ class PiecePicker:
                 if block not in partial.received and peer not in requesters and len(requesters) < ENDGAME_DUPLICATES:
                     requesters.add(peer)
                     picked.append(self._block(index, block))
+
+    # -- deadlines (streaming) -----------------------------------------------------------
+
+    def set_deadlines(self, owner: Hashable, deadlines: Mapping[int, float]) -> None:
+        """``owner`` (a reader) needs these pieces by these times; replaces its earlier set."""
+        for index in deadlines:
+            if not 0 <= index < self.num_pieces:
+                raise ValueError(f"piece {index} outside 0..{self.num_pieces - 1}")
+        old = self._deadline_owners.pop(owner, {})
+        if deadlines:
+            self._deadline_owners[owner] = dict(deadlines)
+        self._merge_deadlines(old.keys() | deadlines.keys())
+
+    def clear_deadlines(self, owner: Hashable) -> None:
+        """``owner`` needs nothing any more (a reader that went away)."""
+        old = self._deadline_owners.pop(owner, None)
+        if old:
+            self._merge_deadlines(old.keys())
+
+    def _merge_deadlines(self, indices: Iterable[int]) -> None:
+        for index in indices:
+            times = [mine[index] for mine in self._deadline_owners.values() if index in mine]
+            earliest = min(times) if times and not self.have[index] else None
+            if earliest is None:
+                if self._deadlines.pop(index, None) is not None:
+                    self._file(index)  # back to rarest first (after the pop: it waits again)
+            else:
+                if index not in self._deadlines:
+                    self._unfile(index)  # before it counts as a deadline piece
+                self._deadlines[index] = earliest
+        self._deadline_order = None
+
+    @property
+    def has_deadlines(self) -> bool:
+        return bool(self._deadlines)
+
+    def deadline_of(self, index: int) -> float | None:
+        return self._deadlines.get(index)
+
+    def deadline_pieces(self) -> list[int]:
+        """Pieces with a deadline that are not here yet, earliest first."""
+        if self._deadline_order is None:
+            self._deadline_order = sorted(self._deadlines, key=lambda index: (self._deadlines[index], index))
+        return self._deadline_order
+
+    def pick_deadline(
+        self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, now: float, *, has_all: bool = False
+    ) -> list[BlockRequest]:
+        """Up to ``count`` blocks of deadline pieces for ``peer``, earliest deadline first:
+        blocks nobody was asked for, then, of late pieces, blocks another peer was asked
+        for and has not sent (``LATE_DUPLICATES`` peers at most per block)."""
+        picked: list[BlockRequest] = []
+        for index in self.deadline_pieces():
+            if len(picked) >= count:
+                break
+            if not has_all and not peer_has(index):
+                continue
+            partial = self._partial.get(index)
+            if partial is None:
+                self._begin(index)
+                partial = self._partial[index]
+            self._take_blocks(index, partial, peer, count, picked)
+            if len(picked) < count and now >= self._deadlines[index] + LATE_GRACE_S:
+                for block, requesters in partial.requesters.items():
+                    if len(picked) >= count:
+                        break
+                    if peer not in requesters and len(requesters) < LATE_DUPLICATES:
+                        requesters.add(peer)
+                        picked.append(self._block(index, block))
+        return picked
 
     # -- answers -------------------------------------------------------------------------
 
@@ -248,6 +338,8 @@ class PiecePicker:
     def piece_verified(self, index: int) -> None:
         self._unfile(index)  # when it was waiting in a bucket (verified from disk, say)
         self._partial.pop(index, None)
+        if self._deadlines.pop(index, None) is not None:
+            self._deadline_order = None
         if not self.have[index]:
             self.have[index] = 1
             self.have_count += 1
@@ -264,14 +356,16 @@ class PiecePicker:
         A piece that peers started and left, none of its blocks asked of anyone now, is
         taken first: no peer may come back for it, and the seed's copy fills its gaps
         (``Swarm.webseed_piece`` takes only the blocks still missing)."""
-        index = next(
-            (
-                index
-                for index, partial in self._partial.items()
-                if partial.unrequested and not partial.requesters and self.priority[index] > 0
-            ),
-            None,
-        )
+        index = self._free_deadline_piece()
+        if index is None:
+            index = next(
+                (
+                    index
+                    for index, partial in self._partial.items()
+                    if partial.unrequested and not partial.requesters and self.priority[index] > 0
+                ),
+                None,
+            )
         if index is None:
             index = self._start_piece(lambda _index: True, True)
         if index is not None:
@@ -288,12 +382,32 @@ class PiecePicker:
             return []
         run = [first]
         index = first + 1
-        while len(run) < max_pieces and index < self.num_pieces and self._is_waiting(index):
+        while len(run) < max_pieces and index < self.num_pieces and self._is_untouched(index):
             self._begin(index)
             self._give_to_webseed(index, seed)
             run.append(index)
             index += 1
         return run
+
+    def _free_deadline_piece(self) -> int | None:
+        """The earliest deadline piece nobody is on (a web seed streams what a player needs
+        first); started when it was not."""
+        for index in self.deadline_pieces():
+            partial = self._partial.get(index)
+            if partial is None:
+                self._begin(index)
+                return index
+            if partial.unrequested and not partial.requesters:
+                return index
+        return None
+
+    def _is_untouched(self, index: int) -> bool:
+        """Not here and not started, and wanted or needed by a deadline."""
+        return (
+            not self.have[index]
+            and index not in self._partial
+            and (self.priority[index] > 0 or index in self._deadlines)
+        )
 
     def _give_to_webseed(self, index: int, seed: PeerKey) -> None:
         partial = self._partial[index]

@@ -30,6 +30,11 @@ this block for that peer, close or ban that peer.
   magnet link) asks peers for the piece layers we lack, and each one proven comes out as
   ``PieceLayerReceived``, for the layer above to start those pieces (``set_priorities``).
   A peer whose hashes do not prove to the root loses its connection.
+- Deadlines (streaming, ``set_deadlines``): blocks of pieces a reader needs by a time are
+  handed out before any other, earliest deadline first, to the fastest peers first, each
+  peer taking about ``DEADLINE_QUEUE_S`` of its rate. When a peer's queue of ordinary
+  requests would hold a deadline block back past its deadline, those requests are
+  cancelled (they go back to the picker); the deadline blocks go first.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ from bitswarm.wire.messages import (
     Request,
     Unchoke,
 )
-from bitswarm.wire.peer import MAX_PEER_REQUESTS, Event, HandshakeCompleted, PeerProtocol, PeerState
+from bitswarm.wire.peer import MAX_OUR_REQUESTS, MAX_PEER_REQUESTS, Event, HandshakeCompleted, PeerProtocol, PeerState
 
 PeerKey = Hashable
 
@@ -100,6 +105,13 @@ MAX_BLOCK_HASH_READS_PER_TICK = 4
 # per block arriving: each refill is a send of its own (65,536 a GiB at one per block).
 REFILL_FRACTION = 4
 SNUB_TIMEOUT_S = 60.0
+# Deadline blocks outstanding per peer: about this many seconds of its rate, at least
+# ``DEADLINE_MIN_BLOCKS`` (a peer whose rate is not known yet gets a piece's worth).
+DEADLINE_QUEUE_S = 1.0
+DEADLINE_MIN_BLOCKS = 16
+# A peer never measured is assumed this fast when judging whether its queue would make a
+# deadline block late (256 KiB/s: a slow home line).
+ASSUMED_RATE = 256 * 1024
 DEFAULT_UPLOAD_SLOTS = 8
 # Our name in BEP 10 handshakes.
 CLIENT_NAME = f"bitswarm {__version__}"
@@ -316,6 +328,7 @@ class Swarm:
         self._senders: dict[int, dict[int, PeerKey]] = {}
         self._bad_blocks: dict[int, dict[int, tuple[PeerKey, bytes]]] = {}
         self._finished_reported = self.is_seeding
+        self._now = now  # the latest time a caller gave: deadlines are judged by it
 
     # -- what we have and want -----------------------------------------------------------
 
@@ -355,6 +368,63 @@ class Swarm:
             self._update_interest(peer)
             self._fill_requests(key, peer)
         return self._check_finished()
+
+    def set_deadlines(self, owner: PeerKey, deadlines: Mapping[int, float], now: float) -> None:
+        """``owner`` (a stream reader) needs these pieces by these times (monotonic, as
+        ``now``); replaces its earlier set. Their blocks are requested at once."""
+        self._now = now
+        self.picker.set_deadlines(owner, deadlines)
+        self._fill_deadline_requests()
+
+    def clear_deadlines(self, owner: PeerKey, now: float) -> None:
+        """``owner`` went away: its deadlines go, and the pieces go back to rarest first."""
+        self._now = now
+        self.picker.clear_deadlines(owner)
+
+    def _fill_deadline_requests(self) -> None:
+        """Deadline blocks to the fastest peers first, each within its share (its rate times
+        ``DEADLINE_QUEUE_S``)."""
+        if not self.picker.has_deadlines:
+            return
+        now = self._now
+        ready = [
+            (peer.download.rate(now), key, peer)
+            for key, peer in self.peers.items()
+            if peer.core.state is PeerState.OPEN
+            and not peer.core.peer_choking
+            and peer.core.am_interested
+            and not peer.is_snubbed
+        ]
+        ready.sort(key=lambda item: -item[0])
+        for rate, key, peer in ready:
+            core = peer.core
+            deadline_of = self.picker.deadline_of
+            in_flight = sum(1 for request in core.our_requests if deadline_of(request[0]) is not None)
+            share = max(DEADLINE_MIN_BLOCKS, int(rate * DEADLINE_QUEUE_S / BLOCK_SIZE) + 1)
+            room = min(share - in_flight, MAX_OUR_REQUESTS - len(core.our_requests))
+            if room <= 0:
+                continue
+            blocks = self.picker.pick_deadline(key, core.peer_has, room, now, has_all=core.peer_is_seed)
+            if not blocks:
+                continue
+            self._clear_way_for(key, peer, blocks, rate, now)
+            for block in blocks:
+                core.send(Request(block.index, block.begin, block.length))
+
+    def _clear_way_for(self, key: PeerKey, peer: _Peer, blocks: list[BlockRequest], rate: float, now: float) -> None:
+        """Cancel ``peer``'s ordinary requests when, served first as peers do, they would
+        make the earliest of ``blocks`` late."""
+        core = peer.core
+        ordinary = [request for request in core.our_requests if self.picker.deadline_of(request[0]) is None]
+        if not ordinary:
+            return
+        earliest = min(self.picker.deadline_of(block.index) or now for block in blocks)
+        queued_bytes = sum(request[2] for request in ordinary)
+        if queued_bytes / max(rate, ASSUMED_RATE) <= earliest - now:
+            return
+        for index, begin, length in ordinary:
+            core.send(Cancel(index, begin, length))
+            self.picker.request_dropped(BlockRequest(index, begin, length), key)
 
     def _check_finished(self) -> list[Action]:
         if self.is_seeding and not self._finished_reported:
@@ -412,6 +482,7 @@ class Swarm:
 
     def handle(self, key: PeerKey, events: list[Event], now: float) -> list[Action]:
         """Apply one peer's events; returns the instructions they lead to."""
+        self._now = now
         peer = self.peers[key]
         actions: list[Action] = []
         for event in events:
@@ -458,6 +529,7 @@ class Swarm:
                     actions.append(ClosePeer(key, str(error)))
                     return actions
         self._update_interest(peer)
+        self._fill_deadline_requests()
         self._fill_requests(key, peer)
         self._fill_hash_requests(key, peer, now)
         return actions
@@ -754,6 +826,7 @@ class Swarm:
 
     def piece_checked(self, index: int, ok: bool, block_digests: list[bytes], now: float) -> list[Action]:
         """The disk layer hashed piece ``index``; ``block_digests`` are its blocks' SHA-1s."""
+        self._now = now
         senders = self._senders.pop(index, {})
         actions: list[Action] = []
         if not ok:
@@ -782,6 +855,7 @@ class Swarm:
                 peer.core.send(Have(index))
                 self._update_interest(peer)
         actions += self._check_finished()
+        self._fill_deadline_requests()
         for key, peer in self.peers.items():
             self._fill_requests(key, peer)
         return actions + self._after_bans(actions)
@@ -796,6 +870,8 @@ class Swarm:
 
     def tick(self, now: float) -> list[Action]:
         """Snubbing and the periodic choking round."""
+        self._now = now
+        self._fill_deadline_requests()  # late pieces: a second peer
         for key, peer in self.peers.items():
             peer.hash_answers = 0
             peer.block_hash_reads_this_tick = 0

@@ -98,6 +98,7 @@ from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol, PeerState
 if TYPE_CHECKING:
     from bitswarm.magnet import Magnet
     from bitswarm.net.magnet import MagnetRuntime
+    from bitswarm.stream.reader import FileReader
 
 log = logging.getLogger("bitswarm.session")
 
@@ -228,6 +229,10 @@ class TorrentRuntime:
         self.webseed_bytes = 0
         # Each web seed's standing (backoff, ban), kept across pause and resume.
         self.webseed_states: dict[str, WebSeedState] = {}
+        # Stream readers waiting for a piece: woken when it is verified.
+        self._piece_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        # Set when a deadline is set: a web seed idling for want of pieces looks again.
+        self.deadlines_changed = asyncio.Event()
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -638,6 +643,80 @@ class TorrentRuntime:
                 wait, retry_s = retry_s, min(retry_s * 2, DHT_RETRY_MAX_S)
             await asyncio.sleep(wait)
 
+    # -- streaming: reading files while they download --------------------------------------
+
+    def open(self, file: int | str | FileEntry, *, timeout_s: float | None = None) -> FileReader:
+        """A reader of one file (``bitswarm info``'s index, its path below the torrent's
+        name, or its entry) that returns verified bytes only and, while open, makes the
+        engine fetch the pieces under and ahead of its position first. Raises UsageError
+        for a file the torrent does not have; see ``bitswarm.stream.reader.FileReader``."""
+        # The reader sits above this layer (it only uses a PieceSource); imported here so
+        # that the engine's runtime does not depend on the streaming package.
+        from bitswarm.stream.reader import DEFAULT_TIMEOUT_S, FileReader  # noqa: PLC0415
+
+        if self.swarm is None:
+            raise UsageError(f"{self.torrent.name}: not started")
+        entry = self.file_entry(file)
+        return FileReader(self, entry, timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
+
+    def file_entry(self, file: int | str | FileEntry) -> FileEntry:
+        """The data file ``file`` names (an index into ``data_files()``, a path below the
+        torrent's name, or the entry itself); raises UsageError when there is none."""
+        files = list(self.torrent.data_files())
+        if isinstance(file, FileEntry):
+            if not any(entry is file for entry in files):
+                raise UsageError(f"{self.torrent.name}: not a file of this torrent")
+            return file
+        if isinstance(file, int):
+            if not 0 <= file < len(files):
+                raise UsageError(f"{self.torrent.name}: files are 0 to {len(files) - 1}, not {file}")
+            return files[file]
+        for entry in files:
+            if "/".join(entry.path[1:] or entry.path) == file or "/".join(entry.path) == file:
+                return entry
+        raise UsageError(f"{self.torrent.name}: no file {file!r}")
+
+    def has_piece(self, index: int) -> bool:
+        return self.swarm is not None and self.swarm.has_piece(index)
+
+    def set_deadlines(self, owner: object, deadlines: dict[int, float]) -> None:
+        """A reader's window (``Swarm.set_deadlines``); the requests go out at once."""
+        if self.swarm is None:
+            return
+        self.swarm.set_deadlines(owner, deadlines, time.monotonic())
+        self.deadlines_changed.set()
+        self.run_actions([])  # flushes the requests
+
+    def clear_deadlines(self, owner: object) -> None:
+        if self.swarm is not None:
+            self.swarm.clear_deadlines(owner, time.monotonic())
+
+    async def wait_for_piece(self, index: int) -> None:
+        """Return once piece ``index`` is verified."""
+        if self.has_piece(index):
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._piece_waiters.setdefault(index, [])
+        waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._piece_waiters.pop(index, None)
+
+    async def read_verified(self, index: int, begin: int, length: int) -> bytes:
+        """Bytes of verified piece ``index``, read back from the disk in the reader thread;
+        raises UsageError for a piece that is not verified, StorageError when unreadable."""
+        if not self.has_piece(index):
+            raise UsageError(f"piece {index} is not verified")
+        data: bytes = await asyncio.get_running_loop().run_in_executor(
+            self.readers, self.read_storage.read_block, index, begin, length
+        )
+        return data
+
     # -- actions -------------------------------------------------------------------------
 
     def run_actions(self, actions: list[Action]) -> None:
@@ -670,6 +749,9 @@ class TorrentRuntime:
             elif isinstance(action, PieceVerified):
                 self._resume_dirty = True
                 self._emit(action)
+                for waiter in self._piece_waiters.pop(action.index, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
             elif isinstance(action, ConnectPeers):
                 if UT_PEX in self.extension_ids:
                     self.add_peers(action.addresses)

@@ -11,6 +11,7 @@ hash is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -325,7 +326,10 @@ async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connectio
                 break
             indexes += run
         if not indexes:
-            await asyncio.sleep(IDLE_POLL_S)
+            # A reader's new deadline (a seek past what peers hold) wakes the seed at once.
+            runtime.deadlines_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.deadlines_changed.wait(), IDLE_POLL_S)
             continue
         try:
             delay = runtime.download_delay(sum(torrent.piece_size(index) for index in indexes), now)

@@ -1,0 +1,89 @@
+"""One stream reader's window: which pieces it needs, and by when. Sans-IO.
+
+A reader plays a file of the torrent from a play head (its position). The pieces under
+the play head are due now; those after it are due when the player will reach them at the
+rate it has been reading (measured over ``RATE_WINDOW_S``), up to ``READAHEAD_S`` of
+playback ahead (at least ``MIN_READAHEAD_BYTES``, at most ``MAX_READAHEAD_BYTES``). When
+a file is opened for playing, the pieces holding its first and last ``HEAD_TAIL_FRACTION``
+(at least one piece each) come first too: an MP4 keeps its index (``moov``) at either end,
+an AVI its index at the end, and a player reads both before the first frame. A seek moves
+the window at once; what it no longer covers has no deadline any more.
+
+``deadlines(now)`` gives the set for ``Swarm.set_deadlines``; the layer above calls it
+again when the play head enters another piece, after a seek, and now and then as time
+passes.
+"""
+
+from __future__ import annotations
+
+from bitswarm.engine.rate import RateMeter
+
+# The window ahead of the play head, in seconds of playback at the measured read rate.
+READAHEAD_S = 20.0
+MIN_READAHEAD_BYTES = 2 << 20
+MAX_READAHEAD_BYTES = 64 << 20
+# Until a rate is measured (and as a floor: a paused player's rate is no guide), the
+# reader is taken to read this fast (4 Mbit/s, a high-definition web video).
+ASSUMED_READ_RATE = 512 * 1024
+RATE_WINDOW_S = 5.0
+HEAD_TAIL_FRACTION = 0.01
+# The file's last pieces are due this soon after the open: right after its first ones.
+TAIL_DUE_S = 0.5
+
+
+class ReadAhead:
+    """The window of a reader of ``length`` bytes at ``start`` in the torrent's piece stream."""
+
+    def __init__(self, start: int, length: int, piece_length: int, now: float, *, head_and_tail: bool = True) -> None:
+        if length < 0 or start < 0 or piece_length <= 0:
+            raise ValueError("a file needs a start, a length and a piece length")
+        self.start = start
+        self.length = length
+        self.piece_length = piece_length
+        self.position = 0
+        self.reading = RateMeter(now, RATE_WINDOW_S)
+        self._pinned: dict[int, float] = {}  # the first and last pieces, until they are in
+        if head_and_tail and length:
+            edge = max(1, int(length * HEAD_TAIL_FRACTION))
+            for index in self._pieces(0, edge):
+                self._pinned[index] = now
+            for index in self._pieces(length - edge, length):
+                self._pinned.setdefault(index, now + TAIL_DUE_S)
+
+    def _pieces(self, first: int, end: int) -> range:
+        """Pieces holding bytes ``first`` to ``end`` (exclusive) of the file."""
+        if end <= first:
+            return range(0)
+        return range((self.start + first) // self.piece_length, (self.start + end - 1) // self.piece_length + 1)
+
+    def piece_at(self, position: int) -> int:
+        return (self.start + position) // self.piece_length
+
+    def seek(self, position: int) -> None:
+        self.position = max(0, min(position, self.length))
+
+    def consumed(self, amount: int, now: float) -> None:
+        """The reader got ``amount`` bytes from the play head on."""
+        self.position = min(self.length, self.position + amount)
+        self.reading.add(amount, now)
+
+    @property
+    def pinned(self) -> dict[int, float]:
+        return self._pinned
+
+    def piece_arrived(self, index: int) -> None:
+        self._pinned.pop(index, None)
+
+    def rate(self, now: float) -> float:
+        return max(self.reading.rate(now), ASSUMED_READ_RATE)
+
+    def deadlines(self, now: float) -> dict[int, float]:
+        """Each piece of the window and the head and tail, with the time it is due."""
+        rate = self.rate(now)
+        ahead = min(max(int(rate * READAHEAD_S), MIN_READAHEAD_BYTES), MAX_READAHEAD_BYTES)
+        due = dict(self._pinned)
+        for index in self._pieces(self.position, min(self.length, self.position + ahead)):
+            piece_start_in_file = index * self.piece_length - self.start
+            at = now + max(0, piece_start_in_file - self.position) / rate
+            due[index] = min(at, due.get(index, at))
+        return due

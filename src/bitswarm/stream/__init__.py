@@ -1,0 +1,1 @@
+"""Streaming: the verified-bytes file reader and the HTTP range server."""
