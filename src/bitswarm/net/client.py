@@ -99,13 +99,18 @@ class Display:
             print(line, file=self.stream, flush=True)
 
 
-async def run_transfer(plan: TransferPlan) -> int:
-    display = Display(sys.stdout if plan.as_json else sys.stderr, as_json=plan.as_json)
-    session = Session(
+def session_for(plan: TransferPlan) -> Session:
+    """A session (not started yet) with the plan's port, limits, encryption and discovery."""
+    return Session(
         port=plan.port, max_up=plan.max_up, max_down=plan.max_down, encryption=plan.encryption,
         dht=plan.dht, dht_bootstrap=plan.dht_bootstrap, dht_state_path=plan.dht_state_path,
         lsd=plan.lsd, lsd_interface=plan.lsd_interface,
     )  # fmt: skip
+
+
+async def run_transfer(plan: TransferPlan) -> int:
+    display = Display(sys.stdout if plan.as_json else sys.stderr, as_json=plan.as_json)
+    session = session_for(plan)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -118,7 +123,7 @@ async def run_transfer(plan: TransferPlan) -> int:
             runtime: TorrentRuntime | None
             magnet: MagnetRuntime | None = None
             if plan.magnet is not None:
-                fetched = await _fetch_metadata(plan, session, display, stop_waiter)
+                fetched = await fetch_metadata(plan, session, display, stop_waiter)
                 runtime, magnet = fetched if fetched is not None else (None, None)
             else:
                 assert plan.torrent is not None
@@ -169,7 +174,7 @@ async def _transfer(
     return stop.is_set() and not runtime.finished.is_set()
 
 
-async def _fetch_metadata(
+async def fetch_metadata(
     plan: TransferPlan, session: Session, display: Display, stop_waiter: asyncio.Task[Any]
 ) -> tuple[TorrentRuntime, MagnetRuntime] | None:
     """The metadata phase of ``bitswarm get MAGNET``: the torrent's runtime once the info

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -312,17 +312,21 @@ def format_report(report: VerifyReport) -> str:
     return "\n".join(lines)
 
 
+def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on uvloop where it is installed, else on asyncio's loop."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def _run_transfer(plan: object) -> int:
     # The event loop and the peer engine are imported only by the commands that use them.
     from bitswarm.net import client  # noqa: PLC0415
 
     assert isinstance(plan, client.TransferPlan)
-    try:
-        import uvloop  # noqa: PLC0415
-
-        return uvloop.run(client.run_transfer(plan))
-    except ImportError:
-        return asyncio.run(client.run_transfer(plan))
+    return run_event_loop(client.run_transfer(plan))
 
 
 def _wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
@@ -336,6 +340,20 @@ def _wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
         raise Failure(f"--files: the torrent has files 0 to {len(data_files) - 1}")
     positions = {id(entry): position for position, entry in enumerate(torrent.files)}
     return {positions[id(data_files[index])] for index in chosen}
+
+
+def read_source(
+    source: str, files_spec: str | None
+) -> tuple[magnet.Magnet | None, Torrent | None, tuple[int, ...] | None, set[int] | None]:
+    """TORRENT|MAGNET and --files: (the link, the torrent, the link's files by --files, the
+    torrent's wanted files); one of the first two is None. Raises ``Failure``."""
+    if source.lower().startswith("magnet:"):
+        with about("magnet"):
+            link = magnet.parse(source)
+            select = tuple(magnet.parse_ranges(files_spec)) if files_spec is not None else None
+        return link, None, select, None
+    torrent = load_torrent(Path(source))
+    return None, torrent, None, _wanted_files(torrent, files_spec)
 
 
 def default_state_folder() -> Path:
@@ -495,17 +513,7 @@ def get_command(
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
 
     check_upload_slots(upload_slots)
-    link: magnet.Magnet | None = None
-    torrent: Torrent | None = None
-    select: tuple[int, ...] | None = None
-    if source.lower().startswith("magnet:"):
-        with about("magnet"):
-            link = magnet.parse(source)
-            select = magnet.parse_ranges(files_spec) if files_spec is not None else None
-        wanted = None
-    else:
-        torrent = load_torrent(Path(source))
-        wanted = _wanted_files(torrent, files_spec)
+    link, torrent, select, wanted = read_source(source, files_spec)
     config = load_client_config(config_path)
     folder.mkdir(parents=True, exist_ok=True)
     options = TorrentOptions(sequential=sequential, wanted_files=wanted, pex=config.pex and not no_pex)
@@ -715,3 +723,7 @@ def main() -> None:
         click.echo(f"bitswarm: {failure}", err=True)
         sys.exit(failure.exit_code)
     sys.exit(0)
+
+
+# Registers `bitswarm stream` on the group (its module needs the helpers above).
+from bitswarm.cli import stream as _stream  # noqa: E402, F401

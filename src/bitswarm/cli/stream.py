@@ -1,0 +1,118 @@
+"""``bitswarm stream``: watch a torrent's video while it downloads (``bitswarm.stream.run``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bitswarm.cli import (
+    Failure,
+    about,
+    check_upload_slots,
+    cli,
+    discovery_options,
+    discovery_settings,
+    encryption_option,
+    load_client_config,
+    parse_size,
+    pex_option,
+    read_source,
+    run_event_loop,
+    upload_slots_option,
+)
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """HOST:PORT or [V6]:PORT -> (host, port); a ``Failure`` (exit 2) otherwise."""
+    host, colon, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise Failure(f"--bind: {text}: not HOST:PORT")
+    return host, int(port)
+
+
+@cli.command("stream")
+@click.argument("source", metavar="TORRENT|MAGNET")
+@click.option(
+    "-o",
+    "--output",
+    "folder",
+    type=click.Path(path_type=Path),
+    help="Save into this folder and keep it [a temporary one].",
+)
+@click.option("--bind", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
+              help="Where the HTTP server listens (port 0: any free port).")  # fmt: skip
+@click.option("--file", "file", metavar="INDEX|NAME", help="The file to play, and the only one fetched ahead of reads.")
+@click.option("--player", metavar="mpv|vlc|CMD", help="Start this player on the file's URL once serving.")
+@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (with a --bind beyond loopback); repeatable.")  # fmt: skip
+@click.option("--no-seed", is_flag=True, help="Stop sharing when the player exits (or at Ctrl-C).")
+@click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
+@click.option("--max-down", help="Download limit in bytes per second (2M, 500K).")
+@click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@upload_slots_option
+@encryption_option
+@discovery_options
+@pex_option
+def stream_command(
+    source: str,
+    folder: Path | None,
+    bind: str,
+    file: str | None,
+    player: str | None,
+    allowed_hosts: tuple[str, ...],
+    no_seed: bool,
+    port: int,
+    max_down: str | None,
+    max_up: str | None,
+    as_json: bool,
+    upload_slots: int | None,
+    encryption: str,
+    no_dht: bool,
+    dht_bootstrap: tuple[str, ...],
+    dht_state: Path | None,
+    no_lsd: bool,
+    lsd_interface: str | None,
+    config_path: Path | None,
+    no_pex: bool,
+) -> None:
+    """Play TORRENT (a .torrent file or a magnet link) while it downloads.
+
+    Every file is served over HTTP from verified pieces only (ranges, an index page, a
+    player page, /playlist.m3u, /stats.json); the pieces a player reads come first. It
+    shares with the swarm all along, until Ctrl-C; with --player and --no-seed it ends
+    when the player exits."""
+    from bitswarm.net.client import TransferPlan  # noqa: PLC0415 - the engine only for this command
+    from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
+    from bitswarm.stream.run import StreamPlan, bind_warning, run_stream, temporary_folder  # noqa: PLC0415
+
+    check_upload_slots(upload_slots)
+    bind_host, bind_port = parse_bind(bind)
+    files_spec = file if file is not None and file.isdigit() else None
+    link, torrent, select, wanted = read_source(source, files_spec)
+    config = load_client_config(config_path)
+    warning = bind_warning(bind_host)
+    if warning is not None:
+        click.echo(f"bitswarm: {warning}", err=True)
+    temporary = folder is None
+    folder = temporary_folder() if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    options = TorrentOptions(wanted_files=wanted, pex=config.pex and not no_pex)
+    if upload_slots is not None:
+        options.upload_slots = upload_slots
+    transfer = TransferPlan(
+        torrent=torrent, magnet=link, select=select, folder=folder, port=port, options=options, seed_ratio=None,
+        keep_seeding=True, as_json=as_json,
+        max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
+        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+    )  # fmt: skip
+    plan = StreamPlan(
+        transfer=transfer, bind_host=bind_host, bind_port=bind_port, file=file, player=player,
+        allowed_hosts=allowed_hosts, temporary_folder=temporary, keep_seeding=not no_seed,
+    )  # fmt: skip
+    with about("magnet" if link is not None else source):
+        status = run_event_loop(run_stream(plan))
+    sys.exit(status)

@@ -1,0 +1,319 @@
+"""The HTTP side of ``bitswarm stream``: a torrent's files as a small web server.
+
+- ``/files/INDEX/NAME``: the file, ``GET`` and ``HEAD``, with ``Accept-Ranges: bytes``,
+  206 for a single range, 416 for an unsatisfiable one, 200 for the whole file
+  (``bitswarm.stream.ranges``); a strong ``ETag`` (a torrent's file never changes: it is
+  named by its info-hash) and ``Last-Modified``; ``If-None-Match`` and ``If-Range``.
+  Every byte comes through a ``FileReader``: verified pieces only, and while a response is
+  being sent its reader's window makes the engine fetch the pieces under it first. A
+  client that goes away cancels its handler, and the reader's deadlines go with it.
+- ``/``: the files with links; ``/play/INDEX``: an HTML5 player for a media file with the
+  subtitles beside it as ``<track>``; ``/subtitles/INDEX.vtt``: an ``.srt`` or ``.vtt``
+  file of the torrent as WebVTT; ``/playlist.m3u``: every media file's absolute URL;
+  ``/stats.json``: progress, rates, peers and each file's verified byte ranges.
+
+Limits: at most ``MAX_STREAMS`` file responses at once (more get 503); a response holds
+one read (``CHUNK_BYTES``) in memory and waits while the client does not read, so a
+reader that never reads pins nothing; subtitles over ``MAX_SUBTITLE_BYTES`` are refused.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import mimetypes
+import posixpath
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pysubs2
+from aiohttp import web
+
+from bitswarm.errors import BitswarmError, StreamTimeout
+from bitswarm.metainfo import FileEntry
+from bitswarm.stream.ranges import ByteRange, Unsatisfiable, parse_range
+from bitswarm.web.app import create_app, render
+from bitswarm.web.security import SECURITY_HEADERS
+
+if TYPE_CHECKING:
+    from bitswarm.net.session import TorrentRuntime
+
+MAX_STREAMS = 256
+CHUNK_BYTES = 64 * 1024
+MAX_SUBTITLE_BYTES = 2 << 20
+# How long one response waits for a piece before it ends (the player may ask again).
+READ_TIMEOUT_S = 120.0
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".ogv", ".ts", ".mpg", ".mpeg", ".wmv"})
+AUDIO_EXTENSIONS = frozenset({".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wav"})
+SUBTITLE_EXTENSIONS = frozenset({".srt", ".vtt"})
+# Types Python's table lacks or gets wrong for players.
+EXTRA_TYPES = {
+    ".mkv": "video/x-matroska",
+    ".webm": "video/webm",
+    ".m4v": "video/mp4",
+    ".ogv": "video/ogg",
+    ".opus": "audio/ogg",
+    ".flac": "audio/flac",
+    ".srt": "application/x-subrip",
+    ".vtt": "text/vtt",
+    ".ts": "video/mp2t",
+}
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def content_type(name: str) -> str:
+    extension = posixpath.splitext(name)[1].lower()
+    return EXTRA_TYPES.get(extension) or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+def media_kind(name: str) -> str | None:
+    """'video', 'audio' or None, by the file's extension."""
+    extension = posixpath.splitext(name)[1].lower()
+    return "video" if extension in VIDEO_EXTENSIONS else "audio" if extension in AUDIO_EXTENSIONS else None
+
+
+@dataclass(frozen=True, slots=True)
+class ServedFile:
+    index: int
+    entry: FileEntry
+    path: str  # below the torrent's name, as users see it
+    name: str  # the last element, in the URL
+
+    @property
+    def url_path(self) -> str:
+        return f"/files/{self.index}/{quote(self.name, safe='')}"
+
+    @property
+    def kind(self) -> str | None:
+        return media_kind(self.name)
+
+
+class StreamServer:
+    """The files of one running torrent, served over HTTP (see the module's docstring)."""
+
+    def __init__(self, runtime: TorrentRuntime, *, read_timeout_s: float = READ_TIMEOUT_S) -> None:
+        self.runtime = runtime
+        self.read_timeout_s = read_timeout_s
+        self.started_at = time.time()
+        self.streams = 0
+        single = len(runtime.torrent.files) == 1
+        self.files = [
+            ServedFile(index, entry, "/".join(entry.path if single else entry.path[1:]), entry.path[-1])
+            for index, entry in enumerate(runtime.torrent.data_files())
+        ]
+
+    @property
+    def etag_base(self) -> str:
+        return self.runtime.info_hash.hex()[:24]
+
+    @property
+    def last_modified(self) -> str:
+        created = self.runtime.torrent.creation_date
+        stamp = created if created is not None and 0 < created <= self.started_at else self.started_at
+        return email.utils.formatdate(stamp, usegmt=True)
+
+    def app(self, *, allowed_hosts: tuple[str, ...] = ()) -> web.Application:
+        app = create_app(allowed_hosts=allowed_hosts, template_folders=[TEMPLATES])
+        app.router.add_get("/", self.index_page)
+        app.router.add_get("/files/{index}/{name}", self.file, allow_head=True)
+        app.router.add_get("/play/{index}", self.player_page)
+        app.router.add_get("/subtitles/{index}.vtt", self.subtitles)
+        app.router.add_get("/playlist.m3u", self.playlist)
+        app.router.add_get("/stats.json", self.stats)
+        return app
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def _file(self, request: web.Request) -> ServedFile:
+        text = request.match_info["index"]
+        if not text.isdigit() or len(text) > 9 or int(text) >= len(self.files):
+            raise web.HTTPNotFound(text="404: no such file\n")
+        return self.files[int(text)]
+
+    def subtitles_for(self, video: ServedFile) -> list[ServedFile]:
+        """Subtitle files in the video's folder whose names start with the video's stem."""
+        folder, stem = posixpath.dirname(video.path), posixpath.splitext(video.name)[0].lower()
+        return [
+            served
+            for served in self.files
+            if posixpath.splitext(served.name)[1].lower() in SUBTITLE_EXTENSIONS
+            and posixpath.dirname(served.path) == folder
+            and served.name.lower().startswith(stem)
+        ]
+
+    def main_file(self) -> ServedFile:
+        """The file a player opens by default: the largest video, else the largest media
+        file, else the largest file."""
+        for kinds in (("video",), ("video", "audio"), (None, "video", "audio")):
+            candidates = [served for served in self.files if served.kind in kinds]
+            if candidates:
+                return max(candidates, key=lambda served: served.entry.length)
+        raise BitswarmError("the torrent has no files")
+
+    # -- pages -------------------------------------------------------------------------
+
+    async def index_page(self, request: web.Request) -> web.Response:
+        return render(request, "stream_index.html", name=self.runtime.torrent.name, files=self.files,
+                      status=self.runtime.status())  # fmt: skip
+
+    async def player_page(self, request: web.Request) -> web.Response:
+        served = self._file(request)
+        if served.kind is None:
+            raise web.HTTPNotFound(text="404: not a media file\n")
+        return render(request, "stream_player.html", file=served, subtitles=self.subtitles_for(served),
+                      type=content_type(served.name))  # fmt: skip
+
+    async def playlist(self, request: web.Request) -> web.Response:
+        origin = str(request.url.origin())
+        lines = ["#EXTM3U"]
+        for served in self.files:
+            if served.kind is not None:
+                title = served.path.replace("\n", " ").replace("\r", " ")
+                lines += [f"#EXTINF:-1,{title}", origin + served.url_path]
+        return web.Response(text="\n".join(lines) + "\n", content_type="audio/x-mpegurl", charset="utf-8")
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats_facts(), dumps=lambda value: json.dumps(value, ensure_ascii=False))
+
+    def stats_facts(self) -> dict[str, Any]:
+        status = self.runtime.status()
+        files = [
+            {
+                "index": served.index,
+                "path": served.path,
+                "length": served.entry.length,
+                "url": served.url_path,
+                "buffered": self.buffered_ranges(served.entry),
+            }
+            for served in self.files
+        ]
+        return {
+            "name": status["name"],
+            "progress": round(status["pieces"] / max(status["num_pieces"], 1), 4),
+            "pieces": status["pieces"],
+            "num_pieces": status["num_pieces"],
+            "download_rate": round(status["download_rate"]),
+            "upload_rate": round(status["upload_rate"]),
+            "downloaded": status["downloaded"],
+            "uploaded": status["uploaded"],
+            "peers": status["peers"],
+            "seeds": status["seeds"],
+            "streams": self.streams,
+            "files": files,
+        }
+
+    def buffered_ranges(self, entry: FileEntry) -> list[list[int]]:
+        """The file's verified bytes as [first, last] ranges (inclusive), in order."""
+        piece_length = self.runtime.torrent.piece_length
+        ranges: list[list[int]] = []
+        if not entry.length:
+            return ranges
+        for index in range(entry.offset // piece_length, (entry.offset + entry.length - 1) // piece_length + 1):
+            if not self.runtime.has_piece(index):
+                continue
+            first = max(0, index * piece_length - entry.offset)
+            last = min(entry.length, (index + 1) * piece_length - entry.offset) - 1
+            if ranges and ranges[-1][1] + 1 == first:
+                ranges[-1][1] = last
+            else:
+                ranges.append([first, last])
+        return ranges
+
+    async def subtitles(self, request: web.Request) -> web.Response:
+        served = self._file(request)
+        if posixpath.splitext(served.name)[1].lower() not in SUBTITLE_EXTENSIONS:
+            raise web.HTTPNotFound(text="404: not a subtitle file\n")
+        if served.entry.length > MAX_SUBTITLE_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_SUBTITLE_BYTES, served.entry.length)
+        async with self.runtime.open(served.entry, timeout_s=self.read_timeout_s) as reader:
+            try:
+                data = await reader.readexactly(served.entry.length)
+            except StreamTimeout as error:
+                raise web.HTTPServiceUnavailable(text=f"503: {error}\n") from None
+        text = data.decode("utf-8-sig", errors="replace")
+        try:
+            vtt = pysubs2.SSAFile.from_string(text).to_string("vtt")
+        except (pysubs2.exceptions.Pysubs2Error, ValueError):
+            raise web.HTTPUnprocessableEntity(text="422: not a subtitle file this server can read\n") from None
+        return web.Response(text=vtt, content_type="text/vtt", charset="utf-8")
+
+    # -- the bytes ---------------------------------------------------------------------
+
+    async def file(self, request: web.Request) -> web.StreamResponse:
+        served = self._file(request)
+        if request.match_info["name"] != served.name:
+            raise web.HTTPNotFound(text="404: no such file\n")
+        size = served.entry.length
+        etag = f'"{self.etag_base}-{served.index}"'
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": etag,
+            "Last-Modified": self.last_modified,
+            "Content-Type": content_type(served.name),
+            "Cache-Control": "no-cache",
+        }
+        if etag in _etags(request.headers.get("If-None-Match")):
+            return web.Response(status=304, headers=headers)
+        wanted = parse_range(request.headers.get("Range"), size)
+        if_range = request.headers.get("If-Range")
+        if if_range is not None and if_range.strip() != etag:
+            wanted = None  # RFC 9110 13.1.5: the file changed (or we cannot tell): all of it
+        if isinstance(wanted, Unsatisfiable):
+            return web.Response(status=416, headers={**headers, "Content-Range": wanted.content_range})
+        span = wanted if isinstance(wanted, ByteRange) else ByteRange(0, size - 1, size)
+        if self.streams >= MAX_STREAMS:
+            raise web.HTTPServiceUnavailable(text="503: too many streams at once\n", headers={"Retry-After": "5"})
+        response = web.StreamResponse(status=206 if wanted is not None else 200, headers=headers)
+        if wanted is not None:
+            response.headers["Content-Range"] = span.content_range
+        response.content_length = span.length if size else 0
+        response.headers.update(SECURITY_HEADERS)  # sent before the middleware sees the response
+        if request.method == "HEAD" or not size:
+            await response.prepare(request)
+            await response.write_eof()
+            return response
+        self.streams += 1
+        try:
+            await self._send(request, response, served.entry, span)
+        finally:
+            self.streams -= 1
+        return response
+
+    async def _send(
+        self, request: web.Request, response: web.StreamResponse, entry: FileEntry, span: ByteRange
+    ) -> None:
+        reader = self.runtime.open(entry, timeout_s=self.read_timeout_s)
+        try:
+            reader.seek(span.first)
+            left = span.length
+            # The first piece before the headers: a 206 is only promised once a byte is here
+            # (a source that has none ends as a 503, not as a cut-off body).
+            try:
+                data = await reader.read(min(CHUNK_BYTES, left))
+            except StreamTimeout as error:
+                raise web.HTTPServiceUnavailable(text=f"503: {error}\n") from None
+            await response.prepare(request)
+            while data:
+                left -= len(data)
+                await response.write(data)  # waits while the client does not read
+                if left <= 0:
+                    break
+                try:
+                    data = await reader.read(min(CHUNK_BYTES, left))
+                except StreamTimeout:
+                    # Headers are out: all that can be said is to close the connection short.
+                    if request.transport is not None:
+                        request.transport.close()
+                    return
+            await response.write_eof()
+        finally:
+            reader.close()
+
+
+def _etags(header: str | None) -> list[str]:
+    if not header:
+        return []
+    return [tag.strip() for tag in header.split(",")[:16]]

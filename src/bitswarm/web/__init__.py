@@ -1,0 +1,1 @@
+"""What every bitswarm HTTP app shares: the app factory and its security middleware."""
