@@ -125,18 +125,7 @@ def _chosen_file(server: StreamServer, file: str | None) -> ServedFile:
 
 async def _serve(plan: StreamPlan, server: StreamServer) -> tuple[web.AppRunner, str]:
     allowed = (*plan.allowed_hosts, plan.bind_host) if not is_loopback_host(plan.bind_host) else plan.allowed_hosts
-    # No access log: the addresses of whoever watches are nobody's business (privacy).
-    runner = web.AppRunner(server.app(allowed_hosts=allowed), handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, plan.bind_host, plan.bind_port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as error:
-        await runner.cleanup()
-        raise BitswarmError(f"--bind {plan.bind_host}:{plan.bind_port}: {error.strerror or error}") from None
-    host, port = runner.addresses[0][:2]
-    shown = f"[{host}]" if ":" in host else host
-    return runner, f"http://{shown}:{port}/"
+    return await server.start(plan.bind_host, plan.bind_port, allowed_hosts=allowed)
 
 
 def _announce(

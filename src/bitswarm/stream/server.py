@@ -94,9 +94,12 @@ class ServedFile:
 class StreamServer:
     """The files of one running torrent, served over HTTP (see the module's docstring)."""
 
-    def __init__(self, runtime: TorrentRuntime, *, read_timeout_s: float = READ_TIMEOUT_S) -> None:
+    def __init__(
+        self, runtime: TorrentRuntime, *, read_timeout_s: float = READ_TIMEOUT_S, max_streams: int = MAX_STREAMS
+    ) -> None:
         self.runtime = runtime
         self.read_timeout_s = read_timeout_s
+        self.max_streams = max_streams
         self.started_at = time.time()
         self.streams = 0
         single = len(runtime.torrent.files) == 1
@@ -124,6 +127,23 @@ class StreamServer:
         app.router.add_get("/playlist.m3u", self.playlist)
         app.router.add_get("/stats.json", self.stats)
         return app
+
+    async def start(self, host: str, port: int, *, allowed_hosts: tuple[str, ...] = ()) -> tuple[web.AppRunner, str]:
+        """Serve on ``host``:``port`` (0: any free port); returns the runner (``cleanup()``
+        it to stop) and the server's URL. Raises BitswarmError when it cannot listen."""
+        # Handler cancellation: a player that hangs up cancels its handler, and its reader's
+        # deadlines go at once. No access log: who watches what is nobody's business.
+        runner = web.AppRunner(self.app(allowed_hosts=allowed_hosts), handler_cancellation=True, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as error:
+            await runner.cleanup()
+            raise BitswarmError(f"--bind {host}:{port}: {error.strerror or error}") from None
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        return runner, f"http://{shown}:{bound_port}/"
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -264,7 +284,7 @@ class StreamServer:
         if isinstance(wanted, Unsatisfiable):
             return web.Response(status=416, headers={**headers, "Content-Range": wanted.content_range})
         span = wanted if isinstance(wanted, ByteRange) else ByteRange(0, size - 1, size)
-        if self.streams >= MAX_STREAMS:
+        if self.streams >= self.max_streams:
             raise web.HTTPServiceUnavailable(text="503: too many streams at once\n", headers={"Retry-After": "5"})
         response = web.StreamResponse(status=206 if wanted is not None else 200, headers=headers)
         if wanted is not None:
@@ -278,6 +298,8 @@ class StreamServer:
         self.streams += 1
         try:
             await self._send(request, response, served.entry, span)
+        except ConnectionError:
+            pass  # the player hung up (it seeks by opening another request): normal
         finally:
             self.streams -= 1
         return response

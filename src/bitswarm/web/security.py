@@ -83,12 +83,12 @@ def security_middleware(hosts: HostAllowList) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not hosts.allows(request.headers.get("Host")):
-            response: web.StreamResponse = web.Response(status=403, text="403: this server does not answer that host\n")
-        else:
-            try:
-                response = await handler(request)
-            except web.HTTPException as error:
-                response = error
+            raise web.HTTPForbidden(text="403: this server does not answer that host\n", headers=SECURITY_HEADERS)
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            error.headers.update(SECURITY_HEADERS)
+            raise
         # A streamed response has sent its headers already; they were set before it started.
         if not response.prepared:
             response.headers.update(SECURITY_HEADERS)
