@@ -94,3 +94,21 @@ def test_open_names_a_file_by_index_path_or_refuses(tmp_path: Path) -> None:
         assert not session.failures
 
     asyncio.run(scenario())
+
+
+def test_a_file_left_out_of_the_download_streams_when_read(tmp_path: Path) -> None:
+    torrent = make_torrent(tmp_path / "seed", {"a.bin": 40_000, "b.mp4": 200_000})
+    expected = (tmp_path / "seed" / "movie" / "b.mp4").read_bytes()
+
+    async def scenario() -> None:
+        async with running_sessions(2) as (seeder, viewer):
+            await seeder.add(torrent, tmp_path / "seed")
+            positions = {"/".join(entry.path): index for index, entry in enumerate(torrent.files)}
+            options = TorrentOptions(wanted_files={positions["movie/a.bin"]})
+            runtime = await viewer.add(torrent, tmp_path / "view", options)
+            await runtime.connect(("127.0.0.1", seeder.port))
+            await asyncio.wait_for(runtime.finished.wait(), 30)  # a.bin alone
+            async with runtime.open("b.mp4", timeout_s=30) as reader:
+                assert await reader.readexactly(len(expected)) == expected
+
+    asyncio.run(scenario())

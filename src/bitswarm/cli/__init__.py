@@ -329,7 +329,7 @@ def _run_transfer(plan: object) -> int:
     return run_event_loop(client.run_transfer(plan))
 
 
-def _wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
+def wanted_files(torrent: Torrent, spec: str | None) -> set[int] | None:
     """--files SPEC: indices and ranges of ``bitswarm info``'s file list ('0,3-5')."""
     if spec is None:
         return None
@@ -353,7 +353,7 @@ def read_source(
             select = tuple(magnet.parse_ranges(files_spec)) if files_spec is not None else None
         return link, None, select, None
     torrent = load_torrent(Path(source))
-    return None, torrent, None, _wanted_files(torrent, files_spec)
+    return None, torrent, None, wanted_files(torrent, files_spec)
 
 
 def default_state_folder() -> Path:

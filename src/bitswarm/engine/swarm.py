@@ -374,6 +374,8 @@ class Swarm:
         ``now``); replaces its earlier set. Their blocks are requested at once."""
         self._now = now
         self.picker.set_deadlines(owner, deadlines)
+        for peer in self.peers.values():
+            self._update_interest(peer)
         self._fill_deadline_requests()
 
     def clear_deadlines(self, owner: PeerKey, now: float) -> None:
@@ -740,7 +742,11 @@ class Swarm:
         core = peer.core
         if core.state is not PeerState.OPEN:
             return
-        interested = peer.wanted_pieces > 0
+        # A reader's deadline may name a piece of a file not selected for download.
+        interested = peer.wanted_pieces > 0 or (
+            self.picker.has_deadlines
+            and any(core.peer_is_seed or core.peer_has(index) for index in self.picker.deadline_pieces())
+        )
         if interested != core.am_interested:
             core.send(Interested() if interested else NotInterested())
 
