@@ -11,6 +11,7 @@ import pytest
 
 from bitswarm.create import CreateOptions, create
 from bitswarm.errors import StreamTimeout, UsageError
+from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentOptions
 from engine.conftest import running_sessions
@@ -110,5 +111,25 @@ def test_a_file_left_out_of_the_download_streams_when_read(tmp_path: Path) -> No
             await asyncio.wait_for(runtime.finished.wait(), 30)  # a.bin alone
             async with runtime.open("b.mp4", timeout_s=30) as reader:
                 assert await reader.readexactly(len(expected)) == expected
+
+    asyncio.run(scenario())
+
+
+def test_a_hybrid_magnet_link_streams_from_its_metadata(tmp_path: Path) -> None:
+    torrent = make_torrent(tmp_path / "seed", {"film.mp4": 600_000}, version=TorrentVersion.HYBRID)
+    expected = (tmp_path / "seed" / "movie" / "film.mp4").read_bytes()
+
+    async def scenario() -> None:
+        async with running_sessions(2) as (seeder, viewer):
+            await seeder.add(torrent, tmp_path / "seed")
+            link = Magnet(torrent.info_hash_v1, torrent.info_hash_v2, peers=(("127.0.0.1", seeder.port),))
+            fetching = await viewer.add_magnet(link, tmp_path / "view")
+            runtime = await asyncio.wait_for(fetching.wait_for_torrent(), 30)
+            async with runtime.open("film.mp4", timeout_s=30) as reader:
+                reader.seek(-5000, os.SEEK_END)
+                assert await reader.readexactly(5000) == expected[-5000:]
+                reader.seek(0)
+                assert await reader.readexactly(len(expected)) == expected
+            assert runtime.closed_reasons == {}
 
     asyncio.run(scenario())

@@ -683,6 +683,11 @@ class TorrentRuntime:
         """A reader's window (``Swarm.set_deadlines``); the requests go out at once."""
         if self.swarm is None:
             return
+        fetch = self.swarm.hash_fetch
+        if fetch is not None:
+            # A v2 piece whose layer is not in cannot be checked: it waits, as for any download.
+            unproven = {index for root in fetch.wanted_roots() for index in self._pieces_of_root(root)}
+            deadlines = {index: due for index, due in deadlines.items() if index not in unproven}
         self.swarm.set_deadlines(owner, deadlines, time.monotonic())
         self.deadlines_changed.set()
         self.run_actions([])  # flushes the requests

@@ -13,6 +13,7 @@ returns at most ``MAX_READ_BYTES`` of one piece.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Protocol
@@ -106,15 +107,19 @@ class FileReader:
         stream_at = self.entry.offset + position
         index, begin = divmod(stream_at, self.piece_length)
         length = min(size, MAX_READ_BYTES, self.length - position, self.piece_length - begin)
-        if not self.source.has_piece(index):
-            self._refresh(time.monotonic(), force=True)
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    await self.source.wait_for_piece(index)
-            except TimeoutError:
+        give_up_at = time.monotonic() + self.timeout_s
+        while not self.source.has_piece(index):
+            # Set again while waiting: a piece the engine could not take yet (a v2 piece
+            # whose hashes are not in) gets its deadline once it can.
+            now = time.monotonic()
+            if now >= give_up_at:
                 raise StreamTimeout(
                     f"{self.name}: piece {index} not received within {self.timeout_s:g} s (no source has it?)"
-                ) from None
+                )
+            self._refresh(now, force=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(REFRESH_S, give_up_at - now)):
+                    await self.source.wait_for_piece(index)
             self._check_open()
         data = await self.source.read_verified(index, begin, length)
         if self.closed:
