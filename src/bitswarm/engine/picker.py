@@ -274,6 +274,19 @@ class PiecePicker:
             self._deadline_order = sorted(self._deadlines, key=lambda index: (self._deadlines[index], index))
         return self._deadline_order
 
+    def has_deadline_work(self, now: float) -> bool:
+        """Whether ``pick_deadline`` could give anyone a block now: a deadline piece with a
+        block nobody was asked for, or a late one with a block asked of a single peer."""
+        for index in self.deadline_pieces():
+            partial = self._partial.get(index)
+            if partial is None or partial.unrequested:
+                return True
+            if now >= self._deadlines[index] + LATE_GRACE_S and any(
+                len(requesters) < LATE_DUPLICATES for requesters in partial.requesters.values()
+            ):
+                return True
+        return False
+
     def pick_deadline(
         self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, now: float, *, has_all: bool = False
     ) -> list[BlockRequest]:

@@ -386,9 +386,9 @@ class Swarm:
     def _fill_deadline_requests(self) -> None:
         """Deadline blocks to the fastest peers first, each within its share (its rate times
         ``DEADLINE_QUEUE_S``)."""
-        if not self.picker.has_deadlines:
-            return
         now = self._now
+        if not self.picker.has_deadlines or not self.picker.has_deadline_work(now):
+            return
         ready = [
             (peer.download.rate(now), key, peer)
             for key, peer in self.peers.items()

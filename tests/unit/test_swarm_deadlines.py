@@ -1,0 +1,239 @@
+"""Deadlines in the swarm: the blocks a reader needs go to the fastest peers first, a peer's
+queue of ordinary requests is cancelled when it would make them late, and once the reader
+is gone the download goes on rarest first. Real peer cores, virtual time."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pytest
+
+from bitswarm.engine.picker import BLOCK_SIZE, LATE_GRACE_S
+from bitswarm.engine.swarm import DEADLINE_MIN_BLOCKS, INITIAL_QUEUE, Action, CheckPiece, PieceVerified, Swarm
+from bitswarm.wire.messages import (
+    FAST_EXTENSION,
+    Bitfield,
+    Cancel,
+    FrameDecoder,
+    Handshake,
+    HaveAll,
+    Message,
+    Piece,
+    Request,
+    Unchoke,
+    encode,
+    reserved_bits,
+)
+from bitswarm.wire.peer import PeerProtocol
+
+BLOCKS = 4
+PIECE = BLOCKS * BLOCK_SIZE
+INFO_HASH = b"d" * 20
+OURS = b"-SW0100-viewer000000"
+
+Block = tuple[int, int, int]
+
+
+@dataclass
+class Remote:
+    """The far end of one connection: it serves what it is asked, in the order asked."""
+
+    core: PeerProtocol
+    decoder: FrameDecoder = field(default_factory=lambda: FrameDecoder(1 << 21))
+    queue: list[Block] = field(default_factory=list)
+    requested: list[Block] = field(default_factory=list)  # every request, in order
+    cancelled: list[Block] = field(default_factory=list)
+
+
+class Viewer:
+    """Our side: a swarm and the cores of its connections, fed by hand."""
+
+    def __init__(
+        self, num_pieces: int, *, have: Iterable[int] = (), sequential: bool = False, bytewise: bool = False
+    ) -> None:
+        """``bytewise``: a new peer's first messages come one byte at a time."""
+        self.num_pieces = num_pieces
+        self.bytewise = bytewise
+        self.swarm = Swarm(
+            num_pieces=num_pieces, piece_size=lambda _index: PIECE, have=have, rng=random.Random(7), now=0.0
+        )
+        self.swarm.picker.sequential = sequential
+        self.remotes: dict[str, Remote] = {}
+        self.verified: list[int] = []
+
+    def connect(self, name: str, now: float, *, pieces: Iterable[int] | None = None, unchoke: bool = True) -> Remote:
+        """A peer with ``pieces`` (None: every piece) that unchokes us at once when ``unchoke``."""
+        core = PeerProtocol(
+            info_hash=INFO_HASH, peer_id=OURS, num_pieces=self.num_pieces, piece_size=lambda _index: PIECE,
+            have_piece=self.swarm.has_piece, now=now,
+        )  # fmt: skip
+        self.swarm.add_peer(name, core, now)
+        remote = self.remotes[name] = Remote(core)
+        if pieces is None:
+            what: Message = HaveAll()
+        else:
+            bits = bytearray((self.num_pieces + 7) // 8)
+            for index in pieces:
+                bits[index >> 3] |= 0x80 >> (index & 7)
+            what = Bitfield(bytes(bits))
+        hello = Handshake(INFO_HASH, name.encode().ljust(20, b"-"), reserved_bits(FAST_EXTENSION)).encode()
+        data = hello + encode(what) + (encode(Unchoke()) if unchoke else b"")
+        for at in range(0, len(data), 1 if self.bytewise else len(data)):
+            self.receive(name, data[at : at + 1] if self.bytewise else data, now)
+        return remote
+
+    def receive(self, name: str, data: bytes, now: float) -> None:
+        events = self.remotes[name].core.receive(data, now)
+        self.run(self.swarm.handle(name, events, now), now)
+        self.flush()
+
+    def run(self, actions: list[Action], now: float) -> None:
+        for action in actions:
+            if isinstance(action, CheckPiece):  # the disk finds every piece good
+                self.run(self.swarm.piece_checked(action.index, True, [], now), now)
+            elif isinstance(action, PieceVerified):
+                self.verified.append(action.index)
+
+    def flush(self) -> None:
+        """What the swarm sent each peer reaches it."""
+        for remote in self.remotes.values():
+            for message in remote.decoder.feed(remote.core.data_to_send()):
+                if isinstance(message, Request):
+                    block = (message.index, message.begin, message.length)
+                    remote.queue.append(block)
+                    remote.requested.append(block)
+                elif isinstance(message, Cancel):
+                    block = (message.index, message.begin, message.length)
+                    remote.cancelled.append(block)
+                    if block in remote.queue:
+                        remote.queue.remove(block)
+
+    def serve(self, name: str, count: int, now: float) -> None:
+        """``name`` sends the first ``count`` blocks of its queue."""
+        remote = self.remotes[name]
+        for _ in range(count):
+            if not remote.queue:
+                return
+            index, begin, length = remote.queue.pop(0)
+            self.receive(name, encode(Piece(index, begin, bytes(length))), now)
+
+
+def pieces_of(blocks: Iterable[Block]) -> list[int]:
+    """Each block's piece, in order, each piece once."""
+    seen: list[int] = []
+    for index, _begin, _length in blocks:
+        if index not in seen:
+            seen.append(index)
+    return seen
+
+
+def test_deadline_blocks_go_to_the_faster_peer_first() -> None:
+    viewer = Viewer(64, sequential=True)  # ordinary picking takes the low pieces
+    slow = viewer.connect("slow", 0.0)  # connected first: dict order alone would favour it
+    fast = viewer.connect("fast", 0.0)
+    for second in (1.0, 2.0, 3.0):
+        viewer.serve("slow", 1, second)
+        viewer.serve("fast", 16, second)
+    assert viewer.swarm.peers["fast"].download.rate(3.0) > viewer.swarm.peers["slow"].download.rate(3.0)
+    slow_before, fast_before = len(slow.requested), len(fast.requested)
+    viewer.swarm.set_deadlines("reader", {60: 30.0, 61: 31.0}, 3.0)
+    viewer.flush()
+    assert pieces_of(fast.requested[fast_before:]) == [60, 61]
+    assert slow.requested[slow_before:] == []
+
+
+def test_the_fastest_peer_takes_the_earliest_blocks_up_to_its_share_and_the_next_the_rest() -> None:
+    viewer = Viewer(64, sequential=True)
+    slow = viewer.connect("slow", 0.0)
+    fast = viewer.connect("fast", 0.0)
+    viewer.serve("fast", 1, 0.5)  # measured a little faster
+    fast_before, slow_before = len(fast.requested), len(slow.requested)
+    deadlines = {index: 10.0 + index for index in range(40, 48)}  # 32 blocks
+    viewer.swarm.set_deadlines("reader", deadlines, 1.0)
+    viewer.flush()
+    to_fast, to_slow = fast.requested[fast_before:], slow.requested[slow_before:]
+    assert len(to_fast) == DEADLINE_MIN_BLOCKS
+    assert len(to_slow) == DEADLINE_MIN_BLOCKS
+    assert pieces_of(to_fast) == [40, 41, 42, 43]  # the earliest four pieces
+    assert pieces_of(to_slow) == [44, 45, 46, 47]
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_a_full_queue_of_ordinary_requests_is_cancelled_for_an_urgent_deadline(bytewise: bool) -> None:
+    viewer = Viewer(64, sequential=True, bytewise=bytewise)
+    peer = viewer.connect("peer", 0.0)
+    ordinary = list(peer.queue)
+    assert len(ordinary) == INITIAL_QUEUE
+    assert pieces_of(ordinary) == [0, 1, 2, 3]
+    # A second of requests at the assumed rate, and the player needs piece 40 within 0.1 s.
+    viewer.swarm.set_deadlines("reader", {40: 1.1}, 1.0)
+    viewer.flush()
+    assert sorted(peer.cancelled) == sorted(ordinary)
+    assert pieces_of(peer.queue) == [40]  # all the peer still owes is the urgent piece
+    assert set(peer.core.our_requests) == set(peer.queue)
+    # The cancelled blocks are free again: the next ordinary requests take them.
+    viewer.serve("peer", 1, 1.2)
+    assert pieces_of(peer.queue)[:2] == [40, 0]
+
+
+def test_ordinary_requests_stay_when_the_deadline_leaves_time_for_them() -> None:
+    viewer = Viewer(64, sequential=True)
+    peer = viewer.connect("peer", 0.0)
+    ordinary = list(peer.queue)
+    viewer.swarm.set_deadlines("reader", {40: 30.0}, 1.0)
+    viewer.flush()
+    assert peer.cancelled == []
+    assert peer.queue[: len(ordinary)] == ordinary
+    assert pieces_of(peer.queue[len(ordinary) :]) == [40]
+
+
+def test_a_late_deadline_piece_is_asked_of_a_second_peer_at_the_next_tick_and_cancelled_there() -> None:
+    viewer = Viewer(64, sequential=True)
+    stalled = viewer.connect("stalled", 0.0)
+    other = viewer.connect("other", 0.0, unchoke=False)  # choked us: it cannot help yet
+    viewer.swarm.set_deadlines("reader", {40: 2.0}, 1.0)
+    viewer.flush()
+    assert pieces_of(stalled.queue)[-1] == 40
+    viewer.receive("other", encode(Unchoke()), 1.5)
+    assert 40 not in pieces_of(other.queue)  # not late yet: the stalled peer may still send it
+    viewer.swarm.tick(2.0 + LATE_GRACE_S)
+    viewer.flush()
+    assert 40 in pieces_of(other.queue)
+    while 40 in pieces_of(other.queue):
+        viewer.serve("other", 1, 3.0)
+    assert 40 in viewer.verified
+    assert {block for block in stalled.cancelled if block[0] == 40} == {
+        (40, begin, BLOCK_SIZE) for begin in range(0, PIECE, BLOCK_SIZE)
+    }
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_after_the_reader_leaves_the_download_goes_on_rarest_first_and_finishes(bytewise: bool) -> None:
+    # Pieces 10 and 11 only the seed "rare" has; the reader wanted 4 and 5 (common), then left.
+    viewer = Viewer(12, have=range(4), bytewise=bytewise)  # past the random first pieces
+    viewer.connect("common", 0.0, pieces=range(4, 10), unchoke=False)
+    rare = viewer.connect("rare", 0.0, pieces=range(12), unchoke=False)
+    viewer.swarm.set_deadlines("reader", {4: 1.0, 5: 1.0}, 0.0)
+    viewer.swarm.clear_deadlines("reader", 0.5)
+    viewer.receive("rare", encode(Unchoke()), 1.0)
+    assert sorted(pieces_of(rare.queue)[:2]) == [10, 11]  # the rarest, not the reader's 4 and 5
+    while rare.queue:
+        viewer.serve("rare", 1, 2.0)
+    assert sorted(viewer.verified[:2]) == [10, 11]
+    assert sorted(viewer.verified) == list(range(4, 12))
+    assert viewer.swarm.is_seeding
+
+
+def test_while_the_reader_stays_its_pieces_come_first_even_from_a_rarer_choice() -> None:
+    viewer = Viewer(12, have=range(4))
+    viewer.connect("common", 0.0, pieces=range(4, 10), unchoke=False)
+    rare = viewer.connect("rare", 0.0, pieces=range(12), unchoke=False)
+    viewer.swarm.set_deadlines("reader", {4: 1.0, 5: 1.0}, 0.0)
+    viewer.receive("rare", encode(Unchoke()), 1.0)
+    assert pieces_of(rare.queue)[:2] == [4, 5]
+    while rare.queue:
+        viewer.serve("rare", 1, 2.0)
+    assert viewer.verified[:2] == [4, 5]
+    assert viewer.swarm.is_seeding
