@@ -19,11 +19,13 @@ runs this script as a subprocess of `/usr/bin/python3`:
         [--keep-trackers] [--max-down BYTES_PER_S] [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--pex] [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd-magnet INFO_HASH SAVE_PATH --interface ADDRESS [--timeout S]
+    /usr/bin/python3 tests/interop/lt_driver.py seed-here TORRENT SAVE_PATH [--max-up BYTES_PER_S] [--timeout S]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
 `{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
-`download --hold`, `seed`, `dht` and `lsd` are the exceptions: they print one JSON line per stage
-and wait for a line on stdin after each (see `cmd_download`, `cmd_seed`, `cmd_dht` and `cmd_lsd`).
+`download --hold`, `seed`, `seed-here`, `dht` and `lsd` are the exceptions: they print one JSON line
+per stage and wait for a line on stdin after each (see `cmd_download`, `cmd_seed`, `cmd_seed_here`,
+`cmd_dht` and `cmd_lsd`).
 
 What libtorrent 2.0.8 does during `check`, and how this script keeps it honest:
 
@@ -839,6 +841,10 @@ def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
     Once every piece is checked it prints one JSON line (stage "seeding", with the port it
     listens on) and waits for a line on stdin (or --timeout); then it prints its report
     (stage "stopped", with the peers it talked to) and closes.
+
+    --max-up BYTES_PER_S caps its upload. libtorrent puts loopback peers in its local peer
+    class, which no rate limit touches, so every address goes into the global class instead
+    (as bench/lt_peer.py does): the cap then holds for peers on 127.0.0.1 too.
     """
     save_path = os.path.abspath(args.save_path)
     if not os.path.isdir(save_path):
@@ -849,7 +855,15 @@ def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
     flags = lt.torrent_flags
     params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
     deadline = time.monotonic() + args.timeout
-    session = lt.session(_loopback_settings(lt))
+    settings = _loopback_settings(lt)
+    if args.max_up > 0:
+        settings["upload_rate_limit"] = args.max_up
+    session = lt.session(settings)
+    if args.max_up > 0:
+        every_address = lt.ip_filter()
+        every_class = 1 << lt.session.global_peer_class_id
+        every_address.add_rule("0.0.0.0", "255.255.255.255", every_class)  # noqa: S104 - an address range, not a bind
+        session.set_peer_class_filter(every_address)
     try:
         handle = session.add_torrent(params)
         seed = _Download(lt, session, handle, deadline, args.timeout)
@@ -936,6 +950,7 @@ def _parser() -> _Parser:
     seed_here.add_argument("torrent")
     seed_here.add_argument("save_path")
     seed_here.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    seed_here.add_argument("--max-up", type=int, default=0, help="upload limit, bytes per second (0: none)")
     lsd_magnet = sub.add_parser("lsd-magnet")
     lsd_magnet.add_argument("info_hash", help="v1 info-hash, 40 hex digits")
     lsd_magnet.add_argument("save_path")

@@ -196,13 +196,7 @@ def test_after_a_seek_the_pieces_under_the_play_head_come_before_any_piece_asked
     assert [index for index in came_between if index not in asked_before] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Swarm._clear_way_for weighs a new deadline block against the ordinary requests "
-    "queued before it, not the deadline blocks queued before it too: it arrives up to "
-    "DEADLINE_QUEUE_S later than judged, and the player stalls about a sixth of the time",
-)
-@pytest.mark.parametrize("seed", [20, 21])
+@pytest.mark.parametrize("seed", [20, 21, 22, 23])
 def test_a_player_at_half_the_seeds_rate_never_stalls_once_it_has_started(seed: int) -> None:
     network, reader = open_stream(seed)
     started = False

@@ -274,18 +274,19 @@ class PiecePicker:
             self._deadline_order = sorted(self._deadlines, key=lambda index: (self._deadlines[index], index))
         return self._deadline_order
 
-    def has_deadline_work(self, now: float) -> bool:
-        """Whether ``pick_deadline`` could give anyone a block now: a deadline piece with a
-        block nobody was asked for, or a late one with a block asked of a single peer."""
+    def next_deadline_work(self, now: float) -> float | None:
+        """The deadline of the earliest piece ``pick_deadline`` could give anyone a block of
+        now (one with a block nobody was asked for, or a late one with a block asked of a
+        single peer); None when there is none."""
         for index in self.deadline_pieces():
             partial = self._partial.get(index)
             if partial is None or partial.unrequested:
-                return True
+                return self._deadlines[index]
             if now >= self._deadlines[index] + LATE_GRACE_S and any(
                 len(requesters) < LATE_DUPLICATES for requesters in partial.requesters.values()
             ):
-                return True
-        return False
+                return self._deadlines[index]
+        return None
 
     def pick_deadline(
         self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, now: float, *, has_all: bool = False

@@ -109,6 +109,9 @@ SNUB_TIMEOUT_S = 60.0
 # ``DEADLINE_MIN_BLOCKS`` (a peer whose rate is not known yet gets a piece's worth).
 DEADLINE_QUEUE_S = 1.0
 DEADLINE_MIN_BLOCKS = 16
+# While any reader has deadlines, a peer's whole request queue (beyond the deadline share)
+# holds about this many seconds of its rate, not REQUEST_QUEUE_TIME_S.
+STREAMING_QUEUE_S = 1.0
 # A peer never measured is assumed this fast when judging whether its queue would make a
 # deadline block late (256 KiB/s: a slow home line).
 ASSUMED_RATE = 256 * 1024
@@ -382,12 +385,15 @@ class Swarm:
         """``owner`` went away: its deadlines go, and the pieces go back to rarest first."""
         self._now = now
         self.picker.clear_deadlines(owner)
+        for key, peer in self.peers.items():
+            self._fill_requests(key, peer)
 
     def _fill_deadline_requests(self) -> None:
         """Deadline blocks to the fastest peers first, each within its share (its rate times
         ``DEADLINE_QUEUE_S``)."""
         now = self._now
-        if not self.picker.has_deadlines or not self.picker.has_deadline_work(now):
+        due = self.picker.next_deadline_work(now) if self.picker.has_deadlines else None
+        if due is None:
             return
         ready = [
             (peer.download.rate(now), key, peer)
@@ -400,8 +406,13 @@ class Swarm:
         ready.sort(key=lambda item: -item[0])
         for rate, key, peer in ready:
             core = peer.core
+            # Only blocks due no later than the earliest piece with work fill the share: after
+            # a seek, requests far into the new window must not keep the play head waiting.
             deadline_of = self.picker.deadline_of
-            in_flight = sum(1 for request in core.our_requests if deadline_of(request[0]) is not None)
+            in_flight = 0
+            for request in core.our_requests:
+                request_due = deadline_of(request[0])
+                in_flight += request_due is not None and request_due <= due
             share = max(DEADLINE_MIN_BLOCKS, int(rate * DEADLINE_QUEUE_S / BLOCK_SIZE) + 1)
             room = min(share - in_flight, MAX_OUR_REQUESTS - len(core.our_requests))
             if room <= 0:
@@ -414,14 +425,14 @@ class Swarm:
                 core.send(Request(block.index, block.begin, block.length))
 
     def _clear_way_for(self, key: PeerKey, peer: _Peer, blocks: list[BlockRequest], rate: float, now: float) -> None:
-        """Cancel ``peer``'s ordinary requests when, served first as peers do, they would
-        make the earliest of ``blocks`` late."""
+        """Cancel ``peer``'s ordinary requests when everything queued before ``blocks``
+        (served first, as peers do) would make the earliest of them late."""
         core = peer.core
         ordinary = [request for request in core.our_requests if self.picker.deadline_of(request[0]) is None]
         if not ordinary:
             return
         earliest = min(self.picker.deadline_of(block.index) or now for block in blocks)
-        queued_bytes = sum(request[2] for request in ordinary)
+        queued_bytes = sum(request[2] for request in core.our_requests)
         if queued_bytes / max(rate, ASSUMED_RATE) <= earliest - now:
             return
         for index, begin, length in ordinary:
@@ -754,8 +765,12 @@ class Swarm:
         core = peer.core
         if core.state is not PeerState.OPEN or core.peer_choking or not core.am_interested:
             return
-        room = peer.queue_target - len(core.our_requests)
-        if room <= 0 or (room < peer.queue_target // REFILL_FRACTION and core.our_requests):
+        target = peer.queue_target
+        if self.picker.has_deadlines:
+            # While a player waits, a short queue: what is queued delays its next block.
+            target = max(MIN_QUEUE, min(target, int(peer.download.rate(self._now) * STREAMING_QUEUE_S / BLOCK_SIZE)))
+        room = target - len(core.our_requests)
+        if room <= 0 or (room < target // REFILL_FRACTION and core.our_requests):
             return
         for block in self.picker.pick(key, core.peer_has, room, has_all=core.peer_is_seed):
             core.send(Request(block.index, block.begin, block.length))

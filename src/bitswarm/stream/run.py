@@ -155,7 +155,10 @@ async def _run_until_done(
         subtitles = [base + f"/subtitles/{subtitle.index}.vtt" for subtitle in server.subtitles_for(main)]
         command = player_command(plan.player, base + main.url_path, subtitles)
         try:
-            player = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL)
+            # With --json, stdout carries one event per line: the player's chatter goes to stderr.
+            player = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.DEVNULL, stdout=sys.stderr if plan.transfer.as_json else None
+            )
         except OSError as error:
             raise BitswarmError(f"--player: {command[0]}: {error.strerror or error}") from None
         display.event("player", message=f"{command[0]} playing {main.path}", pid=player.pid)
