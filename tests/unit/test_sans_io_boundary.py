@@ -8,7 +8,7 @@ from pathlib import Path
 import bitswarm
 
 PACKAGE = Path(bitswarm.__file__).parent
-IO_LAYERS = {"net", "web", "cli.py", "demo.py", "__main__.py"}
+IO_LAYERS = {"net", "web", "stream", "cli", "demo.py", "__main__.py"}
 FORBIDDEN = {"asyncio", "socket", "selectors", "time", "ssl", "urllib.request", "http.client", "redis"}
 # The one place a core may touch a store that waits on a server.
 STORE_ADAPTERS = {"tracker/redis_store.py"}

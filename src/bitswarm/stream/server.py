@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import pysubs2
 from aiohttp import web
 
 from bitswarm.errors import BitswarmError, StreamTimeout
@@ -254,6 +253,8 @@ class StreamServer:
             except StreamTimeout as error:
                 raise web.HTTPServiceUnavailable(text=f"503: {error}\n") from None
         text = data.decode("utf-8-sig", errors="replace")
+        import pysubs2  # noqa: PLC0415 - only when a player asks for subtitles (a 20 ms import)
+
         try:
             vtt = pysubs2.SSAFile.from_string(text).to_string("vtt")
         except (pysubs2.exceptions.Pysubs2Error, ValueError):
