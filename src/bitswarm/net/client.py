@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -111,36 +112,50 @@ def session_for(plan: TransferPlan) -> Session:
 async def run_transfer(plan: TransferPlan) -> int:
     display = Display(sys.stdout if plan.as_json else sys.stderr, as_json=plan.as_json)
     session = session_for(plan)
+    interrupted = False
+    with stop_on_signals() as stop:
+        try:
+            await session.start()
+            stop_waiter = asyncio.get_running_loop().create_task(stop.wait())
+            try:
+                runtime, magnet = await add_to_session(plan, session, display, stop_waiter)
+                interrupted = runtime is None or await _transfer(plan, runtime, session, display, stop, stop_waiter)
+                if magnet is not None and runtime is not None and runtime.finished.is_set():
+                    # A v2 or hybrid link's .torrent gets its piece layers once the files are in.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(magnet.wait_for_torrent_file(), TORRENT_FILE_TIMEOUT_S)
+            finally:
+                stop_waiter.cancel()
+        finally:
+            await session.close()
+    display.event("stopped", message="stopped cleanly")
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs (the running loop's handlers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    interrupted = False
     try:
-        await session.start()
-        stop_waiter = loop.create_task(stop.wait())
-        try:
-            runtime: TorrentRuntime | None
-            magnet: MagnetRuntime | None = None
-            if plan.magnet is not None:
-                fetched = await fetch_metadata(plan, session, display, stop_waiter)
-                runtime, magnet = fetched if fetched is not None else (None, None)
-            else:
-                assert plan.torrent is not None
-                runtime = await session.add(plan.torrent, plan.folder, plan.options)
-            interrupted = runtime is None or await _transfer(plan, runtime, session, display, stop, stop_waiter)
-            if magnet is not None and runtime is not None and runtime.finished.is_set():
-                # A v2 or hybrid link's .torrent gets its piece layers once the files are in.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(magnet.wait_for_torrent_file(), TORRENT_FILE_TIMEOUT_S)
-        finally:
-            stop_waiter.cancel()
+        yield stop
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await session.close()
-    display.event("stopped", message="stopped cleanly")
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+async def add_to_session(
+    plan: TransferPlan, session: Session, display: Display, stop_waiter: asyncio.Task[Any]
+) -> tuple[TorrentRuntime | None, MagnetRuntime | None]:
+    """The plan's torrent running in ``session``: added at once, or for a magnet link once
+    its metadata is in (with the link's runtime); (None, None) when stopped first."""
+    if plan.magnet is not None:
+        fetched = await fetch_metadata(plan, session, display, stop_waiter)
+        return fetched if fetched is not None else (None, None)
+    assert plan.torrent is not None
+    return await session.add(plan.torrent, plan.folder, plan.options), None
 
 
 async def _transfer(

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from bitswarm.errors import BitswarmError, UsageError
-from bitswarm.net.client import Display, TransferPlan, fetch_metadata, session_for
+from bitswarm.net.client import Display, TransferPlan, add_to_session, session_for, stop_on_signals
 from bitswarm.net.session import TorrentRuntime
 from bitswarm.stream.server import ServedFile, StreamServer
 from bitswarm.web.security import is_loopback_host
@@ -66,46 +65,30 @@ async def run_stream(plan: StreamPlan) -> int:
     transfer = plan.transfer
     display = Display(sys.stdout if transfer.as_json else sys.stderr, as_json=transfer.as_json)
     session = session_for(transfer)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     runner: web.AppRunner | None = None
     status = EXIT_OK
-    try:
-        await session.start()
-        stop_waiter = loop.create_task(stop.wait())
+    with stop_on_signals() as stop:
         try:
-            runtime = await _start_torrent(transfer, session, display, stop_waiter)
-            if runtime is not None:
-                server = StreamServer(runtime)
-                main = _chosen_file(server, plan.file)
-                runner, url = await _serve(plan, server)
-                _announce(display, transfer.as_json, url, server, runtime, session.port)
-                status = await _run_until_done(plan, runtime, server, main, url, display, stop)
+            await session.start()
+            stop_waiter = asyncio.get_running_loop().create_task(stop.wait())
+            try:
+                runtime, _ = await add_to_session(transfer, session, display, stop_waiter)
+                if runtime is not None:
+                    server = StreamServer(runtime)
+                    main = _chosen_file(server, plan.file)
+                    runner, url = await _serve(plan, server)
+                    _announce(display, transfer.as_json, url, server, runtime, session.port)
+                    status = await _run_until_done(plan, runtime, server, main, url, display, stop)
+            finally:
+                stop_waiter.cancel()
         finally:
-            stop_waiter.cancel()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        if runner is not None:
-            await runner.cleanup()
-        await session.close()
-        if plan.temporary_folder:
-            shutil.rmtree(transfer.folder, ignore_errors=True)
+            if runner is not None:
+                await runner.cleanup()
+            await session.close()
+            if plan.temporary_folder:
+                shutil.rmtree(transfer.folder, ignore_errors=True)
     display.event("stopped", message="stopped cleanly")
     return status
-
-
-async def _start_torrent(
-    transfer: TransferPlan, session: Any, display: Display, stop_waiter: asyncio.Task[Any]
-) -> TorrentRuntime | None:
-    if transfer.magnet is not None:
-        fetched = await fetch_metadata(transfer, session, display, stop_waiter)
-        return fetched[0] if fetched is not None else None
-    assert transfer.torrent is not None
-    runtime: TorrentRuntime = await session.add(transfer.torrent, transfer.folder, transfer.options)
-    return runtime
 
 
 def _chosen_file(server: StreamServer, file: str | None) -> ServedFile:
