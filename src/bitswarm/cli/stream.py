@@ -86,7 +86,10 @@ def stream_command(
     player page, /playlist.m3u, /stats.json); the pieces a player reads come first. It
     shares with the swarm all along, until Ctrl-C; with --player and --no-seed it ends
     when the player exits."""
-    from bitswarm.net.client import TransferPlan  # noqa: PLC0415 - the engine only for this command
+    from bitswarm.stream import warm_up_server_imports  # noqa: PLC0415 - the engine only for this command
+
+    warm_up_server_imports()
+    from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
     from bitswarm.stream.run import StreamPlan, bind_warning, run_stream, temporary_folder  # noqa: PLC0415
 

@@ -107,11 +107,14 @@ REFILL_FRACTION = 4
 SNUB_TIMEOUT_S = 60.0
 # Deadline blocks outstanding per peer: about this many seconds of its rate, at least
 # ``DEADLINE_MIN_BLOCKS`` (a peer whose rate is not known yet gets a piece's worth).
-DEADLINE_QUEUE_S = 1.0
+DEADLINE_QUEUE_S = 0.5
 DEADLINE_MIN_BLOCKS = 16
+# A deadline piece that a peer other than a seed has is asked of a seed only once it is due
+# within this long (see ``_spares_seed``).
+SEED_SPARING_S = 3.0
 # While any reader has deadlines, a peer's whole request queue (beyond the deadline share)
 # holds about this many seconds of its rate, not REQUEST_QUEUE_TIME_S.
-STREAMING_QUEUE_S = 1.0
+STREAMING_QUEUE_S = 0.5
 # A peer never measured is assumed this fast when judging whether its queue would make a
 # deadline block late (256 KiB/s: a slow home line).
 ASSUMED_RATE = 256 * 1024
@@ -417,12 +420,29 @@ class Swarm:
             room = min(share - in_flight, MAX_OUR_REQUESTS - len(core.our_requests))
             if room <= 0:
                 continue
-            blocks = self.picker.pick_deadline(key, core.peer_has, room, now, has_all=core.peer_is_seed)
+            if core.peer_is_seed and len(ready) > 1:
+                blocks = self.picker.pick_deadline(key, self._spares_seed(now), room, now)
+            else:
+                blocks = self.picker.pick_deadline(key, core.peer_has, room, now, has_all=core.peer_is_seed)
             if not blocks:
                 continue
             self._clear_way_for(key, peer, blocks, rate, now)
             for block in blocks:
                 core.send(Request(block.index, block.begin, block.length))
+
+    def _spares_seed(self, now: float) -> Callable[[int], bool]:
+        """Which deadline pieces to ask a seed for while other peers serve us too: those due
+        within ``SEED_SPARING_S``, and those no other peer has. In a swarm of viewers the
+        seed is everyone's fastest peer; asking it for what the viewers ahead already hold
+        spreads its upload over all of them, and the viewer in front, whose next pieces only
+        the seed has, starves."""
+        picker = self.picker
+
+        def wanted_of_seed(index: int) -> bool:
+            due = picker.deadline_of(index)
+            return picker.availability[index] == 0 or (due is not None and due <= now + SEED_SPARING_S)
+
+        return wanted_of_seed
 
     def _clear_way_for(self, key: PeerKey, peer: _Peer, blocks: list[BlockRequest], rate: float, now: float) -> None:
         """Cancel ``peer``'s ordinary requests when everything queued before ``blocks``

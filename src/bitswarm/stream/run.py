@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import shlex
 import shutil
 import sys
@@ -22,15 +23,19 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from bitswarm.errors import BitswarmError, UsageError
 from bitswarm.net.client import Display, TransferPlan, add_to_session, session_for, stop_on_signals
 from bitswarm.net.session import TorrentRuntime
-from bitswarm.stream.server import ServedFile, StreamServer
-from bitswarm.web.security import is_loopback_host
+from bitswarm.web.hosts import is_loopback_host
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from bitswarm.stream.server import ServedFile, StreamServer
+
+from bitswarm.stream import SERVER_MODULE
 
 EXIT_OK, EXIT_PLAYER_FAILED = 0, 1
 STATUS_PERIOD_S = 1.0
@@ -66,6 +71,7 @@ async def run_stream(plan: StreamPlan) -> int:
     display = Display(sys.stdout if transfer.as_json else sys.stderr, as_json=transfer.as_json)
     session = session_for(transfer)
     runner: web.AppRunner | None = None
+    server: StreamServer | None = None
     status = EXIT_OK
     with stop_on_signals() as stop:
         try:
@@ -74,8 +80,10 @@ async def run_stream(plan: StreamPlan) -> int:
             try:
                 runtime, _ = await add_to_session(transfer, session, display, stop_waiter)
                 if runtime is not None:
-                    server = StreamServer(runtime)
+                    # Imported here: the command warms it up in a thread (bitswarm.stream).
+                    server = importlib.import_module(SERVER_MODULE).StreamServer(runtime)
                     main = _chosen_file(server, plan.file)
+                    server.prefetch(main)
                     runner, url = await _serve(plan, server)
                     _announce(display, transfer.as_json, url, server, runtime, session.port)
                     status = await _run_until_done(plan, runtime, server, main, url, display, stop)
@@ -84,6 +92,8 @@ async def run_stream(plan: StreamPlan) -> int:
         finally:
             if runner is not None:
                 await runner.cleanup()
+            if server is not None:
+                server.stop_prefetch()
             await session.close()
             if plan.temporary_folder:
                 shutil.rmtree(transfer.folder, ignore_errors=True)

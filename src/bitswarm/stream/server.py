@@ -34,6 +34,7 @@ from aiohttp import web
 from bitswarm.errors import BitswarmError, StreamTimeout
 from bitswarm.metainfo import FileEntry
 from bitswarm.stream.ranges import ByteRange, Unsatisfiable, parse_range
+from bitswarm.stream.reader import FileReader
 from bitswarm.web.app import create_app, render
 from bitswarm.web.security import SECURITY_HEADERS
 
@@ -101,6 +102,7 @@ class StreamServer:
         self.max_streams = max_streams
         self.started_at = time.time()
         self.streams = 0
+        self._prefetch: FileReader | None = None
         single = len(runtime.torrent.files) == 1
         self.files = [
             ServedFile(index, entry, "/".join(entry.path if single else entry.path[1:]), entry.path[-1])
@@ -143,6 +145,18 @@ class StreamServer:
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         return runner, f"http://{shown}:{bound_port}/"
+
+    def prefetch(self, served: ServedFile) -> None:
+        """Set the deadlines of a reader at the start of ``served`` (its first and last
+        pieces first) until a player asks for that file: the first requests to peers are
+        then the ones the player will need, not rarest-first ones from all over the file."""
+        self.stop_prefetch()
+        self._prefetch = self.runtime.open(served.entry)
+
+    def stop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -267,6 +281,8 @@ class StreamServer:
         served = self._file(request)
         if request.match_info["name"] != served.name:
             raise web.HTTPNotFound(text="404: no such file\n")
+        if self._prefetch is not None and self._prefetch.entry is served.entry:
+            self.stop_prefetch()  # the player's own reader takes over
         size = served.entry.length
         etag = f'"{self.etag_base}-{served.index}"'
         headers = {

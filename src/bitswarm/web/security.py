@@ -11,11 +11,12 @@ referrers out of other sites' logs.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+
+from bitswarm.web.hosts import host_name, is_loopback_host
 
 # Scripts and styles from this server only, no inline code, no frames, no plugins; media
 # from this server (the player page plays what the server streams).
@@ -30,38 +31,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-# RFC 1035: a host name is at most 253 characters; a Host header longer is no host of ours.
-MAX_HOST_BYTES = 255
-
-
-def host_name(host_header: str) -> str | None:
-    """The host part of a Host header (no port, IPv6 brackets removed, lower case), or
-    None when it is not of the form ``name``, ``name:port``, ``[v6]`` or ``[v6]:port``."""
-    if not host_header or len(host_header) > MAX_HOST_BYTES:
-        return None
-    text = host_header.strip().lower()
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or (end + 1 < len(text) and not _is_port(text[end + 1 :])):
-            return None
-        return text[1:end]
-    name, colon, port = text.partition(":")
-    if colon and not port.isdigit():
-        return None
-    return name.rstrip(".") or None
-
-
-def _is_port(text: str) -> bool:
-    return text.startswith(":") and text[1:].isdigit()
-
-
-def is_loopback_host(name: str) -> bool:
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class HostAllowList:

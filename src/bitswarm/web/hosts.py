@@ -1,0 +1,42 @@
+"""Host names in HTTP requests: which are loopback, and the host part of a Host header.
+
+Apart from the middleware (``bitswarm.web.security``) so that a command can check its
+--bind address without loading the HTTP framework.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+# RFC 1035: a host name is at most 253 characters; a Host header longer is no host of ours.
+MAX_HOST_BYTES = 255
+
+
+def host_name(host_header: str) -> str | None:
+    """The host part of a Host header (no port, IPv6 brackets removed, lower case), or
+    None when it is not of the form ``name``, ``name:port``, ``[v6]`` or ``[v6]:port``."""
+    if not host_header or len(host_header) > MAX_HOST_BYTES:
+        return None
+    text = host_header.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (end + 1 < len(text) and not _is_port(text[end + 1 :])):
+            return None
+        return text[1:end]
+    name, colon, port = text.partition(":")
+    if colon and not port.isdigit():
+        return None
+    return name.rstrip(".") or None
+
+
+def _is_port(text: str) -> bool:
+    return text.startswith(":") and text[1:].isdigit()
+
+
+def is_loopback_host(name: str) -> bool:
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
