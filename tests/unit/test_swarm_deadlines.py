@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from bitswarm.engine.picker import BLOCK_SIZE, LATE_GRACE_S
-from bitswarm.engine.swarm import DEADLINE_MIN_BLOCKS, INITIAL_QUEUE, Action, CheckPiece, PieceVerified, Swarm
+from bitswarm.engine.swarm import (
+    DEADLINE_MIN_BLOCKS,
+    INITIAL_QUEUE,
+    SEED_SPARING_S,
+    Action,
+    CheckPiece,
+    PieceVerified,
+    Swarm,
+)
 from bitswarm.wire.messages import (
     FAST_EXTENSION,
     Bitfield,
@@ -237,3 +245,25 @@ def test_while_the_reader_stays_its_pieces_come_first_even_from_a_rarer_choice()
         viewer.serve("rare", 1, 2.0)
     assert viewer.verified[:2] == [4, 5]
     assert viewer.swarm.is_seeding
+
+
+def test_a_seed_is_spared_deadline_pieces_another_peer_has_until_they_are_urgent() -> None:
+    """In a swarm of viewers the seed is everyone's fastest peer: a viewer behind asks the
+    viewer ahead for what it holds, and the seed only for what is urgent or only it has."""
+    viewer = Viewer(64, sequential=True)
+    seed = viewer.connect("seed", 0.0)
+    ahead = viewer.connect("ahead", 0.0, pieces=range(40, 44), unchoke=False)
+    viewer.serve("seed", 16, 0.5)  # the seed is measured the faster
+    seed_before = len(seed.requested)
+    due = {index: 1.0 + SEED_SPARING_S + 5.0 + index for index in range(40, 46)}
+    viewer.swarm.set_deadlines("reader", due, 1.0)
+    viewer.flush()
+    assert pieces_of(seed.requested[seed_before:])[-2:] == [44, 45]  # only the seed has them
+    assert not set(pieces_of(seed.requested[seed_before:])) & {40, 41, 42, 43}
+    viewer.receive("ahead", encode(Unchoke()), 1.1)
+    assert pieces_of(ahead.requested) == [40, 41, 42, 43]
+    # Once due within SEED_SPARING_S and late, a piece still missing goes to the seed too.
+    now = 1.0 + SEED_SPARING_S + 5.0 + 40 + LATE_GRACE_S
+    viewer.swarm.tick(now)
+    viewer.flush()
+    assert 40 in pieces_of(seed.requested[seed_before:])

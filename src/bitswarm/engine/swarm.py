@@ -420,7 +420,7 @@ class Swarm:
             room = min(share - in_flight, MAX_OUR_REQUESTS - len(core.our_requests))
             if room <= 0:
                 continue
-            if core.peer_is_seed and len(ready) > 1:
+            if core.peer_is_seed and len(self.peers) > 1:
                 blocks = self.picker.pick_deadline(key, self._spares_seed(now), room, now)
             else:
                 blocks = self.picker.pick_deadline(key, core.peer_has, room, now, has_all=core.peer_is_seed)
