@@ -8,11 +8,13 @@ Runs under Debian's /usr/bin/python3 (the only Python here that imports libtorre
     /usr/bin/python3 bench/lt_peer.py memory TORRENT_DIR FOLDER
 
 It speaks the same line protocol as peer_bench.py's bitswarm children: one JSON object
-per line on stdout ({"event": "ready" | "finished" | "progress" | "loaded" | "error", "t":
-time.monotonic(), ...}; CLOCK_MONOTONIC is shared by every process, so the parent can
-subtract its own readings), and commands on stdin, one per line: "start" (a downloader
-adds its torrent, and connects to --connect if given; `memory` adds every torrent) and
-"stop". A seed adds its torrent at once (seed_mode: no check) and is ready once seeding.
+per line on stdout ({"event": "ready" | "finished" | "progress" | "uploaded" | "loaded" |
+"error", "t": time.monotonic(), ...}; CLOCK_MONOTONIC is shared by every process, so the
+parent can subtract its own readings), and commands on stdin, one per line: "start" (a
+downloader adds its torrent, and connects to --connect if given; `memory` adds every
+torrent) and "stop". A seed adds its torrent at once (seed_mode: no check; with --check
+it checks first) and is ready once seeding; once it has every piece a peer reports its
+payload bytes sent ("uploaded") every PROGRESS_PERIOD_S.
 
 The session listens on 127.0.0.1 only, TCP only, no DHT, LSD, PEX, UPnP or NAT-PMP, and
 allows several connections per IP, since every peer on loopback is 127.0.0.1. libtorrent
@@ -80,14 +82,16 @@ def new_session(lt: Any, max_up: int, max_down: int = 0) -> Any:
     return session
 
 
-def add_params(lt: Any, torrent: str, folder: str, *, seed: bool) -> Any:
+def add_params(lt: Any, torrent: str, folder: str, *, seed: bool, check: bool = False) -> Any:
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = os.path.abspath(folder)
     flags = lt.torrent_flags
     # Not paused and not auto-managed: the torrent starts at once and is never queued.
     params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
-    if seed:
+    # seed_mode skips the check at start, but then hashes each piece when first asked for
+    # it; with check, everything is hashed before "ready".
+    if seed and not check:
         params.flags |= flags.seed_mode
     return params
 
@@ -102,7 +106,7 @@ def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
     session = new_session(lt, args.max_up, args.max_down)
     handle = None
     if args.role == "seed":
-        handle = session.add_torrent(add_params(lt, args.torrent, args.folder, seed=True))
+        handle = session.add_torrent(add_params(lt, args.torrent, args.folder, seed=True, check=args.check))
         deadline = time.monotonic() + SEED_READY_TIMEOUT_S
         while not handle.status().is_seeding:
             if time.monotonic() > deadline:
@@ -127,9 +131,13 @@ def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
         if not finished and any(isinstance(alert, lt.torrent_finished_alert) for alert in alerts):
             finished = True
             emit("finished")
-        if handle is not None and not finished and time.monotonic() >= next_progress:
+        if handle is not None and time.monotonic() >= next_progress:
             next_progress = time.monotonic() + PROGRESS_PERIOD_S
-            emit("progress", done=handle.status().total_wanted_done)
+            status = handle.status()
+            if finished:
+                emit("uploaded", bytes=status.total_payload_upload)
+            else:
+                emit("progress", done=status.total_wanted_done)
     del session
 
 
@@ -169,6 +177,7 @@ def main(argv: list[str]) -> int:
     peer.add_argument("--connect", type=int, default=0, help="port of a peer on 127.0.0.1 to connect to")
     peer.add_argument("--max-up", type=int, default=0, help="upload limit, bytes per second (0: none)")
     peer.add_argument("--max-down", type=int, default=0, help="download limit, bytes per second (0: none)")
+    peer.add_argument("--check", action="store_true", help="a seed checks its data before it is ready")
     memory = sub.add_parser("memory")
     memory.add_argument("torrent_dir")
     memory.add_argument("folder")

@@ -358,11 +358,11 @@ def header(args: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def work_folder(base: Path) -> Iterator[Path]:
+def work_folder(base: Path, prefix: str = "bitswarm-peer-bench-") -> Iterator[Path]:
     base = base.resolve()
     if base == REPO or REPO in base.parents:
         raise SystemExit(f"--dir {base} is inside the repository; pick a folder outside it")
-    work = Path(tempfile.mkdtemp(prefix="bitswarm-peer-bench-", dir=base))
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     try:
         yield work
     finally:

@@ -266,3 +266,19 @@ def test_keepalive_and_idle_timeout() -> None:
     assert peer.next_deadline() == pytest.approx(120.0)
     assert peer.tick(121.0) == [PeerTimedOut(121.0)]
     assert peer.state is PeerState.CLOSED
+
+
+def test_a_block_asked_cancelled_and_asked_again_twice_may_be_answered_three_times() -> None:
+    """A player seeking back and forth: request, cancel, request, cancel, request. The peer
+    may answer each request (its cancels came too late): three pieces, none a violation."""
+    peer = opened()
+    block = (3, 0, 16384)
+    for _ in range(2):
+        peer.send(Request(*block))
+        peer.send(Cancel(*block))
+    peer.send(Request(*block))
+    answers = [peer.receive(encode(Piece(3, 0, bytes(16384))), now=1.0) for _ in range(3)]
+    assert [len(events) for events in answers] == [1, 0, 0]  # the first answers the live request
+    assert peer.state is PeerState.OPEN
+    with pytest.raises(PeerProtocolError, match="never requested"):
+        peer.receive(encode(Piece(3, 0, bytes(16384))), now=1.0)

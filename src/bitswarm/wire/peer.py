@@ -147,7 +147,9 @@ class PeerProtocol:
         self.our_hash_requests: set[HashRequest] = set()
         self.allowed_fast_for_us: set[int] = set()
         self.allowed_fast_for_peer: set[int] = set()
-        self._cancelled: dict[tuple[int, int, int], None] = {}
+        # Cancelled requests whose answers may still come, with how many: a block asked,
+        # cancelled and asked again (a player seeking back and forth) may be answered twice.
+        self._cancelled: dict[tuple[int, int, int], int] = {}
         bitfield_bytes = len(self.peer_pieces)
         self._frames = FrameDecoder(max(MAX_EXTENDED_BYTES, bitfield_bytes + 1, BLOCK_SIZE + 9))
         self._handshake_buffer = bytearray()
@@ -314,7 +316,7 @@ class PeerProtocol:
             if key in self.our_requests:
                 self.our_requests.discard(key)
                 return True
-            self._cancelled.pop(key, None)  # a reject of what we cancelled is expected; others are noise
+            self._forget_cancelled(key)  # a reject of what we cancelled is expected; others are noise
             return False
         self._index(message.index, type(message).__name__.lower())
         if isinstance(message, AllowedFast):
@@ -328,9 +330,14 @@ class PeerProtocol:
             self.our_requests.discard(key)
             return True
         if key in self._cancelled:
-            del self._cancelled[key]
+            self._forget_cancelled(key)
             return False  # arrived after our cancel: not needed
         raise PeerProtocolError(f"piece {message.index}+{message.begin} was never requested")
+
+    def _forget_cancelled(self, key: tuple[int, int, int]) -> None:
+        count = self._cancelled.pop(key, 0)
+        if count > 1:
+            self._cancelled[key] = count - 1
 
     def _check_request(self, message: Request) -> bool:
         self._block(message.index, message.begin, message.length, "request")
@@ -405,7 +412,7 @@ class PeerProtocol:
             key = (message.index, message.begin, message.length)
             if key in self.our_requests:
                 self.our_requests.discard(key)
-                self._cancelled[key] = None
+                self._cancelled[key] = self._cancelled.get(key, 0) + 1
                 if len(self._cancelled) > MAX_CANCELLED:
                     del self._cancelled[next(iter(self._cancelled))]
         elif isinstance(message, Piece):
