@@ -274,28 +274,52 @@ class PiecePicker:
             self._deadline_order = sorted(self._deadlines, key=lambda index: (self._deadlines[index], index))
         return self._deadline_order
 
-    def next_deadline_work(self, now: float) -> float | None:
-        """The deadline of the earliest piece ``pick_deadline`` could give anyone a block of
-        now (one with a block nobody was asked for, or a late one with a block asked of a
-        single peer); None when there is none."""
-        for index in self.deadline_pieces():
-            partial = self._partial.get(index)
-            if partial is None or partial.unrequested:
-                return self._deadlines[index]
-            if now >= self._deadlines[index] + LATE_GRACE_S and any(
-                len(requesters) < LATE_DUPLICATES for requesters in partial.requesters.values()
-            ):
-                return self._deadlines[index]
+    def next_deadline_position(
+        self, now: float, start: int = 0, peer: PeerKey | None = None, peer_has: Callable[[int], bool] | None = None
+    ) -> int | None:
+        """Where in ``deadline_pieces()``, from ``start`` on, is the earliest piece
+        ``pick_deadline`` could give a block of to anyone (``peer`` None) or to ``peer``,
+        which has the pieces ``peer_has`` says (all when None); None when there is none.
+        A piece before the first one with work for anyone has none for any peer, so a
+        caller asking for each peer starts where the answer for anyone was."""
+        order = self.deadline_pieces()
+        deadlines, partials = self._deadlines, self._partial
+        for position in range(start, len(order)):
+            index = order[position]
+            partial = partials.get(index)
+            has_work = (
+                partial is None
+                or bool(partial.unrequested)
+                or (
+                    now >= deadlines[index] + LATE_GRACE_S
+                    and any(
+                        len(requesters) < LATE_DUPLICATES and peer not in requesters
+                        for requesters in partial.requesters.values()
+                    )
+                )
+            )
+            if has_work and (peer_has is None or peer_has(index)):
+                return position
         return None
 
     def pick_deadline(
-        self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, now: float, *, has_all: bool = False
+        self,
+        peer: PeerKey,
+        peer_has: Callable[[int], bool],
+        count: int,
+        now: float,
+        *,
+        has_all: bool = False,
+        start: int = 0,
     ) -> list[BlockRequest]:
         """Up to ``count`` blocks of deadline pieces for ``peer``, earliest deadline first:
         blocks nobody was asked for, then, of late pieces, blocks another peer was asked
-        for and has not sent (``LATE_DUPLICATES`` peers at most per block)."""
+        for and has not sent (``LATE_DUPLICATES`` peers at most per block). ``start``: a
+        position in ``deadline_pieces()`` before which no piece has work for ``peer``."""
         picked: list[BlockRequest] = []
-        for index in self.deadline_pieces():
+        order = self.deadline_pieces()
+        for position in range(start, len(order)):
+            index = order[position]
             if len(picked) >= count:
                 break
             if not has_all and not peer_has(index):

@@ -119,6 +119,8 @@ STREAMING_QUEUE_S = 0.5
 # deadline block late (256 KiB/s: a slow home line).
 ASSUMED_RATE = 256 * 1024
 DEFAULT_UPLOAD_SLOTS = 8
+# Requests outstanding with a peer that named no ``reqq`` in its BEP 10 handshake.
+DEFAULT_PEER_REQQ = 250
 # Our name in BEP 10 handshakes.
 CLIENT_NAME = f"bitswarm {__version__}"
 # Pieces offered at once to each peer while super-seeding: enough to keep its pipeline full.
@@ -395,9 +397,11 @@ class Swarm:
         """Deadline blocks to the fastest peers first, each within its share (its rate times
         ``DEADLINE_QUEUE_S``)."""
         now = self._now
-        due = self.picker.next_deadline_work(now) if self.picker.has_deadlines else None
-        if due is None:
+        picker = self.picker
+        first = picker.next_deadline_position(now) if picker.has_deadlines else None
+        if first is None:
             return
+        order = picker.deadline_pieces()
         ready = [
             (peer.download.rate(now), key, peer)
             for key, peer in self.peers.items()
@@ -409,26 +413,43 @@ class Swarm:
         ready.sort(key=lambda item: -item[0])
         for rate, key, peer in ready:
             core = peer.core
-            # Only blocks due no later than the earliest piece with work fill the share: after
-            # a seek, requests far into the new window must not keep the play head waiting.
-            deadline_of = self.picker.deadline_of
+            peer_has = (self._spares_seed(now) if len(self.peers) > 1 else None) if core.peer_is_seed else core.peer_has
+            # Only blocks due no later than the earliest piece this peer could be given fill
+            # its share: after a seek, requests far into the new window must not keep the
+            # play head waiting. (Judged by the earliest piece anyone could be given, a peer
+            # asked only for pieces due later, as a spared seed is, had an unbounded share.)
+            position = picker.next_deadline_position(now, first, key, peer_has)
+            if position is None:
+                continue
+            peer_due = picker.deadline_of(order[position])
+            assert peer_due is not None  # a deadline piece
+            deadline_of = picker.deadline_of
             in_flight = 0
             for request in core.our_requests:
                 request_due = deadline_of(request[0])
-                in_flight += request_due is not None and request_due <= due
+                in_flight += request_due is not None and request_due <= peer_due
             share = max(DEADLINE_MIN_BLOCKS, int(rate * DEADLINE_QUEUE_S / BLOCK_SIZE) + 1)
-            room = min(share - in_flight, MAX_OUR_REQUESTS - len(core.our_requests))
+            room = min(share - in_flight, self._request_limit(peer) - len(core.our_requests))
             if room <= 0:
                 continue
-            if core.peer_is_seed and len(self.peers) > 1:
-                blocks = self.picker.pick_deadline(key, self._spares_seed(now), room, now)
+            if peer_has is None:
+                blocks = picker.pick_deadline(key, core.peer_has, room, now, has_all=True, start=position)
             else:
-                blocks = self.picker.pick_deadline(key, core.peer_has, room, now, has_all=core.peer_is_seed)
+                blocks = picker.pick_deadline(key, peer_has, room, now, start=position)
             if not blocks:
                 continue
             self._clear_way_for(key, peer, blocks, rate, now)
             for block in blocks:
                 core.send(Request(block.index, block.begin, block.length))
+
+    @staticmethod
+    def _request_limit(peer: _Peer) -> int:
+        """Requests we keep outstanding with ``peer`` at most: what its BEP 10 ``reqq`` says
+        it queues (more, and a bitswarm or libtorrent peer drops the connection), else the
+        smallest queue common clients keep (250, libtorrent's old default)."""
+        handshake = peer.link.extensions.handshake
+        reqq = handshake.reqq if handshake is not None and handshake.reqq else DEFAULT_PEER_REQQ
+        return min(reqq, MAX_OUR_REQUESTS)
 
     def _spares_seed(self, now: float) -> Callable[[int], bool]:
         """Which deadline pieces to ask a seed for while other peers serve us too: those due
@@ -776,7 +797,7 @@ class Swarm:
         # A reader's deadline may name a piece of a file not selected for download.
         interested = peer.wanted_pieces > 0 or (
             self.picker.has_deadlines
-            and any(core.peer_is_seed or core.peer_has(index) for index in self.picker.deadline_pieces())
+            and (core.peer_is_seed or any(core.peer_has(index) for index in self.picker.deadline_pieces()))
         )
         if interested != core.am_interested:
             core.send(Interested() if interested else NotInterested())
@@ -789,6 +810,7 @@ class Swarm:
         if self.picker.has_deadlines:
             # While a player waits, a short queue: what is queued delays its next block.
             target = max(MIN_QUEUE, min(target, int(peer.download.rate(self._now) * STREAMING_QUEUE_S / BLOCK_SIZE)))
+        target = min(target, self._request_limit(peer))
         room = target - len(core.our_requests)
         if room <= 0 or (room < target // REFILL_FRACTION and core.our_requests):
             return

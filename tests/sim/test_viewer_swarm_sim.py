@@ -1,0 +1,335 @@
+"""A swarm of viewers playing one video, in one process on a virtual clock.
+
+The scenario of ``bench/stream_bench.py swarm``: one seed whose upload is capped at twice
+the video's bitrate, viewers launched ``LAUNCH_INTERVAL_S`` apart, each with its upload
+capped at the bitrate. Each viewer is a real ``Swarm`` with its peer cores and a
+``ReadAhead`` window updated as ``FileReader`` updates it (when its position enters
+another piece, at least every ``REFRESH_S`` while it reads or waits, not while the
+player's buffer is full and nothing is read). Its player starts once ``STARTUP_S`` of
+video is buffered, consumes at the bitrate, stalls when the bytes run out and resumes
+once ``REBUFFER_S`` is buffered again (``bench/playback.py``); the HTTP client reading
+for it keeps at most ``FORWARD_BUFFER_S`` ahead of the play head.
+
+Uploads: each node serves the blocks asked of it in the order they were asked (per
+requester and piece, as ``UploadQueue`` does), at its capped rate in bytes per simulated
+second; a cancelled request not yet served is skipped. Choking is each swarm's own, run
+by ``tick`` every ``TICK_S`` (as the session does). The network itself is instant.
+
+Differences from the benchmark: the seed is a bitswarm swarm (the benchmark's is
+libtorrent), not super-seeding (libtorrent does not by default); there is no TCP
+buffering between the reader and the player.
+
+Each test's seed is in its id, so a failure replays exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from bitswarm.engine.picker import BLOCK_SIZE
+from bitswarm.engine.readahead import ReadAhead
+from bitswarm.engine.swarm import Action, CheckPiece, ServeBlock, Swarm, WriteBlock
+from bitswarm.engine.upload_queue import UploadQueue
+from bitswarm.stream.reader import REFRESH_S
+from bitswarm.wire.messages import Piece
+from bitswarm.wire.peer import PeerProtocol
+
+INFO_HASH = b"w" * 20
+PIECE_LENGTH = 4 * BLOCK_SIZE  # the benchmark's torrent has 16 KiB pieces: 64 KiB keeps the run short
+BITRATE = 270_336  # bytes per second: the benchmark's 2.16 Mbit/s video
+VIDEO_S = 60.0
+SEED_UP = 2 * BITRATE  # bytes per second
+VIEWER_UP = BITRATE
+VIEWERS = 8
+LAUNCH_INTERVAL_S = 5.0
+STARTUP_S = 2.0
+REBUFFER_S = 2.0
+FORWARD_BUFFER_S = 30.0
+STEP_S = 0.05
+TICK_S = 1.0  # the session ticks its swarms this often
+
+
+@dataclass
+class Player:
+    """``bench/playback.py``'s ``Playhead``: start at ``STARTUP_S`` buffered, consume at
+    ``BITRATE``, stall when the bytes run out, resume at ``REBUFFER_S`` buffered."""
+
+    size: int
+    launched_s: float
+    position: float = 0.0
+    available: int = 0
+    last_s: float = 0.0
+    started_s: float | None = None
+    finished_s: float | None = None
+    stalled_since_s: float | None = None
+    stalls: list[tuple[float, float]] = field(default_factory=list)
+
+    def update(self, now: float, available: int) -> None:
+        if self.started_s is not None and self.stalled_since_s is None and self.finished_s is None:
+            runs_out_s = self.last_s + (self.available - self.position) / BITRATE
+            if runs_out_s >= now:
+                self.position += (now - self.last_s) * BITRATE
+            else:
+                self.position = float(self.available)
+                if self.available >= self.size:
+                    self.finished_s = runs_out_s
+                else:
+                    self.stalled_since_s = runs_out_s
+        self.available = max(self.available, min(available, self.size))
+        self.last_s = now
+        buffered = self.available - self.position
+        if self.started_s is None:
+            if buffered >= min(STARTUP_S * BITRATE, self.size):
+                self.started_s = now
+        elif self.stalled_since_s is not None and buffered >= min(REBUFFER_S * BITRATE, self.size - self.position):
+            self.stalls.append((self.stalled_since_s, now))
+            self.stalled_since_s = None
+
+    def stalled_s(self, now: float) -> float:
+        ongoing = now - self.stalled_since_s if self.stalled_since_s is not None else 0.0
+        return sum(end - begin for begin, end in self.stalls) + ongoing
+
+
+@dataclass
+class Node:
+    name: str
+    swarm: Swarm
+    content: bytearray
+    up_bytes_per_s: float
+    cores: dict[str, PeerProtocol] = field(default_factory=dict)
+    uploads: UploadQueue[str, ServeBlock] = field(default_factory=UploadQueue)
+    credit: float = 0.0  # bytes it may send now
+    uploaded: int = 0
+    # A viewer's reader (its HTTP response) and player.
+    window: ReadAhead | None = None
+    player: Player | None = None
+    window_piece: int = -1
+    window_set_at: float = float("-inf")
+
+
+class ViewerSwarm:
+    def __init__(self, seed: int, *, video_s: float = VIDEO_S) -> None:
+        self.rng = random.Random(seed)
+        self.data = self.rng.randbytes(int(video_s * BITRATE))
+        self.num_pieces = -(-len(self.data) // PIECE_LENGTH)
+        self.hashes = [
+            hashlib.sha1(self.data[at : at + PIECE_LENGTH]).digest() for at in range(0, len(self.data), PIECE_LENGTH)
+        ]
+        self.now = 0.0
+        self.next_tick = 0.0
+        self.nodes: list[Node] = [self._node("seed", SEED_UP, have_all=True)]
+
+    def piece_size(self, index: int) -> int:
+        return min(PIECE_LENGTH, len(self.data) - index * PIECE_LENGTH)
+
+    def _node(self, name: str, up: float, *, have_all: bool) -> Node:
+        swarm = Swarm(
+            num_pieces=self.num_pieces, piece_size=self.piece_size, have=range(self.num_pieces) if have_all else (),
+            rng=random.Random(self.rng.random()), now=self.now, super_seed=not have_all,
+        )  # fmt: skip
+        # A viewer runs with an upload limit, so it super-seeds once it has everything (the
+        # runtime's default); the seed stands for the benchmark's libtorrent, which does not.
+        return Node(name, swarm, bytearray(self.data) if have_all else bytearray(len(self.data)), up)
+
+    @property
+    def viewers(self) -> list[Node]:
+        return self.nodes[1:]
+
+    def launch_viewer(self) -> Node:
+        """A viewer connects to every node, and its player opens the file."""
+        viewer = self._node(f"viewer-{len(self.nodes)}", VIEWER_UP, have_all=False)
+        for other in self.nodes:
+            for local, remote in ((viewer, other), (other, viewer)):
+                core = PeerProtocol(
+                    info_hash=INFO_HASH, peer_id=local.name.encode().ljust(20, b"-"), num_pieces=self.num_pieces,
+                    piece_size=self.piece_size, have_piece=local.swarm.has_piece, now=self.now,
+                )  # fmt: skip
+                local.cores[remote.name] = core
+                local.swarm.add_peer(remote.name, core, self.now)
+            for local, remote in ((viewer, other), (other, viewer)):
+                local.cores[remote.name]._outbox += local.cores[remote.name].handshake()
+        self.nodes.append(viewer)
+        viewer.window = ReadAhead(0, len(self.data), PIECE_LENGTH, self.now)
+        viewer.player = Player(len(self.data), self.now)
+        self.refresh(viewer, force=True)
+        self.deliver()
+        return viewer
+
+    # -- the network ---------------------------------------------------------------------
+
+    def deliver(self) -> None:
+        """Every byte in flight arrives (the network itself is instant)."""
+        by_name = {node.name: node for node in self.nodes}
+        moved = True
+        while moved:
+            moved = False
+            for node in self.nodes:
+                for name, core in node.cores.items():
+                    data = core.data_to_send()
+                    if not data:
+                        continue
+                    moved = True
+                    other = by_name[name]
+                    events = other.cores[node.name].receive(data, self.now)
+                    self.run(other, other.swarm.handle(node.name, events, self.now))
+
+    def run(self, node: Node, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, WriteBlock):
+                start = action.index * PIECE_LENGTH + action.begin
+                node.content[start : start + len(action.data)] = action.data
+            elif isinstance(action, CheckPiece):
+                start = action.index * PIECE_LENGTH
+                ok = hashlib.sha1(node.content[start : start + self.piece_size(action.index)]).digest()
+                self.run(node, node.swarm.piece_checked(action.index, ok == self.hashes[action.index], [], self.now))
+            elif isinstance(action, ServeBlock):
+                node.uploads.push(str(action.peer), action.index, action)
+
+    def upload(self, node: Node) -> None:
+        """``node`` sends what was asked of it, oldest first, as its upload allows; a
+        request cancelled meanwhile is skipped (BEP 3: the peer no longer wants it)."""
+        node.credit = min(node.credit + node.up_bytes_per_s * STEP_S, node.up_bytes_per_s * STEP_S + BLOCK_SIZE)
+        while node.credit >= BLOCK_SIZE and node.uploads:
+            ((peer, serve),) = node.uploads.pop_batch(1)
+            core = node.cores[peer]
+            if (serve.index, serve.begin, serve.length) not in core.peer_requests:
+                continue
+            start = serve.index * PIECE_LENGTH + serve.begin
+            core.send(Piece(serve.index, serve.begin, bytes(node.content[start : start + serve.length])))
+            node.swarm.block_sent(peer, serve.index, serve.length, self.now)
+            node.credit -= serve.length
+            node.uploaded += serve.length
+        if not node.uploads:
+            node.credit = min(node.credit, BLOCK_SIZE)  # an idle link saves up no more than a block
+
+    # -- the viewers' readers and players ----------------------------------------------------
+
+    def refresh(self, viewer: Node, *, force: bool = False) -> None:
+        """``FileReader._refresh``: the window's deadlines set again when the position
+        entered another piece or ``REFRESH_S`` passed (or ``force``: a read waits)."""
+        window, swarm = viewer.window, viewer.swarm
+        assert window is not None
+        piece = window.piece_at(window.position)
+        if not force and piece == viewer.window_piece and self.now - viewer.window_set_at < REFRESH_S:
+            return
+        for index in list(window.pinned):
+            if swarm.has_piece(index):
+                window.piece_arrived(index)
+        due = {index: at for index, at in window.deadlines(self.now).items() if not swarm.has_piece(index)}
+        viewer.window_piece, viewer.window_set_at = piece, self.now
+        swarm.set_deadlines("reader", due, self.now)
+
+    def read(self, viewer: Node) -> None:
+        """The HTTP client reads what is verified from the reader's position on, at most
+        ``FORWARD_BUFFER_S`` ahead of the play head; its player moves on."""
+        window, player, swarm = viewer.window, viewer.player, viewer.swarm
+        assert window is not None
+        assert player is not None
+        player.update(self.now, window.position)
+        limit = min(len(self.data), int(player.position + FORWARD_BUFFER_S * BITRATE))
+        while window.position < limit:
+            index = window.piece_at(window.position)
+            if not swarm.has_piece(index):
+                # The read waits for the piece, setting the window again every REFRESH_S.
+                if self.now - viewer.window_set_at >= REFRESH_S or index != viewer.window_piece:
+                    self.refresh(viewer, force=True)
+                break
+            taken = min((index + 1) * PIECE_LENGTH, limit) - window.position
+            window.consumed(taken, self.now)
+            self.refresh(viewer)
+        player.update(self.now, window.position)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        self.now += STEP_S
+        for node in self.nodes:
+            self.upload(node)
+        self.deliver()
+        if self.now >= self.next_tick:
+            self.next_tick += TICK_S
+            for node in self.nodes:
+                self.run(node, node.swarm.tick(self.now))
+            self.deliver()
+        for viewer in self.viewers:
+            self.read(viewer)
+        self.deliver()
+
+
+@dataclass(frozen=True)
+class ViewerResult:
+    start_delay_s: float | None
+    stalls: int
+    stalled_s: float
+    finished: bool  # the player reached the end of the video
+
+
+@dataclass(frozen=True)
+class SwarmResult:
+    viewers: list[ViewerResult]
+    seed_upload_x: float  # the seed's upload, in copies of the file
+    viewers_upload_x: float
+
+
+def play_swarm(seed: int, *, video_s: float = VIDEO_S, viewers: int = VIEWERS) -> SwarmResult:
+    """Launch the viewers and run until every player has played the whole video."""
+    network = ViewerSwarm(seed, video_s=video_s)
+    launches = [index * LAUNCH_INTERVAL_S for index in range(viewers)]
+    give_up_s = launches[-1] + 4 * video_s
+    while network.now < give_up_s:
+        while launches and network.now >= launches[0] - 1e-9:
+            launches.pop(0)
+            network.launch_viewer()
+        network.step()
+        if not launches and all(v.player is not None and v.player.finished_s is not None for v in network.viewers):
+            break
+    results = []
+    for viewer in network.viewers:
+        player = viewer.player
+        assert player is not None
+        delay = player.started_s - player.launched_s if player.started_s is not None else None
+        ongoing = 1 if player.stalled_since_s is not None else 0
+        stalled_s = player.stalled_s(network.now)
+        results.append(ViewerResult(delay, len(player.stalls) + ongoing, stalled_s, player.finished_s is not None))
+    size = len(network.data)
+    return SwarmResult(
+        results,
+        network.nodes[0].uploaded / size,
+        sum(viewer.uploaded for viewer in network.viewers) / size,
+    )
+
+
+# With the engine as it is (64 KiB pieces, seed 1): starts 1.4-4.9 s, 67 stalls (385 s),
+# the seed sends 4.2x the file, the viewers 4.4x; the benchmark measured 66 stalls (333 s),
+# 4.5x and 3.7x. Every reader catches up with the front (it reads as fast as the viewers
+# ahead serve it, up to 30 s ahead of its player), where the next piece is due "now" for
+# every viewer (the window is timed from the reader's position, not the player's) and only
+# the seed has it: each viewer asks the seed for the same pieces. Deadlines timed from the
+# player's position, 10 s ahead (as the benchmark's libtorrent viewers set them), give 16
+# stalls (44 s), the seed 2.2x, the viewers 5.9x.
+@pytest.fixture(scope="module", params=[1], ids=lambda seed: f"seed={seed}")
+def swarm_result(request: pytest.FixtureRequest) -> SwarmResult:
+    return play_swarm(request.param)
+
+
+def test_every_viewer_plays_to_the_end_and_starts_within_five_seconds(swarm_result: SwarmResult) -> None:
+    # A viewer never asks a peer for more blocks than the peer queues (BEP 10 reqq): before
+    # that limit, viewers asked the seed for 500 and more deadline blocks, and its core
+    # raised a protocol error (a real peer drops the connection).
+    assert len(swarm_result.viewers) == VIEWERS
+    for viewer in swarm_result.viewers:
+        assert viewer.finished
+        assert viewer.start_delay_s is not None
+        assert viewer.start_delay_s <= 5.0
+
+
+@pytest.mark.xfail(strict=True, reason="readers time deadlines from their position, not the player's (see above)")
+def test_every_viewer_starts_within_two_seconds_and_never_stalls(swarm_result: SwarmResult) -> None:
+    for viewer in swarm_result.viewers:
+        assert viewer.start_delay_s is not None
+        assert viewer.start_delay_s <= 2.0
+        assert viewer.stalls == 0
