@@ -115,6 +115,8 @@ SEED_SPARING_S = 3.0
 # While any reader has deadlines, a peer's whole request queue (beyond the deadline share)
 # holds about this many seconds of its rate, not REQUEST_QUEUE_TIME_S.
 STREAMING_QUEUE_S = 0.5
+# ...and for this long after the last reader went (it may be a player seeking).
+STREAMING_LINGER_S = 5.0
 # A peer never measured is assumed this fast when judging whether its queue would make a
 # deadline block late (256 KiB/s: a slow home line).
 ASSUMED_RATE = 256 * 1024
@@ -337,6 +339,7 @@ class Swarm:
         self._bad_blocks: dict[int, dict[int, tuple[PeerKey, bytes]]] = {}
         self._finished_reported = self.is_seeding
         self._now = now  # the latest time a caller gave: deadlines are judged by it
+        self._short_queues_until = 0.0
 
     # -- what we have and want -----------------------------------------------------------
 
@@ -390,6 +393,10 @@ class Swarm:
         """``owner`` went away: its deadlines go, and the pieces go back to rarest first."""
         self._now = now
         self.picker.clear_deadlines(owner)
+        # A player that seeks closes one request and opens another: the short queues stay a
+        # while, or the gap between the two fills the peers' queues with ordinary requests
+        # that the new play head would wait behind.
+        self._short_queues_until = now + STREAMING_LINGER_S
         for key, peer in self.peers.items():
             self._fill_requests(key, peer)
 
@@ -807,7 +814,7 @@ class Swarm:
         if core.state is not PeerState.OPEN or core.peer_choking or not core.am_interested:
             return
         target = peer.queue_target
-        if self.picker.has_deadlines:
+        if self.picker.has_deadlines or self._now < self._short_queues_until:
             # While a player waits, a short queue: what is queued delays its next block.
             target = max(MIN_QUEUE, min(target, int(peer.download.rate(self._now) * STREAMING_QUEUE_S / BLOCK_SIZE)))
         target = min(target, self._request_limit(peer))
