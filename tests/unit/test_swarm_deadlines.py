@@ -249,26 +249,36 @@ def test_while_the_reader_stays_its_pieces_come_first_even_from_a_rarer_choice()
     assert viewer.swarm.is_seeding
 
 
-def test_a_seed_is_spared_deadline_pieces_another_peer_has_until_they_are_urgent() -> None:
-    """In a swarm of viewers the seed is everyone's fastest peer: a viewer behind asks the
-    viewer ahead for what it holds, and the seed only for what is urgent or only it has."""
+def test_a_seed_is_spared_deadline_pieces_until_they_are_urgent() -> None:
+    """In a swarm of viewers the seed is everyone's fastest peer: a viewer whose player has
+    time asks the viewer ahead for what it holds, or waits until it does, and the seed only
+    for what is due within SEED_SPARING_S."""
     viewer = Viewer(64, sequential=True)
     seed = viewer.connect("seed", 0.0)
     ahead = viewer.connect("ahead", 0.0, pieces=range(40, 44), unchoke=False)
     viewer.serve("seed", 16, 0.5)  # the seed is measured the faster
     seed_before = len(seed.requested)
-    due = {index: 1.0 + SEED_SPARING_S + 5.0 + index for index in range(40, 46)}
+    later = 1.0 + SEED_SPARING_S + 5.0
+    due = {index: later + index for index in range(40, 46)}
     viewer.swarm.set_deadlines("reader", due, 1.0)
     viewer.flush()
-    assert pieces_of(seed.requested[seed_before:])[-2:] == [44, 45]  # only the seed has them
-    assert not set(pieces_of(seed.requested[seed_before:])) & {40, 41, 42, 43}
+    assert not set(pieces_of(seed.requested[seed_before:])) & set(range(40, 46))
     viewer.receive("ahead", encode(Unchoke()), 1.1)
     assert pieces_of(ahead.requested) == [40, 41, 42, 43]
-    # Once due within SEED_SPARING_S and late, a piece still missing goes to the seed too.
-    now = 1.0 + SEED_SPARING_S + 5.0 + 40 + LATE_GRACE_S
-    viewer.swarm.tick(now)
+    # Once due within SEED_SPARING_S, the seed is asked: for 44 and 45, which only it has.
+    viewer.swarm.tick(later + 45 - SEED_SPARING_S)
     viewer.flush()
-    assert 40 in pieces_of(seed.requested[seed_before:])
+    assert {44, 45} <= set(pieces_of(seed.requested[seed_before:]))
+
+
+def test_seeds_are_not_spared_when_every_peer_is_one() -> None:
+    viewer = Viewer(64, sequential=True)
+    first = viewer.connect("first", 0.0)
+    viewer.connect("second", 0.0)
+    before = len(first.requested)
+    viewer.swarm.set_deadlines("reader", {50: 1.0 + SEED_SPARING_S * 4}, 1.0)
+    viewer.flush()
+    assert 50 in pieces_of(first.requested[before:])
 
 
 def test_queues_stay_short_for_a_while_after_the_last_reader_goes() -> None:

@@ -9,6 +9,13 @@ a file is opened for playing, the pieces holding its first and last ``HEAD_TAIL_
 an AVI its index at the end, and a player reads both before the first frame. A seek moves
 the window at once; what it no longer covers has no deadline any more.
 
+A player reads ahead of what it shows: a browser or mpv keeps tens of seconds. When the
+media's bitrate is known (``set_media_rate``: its container says how long it plays), the
+player is modelled: it shows media at that rate from the first byte read, never past what
+was read, and pieces are due when it will reach them, not when the reader will. Without
+it, every viewer of a swarm whose client has read up to the newest pieces asks for them as
+if its player were about to stall, all from the one peer that has them (a seed).
+
 ``deadlines(now)`` gives the set for ``Swarm.set_deadlines``; the layer above calls it
 again when the play head enters another piece, after a seek, and now and then as time
 passes.
@@ -43,6 +50,9 @@ class ReadAhead:
         self.position = 0
         self.reading = RateMeter(now, RATE_WINDOW_S)
         self._pinned: dict[int, float] = {}  # the first and last pieces, until they are in
+        self.media_rate: float | None = None  # bytes a second the player shows, when known
+        self._player = 0  # the modelled player's position (media_rate known), as of _player_at
+        self._player_at = now
         if head_and_tail and length:
             edge = max(1, int(length * HEAD_TAIL_FRACTION))
             for index in self._pieces(0, edge):
@@ -60,12 +70,34 @@ class ReadAhead:
         return (self.start + position) // self.piece_length
 
     def seek(self, position: int) -> None:
-        self.position = max(0, min(position, self.length))
+        position = max(0, min(position, self.length))
+        if position != self.position:
+            self._player = position  # a new play position: the player waits for it
+        self.position = position
 
     def consumed(self, amount: int, now: float) -> None:
         """The reader got ``amount`` bytes from the play head on."""
+        self._advance_player(now)
         self.position = min(self.length, self.position + amount)
         self.reading.add(amount, now)
+
+    def set_media_rate(self, bytes_per_s: float, now: float) -> None:
+        """The media plays at ``bytes_per_s`` (its length over its duration)."""
+        if bytes_per_s > 0 and self.media_rate is None:
+            self._player_at = now  # from here on it is modelled (earlier, it was the reader)
+            self._player = self.position
+            self.media_rate = bytes_per_s
+
+    def player_position(self, now: float) -> int:
+        """Where the player is taken to be: the reader's position unless modelled."""
+        self._advance_player(now)
+        return self._player if self.media_rate is not None else self.position
+
+    def _advance_player(self, now: float) -> None:
+        if self.media_rate is not None:
+            shown = int(self.media_rate * max(0.0, now - self._player_at))
+            self._player = min(self.position, self._player + shown)
+        self._player_at = now
 
     @property
     def pinned(self) -> dict[int, float]:
@@ -79,11 +111,12 @@ class ReadAhead:
 
     def deadlines(self, now: float) -> dict[int, float]:
         """Each piece of the window and the head and tail, with the time it is due."""
-        rate = self.rate(now)
+        rate = self.media_rate or self.rate(now)
         ahead = min(max(int(rate * READAHEAD_S), MIN_READAHEAD_BYTES), MAX_READAHEAD_BYTES)
+        player = self.player_position(now)
         due = dict(self._pinned)
-        for index in self._pieces(self.position, min(self.length, self.position + ahead)):
+        for index in self._pieces(self.position, min(self.length, player + ahead)):
             piece_start_in_file = index * self.piece_length - self.start
-            at = now + max(0, piece_start_in_file - self.position) / rate
+            at = now + max(0, piece_start_in_file - player) / rate
             due[index] = min(at, due.get(index, at))
         return due

@@ -645,11 +645,14 @@ class TorrentRuntime:
 
     # -- streaming: reading files while they download --------------------------------------
 
-    def open(self, file: int | str | FileEntry, *, timeout_s: float | None = None) -> FileReader:
+    def open(
+        self, file: int | str | FileEntry, *, timeout_s: float | None = None, head_and_tail: bool = True
+    ) -> FileReader:
         """A reader of one file (``bitswarm info``'s index, its path below the torrent's
         name, or its entry) that returns verified bytes only and, while open, makes the
-        engine fetch the pieces under and ahead of its position first. Raises UsageError
-        for a file the torrent does not have; see ``bitswarm.stream.reader.FileReader``."""
+        engine fetch the pieces under and ahead of its position first (and the file's
+        first and last pieces, unless ``head_and_tail`` is False). Raises UsageError for a
+        file the torrent does not have; see ``bitswarm.stream.reader.FileReader``."""
         # The reader sits above this layer (it only uses a PieceSource); imported here so
         # that the engine's runtime does not depend on the streaming package.
         from bitswarm.stream.reader import DEFAULT_TIMEOUT_S, FileReader  # noqa: PLC0415
@@ -657,7 +660,8 @@ class TorrentRuntime:
         if self.swarm is None:
             raise UsageError(f"{self.torrent.name}: not started")
         entry = self.file_entry(file)
-        return FileReader(self, entry, timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
+        timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+        return FileReader(self, entry, timeout_s=timeout_s, head_and_tail=head_and_tail)
 
     def file_entry(self, file: int | str | FileEntry) -> FileEntry:
         """The data file ``file`` names (an index into ``data_files()``, a path below the

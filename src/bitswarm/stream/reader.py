@@ -140,6 +140,14 @@ class FileReader:
             size -= len(data)
         return b"".join(parts)
 
+    def set_media_rate(self, bytes_per_s: float) -> None:
+        """The file plays at ``bytes_per_s``: from now on the window models the player (it
+        shows media at that rate, never past what was read), and pieces are due when the
+        player, not this reader, reaches them (``ReadAhead.set_media_rate``)."""
+        if not self.closed:
+            self.window.set_media_rate(bytes_per_s, time.monotonic())
+            self._refresh(time.monotonic(), force=True)
+
     def close(self) -> None:
         """Drop the window's deadlines at once; further reads raise ``UsageError``."""
         if not self.closed:

@@ -93,7 +93,7 @@ async def run_stream(plan: StreamPlan) -> int:
             if runner is not None:
                 await runner.cleanup()
             if server is not None:
-                server.stop_prefetch()
+                server.close()
             await session.close()
             if plan.temporary_folder:
                 shutil.rmtree(transfer.folder, ignore_errors=True)

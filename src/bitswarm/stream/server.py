@@ -19,6 +19,7 @@ reader that never reads pins nothing; subtitles over ``MAX_SUBTITLE_BYTES`` are 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import mimetypes
@@ -33,6 +34,8 @@ from aiohttp import web
 
 from bitswarm.errors import BitswarmError, StreamTimeout
 from bitswarm.metainfo import FileEntry
+from bitswarm.stream import mp4
+from bitswarm.stream.mp4 import MP4_EXTENSIONS
 from bitswarm.stream.ranges import ByteRange, Unsatisfiable, parse_range
 from bitswarm.stream.reader import FileReader
 from bitswarm.web.app import create_app, render
@@ -103,6 +106,11 @@ class StreamServer:
         self.started_at = time.time()
         self.streams = 0
         self._prefetch: FileReader | None = None
+        # Each media file's rate (bytes a second, from its container; None: unknown), found
+        # once, and the readers of each file to tell it.
+        self._media_rates: dict[int, float | None] = {}
+        self._probes: dict[int, asyncio.Task[None]] = {}
+        self._readers: dict[int, set[FileReader]] = {}
         single = len(runtime.torrent.files) == 1
         self.files = [
             ServedFile(index, entry, "/".join(entry.path if single else entry.path[1:]), entry.path[-1])
@@ -157,6 +165,52 @@ class StreamServer:
         if self._prefetch is not None:
             self._prefetch.close()
             self._prefetch = None
+
+    def close(self) -> None:
+        """Stop the prefetch and the media probes (the readers end with their responses)."""
+        self.stop_prefetch()
+        for probe in self._probes.values():
+            probe.cancel()
+
+    def follow_media_rate(self, served: ServedFile, reader: FileReader) -> None:
+        """Tell ``reader`` the media rate of its file once it is known; the first reader of
+        an MP4 starts finding it out (its ``mvhd``)."""
+        rate = self._media_rates.get(served.index)
+        if rate is not None:
+            reader.set_media_rate(rate)
+            return
+        if posixpath.splitext(served.name)[1].lower() not in MP4_EXTENSIONS or served.index in self._media_rates:
+            return
+        self._readers.setdefault(served.index, set()).add(reader)
+        if served.index not in self._probes:
+            self._probes[served.index] = asyncio.get_running_loop().create_task(self._probe(served))
+
+    def _unfollow_media_rate(self, served: ServedFile, reader: FileReader) -> None:
+        """``reader`` is done; a probe that no reader waits for any more stops (its own
+        deadlines must not outlive the players)."""
+        waiting = self._readers.get(served.index)
+        if waiting is None:
+            return
+        waiting.discard(reader)
+        if not waiting:
+            del self._readers[served.index]
+            probe = self._probes.pop(served.index, None)
+            if probe is not None:
+                probe.cancel()
+
+    async def _probe(self, served: ServedFile) -> None:
+        reader = self.runtime.open(served.entry, timeout_s=self.read_timeout_s, head_and_tail=False)
+        try:
+            seconds = await mp4_seconds(reader)
+        except (BitswarmError, OSError):
+            seconds = None  # unknown: the readers go by their read rates
+        finally:
+            reader.close()
+        rate = served.entry.length / seconds if seconds else None
+        self._media_rates[served.index] = rate
+        for waiting in self._readers.pop(served.index, set()):
+            if rate is not None:
+                waiting.set_media_rate(rate)
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -314,7 +368,7 @@ class StreamServer:
             return response
         self.streams += 1
         try:
-            await self._send(request, response, served.entry, span)
+            await self._send(request, response, served, span)
         except ConnectionError:
             pass  # the player hung up (it seeks by opening another request): normal
         finally:
@@ -322,9 +376,10 @@ class StreamServer:
         return response
 
     async def _send(
-        self, request: web.Request, response: web.StreamResponse, entry: FileEntry, span: ByteRange
+        self, request: web.Request, response: web.StreamResponse, served: ServedFile, span: ByteRange
     ) -> None:
-        reader = self.runtime.open(entry, timeout_s=self.read_timeout_s)
+        reader = self.runtime.open(served.entry, timeout_s=self.read_timeout_s)
+        self.follow_media_rate(served, reader)
         try:
             reader.seek(span.first)
             left = span.length
@@ -350,9 +405,38 @@ class StreamServer:
             await response.write_eof()
         finally:
             reader.close()
+            self._unfollow_media_rate(served, reader)
 
 
 def _etags(header: str | None) -> list[str]:
     if not header:
         return []
     return [tag.strip() for tag in header.split(",")[:16]]
+
+
+async def mp4_seconds(reader: FileReader) -> float | None:
+    """How long the MP4 ``reader`` reads plays (its ``moov``/``mvhd``), or None: a few box
+    headers are read, where the file's first and last pieces are."""
+    top = await _find_box(reader, b"moov", 0, reader.length)
+    if top is None:
+        return None
+    mvhd = await _find_box(reader, b"mvhd", top.payload, top.end)
+    if mvhd is None:
+        return None
+    reader.seek(mvhd.payload)
+    return mp4.mvhd_seconds(await reader.readexactly(min(mp4.MVHD_BYTES, mvhd.end - mvhd.payload)))
+
+
+async def _find_box(reader: FileReader, kind: bytes, start: int, limit: int) -> mp4.Box | None:
+    at = start
+    for _ in range(mp4.MAX_BOXES):
+        reader.seek(at)
+        box = mp4.read_box(await reader.readexactly(min(mp4.HEADER_BYTES, limit - at)), at, limit)
+        if box is None:
+            return None
+        if box.kind == kind:
+            return box
+        at = box.end
+        if at >= limit:
+            return None
+    return None
