@@ -25,6 +25,7 @@ import json
 import mimetypes
 import posixpath
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from aiohttp import web
 
 from bitswarm.errors import BitswarmError, StreamTimeout
 from bitswarm.metainfo import FileEntry
-from bitswarm.stream import mp4
+from bitswarm.stream import matroska, mp4
 from bitswarm.stream.mp4 import MP4_EXTENSIONS
 from bitswarm.stream.ranges import ByteRange, Unsatisfiable, parse_range
 from bitswarm.stream.reader import FileReader
@@ -174,12 +175,12 @@ class StreamServer:
 
     def follow_media_rate(self, served: ServedFile, reader: FileReader) -> None:
         """Tell ``reader`` the media rate of its file once it is known; the first reader of
-        an MP4 starts finding it out (its ``mvhd``)."""
+        an MP4 or a Matroska file starts finding it out (from its duration)."""
         rate = self._media_rates.get(served.index)
         if rate is not None:
             reader.set_media_rate(rate)
             return
-        if posixpath.splitext(served.name)[1].lower() not in MP4_EXTENSIONS or served.index in self._media_rates:
+        if media_probe(served.name) is None or served.index in self._media_rates:
             return
         self._readers.setdefault(served.index, set()).add(reader)
         if served.index not in self._probes:
@@ -201,7 +202,8 @@ class StreamServer:
     async def _probe(self, served: ServedFile) -> None:
         reader = self.runtime.open(served.entry, timeout_s=self.read_timeout_s, head_and_tail=False)
         try:
-            seconds = await mp4_seconds(reader)
+            probe = media_probe(served.name)
+            seconds = await probe(reader) if probe is not None else None
         except (BitswarmError, OSError):
             seconds = None  # unknown: the readers go by their read rates
         finally:
@@ -439,4 +441,42 @@ async def _find_box(reader: FileReader, kind: bytes, start: int, limit: int) -> 
         at = box.end
         if at >= limit:
             return None
+    return None
+
+
+async def matroska_seconds(reader: FileReader) -> float | None:
+    """How long the Matroska or WebM file ``reader`` reads plays (its Segment's ``Info``),
+    or None: a few element headers near the start are read."""
+    header = await _element_at(reader, 0, reader.length)
+    if header is None or header.element_id != matroska.EBML_HEADER:
+        return None
+    segment = await _element_at(reader, header.end, reader.length)
+    if segment is None or segment.element_id != matroska.SEGMENT:
+        return None
+    at = segment.payload
+    for _ in range(matroska.MAX_ELEMENTS):
+        child = await _element_at(reader, at, segment.end)
+        if child is None or child.element_id == matroska.CLUSTER:
+            return None
+        if child.element_id == matroska.INFO:
+            reader.seek(child.payload)
+            return matroska.info_seconds(await reader.readexactly(min(child.size, matroska.MAX_INFO_BYTES)))
+        at = child.end
+    return None
+
+
+async def _element_at(reader: FileReader, at: int, limit: int) -> matroska.Element | None:
+    if at >= limit:
+        return None
+    reader.seek(at)
+    return matroska.read_element(await reader.readexactly(min(matroska.HEADER_BYTES, limit - at)), at, limit)
+
+
+def media_probe(name: str) -> Callable[[FileReader], Awaitable[float | None]] | None:
+    """How to find out how long a file of this name plays, if its container is one we read."""
+    extension = posixpath.splitext(name)[1].lower()
+    if extension in MP4_EXTENSIONS:
+        return mp4_seconds
+    if extension in matroska.MATROSKA_EXTENSIONS:
+        return matroska_seconds
     return None
