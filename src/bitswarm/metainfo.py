@@ -133,6 +133,17 @@ class Torrent:
         """The files that hold content: no pad files, no symlinks."""
         return (entry for entry in self.files if not entry.is_pad and entry.symlink_target is None)
 
+    def data_file_index(self, spec: str) -> int | None:
+        """Which of ``data_files()`` ``spec`` names: its index in digits, its path below the
+        torrent's name (its whole path too), or its file name; None when none does."""
+        files = list(self.data_files())
+        if spec.isdigit():
+            return int(spec) if int(spec) < len(files) else None
+        for index, entry in enumerate(files):
+            if spec in ("/".join(entry.path[1:] or entry.path), "/".join(entry.path), entry.path[-1]):
+                return index
+        return None
+
     def v1_piece_hash(self, index: int) -> bytes:
         return self.piece_hashes_v1[index * V1_HASH_SIZE : (index + 1) * V1_HASH_SIZE]
 

@@ -133,3 +133,30 @@ def test_a_hybrid_magnet_link_streams_from_its_metadata(tmp_path: Path) -> None:
             assert runtime.closed_reasons == {}
 
     asyncio.run(scenario())
+
+
+def test_a_file_is_named_by_index_path_below_the_name_whole_path_or_file_name(tmp_path: Path) -> None:
+    torrent = make_torrent(tmp_path / "seed", {"a.bin": 10, "sub/b.mkv": 20})
+    assert [torrent.data_file_index(spec) for spec in ("1", "sub/b.mkv", "movie/sub/b.mkv", "b.mkv")] == [1, 1, 1, 1]
+    assert [torrent.data_file_index(spec) for spec in ("2", "c.mkv", "sub", "../a.bin")] == [None] * 4
+
+
+def test_a_seek_made_while_a_read_waits_wins(tmp_path: Path) -> None:
+    torrent = make_torrent(tmp_path / "seed", {"film.mp4": 300_000})
+    expected = (tmp_path / "seed" / "movie" / "film.mp4").read_bytes()
+
+    async def scenario() -> None:
+        async with running_sessions(2) as (seeder, viewer):
+            runtime = await viewer.add(torrent, tmp_path / "view")
+            reader = runtime.open(0, timeout_s=30)
+            waiting = asyncio.ensure_future(reader.read(1000))
+            await asyncio.sleep(0)  # one turn: the read runs until it waits for piece 0 (no peer yet)
+            reader.seek(200_000)
+            await seeder.add(torrent, tmp_path / "seed")
+            await runtime.connect(("127.0.0.1", seeder.port))
+            assert await waiting == expected[:1000]  # what was asked, from where it was asked
+            assert reader.tell() == 200_000
+            assert await reader.readexactly(1000) == expected[200_000:201_000]
+            reader.close()
+
+    asyncio.run(scenario())

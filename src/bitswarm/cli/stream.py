@@ -98,12 +98,10 @@ def stream_command(
     link, torrent, select, wanted = read_source(source, file if file is not None and file.isdigit() else None)
     if torrent is not None and file is not None and not file.isdigit():
         # By name: that file alone is fetched ahead of reads, as by its index.
-        paths = ["/".join(entry.path[1:] or entry.path) for entry in torrent.data_files()]
-        names = [entry.path[-1] for entry in torrent.data_files()]
-        matches = [index for index, (path, name) in enumerate(zip(paths, names, strict=True)) if file in (path, name)]
-        if not matches:
+        index = torrent.data_file_index(file)
+        if index is None:
             raise Failure(f"--file: no file {file!r} in the torrent")
-        wanted = wanted_files(torrent, str(matches[0]))
+        wanted = wanted_files(torrent, str(index))
     config = load_client_config(config_path)
     warning = bind_warning(bind_host)
     if warning is not None:

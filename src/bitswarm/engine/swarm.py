@@ -461,8 +461,9 @@ class Swarm:
 
     def _spares_seed(self, now: float) -> Callable[[int], bool]:
         """Which deadline pieces to ask a seed for while peers that are not seeds are
-        connected: those due within ``SEED_SPARING_S``. In a swarm of viewers the seed is everyone's fastest peer;
-        a viewer whose player has time asks the viewers ahead for what they hold, or waits
+        connected: those due within ``SEED_SPARING_S``. In a swarm of viewers the seed is
+        everyone's fastest peer; a viewer whose player has time asks the viewers ahead for
+        what they hold, or waits
         until they do, and leaves the seed's upload to the viewer whose player needs the
         piece first (measured in tests/sim/test_viewer_swarm_sim.py: with a seed at twice
         the bitrate, 10 stalls instead of 67, the seed sending 2.2 copies instead of 4.2)."""
@@ -474,6 +475,10 @@ class Swarm:
 
         return wanted_of_seed
 
+    def _due(self, index: int, now: float) -> float:
+        due = self.picker.deadline_of(index)
+        return now if due is None else due
+
     def _clear_way_for(self, key: PeerKey, peer: _Peer, blocks: list[BlockRequest], rate: float, now: float) -> None:
         """Cancel ``peer``'s ordinary requests when everything queued before ``blocks``
         (served first, as peers do) would make the earliest of them late."""
@@ -481,7 +486,7 @@ class Swarm:
         ordinary = [request for request in core.our_requests if self.picker.deadline_of(request[0]) is None]
         if not ordinary:
             return
-        earliest = min(self.picker.deadline_of(block.index) or now for block in blocks)
+        earliest = min(self._due(block.index, now) for block in blocks)
         queued_bytes = sum(request[2] for request in core.our_requests)
         if queued_bytes / max(rate, ASSUMED_RATE) <= earliest - now:
             return

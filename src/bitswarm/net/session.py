@@ -664,8 +664,9 @@ class TorrentRuntime:
         return FileReader(self, entry, timeout_s=timeout_s, head_and_tail=head_and_tail)
 
     def file_entry(self, file: int | str | FileEntry) -> FileEntry:
-        """The data file ``file`` names (an index into ``data_files()``, a path below the
-        torrent's name, or the entry itself); raises UsageError when there is none."""
+        """The data file ``file`` names (an index into ``data_files()``, a path or name as
+        ``Torrent.data_file_index`` takes, or the entry itself); raises UsageError when
+        there is none."""
         files = list(self.torrent.data_files())
         if isinstance(file, FileEntry):
             if not any(entry is file for entry in files):
@@ -675,10 +676,10 @@ class TorrentRuntime:
             if not 0 <= file < len(files):
                 raise UsageError(f"{self.torrent.name}: files are 0 to {len(files) - 1}, not {file}")
             return files[file]
-        for entry in files:
-            if "/".join(entry.path[1:] or entry.path) == file or "/".join(entry.path) == file:
-                return entry
-        raise UsageError(f"{self.torrent.name}: no file {file!r}")
+        index = self.torrent.data_file_index(file)
+        if index is None:
+            raise UsageError(f"{self.torrent.name}: no file {file!r}")
+        return files[index]
 
     def has_piece(self, index: int) -> bool:
         return self.swarm is not None and self.swarm.has_piece(index)

@@ -124,9 +124,9 @@ class FileReader:
         data = await self.source.read_verified(index, begin, length)
         if self.closed:
             return b""
-        self.window.seek(position)  # a seek while the piece was awaited wins over this read
-        self.window.consumed(len(data), time.monotonic())
-        self._refresh(time.monotonic())
+        if self.window.position == position:  # a seek made while this read waited wins
+            self.window.consumed(len(data), time.monotonic())
+            self._refresh(time.monotonic())
         return data
 
     async def readexactly(self, size: int) -> bytes:

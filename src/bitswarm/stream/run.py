@@ -102,18 +102,13 @@ async def run_stream(plan: StreamPlan) -> int:
 
 
 def _chosen_file(server: StreamServer, file: str | None) -> ServedFile:
-    """``--file`` as an index or a path, else the main media file; raises UsageError."""
+    """``--file`` as an index, a path or a name, else the main media file; raises UsageError."""
     if file is None:
         return server.main_file()
-    if file.isdigit():
-        index = int(file)
-        if index >= len(server.files):
-            raise UsageError(f"--file: the torrent has files 0 to {len(server.files) - 1}")
-        return server.files[index]
-    for served in server.files:
-        if file in (served.path, served.name):
-            return served
-    raise UsageError(f"--file: no file {file!r} in the torrent")
+    index = server.runtime.torrent.data_file_index(file)
+    if index is None:
+        raise UsageError(f"--file: no file {file!r} in the torrent (files 0 to {len(server.files) - 1})")
+    return server.files[index]
 
 
 async def _serve(plan: StreamPlan, server: StreamServer) -> tuple[web.AppRunner, str]:

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bitswarm.errors import BitswarmError, StreamTimeout
+from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import FileEntry
 from bitswarm.stream import matroska, mp4
 from bitswarm.stream.mp4 import MP4_EXTENSIONS
@@ -320,7 +320,7 @@ class StreamServer:
         async with self.runtime.open(served.entry, timeout_s=self.read_timeout_s) as reader:
             try:
                 data = await reader.readexactly(served.entry.length)
-            except StreamTimeout as error:
+            except BitswarmError as error:  # no source in time, or the disk failed
                 raise web.HTTPServiceUnavailable(text=f"503: {error}\n") from None
         text = data.decode("utf-8-sig", errors="replace")
         import pysubs2  # noqa: PLC0415 - only when a player asks for subtitles (a 20 ms import)
@@ -389,7 +389,7 @@ class StreamServer:
             # (a source that has none ends as a 503, not as a cut-off body).
             try:
                 data = await reader.read(min(CHUNK_BYTES, left))
-            except StreamTimeout as error:
+            except BitswarmError as error:  # no source in time, or the disk failed
                 raise web.HTTPServiceUnavailable(text=f"503: {error}\n") from None
             await response.prepare(request)
             while data:
@@ -399,7 +399,7 @@ class StreamServer:
                     break
                 try:
                     data = await reader.read(min(CHUNK_BYTES, left))
-                except StreamTimeout:
+                except BitswarmError:
                     # Headers are out: all that can be said is to close the connection short.
                     if request.transport is not None:
                         request.transport.close()
