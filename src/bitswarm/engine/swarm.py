@@ -106,15 +106,20 @@ MAX_BLOCK_HASH_READS_PER_TICK = 4
 REFILL_FRACTION = 4
 SNUB_TIMEOUT_S = 60.0
 # Deadline blocks outstanding per peer: about this many seconds of its rate, at least
-# ``DEADLINE_MIN_BLOCKS`` (a peer whose rate is not known yet gets a piece's worth).
-DEADLINE_QUEUE_S = 0.5
+# ``DEADLINE_MIN_BLOCKS`` (a peer whose rate is not known yet gets a piece's worth). A
+# rate-capped libtorrent seed reads every request into its send buffer at once, where a
+# cancel no longer reaches it, and sends in bursts every 0.5 s: with 0.5 s queued here a
+# seek waited two bursts (0.98 s, bench/stream_bench.py start), with 0.35 s one (0.48 s);
+# 0.25 s starved the simulated player (tests/sim/test_streaming_sim.py).
+DEADLINE_QUEUE_S = 0.35
 DEADLINE_MIN_BLOCKS = 16
 # While peers that are not seeds are connected, a deadline piece is asked of a seed only once it is due
 # within this long (see ``_spares_seed``; 3, 4, 6, 8 and 10 s measured worse in simulation).
 SEED_SPARING_S = 5.0
 # While any reader has deadlines, a peer's whole request queue (beyond the deadline share)
-# holds about this many seconds of its rate, not REQUEST_QUEUE_TIME_S.
-STREAMING_QUEUE_S = 0.5
+# holds about this many seconds of its rate, not REQUEST_QUEUE_TIME_S (what is queued when
+# the player seeks is sent before the new play head: see DEADLINE_QUEUE_S).
+STREAMING_QUEUE_S = 0.35
 # ...and for this long after the last reader went (it may be a player seeking).
 STREAMING_LINGER_S = 5.0
 # A peer never measured is assumed this fast when judging whether its queue would make a
