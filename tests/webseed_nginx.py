@@ -45,7 +45,7 @@ http {{
     keepalive_requests 10000;
     server {{
         listen 127.0.0.1:{port};
-        root {root};
+        {server_body}
     }}
 }}
 """
@@ -92,16 +92,18 @@ def _accepts(port: int) -> bool:
 
 
 @contextmanager
-def serve_with_nginx(root: Path, prefix: Path, binary: str) -> Iterator[Nginx]:
+def serve_with_nginx(root: Path, prefix: Path, binary: str, *, server_body: str | None = None) -> Iterator[Nginx]:
     """nginx serving ``root`` at the yielded ``Nginx.url`` until the block ends; then it is
-    stopped (SIGTERM, then SIGKILL) by its PID. Raises RuntimeError when it does not start."""
+    stopped (SIGTERM, then SIGKILL) by its PID. Raises RuntimeError when it does not start.
+    ``server_body`` replaces the ``root`` directive (a reverse proxy's locations, say)."""
     prefix.mkdir(parents=True, exist_ok=True)
     prefix = prefix.resolve()
     errors: list[str] = []
     for _attempt in range(3):  # the free port may be taken between the probe and nginx's bind
         port = _free_port()
         config = prefix / "nginx.conf"
-        config.write_text(CONFIG.format(prefix=prefix, port=port, root=root.resolve()))
+        body = server_body if server_body is not None else f"root {root.resolve()};"
+        config.write_text(CONFIG.format(prefix=prefix, port=port, server_body=body))
         process = subprocess.Popen(
             [binary, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")],
             stdin=subprocess.DEVNULL,

@@ -587,6 +587,12 @@ def seed_command(
 @click.option("--passkeys", "passkeys_file", help="Private mode: passkeys allowed in /announce/<passkey>.")
 @click.option("--full-scrape/--no-full-scrape", default=None, help="Answer a scrape that names no swarm.")
 @click.option("--log-peer-addresses", is_flag=True, default=None, help="Log peers' addresses (off by default).")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="Reverse proxy (address or network) whose X-Forwarded-For names the client; repeatable.",
+)
 def tracker_command(
     http: tuple[str, ...],
     udp: tuple[str, ...],
@@ -596,6 +602,7 @@ def tracker_command(
     passkeys_file: str | None,
     full_scrape: bool | None,
     log_peer_addresses: bool | None,
+    trusted_proxies: tuple[str, ...],
 ) -> None:
     """Run a BitTorrent tracker over HTTP and UDP until Ctrl-C or SIGTERM."""
     from bitswarm.net import tracker  # noqa: PLC0415 - the event loop and servers only for this command
@@ -613,6 +620,7 @@ def tracker_command(
         "passkeys_file": passkeys_file,
         "full_scrape": full_scrape,
         "log_peer_addresses": log_peer_addresses,
+        "trusted_proxies": list(trusted_proxies) if trusted_proxies else None,
     }
     with about("tracker"):
         config = apply(config, {key: value for key, value in overrides.items() if value is not None}, source="options")

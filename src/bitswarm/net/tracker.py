@@ -32,6 +32,7 @@ from typing import Any, cast
 import httptools
 
 from bitswarm.errors import StorageError, UsageError
+from bitswarm.forwarded import TrustedProxies
 from bitswarm.net import mmsg
 from bitswarm.ratelimit import RateLimiter
 from bitswarm.storage.atomic import replace_durably
@@ -151,6 +152,7 @@ class TrackerService:
         self.http = HttpTracker(self.policy, self.counters)
         self.udp = UdpTracker(self.policy, self.counters, secret)
         self.limiter = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
+        self.proxies = TrustedProxies(config.trusted_proxies)
         self.started_at = clock()
         self.pending = 0
         self._rates: dict[str, float] = {"http": 0.0, "udp": 0.0}
@@ -496,6 +498,8 @@ class _HttpConnection(asyncio.Protocol):
         self.error_status = 0
         self.waiting = False
         self.authorization: bytes | None = None
+        self.forwarded_for: str | None = None
+        self.real_ip: str | None = None
         self.drained: int | None = None  # bytes thrown away after an error answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -533,6 +537,8 @@ class _HttpConnection(asyncio.Protocol):
         self.body_bytes = 0
         self.error_status = 0
         self.authorization = None
+        self.forwarded_for = None
+        self.real_ip = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -545,8 +551,15 @@ class _HttpConnection(asyncio.Protocol):
         if self.header_bytes > MAX_HEADER_BYTES:
             self.error_status = 431
             raise httptools.HttpParserError("headers too large")
-        if name.lower() == b"authorization":
+        name = name.lower()
+        if name == b"authorization":
             self.authorization = value
+        elif name == b"x-forwarded-for":
+            # Several header lines are one comma-separated list (RFC 9110, 5.3).
+            text = value.decode("latin-1")
+            self.forwarded_for = text if self.forwarded_for is None else f"{self.forwarded_for},{text}"
+        elif name == b"x-real-ip":
+            self.real_ip = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
@@ -557,8 +570,11 @@ class _HttpConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         keep_alive = self.parser.should_keep_alive()
         method = self.parser.get_method()
+        client = self.client
+        if self.service.proxies:
+            client = (self.service.proxies.client_host(client[0], self.forwarded_for, self.real_ip), client[1])
         try:
-            answer = self.service.http_request(method, bytes(self.url), self.client, self.authorization)
+            answer = self.service.http_request(method, bytes(self.url), client, self.authorization)
         except (ValueError, httptools.HttpParserInvalidURLError):
             answer = Response(400, b"bad request\n")
         if isinstance(answer, Response):
@@ -751,10 +767,14 @@ class _FastHttpListener(_ReaderSocket):
                 os.close(fd)
                 continue
             request = _request_head(data) if len(data) < FAST_READ_BYTES else None
-            if request is None:
+            if request is None or (self.service.proxies and self._from_proxy(address)):
                 self._hand_over(fd, data)
                 continue
             self._answer(fd, address, request[0], request[1])
+
+    def _from_proxy(self, address: Any) -> bool:
+        """A proxy's request names its client in headers, which the slow path reads."""
+        return isinstance(address, tuple) and self.service.proxies.trusts(address[0])
 
     def _answer(self, fd: int, address: Any, url: bytes, authorization: bytes | None) -> None:
         client = (address[0], address[1]) if isinstance(address, tuple) else ("", 0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from bitswarm.errors import UsageError
+from bitswarm.forwarded import TrustedProxies
 
 DEFAULT_PORT = 6969
 
@@ -39,6 +40,9 @@ class TrackerConfig:
     rate_limit_burst: float = 200.0
     # Several processes behind one address must share it so their UDP connection IDs agree.
     udp_secret: str | None = None
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Real-IP name the
+    # client on HTTP; from any other address those headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
     def validate(self) -> TrackerConfig:
         if not self.http and not self.udp:
@@ -53,6 +57,7 @@ class TrackerConfig:
             raise UsageError("tracker: need 0 < default_numwant <= max_numwant <= 2000")
         if self.rate_limit_per_s <= 0 or self.rate_limit_burst < 1:
             raise UsageError("tracker: rate limits must be positive")
+        TrustedProxies(self.trusted_proxies)  # raises on a bad address
         if self.udp_secret is not None and len(self.udp_secret) < 16:
             raise UsageError("tracker: udp_secret must be at least 16 characters")
         return self
@@ -85,7 +90,7 @@ def apply(config: TrackerConfig, settings: dict[str, Any], *, source: str) -> Tr
         if name not in known:
             raise UsageError(f"{source}: unknown setting {key!r}")
         default = getattr(TrackerConfig(), name)
-        if name in ("http", "udp"):
+        if name in ("http", "udp", "trusted_proxies"):
             value = (value,) if isinstance(value, str) else value
             if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
                 raise UsageError(f"{source}: {key} must be an address or a list of addresses")
