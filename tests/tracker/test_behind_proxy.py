@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +41,7 @@ def announce_request(peer_port: int, extra_headers: str = "") -> bytes:
     return f"GET {url} HTTP/1.1\r\nHost: tracker.example\r\n{extra_headers}Connection: close\r\n\r\n".encode()
 
 
-async def announce_from(source: str, port: int, peer_port: int, extra_headers: str = "") -> dict[bytes, object]:
+async def announce_from(source: str, port: int, peer_port: int, extra_headers: str = "") -> Mapping[bytes, object]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     writer.write(announce_request(peer_port, extra_headers))
     await writer.drain()
@@ -53,7 +53,7 @@ async def announce_from(source: str, port: int, peer_port: int, extra_headers: s
     return reply
 
 
-def compact_peers(reply: dict[bytes, object]) -> set[tuple[str, int]]:
+def compact_peers(reply: Mapping[bytes, object]) -> set[tuple[str, int]]:
     peers = reply[b"peers"]
     assert isinstance(peers, bytes)
     return {
