@@ -89,9 +89,7 @@ class CategoryMap:
     ``slug_numbers`` table does not name falls back to the number of its first part ("tv"
     for "tv/x265") and then to 8000 Other, so every entry is listed somewhere."""
 
-    def __init__(
-        self, site_categories: Iterable[str], slug_numbers: Mapping[str, int] = DEFAULT_SLUG_NUMBERS
-    ) -> None:
+    def __init__(self, site_categories: Iterable[str], slug_numbers: Mapping[str, int] = DEFAULT_SLUG_NUMBERS) -> None:
         self._slug_numbers = dict(slug_numbers)
         self._site: dict[str, int] = {slug: self._number(slug) for slug in dict.fromkeys(site_categories)}
 

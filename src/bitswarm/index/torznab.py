@@ -70,7 +70,7 @@ MAX_CATEGORIES = 64
 MAX_ATTRS = 64
 
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() would take "١٢", "1_0", " 7"
-_IMDB_ID = re.compile(r"(?:tt)?([0-9]{7,8})", re.IGNORECASE)
+_IMDB_ID = re.compile(r"(?:tt)?([0-9]{1,8})", re.IGNORECASE)
 _DAILY_EPISODE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})")  # Sonarr's daily shows: season=2023&ep=10/23
 _ATTR_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # A season this large is a year: the daily-show convention.
