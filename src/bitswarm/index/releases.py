@@ -19,8 +19,6 @@ import functools
 from dataclasses import dataclass
 from datetime import date
 
-from PTT import parse_title  # type: ignore[import-untyped]
-
 # Real release names stay well under 255 characters (a file name's limit); the cut keeps
 # the parser's time bounded (about 10 ms at this length even for hostile names).
 MAX_RELEASE_NAME_CHARS = 256
@@ -41,6 +39,10 @@ class ReleaseName:
 @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_release_name(name: str) -> ReleaseName:
     """The season, episode and date information in ``name`` (empty when there is none)."""
+    # Imported on first use: loading PTT's tables takes ~150 ms, which every `bitswarm`
+    # command importing the index would otherwise pay.
+    from PTT import parse_title  # type: ignore[import-untyped]  # noqa: PLC0415
+
     parsed = parse_title(name[:MAX_RELEASE_NAME_CHARS])
     air_date = None
     if isinstance(parsed.get("date"), str):
