@@ -1,0 +1,1 @@
+"""The website: database, search, feeds (RSS, Torznab), routes and templates."""
