@@ -269,7 +269,7 @@ def test_config_file_settings_and_their_errors() -> None:
         ("intervall_s = 5", "unknown setting"),
         ('interval_s = "soon"', "must be a number"),
         ("full_scrape = 1", "true or false"),
-        ("http = [1]", "address"),
+        ("http = [1]", "list of strings"),
         ("= broken", "config"),
     ):
         with pytest.raises(UsageError, match=message):

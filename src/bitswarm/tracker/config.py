@@ -7,12 +7,12 @@ never silently leaves a default in force.
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from bitswarm.errors import UsageError
 from bitswarm.forwarded import TrustedProxies
+from bitswarm.settings import apply_settings, read_toml
 
 DEFAULT_PORT = 6969
 
@@ -73,35 +73,9 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 def load_config(text: str, *, source: str = "config") -> TrackerConfig:
     """A config from TOML text; raises UsageError naming the bad key."""
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{source}: {error}") from None
-    return apply(TrackerConfig(), table, source=source)
+    return apply(TrackerConfig(), read_toml(text, source=source), source=source)
 
 
 def apply(config: TrackerConfig, settings: dict[str, Any], *, source: str) -> TrackerConfig:
     """``config`` with ``settings`` applied; lists for addresses, types checked."""
-    known = {item.name: item for item in fields(TrackerConfig)}
-    changes: dict[str, Any] = {}
-    for key, given in settings.items():
-        value = given
-        name = key.replace("-", "_")
-        if name not in known:
-            raise UsageError(f"{source}: unknown setting {key!r}")
-        default = getattr(TrackerConfig(), name)
-        if name in ("http", "udp", "trusted_proxies"):
-            value = (value,) if isinstance(value, str) else value
-            if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
-                raise UsageError(f"{source}: {key} must be an address or a list of addresses")
-            value = tuple(item for item in value if item)
-        elif isinstance(default, bool) and not isinstance(value, bool):
-            raise UsageError(f"{source}: {key} must be true or false")
-        elif isinstance(default, int | float) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise UsageError(f"{source}: {key} must be a number")
-            value = type(default)(value)
-        elif (default is None or isinstance(default, str)) and not isinstance(value, str):
-            raise UsageError(f"{source}: {key} must be a string")
-        changes[name] = value
-    return replace(config, **changes)
+    return apply_settings(config, settings, source=source)
