@@ -173,7 +173,7 @@ async def open_database(url: str, *, clock: Callable[[], float] = time.time) -> 
             await migrate(connection)
     except (exc.DBAPIError, exc.InterfaceError, OSError) as error:
         await engine.dispose()
-        raise IndexDatabaseError(f"{parsed.render_as_string(hide_password=True)}: {_reason(error)}") from error
+        raise IndexDatabaseError(f"cannot open the database: {_reason(error)}") from error
     except BaseException:
         await engine.dispose()
         raise

@@ -33,8 +33,8 @@ from bitswarm.errors import (
     UsageError,
 )
 from bitswarm.index.model import ENTRY_COLUMNS, Entry, EntryFile, EntryState, entry_from_row
-from bitswarm.index.search import MAX_OFFSET, MAX_PAGE_SIZE, SearchBackend, SearchDocument
 from bitswarm.index.schema import entries, entry_files
+from bitswarm.index.search import MAX_OFFSET, MAX_PAGE_SIZE, SearchBackend, SearchDocument
 from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, read_torrent_file
 
 # A title is a line in a list; the torrent's own name is cut to this when it is longer.
@@ -131,7 +131,8 @@ def torrent_document(info: bytes, trackers: Sequence[Sequence[str]], web_seeds: 
     flat = [url for tier in trackers for url in tier]
     if flat:
         parts += [bencode.encode(b"announce"), bencode.encode(flat[0].encode())]
-        parts += [bencode.encode(b"announce-list"), bencode.encode([[url.encode() for url in tier] for tier in trackers])]
+        tiers = [[url.encode() for url in tier] for tier in trackers]
+        parts += [bencode.encode(b"announce-list"), bencode.encode(tiers)]
     parts += [bencode.encode(b"info"), info]
     if web_seeds:
         parts += [bencode.encode(b"url-list"), bencode.encode([url.encode() for url in web_seeds])]

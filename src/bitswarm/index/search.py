@@ -190,7 +190,7 @@ async def _run_page(
 # The FTS5 table as a lightweight table clause: its DDL lives in the migration.
 _fts = sa.table("entry_search", sa.column("rowid", sa.Integer))
 # FTS5 takes the table's own name as MATCH's left side and as bm25's argument.
-_fts_self = sa.literal_column("entry_search")
+_fts_self: sa.ColumnClause[Any] = sa.literal_column("entry_search")
 # bm25 weights per column, in the table's order (title, tags, files, description).
 _FTS_WEIGHTS = (10.0, 5.0, 2.0, 1.0)
 
