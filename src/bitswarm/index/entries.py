@@ -45,6 +45,8 @@ MAX_TAGS = 20
 MAX_TAG_CHARS = 32
 # File rows kept per entry (a torrent may list 300,000); file_count and total_size stay exact.
 MAX_STORED_FILES = 10_000
+# One page of a file list (the site shows a tree; a feed never needs more).
+MAX_FILES_PAGE = 10_000
 
 # Categories are slugs ("movies", "tv/hd"): they appear in URLs and feed parameters.
 _CATEGORY = re.compile(r"[a-z0-9][a-z0-9._/-]*")
@@ -313,7 +315,7 @@ class EntryStore:
     async def files(self, entry_id: int, *, limit: int = 1000, offset: int = 0) -> list[EntryFile]:
         """A page of the entry's stored files in torrent order (at most ``MAX_STORED_FILES``
         are stored; ``Entry.file_count`` is the true count)."""
-        if not 1 <= limit <= MAX_STORED_FILES or offset < 0:
+        if not 1 <= limit <= MAX_FILES_PAGE or offset < 0:
             raise UsageError(f"limit {limit} / offset {offset} out of bounds")
         statement = (
             sa.select(entry_files.c.position, entry_files.c.path, entry_files.c.size)

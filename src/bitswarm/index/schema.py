@@ -43,6 +43,9 @@ entries = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Index("ix_entries_created_at_id", "created_at", "id"),
+    # Ids are never reused (SQLite would reuse the highest after a delete): links and
+    # feed items name entries by id.
+    sqlite_autoincrement=True,
 )
 
 entry_files = sa.Table(

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("is_hidden", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_entries_created_at_id", "entries", ["created_at", "id"])
     op.create_table(
