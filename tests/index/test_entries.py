@@ -36,14 +36,17 @@ class Clock:
 
 
 @pytest.mark.parametrize("version", list(TorrentVersion))
-def test_a_torrent_becomes_a_ready_entry_with_its_files(index_url: str, tmp_path: Path, version: TorrentVersion) -> None:
+def test_a_torrent_becomes_a_ready_entry_with_its_files(
+    index_url: str, tmp_path: Path, version: TorrentVersion
+) -> None:
     data = make_torrent(tmp_path, "Some Film", FILES, version, trackers=["http://tracker.example/announce"])
     torrent = Torrent.decode(data)
 
     async def scenario() -> None:
         async with await open_database(index_url) as db:
             entry = await db.entries.add_torrent(data, description="*Nice*", category="Movies", tags=["HD", "film"])
-            assert entry.state is EntryState.READY and entry.is_ready
+            assert entry.state is EntryState.READY
+            assert entry.is_ready
             assert entry.title == "Some Film"
             assert entry.info_hash_v1 == (torrent.info_hash_v1.hex() if torrent.info_hash_v1 else None)
             assert entry.info_hash_v2 == (torrent.info_hash_v2.hex() if torrent.info_hash_v2 else None)
@@ -66,20 +69,18 @@ def test_a_torrent_becomes_a_ready_entry_with_its_files(index_url: str, tmp_path
 def test_lookup_by_info_hash_takes_hex_bytes_and_the_short_v2_hash(index_url: str, tmp_path: Path) -> None:
     data = make_torrent(tmp_path, "hybrid", FILES, TorrentVersion.HYBRID)
     torrent = Torrent.decode(data)
-    assert torrent.info_hash_v1 is not None and torrent.info_hash_v2 is not None
+    v1, v2 = torrent.info_hash_v1, torrent.info_hash_v2
+    assert v1 is not None
+    assert v2 is not None
+    keys: list[bytes | str] = [v1, v1.hex().upper(), v2, v2.hex(), v2[:20]]
 
     async def scenario() -> None:
         async with await open_database(index_url) as db:
             entry = await db.entries.add_torrent(data)
-            for key in (
-                torrent.info_hash_v1,
-                torrent.info_hash_v1.hex().upper(),
-                torrent.info_hash_v2,
-                torrent.info_hash_v2.hex(),
-                torrent.info_hash_v2[:20],
-            ):
+            for key in keys:
                 found = await db.entries.find_by_info_hash(key)
-                assert found is not None and found.id == entry.id, key
+                assert found is not None, key
+                assert found.id == entry.id
             assert await db.entries.find_by_info_hash("00" * 20) is None
             assert await db.entries.find_by_info_hash("' OR 1=1 --") is None
 
@@ -89,7 +90,8 @@ def test_lookup_by_info_hash_takes_hex_bytes_and_the_short_v2_hash(index_url: st
 def test_duplicates_are_recognised_by_v1_and_v2_info_hash(index_url: str, tmp_path: Path) -> None:
     hybrid = make_torrent(tmp_path, "same", FILES, TorrentVersion.HYBRID)
     torrent = Torrent.decode(hybrid)
-    assert torrent.info_hash_v1 is not None and torrent.info_hash_v2 is not None
+    assert torrent.info_hash_v1 is not None
+    assert torrent.info_hash_v2 is not None
     v1_link = f"magnet:?xt=urn:btih:{torrent.info_hash_v1.hex()}&dn=same"
     v2_link = f"magnet:?xt=urn:btmh:1220{torrent.info_hash_v2.hex()}"
 
@@ -134,14 +136,16 @@ def test_a_magnet_entry_waits_for_metadata_then_becomes_ready(index_url: str, tm
     async def scenario() -> None:
         async with await open_database(index_url) as db:
             entry = await db.entries.add_magnet(link, description="from a link")
-            assert entry.state is EntryState.WAITING_METADATA and not entry.is_ready
+            assert entry.state is EntryState.WAITING_METADATA
+            assert not entry.is_ready
             assert (entry.title, entry.total_size, entry.file_count, entry.piece_length) == (
                 "Fetched Later",
                 None,
                 None,
                 None,
             )
-            assert "203.0.113.7" not in entry.magnet and "x.pe" not in entry.magnet
+            assert "203.0.113.7" not in entry.magnet
+            assert "x.pe" not in entry.magnet
             assert await db.entries.torrent_bytes(entry.id) is None
             assert await db.entries.files(entry.id) == []
             assert [hit.id for hit in (await db.search("fetched")).entries] == [entry.id]
@@ -172,12 +176,15 @@ def test_a_magnet_entry_waits_for_metadata_then_becomes_ready(index_url: str, tm
 
 def test_metadata_whose_v2_hash_is_listed_elsewhere_is_a_duplicate(index_url: str, tmp_path: Path) -> None:
     hybrid = Torrent.decode(make_torrent(tmp_path, "both", FILES, TorrentVersion.HYBRID))
-    assert hybrid.info_hash_v1 is not None and hybrid.info_hash_v2 is not None
+    assert hybrid.info_hash_v1 is not None
+    assert hybrid.info_hash_v2 is not None
+    v1_link = f"magnet:?xt=urn:btih:{hybrid.info_hash_v1.hex()}"
+    v2_link = f"magnet:?xt=urn:btmh:1220{hybrid.info_hash_v2.hex()}"
 
     async def scenario() -> None:
         async with await open_database(index_url) as db:
-            by_v2 = await db.entries.add_magnet(f"magnet:?xt=urn:btmh:1220{hybrid.info_hash_v2.hex()}")
-            by_v1 = await db.entries.add_magnet(f"magnet:?xt=urn:btih:{hybrid.info_hash_v1.hex()}")
+            by_v2 = await db.entries.add_magnet(v2_link)
+            by_v1 = await db.entries.add_magnet(v1_link)
             with pytest.raises(DuplicateEntry) as duplicate:
                 await db.entries.attach_metadata(by_v1.id, hybrid.info)
             assert duplicate.value.entry_id == by_v2.id
@@ -292,7 +299,8 @@ def test_hide_edit_and_delete(index_url: str, tmp_path: Path) -> None:
                 ("new",),
                 "tv",
             )
-            assert edited.updated_at == int(clock.now) and edited.created_at == two.created_at
+            assert edited.updated_at == int(clock.now)
+            assert edited.created_at == two.created_at
             assert [entry.id for entry in (await db.search("renamed")).entries] == [two.id]
             assert [entry.id for entry in (await db.search("season")).entries] == [two.id]
             assert (await db.search("old")).entries == ()

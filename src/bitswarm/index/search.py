@@ -246,9 +246,7 @@ class Fts5Search:
         return inner.correlate(None)
 
 
-_pg_search = sa.table(
-    "entry_search", sa.column("entry_id", sa.Integer), sa.column("document", postgresql.TSVECTOR)
-)
+_pg_search = sa.table("entry_search", sa.column("entry_id", sa.Integer), sa.column("document", postgresql.TSVECTOR))
 
 
 def tsvector_literal(fields: Sequence[tuple[str, Sequence[str]]]) -> str:
