@@ -29,6 +29,7 @@ from bitswarm.errors import IndexDatabaseError
 from bitswarm.index import query as query_language
 from bitswarm.index.entries import EntryStore
 from bitswarm.index.search import SearchBackend, SearchFilters, SearchPage, SearchSort, backend_for
+from bitswarm.index.transaction import WRITE_OPTION, writing
 
 DEFAULT_DATABASE_URL = "sqlite:///bitswarm-index.db"
 # Alembic finds the migrations inside the installed package (no alembic.ini to ship).
@@ -88,6 +89,9 @@ def _current_revision(connection: sa.Connection) -> str | None:
 
 def _sqlite_pragmas(in_memory: bool) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own transaction handling begins late (before the first write, not
+        # the first read) and never for DDL; SQLAlchemy's recipe: BEGIN ourselves (_begin).
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # ON DELETE CASCADE of entry_files needs foreign keys, which SQLite leaves off.
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -98,6 +102,14 @@ def _sqlite_pragmas(in_memory: bool) -> Callable[[Any, Any], None]:
         cursor.close()
 
     return on_connect
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    # A writer takes the write lock at BEGIN, so that two writers (a migration racing
+    # another process's, a duplicate check and its insert) queue on the busy timeout
+    # instead of failing when a read lock would have to become a write lock.
+    immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class IndexDatabase:
@@ -168,8 +180,9 @@ async def open_database(url: str, *, clock: Callable[[], float] = time.time) -> 
     engine = create_async_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(in_memory))
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     try:
-        async with engine.begin() as connection:
+        async with writing(engine) as connection:
             await migrate(connection)
     except (exc.DBAPIError, exc.InterfaceError, OSError) as error:
         await engine.dispose()

@@ -12,6 +12,7 @@ Peer addresses in a magnet link (``x.pe``) are not stored: the index keeps no IP
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import unicodedata
@@ -35,6 +36,7 @@ from bitswarm.errors import (
 from bitswarm.index.model import ENTRY_COLUMNS, Entry, EntryFile, EntryState, entry_from_row
 from bitswarm.index.schema import entries, entry_files
 from bitswarm.index.search import MAX_OFFSET, MAX_PAGE_SIZE, SearchBackend, SearchDocument
+from bitswarm.index.transaction import writing
 from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, read_torrent_file
 
 # A title is a line in a list; the torrent's own name is cut to this when it is longer.
@@ -395,8 +397,8 @@ class EntryStore:
             "updated_at": now,
         }
 
-    def _writing(self) -> Any:
-        return self._engine.begin()
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return writing(self._engine)
 
     async def _check_duplicate(
         self, connection: AsyncConnection, v1: str | None, v2: str | None, exclude_id: int | None = None
@@ -418,7 +420,9 @@ class EntryStore:
             async with self._writing() as connection:
                 await self._check_duplicate(connection, values["info_hash_v1"], values["info_hash_v2"])
                 result = await connection.execute(entries.insert().values(**values))
-                entry_id = int(result.inserted_primary_key[0])
+                key = result.inserted_primary_key
+                assert key is not None
+                entry_id = int(key[0])
                 if torrent is not None:
                     await self._store_files(connection, entry_id, torrent)
                 await self._reindex(connection, entry_id)
