@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import bitswarm as bitswarm_package
-
 from bitswarm.index import EntryState, open_database
 from bitswarm.metainfo import Torrent, TorrentVersion
 from index.support import make_torrent, run
