@@ -62,7 +62,7 @@ def test_add_uses_a_database_in_the_working_folder_by_default(tmp_path: Path) ->
 
 def test_bad_input_is_one_line_and_status_2(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'index.db'}"
-    cases = [
+    cases: list[tuple[tuple[str | Path, ...], str]] = [
         (("index", "add", tmp_path / "missing.torrent", "--db", url), "missing.torrent: No such file or directory"),
         (("index", "add", "magnet:?dn=nothing", "--db", url), "bitswarm: magnet: xt: no urn:btih"),
         (("index", "add", "magnet:?xt=urn:btih:" + "a" * 40, "--db", "mysql://x@y/z"), "mysql: unsupported"),
