@@ -10,6 +10,8 @@ busy timeout so a ``bitswarm index add`` can write while the site reads.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -97,8 +99,13 @@ def _sqlite_pragmas(in_memory: bool) -> Callable[[Any, Any], None]:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
         if not in_memory:
-            # Readers do not block the writer, nor the writer readers.
-            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                # Readers do not block the writer, nor the writer readers. The mode stays
+                # with the file; when another process is switching it at this moment, the
+                # switch fails here as "locked" without waiting, and that one finishes it.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
 
     return on_connect
@@ -125,7 +132,7 @@ class IndexDatabase:
 
     async def search(
         self,
-        text: str,
+        text: str | query_language.Query,
         *,
         filters: SearchFilters | None = None,
         sort: SearchSort = SearchSort.RELEVANCE,
@@ -133,9 +140,10 @@ class IndexDatabase:
         offset: int = 0,
     ) -> SearchPage:
         """A page of entries for what a visitor typed (``bitswarm.index.query`` says what it
-        means). Any text is a valid search; raises ``UsageError`` only for a ``limit`` or
+        means), or for a ``Query`` built by the caller; no words: every entry the filters
+        pass. Any text is a valid search; raises ``UsageError`` only for a ``limit`` or
         ``offset`` out of bounds (``search.MAX_PAGE_SIZE``, ``search.MAX_OFFSET``)."""
-        query = query_language.parse(text)
+        query = query_language.parse(text) if isinstance(text, str) else text
         async with self.engine.connect() as connection:
             return await self.search_backend.search(
                 connection, query, filters or SearchFilters(), sort, limit, offset, self.clock()
