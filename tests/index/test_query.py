@@ -89,7 +89,7 @@ _TSQUERY = re.compile(rf"(?:{_CLAUSE}(?: [&|] {_CLAUSE})*)?")
 # Text rich in the syntax of both engines, and anything else Unicode has.
 _HOSTILE_TEXT = st.lists(
     st.one_of(
-        st.sampled_from([*'"*()-^:!&|<>\'\\+{}, ', "NEAR", "AND", "OR", "NOT", "title", "\u200b", "\u202e"]),
+        st.sampled_from([*"\"*()-^:!&|<>'\\+{}, ", "NEAR", "AND", "OR", "NOT", "title", "\u200b", "\u202e"]),
         st.text(max_size=8),
     ),
     max_size=60,
