@@ -81,3 +81,48 @@ class WebSeedError(ProtocolError):
 
 class StreamTimeout(BitswarmError):
     """A stream reader waited longer than its timeout for a piece no source delivered."""
+
+
+class IndexDatabaseError(BitswarmError):
+    """The index's database cannot be used: an unsupported URL, a server that does not
+    answer, a schema that cannot be migrated."""
+
+
+class EntryError(BitswarmError):
+    """An index entry cannot be made or changed as asked (the uploader's or operator's input)."""
+
+
+class InvalidEntry(EntryError):
+    """A field of an entry breaks a rule of the site; ``field`` names it (``title``, ``tags``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class EntryLimitExceeded(InvalidEntry):
+    """A field is longer or larger than the site allows; ``limit`` is the bound it broke."""
+
+    def __init__(self, message: str, field: str, limit: int) -> None:
+        super().__init__(message, field)
+        self.limit = limit
+
+
+class DuplicateEntry(EntryError):
+    """The torrent is already listed: ``entry_id`` is the entry that shares a v1 or v2 info-hash."""
+
+    def __init__(self, entry_id: int) -> None:
+        super().__init__(f"already listed as entry {entry_id}")
+        self.entry_id = entry_id
+
+
+class EntryNotFound(EntryError):
+    """No entry has this id (or info-hash)."""
+
+    def __init__(self, entry_id: int | str) -> None:
+        super().__init__(f"no entry {entry_id}")
+        self.entry_id = entry_id
+
+
+class EntryStateError(EntryError):
+    """The entry is not in the state the operation needs (metadata for an entry that has it)."""

@@ -82,8 +82,9 @@ def load_torrent(path: Path) -> Torrent:
 
 
 @contextlib.contextmanager
-def progress_bar(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """(on_start(total), on_advance(count)) driving a bar on a terminal, nothing otherwise."""
+def progress_bar(label: str, unit: str = "pieces") -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(on_start(total), on_advance(count)) driving a bar on a terminal, nothing otherwise;
+    ``unit`` names what is counted."""
     if not sys.stderr.isatty():
         yield (lambda total: None), (lambda count: None)
         return
@@ -101,7 +102,7 @@ def progress_bar(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("pieces"),
+        TextColumn(unit),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=True) as bar:
@@ -733,5 +734,6 @@ def main() -> None:
     sys.exit(0)
 
 
-# Registers `bitswarm stream` on the group (its module needs the helpers above).
+# Registers `bitswarm stream` and `bitswarm index` on the group (their modules need the helpers above).
+from bitswarm.cli import index as _index  # noqa: E402, F401
 from bitswarm.cli import stream as _stream  # noqa: E402, F401

@@ -1,0 +1,149 @@
+"""``bitswarm index``: the website's database from the command line (``add``, ``import``).
+
+Serving the site itself (``bitswarm index`` with no subcommand) comes with the web pages;
+its options are accepted already so that scripts and configs can be written against them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from bitswarm.cli import EXIT_BAD_INPUT, Failure, about, cli, progress_bar, run_event_loop
+from bitswarm.cli.stream import parse_bind
+from bitswarm.errors import BitswarmError, DuplicateEntry, EntryLimitExceeded
+from bitswarm.metainfo import MAX_TORRENT_BYTES
+
+DEFAULT_BIND = "127.0.0.1:8080"
+DEFAULT_DB = "sqlite:///bitswarm-index.db"
+
+
+def _db_url(context: click.Context, db: str | None) -> str:
+    """A subcommand's --db, else the group's, else the default file in the working folder."""
+    if db is not None:
+        return db
+    group_db = (context.obj or {}).get("db")
+    return group_db if isinstance(group_db, str) else DEFAULT_DB
+
+
+def read_torrent_bytes(path: Path) -> bytes:
+    """A .torrent file's bytes, refused before reading when larger than the index accepts."""
+    if path.stat().st_size > MAX_TORRENT_BYTES:
+        raise EntryLimitExceeded(f"larger than {MAX_TORRENT_BYTES} bytes", "torrent", MAX_TORRENT_BYTES)
+    return path.read_bytes()
+
+
+@contextlib.contextmanager
+def _reported(failures: list[str], subject: str | Path) -> Iterator[None]:
+    """Print our errors about one source as one line and count them; the command goes on."""
+    try:
+        yield
+    except BitswarmError as error:
+        failures.append(str(subject))
+        click.echo(f"bitswarm: {subject}: {error}", err=True)
+    except OSError as error:
+        failures.append(str(subject))
+        click.echo(f"bitswarm: {subject}: {error.strerror or error}", err=True)
+
+
+@cli.group("index", invoke_without_command=True)
+@click.option("--bind", default=DEFAULT_BIND, show_default=True, metavar="HOST:PORT", help="Where the site listens.")
+@click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
+@click.option("--tracker/--no-tracker", default=True, help="Run the site's own tracker in the same process.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file with the site's settings.")
+@click.pass_context
+def index_group(context: click.Context, bind: str, db: str | None, tracker: bool, config_path: Path | None) -> None:
+    """The torrent website: serve it, or add entries to its database."""
+    context.ensure_object(dict)
+    context.obj["db"] = db
+    if context.invoked_subcommand is not None:
+        return
+    parse_bind(bind)
+    raise Failure("index: serving the site is not built yet; 'bitswarm index add' and 'import' fill its database")
+
+
+@index_group.command("add")
+@click.argument("sources", metavar="TORRENT|MAGNET...", nargs=-1, required=True)
+@click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
+@click.option("--category", help="The entries' category (a slug like 'movies' or 'tv/hd').")
+@click.option("--title", help="The entry's title (one source only) [the torrent's name].")
+@click.pass_context
+def add_command(
+    context: click.Context, sources: tuple[str, ...], db: str | None, category: str | None, title: str | None
+) -> None:
+    """Add .torrent files or magnet links to the index; prints each new entry's id.
+
+    A magnet link's entry waits for its metadata. Exits 2 if any source was refused
+    (a duplicate, an invalid torrent), after adding the others."""
+    if title is not None and len(sources) > 1:
+        raise Failure("--title: give one TORRENT|MAGNET with it")
+    url = _db_url(context, db)
+    failures: list[str] = []
+
+    async def main() -> int:
+        from bitswarm.index.db import open_database  # noqa: PLC0415 - the database drivers only for this group
+
+        with about(url):
+            database = await open_database(url)
+        async with database:
+            for source in sources:
+                is_magnet = source.lower().startswith("magnet:")
+                with _reported(failures, "magnet" if is_magnet else source):
+                    if is_magnet:
+                        entry = await database.entries.add_magnet(source, title=title, category=category)
+                    else:
+                        data = read_torrent_bytes(Path(source))
+                        entry = await database.entries.add_torrent(data, title=title, category=category)
+                    state = "" if entry.is_ready else " (waiting for metadata)"
+                    click.echo(f"{entry.id}\t{entry.title}{state}")
+        return 0
+
+    run_event_loop(main())
+    if failures:
+        raise Failure(f"index add: {len(failures)} of {len(sources)} not added", EXIT_BAD_INPUT)
+
+
+@index_group.command("import")
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
+@click.option("--category", help="The entries' category (a slug like 'movies' or 'tv/hd').")
+@click.pass_context
+def import_command(context: click.Context, folder: Path, db: str | None, category: str | None) -> None:
+    """Add every .torrent file under DIR. Duplicates and invalid files are reported, one
+    line each, and skipped; the summary line counts them."""
+    if not folder.is_dir():
+        raise Failure(f"{folder}: not a folder")
+    with about(folder):
+        paths = sorted(path for path in folder.rglob("*.torrent") if path.is_file())
+    url = _db_url(context, db)
+
+    counts = {"added": 0, "duplicates": 0, "invalid": 0}
+
+    async def main() -> int:
+        from bitswarm.index.db import open_database  # noqa: PLC0415 - the database drivers only for this group
+
+        with about(url):
+            database = await open_database(url)
+        async with database:
+            with progress_bar("importing", "files") as (on_start, on_advance):
+                on_start(len(paths))
+                for path in paths:
+                    try:
+                        await database.entries.add_torrent(read_torrent_bytes(path), category=category)
+                        counts["added"] += 1
+                    except DuplicateEntry as error:
+                        counts["duplicates"] += 1
+                        click.echo(f"bitswarm: {path}: {error}", err=True)
+                    except (BitswarmError, OSError) as error:
+                        counts["invalid"] += 1
+                        reason = error.strerror or error if isinstance(error, OSError) else error
+                        click.echo(f"bitswarm: {path}: {reason}", err=True)
+                    on_advance(1)
+        return 0
+
+    run_event_loop(main())
+    summary = f"{counts['added']} added, {counts['duplicates']} duplicates, {counts['invalid']} invalid"
+    click.echo(f"{folder}: {summary} of {len(paths)} .torrent files")

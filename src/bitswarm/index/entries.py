@@ -1,0 +1,463 @@
+"""Entries of the index: add from a .torrent or a magnet link, read, page, edit, hide, delete.
+
+Torrents are read only by the strict ``bitswarm.metainfo`` code and magnet links by
+``bitswarm.magnet``. An entry is a duplicate when it shares a v1 or a v2 info-hash with a
+listed one (a hybrid whose v1 half is listed is the same swarm): ``DuplicateEntry``
+names the listed entry. A magnet-only entry waits for its metadata (``attach_metadata``).
+What uploaders write is bounded and checked here (``InvalidEntry``,
+``EntryLimitExceeded``): titles, descriptions (Markdown source, rendered by the site),
+categories and tags hold no control characters and no bidirectional overrides.
+Peer addresses in a magnet link (``x.pe``) are not stored: the index keeps no IP address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bitswarm import bencode, magnet
+from bitswarm.errors import (
+    DuplicateEntry,
+    EntryLimitExceeded,
+    EntryNotFound,
+    EntryStateError,
+    InvalidEntry,
+    MetainfoError,
+    UsageError,
+)
+from bitswarm.index.model import ENTRY_COLUMNS, Entry, EntryFile, EntryState, entry_from_row
+from bitswarm.index.schema import entries, entry_files
+from bitswarm.index.search import MAX_OFFSET, MAX_PAGE_SIZE, SearchBackend, SearchDocument
+from bitswarm.index.transaction import writing
+from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, read_torrent_file
+
+# A title is a line in a list; the torrent's own name is cut to this when it is longer.
+MAX_TITLE_CHARS = 300
+MAX_DESCRIPTION_CHARS = 20_000
+MAX_CATEGORY_CHARS = 64
+MAX_TAGS = 20
+MAX_TAG_CHARS = 32
+# File rows kept per entry (a torrent may list 300,000); file_count and total_size stay exact.
+MAX_STORED_FILES = 10_000
+# One page of a file list (the site shows a tree; a feed never needs more).
+MAX_FILES_PAGE = 10_000
+
+# Categories are slugs ("movies", "tv/hd"): they appear in URLs and feed parameters.
+_CATEGORY = re.compile(r"[a-z0-9][a-z0-9._/-]*")
+# A tag is one word of letters, digits and - _ . (no spaces: tags are stored space-separated).
+_TAG = re.compile(r"[^\W]([\w.-]*)")
+# Embeddings, overrides and isolates: they reorder how a name is displayed ("exe.mp4").
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_MULTILINE_ALLOWED = frozenset("\n\r\t")
+
+
+def _forbidden(char: str, *, multiline: bool) -> bool:
+    if char in _BIDI_CONTROLS:
+        return True
+    return unicodedata.category(char) == "Cc" and not (multiline and char in _MULTILINE_ALLOWED)
+
+
+def clean_title(text: str) -> str:
+    """An uploader's title, stripped. Raises ``InvalidEntry``/``EntryLimitExceeded``."""
+    text = text.strip()
+    if not text:
+        raise InvalidEntry("empty", "title")
+    if len(text) > MAX_TITLE_CHARS:
+        raise EntryLimitExceeded(f"longer than {MAX_TITLE_CHARS} characters", "title", MAX_TITLE_CHARS)
+    if any(_forbidden(char, multiline=False) for char in text):
+        raise InvalidEntry("control characters and bidirectional overrides are not allowed", "title")
+    return text
+
+
+def title_from_name(name: str) -> str:
+    """A title from a torrent's name or a magnet's ``dn``, which nobody typed for us:
+    forbidden characters are dropped and the rest cut to ``MAX_TITLE_CHARS``."""
+    kept = "".join(" " if _forbidden(char, multiline=False) else char for char in name)
+    return " ".join(kept.split())[:MAX_TITLE_CHARS]
+
+
+def clean_description(text: str) -> str:
+    """Markdown source: lines allowed, other control characters and bidi overrides not."""
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        raise EntryLimitExceeded(
+            f"longer than {MAX_DESCRIPTION_CHARS} characters", "description", MAX_DESCRIPTION_CHARS
+        )
+    if any(_forbidden(char, multiline=True) for char in text):
+        raise InvalidEntry("control characters and bidirectional overrides are not allowed", "description")
+    return text.strip()
+
+
+def clean_category(text: str | None) -> str | None:
+    """A category slug, lowercased; None or '' for none."""
+    if not text:
+        return None
+    slug = text.strip().lower()
+    if len(slug) > MAX_CATEGORY_CHARS:
+        raise EntryLimitExceeded(f"longer than {MAX_CATEGORY_CHARS} characters", "category", MAX_CATEGORY_CHARS)
+    if not _CATEGORY.fullmatch(slug):
+        raise InvalidEntry(f"{slug!r} is not a category like 'movies' or 'tv/hd'", "category")
+    return slug
+
+
+def clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Tags case-folded, without repeats, in the order given."""
+    kept: list[str] = []
+    for raw in tags:
+        tag = unicodedata.normalize("NFKC", raw.strip()).casefold()
+        if not tag or tag in kept:
+            continue
+        if len(tag) > MAX_TAG_CHARS:
+            raise EntryLimitExceeded(f"{tag[:MAX_TAG_CHARS]}...: longer than {MAX_TAG_CHARS}", "tags", MAX_TAG_CHARS)
+        if not _TAG.fullmatch(tag):
+            raise InvalidEntry(f"{tag!r}: a tag is one word of letters, digits and - _ .", "tags")
+        kept.append(tag)
+        if len(kept) > MAX_TAGS:
+            raise EntryLimitExceeded(f"more than {MAX_TAGS}", "tags", MAX_TAGS)
+    return tuple(kept)
+
+
+def _hex(info_hash: bytes | None) -> str | None:
+    return info_hash.hex() if info_hash is not None else None
+
+
+def torrent_document(info: bytes, trackers: Sequence[Sequence[str]], web_seeds: Sequence[str]) -> bytes:
+    """The .torrent bytes for an info dictionary fetched for a magnet link: the info bytes
+    exactly as they hash, with the link's trackers and web seeds (keys in sorted order)."""
+    parts: list[bytes] = []
+    flat = [url for tier in trackers for url in tier]
+    if flat:
+        parts += [bencode.encode(b"announce"), bencode.encode(flat[0].encode())]
+        tiers = [[url.encode() for url in tier] for tier in trackers]
+        parts += [bencode.encode(b"announce-list"), bencode.encode(tiers)]
+    parts += [bencode.encode(b"info"), info]
+    if web_seeds:
+        parts += [bencode.encode(b"url-list"), bencode.encode([url.encode() for url in web_seeds])]
+    return b"d" + b"".join(parts) + b"e"
+
+
+def _torrent_values(torrent: Torrent) -> dict[str, Any]:
+    """The columns an entry takes from its metainfo."""
+    files = list(torrent.data_files())
+    v2 = torrent.info_hash_v2
+    return {
+        "info_hash_v1": _hex(torrent.info_hash_v1),
+        "info_hash_v2": _hex(v2),
+        "info_hash_v2_short": _hex(v2[:20]) if v2 is not None else None,
+        "total_size": torrent.total_size,
+        "file_count": len(files),
+        "piece_length": torrent.piece_length,
+        "magnet": torrent.magnet().format(),
+        "trackers": [list(tier) for tier in torrent.trackers],
+        "web_seeds": list(torrent.web_seeds),
+        "state": EntryState.READY.value,
+    }
+
+
+def _file_rows(entry_id: int, torrent: Torrent) -> list[dict[str, Any]]:
+    rows = []
+    for position, entry in enumerate(torrent.data_files()):
+        if position >= MAX_STORED_FILES:
+            break
+        rows.append({"entry_id": entry_id, "position": position, "path": "/".join(entry.path), "size": entry.length})
+    return rows
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise UsageError(f"limit {limit} is not between 1 and {MAX_PAGE_SIZE}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise UsageError(f"offset {offset} is not between 0 and {MAX_OFFSET}")
+
+
+class EntryStore:
+    """The entries of one database (``IndexDatabase.entries``). Every method runs in its
+    own transaction; the full-text index changes in the same transaction as the entry."""
+
+    def __init__(self, engine: AsyncEngine, search: SearchBackend, clock: Callable[[], float]) -> None:
+        self._engine = engine
+        self._search = search
+        self._clock = clock
+
+    # -- adding ---------------------------------------------------------------------------
+
+    async def add_torrent(
+        self,
+        data: bytes,
+        *,
+        title: str | None = None,
+        description: str = "",
+        category: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> Entry:
+        """List the .torrent file ``data``; its name is the title unless ``title`` is given.
+
+        Returns the new entry. Raises ``EntryLimitExceeded`` for more than
+        ``MAX_TORRENT_BYTES``, ``DecodeError``/``MetainfoError`` for a torrent the strict
+        reader refuses, ``InvalidEntry`` for bad fields, ``DuplicateEntry`` when listed."""
+        if len(data) > MAX_TORRENT_BYTES:
+            raise EntryLimitExceeded(f"larger than {MAX_TORRENT_BYTES} bytes", "torrent", MAX_TORRENT_BYTES)
+        torrent = read_torrent_file(data)
+        values = self._user_fields(title, description, category, tags, default_title=torrent.name)
+        values |= _torrent_values(torrent) | {"torrent": data}
+        return await self._insert(values, torrent)
+
+    async def add_magnet(
+        self,
+        link: str | magnet.Magnet,
+        *,
+        title: str | None = None,
+        description: str = "",
+        category: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> Entry:
+        """List a magnet link; the entry waits for metadata (``attach_metadata``). The title
+        is ``title``, else the link's ``dn``, else its info-hash.
+
+        Raises ``MetainfoError`` for a bad link, ``InvalidEntry`` for bad fields and
+        ``DuplicateEntry`` when a listed entry shares one of its info-hashes."""
+        parsed = magnet.parse(link) if isinstance(link, str) else link
+        # x.pe holds peers' IP addresses, which the index does not keep; 'so' is a download choice.
+        kept = dataclasses.replace(parsed, peers=(), select_only=())
+        v1, v2 = parsed.info_hash_v1, parsed.info_hash_v2
+        default_title = parsed.display_name or (v1 or v2 or b"").hex()
+        values = self._user_fields(title, description, category, tags, default_title=default_title)
+        values |= {
+            "info_hash_v1": _hex(v1),
+            "info_hash_v2": _hex(v2),
+            "info_hash_v2_short": _hex(v2[:20]) if v2 is not None else None,
+            "total_size": None,
+            "file_count": None,
+            "piece_length": None,
+            "torrent": None,
+            "magnet": kept.format(),
+            "trackers": [[url] for url in kept.trackers],
+            "web_seeds": list(kept.web_seeds),
+            "state": EntryState.WAITING_METADATA.value,
+        }
+        return await self._insert(values, None)
+
+    async def attach_metadata(self, entry_id: int, info: bytes) -> Entry:
+        """Complete a waiting magnet entry with its info dictionary (BEP 9 metadata, as
+        fetched from peers): the entry becomes ready, with a .torrent made of ``info`` and
+        the link's trackers and web seeds.
+
+        Raises ``EntryNotFound``, ``EntryStateError`` when the entry is not waiting,
+        ``DecodeError``/``MetainfoError`` for a bad dictionary or one that does not hash to
+        the link's info-hash, ``DuplicateEntry`` when its other info-hash (a hybrid's) is
+        listed as another entry."""
+        if len(info) > MAX_TORRENT_BYTES:
+            raise EntryLimitExceeded(f"larger than {MAX_TORRENT_BYTES} bytes", "info", MAX_TORRENT_BYTES)
+        entry = await self.get(entry_id)
+        if entry.state is not EntryState.WAITING_METADATA:
+            raise EntryStateError(f"entry {entry_id} is {entry.state.value}, not waiting for metadata")
+        torrent = Torrent.from_info(info, trackers=entry.trackers, web_seeds=entry.web_seeds)
+        for wanted, got in ((entry.info_hash_v1, torrent.info_hash_v1), (entry.info_hash_v2, torrent.info_hash_v2)):
+            if wanted is not None and wanted != _hex(got):
+                raise MetainfoError(f"does not hash to the entry's info-hash {wanted}", "info")
+        values = _torrent_values(torrent)
+        values["torrent"] = torrent_document(info, entry.trackers, entry.web_seeds)
+        values["updated_at"] = int(self._clock())
+        async with self._writing() as connection:
+            await self._check_duplicate(connection, values["info_hash_v1"], values["info_hash_v2"], entry_id)
+            updated = await connection.execute(
+                entries.update()
+                .where(entries.c.id == entry_id, entries.c.state == EntryState.WAITING_METADATA.value)
+                .values(**values)
+            )
+            if updated.rowcount != 1:
+                raise EntryStateError(f"entry {entry_id} is not waiting for metadata any more")
+            await self._store_files(connection, entry_id, torrent)
+            await self._reindex(connection, entry_id)
+        return await self.get(entry_id)
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get(self, entry_id: int) -> Entry:
+        """The entry ``entry_id`` (hidden ones too). Raises ``EntryNotFound``."""
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(sa.select(*ENTRY_COLUMNS).where(entries.c.id == entry_id))).first()
+        if row is None:
+            raise EntryNotFound(entry_id)
+        return entry_from_row(row)
+
+    async def find_by_info_hash(self, info_hash: bytes | str) -> Entry | None:
+        """The entry with this info-hash: 20 bytes (40 hex) a v1 hash or a v2 hash cut to
+        20 bytes as v2 swarms announce it, 32 bytes (64 hex) a v2 hash; None when none
+        (or when the text is not a hash)."""
+        text = info_hash.hex() if isinstance(info_hash, bytes) else info_hash.lower()
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text):
+            return None
+        if len(text) == 64:
+            condition = entries.c.info_hash_v2 == text
+        else:
+            condition = sa.or_(entries.c.info_hash_v1 == text, entries.c.info_hash_v2_short == text)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(sa.select(*ENTRY_COLUMNS).where(condition).limit(1))).first()
+        return entry_from_row(row) if row is not None else None
+
+    async def list_newest(self, *, limit: int = 50, offset: int = 0, include_hidden: bool = False) -> list[Entry]:
+        """A page of entries, newest first. Raises ``UsageError`` for a limit above
+        ``MAX_PAGE_SIZE`` or an offset above ``MAX_OFFSET``."""
+        _check_page(limit, offset)
+        statement = sa.select(*ENTRY_COLUMNS)
+        if not include_hidden:
+            statement = statement.where(entries.c.is_hidden == sa.false())
+        statement = statement.order_by(entries.c.created_at.desc(), entries.c.id.desc()).limit(limit).offset(offset)
+        async with self._engine.connect() as connection:
+            return [entry_from_row(row) for row in (await connection.execute(statement)).all()]
+
+    async def files(self, entry_id: int, *, limit: int = 1000, offset: int = 0) -> list[EntryFile]:
+        """A page of the entry's stored files in torrent order (at most ``MAX_STORED_FILES``
+        are stored; ``Entry.file_count`` is the true count)."""
+        if not 1 <= limit <= MAX_FILES_PAGE or offset < 0:
+            raise UsageError(f"limit {limit} / offset {offset} out of bounds")
+        statement = (
+            sa.select(entry_files.c.position, entry_files.c.path, entry_files.c.size)
+            .where(entry_files.c.entry_id == entry_id)
+            .order_by(entry_files.c.position)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [EntryFile(row.position, tuple(row.path.split("/")), row.size) for row in rows]
+
+    async def torrent_bytes(self, entry_id: int) -> bytes | None:
+        """The .torrent file of the entry (None while it waits for metadata). Raises ``EntryNotFound``."""
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(sa.select(entries.c.torrent).where(entries.c.id == entry_id))).first()
+        if row is None:
+            raise EntryNotFound(entry_id)
+        return bytes(row.torrent) if row.torrent is not None else None
+
+    # -- changing -------------------------------------------------------------------------
+
+    async def edit(
+        self,
+        entry_id: int,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        category: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Entry:
+        """Change what is given (None leaves a field as it is; ``category=''`` clears it).
+
+        Returns the entry. Raises ``EntryNotFound`` and ``InvalidEntry``."""
+        values: dict[str, Any] = {}
+        if title is not None:
+            values["title"] = clean_title(title)
+        if description is not None:
+            values["description"] = clean_description(description)
+        if category is not None:
+            values["category"] = clean_category(category)
+        if tags is not None:
+            values["tags"] = " ".join(clean_tags(tags))
+        await self._update(entry_id, values, reindex=True)
+        return await self.get(entry_id)
+
+    async def set_hidden(self, entry_id: int, is_hidden: bool) -> Entry:
+        """Hide an entry from lists and searches (an operator's decision), or show it again."""
+        await self._update(entry_id, {"is_hidden": is_hidden}, reindex=False)
+        return await self.get(entry_id)
+
+    async def delete(self, entry_id: int) -> None:
+        """Remove the entry, its files and its index row. Raises ``EntryNotFound``."""
+        async with self._writing() as connection:
+            await self._search.remove_entry(connection, entry_id)
+            await connection.execute(entry_files.delete().where(entry_files.c.entry_id == entry_id))
+            deleted = await connection.execute(entries.delete().where(entries.c.id == entry_id))
+            if deleted.rowcount != 1:
+                raise EntryNotFound(entry_id)
+
+    # -- inside ---------------------------------------------------------------------------
+
+    def _user_fields(
+        self, title: str | None, description: str, category: str | None, tags: Sequence[str], *, default_title: str
+    ) -> dict[str, Any]:
+        now = int(self._clock())
+        chosen = clean_title(title) if title is not None else title_from_name(default_title)
+        if not chosen:
+            raise InvalidEntry("empty (the torrent's name has no printable character)", "title")
+        return {
+            "title": chosen,
+            "description": clean_description(description),
+            "category": clean_category(category),
+            "tags": " ".join(clean_tags(tags)),
+            "is_hidden": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return writing(self._engine)
+
+    async def _check_duplicate(
+        self, connection: AsyncConnection, v1: str | None, v2: str | None, exclude_id: int | None = None
+    ) -> None:
+        matches = []
+        if v1 is not None:
+            matches.append(entries.c.info_hash_v1 == v1)
+        if v2 is not None:
+            matches.append(entries.c.info_hash_v2 == v2)
+        statement = sa.select(entries.c.id).where(sa.or_(*matches))
+        if exclude_id is not None:
+            statement = statement.where(entries.c.id != exclude_id)
+        existing = (await connection.execute(statement.limit(1))).scalar()
+        if existing is not None:
+            raise DuplicateEntry(existing)
+
+    async def _insert(self, values: dict[str, Any], torrent: Torrent | None) -> Entry:
+        try:
+            async with self._writing() as connection:
+                await self._check_duplicate(connection, values["info_hash_v1"], values["info_hash_v2"])
+                result = await connection.execute(entries.insert().values(**values))
+                key = result.inserted_primary_key
+                assert key is not None
+                entry_id = int(key[0])
+                if torrent is not None:
+                    await self._store_files(connection, entry_id, torrent)
+                await self._reindex(connection, entry_id)
+        except exc.IntegrityError:
+            # Another writer listed the same hash between our check and our insert.
+            async with self._engine.connect() as connection:
+                await self._check_duplicate(connection, values["info_hash_v1"], values["info_hash_v2"])
+            raise
+        return await self.get(entry_id)
+
+    async def _store_files(self, connection: AsyncConnection, entry_id: int, torrent: Torrent) -> None:
+        rows = _file_rows(entry_id, torrent)
+        if rows:
+            await connection.execute(entry_files.insert(), rows)
+
+    async def _update(self, entry_id: int, values: dict[str, Any], *, reindex: bool) -> None:
+        async with self._writing() as connection:
+            values = values | {"updated_at": int(self._clock())}
+            updated = await connection.execute(entries.update().where(entries.c.id == entry_id).values(**values))
+            if updated.rowcount != 1:
+                raise EntryNotFound(entry_id)
+            if reindex:
+                await self._reindex(connection, entry_id)
+
+    async def _reindex(self, connection: AsyncConnection, entry_id: int) -> None:
+        """Rebuild the entry's full-text row from what is stored (its file rows included)."""
+        row = (
+            await connection.execute(
+                sa.select(entries.c.title, entries.c.tags, entries.c.description).where(entries.c.id == entry_id)
+            )
+        ).one()
+        paths = (
+            await connection.execute(
+                sa.select(entry_files.c.path).where(entry_files.c.entry_id == entry_id).order_by(entry_files.c.position)
+            )
+        ).scalars()
+        document = SearchDocument.of(entry_id, row.title, row.tags.split(), list(paths), row.description)
+        await self._search.index_entry(connection, document)

@@ -1,0 +1,59 @@
+"""The index's tables as SQLAlchemy Core sees them (the migrations under ``migrations/``
+create them; a test checks that the two agree).
+
+``entries`` holds one listed torrent each: its info-hashes as lowercase hex (``NULL`` for
+the version it lacks; unique where present), what the uploader wrote, sizes and counts read
+from the metainfo (``NULL`` while a magnet-only entry waits for its metadata), and the
+.torrent bytes exactly as uploaded. ``entry_files`` keeps at most ``MAX_STORED_FILES`` file
+rows per entry; ``entries.file_count`` and ``total_size`` stay exact. The full-text table
+(``entry_search``) differs per engine and is reached through ``bitswarm.index.search``.
+No table holds an IP address or a user agent.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("info_hash_v1", sa.String(40), unique=True),
+    sa.Column("info_hash_v2", sa.String(64), unique=True),
+    # BEP 52: v2 swarms announce and scrape with the SHA-256 cut to 20 bytes.
+    sa.Column("info_hash_v2_short", sa.String(40), index=True),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("category", sa.String(64), index=True),
+    # Space-separated (a tag holds no space).
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("total_size", sa.BigInteger, index=True),
+    sa.Column("file_count", sa.Integer),
+    sa.Column("piece_length", sa.BigInteger),
+    sa.Column("torrent", sa.LargeBinary),
+    sa.Column("magnet", sa.Text, nullable=False),
+    # Tiers of announce URLs ([["udp://..."], [...]]) and web seed URLs.
+    sa.Column("trackers", sa.JSON, nullable=False),
+    sa.Column("web_seeds", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("is_hidden", sa.Boolean, nullable=False),
+    # Unix seconds (UTC).
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_entries_created_at_id", "created_at", "id"),
+    # Ids are never reused (SQLite would reuse the highest after a delete): links and
+    # feed items name entries by id.
+    sqlite_autoincrement=True,
+)
+
+entry_files = sa.Table(
+    "entry_files",
+    metadata,
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    # The path's elements joined by '/', the torrent's name first (as ``bitswarm info``).
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)

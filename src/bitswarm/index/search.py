@@ -1,0 +1,326 @@
+"""Full-text search of the index: one ``SearchBackend`` per database engine.
+
+Both backends index the same four fields, weighted title > tags > file names >
+description, from words normalised by ``bitswarm.index.query.search_words``, and render the
+same parsed ``Query``; the engines' own text parsers never see what a visitor typed.
+
+- SQLite: an FTS5 table (``entry_search``, rowid = entry id), ranked by ``bm25`` with
+  per-column weights.
+- PostgreSQL: a ``tsvector`` per entry with a GIN index, built from quoted lexemes with
+  positions and weights (A title, B tags, C files, D description) so that no locale or
+  text parser changes a word, ranked by ``ts_rank``.
+
+Pages are bounded (``MAX_PAGE_SIZE``, ``MAX_OFFSET``) and the total is counted up to
+``MAX_COUNTED`` matches only: past that the page says "more than".
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bitswarm.errors import UsageError
+from bitswarm.index import query as query_language
+from bitswarm.index.model import ENTRY_COLUMNS, Entry, entry_from_row
+from bitswarm.index.query import Clause, Query
+from bitswarm.index.schema import entries
+
+MAX_PAGE_SIZE = 100
+# Deep pages cost a scan of everything before them; nobody reads page 100 of a search.
+MAX_OFFSET = 10_000
+# Counting every match of a common word in a million entries is the slow part of a search.
+MAX_COUNTED = 1000
+# Bounds on what one entry puts in the index (a torrent may name 300,000 files).
+MAX_INDEXED_TITLE_WORDS = 200
+MAX_INDEXED_TAG_WORDS = 100
+MAX_INDEXED_FILE_WORDS = 20_000
+MAX_INDEXED_DESCRIPTION_WORDS = 5000
+# PostgreSQL: positions above this are stored as this; at most 255 positions per lexeme.
+_MAX_TS_POSITION = 16383
+_MAX_TS_POSITIONS_PER_LEXEME = 255
+
+
+class SearchSort(enum.Enum):
+    """Orders of a result page. (Seeders will come from the tracker's counts: a later
+    backend revision joins them; callers pass the sort key only.)"""
+
+    RELEVANCE = "relevance"
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    LARGEST = "largest"
+    SMALLEST = "smallest"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    """Restrictions on top of the words: any of ``categories`` (none: all), size bounds in
+    bytes (entries of unknown size fall out when one is set), created at most
+    ``max_age_s`` seconds ago, hidden entries only with ``include_hidden``."""
+
+    categories: tuple[str, ...] = ()
+    min_size: int | None = None
+    max_size: int | None = None
+    max_age_s: float | None = None
+    include_hidden: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDocument:
+    """What the index knows of one entry, as normalised words per field."""
+
+    entry_id: int
+    title: Sequence[str]
+    tags: Sequence[str]
+    files: Sequence[str]
+    description: Sequence[str]
+
+    @staticmethod
+    def of(entry_id: int, title: str, tags: Sequence[str], paths: Sequence[str], description: str) -> SearchDocument:
+        """Normalise and bound an entry's texts (``paths`` are its file paths)."""
+        words = query_language.search_words
+        file_words: list[str] = []
+        for path in paths:
+            file_words += words(path, MAX_INDEXED_FILE_WORDS - len(file_words))
+            if len(file_words) >= MAX_INDEXED_FILE_WORDS:
+                break
+        return SearchDocument(
+            entry_id,
+            words(title, MAX_INDEXED_TITLE_WORDS),
+            words(" ".join(tags), MAX_INDEXED_TAG_WORDS),
+            file_words,
+            words(description, MAX_INDEXED_DESCRIPTION_WORDS),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of results: ``total`` matches in all, or more than ``total`` when
+    ``total_is_exact`` is false (counting stops at ``MAX_COUNTED``)."""
+
+    entries: tuple[Entry, ...]
+    total: int
+    total_is_exact: bool
+    limit: int
+    offset: int
+
+
+class SearchBackend(Protocol):
+    """The full-text index of one engine. Every call runs on the caller's connection, in
+    the caller's transaction, so an entry and its index row change together."""
+
+    async def index_entry(self, connection: AsyncConnection, document: SearchDocument) -> None:
+        """Add or replace the entry's row in the index."""
+
+    async def remove_entry(self, connection: AsyncConnection, entry_id: int) -> None:
+        """Drop the entry's row from the index (nothing happens when there is none)."""
+
+    async def search(
+        self,
+        connection: AsyncConnection,
+        query: Query,
+        filters: SearchFilters,
+        sort: SearchSort,
+        limit: int,
+        offset: int,
+        now: float,
+    ) -> SearchPage:
+        """A page of entries matching ``query`` and ``filters``; never raises for any query."""
+
+
+def _filter_conditions(filters: SearchFilters, now: float) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if not filters.include_hidden:
+        conditions.append(entries.c.is_hidden == sa.false())
+    if filters.categories:
+        conditions.append(entries.c.category.in_(filters.categories))
+    if filters.min_size is not None:
+        conditions.append(entries.c.total_size >= filters.min_size)
+    if filters.max_size is not None:
+        conditions.append(entries.c.total_size <= filters.max_size)
+    if filters.max_age_s is not None:
+        conditions.append(entries.c.created_at >= int(now - filters.max_age_s))
+    return conditions
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise UsageError(f"limit {limit} is not between 1 and {MAX_PAGE_SIZE}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise UsageError(f"offset {offset} is not between 0 and {MAX_OFFSET}")
+
+
+async def _run_page(
+    connection: AsyncConnection,
+    base: sa.Select[Any],
+    score: sa.ColumnElement[Any] | None,
+    sort: SearchSort,
+    limit: int,
+    offset: int,
+) -> SearchPage:
+    """Order, cut and count ``base`` (a select of ``ENTRY_COLUMNS`` with its conditions)."""
+    _check_page(limit, offset)
+    if sort is SearchSort.RELEVANCE and score is not None:
+        order: list[sa.ColumnElement[Any]] = [score.desc(), entries.c.id.desc()]
+    elif sort is SearchSort.OLDEST:
+        order = [entries.c.created_at.asc(), entries.c.id.asc()]
+    elif sort is SearchSort.LARGEST:
+        order = [entries.c.total_size.desc().nulls_last(), entries.c.id.desc()]
+    elif sort is SearchSort.SMALLEST:
+        order = [entries.c.total_size.asc().nulls_last(), entries.c.id.desc()]
+    else:  # NEWEST, and RELEVANCE without words to rank by
+        order = [entries.c.created_at.desc(), entries.c.id.desc()]
+    rows = (await connection.execute(base.order_by(*order).limit(limit).offset(offset))).all()
+    counted = base.with_only_columns(entries.c.id).limit(MAX_COUNTED + 1).subquery()
+    total = (await connection.execute(sa.select(sa.func.count()).select_from(counted))).scalar_one()
+    return SearchPage(
+        entries=tuple(entry_from_row(row) for row in rows),
+        total=min(total, MAX_COUNTED),
+        total_is_exact=total <= MAX_COUNTED,
+        limit=limit,
+        offset=offset,
+    )
+
+
+# The FTS5 table as a lightweight table clause: its DDL lives in the migration.
+_fts = sa.table("entry_search", sa.column("rowid", sa.Integer))
+# FTS5 takes the table's own name as MATCH's left side and as bm25's argument.
+_fts_self: sa.ColumnClause[Any] = sa.literal_column("entry_search")
+# bm25 weights per column, in the table's order (title, tags, files, description).
+_FTS_WEIGHTS = (10.0, 5.0, 2.0, 1.0)
+
+
+class Fts5Search:
+    """SQLite FTS5 (``entry_search``; rowid = entry id)."""
+
+    async def index_entry(self, connection: AsyncConnection, document: SearchDocument) -> None:
+        await self.remove_entry(connection, document.entry_id)
+        await connection.execute(
+            sa.text(
+                "INSERT INTO entry_search (rowid, title, tags, files, description) "
+                "VALUES (:entry_id, :title, :tags, :files, :description)"
+            ),
+            {
+                "entry_id": document.entry_id,
+                "title": " ".join(document.title),
+                "tags": " ".join(document.tags),
+                "files": " ".join(document.files),
+                "description": " ".join(document.description),
+            },
+        )
+
+    async def remove_entry(self, connection: AsyncConnection, entry_id: int) -> None:
+        await connection.execute(sa.text("DELETE FROM entry_search WHERE rowid = :entry_id"), {"entry_id": entry_id})
+
+    async def search(
+        self,
+        connection: AsyncConnection,
+        query: Query,
+        filters: SearchFilters,
+        sort: SearchSort,
+        limit: int,
+        offset: int,
+        now: float,
+    ) -> SearchPage:
+        conditions = _filter_conditions(filters, now)
+        score: sa.ColumnElement[Any] | None = None
+        if query.required:
+            base = sa.select(*ENTRY_COLUMNS).select_from(entries.join(_fts, _fts.c.rowid == entries.c.id))
+            conditions.append(_fts_self.op("MATCH")(query_language.to_fts5(query.required)))
+            # bm25 is lower for better matches.
+            score = -sa.func.bm25(_fts_self, *_FTS_WEIGHTS)
+        else:
+            base = sa.select(*ENTRY_COLUMNS)
+        if query.excluded:
+            conditions.append(entries.c.id.not_in(self._matching(query.excluded)))
+        return await _run_page(connection, base.where(*conditions), score, sort, limit, offset)
+
+    @staticmethod
+    def _matching(clauses: Sequence[Clause]) -> sa.Select[Any]:
+        inner = sa.select(_fts.c.rowid).where(_fts_self.op("MATCH")(query_language.to_fts5(clauses, any_of=True)))
+        return inner.correlate(None)
+
+
+_pg_search = sa.table("entry_search", sa.column("entry_id", sa.Integer), sa.column("document", postgresql.TSVECTOR))
+
+
+def tsvector_literal(fields: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """tsvector input text for (weight letter, words) fields, in order: each word a quoted
+    lexeme with its positions. A position is skipped between fields so that no phrase
+    spans two of them (as in FTS5, where a phrase stays within one column)."""
+    positions: dict[str, list[str]] = {}
+    position = 1
+    for weight, words in fields:
+        for word in words:
+            kept = positions.setdefault(word, [])
+            if len(kept) < _MAX_TS_POSITIONS_PER_LEXEME:
+                kept.append(f"{min(position, _MAX_TS_POSITION)}{weight}")
+            position += 1
+        position += 1
+    return " ".join(f"{query_language.tsquery_lexeme(word)}:{','.join(at)}" for word, at in positions.items())
+
+
+class PostgresSearch:
+    """PostgreSQL full-text search (``entry_search.document``, a tsvector with a GIN index)."""
+
+    async def index_entry(self, connection: AsyncConnection, document: SearchDocument) -> None:
+        literal = tsvector_literal(
+            [("A", document.title), ("B", document.tags), ("C", document.files), ("D", document.description)]
+        )
+        statement = postgresql.insert(_pg_search).values(
+            entry_id=document.entry_id, document=sa.cast(sa.literal(literal, sa.Text), postgresql.TSVECTOR)
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["entry_id"], set_={"document": statement.excluded.document}
+        )
+        await connection.execute(statement)
+
+    async def remove_entry(self, connection: AsyncConnection, entry_id: int) -> None:
+        await connection.execute(sa.delete(_pg_search).where(_pg_search.c.entry_id == entry_id))
+
+    async def search(
+        self,
+        connection: AsyncConnection,
+        query: Query,
+        filters: SearchFilters,
+        sort: SearchSort,
+        limit: int,
+        offset: int,
+        now: float,
+    ) -> SearchPage:
+        conditions = _filter_conditions(filters, now)
+        score: sa.ColumnElement[Any] | None = None
+        if query.required:
+            tsquery = self._tsquery(query.required)
+            base = sa.select(*ENTRY_COLUMNS).select_from(
+                entries.join(_pg_search, _pg_search.c.entry_id == entries.c.id)
+            )
+            conditions.append(_pg_search.c.document.op("@@")(tsquery))
+            score = sa.func.ts_rank(_pg_search.c.document, tsquery)
+        else:
+            base = sa.select(*ENTRY_COLUMNS)
+        if query.excluded:
+            inner = sa.select(_pg_search.c.entry_id).where(
+                _pg_search.c.document.op("@@")(self._tsquery(query.excluded, any_of=True))
+            )
+            conditions.append(entries.c.id.not_in(inner.correlate(None)))
+        return await _run_page(connection, base.where(*conditions), score, sort, limit, offset)
+
+    @staticmethod
+    def _tsquery(clauses: Sequence[Clause], *, any_of: bool = False) -> sa.ColumnElement[Any]:
+        text = query_language.to_tsquery(clauses, any_of=any_of)
+        return sa.cast(sa.literal(text, sa.Text), postgresql.TSQUERY)
+
+
+def backend_for(dialect_name: str) -> SearchBackend:
+    """The search backend of an engine ('sqlite' or 'postgresql')."""
+    if dialect_name == "postgresql":
+        return PostgresSearch()
+    if dialect_name == "sqlite":
+        return Fts5Search()
+    raise UsageError(f"no search backend for {dialect_name}")

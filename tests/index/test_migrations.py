@@ -1,0 +1,84 @@
+"""The schema is created and migrated on start, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from bitswarm.errors import IndexDatabaseError
+from bitswarm.index import open_database
+from bitswarm.index.db import database_url, head_revision
+from bitswarm.index.schema import metadata
+from index.support import run
+
+
+def _schema_differences(connection: sa.Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    # The full-text table is the search backend's, outside the metadata (and FTS5 makes
+    # shadow tables of its own on SQLite).
+    return [
+        difference
+        for difference in compare_metadata(context, metadata)
+        if not (difference[0] == "remove_table" and difference[1].name.startswith("entry_search"))
+        and not (difference[0] == "remove_index" and difference[1].table.name == "entry_search")
+    ]
+
+
+def test_a_fresh_database_gets_the_newest_schema_and_a_second_start_changes_nothing(index_url: str) -> None:
+    async def scenario() -> None:
+        async with await open_database(index_url) as db:
+            assert await db.revision() == head_revision() == "0001"
+            entry = await db.entries.add_magnet("magnet:?xt=urn:btih:" + "1" * 40 + "&dn=kept")
+            async with db.engine.connect() as connection:
+                versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
+                assert [row.version_num for row in versions] == ["0001"]
+                assert await connection.run_sync(_schema_differences) == []
+        async with await open_database(index_url) as db:
+            assert await db.revision() == "0001"
+            assert [listed.id for listed in await db.entries.list_newest()] == [entry.id]
+            async with db.engine.connect() as connection:
+                versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
+                assert [row.version_num for row in versions] == ["0001"]
+
+    run(scenario())
+
+
+def test_processes_starting_together_migrate_once(index_url: str) -> None:
+    async def scenario() -> None:
+        databases = await asyncio.gather(*(open_database(index_url) for _ in range(3)))
+        try:
+            assert [await db.revision() for db in databases] == ["0001"] * 3
+        finally:
+            for db in databases:
+                await db.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("sqlite:///index.db", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:///index.db", "sqlite+aiosqlite"),
+        ("postgresql://user@localhost/index", "postgresql+asyncpg"),
+        ("postgres://user@localhost/index", "postgresql+asyncpg"),
+    ],
+)
+def test_user_urls_get_the_async_drivers(url: str, driver: str) -> None:
+    assert database_url(url).drivername == driver
+
+
+@pytest.mark.parametrize("url", ["mysql://x@y/z", "not a url", "postgresql+psycopg2://x@y/z", ""])
+def test_other_urls_are_refused(url: str) -> None:
+    with pytest.raises(IndexDatabaseError):
+        database_url(url)
+
+
+def test_a_server_that_does_not_answer_is_one_error() -> None:
+    with pytest.raises(IndexDatabaseError, match="cannot open the database"):
+        run(open_database("postgresql://nobody@127.0.0.1:1/none"))
