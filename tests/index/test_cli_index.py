@@ -1,10 +1,12 @@
-"""``bitswarm index add`` and ``import``, run as the real command."""
+"""``bitswarm index`` (serving), ``add``, ``import`` and ``account add``, run as the real command."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import bitswarm as bitswarm_package
@@ -13,12 +15,44 @@ from bitswarm.metainfo import Torrent, TorrentVersion
 from index.support import make_torrent, run
 
 
-def bitswarm(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def command_and_environment(*args: str | Path) -> tuple[list[str], dict[str, str]]:
     # The command from the sources under test, whatever the working folder.
     sources = str(Path(bitswarm_package.__file__).resolve().parents[1])
     environment = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [sources, os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "bitswarm", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=environment, check=False)
+    return [sys.executable, "-m", "bitswarm", *map(str, args)], environment
+
+
+def bitswarm(*args: str | Path, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    command, environment = command_and_environment(*args)
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=cwd, env=environment, check=False, input=stdin
+    )  # fmt: skip
+
+
+def test_an_operator_account_is_created_and_the_index_serves_until_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    created = bitswarm("index", "account", "add", "admin", "--role", "operator", "--password-stdin", "--db", url,
+                       cwd=tmp_path, stdin="a long enough password\n")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.split("\t")[1:] == ["admin", "operator\n"]
+    command, environment = command_and_environment("index", "--bind", "127.0.0.1:0", "--db", url)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env=environment)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("bitswarm index: http://127.0.0.1:"), line
+        site = line.split(": ", 1)[1].strip()
+        with urllib.request.urlopen(site, timeout=10) as response:  # noqa: S310 - our own loopback server
+            assert response.status == 200
+            assert "bitswarm index" in response.read().decode()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert "Traceback" not in (server.stderr.read() if server.stderr else "")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 def listed(url: str) -> list[tuple[str, str, str | None]]:
@@ -70,7 +104,8 @@ def test_bad_input_is_one_line_and_status_2(tmp_path: Path) -> None:
         (("index", "add", "a", "b", "--title", "T", "--db", url), "--title: give one"),
         (("index", "import", tmp_path / "nowhere", "--db", url), "not a folder"),
         (("index", "--bind", "nonsense"), "--bind: nonsense: not HOST:PORT"),
-        (("index",), "not built yet"),
+        (("index", "--config", tmp_path / "missing.toml"), "missing.toml: No such file or directory"),
+        (("index", "--db", "mysql://x@y/z", "--bind", "127.0.0.1:0"), "mysql: unsupported"),
     ]
     for args, text in cases:
         result = bitswarm(*args, cwd=tmp_path)

@@ -1,12 +1,11 @@
-"""``bitswarm index``: the website's database from the command line (``add``, ``import``).
-
-Serving the site itself (``bitswarm index`` with no subcommand) comes with the web pages;
-its options are accepted already so that scripts and configs can be written against them.
+"""``bitswarm index``: serve the website (with its tracker), and fill its database from
+the command line (``add``, ``import``, ``account``), also while the site runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bitswarm.cli import EXIT_BAD_INPUT, Failure, about, cli, progress_bar, run_
 from bitswarm.cli.stream import parse_bind
 from bitswarm.errors import BitswarmError, DuplicateEntry, EntryLimitExceeded
 from bitswarm.metainfo import MAX_TORRENT_BYTES
+from bitswarm.web.hosts import bind_warning
 
 DEFAULT_BIND = "127.0.0.1:8080"
 DEFAULT_DB = "sqlite:///bitswarm-index.db"
@@ -50,19 +50,48 @@ def _reported(failures: list[str], subject: str | Path) -> Iterator[None]:
 
 
 @cli.group("index", invoke_without_command=True)
-@click.option("--bind", default=DEFAULT_BIND, show_default=True, metavar="HOST:PORT", help="Where the site listens.")
+@click.option("--bind", default=None, metavar="HOST:PORT", help=f"Where the site listens [{DEFAULT_BIND}].")
 @click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
-@click.option("--tracker/--no-tracker", default=True, help="Run the site's own tracker in the same process.")
+@click.option("--tracker/--no-tracker", default=None, help="Run the site's own tracker in the same process [on].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file with the site's settings.")
 @click.pass_context
-def index_group(context: click.Context, bind: str, db: str | None, tracker: bool, config_path: Path | None) -> None:
-    """The torrent website: serve it, or add entries to its database."""
+def index_group(
+    context: click.Context, bind: str | None, db: str | None, tracker: bool | None, config_path: Path | None
+) -> None:
+    """The torrent website: serve it (no subcommand), or add entries to its database.
+
+    Serving prints 'bitswarm index: http://HOST:PORT/' once the site answers, with the
+    tracker (unless --no-tracker) at /announce, /scrape and UDP on the same port."""
+    from bitswarm.index.config import load_index_config  # noqa: PLC0415
+
     context.ensure_object(dict)
-    context.obj["db"] = db
+    with about(config_path or "index"):
+        config = load_index_config(config_path, {"bind": bind, "db": db, "tracker": tracker})
+    context.obj["db"] = config.db
     if context.invoked_subcommand is not None:
         return
-    parse_bind(bind)
-    raise Failure("index: serving the site is not built yet; 'bitswarm index add' and 'import' fill its database")
+    host, _port = parse_bind(config.bind)
+    warning = bind_warning(host, "use the site")
+    if warning is not None:
+        click.echo(f"bitswarm: {warning}", err=True)
+
+    async def main() -> int:
+        import logging  # noqa: PLC0415
+
+        from bitswarm.index.run import serve_index  # noqa: PLC0415 - the server only for this command
+        from bitswarm.net.client import stop_on_signals  # noqa: PLC0415
+
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+
+        def ready(url: str) -> None:
+            click.echo(f"bitswarm index: {url}")
+            sys.stdout.flush()
+
+        with stop_on_signals() as stop, about("index"):
+            await serve_index(config, ready=ready, stop=stop)
+        return 0
+
+    run_event_loop(main())
 
 
 @index_group.command("add")
@@ -147,3 +176,37 @@ def import_command(context: click.Context, folder: Path, db: str | None, categor
     run_event_loop(main())
     summary = f"{counts['added']} added, {counts['duplicates']} duplicates, {counts['invalid']} invalid"
     click.echo(f"{folder}: {summary} of {len(paths)} .torrent files")
+
+
+@index_group.group("account")
+def account_group() -> None:
+    """Accounts of the site (operators moderate; uploaders may upload when uploads are
+    not open to everyone). Browsing, searching and downloading need none."""
+
+
+@account_group.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["operator", "uploader"]), default="uploader", show_default=True)
+@click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else a prompt).")
+@click.pass_context
+def account_add_command(context: click.Context, name: str, role: str, db: str | None, password_stdin: bool) -> None:
+    """Create an account; its password is asked for (never an argument: it would show in ps)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    url = _db_url(context.parent or context, db)
+
+    async def main() -> int:
+        from bitswarm.index.db import open_database  # noqa: PLC0415
+
+        with about(url):
+            database = await open_database(url)
+        async with database:
+            with about("account"):
+                account = await database.accounts.create(name, password, role)
+        click.echo(f"{account.id}\t{account.name}\t{account.role}")
+        return 0
+
+    run_event_loop(main())

@@ -91,7 +91,8 @@ def stream_command(
     warm_up_server_imports()
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
-    from bitswarm.stream.run import StreamPlan, bind_warning, run_stream, temporary_folder  # noqa: PLC0415
+    from bitswarm.stream.run import StreamPlan, run_stream, temporary_folder  # noqa: PLC0415
+    from bitswarm.web.hosts import bind_warning  # noqa: PLC0415
 
     check_upload_slots(upload_slots)
     bind_host, bind_port = parse_bind(bind)

@@ -29,7 +29,9 @@ from sqlalchemy.pool import StaticPool
 
 from bitswarm.errors import IndexDatabaseError
 from bitswarm.index import query as query_language
+from bitswarm.index.accounts import AccountStore
 from bitswarm.index.entries import EntryStore
+from bitswarm.index.reports import ReportStore
 from bitswarm.index.search import SearchBackend, SearchFilters, SearchPage, SearchSort, backend_for
 from bitswarm.index.transaction import WRITE_OPTION, writing
 
@@ -129,6 +131,8 @@ class IndexDatabase:
         self.clock = clock
         self.search_backend: SearchBackend = backend_for(engine.dialect.name)
         self.entries = EntryStore(engine, self.search_backend, clock)
+        self.accounts = AccountStore(engine, clock)
+        self.reports = ReportStore(engine, clock)
 
     async def search(
         self,

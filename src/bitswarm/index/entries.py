@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bitswarm import bencode, magnet
 from bitswarm.errors import (
+    BitswarmError,
     DuplicateEntry,
     EntryLimitExceeded,
     EntryNotFound,
@@ -143,6 +144,27 @@ def torrent_document(info: bytes, trackers: Sequence[Sequence[str]], web_seeds: 
     return b"d" + b"".join(parts) + b"e"
 
 
+def with_first_tracker(data: bytes, torrent: Torrent, url: str) -> bytes:
+    """``data`` (a .torrent) with ``url`` as its first tracker tier and its ``announce``.
+    Only the top-level dictionary changes, never ``info``, so the info-hashes stay: the
+    result is checked, and ``data`` comes back unchanged when anything would differ."""
+    if any(url in tier for tier in torrent.trackers):
+        return data
+    top = bencode.decode(data)
+    if not isinstance(top, dict):
+        return data
+    tiers = [[url], *(list(tier) for tier in torrent.trackers)]
+    top[b"announce"] = url.encode()
+    top[b"announce-list"] = [[item.encode() for item in tier] for tier in tiers]
+    changed = bencode.encode(top)
+    try:
+        again = read_torrent_file(changed)
+    except BitswarmError:
+        return data
+    same = (again.info_hash_v1, again.info_hash_v2) == (torrent.info_hash_v1, torrent.info_hash_v2)
+    return changed if same and len(changed) <= MAX_TORRENT_BYTES else data
+
+
 def _torrent_values(torrent: Torrent) -> dict[str, Any]:
     """The columns an entry takes from its metainfo."""
     files = list(torrent.data_files())
@@ -196,15 +218,24 @@ class EntryStore:
         description: str = "",
         category: str | None = None,
         tags: Sequence[str] = (),
+        first_tracker: str | None = None,
+        max_files: int | None = None,
     ) -> Entry:
-        """List the .torrent file ``data``; its name is the title unless ``title`` is given.
+        """List the .torrent file ``data``; its name is the title unless ``title`` is given;
+        ``first_tracker`` (the site's own) becomes its first tracker tier.
 
         Returns the new entry. Raises ``EntryLimitExceeded`` for more than
-        ``MAX_TORRENT_BYTES``, ``DecodeError``/``MetainfoError`` for a torrent the strict
-        reader refuses, ``InvalidEntry`` for bad fields, ``DuplicateEntry`` when listed."""
+        ``MAX_TORRENT_BYTES`` or ``max_files`` files, ``DecodeError``/``MetainfoError`` for
+        a torrent the strict reader refuses, ``InvalidEntry`` for bad fields,
+        ``DuplicateEntry`` when listed."""
         if len(data) > MAX_TORRENT_BYTES:
             raise EntryLimitExceeded(f"larger than {MAX_TORRENT_BYTES} bytes", "torrent", MAX_TORRENT_BYTES)
         torrent = read_torrent_file(data)
+        if max_files is not None and sum(1 for _ in torrent.data_files()) > max_files:
+            raise EntryLimitExceeded(f"more than {max_files} files", "torrent", max_files)
+        if first_tracker is not None:
+            data = with_first_tracker(data, torrent, first_tracker)
+            torrent = read_torrent_file(data)
         values = self._user_fields(title, description, category, tags, default_title=torrent.name)
         values |= _torrent_values(torrent) | {"torrent": data}
         return await self._insert(values, torrent)
@@ -329,6 +360,27 @@ class EntryStore:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return [EntryFile(row.position, tuple(row.path.split("/")), row.size) for row in rows]
+
+    async def torrent_lengths(self, entry_ids: Sequence[int]) -> dict[int, int]:
+        """The .torrent file's size of each of these entries that has one (for feeds)."""
+        if not entry_ids:
+            return {}
+        statement = sa.select(entries.c.id, sa.func.length(entries.c.torrent).label("length")).where(
+            entries.c.id.in_(list(entry_ids)), entries.c.torrent.is_not(None)
+        )
+        async with self._engine.connect() as connection:
+            return {row.id: int(row.length) for row in (await connection.execute(statement)).all()}
+
+    async def waiting_for_metadata(self, limit: int) -> list[tuple[int, str]]:
+        """(id, magnet link) of up to ``limit`` entries waiting for metadata, oldest first."""
+        statement = (
+            sa.select(entries.c.id, entries.c.magnet)
+            .where(entries.c.state == EntryState.WAITING_METADATA.value)
+            .order_by(entries.c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            return [(row.id, row.magnet) for row in (await connection.execute(statement)).all()]
 
     async def torrent_bytes(self, entry_id: int) -> bytes | None:
         """The .torrent file of the entry (None while it waits for metadata). Raises ``EntryNotFound``."""

@@ -179,12 +179,5 @@ async def _run_until_done(
     return status
 
 
-def bind_warning(host: str) -> str | None:
-    """The warning for a server bound beyond loopback (None on loopback)."""
-    if is_loopback_host(host):
-        return None
-    return f"warning: serving on {host}: anyone who can reach this address can read the files"
-
-
 def temporary_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="bitswarm-stream-"))

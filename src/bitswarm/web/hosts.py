@@ -40,3 +40,10 @@ def is_loopback_host(name: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def bind_warning(host: str, what: str = "read the files") -> str | None:
+    """The warning for a server bound beyond loopback (None on loopback)."""
+    if is_loopback_host(host):
+        return None
+    return f"warning: serving on {host}: anyone who can reach this address can {what}"

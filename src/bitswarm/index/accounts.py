@@ -1,0 +1,100 @@
+"""Accounts of the site: operators (who moderate) and uploaders. Optional: browsing,
+searching and downloading need none.
+
+Passwords are hashed with Argon2id (argon2-cffi, its RFC 9106 defaults); a hash made
+with weaker parameters is replaced at the next sign-in. An account holds a name, a role
+and the hash: no e-mail address, no IP address.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import argon2
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bitswarm.errors import UsageError
+from bitswarm.index.schema import accounts
+from bitswarm.index.transaction import writing
+
+ROLES = ("operator", "uploader")
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_hasher = argon2.PasswordHasher()
+# Verifying an unknown name costs as long as a known one: no timing oracle for names.
+_DUMMY_HASH = _hasher.hash("not a password of anyone's")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    role: str
+
+
+class AccountStore:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def create(self, name: str, password: str, role: str) -> Account:
+        """A new account; raises ``UsageError`` for a bad name, role or password, or a taken name."""
+        if _NAME.fullmatch(name) is None:
+            raise UsageError("account names are 1-64 letters, digits, '.', '_' or '-'")
+        if role not in ROLES:
+            raise UsageError(f"role {role!r}: one of {', '.join(ROLES)}")
+        _check_password(password)
+        values = {"name": name, "role": role, "password_hash": _hasher.hash(password), "created_at": int(self._clock())}
+        try:
+            async with writing(self._engine) as connection:
+                result = await connection.execute(accounts.insert().values(**values).returning(accounts.c.id))
+                account_id = result.scalar_one()
+        except exc.IntegrityError:
+            raise UsageError(f"an account named {name!r} exists") from None
+        return Account(account_id, name, role)
+
+    async def verify(self, name: str, password: str) -> Account | None:
+        """The account when ``password`` is its password, else None."""
+        if len(password) > MAX_PASSWORD_CHARS or len(name) > 64:
+            return None
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(sa.select(accounts).where(accounts.c.name == name))).first()
+        try:
+            _hasher.verify(row.password_hash if row is not None else _DUMMY_HASH, password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return None
+        if row is None:
+            return None
+        if _hasher.check_needs_rehash(row.password_hash):
+            await self._set_hash(row.id, _hasher.hash(password))
+        return Account(row.id, row.name, row.role)
+
+    async def set_password(self, name: str, password: str) -> None:
+        _check_password(password)
+        async with writing(self._engine) as connection:
+            result = await connection.execute(
+                accounts.update().where(accounts.c.name == name).values(password_hash=_hasher.hash(password))
+            )
+            if result.rowcount != 1:
+                raise UsageError(f"no account named {name!r}")
+
+    async def role_of(self, account_id: int) -> str | None:
+        """The account's role now (a signed cookie may be older than a change), or None."""
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(sa.select(accounts.c.role).where(accounts.c.id == account_id))).first()
+        return row.role if row is not None else None
+
+    async def _set_hash(self, account_id: int, password_hash: str) -> None:
+        async with writing(self._engine) as connection:
+            update = accounts.update().where(accounts.c.id == account_id)
+            await connection.execute(update.values(password_hash=password_hash))
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise UsageError(f"a password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters")

@@ -1,0 +1,86 @@
+"""The site's settings: defaults, the TOML file of ``--config`` and the command line.
+
+The defaults keep nothing about visitors: no addresses in logs or the database, rate
+limits per address in memory only (``bitswarm.index.limits``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bitswarm.errors import UsageError
+from bitswarm.forwarded import TrustedProxies
+from bitswarm.metainfo import MAX_TORRENT_BYTES
+from bitswarm.settings import apply_settings, read_toml
+from bitswarm.tracker.config import split_host_port
+
+# As entries store them (bitswarm.index.entries): they appear in URLs and feed parameters.
+_CATEGORY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,63}")
+DEFAULT_BIND = "127.0.0.1:8080"
+DEFAULT_DB = "sqlite:///bitswarm-index.db"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexConfig:
+    bind: str = DEFAULT_BIND
+    db: str = DEFAULT_DB
+    # The site's own tracker at /announce, /scrape and UDP on the bind port.
+    tracker: bool = True
+    site_name: str = "bitswarm index"
+    # The site's address as visitors reach it (https://example.org), for feeds and the
+    # tracker URL added to uploads; empty: taken from each request.
+    public_url: str = ""
+    # Host names answered besides loopback and the bound address (DNS-rebinding guard).
+    allowed_hosts: tuple[str, ...] = ()
+    # Signs sessions and CSRF tokens; several processes of one site must share it.
+    # Empty: a random one per start (everyone is signed out by a restart).
+    secret_key: str = ""
+    # Torznab: an API key the operator sets; empty: the API is open, as the site is.
+    api_key: str = ""
+    # The site's tracker goes into uploaded torrents' announce lists (outside the info
+    # dictionary: the info-hash does not change).
+    add_site_tracker: bool = True
+    categories: tuple[str, ...] = ("movies", "tv", "music", "books", "software", "games", "other")
+    # Anyone may upload (no account needed); false: only signed-in accounts.
+    open_uploads: bool = True
+    max_upload_bytes: int = MAX_TORRENT_BYTES
+    max_files: int = 100_000
+    uploads_per_hour: int = 30
+    searches_per_minute: int = 120
+    # Proxies whose X-Forwarded-For names the visitor (``bitswarm.forwarded``).
+    trusted_proxies: tuple[str, ...] = ()
+    # Scrapes of the other trackers named in entries, for their live counts.
+    scrape_other_trackers: bool = True
+    # Cookies only over HTTPS (behind a TLS-terminating proxy).
+    secure_cookies: bool = False
+
+    def validate(self) -> IndexConfig:
+        try:
+            split_host_port(self.bind)
+        except UsageError:
+            raise UsageError(f"--bind: {self.bind}: not HOST:PORT") from None
+        TrustedProxies(self.trusted_proxies)
+        if self.secret_key and len(self.secret_key) < 32:
+            raise UsageError("index: secret_key must be at least 32 characters")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise UsageError("index: public_url must start with http:// or https://")
+        if not self.categories or any(_CATEGORY.fullmatch(name) is None for name in self.categories):
+            raise UsageError("index: categories are lower-case slugs such as 'movies' or 'tv/hd'")
+        if min(self.max_upload_bytes, self.max_files, self.uploads_per_hour, self.searches_per_minute) <= 0:
+            raise UsageError("index: limits must be positive")
+        return self
+
+
+def load_index_config(path: Path | None, overrides: dict[str, object]) -> IndexConfig:
+    """Defaults, then the file at ``path``, then ``overrides`` (None values ignored), checked."""
+    config = IndexConfig()
+    if path is not None:
+        try:
+            text = path.read_text("utf-8")
+        except OSError as error:
+            raise UsageError(f"{path}: {error.strerror}") from None
+        config = apply_settings(config, read_toml(text, source=str(path)), source=str(path))
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return apply_settings(config, given, source="options").validate()

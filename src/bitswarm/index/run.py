@@ -1,0 +1,107 @@
+"""``bitswarm index``: the site, its database and its tracker in one process.
+
+With the tracker on, the site answers ``/announce`` and ``/scrape`` at its own address and
+UDP announces on the same port number, and its pages read the live counts straight from
+the tracker's store. No access log is written (it would hold visitors' addresses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bitswarm.errors import BitswarmError, UsageError
+from bitswarm.index.config import IndexConfig
+from bitswarm.index.db import IndexDatabase, open_database
+from bitswarm.index.metadata import MetadataFetcher
+from bitswarm.index.site import Site, add_tracker_routes, create_index_app, random_secret
+from bitswarm.tracker.config import TrackerConfig, split_host_port
+from bitswarm.tracker.memory import MemoryStore
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and not host:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))  # noqa: S104 - as configured
+        sock.listen(512)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve_index(
+    config: IndexConfig, *, ready: Callable[[str], None], stop: asyncio.Event, fetch_metadata: bool = True
+) -> None:
+    """Serve until ``stop`` is set; ``ready(url)`` once the site answers."""
+    from bitswarm.net.tracker import TrackerServer, TrackerService  # noqa: PLC0415 - with the event loop
+
+    host, port = split_host_port(config.bind)
+    try:
+        sock = _listening_socket(host, port)
+    except OSError as error:
+        raise UsageError(f"index: cannot listen on {config.bind}: {error.strerror}") from None
+    bound_port = sock.getsockname()[1]
+    tracker_server: TrackerServer | None = None
+    fetcher: MetadataFetcher | None = None
+    runner: web.AppRunner | None = None
+    db: IndexDatabase | None = None
+    try:
+        db = await open_database(config.db)
+        store = None
+        if config.tracker:
+            store = MemoryStore(peer_timeout_s=TrackerConfig().peer_timeout_s, rng=random.SystemRandom())
+        site = Site(
+            config, db, store.scrape if store is not None else None,
+            config.secret_key.encode() if config.secret_key else random_secret(),
+        )  # fmt: skip
+        app = create_index_app(site)
+        if store is not None:
+            tracker_config = TrackerConfig(
+                http=(), udp=(f"{_url_host(host)}:{bound_port}",), trusted_proxies=config.trusted_proxies
+            ).validate()
+            service = TrackerService(tracker_config, store)
+            add_tracker_routes(app, service)
+            tracker_server = TrackerServer(service)
+            await tracker_server.start()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        if fetch_metadata:
+            database = db
+            fetcher = MetadataFetcher(
+                lambda entry_id, info: _attach(database, entry_id, info), db.entries.waiting_for_metadata
+            )
+            site.waiting_metadata = fetcher.request
+            fetcher.start()
+        ready(f"http://{_url_host(host) or 'localhost'}:{bound_port}/")
+        await stop.wait()
+    finally:
+        if fetcher is not None:
+            await fetcher.close()
+        if runner is not None:
+            await runner.cleanup()
+        if tracker_server is not None:
+            await tracker_server.close()
+        if db is not None:
+            await db.close()
+        sock.close()
+
+
+async def _attach(db: IndexDatabase, entry_id: int, info: bytes) -> None:
+    with contextlib.suppress(BitswarmError):  # the entry was deleted or completed meanwhile
+        await db.entries.attach_metadata(entry_id, info)
