@@ -254,11 +254,17 @@ def page(request: web.Request, template: str, *, status: int = 200, **context: o
     return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
 
 
-def _operator(request: web.Request) -> SignedIn:
-    who = _site(request).sessions.read(request)
-    if who is None or who.role != "operator":
+async def _is_operator(request: web.Request) -> bool:
+    """Signed in as an operator now: the cookie names the account, the database its role
+    (an account demoted or deleted since the cookie was signed is no operator)."""
+    site = _site(request)
+    who = site.sessions.read(request)
+    return who is not None and await site.db.accounts.role_of(who.account_id) == "operator"
+
+
+async def _operator(request: web.Request) -> None:
+    if not await _is_operator(request):
         raise web.HTTPForbidden(text="403: for operators only\n")
-    return who
 
 
 def _rows(site: Site, entries: Sequence[Entry], health: dict[int, Health]) -> list[dict[str, object]]:
@@ -337,10 +343,8 @@ async def _visible_entry(request: web.Request) -> Entry:
         entry = await site.db.entries.get(int(request.match_info["entry_id"]))
     except BitswarmError:
         raise web.HTTPNotFound(text="404: no such entry\n") from None
-    if entry.is_hidden:
-        who = site.sessions.read(request)
-        if who is None or who.role != "operator":
-            raise web.HTTPNotFound(text="404: no such entry\n")
+    if entry.is_hidden and not await _is_operator(request):
+        raise web.HTTPNotFound(text="404: no such entry\n")
     return entry
 
 
@@ -465,7 +469,7 @@ async def report_entry(request: web.Request) -> web.Response:
 
 
 async def moderate_entry(request: web.Request) -> web.Response:
-    _operator(request)
+    await _operator(request)
     site = _site(request)
     entry = await _visible_entry(request)
     action = (await request.post()).get("action")
@@ -482,13 +486,13 @@ async def moderate_entry(request: web.Request) -> web.Response:
 
 
 async def edit_form(request: web.Request) -> web.Response:
-    _operator(request)
+    await _operator(request)
     entry = await _visible_entry(request)
     return page(request, "index_edit.html", entry=entry, error=None)
 
 
 async def edit_entry(request: web.Request) -> web.Response:
-    _operator(request)
+    await _operator(request)
     site = _site(request)
     entry = await _visible_entry(request)
     form = await request.post()
@@ -506,7 +510,7 @@ async def edit_entry(request: web.Request) -> web.Response:
 
 
 async def reports_page(request: web.Request) -> web.Response:
-    _operator(request)
+    await _operator(request)
     reports = await _site(request).db.reports.open_reports(limit=200)
     return page(request, "index_reports.html", reports=reports)
 
