@@ -29,7 +29,9 @@ from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import database_url, open_database
 from bitswarm.index.run import serve_index
 from bitswarm.metainfo import TorrentVersion, read_torrent_file
+from index.conftest import PostgresServer
 from index.support import make_torrent, run
+from index.test_cli_index import command_and_environment
 
 SECRET = "s" * 40
 # The privacy test's visitor: an address of its own, so that finding it means storing it.
@@ -363,3 +365,49 @@ def test_no_address_is_stored_after_uploads_searches_downloads_and_announces(
     assert VISITOR not in stored
     assert caplog.records  # the logs were captured (the server logs at DEBUG)
     assert VISITOR not in caplog.text
+
+
+@pytest.mark.postgres
+def test_two_processes_on_one_postgresql_serve_the_same_site(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    url = postgres_server.new_database()
+    fields = upload_fields(tmp_path, "Shared", {"shared-file.bin": b"s" * 4000})
+    first = IndexConfig(bind="127.0.0.1:0", db=url, secret_key=SECRET)
+    second = dataclasses.replace(first, bind="127.0.0.1:0")
+
+    async def main() -> None:
+        async with serving(first) as site_a, serving(second) as site_b:
+            db = await open_database(url)
+            async with db:
+                await db.accounts.create("oper", "correct horse battery", "operator")
+            jar = aiohttp.CookieJar(unsafe=True)
+            async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                on_a, on_b = Browser(site_a, http), Browser(site_b, http)
+                status, path, _page = await on_a.form("/upload", fields)
+                assert status == 200
+                _status, found = await on_b.get("/search?q=shared")
+                assert f'href="{path}"' in found
+                # Signed in on one process, an operator on the other (one secret, one database).
+                await on_a.form("/login", {"name": "oper", "password": "correct horse battery"})
+                jar_cookies = {cookie.key: cookie.value for cookie in jar}
+                async with aiohttp.ClientSession() as other:
+                    cookies = {"bitswarm_session": jar_cookies["bitswarm_session"]}
+                    async with other.get(f"{site_b}/reports", cookies=cookies) as response:
+                        assert response.status == 200
+
+    run(asyncio.wait_for(main(), 60))
+
+
+def test_entries_added_from_the_command_line_while_the_site_runs_are_listed(index_url: str, tmp_path: Path) -> None:
+    torrent = tmp_path / "cli.torrent"
+    torrent.write_bytes(make_torrent(tmp_path, "Added Meanwhile", {"m.bin": b"m" * 3000}))
+
+    async def scenario(browser: Browser, config: IndexConfig) -> None:
+        command, environment = command_and_environment("index", "add", torrent, "--db", config.db, "--category", "tv")
+        process = await asyncio.create_subprocess_exec(*command, env=environment, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.PIPE)  # fmt: skip
+        _out, errors = await process.communicate()
+        assert process.returncode == 0, errors
+        _status, listing = await browser.get("/browse/tv", allow_redirects=True)
+        assert "Added Meanwhile" in listing
+
+    site_test(index_url, scenario)
