@@ -71,10 +71,10 @@ Scenario = Callable[[Browser, IndexConfig], Awaitable[None]]
 
 
 @asynccontextmanager
-async def serving(config: IndexConfig) -> AsyncIterator[str]:
+async def serving(config: IndexConfig, *, fetch_metadata: bool = False) -> AsyncIterator[str]:
     stop = asyncio.Event()
     url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    server = asyncio.create_task(serve_index(config, ready=url.set_result, stop=stop, fetch_metadata=False))
+    server = asyncio.create_task(serve_index(config, ready=url.set_result, stop=stop, fetch_metadata=fetch_metadata))
     waiters: set[asyncio.Future[Any]] = {server, url}
     done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     if server in done:
