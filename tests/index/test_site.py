@@ -411,3 +411,22 @@ def test_entries_added_from_the_command_line_while_the_site_runs_are_listed(inde
         assert "Added Meanwhile" in listing
 
     site_test(index_url, scenario)
+
+
+def test_oversized_uploads_and_too_many_files_are_refused_with_a_clear_message(index_url: str, tmp_path: Path) -> None:
+    big = upload_fields(tmp_path, "Big", {f"f{number}.bin": bytes([number]) * 100 for number in range(60)})
+    many = upload_fields(tmp_path, "Many", {"a.bin": b"a" * 100, "b.bin": b"b" * 100, "c.bin": b"c" * 100})
+    assert len(big["torrent"][1]) > 4096  # type: ignore[index]
+
+    async def scenario(browser: Browser, config: IndexConfig) -> None:
+        status, _path, page = await browser.form("/upload", big)
+        assert status == 413
+        assert "larger than" in page
+        status, _path, page = await browser.form("/upload", many)
+        assert status == 400
+        assert "more than 2 files" in page
+        status, listing = await browser.get("/")
+        assert status == 200
+        assert "Nothing here yet" in listing
+
+    site_test(index_url, scenario, max_upload_bytes=4096, max_files=2)

@@ -45,7 +45,8 @@ class IndexConfig:
     categories: tuple[str, ...] = ("movies", "tv", "music", "books", "software", "games", "other")
     # Anyone may upload (no account needed); false: only signed-in accounts.
     open_uploads: bool = True
-    max_upload_bytes: int = MAX_TORRENT_BYTES
+    # A .torrent of 10 MiB lists about 100,000 files; the strict reader takes up to 64 MiB.
+    max_upload_bytes: int = 10 << 20
     max_files: int = 100_000
     uploads_per_hour: int = 30
     searches_per_minute: int = 120
@@ -68,7 +69,9 @@ class IndexConfig:
             raise UsageError("index: public_url must start with http:// or https://")
         if not self.categories or any(_CATEGORY.fullmatch(name) is None for name in self.categories):
             raise UsageError("index: categories are lower-case slugs such as 'movies' or 'tv/hd'")
-        if min(self.max_upload_bytes, self.max_files, self.uploads_per_hour, self.searches_per_minute) <= 0:
+        if not 0 < self.max_upload_bytes <= MAX_TORRENT_BYTES:
+            raise UsageError(f"index: max_upload_bytes is at most {MAX_TORRENT_BYTES}")
+        if min(self.max_files, self.uploads_per_hour, self.searches_per_minute) <= 0:
             raise UsageError("index: limits must be positive")
         return self
 

@@ -193,7 +193,9 @@ def create_index_app(site: Site) -> web.Application:
     if site.config.public_url:
         host = site.config.public_url.split("://", 1)[1].split("/", 1)[0]
         allowed.append(host.rsplit(":", 1)[0] if not host.endswith("]") else host)
-    app = create_app(allowed_hosts=allowed, template_folders=[TEMPLATES_FOLDER])
+    # A form carries the .torrent and a description (at most 20,000 characters) besides.
+    max_body = site.config.max_upload_bytes + 256 * 1024
+    app = create_app(allowed_hosts=allowed, template_folders=[TEMPLATES_FOLDER], max_body_bytes=max_body)
     app.middlewares.insert(0, _errors_without_addresses)
     app.middlewares.append(site.csrf.middleware())
     app[SITE_KEY] = site

@@ -12,17 +12,20 @@ from bitswarm.web.security import HostAllowList, security_middleware
 
 STATIC_FOLDER = Path(__file__).parent / "static"
 TEMPLATES_FOLDER = Path(__file__).parent / "templates"
-# Request bodies (forms) larger than this are refused with 413: no page needs more.
+# Request bodies (forms) larger than this are refused with 413: no page needs more (an
+# app that takes uploads says how much it takes).
 MAX_BODY_BYTES = 1 << 20
 TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
 
 
-def create_app(*, allowed_hosts: Iterable[str] = (), template_folders: Iterable[Path] = ()) -> web.Application:
+def create_app(
+    *, allowed_hosts: Iterable[str] = (), template_folders: Iterable[Path] = (), max_body_bytes: int = MAX_BODY_BYTES
+) -> web.Application:
     """An aiohttp app that answers only allowed hosts (``HostAllowList``), sets the security
     headers on every answer, serves ``/static/``, and renders Jinja2 templates from
     ``template_folders`` then the shared ones, autoescaped."""
     app = web.Application(
-        middlewares=[security_middleware(HostAllowList(allowed_hosts))], client_max_size=MAX_BODY_BYTES
+        middlewares=[security_middleware(HostAllowList(allowed_hosts))], client_max_size=max_body_bytes
     )
     loader = jinja2.FileSystemLoader([*template_folders, TEMPLATES_FOLDER])
     app[TEMPLATES_KEY] = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
