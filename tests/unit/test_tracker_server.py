@@ -300,3 +300,17 @@ def test_ipv6_over_http_and_udp() -> None:
         transport.close()
 
     run(scenario, config)
+
+
+def test_a_client_re_announcing_a_thousand_torrents_at_start_up_is_not_refused_by_default() -> None:
+    async def scenario(server: TrackerServer, address: tuple[str, int]) -> None:
+        failures = 0
+        for number in range(1000):
+            info_hash = number.to_bytes(20, "big")
+            reply = bencode.decode(body_of(await exchange(address, get(announce_url(7000, info_hash=info_hash)))))
+            assert isinstance(reply, dict)
+            failures += b"failure reason" in reply
+        assert failures == 0
+        assert server.service.counters.errors.get("rate_limited", 0) == 0
+
+    run(scenario)

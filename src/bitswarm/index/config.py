@@ -49,7 +49,8 @@ class IndexConfig:
     max_upload_bytes: int = 10 << 20
     max_files: int = 100_000
     uploads_per_hour: int = 30
-    searches_per_minute: int = 120
+    # Per address, in memory; generous, as many visitors may share one address (a NAT).
+    searches_per_minute: int = 300
     # Proxies whose X-Forwarded-For names the visitor (``bitswarm.forwarded``).
     trusted_proxies: tuple[str, ...] = ()
     # Scrapes of the other trackers named in entries, for their live counts.
