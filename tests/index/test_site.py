@@ -430,3 +430,30 @@ def test_oversized_uploads_and_too_many_files_are_refused_with_a_clear_message(i
         assert "Nothing here yet" in listing
 
     site_test(index_url, scenario, max_upload_bytes=4096, max_files=2)
+
+
+HOSTILE_QUERIES = [
+    '"', '""', "*", "a*", "NEAR(a b)", "title:x", "files:*", "a AND", "OR", ")", "(", "-", "-a", "^a", "!", "&|",
+    ":*", "a & b | !c", "'; DROP TABLE entries; --", "\u202eexe.mp4", "zero\u200bwidth", "\x00", "x" * 300,
+    "%", "_", "\\", "{}", "col:umn:", "a" * 5000,
+]  # fmt: skip
+
+
+def test_query_syntax_typed_in_the_search_box_is_text_and_every_page_answers(index_url: str, tmp_path: Path) -> None:
+    fields = upload_fields(tmp_path, "Near Title Files", {"and-or-not.bin": b"q" * 3000})
+
+    async def scenario(browser: Browser, config: IndexConfig) -> None:
+        await browser.form("/upload", fields)
+        for query in HOSTILE_QUERIES:
+            for path in ("/search", "/rss", "/api"):
+                params = {"q": query, "t": "search"} if path == "/api" else {"q": query}
+                async with browser.http.get(browser.base + path, params=params) as response:
+                    assert response.status in (200, 400), (path, query, response.status)
+                    body = await response.text()
+                    assert "Traceback" not in body
+        _status, found = await browser.get("/search", params={"q": '"near title"'})
+        assert "Near Title Files" in found
+        _status, found = await browser.get("/search", params={"q": "NEAR(title files)"})
+        assert "Near Title Files" in found  # words, not FTS5's NEAR operator
+
+    site_test(index_url, scenario)
