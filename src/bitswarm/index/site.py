@@ -15,7 +15,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +79,7 @@ class Site:
 
     config: IndexConfig
     db: IndexDatabase
-    counts_of: Callable[[Sequence[bytes]], Any] | None  # the own tracker's scrape, or None
+    counts_of: Callable[[Iterable[bytes]], Awaitable[dict[bytes, SwarmCounts]]] | None  # the own tracker's scrape
     secret: bytes
     clock: Callable[[], float] = time.time
     proxies: TrustedProxies = field(init=False)
@@ -127,7 +127,7 @@ class Site:
         for entry in entries:
             if entry.info_hash_v2:
                 keys[entry.id].append(bytes.fromhex(entry.info_hash_v2)[:20])
-        counts: dict[bytes, SwarmCounts] = await self.counts_of([key for group in keys.values() for key in group])
+        counts = await self.counts_of([key for group in keys.values() for key in group])
         health: dict[int, Health] = {}
         for entry_id, group in keys.items():
             known = [counts[key] for key in group if key in counts]
