@@ -24,6 +24,8 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from typing import Any, TextIO
 import pytest
 
 import bitswarm as bitswarm_package
+from bitswarm import bencode
 from bitswarm.metainfo import TorrentVersion
 from index.support import make_torrent
 
@@ -136,6 +139,18 @@ def index_site(folder: Path) -> Iterator[IndexSite]:
             process.stdout.close()
     assert process.returncode == 0, site.stderr()
     assert "Traceback" not in site.stderr(), site.stderr()
+
+
+def announce_seeder(site_url: str, info_hash: bytes) -> None:
+    """A seeder's ``started`` announce to the site's ``/announce`` (BEP 3, compact)."""
+    query = urllib.parse.urlencode({
+        "info_hash": info_hash, "peer_id": b"-XX0001-pagetest0001", "port": 6881, "uploaded": 0, "downloaded": 0,
+        "left": 0, "event": "started", "compact": 1,
+    })  # fmt: skip
+    with urllib.request.urlopen(f"{site_url}/announce?{query}", timeout=STEP_TIMEOUT_S) as answer:  # noqa: S310
+        body = bencode.decode(answer.read())
+    assert isinstance(body, dict), body
+    assert b"failure reason" not in body, body
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +257,11 @@ def test_a_visitor_publishes_finds_copies_and_follows_the_feed_and_an_operator_h
         entry_path = entry_url.removeprefix(site.url)
         expect(page.locator("h1")).to_have_text(title)
         expect(page.locator(".description strong")).to_have_text("harbour")  # the Markdown, rendered
+        expect(page.locator(".facts")).to_contain_text("0 seeders, 0 leechers")
+        expect(page.locator(".facts .health-dead")).to_be_visible()
+        # A seeder announces to the site's own tracker: its counts show on every page.
+        info_hash = page.locator("dt:text-is('Info-hash v1') + dd code").inner_text()
+        announce_seeder(site.url, bytes.fromhex(info_hash))
 
         # Find it by a word of a file name, typed in the header's search box.
         page.goto("/")
@@ -259,7 +279,8 @@ def test_a_visitor_publishes_finds_copies_and_follows_the_feed_and_an_operator_h
         expect(result).to_have_count(1)
         expect(result.get_by_role("link", name=title)).to_be_visible()
         expect(result.locator(".health")).to_be_visible()  # the swarm-health mark
-        expect(result.locator("td.seeders")).to_have_text(re.compile(r"^\d+$"))
+        expect(result.locator("td.seeders")).to_have_text("1")
+        expect(result.locator(".health-weak")).to_be_visible()
         assert_fits_the_screen(page, viewport)
         page.screenshot(path=str(shots / f"{viewport}-search.png"), full_page=True)
 
@@ -283,7 +304,8 @@ def test_a_visitor_publishes_finds_copies_and_follows_the_feed_and_an_operator_h
         expect(page).to_have_url(entry_url)
         expect(page.locator("h1")).to_have_text(title)
         expect(page.locator("table.files")).to_contain_text("lighthouse-at-dusk.jpg")
-        expect(page.locator(".facts .health")).to_be_visible()
+        expect(page.locator(".facts .health-weak")).to_be_visible()
+        expect(page.locator(".facts")).to_contain_text("1 seeder, 0 leechers, 0 completed")
         magnet = page.locator("#magnet-link").get_attribute("href")
         assert magnet is not None
         assert magnet.startswith("magnet:?xt=urn:btih:")
