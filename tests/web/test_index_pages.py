@@ -224,7 +224,9 @@ def test_a_visitor_publishes_finds_copies_and_follows_the_feed_and_an_operator_h
     torrent.write_bytes(
         make_torrent(
             tmp_path, title,
-            {"harbour/lighthouse-at-dusk.jpg": b"l" * 40_000, "harbour/boats.jpg": b"b" * 20_000, "notes.txt": b"n"},
+            {"harbour/lighthouse-at-dusk.jpg": b"l" * 40_000, "harbour/boats.jpg": b"b" * 20_000, "notes.txt": b"n",
+             # A long name without a space: it must wrap, not widen the phone's page.
+             "Harbour_Panorama_Stitched_From_Twenty_Four_Frames_At_Full_Resolution_Uncompressed.tiff": b"p" * 100},
             TorrentVersion.HYBRID,
         )
     )  # fmt: skip
@@ -257,6 +259,7 @@ def test_a_visitor_publishes_finds_copies_and_follows_the_feed_and_an_operator_h
         entry_path = entry_url.removeprefix(site.url)
         expect(page.locator("h1")).to_have_text(title)
         expect(page.locator(".description strong")).to_have_text("harbour")  # the Markdown, rendered
+        expect(page.locator(".facts")).to_contain_text("in 4 files")
         expect(page.locator(".facts")).to_contain_text("0 seeders, 0 leechers")
         expect(page.locator(".facts .health-dead")).to_be_visible()
         # A seeder announces to the site's own tracker: its counts show on every page.
