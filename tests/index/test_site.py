@@ -254,7 +254,7 @@ def test_the_sites_tracker_counts_show_on_its_pages_and_it_answers_udp_on_the_sa
                 assert isinstance(reply, dict)
                 assert b"peers" in reply
         _status, page = await browser.get(path)
-        assert '<span class="seeders">2</span> seeders, 1 leechers' in page
+        assert '<span class="seeders">2</span> seeders, 1 leecher,' in page  # singular for one
         _status, listing = await browser.get("/")
         assert '<td class="num seeders">2</td>' in listing
         # BEP 15 connect on the site's port number, over UDP.

@@ -30,7 +30,14 @@ def create_app(
     loader = jinja2.FileSystemLoader([*template_folders, TEMPLATES_FOLDER])
     app[TEMPLATES_KEY] = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
     app.router.add_static("/static/", STATIC_FOLDER, follow_symlinks=False)
+    # Browsers ask for /favicon.ico on pages that name no icon (a feed shown as XML): an
+    # answer keeps a 404 out of their consoles.
+    app.router.add_get("/favicon.ico", _favicon)
     return app
+
+
+async def _favicon(_request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_FOLDER / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
 def render(request: web.Request, template: str, **context: object) -> web.Response:

@@ -27,7 +27,10 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": with that policy a browser sends ``Origin: null`` on the site's own
+    # form posts, which the CSRF check refuses as foreign (every form failed in chromium).
+    # "same-origin" still keeps referrers out of other sites' logs.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
