@@ -2,13 +2,16 @@
 
 With the tracker on, the site answers ``/announce`` and ``/scrape`` at its own address and
 UDP announces on the same port number, and its pages read the live counts straight from
-the tracker's store. No access log is written (it would hold visitors' addresses).
+the tracker's store. With ``scrape_other_trackers`` on, a ``Scraper`` fetches the counts of
+the other trackers entries name (``bitswarm.index.scraper``). No access log is written (it
+would hold visitors' addresses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 from collections.abc import Callable
@@ -19,9 +22,12 @@ from bitswarm.errors import BitswarmError, UsageError
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase, open_database
 from bitswarm.index.metadata import MetadataFetcher
+from bitswarm.index.scraper import Scraper
 from bitswarm.index.site import Site, add_tracker_routes, create_index_app, random_secret
 from bitswarm.tracker.config import TrackerConfig, split_host_port
 from bitswarm.tracker.memory import MemoryStore
+
+log = logging.getLogger(__name__)
 
 
 def _url_host(host: str) -> str:
@@ -60,6 +66,8 @@ async def serve_index(
     fetcher: MetadataFetcher | None = None
     runner: web.AppRunner | None = None
     db: IndexDatabase | None = None
+    scraping: asyncio.Task[None] | None = None
+    stop_scraping = asyncio.Event()
     try:
         db = await open_database(config.db)
         store = None
@@ -88,9 +96,17 @@ async def serve_index(
             )
             site.waiting_metadata = fetcher.request
             fetcher.start()
+        if config.scrape_other_trackers:
+            # The only requests to URLs from torrents: scrapes of their announce URLs.
+            scraping = asyncio.create_task(Scraper(db.counts).run(stop_scraping))
         ready(f"http://{_url_host(host) or 'localhost'}:{bound_port}/")
         await stop.wait()
     finally:
+        if scraping is not None:
+            stop_scraping.set()
+            (outcome,) = await asyncio.gather(scraping, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                log.error("the scraper had stopped: %r", outcome)
         if fetcher is not None:
             await fetcher.close()
         if runner is not None:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bitswarm.errors import ProtocolError, TrackerError
 from bitswarm.index.counts import CountsStore, ScrapeSource
 from bitswarm.index.scrape_plan import ScrapeFailed, ScrapePlan, ScrapeProtocol, ScrapeRequest, scrape_hashes
@@ -241,8 +243,12 @@ class Scraper:
             while not stop.is_set():
                 now = self.clock()
                 if now >= next_reload:
-                    await self.reload()
                     next_reload = now + self.reload_interval_s
+                    try:
+                        await self.reload()
+                    except (SQLAlchemyError, OSError) as error:
+                        # The database is away for a moment: the next reload tries again.
+                        log.warning("scraper: cannot read the entries: %s", error)
                 self._launch(pending)
                 now = self.clock()
                 wake = next_reload
