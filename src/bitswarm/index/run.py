@@ -22,6 +22,7 @@ from bitswarm.errors import BitswarmError, UsageError
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase, open_database
 from bitswarm.index.metadata import MetadataFetcher
+from bitswarm.index.scrape_plan import ScrapeTarget, scrape_target
 from bitswarm.index.scraper import Scraper
 from bitswarm.index.site import Site, add_tracker_routes, create_index_app, random_secret
 from bitswarm.tracker.config import TrackerConfig, split_host_port
@@ -48,6 +49,16 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def own_trackers(config: IndexConfig, host: str, port: int) -> frozenset[ScrapeTarget]:
+    """The site's own tracker as uploads name it (by its public URL, or the bound address
+    and loopback names), over HTTP and UDP: shown live from the store, never scraped."""
+    hosts = {_url_host(host), "127.0.0.1", "localhost", "[::1]"} - {""}
+    urls = [f"{scheme}://{name}:{port}/announce" for name in hosts for scheme in ("http", "udp")]
+    if config.public_url:
+        urls.append(config.public_url.rstrip("/") + "/announce")
+    return frozenset(target for url in urls if (target := scrape_target(url)) is not None)
 
 
 async def serve_index(
@@ -77,6 +88,7 @@ async def serve_index(
             config, db, store.scrape if store is not None else None,
             config.secret_key.encode() if config.secret_key else random_secret(),
         )  # fmt: skip
+        site.own_trackers = own_trackers(config, host, bound_port) if store is not None else frozenset()
         app = create_index_app(site)
         if store is not None:
             tracker_config = TrackerConfig(
@@ -98,7 +110,7 @@ async def serve_index(
             fetcher.start()
         if config.scrape_other_trackers:
             # The only requests to URLs from torrents: scrapes of their announce URLs.
-            scraping = asyncio.create_task(Scraper(db.counts).run(stop_scraping))
+            scraping = asyncio.create_task(Scraper(db.counts, skip=site.own_trackers).run(stop_scraping))
         ready(f"http://{_url_host(host) or 'localhost'}:{bound_port}/")
         await stop.wait()
     finally:

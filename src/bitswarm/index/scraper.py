@@ -28,7 +28,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bitswarm.errors import ProtocolError, TrackerError
 from bitswarm.index.counts import CountsStore, ScrapeSource
-from bitswarm.index.scrape_plan import ScrapeFailed, ScrapePlan, ScrapeProtocol, ScrapeRequest, scrape_hashes
+from bitswarm.index.scrape_plan import (
+    ScrapeFailed,
+    ScrapePlan,
+    ScrapeProtocol,
+    ScrapeRequest,
+    ScrapeTarget,
+    scrape_hashes,
+    scrape_target,
+)
 from bitswarm.net.http_client import http_get
 from bitswarm.tracker.scrape import MAX_HTTP_SCRAPE_REPLY_BYTES, UdpScrapeExchange, decode_http_scrape
 from bitswarm.tracker.swarm import SwarmCounts
@@ -123,7 +131,8 @@ class ScraperStats:
 class Scraper:
     """Runs ``plan`` against the trackers and stores the answers in ``counts``.
 
-    With ``enabled`` false (``scrape_other_trackers = false``) it sends nothing at all."""
+    With ``enabled`` false (``scrape_other_trackers = false``) it sends nothing at all.
+    Trackers in ``skip`` (the site's own) are never scraped."""
 
     def __init__(
         self,
@@ -136,8 +145,10 @@ class Scraper:
         reload_interval_s: float = RELOAD_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        skip: frozenset[ScrapeTarget] = frozenset(),
     ) -> None:
         self.counts = counts
+        self.skip = skip
         self.plan = plan or ScrapePlan()
         self.enabled = enabled
         self.timeout_s = timeout_s
@@ -156,7 +167,8 @@ class Scraper:
             if not source.announce_urls:
                 continue
             entry_hashes = scrape_hashes(source.info_hash_v1, source.info_hash_v2)
-            self.plan.track(entry_hashes, source.announce_urls)
+            urls = [url for url in source.announce_urls if scrape_target(url) not in self.skip]
+            self.plan.track(entry_hashes, urls)
             hashes.update(entry_hashes)
         return hashes
 

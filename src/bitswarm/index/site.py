@@ -36,7 +36,7 @@ from bitswarm.index.db import IndexDatabase
 from bitswarm.index.description import render_description
 from bitswarm.index.model import Entry, EntryFile
 from bitswarm.index.newznab_categories import CategoryMap
-from bitswarm.index.scrape_plan import scrape_hashes
+from bitswarm.index.scrape_plan import ScrapeTarget, scrape_hashes, scrape_target
 from bitswarm.index.search import MAX_PAGE_SIZE, SearchFilters, SearchPage, SearchSort
 from bitswarm.ratelimit import RateLimiter
 from bitswarm.tracker.swarm import SwarmCounts
@@ -92,6 +92,8 @@ class Site:
     searches: RateLimiter = field(init=False)
     torznab_settings: torznab.TorznabSettings = field(init=False)
     waiting_metadata: Callable[[int, magnet_links.Magnet], None] | None = None
+    # The site's own tracker as entries name it (``run.own_trackers``): not "another tracker".
+    own_trackers: frozenset[ScrapeTarget] = frozenset()
 
     def __post_init__(self) -> None:
         config = self.config
@@ -124,6 +126,9 @@ class Site:
         use either). Otherwise, for an entry that names other trackers, the best answer
         their scrapes gave (``bitswarm.index.counts``), with its time; none: unknown (no
         entry). An entry naming no tracker but ours: our tracker's zeros, which are true."""
+        def names_others(entry: Entry) -> bool:
+            return any(scrape_target(url) not in self.own_trackers for tier in entry.trackers for url in tier)
+
         entries = list(entries)
         if not entries:
             return {}
@@ -134,9 +139,9 @@ class Site:
             for entry in entries:
                 known = [counts[key] for key in keys[entry.id] if key in counts]
                 best = max(known, key=lambda item: (item.seeders, item.leechers)) if known else SwarmCounts()
-                if best.seeders or best.leechers or not entry.trackers:
+                if best.seeders or best.leechers or not names_others(entry):
                     health[entry.id] = Health(best.seeders, best.leechers, best.completed)
-        others = {entry.id: keys[entry.id] for entry in entries if entry.id not in health and entry.trackers}
+        others = {entry.id: keys[entry.id] for entry in entries if entry.id not in health and names_others(entry)}
         if others:
             for entry_id, scraped in (await self.db.counts.best(others)).items():
                 health[entry_id] = Health(scraped.seeders, scraped.leechers, scraped.completed, scraped.checked_at)
