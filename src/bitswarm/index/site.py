@@ -126,6 +126,7 @@ class Site:
         use either). Otherwise, for an entry that names other trackers, the best answer
         their scrapes gave (``bitswarm.index.counts``), with its time; none: unknown (no
         entry). An entry naming no tracker but ours: our tracker's zeros, which are true."""
+
         def names_others(entry: Entry) -> bool:
             return any(scrape_target(url) not in self.own_trackers for tier in entry.trackers for url in tier)
 
@@ -666,4 +667,3 @@ def add_tracker_routes(app: web.Application, service: Any) -> None:
 
 def random_secret() -> bytes:
     return secrets.token_bytes(32)
-
