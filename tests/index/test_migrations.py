@@ -32,18 +32,18 @@ def _schema_differences(connection: sa.Connection) -> list[Any]:
 def test_a_fresh_database_gets_the_newest_schema_and_a_second_start_changes_nothing(index_url: str) -> None:
     async def scenario() -> None:
         async with await open_database(index_url) as db:
-            assert await db.revision() == head_revision() == "0002"
+            assert await db.revision() == head_revision() == "0003"
             entry = await db.entries.add_magnet("magnet:?xt=urn:btih:" + "1" * 40 + "&dn=kept")
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0002"]
+                assert [row.version_num for row in versions] == ["0003"]
                 assert await connection.run_sync(_schema_differences) == []
         async with await open_database(index_url) as db:
-            assert await db.revision() == "0002"
+            assert await db.revision() == "0003"
             assert [listed.id for listed in await db.entries.list_newest()] == [entry.id]
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0002"]
+                assert [row.version_num for row in versions] == ["0003"]
 
     run(scenario())
 
@@ -52,7 +52,7 @@ def test_processes_starting_together_migrate_once(index_url: str) -> None:
     async def scenario() -> None:
         databases = await asyncio.gather(*(open_database(index_url) for _ in range(3)))
         try:
-            assert [await db.revision() for db in databases] == ["0002"] * 3
+            assert [await db.revision() for db in databases] == ["0003"] * 3
         finally:
             for db in databases:
                 await db.close()

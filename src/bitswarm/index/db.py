@@ -3,9 +3,10 @@
 ``open_database("sqlite:///bitswarm-index.db")`` or ``open_database("postgresql://...")``
 connects through SQLAlchemy's async drivers (aiosqlite, asyncpg), brings the schema to the
 newest Alembic revision, and returns an ``IndexDatabase`` with the entries API
-(``db.entries``) and search (``db.search``). Several processes may share one database: on
-PostgreSQL the migration runs under an advisory lock, and SQLite runs in WAL mode with a
-busy timeout so a ``bitswarm index add`` can write while the site reads.
+(``db.entries``), search (``db.search``) and other trackers' scraped counts
+(``db.counts``). Several processes may share one database: on PostgreSQL the migration
+runs under an advisory lock, and SQLite runs in WAL mode with a busy timeout
+so a ``bitswarm index add`` can write while the site reads.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.pool import StaticPool
 from bitswarm.errors import IndexDatabaseError
 from bitswarm.index import query as query_language
 from bitswarm.index.accounts import AccountStore
+from bitswarm.index.counts import CountsStore
 from bitswarm.index.entries import EntryStore
 from bitswarm.index.reports import ReportStore
 from bitswarm.index.search import SearchBackend, SearchFilters, SearchPage, SearchSort, backend_for
@@ -133,6 +135,7 @@ class IndexDatabase:
         self.entries = EntryStore(engine, self.search_backend, clock)
         self.accounts = AccountStore(engine, clock)
         self.reports = ReportStore(engine, clock)
+        self.counts = CountsStore(engine, clock)
 
     async def search(
         self,

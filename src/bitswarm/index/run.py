@@ -2,13 +2,16 @@
 
 With the tracker on, the site answers ``/announce`` and ``/scrape`` at its own address and
 UDP announces on the same port number, and its pages read the live counts straight from
-the tracker's store. No access log is written (it would hold visitors' addresses).
+the tracker's store. With ``scrape_other_trackers`` on, a ``Scraper`` fetches the counts of
+the other trackers entries name (``bitswarm.index.scraper``). No access log is written (it
+would hold visitors' addresses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 from collections.abc import Callable
@@ -19,9 +22,13 @@ from bitswarm.errors import BitswarmError, UsageError
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase, open_database
 from bitswarm.index.metadata import MetadataFetcher
+from bitswarm.index.scrape_plan import ScrapeTarget, scrape_target
+from bitswarm.index.scraper import Scraper
 from bitswarm.index.site import Site, add_tracker_routes, create_index_app, random_secret
 from bitswarm.tracker.config import TrackerConfig, split_host_port
 from bitswarm.tracker.memory import MemoryStore
+
+log = logging.getLogger(__name__)
 
 
 def _url_host(host: str) -> str:
@@ -44,6 +51,16 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def own_trackers(config: IndexConfig, host: str, port: int) -> frozenset[ScrapeTarget]:
+    """The site's own tracker as uploads name it (by its public URL, or the bound address
+    and loopback names), over HTTP and UDP: shown live from the store, never scraped."""
+    hosts = {_url_host(host), "127.0.0.1", "localhost", "[::1]"} - {""}
+    urls = [f"{scheme}://{name}:{port}/announce" for name in hosts for scheme in ("http", "udp")]
+    if config.public_url:
+        urls.append(config.public_url.rstrip("/") + "/announce")
+    return frozenset(target for url in urls if (target := scrape_target(url)) is not None)
+
+
 async def serve_index(
     config: IndexConfig, *, ready: Callable[[str], None], stop: asyncio.Event, fetch_metadata: bool = True
 ) -> None:
@@ -60,6 +77,8 @@ async def serve_index(
     fetcher: MetadataFetcher | None = None
     runner: web.AppRunner | None = None
     db: IndexDatabase | None = None
+    scraping: asyncio.Task[None] | None = None
+    stop_scraping = asyncio.Event()
     try:
         db = await open_database(config.db)
         store = None
@@ -69,6 +88,7 @@ async def serve_index(
             config, db, store.scrape if store is not None else None,
             config.secret_key.encode() if config.secret_key else random_secret(),
         )  # fmt: skip
+        site.own_trackers = own_trackers(config, host, bound_port) if store is not None else frozenset()
         app = create_index_app(site)
         if store is not None:
             tracker_config = TrackerConfig(
@@ -88,9 +108,17 @@ async def serve_index(
             )
             site.waiting_metadata = fetcher.request
             fetcher.start()
+        if config.scrape_other_trackers:
+            # The only requests to URLs from torrents: scrapes of their announce URLs.
+            scraping = asyncio.create_task(Scraper(db.counts, skip=site.own_trackers).run(stop_scraping))
         ready(f"http://{_url_host(host) or 'localhost'}:{bound_port}/")
         await stop.wait()
     finally:
+        if scraping is not None:
+            stop_scraping.set()
+            (outcome,) = await asyncio.gather(scraping, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                log.error("the scraper had stopped: %r", outcome)
         if fetcher is not None:
             await fetcher.close()
         if runner is not None:

@@ -80,3 +80,17 @@ reports = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("is_closed", sa.Boolean, nullable=False),
 )
+
+# What other trackers answered to the site's scrapes (``bitswarm.index.counts``): one row
+# per swarm (20-byte scrape info-hash, hex) and tracker (SHA-256 hex of its scrape target).
+swarm_counts = sa.Table(
+    "swarm_counts",
+    metadata,
+    sa.Column("info_hash", sa.String(40), primary_key=True),
+    sa.Column("tracker", sa.String(64), primary_key=True),
+    sa.Column("seeders", sa.BigInteger, nullable=False),
+    sa.Column("leechers", sa.BigInteger, nullable=False),
+    sa.Column("completed", sa.BigInteger, nullable=False),
+    # Unix seconds (UTC) of the answer.
+    sa.Column("checked_at", sa.BigInteger, nullable=False, index=True),
+)

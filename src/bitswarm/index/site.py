@@ -36,6 +36,7 @@ from bitswarm.index.db import IndexDatabase
 from bitswarm.index.description import render_description
 from bitswarm.index.model import Entry, EntryFile
 from bitswarm.index.newznab_categories import CategoryMap
+from bitswarm.index.scrape_plan import ScrapeTarget, scrape_hashes, scrape_target
 from bitswarm.index.search import MAX_PAGE_SIZE, SearchFilters, SearchPage, SearchSort
 from bitswarm.ratelimit import RateLimiter
 from bitswarm.tracker.swarm import SwarmCounts
@@ -60,6 +61,8 @@ class Health:
     seeders: int | None
     leechers: int | None
     completed: int | None
+    # When another tracker gave these counts (Unix seconds); None: live from our tracker.
+    checked_at: float | None = None
 
     @property
     def mark(self) -> str:
@@ -89,6 +92,8 @@ class Site:
     searches: RateLimiter = field(init=False)
     torznab_settings: torznab.TorznabSettings = field(init=False)
     waiting_metadata: Callable[[int, magnet_links.Magnet], None] | None = None
+    # The site's own tracker as entries name it (``run.own_trackers``): not "another tracker".
+    own_trackers: frozenset[ScrapeTarget] = frozenset()
 
     def __post_init__(self) -> None:
         config = self.config
@@ -116,26 +121,31 @@ class Site:
         return f"{request.scheme}://{request.host}"
 
     async def health(self, entries: Iterable[Entry]) -> dict[int, Health]:
-        """Live counts from the site's own tracker: a hybrid counts under whichever of its
-        two info-hashes more peers announced (clients use either)."""
+        """Live counts per entry id. From the site's own tracker where it has seen peers (a
+        hybrid counts under whichever of its two info-hashes more peers announced: clients
+        use either). Otherwise, for an entry that names other trackers, the best answer
+        their scrapes gave (``bitswarm.index.counts``), with its time; none: unknown (no
+        entry). An entry naming no tracker but ours: our tracker's zeros, which are true."""
+
+        def names_others(entry: Entry) -> bool:
+            return any(scrape_target(url) not in self.own_trackers for tier in entry.trackers for url in tier)
+
         entries = list(entries)
-        if self.counts_of is None or not entries:
+        if not entries:
             return {}
-        keys: dict[int, list[bytes]] = {
-            entry.id: [bytes.fromhex(entry.info_hash_v1)] if entry.info_hash_v1 else [] for entry in entries
-        }
-        for entry in entries:
-            if entry.info_hash_v2:
-                keys[entry.id].append(bytes.fromhex(entry.info_hash_v2)[:20])
-        counts = await self.counts_of([key for group in keys.values() for key in group])
+        keys = {entry.id: scrape_hashes(entry.info_hash_v1, entry.info_hash_v2) for entry in entries}
         health: dict[int, Health] = {}
-        for entry_id, group in keys.items():
-            known = [counts[key] for key in group if key in counts]
-            if known:
-                best = max(known, key=lambda item: (item.seeders, item.leechers))
-                health[entry_id] = Health(best.seeders, best.leechers, best.completed)
-            else:
-                health[entry_id] = Health(0, 0, 0)  # our own tracker knows nobody announced
+        if self.counts_of is not None:
+            counts: dict[bytes, SwarmCounts] = await self.counts_of([key for group in keys.values() for key in group])
+            for entry in entries:
+                known = [counts[key] for key in keys[entry.id] if key in counts]
+                best = max(known, key=lambda item: (item.seeders, item.leechers)) if known else SwarmCounts()
+                if best.seeders or best.leechers or not names_others(entry):
+                    health[entry.id] = Health(best.seeders, best.leechers, best.completed)
+        others = {entry.id: keys[entry.id] for entry in entries if entry.id not in health and names_others(entry)}
+        if others:
+            for entry_id, scraped in (await self.db.counts.best(others)).items():
+                health[entry_id] = Health(scraped.seeders, scraped.leechers, scraped.completed, scraped.checked_at)
         return health
 
 
@@ -370,8 +380,9 @@ async def entry_page(request: web.Request) -> web.Response:
     files = await site.db.entries.files(entry.id, limit=FILES_SHOWN)
     health = (await site.health([entry])).get(entry.id, UNKNOWN)
     trackers = [url for tier in entry.trackers for url in tier]
+    as_of = age(max(0.0, site.clock() - health.checked_at)) if health.checked_at is not None else None
     return page(
-        request, "index_entry.html", entry=entry, health=health, tree=file_tree(files),
+        request, "index_entry.html", entry=entry, health=health, as_of=as_of, tree=file_tree(files),
         files_cut=entry.file_count is not None and entry.file_count > len(files),
         description=Markup(render_description(entry.description)), trackers=trackers,  # noqa: S704 - sanitised
         published=datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -662,4 +673,3 @@ def add_tracker_routes(app: web.Application, service: Any) -> None:
 
 def random_secret() -> bytes:
     return secrets.token_bytes(32)
-
