@@ -457,3 +457,31 @@ def test_query_syntax_typed_in_the_search_box_is_text_and_every_page_answers(ind
         assert "Near Title Files" in found  # words, not FTS5's NEAR operator
 
     site_test(index_url, scenario)
+
+
+def test_searches_by_seeders_see_the_sites_own_tracker(
+    index_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bitswarm.index.run.OWN_COUNTS_EVERY_S", 0.05)
+    seeded = upload_fields(tmp_path, "Seeded Swarm", {"s.bin": b"s" * 4000})
+    lonely = upload_fields(tmp_path, "Lonely Swarm", {"l.bin": b"l" * 4000})
+    info_hash = read_torrent_file(seeded["torrent"][1]).info_hash_v1  # type: ignore[index]
+    assert info_hash is not None
+
+    async def scenario(browser: Browser, config: IndexConfig) -> None:
+        await browser.form("/upload", seeded)
+        await browser.form("/upload", lonely)
+        async with browser.http.get(compact_announce(browser.base, info_hash, 7300, 0)) as response:
+            assert response.status == 200
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        found = ""
+        while "Seeded Swarm" not in found and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # polling for the recorded counts, written every 0.05 s here
+            _status, found = await browser.get("/search?q=swarm&seeders=1")
+        assert "Seeded Swarm" in found
+        assert "Lonely Swarm" not in found
+        _status, ordered = await browser.get("/search?q=swarm&sort=seeders")
+        assert ordered.index("Seeded Swarm") < ordered.index("Lonely Swarm")
+
+    site_test(index_url, scenario)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import socket
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -22,13 +24,18 @@ from bitswarm.errors import BitswarmError, UsageError
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase, open_database
 from bitswarm.index.metadata import MetadataFetcher
-from bitswarm.index.scrape_plan import ScrapeTarget, scrape_target
+from bitswarm.index.scrape_plan import ScrapeResult, ScrapeTarget, scrape_target
 from bitswarm.index.scraper import Scraper
 from bitswarm.index.site import Site, add_tracker_routes, create_index_app, random_secret
 from bitswarm.tracker.config import TrackerConfig, split_host_port
 from bitswarm.tracker.memory import MemoryStore
 
 log = logging.getLogger(__name__)
+# The own tracker's counts go to the database this often, for searches by seeders, under
+# this name (never a URL, so the scraper never mistakes it for a tracker to ask).
+OWN_COUNTS_EVERY_S = 60.0
+OWN_TRACKER = "bitswarm-index:own-tracker"
+MAX_OWN_COUNTS_RECORDED = 200_000
 
 
 def _url_host(host: str) -> str:
@@ -78,6 +85,7 @@ async def serve_index(
     runner: web.AppRunner | None = None
     db: IndexDatabase | None = None
     scraping: asyncio.Task[None] | None = None
+    recording: asyncio.Task[None] | None = None
     stop_scraping = asyncio.Event()
     try:
         db = await open_database(config.db)
@@ -108,14 +116,18 @@ async def serve_index(
             )
             site.waiting_metadata = fetcher.request
             fetcher.start()
+        if store is not None:
+            recording = asyncio.create_task(_record_own_counts(store, db, stop_scraping))
         if config.scrape_other_trackers:
             # The only requests to URLs from torrents: scrapes of their announce URLs.
             scraping = asyncio.create_task(Scraper(db.counts, skip=site.own_trackers).run(stop_scraping))
         ready(f"http://{_url_host(host) or 'localhost'}:{bound_port}/")
         await stop.wait()
     finally:
+        stop_scraping.set()
+        if recording is not None:
+            await asyncio.gather(recording, return_exceptions=True)
         if scraping is not None:
-            stop_scraping.set()
             (outcome,) = await asyncio.gather(scraping, return_exceptions=True)
             if isinstance(outcome, Exception):
                 log.error("the scraper had stopped: %r", outcome)
@@ -128,6 +140,23 @@ async def serve_index(
         if db is not None:
             await db.close()
         sock.close()
+
+
+async def _record_own_counts(store: MemoryStore, db: IndexDatabase, stop: asyncio.Event) -> None:
+    """Write the own tracker's counts beside the scrapes' every ``OWN_COUNTS_EVERY_S``, so
+    that searches can filter and sort by seeders in the database (pages read the store)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), OWN_COUNTS_EVERY_S)
+        if stop.is_set():
+            return
+        now = time.time()
+        swarms = itertools.islice(store.full_scrape_now().items(), MAX_OWN_COUNTS_RECORDED)
+        results = [ScrapeResult(OWN_TRACKER, info_hash, counts, now) for info_hash, counts in swarms]
+        try:
+            await db.counts.record(results)
+        except BitswarmError as error:  # the database away for a while: next time
+            log.warning("the own tracker's counts were not recorded: %s", error)
 
 
 async def _attach(db: IndexDatabase, entry_id: int, info: bytes) -> None:

@@ -29,7 +29,7 @@ from bitswarm.errors import UsageError
 from bitswarm.index import query as query_language
 from bitswarm.index.model import ENTRY_COLUMNS, Entry, entry_from_row
 from bitswarm.index.query import Clause, Query
-from bitswarm.index.schema import entries
+from bitswarm.index.schema import entries, swarm_counts
 
 MAX_PAGE_SIZE = 100
 # Deep pages cost a scan of everything before them; nobody reads page 100 of a search.
@@ -55,6 +55,8 @@ class SearchSort(enum.Enum):
     OLDEST = "oldest"
     LARGEST = "largest"
     SMALLEST = "smallest"
+    # The most seeders any tracker reported lately (unknown last).
+    SEEDERS = "seeders"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class SearchFilters:
     max_size: int | None = None
     max_age_s: float | None = None
     include_hidden: bool = False
+    # At least this many seeders reported lately by some tracker (unknown counts fall out).
+    min_seeders: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,24 @@ class SearchBackend(Protocol):
         """A page of entries matching ``query`` and ``filters``; never raises for any query."""
 
 
+# Counts older than this take no part in filters and sorts: scrapes come every 30 min and
+# the site's own tracker writes its counts every minute, so an older row is a swarm gone.
+FRESH_COUNTS_S = 2 * 3600
+
+
+def seeders_of_entry(now: float) -> sa.ScalarSelect[Any]:
+    """The most seeders a tracker reported lately for the entry of the outer query (NULL
+    when none did), by either of its info-hashes (v1, v2 cut to 20 bytes)."""
+    return (
+        sa.select(sa.func.max(swarm_counts.c.seeders))
+        .where(
+            swarm_counts.c.info_hash.in_([entries.c.info_hash_v1, entries.c.info_hash_v2_short]),
+            swarm_counts.c.checked_at >= int(now - FRESH_COUNTS_S),
+        )
+        .scalar_subquery()
+    )
+
+
 def _filter_conditions(filters: SearchFilters, now: float) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
     if not filters.include_hidden:
@@ -145,6 +167,8 @@ def _filter_conditions(filters: SearchFilters, now: float) -> list[sa.ColumnElem
         conditions.append(entries.c.total_size <= filters.max_size)
     if filters.max_age_s is not None:
         conditions.append(entries.c.created_at >= int(now - filters.max_age_s))
+    if filters.min_seeders is not None:
+        conditions.append(seeders_of_entry(now) >= filters.min_seeders)
     return conditions
 
 
@@ -162,6 +186,7 @@ async def _run_page(
     sort: SearchSort,
     limit: int,
     offset: int,
+    now: float,
 ) -> SearchPage:
     """Order, cut and count ``base`` (a select of ``ENTRY_COLUMNS`` with its conditions)."""
     _check_page(limit, offset)
@@ -173,6 +198,8 @@ async def _run_page(
         order = [entries.c.total_size.desc().nulls_last(), entries.c.id.desc()]
     elif sort is SearchSort.SMALLEST:
         order = [entries.c.total_size.asc().nulls_last(), entries.c.id.desc()]
+    elif sort is SearchSort.SEEDERS:
+        order = [seeders_of_entry(now).desc().nulls_last(), entries.c.id.desc()]
     else:  # NEWEST, and RELEVANCE without words to rank by
         order = [entries.c.created_at.desc(), entries.c.id.desc()]
     rows = (await connection.execute(base.order_by(*order).limit(limit).offset(offset))).all()
@@ -238,7 +265,7 @@ class Fts5Search:
             base = sa.select(*ENTRY_COLUMNS)
         if query.excluded:
             conditions.append(entries.c.id.not_in(self._matching(query.excluded)))
-        return await _run_page(connection, base.where(*conditions), score, sort, limit, offset)
+        return await _run_page(connection, base.where(*conditions), score, sort, limit, offset, now)
 
     @staticmethod
     def _matching(clauses: Sequence[Clause]) -> sa.Select[Any]:
@@ -309,7 +336,7 @@ class PostgresSearch:
                 _pg_search.c.document.op("@@")(self._tsquery(query.excluded, any_of=True))
             )
             conditions.append(entries.c.id.not_in(inner.correlate(None)))
-        return await _run_page(connection, base.where(*conditions), score, sort, limit, offset)
+        return await _run_page(connection, base.where(*conditions), score, sort, limit, offset, now)
 
     @staticmethod
     def _tsquery(clauses: Sequence[Clause], *, any_of: bool = False) -> sa.ColumnElement[Any]:

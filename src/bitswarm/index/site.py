@@ -194,6 +194,7 @@ SORTS = {
     "oldest": SearchSort.OLDEST,
     "largest": SearchSort.LARGEST,
     "smallest": SearchSort.SMALLEST,
+    "seeders": SearchSort.SEEDERS,
 }
 AGES = {"day": 86400, "week": 7 * 86400, "month": 31 * 86400, "year": 366 * 86400}
 
@@ -328,6 +329,7 @@ async def search_page(request: web.Request) -> web.Response:
         min_size=_size_param(request, "min_size"),
         max_size=_size_param(request, "max_size"),
         max_age_s=AGES.get(age_name),
+        min_seeders=_int_param(request, "seeders", 0, 0, 10**9) or None,
     )
     number = _int_param(request, "page", 1, 1, MAX_PAGE)
     result: SearchPage = await site.db.search(
