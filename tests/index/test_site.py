@@ -485,3 +485,42 @@ def test_searches_by_seeders_see_the_sites_own_tracker(
         assert ordered.index("Seeded Swarm") < ordered.index("Lonely Swarm")
 
     site_test(index_url, scenario)
+
+
+def test_an_operator_edits_and_deletes_an_entry(index_url: str, tmp_path: Path) -> None:
+    fields = upload_fields(tmp_path, "Misnamed", {"m.bin": b"m" * 4000})
+
+    async def scenario(browser: Browser, config: IndexConfig) -> None:
+        db = await open_database(config.db)
+        async with db:
+            await db.accounts.create("editor", "correct horse battery", "operator")
+        _status, path, _page = await browser.form("/upload", fields)
+        status, _path, _page = await browser.form(f"{path}/edit", {"title": "x"}, from_page=path)
+        assert status == 403  # not signed in
+        await browser.form("/login", {"name": "editor", "password": "correct horse battery"})
+        edit = {"title": "Properly Named", "description": "*now* described", "category": "books", "tags": "a b"}
+        status, final, page = await browser.form(f"{path}/edit", edit, from_page=f"{path}/edit")
+        assert status == 200
+        assert final == path
+        assert "Properly Named" in page
+        assert "<em>now</em>" in page
+        _status, found = await browser.get("/search?q=properly&cat=books")
+        assert f'href="{path}"' in found
+        status, final, _page = await browser.form(f"{path}/moderate", {"action": "delete"}, from_page=path)
+        assert final == "/"
+        status, _page = await browser.get(path)
+        assert status == 404
+
+    site_test(index_url, scenario)
+
+
+def test_the_privacy_page_follows_the_running_configuration(index_url: str) -> None:
+    async def scenario(browser: Browser, config: IndexConfig) -> None:
+        _status, page = await browser.get("/privacy")
+        assert "neither stored in the database nor written to any log" in page
+        assert ("The tracker" in page) == config.tracker
+        assert ("behind a proxy" in page) == bool(config.trusted_proxies)
+        assert f"{config.searches_per_minute} a minute" in page
+
+    site_test(index_url, scenario)
+    site_test(index_url, scenario, tracker=False, trusted_proxies=("10.0.0.0/8",), searches_per_minute=77)
