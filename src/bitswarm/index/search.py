@@ -117,6 +117,9 @@ class SearchBackend(Protocol):
     async def index_entry(self, connection: AsyncConnection, document: SearchDocument) -> None:
         """Add or replace the entry's row in the index."""
 
+    async def index_entries(self, connection: AsyncConnection, documents: Sequence[SearchDocument]) -> None:
+        """Add or replace the rows of many entries (a bulk import), as ``index_entry`` each."""
+
     async def remove_entry(self, connection: AsyncConnection, entry_id: int) -> None:
         """Drop the entry's row from the index (nothing happens when there is none)."""
 
@@ -195,27 +198,38 @@ _fts_self: sa.ColumnClause[Any] = sa.literal_column("entry_search")
 _FTS_WEIGHTS = (10.0, 5.0, 2.0, 1.0)
 
 
+def _fts5_row(document: SearchDocument) -> dict[str, Any]:
+    return {
+        "entry_id": document.entry_id,
+        "title": " ".join(document.title),
+        "tags": " ".join(document.tags),
+        "files": " ".join(document.files),
+        "description": " ".join(document.description),
+    }
+
+
+_FTS5_INSERT = sa.text(
+    "INSERT INTO entry_search (rowid, title, tags, files, description) "
+    "VALUES (:entry_id, :title, :tags, :files, :description)"
+)
+_FTS5_DELETE = sa.text("DELETE FROM entry_search WHERE rowid = :entry_id")
+
+
 class Fts5Search:
     """SQLite FTS5 (``entry_search``; rowid = entry id)."""
 
     async def index_entry(self, connection: AsyncConnection, document: SearchDocument) -> None:
-        await self.remove_entry(connection, document.entry_id)
-        await connection.execute(
-            sa.text(
-                "INSERT INTO entry_search (rowid, title, tags, files, description) "
-                "VALUES (:entry_id, :title, :tags, :files, :description)"
-            ),
-            {
-                "entry_id": document.entry_id,
-                "title": " ".join(document.title),
-                "tags": " ".join(document.tags),
-                "files": " ".join(document.files),
-                "description": " ".join(document.description),
-            },
-        )
+        await self.index_entries(connection, [document])
+
+    async def index_entries(self, connection: AsyncConnection, documents: Sequence[SearchDocument]) -> None:
+        if not documents:
+            return
+        rows = [_fts5_row(document) for document in documents]
+        await connection.execute(_FTS5_DELETE, [{"entry_id": row["entry_id"]} for row in rows])
+        await connection.execute(_FTS5_INSERT, rows)
 
     async def remove_entry(self, connection: AsyncConnection, entry_id: int) -> None:
-        await connection.execute(sa.text("DELETE FROM entry_search WHERE rowid = :entry_id"), {"entry_id": entry_id})
+        await connection.execute(_FTS5_DELETE, {"entry_id": entry_id})
 
     async def search(
         self,
@@ -269,16 +283,28 @@ class PostgresSearch:
     """PostgreSQL full-text search (``entry_search.document``, a tsvector with a GIN index)."""
 
     async def index_entry(self, connection: AsyncConnection, document: SearchDocument) -> None:
-        literal = tsvector_literal(
-            [("A", document.title), ("B", document.tags), ("C", document.files), ("D", document.description)]
-        )
+        await self.index_entries(connection, [document])
+
+    async def index_entries(self, connection: AsyncConnection, documents: Sequence[SearchDocument]) -> None:
+        if not documents:
+            return
         statement = postgresql.insert(_pg_search).values(
-            entry_id=document.entry_id, document=sa.cast(sa.literal(literal, sa.Text), postgresql.TSVECTOR)
+            entry_id=sa.bindparam("entry_id", type_=sa.Integer),
+            document=sa.cast(sa.bindparam("literal", type_=sa.Text), postgresql.TSVECTOR),
         )
         statement = statement.on_conflict_do_update(
             index_elements=["entry_id"], set_={"document": statement.excluded.document}
         )
-        await connection.execute(statement)
+        rows = [
+            {
+                "entry_id": document.entry_id,
+                "literal": tsvector_literal(
+                    [("A", document.title), ("B", document.tags), ("C", document.files), ("D", document.description)]
+                ),
+            }
+            for document in documents
+        ]
+        await connection.execute(statement, rows)
 
     async def remove_entry(self, connection: AsyncConnection, entry_id: int) -> None:
         await connection.execute(sa.delete(_pg_search).where(_pg_search.c.entry_id == entry_id))
