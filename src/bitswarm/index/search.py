@@ -293,6 +293,8 @@ class Fts5Search:
 
 
 _pg_search = sa.table("entry_search", sa.column("entry_id", sa.Integer), sa.column("document", postgresql.TSVECTOR))
+# PostgreSQL: the newest ids a search by relevance looks at first (then more, ...).
+_FIRST_WINDOW_IDS = 20_000
 
 
 def tsvector_literal(fields: Sequence[tuple[str, Sequence[str]]]) -> str:
@@ -367,7 +369,67 @@ class PostgresSearch:
                 _pg_search.c.document.op("@@")(self._tsquery(query.excluded, any_of=True))
             )
             conditions.append(entries.c.id.not_in(inner.correlate(None)))
+        if score is not None and sort is SearchSort.RELEVANCE:
+            _check_page(limit, offset)
+            return await self._ranked_page(connection, base.where(*conditions), score, limit, offset)
         return await _run_page(connection, base.where(*conditions), score, sort, limit, offset)
+
+    @staticmethod
+    async def _ranked_page(
+        connection: AsyncConnection, base: sa.Select[Any], score: sa.ColumnElement[Any], limit: int, offset: int
+    ) -> SearchPage:
+        """A page by relevance: the newest ``RANKED_CANDIDATES`` matches, scored.
+
+        PostgreSQL's planner cannot guess how many entries a phrase matches: it walked the
+        primary key backwards testing each document (85,000 of them for a phrase in 1 % of
+        200,000 entries, 0.1 s), where the GIN index finds them at once, and for a common
+        word the reverse. So matches are looked for among the newest ids first, in windows
+        that grow (by the density found so far) until they hold ``RANKED_CANDIDATES`` or
+        span every entry; ``+ 0`` keeps
+        the planner off the key's order, so each window is the GIN index and a key range.
+        The result is the same as searching everything; the count comes with it."""
+        newest = (await connection.execute(sa.select(sa.func.max(_pg_search.c.entry_id)))).scalar()
+        window = _FIRST_WINDOW_IDS
+        candidate_ids: list[int] = []
+        for _step in range(64):  # bounded: the window at least doubles each time
+            spans_all = newest is None or window >= newest
+            statement = base.with_only_columns(entries.c.id)
+            if not spans_all:
+                statement = statement.where(_pg_search.c.entry_id > newest - window)
+            statement = statement.order_by((_pg_search.c.entry_id + 0).desc()).limit(RANKED_CANDIDATES)
+            candidate_ids = list((await connection.execute(statement)).scalars())
+            if spans_all or len(candidate_ids) >= RANKED_CANDIDATES:
+                break
+            # Wide enough for what this one's density promises (with a margin), at least twice.
+            promised = window * RANKED_CANDIDATES * 5 // (4 * max(1, len(candidate_ids)))
+            window = max(2 * window, promised)
+        total = len(candidate_ids)
+        if total >= RANKED_CANDIDATES and RANKED_CANDIDATES <= MAX_COUNTED:
+            # Fewer candidates than the count shows (never so by default): count them.
+            counted = base.with_only_columns(entries.c.id).limit(MAX_COUNTED + 1).subquery()
+            total = (await connection.execute(sa.select(sa.func.count()).select_from(counted))).scalar_one()
+        rows: Sequence[sa.Row[Any]] = ()
+        if candidate_ids:
+            ranked = (
+                sa.select(_pg_search.c.entry_id.label("candidate_id"), score.label("score"))
+                .where(_pg_search.c.entry_id == sa.any_(sa.literal(candidate_ids, postgresql.ARRAY(sa.Integer))))
+                .subquery("candidates")
+            )
+            statement = (
+                sa.select(*ENTRY_COLUMNS)
+                .join_from(ranked, entries, entries.c.id == ranked.c.candidate_id)
+                .order_by(ranked.c.score.desc(), entries.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            rows = (await connection.execute(statement)).all()
+        return SearchPage(
+            entries=tuple(entry_from_row(row) for row in rows),
+            total=min(total, MAX_COUNTED),
+            total_is_exact=total <= MAX_COUNTED,
+            limit=limit,
+            offset=offset,
+        )
 
     @staticmethod
     def _tsquery(clauses: Sequence[Clause], *, any_of: bool = False) -> sa.ColumnElement[Any]:
