@@ -67,6 +67,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import sqlalchemy as sa
+
 from bitswarm import bencode
 from bitswarm.index import open_database
 from bitswarm.index.entries import TorrentUpload
@@ -154,6 +156,12 @@ class Noise:
         """(other processes' CPU s, wall s) since this was made."""
         other = (machine_busy_s() - self.busy_s) - (own_cpu_s() - self.own_s)
         return max(0.0, other), time.monotonic() - self.started_s
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of one process (not its children), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def rss_mib(pid: int | str = "self") -> tuple[float, float]:
@@ -344,6 +352,7 @@ class Postgres:
             raise SystemExit("PostgreSQL is missing (Debian's postgresql package)")
         self.bindir = found[-1].parent
         account = pwd.getpwnam("postgres")
+        folder.chmod(0o755)  # mkdtemp's 0700 would keep the postgres user out
         self.folder = folder / "pg"
         self.folder.mkdir()
         os.chown(self.folder, account.pw_uid, account.pw_gid)
@@ -454,6 +463,12 @@ async def import_entries(url: str, count: int, batch: int, seed: int) -> ImportR
             if time.monotonic() >= next_report:
                 next_report += 30
                 print(f"  {done:,} imported, {done / import_s:,.0f}/s", flush=True)
+        if db.engine.dialect.name == "postgresql":
+            # What autovacuum does after a bulk load anyway; done here so the planner's
+            # statistics do not depend on when it last ran.
+            async with db.engine.connect() as connection:
+                await connection.execute(sa.text("ANALYZE"))
+                await connection.commit()
     rss, peak = rss_mib()
     other, _wall = noise.measure()
     return ImportResult(done, refused, import_s, generate_s, time.monotonic() - started, rss, peak, torrent_bytes,
@@ -507,6 +522,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    server_cpu_ms: float
     server_rss_mib: float
     other_cpu_s: float
     wall_s: float
@@ -527,8 +543,8 @@ def run_wrk(url: str, duration_s: int, connections: int, script: Path | None = N
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True,
                             timeout=duration_s + WRK_TIMEOUT_MARGIN_S).stdout  # fmt: skip
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = parse_duration_ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = parse_duration_ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p50 = parse_duration_ms(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = parse_duration_ms(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
     errors = 0
     for pattern in (
         r"Non-2xx or 3xx responses:\s+(\d+)",
@@ -605,9 +621,11 @@ def load_pages(
         for name, path, lua in pages:
             noise = Noise()
             target = site + (path if lua is None else "/")
+            cpu_before = process_cpu_s(pid)
             rate, p50, p99, errors = run_wrk(target, duration_s, connections, lua)
+            cpu_ms = (process_cpu_s(pid) - cpu_before) * 1000 / max(1.0, rate * duration_s)
             other, wall = noise.measure()
-            results.append(LoadResult(name, path, rate, p50, p99, errors, rss_mib(pid)[0], other, wall))
+            results.append(LoadResult(name, path, rate, p50, p99, errors, cpu_ms, rss_mib(pid)[0], other, wall))
             print(f"  {name}: {rate:,.0f} requests/s", flush=True)
     binary = nginx_binary()
     if binary is None:
@@ -620,10 +638,12 @@ def load_pages(
         target = f"{nginx.url}t/{entry_id}.html"
         fetch(target)
         noise = Noise()
+        cpu_before = process_cpu_s(nginx.process.pid)
         rate, p50, p99, errors = run_wrk(target, duration_s, connections)
+        cpu_ms = (process_cpu_s(nginx.process.pid) - cpu_before) * 1000 / max(1.0, rate * duration_s)
         other, wall = noise.measure()
         results.append(LoadResult("nginx, static copy of the torrent page", f"/t/{entry_id}.html", rate, p50, p99,
-                                  errors, rss_mib(nginx.process.pid)[0], other, wall))  # fmt: skip
+                                  errors, cpu_ms, rss_mib(nginx.process.pid)[0], other, wall))  # fmt: skip
     return results
 
 
@@ -649,6 +669,21 @@ def commit() -> str:
         return "?"
 
 
+def import_and_report(
+    backend: str, url: str, folder: Path, postgres: Postgres | None, args: argparse.Namespace
+) -> None:
+    imported = asyncio.run(import_entries(url, args.entries, args.batch, args.seed))
+    size = database_size(folder, postgres)
+    print(f"| {backend} | entries | refused | import s | entries/s | generation s | .torrent MiB | database MiB "
+          "| RSS MiB (peak) | other CPU s |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| import | {imported.entries:,} | {imported.refused} | {imported.import_s:.0f} | "
+          f"{imported.entries / imported.import_s:,.0f} | {imported.generate_s:.0f} | "
+          f"{imported.torrent_bytes / (1 << 20):,.0f} | {size / (1 << 20):,.0f} | "
+          f"{imported.rss_mib:.0f} ({imported.peak_rss_mib:.0f}) | "
+          f"{imported.other_cpu_s:.0f} in {imported.wall_s:.0f} s |", flush=True)  # fmt: skip
+
+
 def bench_backend(backend: str, args: argparse.Namespace, queries: dict[str, list[str]]) -> None:
     folder = Path(tempfile.mkdtemp(prefix=f"bitswarm-index-bench-{backend}-"))
     postgres: Postgres | None = None
@@ -656,19 +691,15 @@ def bench_backend(backend: str, args: argparse.Namespace, queries: dict[str, lis
         if backend == "postgresql":
             postgres = Postgres(folder)
             url = postgres.url
+        elif args.sqlite_db is not None:
+            url = f"sqlite:///{args.sqlite_db}"
         else:
             url = f"sqlite:///{folder / 'index.db'}"
-        print(f"\n## {backend}: importing {args.entries:,} entries", flush=True)
-        imported = asyncio.run(import_entries(url, args.entries, args.batch, args.seed))
-        size = database_size(folder, postgres)
-        print(f"| {backend} | entries | refused | import s | entries/s | generation s | .torrent MiB | database MiB "
-              "| RSS MiB (peak) | other CPU s |")  # fmt: skip
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        print(f"| import | {imported.entries:,} | {imported.refused} | {imported.import_s:.0f} | "
-              f"{imported.entries / imported.import_s:,.0f} | {imported.generate_s:.0f} | "
-              f"{imported.torrent_bytes / (1 << 20):,.0f} | {size / (1 << 20):,.0f} | "
-              f"{imported.rss_mib:.0f} ({imported.peak_rss_mib:.0f}) | "
-              f"{imported.other_cpu_s:.0f} in {imported.wall_s:.0f} s |", flush=True)  # fmt: skip
+        if backend == "sqlite" and args.sqlite_db is not None:
+            print(f"\n## {backend}: {args.sqlite_db} (imported before: --entries must say how many)", flush=True)
+        else:
+            print(f"\n## {backend}: importing {args.entries:,} entries", flush=True)
+            import_and_report(backend, url, folder, postgres, args)
         searches, other, wall = asyncio.run(run_searches(url, queries))
         print(f"\n| {backend} search | queries | p50 ms | p99 ms | max ms | mean count | no match | slowest |")
         print("|---|---:|---:|---:|---:|---:|---:|---|")
@@ -684,16 +715,20 @@ def bench_backend(backend: str, args: argparse.Namespace, queries: dict[str, lis
         loads = load_pages(folder, url, args.entries, word, args.wrk_duration_s, args.wrk_connections, args.seed)
         nginx_rate = next((load.requests_per_s for load in loads if load.page.startswith("nginx")), None)
         print(f"\n| {backend}: wrk -t2 -c{args.wrk_connections} -d{args.wrk_duration_s}s | path | requests/s | "
-              "x nginx | p50 ms | p99 ms | errors | server RSS MiB | other CPU s |")  # fmt: skip
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+              "x nginx | p50 ms | p99 ms | errors | server CPU ms/req | server RSS MiB | other CPU s |")  # fmt: skip
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for load in loads:
             ratio = f"{load.requests_per_s / nginx_rate:.3f}" if nginx_rate else "-"
             print(f"| {load.page} | `{load.path}` | {load.requests_per_s:,.0f} | {ratio} | {load.p50_ms:.1f} | "
-                  f"{load.p99_ms:.1f} | {load.errors} | {load.server_rss_mib:.0f} | "
+                  f"{load.p99_ms:.1f} | {load.errors} | {load.server_cpu_ms:.2f} | {load.server_rss_mib:.0f} | "
                   f"{load.other_cpu_s:.1f} in {load.wall_s:.0f} s |")  # fmt: skip
     finally:
         if postgres is not None:
             postgres.stop()
+        if backend == "sqlite" and args.keep_sqlite is not None and args.sqlite_db is None:
+            for suffix in ("", "-wal", "-shm"):
+                if (folder / f"index.db{suffix}").exists():
+                    shutil.move(folder / f"index.db{suffix}", f"{args.keep_sqlite}{suffix}")
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -712,6 +747,8 @@ def main() -> None:
     parser.add_argument("--wrk-connections", type=int, default=16)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--no-wrk", action="store_true", help="import and search only")
+    parser.add_argument("--keep-sqlite", type=Path, help="move the SQLite database here at the end")
+    parser.add_argument("--sqlite-db", type=Path, help="use this SQLite database (made by --keep-sqlite): no import")
     args = parser.parse_args()
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     if not set(backends) <= {"sqlite", "postgresql"} or not 1 <= args.entries <= 10_000_000:
