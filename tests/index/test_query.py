@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bitswarm.index import query as query_module
 from bitswarm.index.query import (
     MAX_CLAUSES,
     MAX_QUERY_CHARS,
@@ -108,3 +109,14 @@ def test_any_text_renders_to_queries_the_engines_accept(fts5: sqlite3.Connection
         assert _TSQUERY.fullmatch(to_tsquery(clauses, any_of=any_of))
     for clause in query.required + query.excluded:
         assert all(re.fullmatch(r"[^\W_]+", word) for word in clause.words)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_normalises_as_any_other_text(text: str) -> None:
+    # normalise() takes a short cut for ASCII (a bulk import's hot path); it must agree.
+    assert query_module.normalise(text) == query_module._normalise_unicode(text)
+
+
+def test_every_ascii_character_normalises_as_any_other_text() -> None:
+    every = "".join(map(chr, range(128)))
+    assert query_module.normalise(every) == query_module._normalise_unicode(every)

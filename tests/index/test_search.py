@@ -12,6 +12,7 @@ import pytest
 
 from bitswarm.errors import UsageError
 from bitswarm.index import IndexDatabase, SearchFilters, SearchSort, open_database
+from bitswarm.index import search as search_module
 from bitswarm.index.search import MAX_COUNTED
 from bitswarm.metainfo import TorrentVersion
 from index.support import make_torrent, run
@@ -212,6 +213,33 @@ def test_a_common_word_is_counted_up_to_a_bound(index_url: str) -> None:
             assert (len(page.entries), page.total, page.total_is_exact) == (3, MAX_COUNTED, False)
             exact = await db.search("1004")
             assert (exact.total, exact.total_is_exact) == (1, True)
+
+    run(scenario())
+
+
+def test_relevance_ranks_only_the_newest_matches_of_a_common_word(
+    index_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_module, "RANKED_CANDIDATES", 3)
+    # PostgreSQL looks among the newest ids first, in growing windows: make them small.
+    monkeypatch.setattr(search_module, "_FIRST_WINDOW_IDS", 1)
+
+    async def scenario() -> None:
+        async with await open_database(index_url) as db:
+            # The oldest is the best match (the word in its title, twice); then four more.
+            best = await db.entries.add_magnet(f"magnet:?xt=urn:btih:{1:040x}&dn=storm+storm")
+            others = []
+            for number in range(2, 6):
+                others.append(await db.entries.add_magnet(f"magnet:?xt=urn:btih:{number:040x}&dn=storm+film+{number}"))
+            page = await db.search("storm")
+            assert best.id not in [entry.id for entry in page.entries]
+            assert sorted(entry.id for entry in page.entries) == sorted(entry.id for entry in others[-3:])
+            assert (page.total, page.total_is_exact) == (5, True)
+            # Other orders are not cut.
+            newest = await db.search("storm", sort=SearchSort.OLDEST)
+            assert [entry.id for entry in newest.entries] == [best.id, *(entry.id for entry in others)]
+            monkeypatch.setattr(search_module, "RANKED_CANDIDATES", 10)
+            assert (await db.search("storm")).entries[0].id == best.id
 
     run(scenario())
 

@@ -498,7 +498,9 @@ def test_an_operator_edits_and_deletes_an_entry(index_url: str, tmp_path: Path) 
         status, _path, _page = await browser.form(f"{path}/edit", {"title": "x"}, from_page=path)
         assert status == 403  # not signed in
         await browser.form("/login", {"name": "editor", "password": "correct horse battery"})
-        edit = {"title": "Properly Named", "description": "*now* described", "category": "books", "tags": "a b"}
+        edit: dict[str, object] = {
+            "title": "Properly Named", "description": "*now* described", "category": "books", "tags": "a b",
+        }  # fmt: skip
         status, final, page = await browser.form(f"{path}/edit", edit, from_page=f"{path}/edit")
         assert status == 200
         assert final == path

@@ -45,6 +45,10 @@ MIGRATIONS = "bitswarm.index:migrations"
 _MIGRATION_LOCK_KEY = 0x62697473
 # Milliseconds a SQLite writer waits for another process's write to finish.
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Connections a process keeps open, and how many more it opens under a burst (PostgreSQL
+# allows 100 by default: a few processes of one site fit).
+_POOL_CONNECTIONS = 20
+_POOL_OVERFLOW = 10
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -119,8 +123,12 @@ def _sqlite_begin(connection: sa.Connection) -> None:
     # A writer takes the write lock at BEGIN, so that two writers (a migration racing
     # another process's, a duplicate check and its insert) queue on the busy timeout
     # instead of failing when a read lock would have to become a write lock.
-    immediate = connection.get_execution_options().get(WRITE_OPTION, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # Every write goes through ``writing()``. A reader issues no BEGIN: each of its
+    # statements then reads its own snapshot (WAL), which is all a page needs, and the
+    # BEGIN was three of a read's eight round trips to aiosqlite's thread (a torrent page
+    # spent most of its time in them; bench/index_bench.py).
+    if connection.get_execution_options().get(WRITE_OPTION, False):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class IndexDatabase:
@@ -192,6 +200,12 @@ async def open_database(url: str, *, clock: Callable[[], float] = time.time) -> 
     if parsed.drivername.startswith("sqlite") and in_memory:
         # One shared connection: each new connection to :memory: would be an empty database.
         options["poolclass"] = StaticPool
+    else:
+        # A page takes a connection per query: with more requests in flight than the pool
+        # keeps, every overflow connection was opened and closed again per use (a thread and
+        # the pragmas for SQLite, a backend process for PostgreSQL).
+        options["pool_size"] = _POOL_CONNECTIONS
+        options["max_overflow"] = _POOL_OVERFLOW
     engine = create_async_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(in_memory))

@@ -7,6 +7,8 @@ style or a form (THREATS: a page visitor must not run an uploader's code).
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 
@@ -24,6 +26,12 @@ URL_SCHEMES = frozenset({"http", "https", "magnet"})
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable("strikethrough")
 
 
+# An entry page renders its description on every visit: the popular ones are kept (the
+# function is pure; at most this many sources of up to MAX_DESCRIPTION_CHARS each).
+RENDERED_KEPT = 256
+
+
+@functools.lru_cache(maxsize=RENDERED_KEPT)
 def render_description(source: str) -> str:
     """Safe HTML for ``source`` (Markdown); text beyond ``MAX_DESCRIPTION_CHARS`` is cut."""
     html = _markdown.render(source[:MAX_DESCRIPTION_CHARS])

@@ -4,6 +4,8 @@ Torrents are read only by the strict ``bitswarm.metainfo`` code and magnet links
 ``bitswarm.magnet``. An entry is a duplicate when it shares a v1 or a v2 info-hash with a
 listed one (a hybrid whose v1 half is listed is the same swarm): ``DuplicateEntry``
 names the listed entry. A magnet-only entry waits for its metadata (``attach_metadata``).
+``add_torrents`` lists many .torrent files in one transaction (a bulk import): each item
+is added or refused on its own, with the same result as ``add_torrent`` one by one.
 What uploaders write is bounded and checked here (``InvalidEntry``,
 ``EntryLimitExceeded``): titles, descriptions (Markdown source, rendered by the site),
 categories and tags hold no control characters and no bidirectional overrides.
@@ -17,6 +19,7 @@ import dataclasses
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,6 +53,9 @@ MAX_TAG_CHARS = 32
 MAX_STORED_FILES = 10_000
 # One page of a file list (the site shows a tree; a feed never needs more).
 MAX_FILES_PAGE = 10_000
+# Items of one add_torrents call: one transaction holds the write lock (SQLite) while it
+# runs, so a batch stays well under a second of work; an import sends many batches.
+MAX_BATCH_ITEMS = 1000
 
 # Categories are slugs ("movies", "tv/hd"): they appear in URLs and feed parameters.
 _CATEGORY = re.compile(r"[a-z0-9][a-z0-9._/-]*")
@@ -192,6 +198,38 @@ def _file_rows(entry_id: int, torrent: Torrent) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class TorrentUpload:
+    """One .torrent for ``EntryStore.add_torrents``, with what ``add_torrent`` takes besides."""
+
+    data: bytes
+    title: str | None = None
+    description: str = ""
+    category: str | None = None
+    tags: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """An item of a batch, checked and parsed, waiting for its id."""
+
+    position: int
+    values: dict[str, Any]
+    torrent: Torrent
+
+
+# Built once: an entry page runs these on every visit, and building a select costs more
+# than SQLAlchemy's cached compilation of it.
+_SELECT_ENTRY = sa.select(*ENTRY_COLUMNS).where(entries.c.id == sa.bindparam("entry_id"))
+_SELECT_FILES = (
+    sa.select(entry_files.c.position, entry_files.c.path, entry_files.c.size)
+    .where(entry_files.c.entry_id == sa.bindparam("entry_id"))
+    .order_by(entry_files.c.position)
+    .limit(sa.bindparam("limit"))
+    .offset(sa.bindparam("offset"))
+)
+
+
 def _check_page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise UsageError(f"limit {limit} is not between 1 and {MAX_PAGE_SIZE}")
@@ -228,17 +266,48 @@ class EntryStore:
         ``MAX_TORRENT_BYTES`` or ``max_files`` files, ``DecodeError``/``MetainfoError`` for
         a torrent the strict reader refuses, ``InvalidEntry`` for bad fields,
         ``DuplicateEntry`` when listed."""
-        if len(data) > MAX_TORRENT_BYTES:
-            raise EntryLimitExceeded(f"larger than {MAX_TORRENT_BYTES} bytes", "torrent", MAX_TORRENT_BYTES)
-        torrent = read_torrent_file(data)
-        if max_files is not None and sum(1 for _ in torrent.data_files()) > max_files:
-            raise EntryLimitExceeded(f"more than {max_files} files", "torrent", max_files)
-        if first_tracker is not None:
-            data = with_first_tracker(data, torrent, first_tracker)
-            torrent = read_torrent_file(data)
-        values = self._user_fields(title, description, category, tags, default_title=torrent.name)
-        values |= _torrent_values(torrent) | {"torrent": data}
+        upload = TorrentUpload(data, title, description, category, tags)
+        values, torrent = self._prepare_torrent(upload, first_tracker, max_files, int(self._clock()))
         return await self._insert(values, torrent)
+
+    async def add_torrents(
+        self, uploads: Sequence[TorrentUpload], *, first_tracker: str | None = None, max_files: int | None = None
+    ) -> list[int | BitswarmError]:
+        """List many .torrent files in one transaction: per item, the new entry's id or the
+        error ``add_torrent`` would have raised for it (``DuplicateEntry`` for one listed
+        before or earlier in ``uploads``, which keeps the first). What is stored is what
+        ``add_torrent`` one by one stores, in the same order.
+
+        Raises ``UsageError`` for more than ``MAX_BATCH_ITEMS`` items; database errors
+        (nothing of the batch is stored then)."""
+        if len(uploads) > MAX_BATCH_ITEMS:
+            raise UsageError(f"{len(uploads)} torrents in one batch (at most {MAX_BATCH_ITEMS})")
+        results: list[int | BitswarmError] = []
+        prepared: list[_Prepared] = []
+        now = int(self._clock())
+        for position, upload in enumerate(uploads):
+            try:
+                values, torrent = self._prepare_torrent(upload, first_tracker, max_files, now)
+            except BitswarmError as error:
+                results.append(error)
+                continue
+            results.append(0)  # the id, once inserted
+            prepared.append(_Prepared(position, values, torrent))
+        if not prepared:
+            return results
+        try:
+            async with self._writing() as connection:
+                await self._insert_batch(connection, prepared, results)
+        except exc.IntegrityError:
+            # Another writer listed one of these between our check and our insert (on
+            # PostgreSQL; SQLite's writer holds the lock throughout): nothing of the batch
+            # was stored, so each item goes in on its own and gets its own answer.
+            for item in prepared:
+                try:
+                    results[item.position] = (await self._insert(item.values, item.torrent)).id
+                except BitswarmError as error:
+                    results[item.position] = error
+        return results
 
     async def add_magnet(
         self,
@@ -314,10 +383,22 @@ class EntryStore:
     async def get(self, entry_id: int) -> Entry:
         """The entry ``entry_id`` (hidden ones too). Raises ``EntryNotFound``."""
         async with self._engine.connect() as connection:
-            row = (await connection.execute(sa.select(*ENTRY_COLUMNS).where(entries.c.id == entry_id))).first()
+            row = (await connection.execute(_SELECT_ENTRY, {"entry_id": entry_id})).first()
         if row is None:
             raise EntryNotFound(entry_id)
         return entry_from_row(row)
+
+    async def get_with_files(self, entry_id: int, *, limit: int = 1000) -> tuple[Entry, list[EntryFile]]:
+        """The entry (hidden ones too) and the first ``limit`` of its stored files, read on
+        one connection (what an entry page shows). Raises ``EntryNotFound``."""
+        if not 1 <= limit <= MAX_FILES_PAGE:
+            raise UsageError(f"limit {limit} out of bounds")
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_SELECT_ENTRY, {"entry_id": entry_id})).first()
+            if row is None:
+                raise EntryNotFound(entry_id)
+            files = (await connection.execute(_SELECT_FILES, {"entry_id": entry_id, "limit": limit, "offset": 0})).all()
+        return entry_from_row(row), [EntryFile(file.position, tuple(file.path.split("/")), file.size) for file in files]
 
     async def find_by_info_hash(self, info_hash: bytes | str) -> Entry | None:
         """The entry with this info-hash: 20 bytes (40 hex) a v1 hash or a v2 hash cut to
@@ -350,15 +431,9 @@ class EntryStore:
         are stored; ``Entry.file_count`` is the true count)."""
         if not 1 <= limit <= MAX_FILES_PAGE or offset < 0:
             raise UsageError(f"limit {limit} / offset {offset} out of bounds")
-        statement = (
-            sa.select(entry_files.c.position, entry_files.c.path, entry_files.c.size)
-            .where(entry_files.c.entry_id == entry_id)
-            .order_by(entry_files.c.position)
-            .limit(limit)
-            .offset(offset)
-        )
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(statement)).all()
+            parameters = {"entry_id": entry_id, "limit": limit, "offset": offset}
+            rows = (await connection.execute(_SELECT_FILES, parameters)).all()
         return [EntryFile(row.position, tuple(row.path.split("/")), row.size) for row in rows]
 
     async def torrent_lengths(self, entry_ids: Sequence[int]) -> dict[int, int]:
@@ -432,10 +507,37 @@ class EntryStore:
 
     # -- inside ---------------------------------------------------------------------------
 
+    def _prepare_torrent(
+        self, upload: TorrentUpload, first_tracker: str | None, max_files: int | None, now: int
+    ) -> tuple[dict[str, Any], Torrent]:
+        """An entry's column values and its parsed torrent; raises what ``add_torrent`` does
+        before it reaches the database."""
+        data = upload.data
+        if len(data) > MAX_TORRENT_BYTES:
+            raise EntryLimitExceeded(f"larger than {MAX_TORRENT_BYTES} bytes", "torrent", MAX_TORRENT_BYTES)
+        torrent = read_torrent_file(data)
+        if max_files is not None and sum(1 for _ in torrent.data_files()) > max_files:
+            raise EntryLimitExceeded(f"more than {max_files} files", "torrent", max_files)
+        if first_tracker is not None:
+            data = with_first_tracker(data, torrent, first_tracker)
+            torrent = read_torrent_file(data)
+        values = self._user_fields(
+            upload.title, upload.description, upload.category, upload.tags, default_title=torrent.name, now=now
+        )
+        values |= _torrent_values(torrent) | {"torrent": data}
+        return values, torrent
+
     def _user_fields(
-        self, title: str | None, description: str, category: str | None, tags: Sequence[str], *, default_title: str
+        self,
+        title: str | None,
+        description: str,
+        category: str | None,
+        tags: Sequence[str],
+        *,
+        default_title: str,
+        now: int | None = None,
     ) -> dict[str, Any]:
-        now = int(self._clock())
+        now = int(self._clock()) if now is None else now
         chosen = clean_title(title) if title is not None else title_from_name(default_title)
         if not chosen:
             raise InvalidEntry("empty (the torrent's name has no printable character)", "title")
@@ -484,6 +586,70 @@ class EntryStore:
                 await self._check_duplicate(connection, values["info_hash_v1"], values["info_hash_v2"])
             raise
         return await self.get(entry_id)
+
+    async def _insert_batch(
+        self, connection: AsyncConnection, prepared: list[_Prepared], results: list[int | BitswarmError]
+    ) -> None:
+        """Insert the new ones of ``prepared`` (their entries, files and index rows, a
+        statement per table) and put each item's id or ``DuplicateEntry`` in ``results``."""
+        v1s = {item.values["info_hash_v1"] for item in prepared} - {None}
+        v2s = {item.values["info_hash_v2"] for item in prepared} - {None}
+        listed: dict[tuple[str, str], int] = {}
+        if v1s or v2s:
+            found = await connection.execute(
+                sa.select(entries.c.id, entries.c.info_hash_v1, entries.c.info_hash_v2)
+                .where(sa.or_(entries.c.info_hash_v1.in_(sorted(v1s)), entries.c.info_hash_v2.in_(sorted(v2s))))
+                .order_by(entries.c.id)
+            )
+            for row in found:
+                for kind, value in (("v1", row.info_hash_v1), ("v2", row.info_hash_v2)):
+                    if value is not None:
+                        listed.setdefault((kind, value), row.id)
+        # Items of this batch that repeat an earlier one: the position of that earlier one.
+        earlier: dict[tuple[str, str], int] = {}
+        repeats: dict[int, int] = {}
+        fresh: list[_Prepared] = []
+        for item in prepared:
+            keys = [(kind, item.values[f"info_hash_{kind}"]) for kind in ("v1", "v2")]
+            keys = [key for key in keys if key[1] is not None]
+            # add_torrent's check: the lowest id sharing either hash.
+            existing = [listed[key] for key in keys if key in listed]
+            if existing:
+                results[item.position] = DuplicateEntry(min(existing))
+                continue
+            first = [earlier[key] for key in keys if key in earlier]
+            if first:
+                repeats[item.position] = min(first)
+                continue
+            for key in keys:
+                earlier[key] = item.position
+            fresh.append(item)
+        if not fresh:
+            return
+        # One multi-row INSERT ... RETURNING (SQLAlchemy's "insertmanyvalues"), ids in order.
+        inserted = await connection.execute(
+            entries.insert().returning(entries.c.id, sort_by_parameter_order=True), [item.values for item in fresh]
+        )
+        ids = [int(row.id) for row in inserted]
+        assert len(ids) == len(fresh)
+        file_rows: list[dict[str, Any]] = []
+        documents: list[SearchDocument] = []
+        for item, entry_id in zip(fresh, ids, strict=True):
+            results[item.position] = entry_id
+            rows = _file_rows(entry_id, item.torrent)
+            file_rows += rows
+            values = item.values
+            paths = [row["path"] for row in rows]
+            documents.append(
+                SearchDocument.of(entry_id, values["title"], values["tags"].split(), paths, values["description"])
+            )
+        for position, first_position in repeats.items():
+            first_id = results[first_position]
+            assert isinstance(first_id, int)
+            results[position] = DuplicateEntry(first_id)
+        if file_rows:
+            await connection.execute(entry_files.insert(), file_rows)
+        await self._search.index_entries(connection, documents)
 
     async def _store_files(self, connection: AsyncConnection, entry_id: int, torrent: Torrent) -> None:
         rows = _file_rows(entry_id, torrent)

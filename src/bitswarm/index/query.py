@@ -70,6 +70,14 @@ def normalise(text: str) -> str:
     """Text as the index compares it: format characters (zero-width, bidi controls, soft
     hyphens) removed, so they can neither split nor disguise a word; NFKC; case folded;
     combining accents dropped (``Beyoncé`` finds ``beyonce``)."""
+    if text.isascii():
+        # The common case, and a bulk import's hot path: ASCII holds no format character
+        # and no accent, NFKC and NFKD leave it as it is, and casefold() is lower() there.
+        return text.lower()
+    return _normalise_unicode(text)
+
+
+def _normalise_unicode(text: str) -> str:
     text = "".join(char for char in text if unicodedata.category(char) != "Cf")
     text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
     return unicodedata.normalize("NFC", "".join(char for char in text if unicodedata.category(char) != "Mn"))

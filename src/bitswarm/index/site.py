@@ -357,9 +357,13 @@ async def _visible_entry(request: web.Request) -> Entry:
         entry = await site.db.entries.get(int(request.match_info["entry_id"]))
     except BitswarmError:
         raise web.HTTPNotFound(text="404: no such entry\n") from None
+    await _check_visible(request, entry)
+    return entry
+
+
+async def _check_visible(request: web.Request, entry: Entry) -> None:
     if entry.is_hidden and not await _is_operator(request):
         raise web.HTTPNotFound(text="404: no such entry\n")
-    return entry
 
 
 def file_tree(files: Sequence[EntryFile]) -> list[dict[str, object]]:
@@ -378,8 +382,11 @@ def file_tree(files: Sequence[EntryFile]) -> list[dict[str, object]]:
 
 async def entry_page(request: web.Request) -> web.Response:
     site = _site(request)
-    entry = await _visible_entry(request)
-    files = await site.db.entries.files(entry.id, limit=FILES_SHOWN)
+    try:
+        entry, files = await site.db.entries.get_with_files(int(request.match_info["entry_id"]), limit=FILES_SHOWN)
+    except BitswarmError:
+        raise web.HTTPNotFound(text="404: no such entry\n") from None
+    await _check_visible(request, entry)
     health = (await site.health([entry])).get(entry.id, UNKNOWN)
     trackers = [url for tier in entry.trackers for url in tier]
     as_of = age(max(0.0, site.clock() - health.checked_at)) if health.checked_at is not None else None

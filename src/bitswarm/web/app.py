@@ -28,7 +28,11 @@ def create_app(
         middlewares=[security_middleware(HostAllowList(allowed_hosts))], client_max_size=max_body_bytes
     )
     loader = jinja2.FileSystemLoader([*template_folders, TEMPLATES_FOLDER])
-    app[TEMPLATES_KEY] = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    # auto_reload off: the templates ship with the package, and checking each one's mtime
+    # on every render was a stat() per template per request (bench/index_bench.py).
+    app[TEMPLATES_KEY] = jinja2.Environment(
+        loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, auto_reload=False
+    )
     app.router.add_static("/static/", STATIC_FOLDER, follow_symlinks=False)
     # Browsers ask for /favicon.ico on pages that name no icon (a feed shown as XML): an
     # answer keeps a 404 out of their consoles.
