@@ -345,3 +345,28 @@ def test_list_pages_are_bounded(index_url: str) -> None:
                     await db.entries.list_newest(limit=limit, offset=offset)
 
     run(scenario())
+
+
+def test_an_entry_with_its_files_reads_as_get_and_files_do(index_url: str, tmp_path: Path) -> None:
+    # SQLite takes a shorter path to aiosqlite's thread for this read (entry pages): same answer.
+    data = make_torrent(tmp_path, "Paged Film", FILES, TorrentVersion.HYBRID,
+                        trackers=["http://tracker.example/announce", "udp://other.example:6969"],
+                        web_seeds=["http://seed.example/files/"])  # fmt: skip
+
+    async def scenario() -> None:
+        async with await open_database(index_url) as db:
+            entry = await db.entries.add_torrent(data, description="*d*", category="movies", tags=["a", "b"])
+            hidden = await db.entries.set_hidden(entry.id, True)
+            together = await db.entries.get_with_files(entry.id)
+            assert together == (hidden, await db.entries.files(entry.id))
+            assert together[0].trackers
+            assert together[0].web_seeds
+            assert together[0].is_hidden
+            first = await db.entries.get_with_files(entry.id, limit=1)
+            assert first == (hidden, await db.entries.files(entry.id, limit=1))
+            with pytest.raises(EntryNotFound):
+                await db.entries.get_with_files(entry.id + 1)
+            with pytest.raises(UsageError):
+                await db.entries.get_with_files(entry.id, limit=0)
+
+    run(scenario())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,11 @@ ENTRY_COLUMNS: Sequence[sa.Column[Any]] = [column for column in entries.c if col
 
 def entry_from_row(row: sa.Row[Any]) -> Entry:
     """An ``Entry`` from a row selected with ``ENTRY_COLUMNS``."""
-    values = row._mapping
+    return entry_from_mapping(row._mapping)
+
+
+def entry_from_mapping(values: Mapping[Any, Any]) -> Entry:
+    """An ``Entry`` from ``ENTRY_COLUMNS`` by name (JSON columns decoded)."""
     return Entry(
         id=values["id"],
         info_hash_v1=values["info_hash_v1"],

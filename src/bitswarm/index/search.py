@@ -39,10 +39,11 @@ MAX_OFFSET = 10_000
 # Counting every match of a common word in a million entries is the slow part of a search.
 MAX_COUNTED = 1000
 # Scoring every match of a common word is slower still (a word in a third of a million
-# entries: 0.4 s on SQLite): by relevance, the newest this many matches are ranked. At
-# least MAX_COUNTED + MAX_PAGE_SIZE, so every page within the count the site shows is
-# ranked; a page beyond these is empty (10,100 cost 28 ms on SQLite, 2,000 about 5 ms).
-RANKED_CANDIDATES = 2000
+# entries: 0.4 s on SQLite): by relevance, the newest this many matches are ranked:
+# every page within the count the site shows (a page beyond them is empty). The cost is
+# per candidate (bm25 or ts_rank, and the join): at a million entries on SQLite, 2,000
+# of them took 12-20 ms of a common word's search (bench/index_bench.py).
+RANKED_CANDIDATES = MAX_COUNTED + MAX_PAGE_SIZE
 # Bounds on what one entry puts in the index (a torrent may name 300,000 files).
 MAX_INDEXED_TITLE_WORDS = 200
 MAX_INDEXED_TAG_WORDS = 100
