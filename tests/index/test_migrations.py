@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bitswarm.errors import IndexDatabaseError
 from bitswarm.index import open_database
-from bitswarm.index.db import database_url, head_revision
+from bitswarm.index.db import _migration_config, database_url, head_revision
 from bitswarm.index.schema import metadata
-from index.support import run
+from index.support import make_torrent, run
 
 
 def _schema_differences(connection: sa.Connection) -> list[Any]:
@@ -32,18 +35,18 @@ def _schema_differences(connection: sa.Connection) -> list[Any]:
 def test_a_fresh_database_gets_the_newest_schema_and_a_second_start_changes_nothing(index_url: str) -> None:
     async def scenario() -> None:
         async with await open_database(index_url) as db:
-            assert await db.revision() == head_revision() == "0003"
+            assert await db.revision() == head_revision() == "0004"
             entry = await db.entries.add_magnet("magnet:?xt=urn:btih:" + "1" * 40 + "&dn=kept")
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0003"]
+                assert [row.version_num for row in versions] == ["0004"]
                 assert await connection.run_sync(_schema_differences) == []
         async with await open_database(index_url) as db:
-            assert await db.revision() == "0003"
+            assert await db.revision() == "0004"
             assert [listed.id for listed in await db.entries.list_newest()] == [entry.id]
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0003"]
+                assert [row.version_num for row in versions] == ["0004"]
 
     run(scenario())
 
@@ -52,7 +55,7 @@ def test_processes_starting_together_migrate_once(index_url: str) -> None:
     async def scenario() -> None:
         databases = await asyncio.gather(*(open_database(index_url) for _ in range(3)))
         try:
-            assert [await db.revision() for db in databases] == ["0003"] * 3
+            assert [await db.revision() for db in databases] == ["0004"] * 3
         finally:
             for db in databases:
                 await db.close()
@@ -82,3 +85,30 @@ def test_other_urls_are_refused(url: str) -> None:
 def test_a_server_that_does_not_answer_is_one_error() -> None:
     with pytest.raises(IndexDatabaseError, match="cannot open the database"):
         run(open_database("postgresql://nobody@127.0.0.1:1/none"))
+
+
+def test_the_torrent_bytes_move_out_of_the_entries_rows_and_stay_downloadable(index_url: str, tmp_path: Path) -> None:
+    """Revision 0004 on a database of 0003 that holds an entry: its .torrent is the same after."""
+    data = make_torrent(tmp_path, "Before 0004", {"b.bin": b"b" * 3000})
+
+    async def scenario() -> None:
+        engine = create_async_engine(database_url(index_url))
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(_migration_config(sync), "0003"))
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO entries (title, description, tags, torrent, magnet, trackers, web_seeds, state,"
+                    " is_hidden, created_at, updated_at) VALUES ('Before 0004', '', '', :torrent, 'magnet:?', '[]',"
+                    " '[]', 'ready', false, 1, 1)"
+                ),
+                {"torrent": data},
+            )
+        await engine.dispose()
+        db = await open_database(index_url)
+        async with db:
+            assert await db.revision() == "0004"
+            (entry,) = await db.entries.list_newest(limit=10)
+            assert await db.entries.torrent_bytes(entry.id) == data
+            assert await db.entries.torrent_lengths([entry.id]) == {entry.id: len(data)}
+
+    run(scenario())

@@ -39,7 +39,7 @@ from bitswarm.errors import (
     UsageError,
 )
 from bitswarm.index.model import ENTRY_COLUMNS, Entry, EntryFile, EntryState, entry_from_mapping, entry_from_row
-from bitswarm.index.schema import entries, entry_files
+from bitswarm.index.schema import entries, entry_files, entry_torrents
 from bitswarm.index.search import MAX_OFFSET, MAX_PAGE_SIZE, SearchBackend, SearchDocument
 from bitswarm.index.transaction import writing
 from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, read_torrent_file
@@ -340,7 +340,6 @@ class EntryStore:
             "total_size": None,
             "file_count": None,
             "piece_length": None,
-            "torrent": None,
             "magnet": kept.format(),
             "trackers": [[url] for url in kept.trackers],
             "web_seeds": list(kept.web_seeds),
@@ -367,7 +366,7 @@ class EntryStore:
             if wanted is not None and wanted != _hex(got):
                 raise MetainfoError(f"does not hash to the entry's info-hash {wanted}", "info")
         values = _torrent_values(torrent)
-        values["torrent"] = torrent_document(info, entry.trackers, entry.web_seeds)
+        document = torrent_document(info, entry.trackers, entry.web_seeds)
         values["updated_at"] = int(self._clock())
         async with self._writing() as connection:
             await self._check_duplicate(connection, values["info_hash_v1"], values["info_hash_v2"], entry_id)
@@ -378,6 +377,7 @@ class EntryStore:
             )
             if updated.rowcount != 1:
                 raise EntryStateError(f"entry {entry_id} is not waiting for metadata any more")
+            await connection.execute(entry_torrents.insert().values(entry_id=entry_id, torrent=document))
             await self._store_files(connection, entry_id, torrent)
             await self._reindex(connection, entry_id)
         return await self.get(entry_id)
@@ -446,11 +446,10 @@ class EntryStore:
         """The .torrent file's size of each of these entries that has one (for feeds)."""
         if not entry_ids:
             return {}
-        statement = sa.select(entries.c.id, sa.func.length(entries.c.torrent).label("length")).where(
-            entries.c.id.in_(list(entry_ids)), entries.c.torrent.is_not(None)
-        )
+        statement = sa.select(entry_torrents.c.entry_id, sa.func.length(entry_torrents.c.torrent).label("length"))
+        statement = statement.where(entry_torrents.c.entry_id.in_(list(entry_ids)))
         async with self._engine.connect() as connection:
-            return {row.id: int(row.length) for row in (await connection.execute(statement)).all()}
+            return {row.entry_id: int(row.length) for row in (await connection.execute(statement)).all()}
 
     async def waiting_for_metadata(self, limit: int) -> list[tuple[int, str]]:
         """(id, magnet link) of up to ``limit`` entries waiting for metadata, oldest first."""
@@ -466,7 +465,10 @@ class EntryStore:
     async def torrent_bytes(self, entry_id: int) -> bytes | None:
         """The .torrent file of the entry (None while it waits for metadata). Raises ``EntryNotFound``."""
         async with self._engine.connect() as connection:
-            row = (await connection.execute(sa.select(entries.c.torrent).where(entries.c.id == entry_id))).first()
+            statement = sa.select(entries.c.id, entry_torrents.c.torrent).select_from(
+                entries.outerjoin(entry_torrents, entry_torrents.c.entry_id == entries.c.id)
+            )
+            row = (await connection.execute(statement.where(entries.c.id == entry_id))).first()
         if row is None:
             raise EntryNotFound(entry_id)
         return bytes(row.torrent) if row.torrent is not None else None
@@ -614,10 +616,14 @@ class EntryStore:
         try:
             async with self._writing() as connection:
                 await self._check_duplicate(connection, values["info_hash_v1"], values["info_hash_v2"])
-                result = await connection.execute(entries.insert().values(**values))
+                columns = {name: value for name, value in values.items() if name != "torrent"}
+                result = await connection.execute(entries.insert().values(**columns))
                 key = result.inserted_primary_key
                 assert key is not None
                 entry_id = int(key[0])
+                if values.get("torrent") is not None:
+                    stored = entry_torrents.insert().values(entry_id=entry_id, torrent=values["torrent"])
+                    await connection.execute(stored)
                 if torrent is not None:
                     await self._store_files(connection, entry_id, torrent)
                 await self._reindex(connection, entry_id)
@@ -669,10 +675,18 @@ class EntryStore:
             return
         # One multi-row INSERT ... RETURNING (SQLAlchemy's "insertmanyvalues"), ids in order.
         inserted = await connection.execute(
-            entries.insert().returning(entries.c.id, sort_by_parameter_order=True), [item.values for item in fresh]
+            entries.insert().returning(entries.c.id, sort_by_parameter_order=True),
+            [{name: value for name, value in item.values.items() if name != "torrent"} for item in fresh],
         )
         ids = [int(row.id) for row in inserted]
         assert len(ids) == len(fresh)
+        await connection.execute(
+            entry_torrents.insert(),
+            [
+                {"entry_id": entry_id, "torrent": item.values["torrent"]}
+                for item, entry_id in zip(fresh, ids, strict=True)
+            ],
+        )
         file_rows: list[dict[str, Any]] = []
         documents: list[SearchDocument] = []
         for item, entry_id in zip(fresh, ids, strict=True):

@@ -57,8 +57,8 @@ class EntryFile:
     size: int
 
 
-# Every column but the .torrent bytes, which only a download needs.
-ENTRY_COLUMNS: Sequence[sa.Column[Any]] = [column for column in entries.c if column.name != "torrent"]
+# Every column (the .torrent bytes live in entry_torrents: only a download needs them).
+ENTRY_COLUMNS: Sequence[sa.Column[Any]] = list(entries.c)
 
 
 def entry_from_row(row: sa.Row[Any]) -> Entry:
