@@ -60,9 +60,11 @@ class CountsStore:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], float]) -> None:
         self._engine = engine
         self._clock = clock
+        self.version = 0
 
     async def record(self, results: Sequence[ScrapeResult]) -> None:
-        """Store answers, replacing what the same tracker said of the same swarm before."""
+        """Store answers, replacing what the same tracker said of the same swarm before
+        (``version`` counts the writes: what was read before one is older)."""
         rows = {
             (result.info_hash.hex(), tracker_key(result.tracker)): {
                 "info_hash": result.info_hash.hex(),
@@ -88,6 +90,7 @@ class CountsStore:
                     },
                 )
                 await connection.execute(statement)
+        self.version += 1
 
     async def best(self, hashes_of: Mapping[int, Iterable[bytes]]) -> dict[int, ScrapedCounts]:
         """Per entry id (mapped to its 20-byte scrape info-hashes) the answer with the most
