@@ -32,6 +32,8 @@ FETCH_TIMEOUT_S = 120.0
 MAX_PARALLEL = 8
 RESCAN_S = 30.0
 RETRY_AFTER_S = (60.0, 300.0, 1800.0, 3600.0)
+# Waiting entries looked at per scan (and failures remembered: those of entries still in it).
+MAX_WAITING_SCANNED = 2000
 
 Attach = Callable[[int, bytes], Awaitable[None]]
 Waiting = Callable[[int], Awaitable[list[tuple[int, str]]]]
@@ -84,13 +86,21 @@ class MetadataFetcher:
                 await asyncio.wait_for(self._wake.wait(), RESCAN_S)
 
     async def _scan(self) -> None:
+        # A window wider than the fetches started, so that entries waiting out a backoff do
+        # not keep the newer ones from ever being tried.
         now = self._clock()
-        for entry_id, link_text in await self._waiting(self._max_parallel * 4):
+        waiting = await self._waiting(MAX_WAITING_SCANNED)
+        listed = {entry_id for entry_id, _link in waiting}
+        self._failures = {entry_id: failure for entry_id, failure in self._failures.items() if entry_id in listed}
+        for entry_id, link_text in waiting:
+            if len(self._tasks) >= self._max_parallel * 4:
+                break
             if entry_id in self._tasks or self._failures.get(entry_id, (0, 0.0))[1] > now:
                 continue
             try:
                 link = magnet_links.parse(link_text)
             except BitswarmError:
+                self._failures[entry_id] = (len(RETRY_AFTER_S), now + RETRY_AFTER_S[-1])
                 continue
             self._tasks[entry_id] = asyncio.get_running_loop().create_task(self._fetch(entry_id, link))
 
