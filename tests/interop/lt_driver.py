@@ -46,6 +46,7 @@ What libtorrent 2.0.8 does during `check`, and how this script keeps it honest:
 """
 
 import argparse
+import faulthandler
 import hashlib
 import importlib
 import json
@@ -960,6 +961,8 @@ def _parser() -> _Parser:
 
 
 def main(argv: list[str]) -> int:
+    # A crash inside libtorrent then names the Python line that called into it, on stderr.
+    faulthandler.enable()
     try:
         args = _parser().parse_args(argv)
         lt = _import_libtorrent()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import selectors
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -183,7 +184,7 @@ def libtorrent_seed(torrent: Path, folder: Path, args: Sequence[str] = ()) -> It
         assert process.stdin is not None
         process.stdin.write("\n")
         process.stdin.flush()
-        stopped = json.loads(read_line(process, 10, "lt_driver seed, stopping"))
+        stopped = json.loads(read_stop_line(process))
         assert stopped["stage"] == "stopped"
         assert stopped["uploaded"] >= sum(entry.length for entry in Torrent.decode(torrent.read_bytes()).data_files())
         _, stderr = process.communicate(timeout=30)
@@ -192,6 +193,22 @@ def libtorrent_seed(torrent: Path, folder: Path, args: Sequence[str] = ()) -> It
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def read_stop_line(process: subprocess.Popen[str]) -> str:
+    """`lt_driver seed`'s last line; an expected failure, not a pass, if libtorrent crashed first.
+
+    libtorrent 2.0.8 rarely crashes (SIGSEGV) in its own RC4 send path as a connection closes
+    (once in CI, not reproduced in 40 runs; arvidn/libtorrent#4074 reports the same crash).
+    What the test checked inside the `with` block has held by then; only the seed's upload
+    total is lost.
+    """
+    try:
+        return read_line(process, 10, "lt_driver seed, stopping")
+    except pytest.fail.Exception as failure:
+        if process.returncode == -signal.SIGSEGV:
+            pytest.xfail(f"libtorrent crashed in its own code while stopping: {failure}")
+        raise
 
 
 def libtorrent_download(torrent: Path, folder: Path, args: Sequence[str] = ()) -> dict[str, Any]:
