@@ -22,6 +22,7 @@ from bitswarm.index.db import IndexDatabase
 from bitswarm.index.run import own_trackers
 from bitswarm.index.scrape_plan import ScrapePlan, ScrapeResult, scrape_target
 from bitswarm.index.scraper import Scraper
+from bitswarm.index.site import COUNTS_CACHED_S, Site
 from bitswarm.metainfo import TorrentVersion, read_torrent_file
 from bitswarm.net.http_client import http_get
 from bitswarm.net.tracker import TrackerServer, TrackerService
@@ -235,6 +236,35 @@ def test_the_counts_store_keeps_the_best_answer_per_entry(index_url: str) -> Non
     run(scenario())
 
 
+def test_the_sites_counts_are_read_again_after_a_minute_or_after_this_process_records(
+    index_url: str, tmp_path: Path
+) -> None:
+    """An entry's scraped counts (and "unknown") are kept a minute: another process's new
+    answer shows after it, this process's own at once."""
+    tracker = "udp://127.0.0.1:9/announce"
+    data = make_torrent(tmp_path, "Cached", {"": b"c" * 5000}, V1, trackers=[tracker])
+    info_hash = read_torrent_file(data).info_hash_v1
+    assert info_hash is not None
+    now = [1000.0]
+
+    async def scenario() -> None:
+        async with await open_database(index_url) as db, await open_database(index_url) as other_process:
+            entry = await db.entries.add_torrent(data)
+            config = IndexConfig(bind="127.0.0.1:0", db=index_url, secret_key=SECRET)
+            site = Site(config, db, None, SECRET.encode(), clock=lambda: now[0])
+            assert await site.health([entry]) == {}  # unknown
+            await other_process.counts.record([ScrapeResult(tracker, info_hash, SwarmCounts(4, 2, 1), now[0])])
+            assert await site.health([entry]) == {}  # "unknown" kept for the minute
+            now[0] += COUNTS_CACHED_S + 1
+            assert (await site.health([entry]))[entry.id].seeders == 4
+            await other_process.counts.record([ScrapeResult(tracker, info_hash, SwarmCounts(6, 0, 1), now[0])])
+            assert (await site.health([entry]))[entry.id].seeders == 4  # kept
+            await db.counts.record([ScrapeResult(tracker, info_hash, SwarmCounts(8, 0, 1), now[0])])
+            assert (await site.health([entry]))[entry.id].seeders == 8  # this process's write: at once
+
+    run(scenario())
+
+
 def test_the_entry_page_shows_other_trackers_counts_with_their_age_or_unknown(index_url: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -254,8 +284,12 @@ def test_the_entry_page_shows_other_trackers_counts_with_their_age_or_unknown(in
                 jar = aiohttp.CookieJar(unsafe=True)
                 async with aiohttp.ClientSession(cookie_jar=jar) as http:
                     browser = Browser(base, http)
-                    _s, scraped_path, _p = await browser.form("/upload", {"torrent": ("s.torrent", scraped)})
-                    _s, lonely_path, _p = await browser.form("/upload", {"torrent": ("l.torrent", lonely)})
+                    # Not followed to the entry pages: what a page reads is kept a minute, and
+                    # this scraper's answers come from outside the site's process.
+                    upload: dict[str, object] = {"torrent": ("s.torrent", scraped)}
+                    _s, scraped_path, _p = await browser.form("/upload", upload, follow=False)
+                    upload = {"torrent": ("l.torrent", lonely)}
+                    _s, lonely_path, _p = await browser.form("/upload", upload, follow=False)
                     # One scrape round, as the site's scraper runs it (the site's own tracker,
                     # first in the uploads' announce lists, is never scraped).
                     own = own_trackers(config, "127.0.0.1", int(base.rsplit(":", 1)[1]))

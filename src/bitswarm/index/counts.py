@@ -17,10 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bitswarm.index.schema import entries, swarm_counts
 from bitswarm.index.scrape_plan import ScrapeResult
+from bitswarm.index.sqlite_reads import compile_positional, fetch_all
 from bitswarm.index.transaction import writing
 
 # Rows written per statement (SQLite allows 32,766 bound values; six per row).
@@ -61,6 +62,8 @@ class CountsStore:
         self._engine = engine
         self._clock = clock
         self.version = 0
+        # The compiled read of n swarms (n <= _READ_BATCH), by n.
+        self._sqlite_sql: dict[int, str] = {}
 
     async def record(self, results: Sequence[ScrapeResult]) -> None:
         """Store answers, replacing what the same tracker said of the same swarm before
@@ -100,20 +103,32 @@ class CountsStore:
         by_hash: dict[str, ScrapedCounts] = {}
         async with self._engine.connect() as connection:
             for start in range(0, len(all_hashes), _READ_BATCH):
-                statement = sa.select(swarm_counts).where(
-                    swarm_counts.c.info_hash.in_(all_hashes[start : start + _READ_BATCH])
-                )
-                for row in (await connection.execute(statement)).all():
-                    counts = ScrapedCounts(row.seeders, row.leechers, row.completed, row.checked_at)
-                    known = by_hash.get(row.info_hash)
+                batch = all_hashes[start : start + _READ_BATCH]
+                for info_hash, *numbers in await self._read(connection, batch):
+                    counts = ScrapedCounts(*numbers)
+                    known = by_hash.get(info_hash)
                     if known is None or _rank(counts) > _rank(known):
-                        by_hash[row.info_hash] = counts
+                        by_hash[info_hash] = counts
         best: dict[int, ScrapedCounts] = {}
         for entry_id, hashes in wanted.items():
             known_counts = [by_hash[info_hash] for info_hash in hashes if info_hash in by_hash]
             if known_counts:
                 best[entry_id] = max(known_counts, key=_rank)
         return best
+
+    async def _read(self, connection: AsyncConnection, hashes: Sequence[str]) -> Sequence[Sequence[Any]]:
+        """(info_hash, seeders, leechers, completed, checked_at) of every answer about these
+        swarms; on SQLite in one trip to aiosqlite's thread (an entry page reads this)."""
+        names = [f"hash_{index}" for index in range(len(hashes))]
+        statement = sa.select(*_COUNT_COLUMNS).where(
+            swarm_counts.c.info_hash.in_([sa.bindparam(name) for name in names])
+        )
+        if connection.dialect.name != "sqlite":
+            return (await connection.execute(statement, dict(zip(names, hashes, strict=True)))).all()
+        sql = self._sqlite_sql.get(len(hashes))
+        if sql is None:
+            sql = self._sqlite_sql[len(hashes)] = compile_positional(self._engine, statement, names)
+        return await fetch_all(connection, sql, hashes)
 
     async def prune(self, *, older_than_s: float = STALE_AFTER_S) -> int:
         """Delete answers older than ``older_than_s``; returns how many."""
@@ -142,6 +157,15 @@ class CountsStore:
             )
             for row in rows
         ]
+
+
+_COUNT_COLUMNS = (
+    swarm_counts.c.info_hash,
+    swarm_counts.c.seeders,
+    swarm_counts.c.leechers,
+    swarm_counts.c.completed,
+    swarm_counts.c.checked_at,
+)
 
 
 def _rank(counts: ScrapedCounts) -> tuple[int, int, int]:

@@ -41,6 +41,7 @@ from bitswarm.errors import (
 from bitswarm.index.model import ENTRY_COLUMNS, Entry, EntryFile, EntryState, entry_from_mapping, entry_from_row
 from bitswarm.index.schema import entries, entry_files, entry_torrents
 from bitswarm.index.search import MAX_OFFSET, MAX_PAGE_SIZE, SearchBackend, SearchDocument
+from bitswarm.index.sqlite_reads import compile_positional, fetch_all
 from bitswarm.index.transaction import writing
 from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, read_torrent_file
 
@@ -474,39 +475,24 @@ class EntryStore:
         return bytes(row.torrent) if row.torrent is not None else None
 
     async def _sqlite_get_with_files(self, entry_id: int, limit: int) -> tuple[Entry, list[EntryFile]]:
-        """``get_with_files`` on SQLite in two calls to aiosqlite's thread instead of nine.
-
-        Each statement SQLAlchemy runs through aiosqlite is four round trips to the
-        connection's thread (cursor, execute, fetch, close), and the event loop and that
-        thread pass the GIL back and forth for each: an entry page spent most of its time
-        there (bench/index_bench.py). The statements are SQLAlchemy's own, compiled once
-        for this dialect, with bound parameters; aiosqlite's ``execute_fetchall`` runs one
-        in one trip. The JSON columns are decoded as SQLAlchemy would."""
-        entry_sql, files_sql = self._sqlite_statements()
+        """``get_with_files`` on SQLite in two calls to aiosqlite's thread instead of nine
+        (``bitswarm.index.sqlite_reads``). The JSON columns are decoded as SQLAlchemy would."""
+        if self._sqlite_sql is None:
+            self._sqlite_sql = (
+                compile_positional(self._engine, _SELECT_ENTRY, ["entry_id"]),
+                compile_positional(self._engine, _SELECT_FILES, ["entry_id", "limit", "offset"]),
+            )
+        entry_sql, files_sql = self._sqlite_sql
         async with self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver: Any = raw.driver_connection  # an aiosqlite.Connection
-            rows = list(await driver.execute_fetchall(entry_sql, (entry_id,)))
+            rows = await fetch_all(connection, entry_sql, (entry_id,))
             if not rows:
                 raise EntryNotFound(entry_id)
-            files = await driver.execute_fetchall(files_sql, (entry_id, limit, 0))
+            files = await fetch_all(connection, files_sql, (entry_id, limit, 0))
         values = dict(zip(_ENTRY_COLUMN_NAMES, rows[0], strict=True))
         for name in _ENTRY_JSON_COLUMNS:
             values[name] = json.loads(values[name])
         entry = entry_from_mapping(values)
         return entry, [EntryFile(position, tuple(path.split("/")), size) for position, path, size in files]
-
-    def _sqlite_statements(self) -> tuple[str, str]:
-        if self._sqlite_sql is None:
-            dialect = self._engine.dialect
-            compiled = [statement.compile(dialect=dialect) for statement in (_SELECT_ENTRY, _SELECT_FILES)]
-            # The positional order the tuples in _sqlite_get_with_files follow.
-            assert [list(item.positiontup or ()) for item in compiled] == [
-                ["entry_id"],
-                ["entry_id", "limit", "offset"],
-            ]
-            self._sqlite_sql = (str(compiled[0]), str(compiled[1]))
-        return self._sqlite_sql
 
     # -- changing -------------------------------------------------------------------------
 

@@ -61,10 +61,7 @@ class ReportStore:
         )
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
-        return [
-            Report(row.id, row.entry_id, row.title, row.reason, _when(row.created_at))
-            for row in rows
-        ]
+        return [Report(row.id, row.entry_id, row.title, row.reason, _when(row.created_at)) for row in rows]
 
 
 def _when(unix_s: int) -> str:

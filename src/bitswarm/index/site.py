@@ -96,10 +96,11 @@ class Site:
     waiting_metadata: Callable[[int, magnet_links.Magnet], None] | None = None
     # The site's own tracker as entries name it (``run.own_trackers``): not "another tracker".
     own_trackers: frozenset[ScrapeTarget] = frozenset()
-    # Scraped counts per entry for a minute, or until this process records new ones
-    # (``CountsStore.version``; another process's, after the minute): a popular page costs
-    # no database read for them (on SQLite a read was 1.5 ms of a 2.5 ms page).
-    _scraped: dict[int, tuple[float, int, Health]] = field(default_factory=dict, init=False)
+    # Scraped counts per entry (None: nobody answered yet) for a minute, or until this
+    # process records new ones (``CountsStore.version``; another process's show after the
+    # minute): a popular page costs no database read for them (on SQLite a read was
+    # 1.5 ms of a 2.5 ms page).
+    _scraped: dict[int, tuple[float, int, Health | None]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -154,18 +155,20 @@ class Site:
         for entry_id, hashes in others.items():
             cached = self._scraped.get(entry_id)
             if cached is not None and cached[0] > now and cached[1] == version:
-                health[entry_id] = cached[2]
+                if cached[2] is not None:
+                    health[entry_id] = cached[2]
             else:
                 wanted[entry_id] = hashes
         if wanted:
             if len(self._scraped) + len(wanted) > MAX_CACHED_COUNTS:
                 self._scraped.clear()
             found = await self.db.counts.best(wanted)
-            # Answers only: an entry nobody answered for yet is asked again next time (its
-            # first answer may come from another process's scraper).
-            for entry_id, scraped in found.items():
-                answer = Health(scraped.seeders, scraped.leechers, scraped.completed, scraped.checked_at)
-                health[entry_id] = answer
+            for entry_id in wanted:
+                scraped = found.get(entry_id)
+                answer = None
+                if scraped is not None:
+                    answer = Health(scraped.seeders, scraped.leechers, scraped.completed, scraped.checked_at)
+                    health[entry_id] = answer
                 self._scraped[entry_id] = (now + COUNTS_CACHED_S, version, answer)
         return health
 
