@@ -204,22 +204,25 @@ async def _run_page(
     """Order, cut and count ``base`` (a select of ``ENTRY_COLUMNS`` with its conditions).
 
     By relevance, only the newest ``RANKED_CANDIDATES`` matches are scored, taken in the
-    order ``newest_match_first`` (one the engine's index yields without sorting)."""
+    order ``newest_match_first`` (one the engine's index yields without sorting); they are
+    the count too (there are more of them than the count shows), so the full-text match
+    runs once: a phrase with a common word tests every entry holding that word.
+    """
     _check_page(limit, offset)
     if sort is SearchSort.RELEVANCE and score is not None:
         candidates = (
-            base.with_only_columns(entries.c.id.label("candidate_id"), score.label("score"))
+            base.with_only_columns(entries.c.id, score.label("score"))
             .order_by(newest_match_first if newest_match_first is not None else entries.c.id.desc())
             .limit(RANKED_CANDIDATES)
-            .subquery("candidates")
         )
-        statement = (
-            sa.select(*ENTRY_COLUMNS)
-            .join_from(candidates, entries, entries.c.id == candidates.c.candidate_id)
-            .order_by(candidates.c.score.desc(), entries.c.id.desc())
-        )
-        rows = (await connection.execute(statement.limit(limit).offset(offset))).all()
-        return await _counted_page(connection, base, rows, limit, offset)
+        scored = sorted((await connection.execute(candidates)).all(), key=lambda row: (row.score, row.id), reverse=True)
+        page_ids = [row.id for row in scored[offset : offset + limit]]
+        found = {}
+        if page_ids:
+            statement = sa.select(*ENTRY_COLUMNS).where(entries.c.id.in_(page_ids))
+            found = {row.id: row for row in (await connection.execute(statement)).all()}
+        rows = [found[entry_id] for entry_id in page_ids if entry_id in found]
+        return _page(rows, await _matches(connection, base, len(scored)), limit, offset)
     if sort is SearchSort.OLDEST:
         order: list[sa.ColumnElement[Any]] = [entries.c.created_at.asc(), entries.c.id.asc()]
     elif sort is SearchSort.LARGEST:
@@ -239,10 +242,24 @@ async def _counted_page(
 ) -> SearchPage:
     counted = base.with_only_columns(entries.c.id).limit(MAX_COUNTED + 1).subquery()
     total = (await connection.execute(sa.select(sa.func.count()).select_from(counted))).scalar_one()
+    return _page(rows, total, limit, offset)
+
+
+async def _matches(connection: AsyncConnection, base: sa.Select[Any], candidates: int) -> int:
+    """How many matches to count, given the number of ranked ``candidates`` found: those,
+    unless they were cut below the count the page shows (never so by default)."""
+    if candidates < RANKED_CANDIDATES or RANKED_CANDIDATES > MAX_COUNTED:
+        return candidates
+    counted = base.with_only_columns(entries.c.id).limit(MAX_COUNTED + 1).subquery()
+    return int((await connection.execute(sa.select(sa.func.count()).select_from(counted))).scalar_one())
+
+
+def _page(rows: Sequence[sa.Row[Any]], matches: int, limit: int, offset: int) -> SearchPage:
+    """The page of these rows, of ``matches`` matches counted (up to ``MAX_COUNTED`` or more)."""
     return SearchPage(
         entries=tuple(entry_from_row(row) for row in rows),
-        total=min(total, MAX_COUNTED),
-        total_is_exact=total <= MAX_COUNTED,
+        total=min(matches, MAX_COUNTED),
+        total_is_exact=matches <= MAX_COUNTED,
         limit=limit,
         offset=offset,
     )
@@ -431,11 +448,7 @@ class PostgresSearch:
             # Wide enough for what this one's density promises (with a margin), at least twice.
             promised = window * RANKED_CANDIDATES * 5 // (4 * max(1, len(candidate_ids)))
             window = max(2 * window, promised)
-        total = len(candidate_ids)
-        if total >= RANKED_CANDIDATES and RANKED_CANDIDATES <= MAX_COUNTED:
-            # Fewer candidates than the count shows (never so by default): count them.
-            counted = base.with_only_columns(entries.c.id).limit(MAX_COUNTED + 1).subquery()
-            total = (await connection.execute(sa.select(sa.func.count()).select_from(counted))).scalar_one()
+        total = await _matches(connection, base, len(candidate_ids))
         rows: Sequence[sa.Row[Any]] = ()
         if candidate_ids:
             ranked = (
@@ -451,13 +464,7 @@ class PostgresSearch:
                 .offset(offset)
             )
             rows = (await connection.execute(statement)).all()
-        return SearchPage(
-            entries=tuple(entry_from_row(row) for row in rows),
-            total=min(total, MAX_COUNTED),
-            total_is_exact=total <= MAX_COUNTED,
-            limit=limit,
-            offset=offset,
-        )
+        return _page(rows, total, limit, offset)
 
     @staticmethod
     def _tsquery(clauses: Sequence[Clause], *, any_of: bool = False) -> sa.ColumnElement[Any]:
