@@ -436,16 +436,23 @@ class PostgresSearch:
         newest = (await connection.execute(sa.select(sa.func.max(_pg_search.c.entry_id)))).scalar()
         window = _FIRST_WINDOW_IDS
         candidate_ids: list[int] = []
+        searched = 0  # ids above newest - searched have been looked at
         for _step in range(64):  # bounded: the window at least doubles each time
             spans_all = newest is None or window >= newest
+            # Only the ids the last window did not cover: a phrase found in few entries
+            # ends up looking at every entry once, not at the newest ones again and again.
             statement = base.with_only_columns(entries.c.id)
+            if newest is not None and searched:
+                statement = statement.where(_pg_search.c.entry_id <= newest - searched)
             if not spans_all:
                 statement = statement.where(_pg_search.c.entry_id > newest - window)
-            statement = statement.order_by((_pg_search.c.entry_id + 0).desc()).limit(RANKED_CANDIDATES)
-            candidate_ids = list((await connection.execute(statement)).scalars())
+            statement = statement.order_by((_pg_search.c.entry_id + 0).desc())
+            statement = statement.limit(RANKED_CANDIDATES - len(candidate_ids))
+            candidate_ids += (await connection.execute(statement)).scalars()
             if spans_all or len(candidate_ids) >= RANKED_CANDIDATES:
                 break
-            # Wide enough for what this one's density promises (with a margin), at least twice.
+            searched = window
+            # Wide enough for what the density so far promises (with a margin), at least twice.
             promised = window * RANKED_CANDIDATES * 5 // (4 * max(1, len(candidate_ids)))
             window = max(2 * window, promised)
         total = await _matches(connection, base, len(candidate_ids))
