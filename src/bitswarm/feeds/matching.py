@@ -144,7 +144,8 @@ def _season_of(key: str) -> str | None:
     return key[:3] if key.startswith("S") and len(key) > 3 else None
 
 
-def _series_of(rules: CompiledRules, release: Release) -> str | None:
+def series_of(rules: CompiledRules, release: Release) -> str | None:
+    """Which of the subscription's series (as the user wrote it) the release is of, if any."""
     title = normalise_series_name(release.title)
     candidates = [title]
     if release.year is not None:
@@ -187,7 +188,7 @@ def _decide(
         return Skip(item, refusal)
     if not rules.series_names:
         return Grab(item, "matches the rules")
-    series = _series_of(rules, release)
+    series = series_of(rules, release)
     if series is None:
         return Skip(item, "not one of the series")
     keys, is_pack = episode_keys(release)
