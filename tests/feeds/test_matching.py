@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bitswarm.feeds.document import FeedItem
-from bitswarm.feeds.matching import GrabbedEpisode, HeldItem, History, Grab, Hold, Skip, plan
+from bitswarm.feeds.matching import Grab, GrabbedEpisode, HeldItem, History, Hold, Skip, plan
 from bitswarm.feeds.rules import Subscription, compile_rules
 
 DAY = 86400.0
@@ -47,7 +47,8 @@ def test_the_best_release_of_a_batch_wins_and_the_episode_is_taken_once() -> Non
         ("Skip", "Show.Name.S01E02.720p.HDTV.x264-A"),
     ]
     grab = decisions[0]
-    assert isinstance(grab, Grab) and grab.episodes == ("S01E02",)
+    assert isinstance(grab, Grab)
+    assert grab.episodes == ("S01E02",)
 
 
 def test_a_film_and_a_season_pack_are_not_episodes_unless_packs_are_asked_for() -> None:
@@ -76,7 +77,9 @@ def test_a_proper_replaces_a_download_within_the_window_only() -> None:
     history = History(grabbed={("Show Name", "S01E02"): GrabbedEpisode("c" * 40, False, 0.0)})
     proper = item("Show.Name.S01E02.PROPER.720p.HDTV.x264-A")
     inside = plan(chosen, [proper], history, now=DAY)
-    assert isinstance(inside[0], Grab) and inside[0].replaces == ("c" * 40,) and inside[0].is_proper
+    assert isinstance(inside[0], Grab)
+    assert inside[0].replaces == ("c" * 40,)
+    assert inside[0].is_proper
     assert kinds(plan(chosen, [proper], history, now=3 * DAY)) == [("Skip", proper.title)]
     again = History(grabbed={("Show Name", "S01E02"): GrabbedEpisode("d" * 40, True, 0.0)})
     assert kinds(plan(chosen, [item("Show.Name.S01E02.REPACK.720p")], again, now=DAY)) == [
@@ -89,7 +92,8 @@ def test_a_lower_quality_is_held_for_the_wait_then_the_best_held_is_taken() -> N
     low = item("Show.Name.S01E03.480p.HDTV.x264-A")
     mid = item("Show.Name.S01E03.720p.HDTV.x264-B")
     first = plan(chosen, [low], History(), now=0.0)
-    assert isinstance(first[0], Hold) and first[0].until == DAY
+    assert isinstance(first[0], Hold)
+    assert first[0].until == DAY
     held = [HeldItem(low, "Show Name", ("S01E03",), 0.0)]
     second = plan(chosen, [mid], History(held=held), now=DAY / 2)
     assert kinds(second) == [("Hold", mid.title)]
@@ -109,7 +113,8 @@ def test_without_a_wait_a_lower_quality_is_skipped_with_the_reason() -> None:
     decisions = plan(
         rules(series=("Show Name",), quality="1080p web"), [item("Show.Name.S01E03.1080p.HDTV")], History(), 0.0
     )
-    assert isinstance(decisions[0], Skip) and decisions[0].reason == "1080p hdtv is not 1080p web"
+    assert isinstance(decisions[0], Skip)
+    assert decisions[0].reason == "1080p hdtv is not 1080p web"
 
 
 def test_a_daily_show_is_matched_by_its_date() -> None:

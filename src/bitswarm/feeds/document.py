@@ -24,6 +24,7 @@ import re
 import xml.sax
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser  # type: ignore[import-untyped]
 from feedparser.mixin import _FeedParserMixin  # type: ignore[import-untyped]
@@ -96,7 +97,7 @@ def parse_feed(body: bytes, url: str = "") -> Feed:
     if _ENTITY_DECLARATION.search(body):
         raise FeedError("the document declares XML entities (refused: no feed needs them)")
     # response_headers only tells feedparser the document's base for relative links.
-    parsed = feedparser.parse(body, response_headers={"content-location": url} if url else None)
+    parsed = feedparser.parse(body, response_headers={"content-location": url} if url else {})
     problem = parsed.get("bozo_exception")
     if isinstance(problem, xml.sax.SAXException):
         raise FeedError(f"malformed XML: {problem}")
@@ -106,7 +107,7 @@ def parse_feed(body: bytes, url: str = "") -> Feed:
     items: list[FeedItem] = []
     without_torrent = 0
     for entry in entries[:MAX_FEED_ITEMS]:
-        item = _item(entry)
+        item = _item(entry, url)
         if item is None:
             without_torrent += 1
         else:
@@ -135,10 +136,15 @@ def _url(value: object) -> str | None:
     return text if text is not None and len(text) <= MAX_URL_CHARS else None
 
 
-def _item(entry: Any) -> FeedItem | None:
+def _item(entry: Any, base_url: str) -> FeedItem | None:
     title = (_text(entry.get("title")) or "")[:MAX_TITLE_CHARS]
     links: list[dict[str, Any]] = [link for link in entry.get("links", []) if isinstance(link, dict)]
-    hrefs = [(href, str(link.get("type", "")).lower()) for link in links if (href := _url(link.get("href")))]
+    # RSS wants absolute enclosure URLs, but feeds send relative ones, which feedparser keeps.
+    hrefs = [
+        (urljoin(base_url, href), str(link.get("type", "")).lower())
+        for link in links
+        if (href := _url(link.get("href")))
+    ]
     main_link = _url(entry.get("link"))
     if main_link and all(href != main_link for href, _type in hrefs):
         hrefs.append((main_link, ""))
