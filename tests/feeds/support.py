@@ -12,7 +12,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from bitswarm.metainfo import read_torrent_file
+from bitswarm.metainfo import TorrentVersion, read_torrent_file
 from index.support import make_torrent
 
 
@@ -28,9 +28,9 @@ BILLION_LAUGHS = (
 ).encode()
 
 
-def torrent_file(folder: Path, name: str) -> tuple[bytes, str]:
+def torrent_file(folder: Path, name: str, version: TorrentVersion = TorrentVersion.HYBRID) -> tuple[bytes, str]:
     """(.torrent bytes, v1 info-hash hex) of a small one-file torrent called ``name``."""
-    data = make_torrent(folder, name, {"": name.encode() * 100})
+    data = make_torrent(folder, name, {"": name.encode() * 100}, version)
     digest = read_torrent_file(data).info_hash_v1
     assert digest is not None
     return data, digest.hex()
