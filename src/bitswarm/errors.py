@@ -126,3 +126,19 @@ class EntryNotFound(EntryError):
 
 class EntryStateError(EntryError):
     """The entry is not in the state the operation needs (metadata for an entry that has it)."""
+
+
+class FeedError(ProtocolError):
+    """A subscribed feed, or a torrent it links to, cannot be used: an HTTP error, a body
+    over its limit, malformed XML, entity declarations, an enclosure that is not a torrent.
+    It costs that feed (or item) one poll; ``url`` is the feed's address without its query
+    (which may hold a passkey)."""
+
+    def __init__(self, message: str, url: str = "") -> None:
+        super().__init__(f"{url}: {message}" if url else message)
+        self.url = url
+
+
+class SinkError(BitswarmError):
+    """A torrent could not be handed on: the watch folder cannot be written, or the
+    Transmission-compatible daemon refused it or did not answer."""

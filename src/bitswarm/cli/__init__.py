@@ -734,6 +734,7 @@ def main() -> None:
     sys.exit(0)
 
 
-# Registers `bitswarm stream` and `bitswarm index` on the group (their modules need the helpers above).
+# Registers `bitswarm stream`, `index` and `subscribe` on the group (their modules need the helpers above).
 from bitswarm.cli import index as _index  # noqa: E402, F401
 from bitswarm.cli import stream as _stream  # noqa: E402, F401
+from bitswarm.cli import subscribe as _subscribe  # noqa: E402, F401

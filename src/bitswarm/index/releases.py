@@ -6,24 +6,17 @@ not episode numbers. The search backend finds candidates by the show's words (``
 release's spelling (``S01E02``, ``1x02``, ``S01E01-E03``, ``S01-S03`` packs,
 ``2023.10.23`` for daily shows).
 
-Release names are parsed by PTT (the ``parsett`` package), a parser made for torrent
-release names, rather than by a second hand-written one. Two guards sit in front of it:
-names are cut to ``MAX_RELEASE_NAME_CHARS`` (its regular expressions take seconds on a
-hostile name of a few kilobytes, and no real release name is that long), and results are
-cached, since one feed asks about the same titles again and again.
+Release names are parsed by ``bitswarm.releases`` (PTT, with its length cut and cache).
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import date
 
-# Real release names stay well under 255 characters (a file name's limit); the cut keeps
-# the parser's time bounded (about 10 ms at this length even for hostile names).
-MAX_RELEASE_NAME_CHARS = 256
-# Distinct titles remembered; a page of Torznab candidates is a few hundred.
-PARSE_CACHE_SIZE = 4096
+from bitswarm.releases import MAX_RELEASE_NAME_CHARS, parse_release
+
+__all__ = ["MAX_RELEASE_NAME_CHARS", "ReleaseName", "episode_matches", "parse_release_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +29,10 @@ class ReleaseName:
     air_date: date | None = None
 
 
-@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_release_name(name: str) -> ReleaseName:
     """The season, episode and date information in ``name`` (empty when there is none)."""
-    # Imported on first use: loading PTT's tables takes ~150 ms, which every `bitswarm`
-    # command importing the index would otherwise pay.
-    from PTT import parse_title  # type: ignore[import-untyped]  # noqa: PLC0415
-
-    parsed = parse_title(name[:MAX_RELEASE_NAME_CHARS])
-    air_date = None
-    if isinstance(parsed.get("date"), str):
-        try:
-            air_date = date.fromisoformat(parsed["date"])
-        except ValueError:
-            air_date = None  # the parser's date was not a calendar date: say nothing
-    return ReleaseName(
-        seasons=tuple(n for n in parsed.get("seasons", ()) if isinstance(n, int)),
-        episodes=tuple(n for n in parsed.get("episodes", ()) if isinstance(n, int)),
-        air_date=air_date,
-    )
+    release = parse_release(name)
+    return ReleaseName(seasons=release.seasons, episodes=release.episodes, air_date=release.air_date)
 
 
 def episode_matches(title: str, season: int | None, episode: int | None = None, air_date: date | None = None) -> bool:
