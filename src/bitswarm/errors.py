@@ -126,3 +126,23 @@ class EntryNotFound(EntryError):
 
 class EntryStateError(EntryError):
     """The entry is not in the state the operation needs (metadata for an entry that has it)."""
+
+
+class RemoteError(BitswarmError):
+    """A daemon driven over the Transmission RPC refused a request or answered wrongly."""
+
+
+class RemoteUnreachable(RemoteError):
+    """Nothing answered the RPC (refused connection, timeout, not an RPC endpoint)."""
+
+
+class RemoteAuthError(RemoteError):
+    """The daemon refused our credentials (401) or our address (403)."""
+
+
+class TorrentNotFound(RemoteError):
+    """The daemon has no torrent with this id or info-hash."""
+
+    def __init__(self, torrent_id: int | str) -> None:
+        super().__init__(f"no torrent {torrent_id}")
+        self.torrent_id = torrent_id
