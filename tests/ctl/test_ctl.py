@@ -12,7 +12,7 @@ import pytest
 
 from interop.trackers import Transmission, free_port, wait_for
 
-from .conftest import PASSWORD, USER, ctl, make_torrent, torrent_fields, wait_status
+from .conftest import PASSWORD, USER, ctl, ctl_process, make_torrent, torrent_fields, wait_status
 
 pytestmark = pytest.mark.interop
 
@@ -201,7 +201,7 @@ def test_an_id_the_daemon_does_not_have_is_one_line_and_exit_1(transmission: Tra
     ctl(transmission.rpc_url, "add", f"magnet:?xt=urn:btih:{MAGNET_HASH}", "--paused")
 
     for command in ("pause", "resume", "remove", "info", "verify"):
-        result = ctl(transmission.rpc_url, command, "7")
+        result = ctl_process(transmission.rpc_url, command, "7")
         assert result.exit_code == 1, (command, result.stderr)
         assert result.error_line == "bitswarm ctl: no torrent 7"
     assert len(torrent_fields(transmission)) == 1
@@ -217,7 +217,7 @@ def test_a_malformed_id_is_a_usage_error_before_the_daemon_is_asked(transmission
 def test_no_daemon_is_one_line_and_exit_1() -> None:
     url = f"http://127.0.0.1:{free_port()}/transmission/rpc"
 
-    result = ctl(url, "list")
+    result = ctl_process(url, "list")
 
     assert result.exit_code == 1
     assert result.error_line == f"bitswarm ctl: {url}: cannot connect (connection refused); is the daemon running?"
@@ -231,7 +231,7 @@ def test_a_server_that_never_answers_times_out_with_one_line() -> None:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/transmission/rpc"
         started = time.monotonic()
 
-        result = ctl(url, "--timeout", "0.5", "list")
+        result = ctl_process(url, "--timeout", "0.5", "list")
 
         elapsed_s = time.monotonic() - started
     assert result.exit_code == 1
@@ -261,7 +261,7 @@ def test_with_authentication_wrong_or_missing_credentials_are_one_line_and_exit_
 ) -> None:
     url = transmission_with_auth.rpc_url
 
-    wrong = ctl(url, "--auth", f"{USER}:not-it", "list")
+    wrong = ctl_process(url, "--auth", f"{USER}:not-it", "list")
     missing = ctl(url, "list")
 
     assert wrong.exit_code == 1
