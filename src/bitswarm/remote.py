@@ -87,7 +87,7 @@ def parse_torrent_id(text: str) -> TorrentId:
     Raises ``UsageError`` for anything else.
     """
     cleaned = text.strip()
-    if cleaned.isdecimal() and int(cleaned) > 0:
+    if cleaned.isascii() and cleaned.isdecimal() and int(cleaned) > 0:
         return int(cleaned)
     if len(cleaned) == INFO_HASH_HEX_CHARS and re.fullmatch(r"[0-9a-fA-F]+", cleaned):
         return cleaned.lower()
@@ -126,7 +126,7 @@ class Added:
     is_duplicate: bool
 
 
-def _split_url(url: str) -> tuple[str, str, int, str, str | None, str | None]:
+def split_rpc_url(url: str) -> tuple[str, str, int, str, str | None, str | None]:
     """(scheme, host, port, path, user, password) of an RPC URL; ``UsageError`` if it is not one."""
     try:
         parts = urllib.parse.urlsplit(url)
@@ -153,7 +153,7 @@ class RemoteDaemon:
 
     def __init__(self, endpoint: Endpoint) -> None:
         """Connect and ask for the session (which also learns the session id)."""
-        scheme, host, port, path, url_user, url_password = _split_url(endpoint.url)
+        scheme, host, port, path, url_user, url_password = split_rpc_url(endpoint.url)
         self.endpoint = endpoint
         # Shown in messages without a password that may sit in the URL.
         self.url = urllib.parse.urlunsplit((scheme, f"{host}:{port}", path, "", ""))
