@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bitswarm.create import CreateOptions, create
 from interop.trackers import Transmission, free_port, wait_for
 
 from .conftest import PASSWORD, USER, ctl, ctl_process, make_torrent, torrent_fields, wait_status
@@ -326,3 +327,32 @@ def test_a_name_with_control_characters_is_escaped_in_the_table(transmission: Tr
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.stdout
     assert "evil\\x1b[31mred" in result.stdout
+
+
+def test_a_torrent_the_daemon_refuses_is_one_line_and_exit_1_and_the_others_are_still_added(
+    transmission: Transmission, tmp_path: Path
+) -> None:
+    # Transmission 3.00 cannot read a hybrid (v1 + v2) torrent: a refusal from the daemon itself.
+    content = tmp_path / "hybrid"
+    content.mkdir()
+    (content / "h.bin").write_bytes(b"h" * 40_000)
+    hybrid = tmp_path / "hybrid.torrent"
+    hybrid.write_bytes(create(content, CreateOptions()))
+
+    alone = ctl(transmission.rpc_url, "add", str(hybrid))
+
+    assert alone.exit_code == 1
+    assert (
+        alone.error_line
+        == f"bitswarm ctl: {hybrid}: torrent-add: the daemon answered 'invalid or corrupt torrent file'"
+    )
+    assert torrent_fields(transmission) == []
+
+    both = ctl(transmission.rpc_url, "add", str(hybrid), f"magnet:?xt=urn:btih:{MAGNET_HASH}", "--paused", "--json")
+
+    assert both.exit_code == 1
+    assert both.error_line == "bitswarm ctl: 1 of 2 not added"
+    document = both.json()
+    assert [entry["info_hash"] for entry in document["added"]] == [MAGNET_HASH]
+    assert [entry["source"] for entry in document["failed"]] == [str(hybrid)]
+    assert [torrent["hashString"] for torrent in torrent_fields(transmission, "hashString")] == [MAGNET_HASH]

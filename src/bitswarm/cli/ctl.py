@@ -152,7 +152,7 @@ def _daemon(context: click.Context) -> Iterator[RemoteDaemon]:
     options = _options(context)
     try:
         yield RemoteDaemon(options.endpoint)
-    except (RemoteUnreachable, RemoteAuthError, RemoteError) as error:
+    except RemoteError as error:
         raise Failure(str(error), EXIT_PROBLEMS, program=PROGRAM) from error
     except UsageError as error:
         raise Failure(str(error), EXIT_BAD_INPUT, program=PROGRAM) from error
@@ -526,7 +526,7 @@ def add_command(
                 raise
             except RemoteError as error:
                 failed.append({"source": source.label, "error": str(error)})
-                if not machine:
+                if not machine and len(to_add) > 1:
                     click.echo(f"{PROGRAM}: {error}", err=True)
                 continue
             added.append(
@@ -544,7 +544,9 @@ def add_command(
     if machine:
         _emit_json({"added": added, "failed": failed})
     if failed:
-        raise Failure(f"{len(failed)} of {len(to_add)} not added", EXIT_PROBLEMS, program=PROGRAM)
+        # One source: its own error is the line; several: each had its line, then the count.
+        message = failed[0]["error"] if len(to_add) == 1 else f"{len(failed)} of {len(to_add)} not added"
+        raise Failure(message, EXIT_PROBLEMS, program=PROGRAM)
 
 
 def _targets(daemon: RemoteDaemon, ids: Sequence[TorrentId], every: bool) -> list[dict[str, Any]]:
