@@ -142,3 +142,23 @@ class FeedError(ProtocolError):
 class SinkError(BitswarmError):
     """A torrent could not be handed on: the watch folder cannot be written, or the
     Transmission-compatible daemon refused it or did not answer."""
+
+
+class RemoteError(BitswarmError):
+    """A daemon driven over the Transmission RPC refused a request or answered wrongly."""
+
+
+class RemoteUnreachable(RemoteError):
+    """Nothing answered the RPC (refused connection, timeout, not an RPC endpoint)."""
+
+
+class RemoteAuthError(RemoteError):
+    """The daemon refused our credentials (401) or our address (403)."""
+
+
+class TorrentNotFound(RemoteError):
+    """The daemon has no torrent with this id or info-hash."""
+
+    def __init__(self, torrent_id: int | str) -> None:
+        super().__init__(f"no torrent {torrent_id}")
+        self.torrent_id = torrent_id

@@ -17,6 +17,7 @@ Nothing here sleeps in place of synchronisation: `wait_for` polls something obse
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -385,6 +386,8 @@ class Transmission:
     log_path: Path
     call: Caller = _here
     session_id: str = ""
+    # (user, password) when the daemon was started with RPC authentication.
+    rpc_auth: tuple[str, str] | None = None
 
     def rpc(self, method: str, **arguments: Any) -> dict[str, Any]:
         """Call one RPC method (through ``call``) and return its "arguments".
@@ -397,8 +400,12 @@ class Transmission:
     def _rpc(self, method: str, arguments: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({"method": method, "arguments": arguments}).encode()
         for _ in range(2):  # the first call learns the session ID from a 409
+            headers = {"X-Transmission-Session-Id": self.session_id}
+            if self.rpc_auth is not None:
+                token = base64.b64encode(":".join(self.rpc_auth).encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
             request = urllib.request.Request(  # noqa: S310 - http:// on loopback
-                self.rpc_url, data=body, headers={"X-Transmission-Session-Id": self.session_id}
+                self.rpc_url, data=body, headers=headers
             )
             try:
                 with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310
@@ -417,7 +424,12 @@ class Transmission:
 
 @contextlib.contextmanager
 def run_transmission(
-    root: Path, *, address: str = LOOPBACK, wrap: Wrap = _as_given, call: Caller = _here
+    root: Path,
+    *,
+    address: str = LOOPBACK,
+    wrap: Wrap = _as_given,
+    call: Caller = _here,
+    rpc_auth: tuple[str, str] | None = None,
 ) -> Iterator[Transmission]:
     """Run transmission-daemon in the foreground with its config under ``root``.
 
@@ -425,7 +437,8 @@ def run_transmission(
     on ``address`` and ::1 only. DHT, LPD, PEX, uTP and port mapping are off, so the only
     way peers find each other is a tracker. ``wrap`` rewrites its command line and
     ``call`` makes its RPC calls (both to run them in a test network's namespace).
-    Stopped by PID at the end; it must exit with status 0.
+    ``rpc_auth`` (user, password) turns RPC authentication on. Stopped by PID at the end;
+    it must exit with status 0.
     """
     binary = require("transmission-daemon")
     config_dir = root / "config"
@@ -444,7 +457,10 @@ def run_transmission(
         "rpc-enabled": True,
         "rpc-bind-address": address,
         "rpc-port": rpc_port,
-        "rpc-authentication-required": False,
+        "rpc-authentication-required": rpc_auth is not None,
+        # Transmission reads a plain password here and stores its hash on the first save.
+        "rpc-username": rpc_auth[0] if rpc_auth else "",
+        "rpc-password": rpc_auth[1] if rpc_auth else "",
         "rpc-whitelist-enabled": False,
         "rpc-host-whitelist-enabled": False,
         "download-dir": str(root / "downloads"),
@@ -464,7 +480,9 @@ def run_transmission(
     process = subprocess.Popen(
         wrap(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    daemon = Transmission(process, f"http://{address}:{rpc_port}/transmission/rpc", peer_port, log_path, call)
+    daemon = Transmission(
+        process, f"http://{address}:{rpc_port}/transmission/rpc", peer_port, log_path, call, rpc_auth=rpc_auth
+    )
     try:
 
         def answering() -> bool:

@@ -35,11 +35,12 @@ _SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class Failure(Exception):
-    """Ends a command with one line on stderr and an exit status."""
+    """Ends a command with one line on stderr and an exit status; ``program`` starts the line."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT, *, program: str = "bitswarm") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.program = program
 
 
 @contextlib.contextmanager
@@ -729,12 +730,13 @@ def main() -> None:
     except Failure as failure:
         if debug:
             raise
-        click.echo(f"bitswarm: {failure}", err=True)
+        click.echo(f"{failure.program}: {failure}", err=True)
         sys.exit(failure.exit_code)
     sys.exit(0)
 
 
-# Registers `bitswarm stream`, `index` and `subscribe` on the group (their modules need the helpers above).
+# Registers `bitswarm stream`, `index`, `subscribe` and `ctl` on the group (their modules need the helpers above).
+from bitswarm.cli import ctl as _ctl  # noqa: E402, F401
 from bitswarm.cli import index as _index  # noqa: E402, F401
 from bitswarm.cli import stream as _stream  # noqa: E402, F401
 from bitswarm.cli import subscribe as _subscribe  # noqa: E402, F401

@@ -7,7 +7,7 @@
   info-hash, never the feed's title: titles come from the network.
 - ``TransmissionSink`` adds it to a Transmission-compatible daemon over its RPC
   (``torrent-add`` with ``metainfo`` or ``filename``, ``download-dir`` and ``labels``),
-  through the ``transmission-rpc`` package, and removes the download a proper replaces
+  through ``bitswarm.remote`` (the ``transmission-rpc`` package), and removes the download a proper replaces
   (its data kept: the new torrent brings its own files).
 
 The daemon to come adds to its session through a sink of its own, with the same ``add``.
@@ -20,18 +20,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
-from bitswarm.errors import SinkError
+from bitswarm.errors import RemoteError, SinkError, TorrentNotFound, UsageError
+from bitswarm.remote import AddSource, Endpoint, RemoteDaemon, split_rpc_url
 from bitswarm.storage.atomic import replace_durably
 
 log = logging.getLogger("bitswarm.feeds")
 
 # Transmission's RPC answers on loopback within milliseconds; a busy seedbox within seconds.
 RPC_TIMEOUT_S = 30.0
-# Transmission 4.0 (RPC 17) was the first to take labels in torrent-add; 3.00 takes them
-# in torrent-set only.
-_RPC_VERSION_ADD_LABELS = 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,45 +73,40 @@ class WatchFolderSink:
 
 
 class TransmissionSink:
-    """A Transmission RPC endpoint (``http://127.0.0.1:9091/transmission/rpc``)."""
+    """A Transmission RPC endpoint (``http://127.0.0.1:9091/transmission/rpc``), through the
+    same client as ``bitswarm ctl`` (``bitswarm.remote``)."""
 
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise SinkError(f"--rpc: {url}: not an http:// or https:// address")
+        try:
+            split_rpc_url(url)
+        except UsageError as error:
+            raise SinkError(str(error)) from None
         self.url = url
-        self._options = {
-            "protocol": parts.scheme,
-            "host": parts.hostname,
-            "port": parts.port or (443 if parts.scheme == "https" else 80),
-            "path": parts.path or "/transmission/rpc",
-            "username": username if username is not None else parts.username,
-            "password": password if password is not None else parts.password,
-        }
+        self._endpoint = Endpoint(url, username=username, password=password, timeout_s=RPC_TIMEOUT_S)
 
     async def add(self, delivery: Delivery) -> None:
         await asyncio.to_thread(self._add, delivery)
 
     def _add(self, delivery: Delivery) -> None:
-        # Imported here: requests and the client load in ~100 ms, paid only when adding.
-        import transmission_rpc  # noqa: PLC0415
-
-        torrent: bytes | str | None = delivery.metainfo if delivery.metainfo is not None else delivery.magnet_uri
-        if torrent is None:
+        if delivery.metainfo is None and delivery.magnet_uri is None:
             raise SinkError(f"{delivery.title}: neither a .torrent nor a magnet link")
+        source = AddSource(
+            label=delivery.title,
+            metainfo=delivery.metainfo,
+            filename=delivery.magnet_uri if delivery.metainfo is None else None,
+            info_hash=delivery.info_hash or None,
+        )
         try:
-            client = transmission_rpc.Client(timeout=RPC_TIMEOUT_S, **self._options)  # type: ignore[arg-type]
-            labels_in_add = client.get_session().rpc_version >= _RPC_VERSION_ADD_LABELS
-            added = client.add_torrent(
-                torrent,
-                download_dir=delivery.download_dir,
-                labels=list(delivery.labels) if delivery.labels and labels_in_add else None,
-            )
-            if delivery.labels and not labels_in_add:
-                client.change_torrent(added.hashString, labels=list(delivery.labels))
+            daemon = RemoteDaemon(self._endpoint)
+            added = daemon.add(source, download_dir=delivery.download_dir, labels=delivery.labels)
             for old in delivery.replaces:
-                if old != added.hashString:
-                    client.remove_torrent(old, delete_data=False)
-                    log.info("%s: replaced %s", delivery.title, old)
-        except transmission_rpc.TransmissionError as error:
-            raise SinkError(f"{self.url}: {error.message or error}") from None
+                if old == added.info_hash:
+                    continue
+                try:
+                    (torrent,) = daemon.resolve([old])
+                except TorrentNotFound:
+                    continue  # removed already, by hand
+                daemon.remove([int(torrent["id"])], delete_data=False)
+                log.info("%s: replaced %s", delivery.title, old)
+        except RemoteError as error:
+            raise SinkError(str(error)) from None
