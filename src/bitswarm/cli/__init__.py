@@ -735,7 +735,7 @@ def main() -> None:
     sys.exit(0)
 
 
-# Registers `bitswarm stream`, `index`, `subscribe`, `ctl` and `daemon` on the group (their modules need the helpers above).
+# Registers `stream`, `index`, `subscribe`, `ctl` and `daemon` on the group (their modules need the helpers above).
 from bitswarm.cli import ctl as _ctl  # noqa: E402, F401
 from bitswarm.cli import daemon as _daemon  # noqa: E402, F401
 from bitswarm.cli import index as _index  # noqa: E402, F401

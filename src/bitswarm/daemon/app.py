@@ -143,7 +143,6 @@ class RpcEndpoint:
             headers={**SECURITY_HEADERS, SESSION_ID_HEADER: self.session_id},
         )
 
-
     async def index(self, request: web.Request) -> web.Response:
         # The web UI is the next step (issue 13, point 3); until then the root says where the RPC is.
         if not self._address_allowed(request.remote):

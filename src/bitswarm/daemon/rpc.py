@@ -242,7 +242,9 @@ class TransmissionRpc:
         else:
             result = {"torrents": [dict(zip(known, row, strict=True)) for row in rows]}
         if arguments.get("ids") == "recently-active":
-            result["removed"] = [number for number, when in self.daemon.removed.items() if now - when <= RECENTLY_ACTIVE_S]
+            result["removed"] = [
+                number for number, when in self.daemon.removed.items() if now - when <= RECENTLY_ACTIVE_S
+            ]
         return result
 
     async def torrent_set(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -342,7 +344,7 @@ class TransmissionRpc:
             "lpd-enabled": daemon.session.lsd_enabled,
             "pex-enabled": daemon.config.pex,
             "utp-enabled": False,
-            "encryption": {"prefer": "preferred", "require": "required", "disable": "tolerated"}[daemon.config.encryption],
+            "encryption": _ENCRYPTION_NAMES[daemon.config.encryption],
             "peer-limit-per-torrent": 60,
             "peer-limit-global": 60 * max(1, len(daemon.entries)),
             "incomplete-dir-enabled": False,
@@ -452,6 +454,10 @@ async def _read_local_torrent(filename: str) -> bytes:
         return path.read_bytes()
     except OSError as error:
         raise RpcRequestError(f"{filename}: {error.strerror}") from None
+
+
+# Our policies under Transmission's names for the nearest of its own.
+_ENCRYPTION_NAMES = {"prefer": "preferred", "require": "required", "disable": "tolerated"}
 
 
 def _free_bytes(folder: str) -> int:
@@ -579,9 +585,10 @@ def _files(daemon: Daemon, entry: Entry) -> list[dict[str, Any]]:
     if entry.torrent is None:
         return []
     progress = daemon.file_progress(entry)
+    piece_length = entry.torrent.piece_length
     return [
-        {"name": "/".join(item.path), "length": item.length, "bytesCompleted": done, "beginPiece":
-         item.offset // entry.torrent.piece_length, "endPiece": max(item.piece_range(entry.torrent.piece_length).stop, 1)}
+        {"name": "/".join(item.path), "length": item.length, "bytesCompleted": done,
+         "beginPiece": item.offset // piece_length, "endPiece": max(item.piece_range(piece_length).stop, 1)}
         for item, done in zip(entry.torrent.data_files(), progress, strict=True)
     ]  # fmt: skip
 
@@ -638,8 +645,9 @@ def _peers(entry: Entry, now: float) -> list[dict[str, Any]]:
         if state is None or core is None:
             continue
         have = getattr(core, "peer_have_count", None)
+        host, port = connection.address or ("", 0)
         result.append({
-            "address": connection.address[0], "port": connection.address[1],
+            "address": host, "port": port,
             "clientName": "", "isEncrypted": False, "isIncoming": not connection.outgoing, "isUTP": False,
             "rateToClient": int(state.download.rate(now)), "rateToPeer": int(state.upload.rate(now)),
             "progress": 1.0 if core.peer_is_seed else (have / num_pieces if isinstance(have, int) else 0.0),
@@ -728,8 +736,15 @@ TORRENT_FIELDS: dict[str, Field] = {
     "peersConnected": lambda d, e, n: _peer_count(e),
     "peersGettingFromUs": lambda d, e, n: sum(1 for peer in _peers(e, n) if peer["isUploadingTo"]),
     "peersSendingToUs": lambda d, e, n: sum(1 for peer in _peers(e, n) if peer["isDownloadingFrom"]),
-    "peersFrom": lambda d, e, n: {"fromTracker": _peer_count(e), "fromDht": 0, "fromIncoming": 0, "fromLpd": 0,
-                                  "fromLtep": 0, "fromPex": 0, "fromCache": 0},
+    "peersFrom": lambda d, e, n: {
+        "fromTracker": _peer_count(e),
+        "fromDht": 0,
+        "fromIncoming": 0,
+        "fromLpd": 0,
+        "fromLtep": 0,
+        "fromPex": 0,
+        "fromCache": 0,
+    },
     "webseedsSendingToUs": lambda d, e, n: 0,
     "trackers": lambda d, e, n: _trackers(e),
     "trackerList": lambda d, e, n: "\n\n".join("\n".join(tier) for tier in (e.torrent.trackers if e.torrent else ())),

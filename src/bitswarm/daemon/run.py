@@ -89,7 +89,7 @@ async def serve_daemon(
             waits = [asyncio.ensure_future(stop.wait())]
             if reload_requested is not None:
                 waits.append(asyncio.ensure_future(reload_requested.wait()))
-            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
             if reload_requested is not None and reload_requested.is_set():

@@ -35,7 +35,7 @@ from bitswarm import magnet, paths
 from bitswarm.daemon.config import DaemonConfig
 from bitswarm.daemon.state import MAX_LABEL_CHARS, MAX_LABELS, DaemonState, StateStore, TorrentRecord
 from bitswarm.errors import BitswarmError, MetainfoError, UsageError
-from bitswarm.metainfo import Torrent, read_torrent_file
+from bitswarm.metainfo import FileEntry, Torrent, read_torrent_file
 from bitswarm.net.magnet import MagnetRuntime
 from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
 from bitswarm.storage import resume
@@ -338,7 +338,9 @@ class Daemon:
         entry.checking = True
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-            entry.runtime = await self.session.add(entry.torrent, folder, self._options(entry, entry.torrent), paused=True)
+            entry.runtime = await self.session.add(
+                entry.torrent, folder, self._options(entry, entry.torrent), paused=True
+            )
         except OSError as error:
             raise UsageError(f"{folder}: {error.strerror or error}") from None
         finally:
@@ -416,7 +418,9 @@ class Daemon:
                 seeds.append(entry)
             else:
                 downloads.append(entry)
-        self._run_queue(downloads, bool(self.setting("download-queue-enabled")), int(self.setting("download-queue-size")))
+        self._run_queue(
+            downloads, bool(self.setting("download-queue-enabled")), int(self.setting("download-queue-size"))
+        )
         self._run_queue(seeds, bool(self.setting("seed-queue-enabled")), int(self.setting("seed-queue-size")))
 
     def _run_queue(self, entries: list[Entry], enabled: bool, size: int) -> None:
@@ -510,7 +514,9 @@ class Daemon:
                 record.error_string = f"{record.download_dir}: {error.strerror}"
                 return
             if free < missing:
-                record.error_string = f"not enough free space in {record.download_dir}: {missing} bytes needed, {free} free"
+                record.error_string = (
+                    f"not enough free space in {record.download_dir}: {missing} bytes needed, {free} free"
+                )
                 log.error("torrent %d: %s", entry.id, record.error_string)
                 self.mark_dirty()
                 return
@@ -690,7 +696,9 @@ class Daemon:
         self.mark_dirty()
 
     def set_queue_position(self, entry: Entry, position: int) -> None:
-        ordered = [e for e in sorted(self.entries.values(), key=lambda item: item.record.queue_position) if e is not entry]
+        ordered = [
+            e for e in sorted(self.entries.values(), key=lambda item: item.record.queue_position) if e is not entry
+        ]
         ordered.insert(max(0, min(position, len(ordered))), entry)
         for number, item in enumerate(ordered):
             item.record.queue_position = number
@@ -762,7 +770,7 @@ async def _reannounce(runtime: TorrentRuntime) -> None:
     runtime.resume()
 
 
-def _overlap(item: Any, index: int, piece_length: int) -> int:
+def _overlap(item: FileEntry, index: int, piece_length: int) -> int:
     start = max(item.offset, index * piece_length)
     end = min(item.offset + item.length, (index + 1) * piece_length)
     return max(0, end - start)
