@@ -50,7 +50,7 @@ class Daemon:
         self, body: bytes | None, headers: dict[str, str] | None = None, *, host: str | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         """One raw POST: (status, headers, body); no handshake unless the headers carry it."""
-        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers or {})
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers or {})  # noqa: S310
         if host is not None:
             request.add_unredirected_header("Host", host)
         try:

@@ -41,7 +41,8 @@ def test_transmission_remote_adds_lists_stops_starts_limits_and_removes(tmp_path
     assert "success" in remote(daemon, "-a", str(kept.path))
     assert "success" in remote(daemon, "-a", str(doomed.path))
     listing = remote(daemon, "-l")
-    assert " kept" in listing and " doomed" in listing
+    assert " kept" in listing
+    assert " doomed" in listing
     rows = {row["name"]: row for row in daemon.torrents("name", "status", "totalSize")}
     assert rows["kept"]["totalSize"] == 70_005
     kept_id, doomed_id = rows["kept"]["id"], rows["doomed"]["id"]
@@ -62,7 +63,8 @@ def test_transmission_remote_adds_lists_stops_starts_limits_and_removes(tmp_path
     assert (session["speed-limit-up"], session["speed-limit-up-enabled"]) == (300, True)
 
     info = remote(daemon, "-t", kept.info_hash, "-i")
-    assert f"Hash: {kept.info_hash}" in info and "Name: kept" in info
+    assert f"Hash: {kept.info_hash}" in info
+    assert "Name: kept" in info
     assert "Daemon version: 4.0.6 (bitswarm" in remote(daemon, "-si")
     assert "Started 1 times" in remote(daemon, "-st")
 
