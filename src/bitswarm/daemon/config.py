@@ -52,8 +52,6 @@ class DaemonConfig:
     seed_ratio_limit: float = 2.0
     idle_seeding_limit_enabled: bool = False
     idle_seeding_limit_min: int = 30
-    # Torrents added with no download dir of their own move here once complete; empty: off.
-    move_completed_dir: str = ""
 
     def validate(self) -> DaemonConfig:
         try:
