@@ -162,3 +162,8 @@ class TorrentNotFound(RemoteError):
     def __init__(self, torrent_id: int | str) -> None:
         super().__init__(f"no torrent {torrent_id}")
         self.torrent_id = torrent_id
+
+
+class RpcRequestError(UsageError):
+    """A Transmission RPC request broke the protocol's rules (a wrong type, an unknown
+    method); its text is the ``result`` string the caller is sent."""

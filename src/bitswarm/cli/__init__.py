@@ -735,8 +735,9 @@ def main() -> None:
     sys.exit(0)
 
 
-# Registers `bitswarm stream`, `index`, `subscribe` and `ctl` on the group (their modules need the helpers above).
+# Registers `stream`, `index`, `subscribe`, `ctl` and `daemon` on the group (their modules need the helpers above).
 from bitswarm.cli import ctl as _ctl  # noqa: E402, F401
+from bitswarm.cli import daemon as _daemon  # noqa: E402, F401
 from bitswarm.cli import index as _index  # noqa: E402, F401
 from bitswarm.cli import stream as _stream  # noqa: E402, F401
 from bitswarm.cli import subscribe as _subscribe  # noqa: E402, F401

@@ -43,6 +43,12 @@ class TokenBucket:
         self._tokens = self.burst
         self._last = now
 
+    def set_rate(self, rate: float) -> None:
+        """Change the limit in place (0: unlimited); the burst follows as in ``__init__``."""
+        self.rate = rate
+        self.burst = max(rate / 4, 16 * 1024)
+        self._tokens = min(self._tokens, self.burst)
+
     def _refill(self, now: float) -> None:
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now

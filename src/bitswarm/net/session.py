@@ -236,7 +236,9 @@ class TorrentRuntime:
 
     # -- start and stop ----------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, paused: bool = False) -> None:
+        """Find the verified pieces (the resume data, then a hash of what else is on disk)
+        and take peers, or stay paused until ``resume`` (no announce is sent)."""
         have = await self._run_disk(self._find_verified_pieces)
         await self._run_disk(self.storage.create_empty_files)
         priorities = self._piece_priorities()
@@ -264,7 +266,8 @@ class TorrentRuntime:
         self.swarm.picker.sequential = self.options.sequential
         if self.swarm.is_seeding:
             self.finished.set()
-        self._start_tasks()
+        if not paused:
+            self._start_tasks()
 
     def _start_tasks(self) -> None:
         self.paused = False
@@ -401,8 +404,8 @@ class TorrentRuntime:
         torrent = self.torrent
         hasher = PieceHasher(torrent.files, torrent.piece_length, self.folder, v1=torrent.has_v1, v2=torrent.has_v2)
         found = set(trusted)
-        for digest in hasher.hash_all():
-            if digest.index not in trusted and piece_is_good(torrent, digest, self._owners.get(digest.index)):
+        for digest in hasher.hash_all(skip=trusted):
+            if piece_is_good(torrent, digest, self._owners.get(digest.index)):
                 found.add(digest.index)
         return sorted(found)
 
@@ -1322,14 +1325,22 @@ class Session:
                 except (StorageError, OSError) as error:
                     log.error("%s: resume data not saved: %s", runtime.torrent.name, error)
 
-    async def add(self, torrent: Torrent, folder: Path, options: TorrentOptions | None = None) -> TorrentRuntime:
+    async def add(
+        self, torrent: Torrent, folder: Path, options: TorrentOptions | None = None, *, paused: bool = False
+    ) -> TorrentRuntime:
         runtime = TorrentRuntime(self, torrent, folder, options or TorrentOptions())
         if runtime.info_hash in self.torrents:
             raise UsageError(f"{torrent.name}: already in this session")
         self.torrents[runtime.info_hash] = runtime
         if runtime.alias is not None:
             self.aliases[runtime.alias] = runtime.info_hash
-        await runtime.start()
+        try:
+            await runtime.start(paused=paused)
+        except BaseException:
+            # Not left half-added: a second add of the same torrent must be possible.
+            self.torrents.pop(runtime.info_hash, None)
+            self.forget_alias(runtime.info_hash)
+            raise
         return runtime
 
     async def add_magnet(

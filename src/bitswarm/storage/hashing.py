@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,18 +54,24 @@ class PieceHasher:
         self._zeros = bytes(piece_length)
 
     def hash_all(
-        self, *, workers: int | None = None, on_progress: Callable[[int], None] | None = None
+        self,
+        *,
+        workers: int | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        skip: Container[int] = (),
     ) -> Iterator[PieceDigest]:
-        """Digests of every piece in order; ``on_progress`` gets the count of pieces just hashed."""
+        """Digests of every piece in order but those in ``skip`` (already known good: a
+        restart must not re-read them); ``on_progress`` gets the count of pieces just hashed."""
         per_batch = max(1, _BATCH_BYTES // self.piece_length)
-        batches = [range(at, min(at + per_batch, self.num_pieces)) for at in range(0, self.num_pieces, per_batch)]
+        wanted = [index for index in range(self.num_pieces) if index not in skip]
+        batches = [wanted[at : at + per_batch] for at in range(0, len(wanted), per_batch)]
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             for digests in pool.map(self._hash_batch, batches):
                 if on_progress is not None:
                     on_progress(len(digests))
                 yield from digests
 
-    def _hash_batch(self, indices: range) -> list[PieceDigest]:
+    def _hash_batch(self, indices: Sequence[int]) -> list[PieceDigest]:
         handles: dict[int, int | None] = {}
         try:
             return [self._hash_piece(index, handles) for index in indices]

@@ -1,0 +1,1 @@
+"""`bitswarm daemon`: persistent session state, queue, Transmission RPC."""

@@ -1,0 +1,844 @@
+"""The always-on session: many torrents in one engine ``Session``, remembered across restarts.
+
+A ``Daemon`` owns the engine's ``Session`` and the persistent state (``StateStore``). Each
+torrent has a record (its id, download folder, the user's stop, labels, files, limits,
+queue position) and, while the daemon runs, a runtime: a ``TorrentRuntime``, or a
+``MagnetRuntime`` until a magnet link's metadata is in. Every runtime starts paused (its
+verified pieces come from the engine's resume data, not from a re-hash) and the
+scheduler, once a second, decides which run:
+
+- a torrent the user stopped, or that has an error, stays paused;
+- downloads, in queue order, up to ``download-queue-size`` (when queueing is on), seeds
+  likewise up to ``seed-queue-size``; a torrent started with ``start-now`` skips the queue;
+- a download starts only when its folder has room for what it still lacks;
+- a seed whose ratio or idle goal is met is stopped, as Transmission does.
+
+The state is saved atomically after every change a user makes and every ``SAVE_PERIOD_S``
+(for the transfer totals), and at close, after every torrent has announced ``stopped`` and
+written its resume data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bitswarm import magnet, paths
+from bitswarm.daemon.config import DaemonConfig
+from bitswarm.daemon.state import MAX_LABEL_CHARS, MAX_LABELS, DaemonState, StateStore, TorrentRecord
+from bitswarm.errors import BitswarmError, MetainfoError, UsageError
+from bitswarm.metainfo import FileEntry, Torrent, read_torrent_file
+from bitswarm.net.magnet import MagnetRuntime
+from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
+from bitswarm.storage import resume
+from bitswarm.storage.backend import PARTS_FOLDER
+
+log = logging.getLogger("bitswarm.daemon")
+
+SCHEDULE_PERIOD_S = 1.0
+SAVE_PERIOD_S = 30.0
+# "recently-active" (Transmission): changed or moving data within this time.
+RECENTLY_ACTIVE_S = 60.0
+# Removed ids kept for "recently-active" answers; beyond it the oldest go.
+MAX_REMOVED_REMEMBERED = 10_000
+# Transmission's speeds are in kB/s of 1000 bytes.
+KILO = 1000
+
+
+class TorrentState:
+    """Transmission's status numbers (tr_torrent_activity)."""
+
+    STOPPED = 0
+    CHECK_WAIT = 1
+    CHECK = 2
+    DOWNLOAD_WAIT = 3
+    DOWNLOAD = 4
+    SEED_WAIT = 5
+    SEED = 6
+
+
+@dataclass
+class Entry:
+    """A torrent while the daemon runs: its record and what the engine has of it."""
+
+    record: TorrentRecord
+    torrent: Torrent | None = None
+    runtime: TorrentRuntime | None = None
+    magnet_runtime: MagnetRuntime | None = None
+    # Started with start-now: not held back by the queue.
+    forced: bool = False
+    checking: bool = False
+    # A magnet link's metadata is being fetched (its runtime may not exist yet).
+    fetching: bool = False
+    # The engine's totals at launch are the record's; its counters start at 0.
+    base_uploaded: int = 0
+    base_downloaded: int = 0
+    last_active: float = 0.0
+    # When seeding began in this run (for secondsSeeding and the idle goal).
+    seeding_since: float | None = None
+    last_upload: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def is_running(self) -> bool:
+        return (self.runtime is not None and not self.runtime.paused) or self.fetching
+
+    @property
+    def is_finished(self) -> bool:
+        return self.runtime is not None and self.runtime.finished.is_set()
+
+    def uploaded(self) -> int:
+        swarm = self.runtime.swarm if self.runtime is not None else None
+        return self.base_uploaded + (swarm.uploaded if swarm is not None else 0)
+
+    def downloaded(self) -> int:
+        swarm = self.runtime.swarm if self.runtime is not None else None
+        return self.base_downloaded + (swarm.downloaded if swarm is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AddRequest:
+    """What torrent-add asks for: one of ``metainfo`` and ``link``."""
+
+    metainfo: bytes | None = None
+    link: str | None = None
+    download_dir: str | None = None
+    paused: bool = False
+    labels: tuple[str, ...] = ()
+    unwanted: tuple[int, ...] = ()
+    wanted: tuple[int, ...] = ()
+    priority_high: tuple[int, ...] = ()
+    priority_low: tuple[int, ...] = ()
+    bandwidth_priority: int = 0
+
+
+def check_labels(labels: Iterable[str]) -> list[str]:
+    """Labels as Transmission keeps them; raises UsageError for too many, too long, or a comma."""
+    result = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
+    if len(result) > MAX_LABELS or any(len(label) > MAX_LABEL_CHARS or "," in label for label in result):
+        raise UsageError(f"labels: at most {MAX_LABELS}, each under {MAX_LABEL_CHARS} characters, no commas")
+    return result
+
+
+class Daemon:
+    """The torrents of one state folder, run by one engine session."""
+
+    def __init__(self, config: DaemonConfig, store: StateStore, session: Session) -> None:
+        self.config = config
+        self.store = store
+        self.session = session
+        self.state = DaemonState()
+        self.entries: dict[int, Entry] = {}
+        self.by_hash: dict[str, int] = {}
+        self.removed: dict[int, float] = {}
+        self.started_at = time.time()
+        # Session totals since start (session-stats' current-stats).
+        self.session_uploaded = 0
+        self.session_downloaded = 0
+        self.session_count = 1
+        self._dirty = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lock = asyncio.Lock()
+
+    # -- settings --------------------------------------------------------------------
+
+    def setting(self, name: str) -> Any:
+        """A session setting under its RPC name: the saved session-set value, else the config's."""
+        if name in self.state.settings:
+            return self.state.settings[name]
+        return _CONFIG_SETTINGS[name](self.config)
+
+    def change_settings(self, changes: dict[str, Any]) -> None:
+        self.state.settings.update(changes)
+        self.apply_session_limits()
+        self.mark_dirty()
+
+    def apply_session_limits(self) -> None:
+        alt = bool(self.setting("alt-speed-enabled"))
+        down = self.setting("alt-speed-down") if alt else self.setting("speed-limit-down")
+        up = self.setting("alt-speed-up") if alt else self.setting("speed-limit-up")
+        down_on = alt or bool(self.setting("speed-limit-down-enabled"))
+        up_on = alt or bool(self.setting("speed-limit-up-enabled"))
+        self.session.down_limit.set_rate(down * KILO if down_on else 0)
+        self.session.up_limit.set_rate(up * KILO if up_on else 0)
+
+    def reload(self, config: DaemonConfig) -> None:
+        """SIGHUP: the new config's limits, queues and RPC rules apply from now (the RPC and
+        peer addresses stay as bound)."""
+        self.config = config
+        self.apply_session_limits()
+
+    # -- start and stop --------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load the state and re-add every torrent (paused, each from its resume data),
+        then start scheduling; raises UsageError for a damaged state file."""
+        self.state = await asyncio.to_thread(self.store.load)
+        self.session_count = int(self.state.settings.get("session-count", 0)) + 1
+        self.state.settings["session-count"] = self.session_count
+        self.apply_session_limits()
+        for record in sorted(self.state.torrents, key=lambda item: item.queue_position):
+            entry = Entry(record, base_uploaded=record.uploaded_ever, base_downloaded=record.downloaded_ever)
+            self.entries[record.id] = entry
+            self.by_hash[record.info_hash] = record.id
+            try:
+                await self._load(entry)
+            except BitswarmError as error:
+                record.error_string = str(error)
+                log.error("torrent %d: %s", record.id, error)
+        self._renumber_queue()
+        self.schedule()
+        self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        await self.save()
+
+    async def _load(self, entry: Entry) -> None:
+        record = entry.record
+        if record.magnet is None:
+            data = await asyncio.to_thread(self.store.load_torrent, record.info_hash)
+            entry.torrent = read_torrent_file(data)
+            await self._launch(entry)
+
+    async def close(self) -> None:
+        """Stop every torrent (``stopped`` announces, resume data written) and save the state."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, BitswarmError, OSError):
+                await task
+        self._fold_totals()
+        await self.session.close()
+        await self.save()
+
+    async def _loop(self) -> None:
+        saved_at = time.monotonic()
+        while True:
+            await asyncio.sleep(SCHEDULE_PERIOD_S)
+            async with self._lock:
+                self.schedule()
+            now = time.monotonic()
+            if self._dirty or now - saved_at >= SAVE_PERIOD_S:
+                saved_at = now
+                try:
+                    await self.save()
+                except OSError as error:
+                    log.error("state not saved: %s", error)
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _fold_totals(self) -> None:
+        for entry in self.entries.values():
+            entry.record.uploaded_ever = entry.uploaded()
+            entry.record.downloaded_ever = entry.downloaded()
+
+    async def save(self) -> None:
+        """Write the state file now (atomically); raises OSError."""
+        self._dirty = False
+        self._fold_totals()
+        self.state.torrents = [entry.record for entry in self.entries.values()]
+        await asyncio.to_thread(self.store.save, self.state)
+
+    # -- adding ----------------------------------------------------------------------
+
+    async def add(self, request: AddRequest) -> tuple[Entry, bool]:
+        """Add a torrent or magnet link; (its entry, True) when it was there already.
+
+        Raises MetainfoError for a torrent that does not parse, UsageError for bad arguments,
+        OSError when the state cannot be written.
+        """
+        torrent: Torrent | None = None
+        link: magnet.Magnet | None = None
+        if request.metainfo is not None:
+            torrent = read_torrent_file(request.metainfo)
+            hash_bytes = torrent.info_hash_v1 or (torrent.info_hash_v2 or b"")[:20]
+        else:
+            assert request.link is not None
+            link = magnet.parse(request.link)
+            hash_bytes = link.info_hash_v1 or (link.info_hash_v2 or b"")[:20]
+        info_hash = hash_bytes.hex()
+        async with self._lock:
+            existing = self.by_hash.get(info_hash)
+            if existing is not None:
+                return self.entries[existing], True
+            labels = check_labels(request.labels)
+            folder = request.download_dir or str(self.setting("download-dir"))
+            if not os.path.isabs(os.path.expanduser(folder)):
+                raise UsageError(f"download-dir {folder!r}: not an absolute path")
+            if torrent is not None:
+                file_count = sum(1 for _ in torrent.data_files())
+                for index in (*request.unwanted, *request.wanted, *request.priority_high, *request.priority_low):
+                    if not 0 <= index < file_count:
+                        raise UsageError(f"file {index}: the torrent has files 0 to {file_count - 1}")
+            record = TorrentRecord(
+                id=self.state.next_id,
+                info_hash=info_hash,
+                download_dir=os.path.expanduser(folder),
+                added_date=int(time.time()),
+                queue_position=len(self.entries),
+                name=torrent.name if torrent is not None else (link.display_name if link else None) or info_hash,
+                magnet=request.link if torrent is None else None,
+                paused=request.paused,
+                labels=labels,
+                unwanted=sorted(set(request.unwanted) - set(request.wanted)),
+                priority_high=sorted(set(request.priority_high)),
+                priority_low=sorted(set(request.priority_low)),
+                bandwidth_priority=request.bandwidth_priority,
+                seed_ratio_limit=float(self.setting("seedRatioLimit")),
+            )
+            if torrent is not None:
+                assert request.metainfo is not None
+                await asyncio.to_thread(self.store.save_torrent, info_hash, request.metainfo)
+            self.state.next_id += 1
+            entry = Entry(record, torrent=torrent)
+            self.entries[record.id] = entry
+            self.by_hash[info_hash] = record.id
+            entry.last_active = time.monotonic()
+            await self.save()
+            if torrent is not None:
+                try:
+                    await self._launch(entry)
+                except BitswarmError as error:
+                    record.error_string = str(error)
+            self.schedule()
+            return entry, False
+
+    def _options(self, entry: Entry, torrent: Torrent | None) -> TorrentOptions:
+        record = entry.record
+        options = TorrentOptions(
+            max_down=record.download_limit * KILO if record.download_limited else 0.0,
+            max_up=record.upload_limit * KILO if record.upload_limited else 0.0,
+            pex=self.config.pex,
+        )
+        if torrent is not None and record.unwanted:
+            options.wanted_files = _engine_wanted(torrent, set(record.unwanted))
+        return options
+
+    async def _launch(self, entry: Entry) -> None:
+        """The torrent into the engine, paused: the scheduler starts it."""
+        assert entry.torrent is not None
+        record = entry.record
+        folder = Path(record.download_dir)
+        entry.checking = True
+        try:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            entry.runtime = await self.session.add(
+                entry.torrent, folder, self._options(entry, entry.torrent), paused=True
+            )
+        except OSError as error:
+            raise UsageError(f"{folder}: {error.strerror or error}") from None
+        finally:
+            entry.checking = False
+        record.name = entry.torrent.name
+        if entry.runtime.finished.is_set() and not record.done_date:
+            record.done_date = int(time.time())
+
+    def _launch_magnet(self, entry: Entry) -> None:
+        record = entry.record
+        assert record.magnet is not None
+        link = magnet.parse(record.magnet)
+        folder = Path(record.download_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        entry.fetching = True
+        self._spawn(self._fetch_metadata(entry, link, folder))
+
+    async def _fetch_metadata(self, entry: Entry, link: magnet.Magnet, folder: Path) -> None:
+        try:
+            runtime = await self.session.add_magnet(link, folder, self._options(entry, None))
+        except UsageError as error:
+            entry.fetching = False
+            entry.record.error_string = str(error)
+            return
+        entry.magnet_runtime = runtime
+        try:
+            torrent_runtime = await runtime.wait_for_torrent()
+            assert runtime.torrent_path is not None
+            data = await asyncio.to_thread(runtime.torrent_path.read_bytes)
+            await asyncio.to_thread(self.store.save_torrent, entry.record.info_hash, data)
+        except (BitswarmError, OSError) as error:
+            if entry.magnet_runtime is runtime:  # not stopped by the user or the queue
+                entry.record.error_string = str(error)
+                log.error("torrent %d: %s", entry.id, error)
+            return
+        finally:
+            entry.magnet_runtime = None
+            entry.fetching = False
+        entry.torrent = torrent_runtime.torrent
+        entry.runtime = torrent_runtime
+        entry.record.magnet = None
+        entry.record.name = torrent_runtime.torrent.name
+        if entry.record.unwanted:
+            self._apply_wanted(entry)
+        self.mark_dirty()
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def status(self, entry: Entry) -> int:
+        if entry.checking:
+            return TorrentState.CHECK
+        if entry.record.paused or entry.record.error_string:
+            return TorrentState.STOPPED
+        if entry.fetching:
+            return TorrentState.DOWNLOAD
+        if entry.runtime is None:
+            return TorrentState.DOWNLOAD_WAIT
+        if entry.is_finished:
+            return TorrentState.SEED if entry.is_running else TorrentState.SEED_WAIT
+        return TorrentState.DOWNLOAD if entry.is_running else TorrentState.DOWNLOAD_WAIT
+
+    def schedule(self) -> None:
+        """Start and stop runtimes to follow the user's stops, the queues and the goals."""
+        now = time.monotonic()
+        downloads: list[Entry] = []
+        seeds: list[Entry] = []
+        for entry in sorted(self.entries.values(), key=lambda item: item.record.queue_position):
+            self._track(entry, now)
+            if entry.checking:
+                continue
+            wants_to_run = not entry.record.paused and not entry.record.error_string
+            if not wants_to_run:
+                self._pause(entry)
+            elif entry.is_finished:
+                seeds.append(entry)
+            else:
+                downloads.append(entry)
+        self._run_queue(
+            downloads, bool(self.setting("download-queue-enabled")), int(self.setting("download-queue-size"))
+        )
+        self._run_queue(seeds, bool(self.setting("seed-queue-enabled")), int(self.setting("seed-queue-size")))
+
+    def _run_queue(self, entries: list[Entry], enabled: bool, size: int) -> None:
+        slots = size if enabled else len(entries)
+        for entry in entries:
+            if entry.forced:
+                self._resume(entry)
+            elif slots > 0:
+                slots -= 1
+                self._resume(entry)
+            else:
+                self._pause(entry)
+
+    def _track(self, entry: Entry, now: float) -> None:
+        """Done date, move on completion, activity, and the seeding goals."""
+        record = entry.record
+        runtime = entry.runtime
+        if runtime is None or runtime.swarm is None:
+            return
+        if entry.is_finished and not record.done_date:
+            record.done_date = int(time.time())
+            self.mark_dirty()
+        uploaded = entry.uploaded()
+        if uploaded != entry.last_upload or (entry.is_running and not entry.is_finished):
+            entry.last_upload = uploaded
+            entry.idle_since = now
+            entry.last_active = now
+        if entry.is_finished and entry.is_running:
+            if entry.seeding_since is None:
+                entry.seeding_since = now
+            if self._goal_reached(entry, now):
+                log.info("torrent %d: seeding goal reached", entry.id)
+                record.paused = True
+                entry.last_active = now
+                self.mark_dirty()
+        elif entry.seeding_since is not None:
+            record.seconds_seeding += int(now - entry.seeding_since)
+            entry.seeding_since = None
+
+    def _goal_reached(self, entry: Entry, now: float) -> bool:
+        record = entry.record
+        if record.seed_ratio_mode == 1:
+            limit: float | None = record.seed_ratio_limit
+        elif record.seed_ratio_mode == 0 and self.setting("seedRatioLimited"):
+            limit = float(self.setting("seedRatioLimit"))
+        else:
+            limit = None
+        if limit is not None and self.ratio(entry) >= limit:
+            return True
+        if record.seed_idle_mode == 1:
+            idle_min: int | None = record.seed_idle_limit
+        elif record.seed_idle_mode == 0 and self.setting("idle-seeding-limit-enabled"):
+            idle_min = int(self.setting("idle-seeding-limit"))
+        else:
+            idle_min = None
+        return idle_min is not None and now - entry.idle_since >= idle_min * 60
+
+    def ratio(self, entry: Entry) -> float:
+        """Uploaded over downloaded (over the size when nothing was downloaded here: a seed
+        added with its data), as Transmission counts it."""
+        base = entry.downloaded() or self.size_when_done(entry)
+        return entry.uploaded() / base if base else 0.0
+
+    def _pause(self, entry: Entry) -> None:
+        entry.forced = False if entry.record.paused else entry.forced
+        if entry.magnet_runtime is not None:
+            magnet_runtime = entry.magnet_runtime
+            entry.magnet_runtime = None
+            entry.fetching = False
+            self._spawn(magnet_runtime.close())
+        if entry.runtime is not None and not entry.runtime.paused:
+            entry.last_active = time.monotonic()
+            self._spawn(entry.runtime.pause())
+
+    def _resume(self, entry: Entry) -> None:
+        record = entry.record
+        if entry.runtime is None:
+            if record.magnet is not None and not entry.fetching:
+                try:
+                    self._launch_magnet(entry)
+                except (BitswarmError, OSError) as error:
+                    record.error_string = str(error)
+            return
+        if not entry.runtime.paused:
+            return
+        if not entry.is_finished:
+            missing = self.left_until_done(entry)
+            try:
+                free = shutil.disk_usage(record.download_dir).free
+            except OSError as error:
+                record.error_string = f"{record.download_dir}: {error.strerror}"
+                return
+            if free < missing:
+                record.error_string = (
+                    f"not enough free space in {record.download_dir}: {missing} bytes needed, {free} free"
+                )
+                log.error("torrent %d: %s", entry.id, record.error_string)
+                self.mark_dirty()
+                return
+        entry.last_active = time.monotonic()
+        entry.idle_since = time.monotonic()
+        entry.runtime.resume()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("daemon task failed", exc_info=task.exception())
+
+    # -- what the RPC changes --------------------------------------------------------
+
+    def select(self, ids: Iterable[int] | None) -> list[Entry]:
+        """The entries of ``ids`` that exist, in id order (None: every one)."""
+        if ids is None:
+            return sorted(self.entries.values(), key=lambda entry: entry.id)
+        return [self.entries[number] for number in sorted(set(ids)) if number in self.entries]
+
+    def id_of_hash(self, info_hash: str) -> int | None:
+        return self.by_hash.get(info_hash.lower())
+
+    def start(self, entries: Iterable[Entry], *, now: bool = False) -> None:
+        for entry in entries:
+            entry.record.paused = False
+            entry.record.error_string = ""
+            entry.forced = now
+            entry.last_active = time.monotonic()
+        self.schedule()
+        self.mark_dirty()
+
+    def stop(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            entry.record.paused = True
+            entry.forced = False
+        self.schedule()
+        self.mark_dirty()
+
+    async def remove(self, entries: Iterable[Entry], *, delete_data: bool) -> None:
+        """Out of the session and the state; with ``delete_data`` its files too (only the
+        torrent's own files, found inside its folder)."""
+        for entry in list(entries):
+            async with self._lock:
+                if self.entries.pop(entry.id, None) is None:
+                    continue
+                self.by_hash.pop(entry.record.info_hash, None)
+                self.removed[entry.id] = time.monotonic()
+                while len(self.removed) > MAX_REMOVED_REMEMBERED:
+                    del self.removed[next(iter(self.removed))]
+                await self._unload(entry)
+                await asyncio.to_thread(self.store.forget_torrent, entry.record.info_hash)
+                if delete_data and entry.torrent is not None:
+                    await asyncio.to_thread(_delete_content, entry.torrent, Path(entry.record.download_dir))
+                self._renumber_queue()
+        await self.save()
+
+    async def _unload(self, entry: Entry) -> None:
+        if entry.magnet_runtime is not None:
+            with contextlib.suppress(UsageError):
+                await self.session.remove(entry.magnet_runtime.info_hash)
+            entry.magnet_runtime = None
+        if entry.runtime is not None:
+            self._fold_one(entry)
+            with contextlib.suppress(UsageError):
+                await self.session.remove(entry.runtime.info_hash)
+            entry.runtime = None
+
+    def _fold_one(self, entry: Entry) -> None:
+        entry.record.uploaded_ever = entry.uploaded()
+        entry.record.downloaded_ever = entry.downloaded()
+        entry.base_uploaded = entry.record.uploaded_ever
+        entry.base_downloaded = entry.record.downloaded_ever
+
+    async def verify(self, entries: Iterable[Entry]) -> None:
+        """Hash every piece again: the resume data is dropped and the torrent re-added."""
+        for entry in list(entries):
+            if entry.torrent is None or entry.checking:
+                continue
+            async with self._lock:
+                entry.checking = True
+                try:
+                    await self._unload(entry)
+                    info_hash = entry.record.info_hash
+                    record_path = Path(entry.record.download_dir) / resume.RESUME_FOLDER / f"{info_hash}.resume"
+                    await asyncio.to_thread(record_path.unlink, missing_ok=True)
+                    entry.record.error_string = ""
+                    await self._launch(entry)
+                except BitswarmError as error:
+                    entry.record.error_string = str(error)
+                finally:
+                    entry.checking = False
+                self.schedule()
+
+    async def set_location(self, entries: Iterable[Entry], location: str, *, move: bool) -> None:
+        """A new download folder; with ``move`` the content (and its resume data) goes along."""
+        target = Path(os.path.expanduser(location))
+        if not target.is_absolute():
+            raise UsageError(f"location {location!r}: not an absolute path")
+        for entry in list(entries):
+            async with self._lock:
+                old = Path(entry.record.download_dir)
+                if old == target:
+                    continue
+                await self._unload(entry)
+                if move and entry.torrent is not None:
+                    await asyncio.to_thread(_move_content, entry.torrent, entry.record.info_hash, old, target)
+                entry.record.download_dir = str(target)
+                if entry.torrent is not None:
+                    try:
+                        await self._launch(entry)
+                    except BitswarmError as error:
+                        entry.record.error_string = str(error)
+                self.schedule()
+        self.mark_dirty()
+
+    def set_wanted(self, entry: Entry, wanted: Iterable[int], unwanted: Iterable[int]) -> None:
+        files = set(entry.record.unwanted)
+        files -= set(wanted)
+        files |= set(unwanted)
+        entry.record.unwanted = sorted(files)
+        self._apply_wanted(entry)
+        self.mark_dirty()
+
+    def _apply_wanted(self, entry: Entry) -> None:
+        runtime = entry.runtime
+        torrent = entry.torrent
+        if runtime is None or torrent is None or runtime.swarm is None:
+            return
+        wanted = _engine_wanted(torrent, set(entry.record.unwanted))
+        runtime.wanted_entries = {
+            id(item) for position, item in enumerate(torrent.files) if wanted is None or position in wanted
+        }
+        want = [0] * torrent.num_pieces
+        for item in torrent.data_files():
+            if id(item) in runtime.wanted_entries:
+                for index in item.piece_range(torrent.piece_length):
+                    want[index] = 1
+        for priority in (0, 1):
+            chosen = [index for index, value in enumerate(want) if value == priority]
+            runtime.run_actions(runtime.swarm.set_priorities(chosen, priority))
+        if runtime.swarm.is_seeding:
+            runtime.finished.set()
+        else:
+            runtime.finished.clear()
+
+    def apply_limits(self, entry: Entry) -> None:
+        record = entry.record
+        if entry.runtime is not None:
+            entry.runtime.down_limit.set_rate(record.download_limit * KILO if record.download_limited else 0)
+            entry.runtime.up_limit.set_rate(record.upload_limit * KILO if record.upload_limited else 0)
+        self.mark_dirty()
+
+    def move_queue(self, entries: list[Entry], how: str) -> None:
+        ordered = sorted(self.entries.values(), key=lambda item: item.record.queue_position)
+        chosen = {entry.id for entry in entries}
+        if how == "top":
+            ordered = [e for e in ordered if e.id in chosen] + [e for e in ordered if e.id not in chosen]
+        elif how == "bottom":
+            ordered = [e for e in ordered if e.id not in chosen] + [e for e in ordered if e.id in chosen]
+        elif how == "up":
+            for position in range(1, len(ordered)):
+                if ordered[position].id in chosen and ordered[position - 1].id not in chosen:
+                    ordered[position - 1], ordered[position] = ordered[position], ordered[position - 1]
+        elif how == "down":
+            for position in range(len(ordered) - 2, -1, -1):
+                if ordered[position].id in chosen and ordered[position + 1].id not in chosen:
+                    ordered[position + 1], ordered[position] = ordered[position], ordered[position + 1]
+        for position, entry in enumerate(ordered):
+            entry.record.queue_position = position
+        self.schedule()
+        self.mark_dirty()
+
+    def set_queue_position(self, entry: Entry, position: int) -> None:
+        ordered = [
+            e for e in sorted(self.entries.values(), key=lambda item: item.record.queue_position) if e is not entry
+        ]
+        ordered.insert(max(0, min(position, len(ordered))), entry)
+        for number, item in enumerate(ordered):
+            item.record.queue_position = number
+        self.mark_dirty()
+
+    def _renumber_queue(self) -> None:
+        ordered = sorted(self.entries.values(), key=lambda item: item.record.queue_position)
+        for position, entry in enumerate(ordered):
+            entry.record.queue_position = position
+
+    def reannounce(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            if entry.runtime is not None and not entry.runtime.paused:
+                # Re-announcing is the announce loop's; a pause and resume forces it now.
+                self._spawn(_reannounce(entry.runtime))
+
+    # -- figures ---------------------------------------------------------------------
+
+    def have_valid(self, entry: Entry) -> int:
+        """Verified bytes (pad files excluded)."""
+        torrent, runtime = entry.torrent, entry.runtime
+        if torrent is None or runtime is None or runtime.swarm is None:
+            return 0
+        have = runtime.swarm.picker.have
+        return sum(
+            _overlap(item, index, torrent.piece_length)
+            for item in torrent.data_files()
+            for index in item.piece_range(torrent.piece_length)
+            if have[index]
+        )
+
+    def file_progress(self, entry: Entry) -> list[int]:
+        """Verified bytes of each file in Transmission's order."""
+        torrent, runtime = entry.torrent, entry.runtime
+        if torrent is None:
+            return []
+        have = runtime.swarm.picker.have if runtime is not None and runtime.swarm is not None else None
+        return [
+            sum(
+                _overlap(item, index, torrent.piece_length)
+                for index in item.piece_range(torrent.piece_length)
+                if have is not None and have[index]
+            )
+            for item in torrent.data_files()
+        ]
+
+    def size_when_done(self, entry: Entry) -> int:
+        torrent = entry.torrent
+        if torrent is None:
+            return 0
+        unwanted = set(entry.record.unwanted)
+        return sum(item.length for position, item in enumerate(torrent.data_files()) if position not in unwanted)
+
+    def left_until_done(self, entry: Entry) -> int:
+        torrent = entry.torrent
+        if torrent is None:
+            return 0
+        unwanted = set(entry.record.unwanted)
+        progress = self.file_progress(entry)
+        return sum(
+            item.length - progress[position]
+            for position, item in enumerate(torrent.data_files())
+            if position not in unwanted
+        )
+
+
+async def _reannounce(runtime: TorrentRuntime) -> None:
+    await runtime.pause()
+    runtime.resume()
+
+
+def _overlap(item: FileEntry, index: int, piece_length: int) -> int:
+    start = max(item.offset, index * piece_length)
+    end = min(item.offset + item.length, (index + 1) * piece_length)
+    return max(0, end - start)
+
+
+def _engine_wanted(torrent: Torrent, unwanted: set[int]) -> set[int] | None:
+    """Transmission's file indices (data files only) to the engine's (all of torrent.files)."""
+    if not unwanted:
+        return None
+    data_ids = {id(item) for item in torrent.data_files()}
+    data_positions = [position for position, item in enumerate(torrent.files) if id(item) in data_ids]
+    wanted = {position for number, position in enumerate(data_positions) if number not in unwanted}
+    return wanted
+
+
+def _delete_content(torrent: Torrent, folder: Path) -> None:
+    """The torrent's files, the folders they leave empty, its resume and part data."""
+    info_hash = (torrent.info_hash_v1 or (torrent.info_hash_v2 or b"")[:20]).hex()
+    touched: set[Path] = set()
+    for item in torrent.files:
+        if item.is_pad:
+            continue
+        try:
+            path = paths.resolve_inside(folder, item.path)
+        except MetainfoError:
+            continue  # a link planted since: never followed out of the folder
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
+        touched.update(path.parents)
+    base = Path(os.path.realpath(folder))
+    for directory in sorted(touched, key=lambda item: len(item.parts), reverse=True):
+        if base in directory.parents:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when empty
+    for extra in (folder / resume.RESUME_FOLDER / f"{info_hash}.resume", folder / PARTS_FOLDER / info_hash):
+        with contextlib.suppress(OSError):
+            extra.unlink()
+
+
+def _move_content(torrent: Torrent, info_hash: str, old: Path, new: Path) -> None:
+    new.mkdir(parents=True, exist_ok=True)
+    top = paths.resolve_inside(old, (torrent.name,))
+    if top.exists():
+        shutil.move(top, paths.resolve_inside(new, (torrent.name,)))
+    for folder_name, name in ((resume.RESUME_FOLDER, f"{info_hash}.resume"), (PARTS_FOLDER, info_hash)):
+        source = old / folder_name / name
+        if source.exists():
+            (new / folder_name).mkdir(exist_ok=True)
+            shutil.move(source, new / folder_name / name)
+
+
+# Session settings and where the config gives their defaults (session-set keeps changes).
+_CONFIG_SETTINGS: dict[str, Any] = {
+    "download-dir": lambda c: os.path.expanduser(c.download_dir),
+    "speed-limit-down": lambda c: c.max_down // KILO,
+    "speed-limit-down-enabled": lambda c: c.max_down > 0,
+    "speed-limit-up": lambda c: c.max_up // KILO,
+    "speed-limit-up-enabled": lambda c: c.max_up > 0,
+    "alt-speed-enabled": lambda c: False,
+    "alt-speed-down": lambda c: 50,
+    "alt-speed-up": lambda c: 50,
+    "download-queue-enabled": lambda c: c.download_queue_enabled,
+    "download-queue-size": lambda c: c.download_queue_size,
+    "seed-queue-enabled": lambda c: c.seed_queue_enabled,
+    "seed-queue-size": lambda c: c.seed_queue_size,
+    "seedRatioLimited": lambda c: c.seed_ratio_limited,
+    "seedRatioLimit": lambda c: c.seed_ratio_limit,
+    "idle-seeding-limit-enabled": lambda c: c.idle_seeding_limit_enabled,
+    "idle-seeding-limit": lambda c: c.idle_seeding_limit_min,
+}
+SESSION_SETTINGS = frozenset(_CONFIG_SETTINGS)
