@@ -143,15 +143,6 @@ class RpcEndpoint:
             headers={**SECURITY_HEADERS, SESSION_ID_HEADER: self.session_id},
         )
 
-    async def index(self, request: web.Request) -> web.Response:
-        # The web UI is the next step (issue 13, point 3); until then the root says where the RPC is.
-        if not self._address_allowed(request.remote):
-            return _text(403, "403: Unauthorized IP Address.")
-        if not self.hosts.allows(request.headers.get("Host")):
-            return _text(421, "421: Misdirected Request: this server does not answer that host name.")
-        return _text(200, f"bitswarm daemon: the Transmission RPC is at {RPC_PATH}")
-
-
 def _text(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text + "\n", headers=SECURITY_HEADERS)
 
@@ -161,9 +152,11 @@ def new_session_id() -> str:
 
 
 def create_daemon_app(endpoint: RpcEndpoint) -> web.Application:
-    """The daemon's aiohttp app: the RPC, and its path's GET as the 409 probe."""
+    """The daemon's aiohttp app: the RPC, its path's GET as the 409 probe, and the web UI."""
     app = web.Application(client_max_size=endpoint.config.rpc_max_body_bytes)
     app.router.add_route("*", RPC_PATH, endpoint.handle)
     app.router.add_route("*", RPC_PATH + "/", endpoint.handle)
-    app.router.add_get("/", endpoint.index)
+    from bitswarm.daemon.ui import WebUi  # noqa: PLC0415 - the UI module imports this one
+
+    WebUi(endpoint).install(app)
     return app

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bitswarm import __version__
+from bitswarm.daemon.clients import client_name
 from bitswarm.daemon.service import (
     KILO,
     RECENTLY_ACTIVE_S,
@@ -39,6 +40,7 @@ from bitswarm.daemon.service import (
 )
 from bitswarm.errors import BitswarmError, RpcRequestError, UsageError
 from bitswarm.metainfo import MAX_TORRENT_BYTES
+from bitswarm.net.session import TrackerAnswer
 
 RPC_VERSION = 17
 RPC_VERSION_MINIMUM = 14
@@ -623,14 +625,22 @@ def _host(url: str) -> str:
 
 
 def _tracker_stats(entry: Entry) -> list[dict[str, Any]]:
+    answers = entry.runtime.tracker_answers if entry.runtime is not None else {}
     return [
-        {**tracker, "host": tracker["sitename"], "hasAnnounced": False, "hasScraped": False, "isBackup": False,
-         "announceState": 0, "scrapeState": 0, "lastAnnounceResult": "", "lastAnnounceSucceeded": False,
-         "lastAnnounceTime": 0, "lastAnnouncePeerCount": 0, "lastAnnounceTimedOut": False,
+        {**tracker, "host": tracker["sitename"], "hasAnnounced": tracker["announce"] in answers, "hasScraped": False,
+         "isBackup": False, "announceState": 0, "scrapeState": 0, **_last_answer(answers.get(tracker["announce"])),
+         "lastAnnouncePeerCount": 0, "lastAnnounceTimedOut": False,
          "lastScrapeResult": "", "lastScrapeSucceeded": False, "lastScrapeTime": 0, "lastScrapeTimedOut": False,
          "leecherCount": -1, "seederCount": -1, "downloadCount": -1, "nextAnnounceTime": 0, "nextScrapeTime": 0}
         for tracker in _trackers(entry)
     ]  # fmt: skip
+
+
+def _last_answer(answer: TrackerAnswer | None) -> dict[str, Any]:
+    if answer is None:
+        return {"lastAnnounceResult": "", "lastAnnounceSucceeded": False, "lastAnnounceTime": 0}
+    return {"lastAnnounceResult": answer.text if not answer.succeeded else "Success",
+            "lastAnnounceSucceeded": answer.succeeded, "lastAnnounceTime": int(answer.at)}  # fmt: skip
 
 
 def _peers(entry: Entry, now: float) -> list[dict[str, Any]]:
@@ -648,7 +658,7 @@ def _peers(entry: Entry, now: float) -> list[dict[str, Any]]:
         host, port = connection.address or ("", 0)
         result.append({
             "address": host, "port": port,
-            "clientName": "", "isEncrypted": False, "isIncoming": not connection.outgoing, "isUTP": False,
+            "clientName": client_name(core.remote_peer_id), "isEncrypted": False, "isIncoming": not connection.outgoing, "isUTP": False,
             "rateToClient": int(state.download.rate(now)), "rateToPeer": int(state.upload.rate(now)),
             "progress": 1.0 if core.peer_is_seed else (have / num_pieces if isinstance(have, int) else 0.0),
             "clientIsChoked": core.peer_choking, "clientIsInterested": core.am_interested,

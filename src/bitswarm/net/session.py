@@ -157,6 +157,20 @@ class TorrentOptions:
     web_seeds: bool = True
 
 
+# A tracker's answer as shown to a user: longer failure texts are cut.
+MAX_ANSWER_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerAnswer:
+    """A tracker's last answer to an announce: when (epoch seconds), whether it succeeded,
+    and what it said (the peer count and interval, or the error)."""
+
+    at: float
+    succeeded: bool
+    text: str
+
+
 class TorrentRuntime:
     def __init__(self, session: Session, torrent: Torrent, folder: Path, options: TorrentOptions) -> None:
         if options.upload_slots < 1:
@@ -220,6 +234,9 @@ class TorrentRuntime:
         self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
         self._resume_dirty = False
         self._tiers = TrackerTiers(torrent.trackers, session.rng)
+        # Each tracker's last answer, for the daemon's pages: URL -> what it said (one per
+        # tracker of the torrent, so bounded by the metainfo).
+        self.tracker_answers: dict[str, TrackerAnswer] = {}
         self._completed_announce: asyncio.Task[AnnounceResult] | None = None
         self._subscribers: list[EventStream] = []
         self._checks: set[asyncio.Task[Any]] = set()
@@ -1013,8 +1030,13 @@ class TorrentRuntime:
                 result = await self._announce_to(url, params)
             except TrackerError as error:
                 errors.append(f"{url}: {error}")
+                self.tracker_answers[url] = TrackerAnswer(time.time(), False, str(error)[:MAX_ANSWER_CHARS])
                 continue
             self._tiers.succeeded(url)
+            said = f"{len(result.peers)} peers, next announce in {result.interval_s} s"
+            if result.warning:
+                said += f"; warning: {result.warning}"
+            self.tracker_answers[url] = TrackerAnswer(time.time(), True, said[:MAX_ANSWER_CHARS])
             if event is not Event.STOPPED:
                 for address in result.peers:
                     self.spawn(self.connect(address))
