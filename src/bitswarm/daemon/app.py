@@ -143,6 +143,7 @@ class RpcEndpoint:
             headers={**SECURITY_HEADERS, SESSION_ID_HEADER: self.session_id},
         )
 
+
 def _text(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text + "\n", headers=SECURITY_HEADERS)
 

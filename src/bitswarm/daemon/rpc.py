@@ -658,7 +658,8 @@ def _peers(entry: Entry, now: float) -> list[dict[str, Any]]:
         host, port = connection.address or ("", 0)
         result.append({
             "address": host, "port": port,
-            "clientName": client_name(core.remote_peer_id), "isEncrypted": False, "isIncoming": not connection.outgoing, "isUTP": False,
+            "clientName": client_name(core.remote_peer_id), "isEncrypted": False,
+            "isIncoming": not connection.outgoing, "isUTP": False,
             "rateToClient": int(state.download.rate(now)), "rateToPeer": int(state.upload.rate(now)),
             "progress": 1.0 if core.peer_is_seed else (have / num_pieces if isinstance(have, int) else 0.0),
             "clientIsChoked": core.peer_choking, "clientIsInterested": core.am_interested,
