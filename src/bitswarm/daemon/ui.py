@@ -263,10 +263,10 @@ class WebUi:
             "size": format_bytes(size) if entry.torrent is not None else "?",
         }
 
-    def snapshot(self) -> Snapshot:
-        """The rows of now, or of less than half a period ago (shared by every stream)."""
+    def snapshot(self, max_age_s: float = EVENT_PERIOD_S / 2) -> Snapshot:
+        """The rows of now, or of less than ``max_age_s`` ago (shared by every stream)."""
         now = time.monotonic()
-        if self._snapshot is None or now - self._snapshot.at >= EVENT_PERIOD_S / 2:
+        if self._snapshot is None or now - self._snapshot.at >= max_age_s:
             rows = {entry.id: self.row(entry, now) for entry in self.daemon.select(None)}
             down = sum(TORRENT_FIELDS["rateDownload"](self.daemon, entry, now) for entry in self.daemon.select(None))
             up = sum(TORRENT_FIELDS["rateUpload"](self.daemon, entry, now) for entry in self.daemon.select(None))
@@ -280,7 +280,7 @@ class WebUi:
     # -- pages -----------------------------------------------------------------------
 
     async def list_page(self, request: web.Request) -> web.Response:
-        snapshot = self.snapshot()
+        snapshot = self.snapshot(max_age_s=0.0)  # after a form, the page shows its effect
         setting = self.daemon.setting
         limits = {
             name: setting(name)
