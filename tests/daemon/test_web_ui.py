@@ -125,10 +125,12 @@ def test_the_gate_is_the_rpcs_host_address_and_credentials(tmp_path: Path) -> No
             assert status == 401
             async with visitor.http.get(visitor.base) as response:
                 assert response.headers["WWW-Authenticate"].startswith("Basic")
-            status, page = await visitor.get("", headers={"Authorization": aiohttp.encode_basic_auth("me", "pass word")})
+            signed_in = {"Authorization": aiohttp.encode_basic_auth("me", "pass word")}
+            status, page = await visitor.get("", headers=signed_in)
             assert status == 200
             assert "<h1>Torrents</h1>" in page
-            status, _page = await visitor.get("events", headers={"Authorization": aiohttp.encode_basic_auth("me", "wrong")})
+            wrong = {"Authorization": aiohttp.encode_basic_auth("me", "wrong")}
+            status, _page = await visitor.get("events", headers=wrong)
             assert status == 401
             status, _page = await visitor.get("", headers={"Host": "rebound.example:9091"})
             assert status == 421
@@ -290,5 +292,3 @@ def test_the_pieces_map_has_one_cell_per_run_of_pieces() -> None:
     many = base64.b64encode(bytes([0xFF] * 125)).decode()
     assert len(ui.piece_map(many, 1000)) == ui.PIECE_MAP_CELLS
     assert ui.piece_map("", 0) == []
-
-
