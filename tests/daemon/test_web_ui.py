@@ -288,7 +288,10 @@ def test_client_names_come_from_peer_ids() -> None:
 
 def test_the_pieces_map_has_one_cell_per_run_of_pieces() -> None:
     bits = base64.b64encode(bytes([0b11110000, 0])).decode()
-    assert ui.piece_map(bits, 16) == [(0, 1.0), (1, 1.0), (2, 1.0), (3, 1.0)]
-    many = base64.b64encode(bytes([0xFF] * 125)).decode()
-    assert len(ui.piece_map(many, 1000)) == ui.PIECE_MAP_CELLS
+    assert ui.piece_map(bits, 16) == [(0, 4, 1.0)]
+    assert ui.piece_map(base64.b64encode(bytes([0b10110000, 0])).decode(), 16) == [(0, 1, 1.0), (2, 2, 1.0)]
+    many = base64.b64encode(bytes([0xFF] * 124 + [0xF0])).decode()
+    # 1000 pieces in 400 cells of 2 or 3; pieces 996 to 999 missing: cell 398 (995, 996)
+    # is half there, cell 399 (997 to 999) not at all.
+    assert ui.piece_map(many, 1000) == [(0, 398, 1.0), (398, 1, 0.5)]
     assert ui.piece_map("", 0) == []

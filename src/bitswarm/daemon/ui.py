@@ -515,20 +515,23 @@ def _file_changes(form: Any) -> dict[str, list[int]]:
     return changes
 
 
-def piece_map(pieces_base64: str, count: int) -> list[tuple[int, float]]:
-    """The pieces bitfield as at most ``PIECE_MAP_CELLS`` cells: (position, share verified)
-    for each cell with any verified piece."""
+def piece_map(pieces_base64: str, count: int) -> list[tuple[int, int, float]]:
+    """The pieces bitfield as at most ``PIECE_MAP_CELLS`` cells, each a run of pieces, as
+    (first cell, cells, share verified) for runs of cells with the same share above 0."""
     if not count or not pieces_base64:
         return []
     bits = base64.b64decode(pieces_base64)
     cells = min(count, PIECE_MAP_CELLS)
-    result = []
+    runs: list[tuple[int, int, float]] = []
     for cell in range(cells):
         first, end = cell * count // cells, (cell + 1) * count // cells
         have = sum(1 for index in range(first, end) if bits[index >> 3] & (0x80 >> (index & 7)))
-        if have:
-            result.append((cell, have / (end - first)))
-    return result
+        share = round(have / (end - first), 2)
+        if share and runs and runs[-1][0] + runs[-1][1] == cell and runs[-1][2] == share:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1, share)
+        elif share:
+            runs.append((cell, 1, share))
+    return runs
 
 
 def _text(status: int, text: str) -> web.Response:
