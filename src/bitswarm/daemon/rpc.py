@@ -28,6 +28,7 @@ from typing import Any
 
 from bitswarm import __version__
 from bitswarm.daemon import jsonrpc
+from bitswarm.daemon.config import ALL_DAYS, MINUTES_PER_DAY
 from bitswarm.daemon.service import (
     KILO,
     RECENTLY_ACTIVE_S,
@@ -407,21 +408,14 @@ class TransmissionRpc:
             "encryption": _ENCRYPTION_NAMES[daemon.config.encryption],
             "peer-limit-per-torrent": 60,
             "peer-limit-global": 60 * max(1, len(daemon.entries)),
-            "incomplete-dir-enabled": False,
-            "incomplete-dir": folder,
             "rename-partial-files": False,
             "start-added-torrents": True,
-            "trash-original-torrent-files": False,
             "blocklist-enabled": False,
             "blocklist-size": 0,
             "blocklist-url": "",
             "cache-size-mb": 0,
             "queue-stalled-enabled": False,
             "queue-stalled-minutes": 30,
-            "alt-speed-time-enabled": False,
-            "alt-speed-time-begin": 540,
-            "alt-speed-time-end": 1020,
-            "alt-speed-time-day": 127,
             "default-trackers": "",
             "script-torrent-added-enabled": False,
             "script-torrent-added-filename": "",
@@ -449,8 +443,12 @@ class TransmissionRpc:
             checked = kind(value, name)
             if isinstance(checked, int | float) and not isinstance(checked, bool) and checked < 0:
                 raise RpcRequestError(f"{name} must not be negative")
-            if name == "download-dir" and not os.path.isabs(str(checked)):
-                raise RpcRequestError("download-dir must be an absolute path")
+            if name in _SESSION_PATHS and not os.path.isabs(str(checked)) and (checked or name == "download-dir"):
+                raise RpcRequestError(f"{name} must be an absolute path")
+            if name in ("alt-speed-time-begin", "alt-speed-time-end") and checked > MINUTES_PER_DAY:
+                raise RpcRequestError(f"{name}: minutes after midnight, at most {MINUTES_PER_DAY}")
+            if name == "alt-speed-time-day" and checked > ALL_DAYS:
+                raise RpcRequestError(f"{name}: a bit mask of days, at most {ALL_DAYS}")
             changes[name] = checked
         self.daemon.change_settings(changes)
         self.daemon.schedule()
@@ -595,6 +593,15 @@ _SESSION_TYPES: dict[str, Callable[[Any, str], Any]] = {
     "alt-speed-enabled": _bool,
     "alt-speed-down": _int,
     "alt-speed-up": _int,
+    "alt-speed-time-enabled": _bool,
+    "alt-speed-time-begin": _int,
+    "alt-speed-time-end": _int,
+    "alt-speed-time-day": _int,
+    "watch-dir": _str,
+    "watch-dir-enabled": _bool,
+    "trash-original-torrent-files": _bool,
+    "incomplete-dir": _str,
+    "incomplete-dir-enabled": _bool,
     "download-queue-enabled": _bool,
     "download-queue-size": _int,
     "seed-queue-enabled": _bool,
@@ -605,6 +612,7 @@ _SESSION_TYPES: dict[str, Callable[[Any, str], Any]] = {
     "idle-seeding-limit": _int,
 }
 assert set(_SESSION_TYPES) == SESSION_SETTINGS
+_SESSION_PATHS = ("download-dir", "watch-dir", "incomplete-dir")
 
 
 # -- torrent-get's fields ---------------------------------------------------------------

@@ -524,6 +524,10 @@ class Daemon:
         entry.idle_since = time.monotonic()
         entry.runtime.resume()
 
+    def run_beside(self, coroutine: Any) -> None:
+        """A task that lives as long as the daemon (the watch folder, subscriptions): cancelled at close."""
+        self._spawn(coroutine)
+
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
@@ -830,8 +834,17 @@ _CONFIG_SETTINGS: dict[str, Any] = {
     "speed-limit-up": lambda c: c.max_up // KILO,
     "speed-limit-up-enabled": lambda c: c.max_up > 0,
     "alt-speed-enabled": lambda c: False,
-    "alt-speed-down": lambda c: 50,
-    "alt-speed-up": lambda c: 50,
+    "alt-speed-down": lambda c: c.alt_speed_down,
+    "alt-speed-up": lambda c: c.alt_speed_up,
+    "alt-speed-time-enabled": lambda c: c.alt_speed_time_enabled,
+    "alt-speed-time-begin": lambda c: c.alt_speed_time_begin,
+    "alt-speed-time-end": lambda c: c.alt_speed_time_end,
+    "alt-speed-time-day": lambda c: c.alt_speed_time_day,
+    "watch-dir": lambda c: os.path.expanduser(c.watch_dir) if c.watch_dir else "",
+    "watch-dir-enabled": lambda c: c.watch_dir_enabled,
+    "trash-original-torrent-files": lambda c: c.trash_original_torrent_files,
+    "incomplete-dir": lambda c: os.path.expanduser(c.incomplete_dir) if c.incomplete_dir else "",
+    "incomplete-dir-enabled": lambda c: c.incomplete_dir_enabled,
     "download-queue-enabled": lambda c: c.download_queue_enabled,
     "download-queue-size": lambda c: c.download_queue_size,
     "seed-queue-enabled": lambda c: c.seed_queue_enabled,
