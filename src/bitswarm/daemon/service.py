@@ -28,10 +28,12 @@ import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bitswarm import magnet, paths
+from bitswarm.daemon.altspeed import AltSpeedSchedule, weekday_sunday_0
 from bitswarm.daemon.config import DaemonConfig
 from bitswarm.daemon.state import MAX_LABEL_CHARS, MAX_LABELS, DaemonState, StateStore, TorrentRecord
 from bitswarm.errors import BitswarmError, MetainfoError, UsageError
@@ -149,6 +151,8 @@ class Daemon:
         self.session_downloaded = 0
         self.session_count = 1
         self._dirty = False
+        # What the alt-speed schedule said last (None: not asked yet, or the schedule is off).
+        self._alt_scheduled: bool | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
@@ -174,6 +178,24 @@ class Daemon:
         up_on = alt or bool(self.setting("speed-limit-up-enabled"))
         self.session.down_limit.set_rate(down * KILO if down_on else 0)
         self.session.up_limit.set_rate(up * KILO if up_on else 0)
+
+    def check_alt_speed_schedule(self, local: datetime) -> None:
+        """Follow the alt-speed schedule at this local time: turn the alternative limits on
+        or off when the schedule's answer changes (the user's switch stands in between)."""
+        if not self.setting("alt-speed-time-enabled"):
+            self._alt_scheduled = None
+            return
+        schedule = AltSpeedSchedule(
+            int(self.setting("alt-speed-time-begin")),
+            int(self.setting("alt-speed-time-end")),
+            int(self.setting("alt-speed-time-day")),
+        )
+        active = schedule.is_active(weekday_sunday_0(local.weekday()), local.hour * 60 + local.minute)
+        if active != self._alt_scheduled:
+            self._alt_scheduled = active
+            if bool(self.setting("alt-speed-enabled")) != active:
+                log.info("alternative speed limits %s by the schedule", "on" if active else "off")
+                self.change_settings({"alt-speed-enabled": active})
 
     def reload(self, config: DaemonConfig) -> None:
         """SIGHUP: the new config's limits, queues and RPC rules apply from now (the RPC and
@@ -231,6 +253,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SCHEDULE_PERIOD_S)
             async with self._lock:
+                self.check_alt_speed_schedule(datetime.now())  # the schedule is in local time
                 self.schedule()
             now = time.monotonic()
             if self._dirty or now - saved_at >= SAVE_PERIOD_S:
