@@ -78,6 +78,8 @@ class Entry:
     # Started with start-now: not held back by the queue.
     forced: bool = False
     checking: bool = False
+    # Being moved from incomplete-dir to its download folder.
+    moving: bool = False
     # A magnet link's metadata is being fetched (its runtime may not exist yet).
     fetching: bool = False
     # The engine's totals at launch are the record's; its counters start at 0.
@@ -324,6 +326,7 @@ class Daemon:
                 priority_low=sorted(set(request.priority_low)),
                 bandwidth_priority=request.bandwidth_priority,
                 seed_ratio_limit=float(self.setting("seedRatioLimit")),
+                incomplete_dir=self._incomplete_dir(),
             )
             if torrent is not None:
                 assert request.metainfo is not None
@@ -342,6 +345,39 @@ class Daemon:
             self.schedule()
             return entry, False
 
+    def _incomplete_dir(self) -> str:
+        """Where a new torrent downloads: incomplete-dir when that is on, else "" (its download folder)."""
+        folder = str(self.setting("incomplete-dir"))
+        return os.path.expanduser(folder) if self.setting("incomplete-dir-enabled") and folder else ""
+
+    async def _move_completed(self, entry: Entry) -> None:
+        """A complete torrent from incomplete-dir to its download folder, resume data along
+        (the runtime is closed first, so the resume data names every verified piece, and the
+        torrent comes back from it without hashing)."""
+        async with self._lock:
+            record = entry.record
+            if not record.incomplete_dir or entry.torrent is None or self.entries.get(entry.id) is not entry:
+                entry.moving = False
+                return
+            old, new = Path(record.incomplete_dir), Path(record.download_dir)
+            try:
+                await self._unload(entry)
+                await asyncio.to_thread(_move_content, entry.torrent, record.info_hash, old, new)
+                record.incomplete_dir = ""
+                log.info("torrent %d: complete, moved to %s", entry.id, new)
+            except OSError as error:
+                # Left where it is, and still complete there: an error on the torrent, not a loss.
+                record.error_string = f"moving to {new}: {error.strerror or error}"
+                log.error("torrent %d: %s", entry.id, record.error_string)
+            try:
+                await self._launch(entry)
+            except BitswarmError as error:
+                record.error_string = str(error)
+            finally:
+                entry.moving = False
+            self.schedule()
+        await self.save()
+
     def _options(self, entry: Entry, torrent: Torrent | None) -> TorrentOptions:
         record = entry.record
         options = TorrentOptions(
@@ -357,7 +393,7 @@ class Daemon:
         """The torrent into the engine, paused: the scheduler starts it."""
         assert entry.torrent is not None
         record = entry.record
-        folder = Path(record.download_dir)
+        folder = Path(record.data_dir)
         entry.checking = True
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -376,7 +412,7 @@ class Daemon:
         record = entry.record
         assert record.magnet is not None
         link = magnet.parse(record.magnet)
-        folder = Path(record.download_dir)
+        folder = Path(record.data_dir)
         folder.mkdir(parents=True, exist_ok=True)
         entry.fetching = True
         self._spawn(self._fetch_metadata(entry, link, folder))
@@ -466,6 +502,9 @@ class Daemon:
         if entry.is_finished and not record.done_date:
             record.done_date = int(time.time())
             self.mark_dirty()
+        if entry.is_finished and record.incomplete_dir and not entry.moving and not entry.checking:
+            entry.moving = True
+            self._spawn(self._move_completed(entry))
         uploaded = entry.uploaded()
         if uploaded != entry.last_upload or (entry.is_running and not entry.is_finished):
             entry.last_upload = uploaded
@@ -532,13 +571,13 @@ class Daemon:
         if not entry.is_finished:
             missing = self.left_until_done(entry)
             try:
-                free = shutil.disk_usage(record.download_dir).free
+                free = shutil.disk_usage(record.data_dir).free
             except OSError as error:
-                record.error_string = f"{record.download_dir}: {error.strerror}"
+                record.error_string = f"{record.data_dir}: {error.strerror}"
                 return
             if free < missing:
                 record.error_string = (
-                    f"not enough free space in {record.download_dir}: {missing} bytes needed, {free} free"
+                    f"not enough free space in {record.data_dir}: {missing} bytes needed, {free} free"
                 )
                 log.error("torrent %d: %s", entry.id, record.error_string)
                 self.mark_dirty()
@@ -602,7 +641,7 @@ class Daemon:
                 await self._unload(entry)
                 await asyncio.to_thread(self.store.forget_torrent, entry.record.info_hash)
                 if delete_data and entry.torrent is not None:
-                    await asyncio.to_thread(_delete_content, entry.torrent, Path(entry.record.download_dir))
+                    await asyncio.to_thread(_delete_content, entry.torrent, Path(entry.record.data_dir))
                 self._renumber_queue()
         await self.save()
 
@@ -633,7 +672,7 @@ class Daemon:
                 try:
                     await self._unload(entry)
                     info_hash = entry.record.info_hash
-                    record_path = Path(entry.record.download_dir) / resume.RESUME_FOLDER / f"{info_hash}.resume"
+                    record_path = Path(entry.record.data_dir) / resume.RESUME_FOLDER / f"{info_hash}.resume"
                     await asyncio.to_thread(record_path.unlink, missing_ok=True)
                     entry.record.error_string = ""
                     await self._launch(entry)
@@ -650,13 +689,14 @@ class Daemon:
             raise UsageError(f"location {location!r}: not an absolute path")
         for entry in list(entries):
             async with self._lock:
-                old = Path(entry.record.download_dir)
+                old = Path(entry.record.data_dir)
                 if old == target:
                     continue
                 await self._unload(entry)
                 if move and entry.torrent is not None:
                     await asyncio.to_thread(_move_content, entry.torrent, entry.record.info_hash, old, target)
                 entry.record.download_dir = str(target)
+                entry.record.incomplete_dir = ""
                 if entry.torrent is not None:
                     try:
                         await self._launch(entry)
