@@ -72,9 +72,6 @@ class DaemonConfig:
     # their download folder.
     incomplete_dir: str = ""
     incomplete_dir_enabled: bool = False
-    # Subscriptions (`bitswarm subscribe`) polled by the daemon; "" is subscribe's own default folder.
-    subscriptions_enabled: bool = False
-    subscriptions_state: str = ""
 
     def validate(self) -> DaemonConfig:
         try:

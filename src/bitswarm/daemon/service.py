@@ -576,9 +576,7 @@ class Daemon:
                 record.error_string = f"{record.data_dir}: {error.strerror}"
                 return
             if free < missing:
-                record.error_string = (
-                    f"not enough free space in {record.data_dir}: {missing} bytes needed, {free} free"
-                )
+                record.error_string = f"not enough free space in {record.data_dir}: {missing} bytes needed, {free} free"
                 log.error("torrent %d: %s", entry.id, record.error_string)
                 self.mark_dirty()
                 return
