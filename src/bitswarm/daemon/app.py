@@ -29,7 +29,8 @@ from collections import OrderedDict
 from aiohttp import web
 
 from bitswarm.daemon.config import DaemonConfig
-from bitswarm.daemon.rpc import RPC_VERSION, TransmissionRpc
+from bitswarm.daemon.jsonrpc import RPC_VERSION_SEMVER as JSONRPC_VERSION_SEMVER
+from bitswarm.daemon.rpc import TransmissionRpc
 from bitswarm.web.security import SECURITY_HEADERS, HostAllowList
 
 RPC_PATH = "/transmission/rpc"
@@ -127,7 +128,8 @@ class RpcEndpoint:
         if not hmac.compare_digest(given.encode(), self.session_id.encode()):
             response = _text(409, "409: Conflict. Send the X-Transmission-Session-Id header this answer carries.")
             response.headers[SESSION_ID_HEADER] = self.session_id
-            response.headers["X-Transmission-Rpc-Version"] = str(RPC_VERSION)
+            # Transmission 4.1: the semver tells a client that JSON-RPC 2.0 is understood here.
+            response.headers["X-Transmission-Rpc-Version"] = JSONRPC_VERSION_SEMVER
             return response
         if request.method != "POST":
             return _text(405, "405: the RPC takes POST")
@@ -136,6 +138,8 @@ class RpcEndpoint:
         except web.HTTPRequestEntityTooLarge:
             return _text(413, f"413: request bodies are at most {self.config.rpc_max_body_bytes} bytes")
         answer = await self.rpc.handle(body)
+        if answer is None:  # JSON-RPC notifications only: nothing to say (Transmission 4.1: 204)
+            return web.Response(status=204, headers={**SECURITY_HEADERS, SESSION_ID_HEADER: self.session_id})
         return web.Response(
             body=json.dumps(answer).encode(),
             content_type="application/json",

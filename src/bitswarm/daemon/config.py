@@ -19,6 +19,9 @@ from bitswarm.tracker.config import split_host_port
 DEFAULT_RPC = "127.0.0.1:9091"
 # Transmission's default peer port.
 DEFAULT_PEER_PORT = 51413
+MINUTES_PER_DAY = 24 * 60
+# tr_sched_day: every day of the week.
+ALL_DAYS = 127
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,23 @@ class DaemonConfig:
     seed_ratio_limit: float = 2.0
     idle_seeding_limit_enabled: bool = False
     idle_seeding_limit_min: int = 30
+    # The alternative limits (kB/s) and their schedule (Transmission's alt-speed-time-*:
+    # minutes after local midnight, and the days as tr_sched_day bits, Sunday = 1).
+    alt_speed_down: int = 50
+    alt_speed_up: int = 50
+    alt_speed_time_enabled: bool = False
+    alt_speed_time_begin: int = 540
+    alt_speed_time_end: int = 1020
+    alt_speed_time_day: int = 127
+    # A folder whose .torrent and .magnet files are added (then renamed .added, or removed
+    # with trash_original_torrent_files).
+    watch_dir: str = ""
+    watch_dir_enabled: bool = False
+    trash_original_torrent_files: bool = False
+    # Transmission's incomplete-dir: downloads live here until complete, then move to
+    # their download folder.
+    incomplete_dir: str = ""
+    incomplete_dir_enabled: bool = False
 
     def validate(self) -> DaemonConfig:
         try:
@@ -75,6 +95,16 @@ class DaemonConfig:
             raise UsageError("rpc_max_body_bytes: at least 1024")
         if min(self.max_down, self.max_up) < 0:
             raise UsageError("max_down and max_up must not be negative")
+        if not (0 <= self.alt_speed_time_begin <= MINUTES_PER_DAY and 0 <= self.alt_speed_time_end <= MINUTES_PER_DAY):
+            raise UsageError(f"alt_speed_time_begin and alt_speed_time_end: minutes 0 to {MINUTES_PER_DAY}")
+        if not 0 <= self.alt_speed_time_day <= ALL_DAYS:
+            raise UsageError(f"alt_speed_time_day: a bit mask 0 to {ALL_DAYS} (Sunday = 1, Saturday = 64)")
+        if min(self.alt_speed_down, self.alt_speed_up) < 0:
+            raise UsageError("alt_speed_down and alt_speed_up must not be negative")
+        if self.watch_dir_enabled and not self.watch_dir:
+            raise UsageError("watch_dir_enabled needs watch_dir")
+        if self.incomplete_dir_enabled and not self.incomplete_dir:
+            raise UsageError("incomplete_dir_enabled needs incomplete_dir")
         return self
 
 

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from bitswarm import __version__
+from bitswarm.daemon import jsonrpc
 from bitswarm.daemon.clients import client_name
+from bitswarm.daemon.config import ALL_DAYS, MINUTES_PER_DAY
 from bitswarm.daemon.service import (
     KILO,
     RECENTLY_ACTIVE_S,
@@ -38,7 +40,7 @@ from bitswarm.daemon.service import (
     TorrentState,
     check_labels,
 )
-from bitswarm.errors import BitswarmError, RpcRequestError, UsageError
+from bitswarm.errors import BitswarmError, DecodeError, MetainfoError, RpcRequestError, UsageError
 from bitswarm.metainfo import MAX_TORRENT_BYTES
 from bitswarm.net.session import TrackerAnswer
 
@@ -48,6 +50,8 @@ RPC_VERSION_MINIMUM = 14
 RPC_VERSION_SEMVER = "5.3.0"
 # Clients such as Sonarr read the leading number as Transmission's version (>= 2.40 wanted).
 VERSION = f"4.0.6 (bitswarm {__version__})"
+# What the JSON-RPC 2.0 dialect reports: the release that brought it.
+VERSION_JSONRPC = f"4.1.0 (bitswarm {__version__})"
 # ids in one request: far more than any daemon holds, still cheap to walk.
 MAX_IDS = 1_000_000
 INFO_HASH_HEX_CHARS = 40
@@ -126,21 +130,33 @@ class TransmissionRpc:
             "queue-move-down": self._queue_mover("down"),
             "queue-move-bottom": self._queue_mover("bottom"),
         }
+        self._method_names = jsonrpc.Names.of(self._methods)
 
-    async def handle(self, body: bytes) -> dict[str, Any]:
-        """The answer to one request body (JSON); never raises for anything the caller sent."""
+    async def handle(self, body: bytes) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """The answer to one request body (JSON); never raises for anything the caller sent.
+
+        A classic request gets a classic answer; a JSON-RPC 2.0 one (``bitswarm.daemon.jsonrpc``)
+        an answer object, a list for a batch, or None when nothing is owed (notifications).
+        """
         try:
             request = json.loads(body)
         except (ValueError, UnicodeDecodeError):
+            if b'"jsonrpc"' in body:
+                return jsonrpc.failure(jsonrpc.PARSE_ERROR, "the request is not JSON", None)
             return {"result": "the request is not JSON", "arguments": {}}
+        if jsonrpc.looks_like_jsonrpc(request):
+            return await self._handle_jsonrpc(request)
         if not isinstance(request, dict):
             return {"result": "the request is not a JSON object", "arguments": {}}
-        answer: dict[str, Any] = {"result": "success", "arguments": {}}
+        answer = await self.call(request.get("method"), request.get("arguments", {}))
         tag = request.get("tag")
         if isinstance(tag, int) and not isinstance(tag, bool):
             answer["tag"] = tag
-        method = request.get("method")
-        arguments = request.get("arguments", {})
+        return answer
+
+    async def call(self, method: Any, arguments: Any) -> dict[str, Any]:
+        """The classic dialect's answer (``result``, ``arguments``) to one method call."""
+        answer: dict[str, Any] = {"result": "success", "arguments": {}}
         handler = self._methods.get(method) if isinstance(method, str) else None
         if handler is None:
             answer["result"] = "method name not recognized"
@@ -155,6 +171,54 @@ class TransmissionRpc:
         except OSError as error:
             answer["result"] = str(error.strerror or error)
         return answer
+
+    async def _handle_jsonrpc(self, request: Any) -> dict[str, Any] | list[dict[str, Any]] | None:
+        if not isinstance(request, list):
+            return await self._jsonrpc_one(request)
+        if not request:
+            return jsonrpc.failure(jsonrpc.INVALID_REQUEST, "an empty batch", None)
+        if len(request) > jsonrpc.MAX_BATCH_REQUESTS:
+            return jsonrpc.failure(
+                jsonrpc.INVALID_REQUEST, f"a batch holds at most {jsonrpc.MAX_BATCH_REQUESTS} requests", None
+            )
+        answers = [await self._jsonrpc_one(item) for item in request]
+        owed = [answer for answer in answers if answer is not None]
+        return owed or None
+
+    async def _jsonrpc_one(self, request: Any) -> dict[str, Any] | None:
+        try:
+            call = jsonrpc.parse_request(request, _ARGUMENT_NAMES, self._method_names, _FIELD_NAMES)
+        except jsonrpc.Failure as error:
+            return jsonrpc.failure(error.code, error.detail, jsonrpc.request_id(request))
+        handler = self._methods.get(call.method)
+        try:
+            if handler is None:
+                raise jsonrpc.Failure(jsonrpc.METHOD_NOT_FOUND, f"{str(request.get('method'))[:60]!r}")
+            arguments = call.arguments
+            if call.method == "session-get":
+                # Filter after the translation, by the names the caller used.
+                arguments = {name: value for name, value in arguments.items() if name != "fields"}
+            result = await handler(arguments)
+            if call.method == "session-get":
+                result["rpc-version"] = jsonrpc.RPC_VERSION
+                result["rpc-version-semver"] = jsonrpc.RPC_VERSION_SEMVER
+                result["version"] = VERSION_JSONRPC
+                result = jsonrpc.translate_result(result)
+                fields = request.get("params", {}).get("fields")
+                if isinstance(fields, list):
+                    wanted = {jsonrpc.snake(name) for name in fields if isinstance(name, str)}
+                    result = {name: value for name, value in result.items() if name in wanted}
+                answer = jsonrpc.success(call, {})
+                answer["result"] = result
+            else:
+                answer = jsonrpc.success(call, result)
+        except jsonrpc.Failure as error:
+            answer = jsonrpc.failure(error.code, error.detail, call.id)
+        except BitswarmError as error:
+            answer = jsonrpc.failure(_error_code(error), str(error), call.id)
+        except OSError as error:
+            answer = jsonrpc.failure(jsonrpc.SYSTEM_ERROR, str(error.strerror or error), call.id)
+        return answer if call.has_id else None
 
     # -- ids ------------------------------------------------------------------------
 
@@ -349,21 +413,14 @@ class TransmissionRpc:
             "encryption": _ENCRYPTION_NAMES[daemon.config.encryption],
             "peer-limit-per-torrent": 60,
             "peer-limit-global": 60 * max(1, len(daemon.entries)),
-            "incomplete-dir-enabled": False,
-            "incomplete-dir": folder,
             "rename-partial-files": False,
             "start-added-torrents": True,
-            "trash-original-torrent-files": False,
             "blocklist-enabled": False,
             "blocklist-size": 0,
             "blocklist-url": "",
             "cache-size-mb": 0,
             "queue-stalled-enabled": False,
             "queue-stalled-minutes": 30,
-            "alt-speed-time-enabled": False,
-            "alt-speed-time-begin": 540,
-            "alt-speed-time-end": 1020,
-            "alt-speed-time-day": 127,
             "default-trackers": "",
             "script-torrent-added-enabled": False,
             "script-torrent-added-filename": "",
@@ -391,8 +448,12 @@ class TransmissionRpc:
             checked = kind(value, name)
             if isinstance(checked, int | float) and not isinstance(checked, bool) and checked < 0:
                 raise RpcRequestError(f"{name} must not be negative")
-            if name == "download-dir" and not os.path.isabs(str(checked)):
-                raise RpcRequestError("download-dir must be an absolute path")
+            if name in _SESSION_PATHS and not os.path.isabs(str(checked)) and (checked or name == "download-dir"):
+                raise RpcRequestError(f"{name} must be an absolute path")
+            if name in ("alt-speed-time-begin", "alt-speed-time-end") and checked > MINUTES_PER_DAY:
+                raise RpcRequestError(f"{name}: minutes after midnight, at most {MINUTES_PER_DAY}")
+            if name == "alt-speed-time-day" and checked > ALL_DAYS:
+                raise RpcRequestError(f"{name}: a bit mask of days, at most {ALL_DAYS}")
             changes[name] = checked
         self.daemon.change_settings(changes)
         self.daemon.schedule()
@@ -537,6 +598,15 @@ _SESSION_TYPES: dict[str, Callable[[Any, str], Any]] = {
     "alt-speed-enabled": _bool,
     "alt-speed-down": _int,
     "alt-speed-up": _int,
+    "alt-speed-time-enabled": _bool,
+    "alt-speed-time-begin": _int,
+    "alt-speed-time-end": _int,
+    "alt-speed-time-day": _int,
+    "watch-dir": _str,
+    "watch-dir-enabled": _bool,
+    "trash-original-torrent-files": _bool,
+    "incomplete-dir": _str,
+    "incomplete-dir-enabled": _bool,
     "download-queue-enabled": _bool,
     "download-queue-size": _int,
     "seed-queue-enabled": _bool,
@@ -547,6 +617,7 @@ _SESSION_TYPES: dict[str, Callable[[Any, str], Any]] = {
     "idle-seeding-limit": _int,
 }
 assert set(_SESSION_TYPES) == SESSION_SETTINGS
+_SESSION_PATHS = ("download-dir", "watch-dir", "incomplete-dir")
 
 
 # -- torrent-get's fields ---------------------------------------------------------------
@@ -782,3 +853,28 @@ TORRENT_FIELDS: dict[str, Field] = {
     "sequentialDownload": lambda d, e, n: False,
     "availability": lambda d, e, n: [],
 }
+
+
+def _error_code(error: BitswarmError) -> int:
+    """The JSON-RPC code of one of our errors (libtransmission's where it has one)."""
+    if isinstance(error, MetainfoError | DecodeError):
+        return jsonrpc.CORRUPT_TORRENT
+    text = str(error)
+    if "not an absolute path" in text or "must be absolute" in text or "must be an absolute path" in text:
+        return jsonrpc.PATH_NOT_ABSOLUTE
+    if text.startswith("file ") and " has files " in text:
+        return jsonrpc.FILE_INDEX_OUT_OF_RANGE
+    if "HTTP status" in text:
+        return jsonrpc.HTTP_ERROR
+    if isinstance(error, UsageError):
+        return jsonrpc.INVALID_PARAMS
+    return jsonrpc.INTERNAL_ERROR
+
+
+# The classic names of torrent-get's fields and of every argument, for the snake_case way back.
+_FIELD_NAMES = jsonrpc.Names.of(TORRENT_FIELDS)
+_ARGUMENT_NAMES = jsonrpc.Names.of([
+    *_TORRENT_SET_TYPES, *_SESSION_TYPES,
+    "ids", "fields", "format", "filename", "metainfo", "download-dir", "paused", "cookies",
+    "delete-local-data", "location", "move", "path", "name", "peer-limit",
+])  # fmt: skip

@@ -21,6 +21,7 @@ from bitswarm.daemon.config import DaemonConfig
 from bitswarm.daemon.rpc import TransmissionRpc
 from bitswarm.daemon.service import Daemon
 from bitswarm.daemon.state import StateStore
+from bitswarm.daemon.watch import run_watch_folder
 from bitswarm.errors import TrackerError, UsageError
 from bitswarm.index.run import _listening_socket, _url_host
 from bitswarm.metainfo import MAX_TORRENT_BYTES
@@ -78,6 +79,7 @@ async def serve_daemon(
             raise UsageError(f"peer port {config.peer_port}: {error.strerror}") from None
         await daemon.open()
         opened = True
+        daemon.run_beside(run_watch_folder(daemon))
         rpc = TransmissionRpc(daemon, session_id=new_session_id(), fetch_url=fetch_torrent_url)
         rpc.closing = stop.set
         endpoint = RpcEndpoint(rpc, config, host)

@@ -28,10 +28,12 @@ import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bitswarm import magnet, paths
+from bitswarm.daemon.altspeed import AltSpeedSchedule, weekday_sunday_0
 from bitswarm.daemon.config import DaemonConfig
 from bitswarm.daemon.state import MAX_LABEL_CHARS, MAX_LABELS, DaemonState, StateStore, TorrentRecord
 from bitswarm.errors import BitswarmError, MetainfoError, UsageError
@@ -76,6 +78,8 @@ class Entry:
     # Started with start-now: not held back by the queue.
     forced: bool = False
     checking: bool = False
+    # Being moved from incomplete-dir to its download folder.
+    moving: bool = False
     # A magnet link's metadata is being fetched (its runtime may not exist yet).
     fetching: bool = False
     # The engine's totals at launch are the record's; its counters start at 0.
@@ -149,6 +153,8 @@ class Daemon:
         self.session_downloaded = 0
         self.session_count = 1
         self._dirty = False
+        # What the alt-speed schedule said last (None: not asked yet, or the schedule is off).
+        self._alt_scheduled: bool | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
@@ -174,6 +180,24 @@ class Daemon:
         up_on = alt or bool(self.setting("speed-limit-up-enabled"))
         self.session.down_limit.set_rate(down * KILO if down_on else 0)
         self.session.up_limit.set_rate(up * KILO if up_on else 0)
+
+    def check_alt_speed_schedule(self, local: datetime) -> None:
+        """Follow the alt-speed schedule at this local time: turn the alternative limits on
+        or off when the schedule's answer changes (the user's switch stands in between)."""
+        if not self.setting("alt-speed-time-enabled"):
+            self._alt_scheduled = None
+            return
+        schedule = AltSpeedSchedule(
+            int(self.setting("alt-speed-time-begin")),
+            int(self.setting("alt-speed-time-end")),
+            int(self.setting("alt-speed-time-day")),
+        )
+        active = schedule.is_active(weekday_sunday_0(local.weekday()), local.hour * 60 + local.minute)
+        if active != self._alt_scheduled:
+            self._alt_scheduled = active
+            if bool(self.setting("alt-speed-enabled")) != active:
+                log.info("alternative speed limits %s by the schedule", "on" if active else "off")
+                self.change_settings({"alt-speed-enabled": active})
 
     def reload(self, config: DaemonConfig) -> None:
         """SIGHUP: the new config's limits, queues and RPC rules apply from now (the RPC and
@@ -231,6 +255,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SCHEDULE_PERIOD_S)
             async with self._lock:
+                self.check_alt_speed_schedule(datetime.now())  # the schedule is in local time
                 self.schedule()
             now = time.monotonic()
             if self._dirty or now - saved_at >= SAVE_PERIOD_S:
@@ -301,6 +326,7 @@ class Daemon:
                 priority_low=sorted(set(request.priority_low)),
                 bandwidth_priority=request.bandwidth_priority,
                 seed_ratio_limit=float(self.setting("seedRatioLimit")),
+                incomplete_dir=self._incomplete_dir(),
             )
             if torrent is not None:
                 assert request.metainfo is not None
@@ -319,6 +345,39 @@ class Daemon:
             self.schedule()
             return entry, False
 
+    def _incomplete_dir(self) -> str:
+        """Where a new torrent downloads: incomplete-dir when that is on, else "" (its download folder)."""
+        folder = str(self.setting("incomplete-dir"))
+        return os.path.expanduser(folder) if self.setting("incomplete-dir-enabled") and folder else ""
+
+    async def _move_completed(self, entry: Entry) -> None:
+        """A complete torrent from incomplete-dir to its download folder, resume data along
+        (the runtime is closed first, so the resume data names every verified piece, and the
+        torrent comes back from it without hashing)."""
+        async with self._lock:
+            record = entry.record
+            if not record.incomplete_dir or entry.torrent is None or self.entries.get(entry.id) is not entry:
+                entry.moving = False
+                return
+            old, new = Path(record.incomplete_dir), Path(record.download_dir)
+            try:
+                await self._unload(entry)
+                await asyncio.to_thread(_move_content, entry.torrent, record.info_hash, old, new)
+                record.incomplete_dir = ""
+                log.info("torrent %d: complete, moved to %s", entry.id, new)
+            except OSError as error:
+                # Left where it is, and still complete there: an error on the torrent, not a loss.
+                record.error_string = f"moving to {new}: {error.strerror or error}"
+                log.error("torrent %d: %s", entry.id, record.error_string)
+            try:
+                await self._launch(entry)
+            except BitswarmError as error:
+                record.error_string = str(error)
+            finally:
+                entry.moving = False
+            self.schedule()
+        await self.save()
+
     def _options(self, entry: Entry, torrent: Torrent | None) -> TorrentOptions:
         record = entry.record
         options = TorrentOptions(
@@ -334,7 +393,7 @@ class Daemon:
         """The torrent into the engine, paused: the scheduler starts it."""
         assert entry.torrent is not None
         record = entry.record
-        folder = Path(record.download_dir)
+        folder = Path(record.data_dir)
         entry.checking = True
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -353,7 +412,7 @@ class Daemon:
         record = entry.record
         assert record.magnet is not None
         link = magnet.parse(record.magnet)
-        folder = Path(record.download_dir)
+        folder = Path(record.data_dir)
         folder.mkdir(parents=True, exist_ok=True)
         entry.fetching = True
         self._spawn(self._fetch_metadata(entry, link, folder))
@@ -443,6 +502,9 @@ class Daemon:
         if entry.is_finished and not record.done_date:
             record.done_date = int(time.time())
             self.mark_dirty()
+        if entry.is_finished and record.incomplete_dir and not entry.moving and not entry.checking:
+            entry.moving = True
+            self._spawn(self._move_completed(entry))
         uploaded = entry.uploaded()
         if uploaded != entry.last_upload or (entry.is_running and not entry.is_finished):
             entry.last_upload = uploaded
@@ -509,20 +571,22 @@ class Daemon:
         if not entry.is_finished:
             missing = self.left_until_done(entry)
             try:
-                free = shutil.disk_usage(record.download_dir).free
+                free = shutil.disk_usage(record.data_dir).free
             except OSError as error:
-                record.error_string = f"{record.download_dir}: {error.strerror}"
+                record.error_string = f"{record.data_dir}: {error.strerror}"
                 return
             if free < missing:
-                record.error_string = (
-                    f"not enough free space in {record.download_dir}: {missing} bytes needed, {free} free"
-                )
+                record.error_string = f"not enough free space in {record.data_dir}: {missing} bytes needed, {free} free"
                 log.error("torrent %d: %s", entry.id, record.error_string)
                 self.mark_dirty()
                 return
         entry.last_active = time.monotonic()
         entry.idle_since = time.monotonic()
         entry.runtime.resume()
+
+    def run_beside(self, coroutine: Any) -> None:
+        """A task that lives as long as the daemon (the watch folder, subscriptions): cancelled at close."""
+        self._spawn(coroutine)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -575,7 +639,7 @@ class Daemon:
                 await self._unload(entry)
                 await asyncio.to_thread(self.store.forget_torrent, entry.record.info_hash)
                 if delete_data and entry.torrent is not None:
-                    await asyncio.to_thread(_delete_content, entry.torrent, Path(entry.record.download_dir))
+                    await asyncio.to_thread(_delete_content, entry.torrent, Path(entry.record.data_dir))
                 self._renumber_queue()
         await self.save()
 
@@ -606,7 +670,7 @@ class Daemon:
                 try:
                     await self._unload(entry)
                     info_hash = entry.record.info_hash
-                    record_path = Path(entry.record.download_dir) / resume.RESUME_FOLDER / f"{info_hash}.resume"
+                    record_path = Path(entry.record.data_dir) / resume.RESUME_FOLDER / f"{info_hash}.resume"
                     await asyncio.to_thread(record_path.unlink, missing_ok=True)
                     entry.record.error_string = ""
                     await self._launch(entry)
@@ -623,13 +687,14 @@ class Daemon:
             raise UsageError(f"location {location!r}: not an absolute path")
         for entry in list(entries):
             async with self._lock:
-                old = Path(entry.record.download_dir)
+                old = Path(entry.record.data_dir)
                 if old == target:
                     continue
                 await self._unload(entry)
                 if move and entry.torrent is not None:
                     await asyncio.to_thread(_move_content, entry.torrent, entry.record.info_hash, old, target)
                 entry.record.download_dir = str(target)
+                entry.record.incomplete_dir = ""
                 if entry.torrent is not None:
                     try:
                         await self._launch(entry)
@@ -830,8 +895,17 @@ _CONFIG_SETTINGS: dict[str, Any] = {
     "speed-limit-up": lambda c: c.max_up // KILO,
     "speed-limit-up-enabled": lambda c: c.max_up > 0,
     "alt-speed-enabled": lambda c: False,
-    "alt-speed-down": lambda c: 50,
-    "alt-speed-up": lambda c: 50,
+    "alt-speed-down": lambda c: c.alt_speed_down,
+    "alt-speed-up": lambda c: c.alt_speed_up,
+    "alt-speed-time-enabled": lambda c: c.alt_speed_time_enabled,
+    "alt-speed-time-begin": lambda c: c.alt_speed_time_begin,
+    "alt-speed-time-end": lambda c: c.alt_speed_time_end,
+    "alt-speed-time-day": lambda c: c.alt_speed_time_day,
+    "watch-dir": lambda c: os.path.expanduser(c.watch_dir) if c.watch_dir else "",
+    "watch-dir-enabled": lambda c: c.watch_dir_enabled,
+    "trash-original-torrent-files": lambda c: c.trash_original_torrent_files,
+    "incomplete-dir": lambda c: os.path.expanduser(c.incomplete_dir) if c.incomplete_dir else "",
+    "incomplete-dir-enabled": lambda c: c.incomplete_dir_enabled,
     "download-queue-enabled": lambda c: c.download_queue_enabled,
     "download-queue-size": lambda c: c.download_queue_size,
     "seed-queue-enabled": lambda c: c.seed_queue_enabled,

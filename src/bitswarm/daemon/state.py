@@ -72,6 +72,14 @@ class TorrentRecord:
     seconds_seeding: int = 0
     seconds_downloading: int = 0
     error_string: str = ""
+    # Transmission's incomplete-dir: where the data is while the torrent is incomplete
+    # ("" once it is in download_dir, where it moves when complete).
+    incomplete_dir: str = ""
+
+    @property
+    def data_dir(self) -> str:
+        """The folder the torrent's data is in now."""
+        return self.incomplete_dir or self.download_dir
 
 
 @dataclass

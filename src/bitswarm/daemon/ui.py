@@ -424,7 +424,7 @@ class WebUi:
         else:
             error = "Choose a .torrent file, or give a magnet link or an http(s) URL."
         if not error:
-            answer = await self.rpc.handle(json.dumps({"method": "torrent-add", "arguments": arguments}).encode())
+            answer = await self.rpc.call("torrent-add", arguments)
             if answer["result"] == "success":
                 added = answer["arguments"].get("torrent-added") or answer["arguments"]["torrent-duplicate"]
                 raise web.HTTPSeeOther(f"/#torrent-{added['id']}")
@@ -476,7 +476,7 @@ class WebUi:
 
     async def _call(self, request: web.Request, method: str, arguments: dict[str, Any]) -> web.Response | None:
         """One RPC method: None when it succeeded, else a page saying why (400)."""
-        answer = await self.rpc.handle(json.dumps({"method": method, "arguments": arguments}).encode())
+        answer = await self.rpc.call(method, arguments)
         if answer["result"] != "success":
             return self._message(request, str(answer["result"]), status=400)
         return None
