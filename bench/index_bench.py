@@ -698,15 +698,16 @@ def bench_backend(backend: str, args: argparse.Namespace, queries: dict[str, lis
     folder = Path(tempfile.mkdtemp(prefix=f"bitswarm-index-bench-{backend}-"))
     postgres: Postgres | None = None
     try:
-        if backend == "postgresql":
+        existing = args.sqlite_db if backend == "sqlite" else args.postgresql_url
+        if existing is not None:
+            url = existing if backend == "postgresql" else f"sqlite:///{existing}"
+        elif backend == "postgresql":
             postgres = Postgres(folder)
             url = postgres.url
-        elif args.sqlite_db is not None:
-            url = f"sqlite:///{args.sqlite_db}"
         else:
             url = f"sqlite:///{folder / 'index.db'}"
-        if backend == "sqlite" and args.sqlite_db is not None:
-            print(f"\n## {backend}: {args.sqlite_db} (imported before: --entries must say how many)", flush=True)
+        if existing is not None:
+            print(f"\n## {backend}: {existing} (imported before: --entries must say how many)", flush=True)
         else:
             print(f"\n## {backend}: importing {args.entries:,} entries", flush=True)
             import_and_report(backend, url, folder, postgres, args)
@@ -760,6 +761,7 @@ def main() -> None:
     parser.add_argument("--no-wrk", action="store_true", help="import and search only")
     parser.add_argument("--keep-sqlite", type=Path, help="move the SQLite database here at the end")
     parser.add_argument("--sqlite-db", type=Path, help="use this SQLite database (made by --keep-sqlite): no import")
+    parser.add_argument("--postgresql-url", help="use this PostgreSQL database (imported before): no import")
     args = parser.parse_args()
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     if not set(backends) <= {"sqlite", "postgresql"} or not 1 <= args.entries <= 10_000_000:
