@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -24,18 +23,19 @@ from bitswarm.cli import Failure, about, cli, human_size, parse_size, run_event_
 if TYPE_CHECKING:
     from bitswarm.feeds.sinks import TorrentSink
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", re.IGNORECASE)
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # The loop's longest sleep: a SIGTERM or a subscription added meanwhile is seen this soon.
 MAX_SLEEP_S = 60.0
 
 
 def parse_duration(text: str) -> float:
     """'90', '30m', '6h', '2d' -> seconds."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise click.BadParameter(f"{text!r} is not a duration like 90, 30m, 6h or 2d")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    from bitswarm.errors import UsageError  # noqa: PLC0415
+    from bitswarm.feeds.rules import parse_duration as parse  # noqa: PLC0415
+
+    try:
+        return parse(text)
+    except UsageError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _state(context: click.Context) -> Path:
@@ -126,6 +126,7 @@ def add_command(
 def list_command(context: click.Context, as_json: bool) -> None:
     """List the subscriptions: id, feed, rules."""
     from bitswarm.feeds.fetch import display_url  # noqa: PLC0415
+    from bitswarm.feeds.rules import describe_rules  # noqa: PLC0415
     from bitswarm.feeds.store import SubscriptionFile  # noqa: PLC0415
 
     with about("subscribe list"):
@@ -134,17 +135,7 @@ def list_command(context: click.Context, as_json: bool) -> None:
         click.echo(json.dumps([s.to_json() for s in subscriptions], indent=2))
         return
     for s in subscriptions:
-        rules = []
-        rules += [f"match {s.match!r}"] if s.match else []
-        rules += [f"exclude {s.exclude!r}"] if s.exclude else []
-        rules += [f"min {human_size(s.min_size)}"] if s.min_size is not None else []
-        rules += [f"max {human_size(s.max_size)}"] if s.max_size is not None else []
-        rules += [f"series {', '.join(s.series)}"] if s.series else []
-        rules += [f"quality {s.quality}"] if s.quality else []
-        rules += [f"wait {s.wait_s:g} s"] if s.wait_s is not None else []
-        rules += ["packs"] if s.packs else []
-        rules += [f"into {s.download_dir}"] if s.download_dir else []
-        rules += [f"labels {', '.join(s.labels)}"] if s.labels else []
+        rules = describe_rules(s, human_size)
         # The address without its query: a passkey stays off the screen.
         click.echo(f"{s.id}\t{display_url(s.url)}\t{'; '.join(rules) or 'every item'}")
 

@@ -25,6 +25,7 @@ import json
 import secrets
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -32,6 +33,9 @@ from bitswarm.daemon.config import DaemonConfig
 from bitswarm.daemon.jsonrpc import RPC_VERSION_SEMVER as JSONRPC_VERSION_SEMVER
 from bitswarm.daemon.rpc import TransmissionRpc
 from bitswarm.web.security import SECURITY_HEADERS, HostAllowList
+
+if TYPE_CHECKING:
+    from bitswarm.daemon.subscriptions import SubscriptionPoller
 
 RPC_PATH = "/transmission/rpc"
 SESSION_ID_HEADER = "X-Transmission-Session-Id"
@@ -156,12 +160,13 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(36)
 
 
-def create_daemon_app(endpoint: RpcEndpoint) -> web.Application:
-    """The daemon's aiohttp app: the RPC, its path's GET as the 409 probe, and the web UI."""
+def create_daemon_app(endpoint: RpcEndpoint, subscriptions: SubscriptionPoller | None = None) -> web.Application:
+    """The daemon's aiohttp app: the RPC, its path's GET as the 409 probe, and the web UI
+    (its Subscriptions page edits ``subscriptions``; without them it says so)."""
     app = web.Application(client_max_size=endpoint.config.rpc_max_body_bytes)
     app.router.add_route("*", RPC_PATH, endpoint.handle)
     app.router.add_route("*", RPC_PATH + "/", endpoint.handle)
     from bitswarm.daemon.ui import WebUi  # noqa: PLC0415 - the UI module imports this one
 
-    WebUi(endpoint).install(app)
+    WebUi(endpoint, subscriptions).install(app)
     return app

@@ -72,6 +72,11 @@ class DaemonConfig:
     # their download folder.
     incomplete_dir: str = ""
     incomplete_dir_enabled: bool = False
+    # Subscriptions polled by the daemon itself (``bitswarm.daemon.subscriptions``): the
+    # folder of subscriptions.json and seen.sqlite3, "" for the state folder's
+    # "subscriptions" (give ``bitswarm subscribe --state`` the same folder to share them).
+    subscriptions_enabled: bool = True
+    subscriptions_dir: str = ""
 
     def validate(self) -> DaemonConfig:
         try:

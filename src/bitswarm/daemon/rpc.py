@@ -337,6 +337,8 @@ class TransmissionRpc:
             if "priority-normal" in changes:
                 record.priority_high = sorted(set(record.priority_high) - set(changes["priority-normal"]))
                 record.priority_low = sorted(set(record.priority_low) - set(changes["priority-normal"]))
+            if {"priority-high", "priority-low", "priority-normal"} & changes.keys():
+                self.daemon.apply_files(entry)  # the picker follows (high files first, low last)
             if "queuePosition" in changes:
                 self.daemon.set_queue_position(entry, changes["queuePosition"])
             self.daemon.apply_limits(entry)

@@ -21,6 +21,7 @@ from bitswarm.daemon.config import DaemonConfig
 from bitswarm.daemon.rpc import TransmissionRpc
 from bitswarm.daemon.service import Daemon
 from bitswarm.daemon.state import StateStore
+from bitswarm.daemon.subscriptions import SubscriptionPoller, subscriptions_folder
 from bitswarm.daemon.watch import run_watch_folder
 from bitswarm.errors import TrackerError, UsageError
 from bitswarm.index.run import _listening_socket, _url_host
@@ -80,10 +81,12 @@ async def serve_daemon(
         await daemon.open()
         opened = True
         daemon.run_beside(run_watch_folder(daemon))
+        subscriptions = SubscriptionPoller(daemon, subscriptions_folder(config, state_folder))
+        daemon.run_beside(subscriptions.run())
         rpc = TransmissionRpc(daemon, session_id=new_session_id(), fetch_url=fetch_torrent_url)
         rpc.closing = stop.set
         endpoint = RpcEndpoint(rpc, config, host)
-        runner = web.AppRunner(create_daemon_app(endpoint), access_log=None, handle_signals=False)
+        runner = web.AppRunner(create_daemon_app(endpoint, subscriptions), access_log=None, handle_signals=False)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         ready(f"http://{_url_host(host) or 'localhost'}:{sock.getsockname()[1]}/")

@@ -39,7 +39,13 @@ from bitswarm.daemon.state import MAX_LABEL_CHARS, MAX_LABELS, DaemonState, Stat
 from bitswarm.errors import BitswarmError, MetainfoError, UsageError
 from bitswarm.metainfo import FileEntry, Torrent, read_torrent_file
 from bitswarm.net.magnet import MagnetRuntime
-from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
+from bitswarm.net.session import (
+    FILE_PRIORITY_HIGH,
+    FILE_PRIORITY_LOW,
+    Session,
+    TorrentOptions,
+    TorrentRuntime,
+)
 from bitswarm.storage import resume
 from bitswarm.storage.backend import PARTS_FOLDER
 
@@ -387,6 +393,8 @@ class Daemon:
         )
         if torrent is not None and record.unwanted:
             options.wanted_files = _engine_wanted(torrent, set(record.unwanted))
+        if torrent is not None:
+            options.file_priorities = _engine_priorities(torrent, record.priority_high, record.priority_low)
         return options
 
     async def _launch(self, entry: Entry) -> None:
@@ -442,7 +450,7 @@ class Daemon:
         entry.runtime = torrent_runtime
         entry.record.magnet = None
         entry.record.name = torrent_runtime.torrent.name
-        if entry.record.unwanted:
+        if entry.record.unwanted or entry.record.priority_high or entry.record.priority_low:
             self._apply_wanted(entry)
         self.mark_dirty()
 
@@ -711,27 +719,20 @@ class Daemon:
         self._apply_wanted(entry)
         self.mark_dirty()
 
+    def apply_files(self, entry: Entry) -> None:
+        """The record's wanted files and priorities to the engine (torrent-set changed them)."""
+        self._apply_wanted(entry)
+        self.mark_dirty()
+
     def _apply_wanted(self, entry: Entry) -> None:
         runtime = entry.runtime
         torrent = entry.torrent
-        if runtime is None or torrent is None or runtime.swarm is None:
+        if runtime is None or torrent is None:
             return
-        wanted = _engine_wanted(torrent, set(entry.record.unwanted))
-        runtime.wanted_entries = {
-            id(item) for position, item in enumerate(torrent.files) if wanted is None or position in wanted
-        }
-        want = [0] * torrent.num_pieces
-        for item in torrent.data_files():
-            if id(item) in runtime.wanted_entries:
-                for index in item.piece_range(torrent.piece_length):
-                    want[index] = 1
-        for priority in (0, 1):
-            chosen = [index for index, value in enumerate(want) if value == priority]
-            runtime.run_actions(runtime.swarm.set_priorities(chosen, priority))
-        if runtime.swarm.is_seeding:
-            runtime.finished.set()
-        else:
-            runtime.finished.clear()
+        runtime.set_files(
+            _engine_wanted(torrent, set(entry.record.unwanted)),
+            _engine_priorities(torrent, entry.record.priority_high, entry.record.priority_low),
+        )
 
     def apply_limits(self, entry: Entry) -> None:
         record = entry.record
@@ -849,6 +850,20 @@ def _engine_wanted(torrent: Torrent, unwanted: set[int]) -> set[int] | None:
     data_positions = [position for position, item in enumerate(torrent.files) if id(item) in data_ids]
     wanted = {position for number, position in enumerate(data_positions) if number not in unwanted}
     return wanted
+
+
+def _engine_priorities(torrent: Torrent, high: Iterable[int], low: Iterable[int]) -> dict[int, int] | None:
+    """Transmission's high and low file indices (data files only) to the engine's file
+    priorities (indices in torrent.files); None when every file is normal, so a torrent
+    without priorities is picked as ``bitswarm get`` picks."""
+    data_ids = {id(item) for item in torrent.data_files()}
+    data_positions = [position for position, item in enumerate(torrent.files) if id(item) in data_ids]
+    priorities: dict[int, int] = {}
+    for value, indices in ((FILE_PRIORITY_LOW, low), (FILE_PRIORITY_HIGH, high)):
+        for number in indices:
+            if 0 <= number < len(data_positions):
+                priorities[data_positions[number]] = value
+    return priorities or None
 
 
 def _delete_content(torrent: Torrent, folder: Path) -> None:

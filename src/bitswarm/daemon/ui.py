@@ -13,7 +13,9 @@ inline code: the CSP forbids it):
   peers (client names, rates), trackers (their last answer) and a map of its pieces;
   ``/torrents/ID/remove`` asks before removing (with or without the data);
 - ``/torrents/ID/play/INDEX``: the streaming player (``bitswarm.stream.server``'s page
-  and range server, over the torrent's runtime).
+  and range server, over the torrent's runtime);
+- ``/subscriptions``: the feeds the daemon polls (``bitswarm.daemon.subscriptions``) with
+  their rules and last poll; a form adds one, a button removes one.
 
 What changes goes through the RPC's own methods (``TransmissionRpc``), so a form and a
 remote are checked by the same code. The rules are the RPC's (``bitswarm.daemon.app``):
@@ -33,7 +35,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
@@ -42,11 +44,17 @@ from aiohttp.typedefs import Handler
 from bitswarm.daemon.app import RPC_PATH, RpcEndpoint
 from bitswarm.daemon.rpc import TORRENT_FIELDS, TransmissionRpc
 from bitswarm.daemon.service import Daemon, Entry, TorrentState
+from bitswarm.errors import UsageError
+from bitswarm.feeds.fetch import display_url
+from bitswarm.feeds.rules import describe_rules, parse_duration, parse_size
 from bitswarm.stream.server import TEMPLATES as STREAM_TEMPLATES
 from bitswarm.stream.server import StreamServer, content_type, media_kind
 from bitswarm.web.app import STATIC_FOLDER, TEMPLATES_FOLDER, TEMPLATES_KEY, render
 from bitswarm.web.csrf import FORM_FIELD, CsrfProtection
 from bitswarm.web.security import SECURITY_HEADERS
+
+if TYPE_CHECKING:
+    from bitswarm.daemon.subscriptions import SubscriptionPoller
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The shared static files the pages use; nothing else is served from the folder.
@@ -80,6 +88,10 @@ STATE_NAMES = {
 # What a cell shows for no rate, no ETA: a dash, as Transmission's own UI.
 NOTHING = "\u2013"
 PRIORITY_NAMES = {1: "high", 0: "normal", -1: "low"}
+# The subscription form's text fields: each at most this long (a feed URL, a pattern).
+MAX_FORM_FIELD_CHARS = 4096
+# Series or labels given in one subscription form.
+MAX_FORM_LIST_ITEMS = 100
 # torrent-set's lists for each priority a form names.
 PRIORITY_FIELDS = {"high": "priority-high", "normal": "priority-normal", "low": "priority-low"}
 
@@ -124,8 +136,9 @@ class Snapshot:
 class WebUi:
     """The pages, the event streams and the player of one daemon (see the module's docstring)."""
 
-    def __init__(self, endpoint: RpcEndpoint) -> None:
+    def __init__(self, endpoint: RpcEndpoint, subscriptions: SubscriptionPoller | None = None) -> None:
         self.endpoint = endpoint
+        self.subscriptions = subscriptions
         self.rpc: TransmissionRpc = endpoint.rpc
         self.daemon: Daemon = endpoint.rpc.daemon
         # A fresh secret each start: a restart expires the forms of pages still open.
@@ -161,6 +174,9 @@ class WebUi:
         add("/torrents/{id}/remove", self.remove_page)
         for action in ("start", "stop", "verify", "remove", "files"):
             app.router.add_post(f"/torrents/{{id}}/{action}", self.torrent_action)
+        add("/subscriptions", self.subscriptions_page)
+        app.router.add_post("/subscriptions", self.add_subscription)
+        app.router.add_post("/subscriptions/{id}/remove", self.remove_subscription)
         add("/torrents/{id}/play/{index}", self.player_page)
         add("/torrents/{id}/files/{index}/{name}", self.stream_file, allow_head=True)
         add("/torrents/{id}/subtitles/{index}.vtt", self.stream_subtitles)
@@ -406,6 +422,62 @@ class WebUi:
             self.streams -= 1
         return response
 
+    # -- subscriptions ---------------------------------------------------------------
+
+    async def subscriptions_page(
+        self, request: web.Request, *, status: int = 200, error: str = "", form: dict[str, str] | None = None
+    ) -> web.Response:
+        poller = self.subscriptions
+        rows: list[dict[str, Any]] = []
+        problem = "Subscriptions are not run by this server." if poller is None else ""
+        if poller is not None:
+            subscriptions = await poller.load()
+            problem = poller.problem
+            for subscription in subscriptions:
+                state = poller.status.get(subscription.id)
+                due = poller.next_poll_at(subscription)
+                rows.append({
+                    "id": subscription.id,
+                    "feed": display_url(subscription.url),  # without its query: passkeys stay off screen
+                    "rules": describe_rules(subscription, binary_size) or ["every item"],
+                    "polled": _local_time(state.polled_at) if state and state.polled_at else "",
+                    "result": state.result if state else "not polled since the daemon started",
+                    "failed": bool(state and state.is_failure),
+                    "added": state.added if state else [],
+                    "next": _local_time(due) if due else "",
+                })  # fmt: skip
+        values = {name: "" for name in SUBSCRIPTION_FORM_FIELDS}
+        values.update(form or {})
+        return self._page(request, "daemon_subscriptions.html", status=status, rows=rows, problem=problem,
+                          enabled=poller is not None and poller.is_enabled, folder=str(poller.folder) if poller else "",
+                          error=error, form=values)  # fmt: skip
+
+    async def add_subscription(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        values = {name: str(form.get(name, ""))[:MAX_FORM_FIELD_CHARS] for name in SUBSCRIPTION_FORM_FIELDS}
+        if self.subscriptions is None:
+            return self._message(request, "Subscriptions are not run by this server.", status=400)
+        try:
+            options = subscription_options(values)
+            await self.subscriptions.add(options)
+        except UsageError as error:
+            return await self.subscriptions_page(request, status=400, error=str(error), form=values)
+        except OSError as error:
+            return self._message(request, f"not saved: {error.strerror or error}", status=500)
+        raise web.HTTPSeeOther("/subscriptions")
+
+    async def remove_subscription(self, request: web.Request) -> web.Response:
+        text = request.match_info["id"]
+        if self.subscriptions is None or not text.isdigit() or len(text) > 9:
+            raise web.HTTPNotFound(text="404: no such subscription\n")
+        try:
+            removed = await self.subscriptions.remove(int(text))
+        except (UsageError, OSError) as error:
+            return self._message(request, f"not removed: {error}", status=500)
+        if not removed:
+            raise web.HTTPNotFound(text="404: no such subscription (it may have been removed)\n")
+        raise web.HTTPSeeOther("/subscriptions")
+
     # -- forms -----------------------------------------------------------------------
 
     async def add_torrent(self, request: web.Request) -> web.Response:
@@ -513,6 +585,67 @@ def _file_changes(form: Any) -> dict[str, list[int]]:
         name = str(form.get(f"priority-{index}", "normal"))
         changes[PRIORITY_FIELDS.get(name, "priority-normal")].append(index)
     return changes
+
+
+SUBSCRIPTION_FORM_FIELDS = (
+    "url", "match", "exclude", "min_size", "max_size", "series", "quality", "wait", "packs",
+    "download_dir", "labels", "interval",
+)  # fmt: skip
+
+
+def subscription_options(form: dict[str, str]) -> dict[str, Any]:
+    """``Subscription`` fields (all but ``id``) from the subscription form: blank fields
+    are left out, ``series`` one per line, ``labels`` split at commas, sizes like ``700M``,
+    times like ``6h``. Raises ``UsageError`` naming the field; the rules themselves are
+    checked by ``Subscription``."""
+
+    def text(name: str) -> str | None:
+        return form.get(name, "").strip() or None
+
+    def items(name: str, separators: str) -> tuple[str, ...]:
+        raw = form.get(name, "")
+        for separator in separators:
+            raw = raw.replace(separator, "\n")
+        found = tuple(dict.fromkeys(part.strip() for part in raw.splitlines() if part.strip()))
+        if len(found) > MAX_FORM_LIST_ITEMS:
+            raise UsageError(f"{name}: at most {MAX_FORM_LIST_ITEMS}")
+        return found
+
+    url = text("url")
+    if url is None:
+        raise UsageError("Give the feed's address (http:// or https://).")
+    options: dict[str, Any] = {
+        "url": url,
+        "match": text("match"),
+        "exclude": text("exclude"),
+        "series": items("series", ""),
+        "quality": text("quality"),
+        "packs": form.get("packs") == "1",
+        "download_dir": text("download_dir"),
+        "labels": items("labels", ","),
+    }
+    for name in ("min_size", "max_size"):
+        value = text(name)
+        options[name] = parse_size(value) if value is not None else None
+    wait, interval = text("wait"), text("interval")
+    options["wait_s"] = parse_duration(wait) if wait is not None else None
+    if interval is not None:
+        options["min_interval_s"] = parse_duration(interval)
+    return options
+
+
+def binary_size(count: int) -> str:
+    """Sizes as a subscription's rules are written (1 KiB = 1024 bytes): '700 MiB'."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _local_time(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_s))
 
 
 def piece_map(pieces_base64: str, count: int) -> list[tuple[int, int, float]]:

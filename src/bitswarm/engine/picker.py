@@ -11,7 +11,12 @@ pieces, the only ones worth sharing, appear as early as possible.
 - Sequential mode takes the lowest wanted piece (for streaming).
 - Endgame: once every missing block is requested, a block may be requested from a second
   peer too; when it arrives the others are told to cancel.
-- Priority 0 means "do not download" (skipped files).
+- Priority 0 means "do not download" (skipped files). Higher priorities come first: while
+  pieces of more than one wanted priority exist (a daemon's high, normal and low files),
+  each class is served whole before the next, partial pieces and new ones alike (rarest
+  first, the random first pieces and sequential mode within the class), so a peer that
+  has nothing of the high class is still asked for the best it has. With one class, as
+  ``bitswarm get`` has, that is the plain rarest-first order above.
 - Deadlines (streaming): readers name pieces they need by a time (``set_deadlines``, one
   set per reader, merged by taking the earliest). Such pieces leave the rarest-first
   buckets and are handed out by ``pick_deadline`` alone, earliest deadline first, to the
@@ -77,6 +82,10 @@ class PiecePicker:
         self.have_count = sum(self.have)
         # One byte per piece (priorities are 0..MAX_PRIORITY): a list would be eight.
         self.priority = bytearray(priorities) if priorities is not None else bytearray(b"\x01" * num_pieces)
+        # Pieces per priority: more than one wanted class makes ``pick`` go class by class.
+        self._priority_counts = [0] * (MAX_PRIORITY + 1)
+        for value in self.priority:
+            self._priority_counts[value] += 1
         self.availability = [0] * num_pieces
         self.seed_count = 0
         self._partial: dict[int, _Partial] = {}
@@ -137,8 +146,15 @@ class PiecePicker:
         if not 0 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority {priority} outside 0..{MAX_PRIORITY}")
         self._unfile(index)
+        self._priority_counts[self.priority[index]] -= 1
         self.priority[index] = priority
+        self._priority_counts[priority] += 1
         self._file(index)
+
+    @property
+    def has_priority_classes(self) -> bool:
+        """Whether wanted pieces have more than one priority."""
+        return sum(1 for count in self._priority_counts[1:] if count) > 1
 
     @property
     def is_complete(self) -> bool:
@@ -153,22 +169,50 @@ class PiecePicker:
         """Up to ``count`` blocks to request from ``peer``, which has the pieces ``peer_has``
         says (every piece when ``has_all``: then no piece needs asking about)."""
         picked: list[BlockRequest] = []
-        self._pick_from_partials(peer, peer_has, count, picked)
-        while len(picked) < count:
-            index = self._start_piece(peer_has, has_all)
-            if index is None:
-                break
-            self._take_blocks(index, self._partial[index], peer, count, picked)
+        if self.has_priority_classes:
+            self._pick_by_class(peer, peer_has, count, picked, has_all)
+        else:
+            self._pick_from_partials(peer, peer_has, count, picked)
+            while len(picked) < count:
+                index = self._start_piece(peer_has, has_all)
+                if index is None:
+                    break
+                self._take_blocks(index, self._partial[index], peer, count, picked)
         if len(picked) < count and not self._buckets:
             self._pick_endgame(peer, peer_has, count, picked)
         return picked
 
-    def _pick_from_partials(
-        self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, picked: list[BlockRequest]
+    def _pick_by_class(
+        self, peer: PeerKey, peer_has: Callable[[int], bool], count: int, picked: list[BlockRequest], has_all: bool
     ) -> None:
+        """``pick`` with priority classes: the highest first, its partial pieces then new
+        ones, before anything of the next class."""
+        classes = {self.priority[index] for index, partial in self._partial.items() if partial.unrequested}
+        classes.update(-key[0] for key in self._buckets)
+        for priority in sorted(classes, reverse=True):
+            self._pick_from_partials(peer, peer_has, count, picked, priority)
+            while len(picked) < count:
+                index = self._start_piece(peer_has, has_all, priority)
+                if index is None:
+                    break
+                self._take_blocks(index, self._partial[index], peer, count, picked)
+            if len(picked) >= count:
+                return
+
+    def _pick_from_partials(
+        self,
+        peer: PeerKey,
+        peer_has: Callable[[int], bool],
+        count: int,
+        picked: list[BlockRequest],
+        priority: int | None = None,
+    ) -> None:
+        """Blocks of started pieces (of ``priority`` only, when given)."""
         for index, partial in self._partial.items():
             if len(picked) >= count:
                 return
+            if priority is not None and self.priority[index] != priority:
+                continue
             if partial.unrequested and index not in self._deadlines and peer_has(index):
                 self._take_blocks(index, partial, peer, count, picked)
 
@@ -184,8 +228,8 @@ class PiecePicker:
         begin = block * BLOCK_SIZE
         return BlockRequest(index, begin, min(BLOCK_SIZE, self.piece_size(index) - begin))
 
-    def _start_piece(self, peer_has: Callable[[int], bool], has_all: bool) -> int | None:
-        index = self._choose_new_piece(peer_has, has_all)
+    def _start_piece(self, peer_has: Callable[[int], bool], has_all: bool, priority: int | None = None) -> int | None:
+        index = self._choose_new_piece(peer_has, has_all, priority)
         if index is not None:
             self._begin(index)
         return index
@@ -195,24 +239,31 @@ class PiecePicker:
         self._unfile(index)
         self._partial[index] = _Partial(-(-self.piece_size(index) // BLOCK_SIZE))
 
-    def _choose_new_piece(self, peer_has: Callable[[int], bool], has_all: bool) -> int | None:
+    def _choose_new_piece(
+        self, peer_has: Callable[[int], bool], has_all: bool, priority: int | None = None
+    ) -> int | None:
+        """A waiting piece the peer has (of ``priority`` only, when given); None when none."""
+
         # From a seed every waiting piece qualifies: the buckets are taken whole, where
         # asking about each piece cost a call per piece per piece started (a twentieth of
         # a downloader's main thread at 2,048 pieces). Same choices for the same draws.
         def having(indexes: Iterable[int]) -> list[int]:
             return list(indexes) if has_all else [i for i in indexes if peer_has(i)]
 
+        buckets = self._buckets
+        if priority is not None:
+            buckets = {key: bucket for key, bucket in buckets.items() if key[0] == -priority}
         if self.sequential:
-            return min((i for bucket in self._buckets.values() for i in having(bucket)), default=None)
-        keys = sorted(self._buckets)  # highest priority first, then rarest
+            return min((i for bucket in buckets.values() for i in having(bucket)), default=None)
+        keys = sorted(buckets)  # highest priority first, then rarest
         if self.have_count < RANDOM_FIRST_PIECES:
-            for priority in sorted({key[0] for key in keys}):
-                pool = having(i for key in keys if key[0] == priority for i in self._buckets[key])
+            for negated in sorted({key[0] for key in keys}):
+                pool = having(i for key in keys if key[0] == negated for i in buckets[key])
                 if pool:
                     return self.rng.choice(pool)
             return None
         for key in keys:
-            candidates = having(self._buckets[key])
+            candidates = having(buckets[key])
             if candidates:
                 return self.rng.choice(candidates)
         return None

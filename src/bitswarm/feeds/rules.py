@@ -10,6 +10,7 @@ new episode in the wanted quality). The stored form is plain JSON (``to_json`` a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -24,6 +25,27 @@ MIN_INTERVAL_FLOOR_S = 60.0
 # User-written regular expressions are trusted (the user's own rules) but kept short.
 MAX_PATTERN_CHARS = 1000
 MAX_URL_CHARS = 4096
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"(\d{1,15})\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '30m', '6h', '2d' -> seconds; raises ``UsageError``."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"{text[:40]!r} is not a duration like 90, 30m, 6h or 2d")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+def parse_size(text: str) -> int:
+    """'700M', '1G', '1GiB', '4096' -> bytes; raises ``UsageError``."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"{text[:40]!r} is not a size like 700M, 8G or 4096")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +91,24 @@ class Subscription:
         if "id" not in values or "url" not in values:
             raise UsageError("subscription: needs 'id' and 'url'")
         return cls(**values)
+
+
+def describe_rules(subscription: Subscription, size: Callable[[int], str] = str) -> list[str]:
+    """The rules in words, one each ("match 'x'", "series A, B", "into /srv/tv"), sizes as
+    ``size`` writes them; what ``subscribe list`` and the daemon's page show."""
+    s = subscription
+    rules = []
+    rules += [f"match {s.match!r}"] if s.match else []
+    rules += [f"exclude {s.exclude!r}"] if s.exclude else []
+    rules += [f"min {size(s.min_size)}"] if s.min_size is not None else []
+    rules += [f"max {size(s.max_size)}"] if s.max_size is not None else []
+    rules += [f"series {', '.join(s.series)}"] if s.series else []
+    rules += [f"quality {s.quality}"] if s.quality else []
+    rules += [f"wait {s.wait_s:g} s"] if s.wait_s is not None else []
+    rules += ["packs"] if s.packs else []
+    rules += [f"into {s.download_dir}"] if s.download_dir else []
+    rules += [f"labels {', '.join(s.labels)}"] if s.labels else []
+    return rules
 
 
 _TUPLES = {"series", "labels", "cookies"}

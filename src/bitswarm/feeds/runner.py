@@ -49,6 +49,9 @@ class PollReport:
     added: list[str] = dataclasses.field(default_factory=list)
     held: list[str] = dataclasses.field(default_factory=list)
     items_failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The same titles per subscription id (what the daemon's page shows for each).
+    added_by: dict[int, list[str]] = dataclasses.field(default_factory=dict)
+    failed_by: dict[int, list[str]] = dataclasses.field(default_factory=dict)
 
 
 class SubscriptionRunner:
@@ -149,6 +152,7 @@ class SubscriptionRunner:
         except (FeedError, SinkError) as error:
             log.warning("%s: %s", item.title, error)
             report.items_failed[item.title] = str(error)
+            report.failed_by.setdefault(subscription.id, []).append(item.title)
             return
         keys = {*item.dedup_keys(), f"btih:{delivery.info_hash}"}
         self.seen.record_handed_on(
@@ -163,6 +167,7 @@ class SubscriptionRunner:
         )
         log.info("%s: added (%s)", item.title, grab.reason)
         report.added.append(item.title)
+        report.added_by.setdefault(subscription.id, []).append(item.title)
 
     async def _delivery(self, subscription: Subscription, grab: Grab) -> Delivery:
         """The item's .torrent, downloaded and checked, or its magnet link; raises ``FeedError``."""

@@ -147,6 +147,10 @@ class TorrentOptions:
     sequential: bool = False
     # Index of each file in torrent.files -> wanted; None: every file.
     wanted_files: set[int] | None = None
+    # Index of a file in torrent.files -> FILE_PRIORITY_HIGH, _NORMAL (the default for a
+    # file not named) or _LOW: the picker fetches the pieces of high files first, then
+    # normal, then low. None: one class, plain rarest first (what `bitswarm get` does).
+    file_priorities: dict[int, int] | None = None
     # BEP 16 super-seeding while we seed; None: on when an upload limit applies.
     super_seed: bool | None = None
     # BEP 11 peer exchange (never for a private torrent, BEP 27).
@@ -155,6 +159,16 @@ class TorrentOptions:
     upload_slots: int = DEFAULT_UPLOAD_SLOTS
     # BEP 19: fetch pieces from the torrent's web seeds (url-list, a magnet link's ws).
     web_seeds: bool = True
+
+
+# File priorities as Transmission numbers them (tr_priority_t), and the picker's piece
+# priority for each (0 is "not wanted"; a piece shared by files takes the highest).
+FILE_PRIORITY_LOW = -1
+FILE_PRIORITY_NORMAL = 0
+FILE_PRIORITY_HIGH = 1
+_PIECE_PRIORITY = {FILE_PRIORITY_LOW: 1, FILE_PRIORITY_NORMAL: 2, FILE_PRIORITY_HIGH: 3}
+# Without file priorities every wanted piece has this one (the picker's default class).
+_PIECE_PRIORITY_PLAIN = 1
 
 
 # A tracker's answer as shown to a user: longer failure texts are cut.
@@ -405,12 +419,53 @@ class TorrentRuntime:
             self.run_actions(self.swarm.set_priorities(chosen, priority))
 
     def _piece_priorities(self) -> list[int]:
+        """Each piece's priority for the picker: 0 when no wanted file has it, else the
+        highest class of the wanted files that have it (one class without file priorities)."""
         priorities = [0] * self.torrent.num_pieces
-        for entry in self.torrent.data_files():
-            if id(entry) in self.wanted_entries:
-                for index in entry.piece_range(self.torrent.piece_length):
-                    priorities[index] = 1
+        by_file = self.options.file_priorities
+        for position, entry in enumerate(self.torrent.files):
+            if entry.is_pad or entry.symlink_target is not None or id(entry) not in self.wanted_entries:
+                continue  # only data_files() hold content
+            if by_file is None:
+                value = _PIECE_PRIORITY_PLAIN
+            else:
+                value = _PIECE_PRIORITY[by_file.get(position, FILE_PRIORITY_NORMAL)]
+            for index in entry.piece_range(self.torrent.piece_length):
+                priorities[index] = max(priorities[index], value)
         return priorities
+
+    def set_files(self, wanted: set[int] | None, priorities: dict[int, int] | None) -> None:
+        """Which files to fetch (indices in ``torrent.files``; None: all) and their
+        priorities (as ``TorrentOptions.file_priorities``), from now on: the picker's piece
+        priorities follow, pieces whose v2 layer is still missing stay held back, and
+        ``finished`` says whether every wanted piece is here. Raises UsageError for a file
+        index outside the torrent or an unknown priority."""
+        count = len(self.torrent.files)
+        for index, value in (priorities or {}).items():
+            if not 0 <= index < count or value not in _PIECE_PRIORITY:
+                raise UsageError(f"file {index}: priority {value}; files 0 to {count - 1}, priorities -1, 0, 1")
+        self.options = dataclasses.replace(self.options, wanted_files=wanted, file_priorities=priorities)
+        self.wanted_entries = {
+            id(entry) for position, entry in enumerate(self.torrent.files) if wanted is None or position in wanted
+        }
+        swarm = self.swarm
+        if swarm is None:
+            return  # start() reads them
+        target = self._piece_priorities()
+        if swarm.hash_fetch is not None:
+            for root in swarm.hash_fetch.wanted_roots():
+                for index in self._pieces_of_root(root):
+                    target[index] = 0
+        changes: dict[int, list[int]] = {}
+        for index, value in enumerate(target):
+            if swarm.picker.priority[index] != value:
+                changes.setdefault(value, []).append(index)
+        for value, indices in changes.items():
+            self.run_actions(swarm.set_priorities(indices, value))
+        if swarm.is_seeding:
+            self.finished.set()
+        else:
+            self.finished.clear()
 
     def _find_verified_pieces(self) -> list[int]:
         """Pieces on disk: those the resume file names, plus any others whose data hashes right."""
