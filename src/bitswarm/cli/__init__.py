@@ -19,19 +19,17 @@ from typing import Any
 
 import click
 
-from bitswarm import __version__, magnet
+from bitswarm import __version__, magnet, units
 from bitswarm.client_config import CONFIG_FILE_NAME, ClientConfig
 from bitswarm.client_config import load_client_config as parse_client_config
 from bitswarm.create import CreateOptions, create
-from bitswarm.errors import BitswarmError, MetainfoError
+from bitswarm.errors import BitswarmError, MetainfoError, UsageError
 from bitswarm.metainfo import MAX_TORRENT_BYTES, Torrent, TorrentVersion, read_torrent_file
 from bitswarm.storage.atomic import replace_durably
 from bitswarm.storage.verify import FileStatus, VerifyReport, verify
 
 EXIT_PROBLEMS = 1
 EXIT_BAD_INPUT = 2
-
-_SIZE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class Failure(Exception):
@@ -55,12 +53,11 @@ def about(subject: str | Path) -> Iterator[None]:
 
 
 def parse_size(text: str) -> int:
-    """'262144', '256K', '4M', '1GiB' -> bytes."""
-    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
-    number, suffix = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in _SIZE_SUFFIXES else (cleaned, "")
-    if not number.isdigit():
-        raise click.BadParameter(f"{text!r} is not a size like 262144, 256K or 4M")
-    return int(number) * _SIZE_SUFFIXES[suffix]
+    """'262144', '256K', '4M', '1GiB' -> bytes, for click's options."""
+    try:
+        return units.parse_size(text)
+    except UsageError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def human_size(size: int) -> str:

@@ -30,7 +30,7 @@ MAX_SLEEP_S = 60.0
 def parse_duration(text: str) -> float:
     """'90', '30m', '6h', '2d' -> seconds."""
     from bitswarm.errors import UsageError  # noqa: PLC0415
-    from bitswarm.feeds.rules import parse_duration as parse  # noqa: PLC0415
+    from bitswarm.units import parse_duration as parse  # noqa: PLC0415
 
     try:
         return parse(text)

@@ -46,9 +46,10 @@ from bitswarm.daemon.rpc import TORRENT_FIELDS, TransmissionRpc
 from bitswarm.daemon.service import Daemon, Entry, TorrentState
 from bitswarm.errors import UsageError
 from bitswarm.feeds.fetch import display_url
-from bitswarm.feeds.rules import describe_rules, parse_duration, parse_size
+from bitswarm.feeds.rules import describe_rules
 from bitswarm.stream.server import TEMPLATES as STREAM_TEMPLATES
 from bitswarm.stream.server import StreamServer, content_type, media_kind
+from bitswarm.units import parse_duration, parse_size
 from bitswarm.web.app import STATIC_FOLDER, TEMPLATES_FOLDER, TEMPLATES_KEY, render
 from bitswarm.web.csrf import FORM_FIELD, CsrfProtection
 from bitswarm.web.security import SECURITY_HEADERS

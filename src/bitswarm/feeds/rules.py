@@ -26,27 +26,6 @@ MIN_INTERVAL_FLOOR_S = 60.0
 MAX_PATTERN_CHARS = 1000
 MAX_URL_CHARS = 4096
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", re.IGNORECASE)
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE = re.compile(r"(\d{1,15})\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_duration(text: str) -> float:
-    """'90', '30m', '6h', '2d' -> seconds; raises ``UsageError``."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise UsageError(f"{text[:40]!r} is not a duration like 90, 30m, 6h or 2d")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
-
-
-def parse_size(text: str) -> int:
-    """'700M', '1G', '1GiB', '4096' -> bytes; raises ``UsageError``."""
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise UsageError(f"{text[:40]!r} is not a size like 700M, 8G or 4096")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
-
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
