@@ -340,7 +340,14 @@ class Bitswarm(Daemon):
         self.log = folder / "daemon.log"
 
     def start(self) -> None:
-        environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        # bitswarm's modules load from cached bytecode, as an installed copy's do (this machine
+        # sets PYTHONDONTWRITEBYTECODE, so a source checkout would compile them at every start).
+        environment = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "src"),
+            "PYTHONPYCACHEPREFIX": str(self.folder / "pycache"),
+        }
+        environment.pop("PYTHONDONTWRITEBYTECODE", None)
         argv = [
             sys.executable, "-m", "bitswarm", "daemon", "--config", str(self.config), "--state",
             str(self.folder / "state"), "--rpc", "127.0.0.1:0", "--download-dir", str(self.downloads), "--port", "0",
@@ -497,14 +504,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def all_ready(rpc: Rpc, count: int) -> bool:
+def torrent_statuses(rpc: Rpc, count: int) -> tuple[set[int], bool]:
+    """(the statuses the torrents are in, whether all ``count`` are there and done).
+    Raises SystemExit when a torrent is in error."""
     torrents = rpc.call("torrent-get", fields=["id", "status", "percentDone", "error", "errorString"])["torrents"]
     failed = [torrent for torrent in torrents if torrent.get("error")]
     if failed:
         raise SystemExit(f"daemon_bench: torrent in error: {failed[0]}")
-    return len(torrents) == count and all(
-        torrent["status"] == SEED_STATUS and torrent["percentDone"] == 1 for torrent in torrents
-    )
+    done = len(torrents) == count and all(torrent["percentDone"] == 1 for torrent in torrents)
+    return {torrent["status"] for torrent in torrents}, done
 
 
 def bench_daemon(
@@ -534,10 +542,11 @@ def bench_daemon(
 
     def ready() -> bool | None:
         nonlocal next_connect
-        if time.monotonic() >= next_connect:
+        statuses, done = torrent_statuses(rpc, len(made))
+        if time.monotonic() >= next_connect and not statuses & {CHECK_WAIT, CHECK}:
             connect(peer_port)
             next_connect = time.monotonic() + CONNECT_EVERY_S
-        return True if all_ready(rpc, len(made)) else None
+        return True if done and statuses == {SEED_STATUS} else None
 
     wait_until(ready, f"{daemon.name}: every torrent seeding", READY_TIMEOUT_S, poll_s=0.5)
     result.ready_s = time.monotonic() - started

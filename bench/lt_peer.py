@@ -144,6 +144,10 @@ def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
 
 def cmd_memory(lt: Any, args: argparse.Namespace) -> None:
     session = new_session(lt, 0)
+    # A peer asked for with "connect" may refuse while its torrent is still queued or being
+    # checked; libtorrent then waits min_reconnect_time (60 s by default) times the failures
+    # before it tries again. One second keeps a bench from waiting minutes for that.
+    session.apply_settings({"min_reconnect_time": 1})
     emit("ready", port=session.listen_port())
     end = time.monotonic() + LIFETIME_S
     handles: list[Any] = []
