@@ -24,11 +24,11 @@ from bitswarm.daemon.state import StateStore
 from bitswarm.daemon.subscriptions import SubscriptionPoller, subscriptions_folder
 from bitswarm.daemon.watch import run_watch_folder
 from bitswarm.errors import TrackerError, UsageError
-from bitswarm.index.run import _listening_socket, _url_host
 from bitswarm.metainfo import MAX_TORRENT_BYTES
 from bitswarm.net.http_client import http_get
 from bitswarm.net.session import Session
 from bitswarm.tracker.config import split_host_port
+from bitswarm.web.hosts import listening_socket, url_host
 
 log = logging.getLogger("bitswarm.daemon")
 # torrent-add with a URL: the .torrent must come within this time.
@@ -59,7 +59,7 @@ async def serve_daemon(
     """Run until ``stop`` is set. Raises UsageError when the state or an address is unusable."""
     host, port = split_host_port(config.rpc)
     try:
-        sock = _listening_socket(host, port)
+        sock = listening_socket(host, port)
     except OSError as error:
         raise UsageError(f"rpc: cannot listen on {config.rpc}: {error.strerror}") from None
     session = Session(
@@ -89,7 +89,7 @@ async def serve_daemon(
         runner = web.AppRunner(create_daemon_app(endpoint, subscriptions), access_log=None, handle_signals=False)
         await runner.setup()
         await web.SockSite(runner, sock).start()
-        ready(f"http://{_url_host(host) or 'localhost'}:{sock.getsockname()[1]}/")
+        ready(f"http://{url_host(host) or 'localhost'}:{sock.getsockname()[1]}/")
         while not stop.is_set():
             waits = [asyncio.ensure_future(stop.wait())]
             if reload_requested is not None:

@@ -788,7 +788,10 @@ class Daemon:
         torrent, runtime = entry.torrent, entry.runtime
         if torrent is None or runtime is None or runtime.swarm is None:
             return 0
-        have = runtime.swarm.picker.have
+        picker = runtime.swarm.picker
+        if picker.have_count == torrent.num_pieces:  # a seed: no need to walk its pieces
+            return sum(item.length for item in torrent.data_files())
+        have = picker.have
         return sum(
             _overlap(item, index, torrent.piece_length)
             for item in torrent.data_files()
@@ -801,15 +804,26 @@ class Daemon:
         torrent, runtime = entry.torrent, entry.runtime
         if torrent is None:
             return []
-        have = runtime.swarm.picker.have if runtime is not None and runtime.swarm is not None else None
+        picker = runtime.swarm.picker if runtime is not None and runtime.swarm is not None else None
+        # torrent-get asks this of every torrent: a seed's files are whole and a torrent with
+        # no piece has none, without walking the pieces.
+        if picker is not None and picker.have_count == torrent.num_pieces:
+            return [item.length for item in torrent.data_files()]
+        if picker is None or picker.have_count == 0:
+            return [0 for _item in torrent.data_files()]
+        have = picker.have
         return [
             sum(
                 _overlap(item, index, torrent.piece_length)
                 for index in item.piece_range(torrent.piece_length)
-                if have is not None and have[index]
+                if have[index]
             )
             for item in torrent.data_files()
         ]
+
+    def file_count(self, entry: Entry) -> int:
+        """How many files hold content (Transmission's fileCount)."""
+        return sum(1 for _item in entry.torrent.data_files()) if entry.torrent is not None else 0
 
     def size_when_done(self, entry: Entry) -> int:
         torrent = entry.torrent

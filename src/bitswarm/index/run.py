@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import logging
 import random
-import socket
 import time
 from collections.abc import Callable
 
@@ -29,6 +28,7 @@ from bitswarm.index.scraper import Scraper
 from bitswarm.index.site import Site, add_tracker_routes, create_index_app, random_secret
 from bitswarm.tracker.config import TrackerConfig, split_host_port
 from bitswarm.tracker.memory import MemoryStore
+from bitswarm.web.hosts import listening_socket, url_host
 
 log = logging.getLogger(__name__)
 # The own tracker's counts go to the database this often, for searches by seeders, under
@@ -38,30 +38,10 @@ OWN_TRACKER = "bitswarm-index:own-tracker"
 MAX_OWN_COUNTS_RECORDED = 200_000
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6 and not host:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))  # noqa: S104 - as configured
-        sock.listen(512)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def own_trackers(config: IndexConfig, host: str, port: int) -> frozenset[ScrapeTarget]:
     """The site's own tracker as uploads name it (by its public URL, or the bound address
     and loopback names), over HTTP and UDP: shown live from the store, never scraped."""
-    hosts = {_url_host(host), "127.0.0.1", "localhost", "[::1]"} - {""}
+    hosts = {url_host(host), "127.0.0.1", "localhost", "[::1]"} - {""}
     urls = [f"{scheme}://{name}:{port}/announce" for name in hosts for scheme in ("http", "udp")]
     if config.public_url:
         urls.append(config.public_url.rstrip("/") + "/announce")
@@ -76,7 +56,7 @@ async def serve_index(
 
     host, port = split_host_port(config.bind)
     try:
-        sock = _listening_socket(host, port)
+        sock = listening_socket(host, port)
     except OSError as error:
         raise UsageError(f"index: cannot listen on {config.bind}: {error.strerror}") from None
     bound_port = sock.getsockname()[1]
@@ -100,7 +80,7 @@ async def serve_index(
         app = create_index_app(site)
         if store is not None:
             tracker_config = TrackerConfig(
-                http=(), udp=(f"{_url_host(host)}:{bound_port}",), trusted_proxies=config.trusted_proxies
+                http=(), udp=(f"{url_host(host)}:{bound_port}",), trusted_proxies=config.trusted_proxies
             ).validate()
             service = TrackerService(tracker_config, store)
             add_tracker_routes(app, service)
@@ -121,7 +101,7 @@ async def serve_index(
         if config.scrape_other_trackers:
             # The only requests to URLs from torrents: scrapes of their announce URLs.
             scraping = asyncio.create_task(Scraper(db.counts, skip=site.own_trackers).run(stop_scraping))
-        ready(f"http://{_url_host(host) or 'localhost'}:{bound_port}/")
+        ready(f"http://{url_host(host) or 'localhost'}:{bound_port}/")
         await stop.wait()
     finally:
         stop_scraping.set()

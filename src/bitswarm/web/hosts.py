@@ -1,4 +1,5 @@
-"""Host names in HTTP requests: which are loopback, and the host part of a Host header.
+"""Host names in HTTP requests: which are loopback, and the host part of a Host header;
+and the listening socket every HTTP app binds (the index site, the daemon).
 
 Apart from the middleware (``bitswarm.web.security``) so that a command can check its
 --bind address without loading the HTTP framework.
@@ -7,6 +8,7 @@ Apart from the middleware (``bitswarm.web.security``) so that a command can chec
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 # RFC 1035: a host name is at most 253 characters; a Host header longer is no host of ours.
 MAX_HOST_BYTES = 255
@@ -47,3 +49,26 @@ def bind_warning(host: str, what: str = "read the files") -> str | None:
     if is_loopback_host(host):
         return None
     return f"warning: serving on {host}: anyone who can reach this address can {what}"
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL names it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking TCP socket listening on ``host``:``port`` (every address when
+    ``host`` is empty, IPv4 too on an IPv6 socket); raises OSError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and not host:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))  # noqa: S104 - as configured
+        sock.listen(512)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
