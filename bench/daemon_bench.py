@@ -526,6 +526,7 @@ def bench_daemon(
     result.start_s = time.monotonic() - started
     rpc = daemon.rpc
     assert rpc is not None
+    first_rpc: Rpc = rpc  # the closure below needs a name that is not assigned again
     for torrent in made:
         folder = content if torrent.seeded else daemon.downloads
         metainfo = base64.b64encode(torrent.metainfo).decode()
@@ -542,7 +543,7 @@ def bench_daemon(
 
     def ready() -> bool | None:
         nonlocal next_connect
-        statuses, done = torrent_statuses(rpc, len(made))
+        statuses, done = torrent_statuses(first_rpc, len(made))
         if time.monotonic() >= next_connect and not statuses & {CHECK_WAIT, CHECK}:
             connect(peer_port)
             next_connect = time.monotonic() + CONNECT_EVERY_S
