@@ -46,7 +46,6 @@ import asyncio
 import datetime
 import itertools
 import os
-import platform
 import pwd
 import random
 import re
@@ -62,13 +61,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import sqlalchemy as sa
+from measure import CLOCK_TICKS, Noise, commit, machine
 
 from bitswarm import bencode
 from bitswarm.index import open_database
@@ -76,7 +76,6 @@ from bitswarm.index.entries import TorrentUpload
 from webseed_nginx import nginx_binary, serve_with_nginx
 
 SEED = 12  # issue 12
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 WRK = "/usr/bin/wrk"
 VOCABULARY_WORDS = 5000
@@ -102,61 +101,6 @@ WRK_TIMEOUT_MARGIN_S = 30.0
 
 
 # -- noise -------------------------------------------------------------------------------
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores spent not idle, from /proc/stat."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS
-
-
-def _children_of() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-    return children
-
-
-def own_cpu_s() -> float:
-    """CPU seconds of this process and every process below it, live or reaped."""
-    times = os.times()
-    total = times.user + times.system + times.children_user + times.children_system
-    tree = _children_of()
-    pending = list(tree.get(os.getpid(), []))
-    for _step in range(100_000):  # bounded: a process tree, not a graph
-        if not pending:
-            break
-        pid = pending.pop()
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # utime, stime, cutime, cstime (fields 14-17 of proc(5); 12-15 after the name).
-        total += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
-        pending += tree.get(pid, [])
-    return total
-
-
-@dataclass
-class Noise:
-    """Other processes' CPU seconds over a phase: the machine's busy time minus ours."""
-
-    started_s: float = field(default_factory=time.monotonic)
-    busy_s: float = field(default_factory=machine_busy_s)
-    own_s: float = field(default_factory=own_cpu_s)
-
-    def measure(self) -> tuple[float, float]:
-        """(other processes' CPU s, wall s) since this was made."""
-        other = (machine_busy_s() - self.busy_s) - (own_cpu_s() - self.own_s)
-        return max(0.0, other), time.monotonic() - self.started_s
 
 
 def process_cpu_s(pid: int) -> float:
@@ -658,25 +602,6 @@ def load_pages(
 
 
 # -- the run -----------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    memory_gib = int(Path("/proc/meminfo").read_text().split()[1]) / (1 << 20)
-    system = f"Linux {platform.release()}, Python {platform.python_version()}"
-    return f"{os.cpu_count()} cores ({model}), {memory_gib:.0f} GiB, {system}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
 
 
 def import_and_report(
