@@ -953,6 +953,12 @@ class Swarm:
     def tick(self, now: float) -> list[Action]:
         """Snubbing and the periodic choking round."""
         self._now = now
+        if not self.peers and not self._offered and not self.picker.has_deadlines:
+            # Nothing to snub, fill, offer or send PEX to: only the choker's clock moves (a
+            # daemon ticks a thousand such seeds a second, so this stays short).
+            if self.choker.is_due(now):
+                self._choke_round(now)
+            return []
         self._fill_deadline_requests()  # late pieces: a second peer
         for key, peer in self.peers.items():
             peer.hash_answers = 0

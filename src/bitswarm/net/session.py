@@ -1025,10 +1025,13 @@ class TorrentRuntime:
         """Keep-alives, timeouts, snubbing and choking; the session calls it every ``TICK_S``."""
         if self.swarm is None or self.paused:
             return
-        for peer in list(self.peers):
-            if peer.core is not None and peer.core.state is not PeerState.CLOSED and peer.core.tick(now):
-                peer.close("timed out")
-        self.run_actions(self.swarm.tick(now))
+        if self.peers:
+            for peer in list(self.peers):
+                if peer.core is not None and peer.core.state is not PeerState.CLOSED and peer.core.tick(now):
+                    peer.close("timed out")
+        actions = self.swarm.tick(now)  # short for a torrent without peers (a seed at rest)
+        if actions:
+            self.run_actions(actions)
 
     async def save_resume_if_changed(self) -> None:
         if self._resume_dirty and not self.paused:
