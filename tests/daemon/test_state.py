@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from bitswarm.daemon.config import load_daemon_config
-from bitswarm.daemon.state import DaemonState, StateStore, TorrentRecord
+from bitswarm.daemon.config import DaemonConfig, load_daemon_config
+from bitswarm.daemon.service import Daemon
+from bitswarm.daemon.state import DaemonState, StateSnapshot, StateStore, TorrentRecord
 from bitswarm.errors import UsageError
+from bitswarm.net.session import Session
 
 from .conftest import SRC, write_config
 
@@ -90,3 +95,68 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     [line] = done.stderr.splitlines()
     assert line.startswith("bitswarm: daemon: ")
     assert "state.json" in line
+
+
+def test_a_save_with_nothing_changed_writes_nothing_and_any_change_is_written(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    state = DaemonState(next_id=8, torrents=[record(3), record(7)])
+    assert store.write(store.snapshot(state))
+    assert not store.write(store.snapshot(state))
+    state.torrents[0].labels.append("tv")  # changed in place, as the daemon does
+    assert store.write(store.snapshot(state))
+    state.settings["speed-limit-down"] = 5
+    assert store.write(store.snapshot(state))
+    del state.torrents[1]
+    assert store.write(store.snapshot(state))
+    loaded = store.load()
+    assert loaded == state
+    assert loaded.torrents[0].labels == ["tv"]
+
+
+def test_a_failed_write_is_written_again_at_the_next_save(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    store = StateStore(folder)
+    state = DaemonState(next_id=2, torrents=[record(1)])
+    assert store.write(store.snapshot(state))
+    shutil.rmtree(folder)
+    state.torrents[0].paused = True
+    with pytest.raises(FileNotFoundError):
+        store.write(store.snapshot(state))
+    folder.mkdir()
+    assert store.write(store.snapshot(state))
+    assert store.load() == state
+
+
+class HeldStore(StateStore):
+    """Counts writes; the first waits until ``release`` is set."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.writes = 0
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, snapshot: StateSnapshot) -> bool:
+        self.writes += 1
+        self.writing.set()
+        self.release.wait(10.0)
+        return super().write(snapshot)
+
+
+def test_saves_asked_for_during_a_write_are_folded_into_the_next_one(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = HeldStore(tmp_path)
+        daemon = Daemon(DaemonConfig(), store, Session(port=0))
+        first = asyncio.ensure_future(daemon.save())
+        await asyncio.to_thread(store.writing.wait, 10.0)
+        daemon.state.next_id = 9  # after the first write's snapshot
+        later = [asyncio.ensure_future(daemon.save()) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in (first, *later))
+        store.release.set()
+        await asyncio.gather(first, *later)
+        assert store.writes == 2
+        assert store.load().next_id == 9
+
+    asyncio.run(run())

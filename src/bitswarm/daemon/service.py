@@ -5,7 +5,8 @@ torrent has a record (its id, download folder, the user's stop, labels, files, l
 queue position) and, while the daemon runs, a runtime: a ``TorrentRuntime``, or a
 ``MagnetRuntime`` until a magnet link's metadata is in. Every runtime starts paused (its
 verified pieces come from the engine's resume data, not from a re-hash) and the
-scheduler, once a second, decides which run:
+scheduler decides which run (after every change, and once a second while something moves in
+a torrent, else every ``SCHEDULE_SLOW_PERIOD_S``):
 
 - a torrent the user stopped, or that has an error, stays paused;
 - downloads, in queue order, up to ``download-queue-size`` (when queueing is on), seeds
@@ -14,8 +15,10 @@ scheduler, once a second, decides which run:
 - a seed whose ratio or idle goal is met is stopped, as Transmission does.
 
 The state is saved atomically after every change a user makes and every ``SAVE_PERIOD_S``
-(for the transfer totals), and at close, after every torrent has announced ``stopped`` and
-written its resume data.
+(for the transfer totals; nothing is written when nothing changed), and at close, after
+every torrent has announced ``stopped`` and written its resume data. Saves asked for while
+one is being written are folded into the next one, so a burst of ``torrent-add`` costs a
+few writes, and each caller still returns only once a write holding its change is on disk.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ from bitswarm.storage.backend import PARTS_FOLDER
 log = logging.getLogger("bitswarm.daemon")
 
 SCHEDULE_PERIOD_S = 1.0
+# With nothing moving (no peers, no download, nothing checked or fetched), the full pass
+# runs this often, for the idle-seeding goal (counted in minutes); every change asks for
+# one at the next second.
+SCHEDULE_SLOW_PERIOD_S = 10.0
 SAVE_PERIOD_S = 30.0
 # "recently-active" (Transmission): changed or moving data within this time.
 RECENTLY_ACTIVE_S = 60.0
@@ -159,6 +166,12 @@ class Daemon:
         self.session_downloaded = 0
         self.session_count = 1
         self._dirty = False
+        # A full scheduling pass is wanted at the next second (something changed).
+        self._schedule_wanted = False
+        # The save callers wait for, not started yet (every change before its start is in
+        # it), and the task writing saves one after another.
+        self._next_save: asyncio.Future[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
         # What the alt-speed schedule said last (None: not asked yet, or the schedule is off).
         self._alt_scheduled: bool | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -257,12 +270,19 @@ class Daemon:
         await self.save()
 
     async def _loop(self) -> None:
-        saved_at = time.monotonic()
+        saved_at = scheduled_at = time.monotonic()
         while True:
             await asyncio.sleep(SCHEDULE_PERIOD_S)
             async with self._lock:
                 self.check_alt_speed_schedule(datetime.now())  # the schedule is in local time
-                self.schedule()
+                now = time.monotonic()
+                if (
+                    self._schedule_wanted
+                    or now - scheduled_at >= SCHEDULE_SLOW_PERIOD_S
+                    or any(self._is_moving(entry) for entry in self.entries.values())
+                ):
+                    scheduled_at = now
+                    self.schedule()
             now = time.monotonic()
             if self._dirty or now - saved_at >= SAVE_PERIOD_S:
                 saved_at = now
@@ -272,7 +292,9 @@ class Daemon:
                     log.error("state not saved: %s", error)
 
     def mark_dirty(self) -> None:
+        """Something in the state changed: saved, and scheduled again, within a second."""
         self._dirty = True
+        self._schedule_wanted = True
 
     def _fold_totals(self) -> None:
         for entry in self.entries.values():
@@ -280,11 +302,35 @@ class Daemon:
             entry.record.downloaded_ever = entry.downloaded()
 
     async def save(self) -> None:
-        """Write the state file now (atomically); raises OSError."""
-        self._dirty = False
-        self._fold_totals()
-        self.state.torrents = [entry.record for entry in self.entries.values()]
-        await asyncio.to_thread(self.store.save, self.state)
+        """Return once the state file (replaced atomically and durably) holds every change
+        made before the call; raises OSError. A save asked for while another is written
+        waits for the next write, which starts after it and serves every caller since."""
+        if self._next_save is None:
+            self._next_save = asyncio.get_running_loop().create_future()
+            # Retrieved here, so an error nobody waits for any more is not reported twice.
+            self._next_save.add_done_callback(lambda future: future.cancelled() or future.exception())
+        waited = self._next_save
+        if self._saver is None:
+            self._saver = asyncio.get_running_loop().create_task(self._write_saves())
+        await asyncio.shield(waited)
+
+    async def _write_saves(self) -> None:
+        try:
+            while self._next_save is not None:
+                waited, self._next_save = self._next_save, None
+                try:
+                    # The snapshot is taken here, in the loop, after every change its callers made.
+                    self._dirty = False
+                    self._fold_totals()
+                    self.state.torrents = [entry.record for entry in self.entries.values()]
+                    snapshot = self.store.snapshot(self.state)
+                    await asyncio.to_thread(self.store.write, snapshot)
+                except Exception as error:  # OSError, or our bug: raised to every caller, not lost
+                    waited.set_exception(error)
+                else:
+                    waited.set_result(None)
+        finally:
+            self._saver = None
 
     # -- adding ----------------------------------------------------------------------
 
@@ -342,14 +388,16 @@ class Daemon:
             self.entries[record.id] = entry
             self.by_hash[info_hash] = record.id
             entry.last_active = time.monotonic()
-            await self.save()
             if torrent is not None:
                 try:
                     await self._launch(entry)
                 except BitswarmError as error:
                     record.error_string = str(error)
             self.schedule()
-            return entry, False
+        # Outside the lock, so the saves of adds arriving together are folded into one;
+        # the caller hears of its torrent only once a save holding it is on disk.
+        await self.save()
+        return entry, False
 
     def _incomplete_dir(self) -> str:
         """Where a new torrent downloads: incomplete-dir when that is on, else "" (its download folder)."""
@@ -471,6 +519,7 @@ class Daemon:
 
     def schedule(self) -> None:
         """Start and stop runtimes to follow the user's stops, the queues and the goals."""
+        self._schedule_wanted = False
         now = time.monotonic()
         downloads: list[Entry] = []
         seeds: list[Entry] = []
@@ -530,6 +579,18 @@ class Daemon:
             record.seconds_seeding += int(now - entry.seeding_since)
             entry.seeding_since = None
 
+    def _is_moving(self, entry: Entry) -> bool:
+        """Whether the scheduler must look at ``entry`` every second: it is checked, fetched
+        or moved, downloads, has peers, or uploaded since the last look. A seed with none of
+        these changes only by time (the idle goal: the slow pass) or by an event (which asks
+        for a pass)."""
+        if entry.checking or entry.fetching or entry.moving:
+            return True
+        runtime = entry.runtime
+        if runtime is None or runtime.swarm is None or runtime.paused:
+            return False
+        return bool(runtime.peers) or not runtime.finished.is_set() or entry.uploaded() != entry.last_upload
+
     def _goal_reached(self, entry: Entry, now: float) -> bool:
         record = entry.record
         if record.seed_ratio_mode == 1:
@@ -563,6 +624,7 @@ class Daemon:
             self._spawn(magnet_runtime.close())
         if entry.runtime is not None and not entry.runtime.paused:
             entry.last_active = time.monotonic()
+            self._schedule_wanted = True  # the next pass counts its seeding time, as before
             self._spawn(entry.runtime.pause())
 
     def _resume(self, entry: Entry) -> None:
@@ -590,6 +652,7 @@ class Daemon:
                 return
         entry.last_active = time.monotonic()
         entry.idle_since = time.monotonic()
+        self._schedule_wanted = True  # the next pass sees it running (seeding time, goals)
         entry.runtime.resume()
 
     def run_beside(self, coroutine: Any) -> None:
