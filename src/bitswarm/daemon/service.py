@@ -581,15 +581,15 @@ class Daemon:
 
     def _is_moving(self, entry: Entry) -> bool:
         """Whether the scheduler must look at ``entry`` every second: it is checked, fetched
-        or moved, downloads, has peers, or uploaded since the last look. A seed with none of
-        these changes only by time (the idle goal: the slow pass) or by an event (which asks
-        for a pass)."""
+        or moved, downloads, or uploaded since the last look. A seed that did not upload
+        changes only by time (the idle goal: the slow pass) or by an event (which asks for
+        a pass), peers or not: ``_track`` has nothing new to see in it."""
         if entry.checking or entry.fetching or entry.moving:
             return True
         runtime = entry.runtime
         if runtime is None or runtime.swarm is None or runtime.paused:
             return False
-        return bool(runtime.peers) or not runtime.finished.is_set() or entry.uploaded() != entry.last_upload
+        return not runtime.finished.is_set() or entry.uploaded() != entry.last_upload
 
     def _goal_reached(self, entry: Entry, now: float) -> bool:
         record = entry.record
