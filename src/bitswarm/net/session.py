@@ -1029,9 +1029,9 @@ class TorrentRuntime:
             for peer in list(self.peers):
                 if peer.core is not None and peer.core.state is not PeerState.CLOSED and peer.core.tick(now):
                     peer.close("timed out")
-        actions = self.swarm.tick(now)  # short for a torrent without peers (a seed at rest)
-        if actions:
-            self.run_actions(actions)
+        # Short for a torrent without peers (a seed at rest); run_actions also flushes what
+        # the tick queued for each peer (PEX, choking), so it runs even with no actions.
+        self.run_actions(self.swarm.tick(now))
 
     async def save_resume_if_changed(self) -> None:
         if self._resume_dirty and not self.paused:
