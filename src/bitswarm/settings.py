@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bitswarm.errors import UsageError
@@ -51,3 +52,17 @@ def apply_settings(config: Settings, settings: dict[str, Any], *, source: str) -
             raise UsageError(f"{source}: {key} must be a string")
         changes[name] = value
     return replace(config, **changes)
+
+
+def load_settings(defaults: Settings, path: Path | None, overrides: dict[str, object]) -> Settings:
+    """``defaults``, then the TOML file at ``path``, then ``overrides`` (None values ignored);
+    raises UsageError naming the file and the key. The caller validates the result."""
+    config = defaults
+    if path is not None:
+        try:
+            text = path.read_text("utf-8")
+        except OSError as error:
+            raise UsageError(f"{path}: {error.strerror}") from None
+        config = apply_settings(config, read_toml(text, source=str(path)), source=str(path))
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return apply_settings(config, given, source="options")

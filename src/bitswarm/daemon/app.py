@@ -112,7 +112,9 @@ class RpcEndpoint:
         good_password = hmac.compare_digest(password.encode(), self.config.rpc_password.encode())
         return good_user and good_password
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to an address, Host or credentials refused (None: go on); the web UI
+        asks the same, so one login covers both."""
         remote = request.remote or ""
         if not self._address_allowed(remote):
             return _text(403, "403: Unauthorized IP Address. Add it to rpc_whitelist in the config.")
@@ -128,6 +130,12 @@ class RpcEndpoint:
                 response.headers["WWW-Authenticate"] = 'Basic realm="Transmission"'
                 return response
             self.failures.succeeded(remote)
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
         given = request.headers.get(SESSION_ID_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.session_id.encode()):
             response = _text(409, "409: Conflict. Send the X-Transmission-Session-Id header this answer carries.")

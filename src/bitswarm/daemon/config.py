@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bitswarm.errors import UsageError
-from bitswarm.settings import apply_settings, read_toml
+from bitswarm.settings import load_settings
 from bitswarm.tracker.config import split_host_port
 
 DEFAULT_RPC = "127.0.0.1:9091"
@@ -116,12 +116,4 @@ class DaemonConfig:
 def load_daemon_config(path: Path | None, overrides: dict[str, object]) -> DaemonConfig:
     """Defaults, then the file at ``path``, then ``overrides`` (None values ignored), checked;
     raises UsageError naming the file and the key."""
-    config = DaemonConfig()
-    if path is not None:
-        try:
-            text = path.read_text("utf-8")
-        except OSError as error:
-            raise UsageError(f"{path}: {error.strerror}") from None
-        config = apply_settings(config, read_toml(text, source=str(path)), source=str(path))
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return apply_settings(config, given, source="options").validate()
+    return load_settings(DaemonConfig(), path, overrides).validate()

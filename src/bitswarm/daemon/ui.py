@@ -188,7 +188,7 @@ class WebUi:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == RPC_PATH or request.path.startswith(RPC_PATH + "/"):
             return await handler(request)  # the RPC's own rules (bitswarm.daemon.app)
-        refusal = self._refusal(request)
+        refusal = self.endpoint.refusal(request)
         if refusal is not None:
             return refusal
         try:
@@ -199,27 +199,6 @@ class WebUi:
         if not response.prepared:
             response.headers.update(SECURITY_HEADERS)
         return response
-
-    def _refusal(self, request: web.Request) -> web.Response | None:
-        """The RPC's answer to an address, Host or credentials it refuses (None: go on)."""
-        endpoint = self.endpoint
-        remote = request.remote or ""
-        if not endpoint._address_allowed(remote):
-            return _text(403, "403: Unauthorized IP Address. Add it to rpc_whitelist in the config.")
-        if not endpoint.hosts.allows(request.headers.get("Host")):
-            return _text(421, "421: Misdirected Request: this server does not answer that host name.")
-        if endpoint.config.rpc_username:
-            now = time.monotonic()
-            if endpoint.failures.is_banned(remote, now):
-                return _text(403, "403: Too many failed logins from this address; try again later.")
-            if not endpoint._credentials_ok(request.headers.get("Authorization")):
-                endpoint.failures.failed(remote, now)
-                response = _text(401, "401: Unauthorized User")
-                # The RPC's realm: a browser signed in to one is signed in to the other.
-                response.headers["WWW-Authenticate"] = 'Basic realm="Transmission"'
-                return response
-            endpoint.failures.succeeded(remote)
-        return None
 
     async def _shutdown(self, _app: web.Application) -> None:
         self.stopping.set()

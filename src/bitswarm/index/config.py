@@ -13,7 +13,7 @@ from pathlib import Path
 from bitswarm.errors import UsageError
 from bitswarm.forwarded import TrustedProxies
 from bitswarm.metainfo import MAX_TORRENT_BYTES
-from bitswarm.settings import apply_settings, read_toml
+from bitswarm.settings import load_settings
 from bitswarm.tracker.config import split_host_port
 
 # As entries store them (bitswarm.index.entries): they appear in URLs and feed parameters.
@@ -79,12 +79,4 @@ class IndexConfig:
 
 def load_index_config(path: Path | None, overrides: dict[str, object]) -> IndexConfig:
     """Defaults, then the file at ``path``, then ``overrides`` (None values ignored), checked."""
-    config = IndexConfig()
-    if path is not None:
-        try:
-            text = path.read_text("utf-8")
-        except OSError as error:
-            raise UsageError(f"{path}: {error.strerror}") from None
-        config = apply_settings(config, read_toml(text, source=str(path)), source=str(path))
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return apply_settings(config, given, source="options").validate()
+    return load_settings(IndexConfig(), path, overrides).validate()
