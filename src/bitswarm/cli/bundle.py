@@ -1,0 +1,257 @@
+"""``bitswarm bundle``: encrypted bundles (create, info, open)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import click
+
+from bitswarm import __version__
+from bitswarm.bundle import files, links
+from bitswarm.bundle import format as fmt
+from bitswarm.cli import Failure, about, cli, human_size, load_torrent, parse_size, progress_bar
+from bitswarm.create import CreateOptions
+from bitswarm.metainfo import Torrent, TorrentVersion
+from bitswarm.storage.atomic import replace_durably
+
+_PRICE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    kind: str  # free, email, price, crowdfund
+    price: Decimal | None = None
+    goal_count: int | None = None
+    deadline: date | None = None
+
+
+def parse_gate(text: str) -> Gate:
+    """free | email | price=9.95 | crowdfund=250000x9.95,2027-03-01; a Failure (exit 2) otherwise."""
+    kind, _, value = text.partition("=")
+    if kind in ("free", "email") and not value:
+        return Gate(kind)
+    if kind == "price" and _PRICE.fullmatch(value):
+        return Gate(kind, price=_money(value))
+    if kind == "crowdfund":
+        goal, _, deadline = value.partition(",")
+        count, _, price = goal.partition("x")
+        if count.isdigit() and 0 < int(count) < 10**9 and _PRICE.fullmatch(price):
+            try:
+                return Gate(kind, price=_money(price), goal_count=int(count), deadline=date.fromisoformat(deadline))
+            except ValueError:
+                pass
+    raise Failure(f"--gate: {text!r}: free, email, price=9.95 or crowdfund=250000x9.95,YYYY-MM-DD")
+
+
+def _money(text: str) -> Decimal:
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise Failure(f"--gate: {text!r} is not an amount") from None
+    if amount <= 0:
+        raise Failure("--gate: a price is above zero")
+    return amount
+
+
+@cli.group("bundle")
+def bundle_group() -> None:
+    """Encrypted bundles: content sealed before it is shared, opened with its key."""
+
+
+@bundle_group.command("create")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .torrent to write.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
+              help="Where the sealed files go [the folder beside OUTPUT named after it].")  # fmt: skip
+@click.option("--title", help="The bundle's title, sealed in its manifest [PATH's name].")
+@click.option("-t", "--tracker", "trackers", multiple=True, help="Announce URL; repeat for backup tiers.")
+@click.option("-w", "--web-seed", "web_seeds", multiple=True, help="Web seed URL (BEP 19); repeatable.")
+@click.option("--gate", "gate_text", default="free", show_default=True,
+              help="free (the key in the link), email, price=9.95 or crowdfund=250000x9.95,YYYY-MM-DD.")  # fmt: skip
+@click.option("--piece-length", help="Piece size, a multiple of 64K [automatic].")
+@click.option("--v2", "version", flag_value="v2", help="v2 only (BEP 52).")
+@click.option("--hybrid", "version", flag_value="hybrid", default=True, help="v1 and v2 in one [default].")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT (and its key file) if they exist.")
+def create_command(
+    path: Path,
+    output: Path,
+    data_dir: Path | None,
+    title: str | None,
+    trackers: tuple[str, ...],
+    web_seeds: tuple[str, ...],
+    gate_text: str,
+    piece_length: str | None,
+    version: str,
+    force: bool,
+) -> None:
+    """Seal PATH (a file or folder) into a bundle: ciphertext under --data and OUTPUT.
+
+    With the free gate the share link (a magnet link with the key after '#') is printed;
+    with any other gate the key is written to OUTPUT's name with '.key' for the gate to
+    hold, and the link printed has no key."""
+    gate = parse_gate(gate_text)
+    key_file = output.with_suffix(".key")
+    for existing in (output, key_file) if gate.kind != "free" else (output,):
+        if existing.exists() and not force:
+            raise Failure(f"{existing}: already exists (use --force to overwrite)")
+    data_dir = data_dir if data_dir is not None else output.with_suffix("")
+    content_key, bundle_id = secrets.token_bytes(fmt.KEY_BYTES), secrets.token_bytes(fmt.ID_BYTES)
+    options = CreateOptions(
+        version=TorrentVersion(version),
+        piece_length=parse_size(piece_length) if piece_length else None,
+        trackers=trackers,
+        web_seeds=web_seeds,
+        created_by=f"bitswarm/{__version__}",
+        creation_date=int(time.time()),
+    )
+    with about(path), progress_bar("sealing", "bytes") as (_on_start, on_progress):
+        sealed = files.seal_folder(
+            path, data_dir, content_key=content_key, bundle_id=bundle_id, title=title, options=options,
+            on_progress=on_progress,
+        )  # fmt: skip
+    with about(output):
+        replace_durably(output, sealed.torrent)
+    torrent = Torrent.decode(sealed.torrent)
+    click.echo(
+        f"{output}: {len(sealed.manifest.files)} files, {human_size(torrent.total_size)} sealed under {sealed.folder}",
+        err=True,
+    )
+    magnet_link = torrent.magnet().format()
+    if gate.kind == "free":
+        click.echo(links.share_link(magnet_link, content_key))
+        return
+    with about(key_file):
+        replace_durably(key_file, (links.key_text(content_key) + "\n").encode())
+        os.chmod(key_file, 0o600)
+    click.echo(
+        f"{key_file}: the key, for the {gate.kind} gate to hold (lose it and the bundle is unreadable)", err=True
+    )
+    click.echo(magnet_link)
+
+
+def read_key(key: str | None, key_file: Path | None, link_key: bytes | None) -> bytes | None:
+    if key is not None and key_file is not None:
+        raise Failure("--key and --key-file: one or the other")
+    with about("--key-file" if key_file is not None else "--key"):
+        if key_file is not None:
+            return links.parse_key(key_file.read_text(errors="replace")[:4096])
+        if key is not None:
+            return links.parse_key(key)
+    return link_key
+
+
+@bundle_group.command("info")
+@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.option("--key", help="The key (43 characters) or a share link holding it.")
+@click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")
+def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> None:
+    """What a bundle holds: with the key its title and files, without it only sizes."""
+    torrent = load_torrent(torrent_path)
+    content_key = read_key(key, key_file, None)
+    with about(torrent_path):
+        files.header_of(torrent)
+        if content_key is None:
+            click.echo(f"bundle {torrent.name}: {len(list(torrent.data_files()))} sealed files, "
+                       f"{human_size(torrent.total_size)}; the key shows their names")  # fmt: skip
+            return
+        manifest = files.manifest_of(torrent, content_key)
+    click.echo(f"title: {manifest.title}")
+    click.echo(f"files ({len(manifest.files)}):")
+    for item in manifest.files:
+        click.echo(f"  {human_size(item.size):>10}  {'/'.join(item.path)}  ({item.media_type})")
+
+
+@bundle_group.command("open")
+@click.argument("source", metavar="LINK|TORRENT")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True, help="Where the plaintext goes.")
+@click.option("--key", help="The key (43 characters) or a share link holding it.")
+@click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
+              help="The folder holding the sealed files, fetched from the swarm when they are not all"
+                   " there, and kept [a temporary folder beside OUTPUT].")  # fmt: skip
+@click.option("--port", type=int, default=0, show_default=True, help="Port to accept peers on (0: any free port).")
+@click.option("--no-dht", is_flag=True, help="Do not use the DHT (BEP 5) to find peers.")
+@click.option("--no-lsd", is_flag=True, help="Do not use local service discovery (BEP 14).")
+def open_command(
+    source: str,
+    out: Path,
+    key: str | None,
+    key_file: Path | None,
+    data_dir: Path | None,
+    port: int,
+    no_dht: bool,
+    no_lsd: bool,
+) -> None:
+    """Download a bundle through the swarm (unless its sealed files are already under
+    --data) and decrypt it into OUTPUT. A wrong key or tampered data: one line, exit 2,
+    and no plaintext file left as if it were good."""
+    link_key = None
+    if source.lower().startswith("magnet:"):
+        magnet_text, link_key = links.split_link(source) if "#" in source else (source, None)
+        source = magnet_text
+    content_key = read_key(key, key_file, link_key)
+    if content_key is None:
+        raise Failure("no key: give a share link with '#k=', --key or --key-file")
+    torrent = None if source.lower().startswith("magnet:") else load_torrent(Path(source))
+    if torrent is not None:
+        with about(source):
+            files.manifest_of(torrent, content_key)  # a wrong key fails before any download
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            # Beside OUTPUT (one file system), gone once the plaintext is out.
+            data_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix=".bitswarm-sealed-", dir=out.parent))
+            )
+        if torrent is None or not _complete(torrent, data_dir):
+            torrent = _download(source, torrent, data_dir, port, no_dht=no_dht, no_lsd=no_lsd)
+        with about(source):
+            written = files.open_bundle(torrent, data_dir, content_key, out)
+    click.echo(f"{out}: {len(written)} files opened", err=True)
+
+
+def _complete(torrent: Torrent, data_dir: Path) -> bool:
+    from bitswarm.storage.verify import verify  # noqa: PLC0415
+
+    return data_dir.is_dir() and verify(torrent, data_dir).is_complete
+
+
+def _download(
+    source: str, torrent: Torrent | None, data_dir: Path, port: int, *, no_dht: bool, no_lsd: bool
+) -> Torrent:
+    from bitswarm import magnet  # noqa: PLC0415
+    from bitswarm.cli import _run_transfer  # noqa: PLC0415
+    from bitswarm.net.client import TransferPlan  # noqa: PLC0415
+    from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
+
+    link = None
+    if torrent is None:
+        with about("magnet"):
+            link = magnet.parse(source)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    plan = TransferPlan(
+        torrent=torrent, magnet=link, folder=data_dir, port=port, options=TorrentOptions(), seed_ratio=None,
+        keep_seeding=False, as_json=False, dht=not no_dht, lsd=not no_lsd,
+    )  # fmt: skip
+    with about(source):
+        status = _run_transfer(plan)
+    if status != 0:
+        sys.exit(status)
+    if torrent is not None:
+        return torrent
+    assert link is not None
+    for saved in data_dir.glob("*.torrent"):
+        candidate = load_torrent(saved)
+        if link.info_hash_v1 in (None, candidate.info_hash_v1) and link.info_hash_v2 in (None, candidate.info_hash_v2):
+            return candidate
+    raise Failure(f"{source}: the metadata was not saved under {data_dir}")
