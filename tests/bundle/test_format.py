@@ -150,11 +150,11 @@ def test_malformed_manifests_are_refused(raw: bytes, why: str) -> None:
     "value",
     [
         b"x",
-        {b"version": 2, b"cipher": b"chacha20-poly1305", b"segment": 65536, b"id": BUNDLE, b"manifest": bytes(32)},
-        {b"version": 1, b"cipher": b"aes", b"segment": 65536, b"id": BUNDLE, b"manifest": bytes(32)},
-        {b"version": 1, b"cipher": b"chacha20-poly1305", b"segment": 4096, b"id": BUNDLE, b"manifest": bytes(32)},
-        {b"version": 1, b"cipher": b"chacha20-poly1305", b"segment": 65536, b"id": b"short", b"manifest": bytes(32)},
-        {b"version": 1, b"cipher": b"chacha20-poly1305", b"segment": 65536, b"id": BUNDLE, b"manifest": b""},
+        {b"version": 2, b"cipher": b"aes-256-gcm", b"segment": 65536, b"id": BUNDLE, b"manifest": bytes(32)},
+        {b"version": 1, b"cipher": b"chacha20-poly1305", b"segment": 65536, b"id": BUNDLE, b"manifest": bytes(32)},
+        {b"version": 1, b"cipher": b"aes-256-gcm", b"segment": 4096, b"id": BUNDLE, b"manifest": bytes(32)},
+        {b"version": 1, b"cipher": b"aes-256-gcm", b"segment": 65536, b"id": b"short", b"manifest": bytes(32)},
+        {b"version": 1, b"cipher": b"aes-256-gcm", b"segment": 65536, b"id": BUNDLE, b"manifest": b""},
     ],
 )
 def test_malformed_headers_are_refused(value: object) -> None:

@@ -1,7 +1,7 @@
 """The test vectors of docs/bundle-format.md (tests/bundle/vectors.json), recomputed.
 
 The vectors were checked once against independent implementations (``openssl kdf`` for
-HKDF, Node.js's chacha20-poly1305 for the segments and the manifest): see the document."""
+HKDF, Node.js's aes-256-gcm for the segments and the manifest): see the document."""
 
 from __future__ import annotations
 

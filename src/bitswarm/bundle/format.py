@@ -2,7 +2,7 @@
 
 A bundle is an ordinary v2 or hybrid torrent whose files are ciphertext. Each plaintext
 file is cut into segments of ``PLAIN_SEGMENT`` bytes, and each segment is sealed with
-ChaCha20-Poly1305 into ``SEGMENT`` bytes (the last one shorter), in the STREAM
+AES-256-GCM into ``SEGMENT`` bytes (the last one shorter), in the STREAM
 construction of Hoang, Reyhanitabar, Rogaway and Vizár as age uses it: the nonce is an
 11-byte big-endian segment counter and a flag byte that is 1 on the file's last segment
 only. Each file has its own key, derived with HKDF-SHA256 from the bundle's content key,
@@ -26,14 +26,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bitswarm import bencode, paths
 from bitswarm.errors import BitswarmError, DecodeError, UnsafePathError
 
 VERSION = 1
-CIPHER = "chacha20-poly1305"
+CIPHER = "aes-256-gcm"
 INFO_KEY = b"bitswarm bundle"
 KEY_BYTES = 32
 ID_BYTES = 16
@@ -121,7 +121,7 @@ class FileSealer:
     """Seals and opens the segments of one file of a bundle."""
 
     def __init__(self, key: bytes, plain_size: int) -> None:
-        self._aead = ChaCha20Poly1305(key)
+        self._aead = AESGCM(key)
         self.plain_size = plain_size
         self.segments = segment_count(plain_size)
         self.sealed_size = ciphertext_size(plain_size)
@@ -182,7 +182,7 @@ def encode_manifest(manifest: Manifest) -> bytes:
 def seal_manifest(manifest: Manifest, content_key: bytes, bundle_id: bytes) -> bytes:
     """The sealed manifest. Its key is used once (the bundle id is new for every bundle), so
     a fixed nonce is safe; the bundle id and version are bound in as associated data."""
-    aead = ChaCha20Poly1305(manifest_key(content_key, bundle_id))
+    aead = AESGCM(manifest_key(content_key, bundle_id))
     return aead.encrypt(bytes(12), encode_manifest(manifest), _manifest_aad(bundle_id))
 
 
@@ -192,7 +192,7 @@ def _manifest_aad(bundle_id: bytes) -> bytes:
 
 def open_manifest(header: BundleHeader, content_key: bytes) -> Manifest:
     """The manifest of a bundle; BundleError for a wrong key, a tampered or malformed one."""
-    aead = ChaCha20Poly1305(manifest_key(content_key, header.bundle_id))
+    aead = AESGCM(manifest_key(content_key, header.bundle_id))
     try:
         raw = aead.decrypt(bytes(12), header.sealed_manifest, _manifest_aad(header.bundle_id))
     except InvalidTag:

@@ -27,7 +27,7 @@ from typing import Any
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bitswarm import bencode
@@ -145,14 +145,14 @@ def wrap(
     if len(key) != KEY_BYTES or len(wrapping_key) != KEY_BYTES:
         raise BundleError(f"keys are {KEY_BYTES} bytes")
     nonce = nonce_source(NONCE_BYTES)
-    return WrappedKey(nonce, ChaCha20Poly1305(wrapping_key).encrypt(nonce, key, binding.associated_data()))
+    return WrappedKey(nonce, AESGCM(wrapping_key).encrypt(nonce, key, binding.associated_data()))
 
 
 def unwrap(wrapped: WrappedKey, wrapping_key: bytes, expected: Binding) -> bytes:
     """The key, if ``wrapped`` was sealed under ``wrapping_key`` for exactly ``expected``;
     BundleError otherwise (tampered, swapped, of another kind or owner, or replayed)."""
     try:
-        return ChaCha20Poly1305(wrapping_key).decrypt(wrapped.nonce, wrapped.sealed, expected.associated_data())
+        return AESGCM(wrapping_key).decrypt(wrapped.nonce, wrapped.sealed, expected.associated_data())
     except InvalidTag:
         raise BundleError(f"the {expected.kind} key {expected.key_id!r} does not unwrap: refused") from None
 
