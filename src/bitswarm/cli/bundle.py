@@ -20,6 +20,7 @@ from bitswarm import __version__
 from bitswarm.bundle import files, links
 from bitswarm.bundle import format as fmt
 from bitswarm.cli import Failure, about, cli, human_size, load_torrent, parse_size, progress_bar
+from bitswarm.cli.stream import bundle_key, stream_command
 from bitswarm.create import CreateOptions
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.storage.atomic import replace_durably
@@ -139,17 +140,6 @@ def create_command(
     click.echo(magnet_link)
 
 
-def read_key(key: str | None, key_file: Path | None, link_key: bytes | None) -> bytes | None:
-    if key is not None and key_file is not None:
-        raise Failure("--key and --key-file: one or the other")
-    with about("--key-file" if key_file is not None else "--key"):
-        if key_file is not None:
-            return links.parse_key(key_file.read_text(errors="replace")[:4096])
-        if key is not None:
-            return links.parse_key(key)
-    return link_key
-
-
 @bundle_group.command("info")
 @click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
 @click.option("--key", help="The key (43 characters) or a share link holding it.")
@@ -157,7 +147,7 @@ def read_key(key: str | None, key_file: Path | None, link_key: bytes | None) -> 
 def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> None:
     """What a bundle holds: with the key its title and files, without it only sizes."""
     torrent = load_torrent(torrent_path)
-    content_key = read_key(key, key_file, None)
+    content_key = bundle_key("", key, key_file)
     with about(torrent_path):
         files.header_of(torrent)
         if content_key is None:
@@ -173,7 +163,7 @@ def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> 
 
 @bundle_group.command("open")
 @click.argument("source", metavar="LINK|TORRENT")
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True, help="Where the plaintext goes.")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Where the plaintext goes.")
 @click.option("--key", help="The key (43 characters) or a share link holding it.")
 @click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path),
@@ -182,26 +172,39 @@ def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> 
 @click.option("--port", type=int, default=0, show_default=True, help="Port to accept peers on (0: any free port).")
 @click.option("--no-dht", is_flag=True, help="Do not use the DHT (BEP 5) to find peers.")
 @click.option("--no-lsd", is_flag=True, help="Do not use local service discovery (BEP 14).")
+@click.option("--stream", is_flag=True,
+              help="Serve the plaintext over HTTP while it downloads, as bitswarm stream does.")  # fmt: skip
+@click.option(
+    "--bind", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT", help="With --stream: where to listen."
+)
+@click.option("--player", metavar="mpv|vlc|CMD", help="With --stream: start this player on the main file's URL.")
+@click.pass_context
 def open_command(
+    ctx: click.Context,
     source: str,
-    out: Path,
+    out: Path | None,
     key: str | None,
     key_file: Path | None,
     data_dir: Path | None,
     port: int,
     no_dht: bool,
     no_lsd: bool,
+    stream: bool,
+    bind: str,
+    player: str | None,
 ) -> None:
     """Download a bundle through the swarm (unless its sealed files are already under
     --data) and decrypt it into OUTPUT. A wrong key or tampered data: one line, exit 2,
     and no plaintext file left as if it were good."""
-    link_key = None
-    if source.lower().startswith("magnet:"):
-        magnet_text, link_key = links.split_link(source) if "#" in source else (source, None)
-        source = magnet_text
-    content_key = read_key(key, key_file, link_key)
+    content_key = bundle_key(source, key, key_file)
     if content_key is None:
         raise Failure("no key: give a share link with '#k=', --key or --key-file")
+    if stream:
+        ctx.invoke(stream_command, source=source, folder=data_dir, bind=bind, player=player,
+                   key=links.key_text(content_key), no_dht=no_dht, no_lsd=no_lsd, port=port)  # fmt: skip
+        return
+    if out is None:
+        raise Failure("-o/--output: where the plaintext goes (or --stream to serve it)")
     torrent = None if source.lower().startswith("magnet:") else load_torrent(Path(source))
     if torrent is not None:
         with about(source):
