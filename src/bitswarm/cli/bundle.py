@@ -4,64 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
 
 from bitswarm import __version__
-from bitswarm.bundle import files, links
+from bitswarm.bundle import files, gates, links
 from bitswarm.bundle import format as fmt
-from bitswarm.cli import Failure, about, cli, human_size, load_torrent, parse_size, progress_bar
+from bitswarm.cli import EXIT_PROBLEMS, Failure, about, cli, human_size, load_torrent, parse_size, progress_bar
 from bitswarm.cli.stream import bundle_key, stream_command
 from bitswarm.create import CreateOptions
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.storage.atomic import replace_durably
 
-_PRICE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 
-
-@dataclass(frozen=True, slots=True)
-class Gate:
-    kind: str  # free, email, price, crowdfund
-    price: Decimal | None = None
-    goal_count: int | None = None
-    deadline: date | None = None
-
-
-def parse_gate(text: str) -> Gate:
-    """free | email | price=9.95 | crowdfund=250000x9.95,2027-03-01; a Failure (exit 2) otherwise."""
-    kind, _, value = text.partition("=")
-    if kind in ("free", "email") and not value:
-        return Gate(kind)
-    if kind == "price" and _PRICE.fullmatch(value):
-        return Gate(kind, price=_money(value))
-    if kind == "crowdfund":
-        goal, _, deadline = value.partition(",")
-        count, _, price = goal.partition("x")
-        if count.isdigit() and 0 < int(count) < 10**9 and _PRICE.fullmatch(price):
-            try:
-                return Gate(kind, price=_money(price), goal_count=int(count), deadline=date.fromisoformat(deadline))
-            except ValueError:
-                pass
-    raise Failure(f"--gate: {text!r}: free, email, price=9.95 or crowdfund=250000x9.95,YYYY-MM-DD")
-
-
-def _money(text: str) -> Decimal:
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise Failure(f"--gate: {text!r} is not an amount") from None
-    if amount <= 0:
-        raise Failure("--gate: a price is above zero")
-    return amount
+def parse_gate(text: str) -> gates.Gate:
+    with about("--gate"):
+        return gates.parse(text)
 
 
 @cli.group("bundle")
@@ -267,3 +230,75 @@ def _download(
         if link.info_hash_v1 in (None, candidate.info_hash_v1) and link.info_hash_v2 in (None, candidate.info_hash_v2):
             return candidate
     raise Failure(f"{source}: the metadata was not saved under {data_dir}")
+
+
+@bundle_group.command("publish")
+@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.option("--index", "index_url", required=True, metavar="URL", help="The site (http://HOST:PORT/).")
+@click.option("--key", help="The key (43 characters) or a share link holding it [TORRENT's .key file].")
+@click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")
+@click.option("--gate", "gate_text", default="free", show_default=True,
+              help="free, email, price=9.95 or crowdfund=250000x9.95,YYYY-MM-DD.")  # fmt: skip
+@click.option("--title", help="The public title [the manifest's].")
+@click.option("--description", default="", help="The public description.")
+@click.option("--category", help="The site's category for it.")
+@click.option("--user", required=True, help="Your account on the site.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else a prompt).")
+def publish_command(
+    torrent_path: Path,
+    index_url: str,
+    key: str | None,
+    key_file: Path | None,
+    gate_text: str,
+    title: str | None,
+    description: str,
+    category: str | None,
+    user: str,
+    password_stdin: bool,
+) -> None:
+    """Upload a bundle and its key to an index site, behind a gate (the site keeps the key
+    wrapped, and releases it as the gate says). Prints the bundle's page."""
+    gate = parse_gate(gate_text)
+    if key is None and key_file is None and torrent_path.with_suffix(".key").is_file():
+        key_file = torrent_path.with_suffix(".key")
+    content_key = bundle_key("", key, key_file)
+    if content_key is None:
+        raise Failure("no key: --key, --key-file, or TORRENT's .key file beside it")
+    torrent = load_torrent(torrent_path)
+    with about(torrent_path):
+        files.manifest_of(torrent, content_key)  # the key must open it before it is sent
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else click.prompt("password", hide_input=True)
+    fields = {"key": links.key_text(content_key), "gate": gate.text(), "title": title or "",
+              "description": description, "category": category or ""}  # fmt: skip
+
+    async def send() -> tuple[int, bytes]:
+        import aiohttp  # noqa: PLC0415
+
+        from bitswarm.index.bundles import API_HEADER  # noqa: PLC0415
+
+        form = aiohttp.FormData()
+        for name, value in fields.items():
+            form.add_field(name, value)
+        form.add_field("torrent", torrent_path.read_bytes(), filename=torrent_path.name,
+                       content_type="application/x-bittorrent")  # fmt: skip
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(timeout=timeout, auth=aiohttp.BasicAuth(user, password)) as session:
+            url = index_url.rstrip("/") + "/api/bundles"
+            async with session.post(url, data=form, headers={API_HEADER: "1"}, allow_redirects=False) as response:
+                return response.status, await response.read()
+
+    import asyncio  # noqa: PLC0415
+
+    import aiohttp  # noqa: PLC0415
+
+    try:
+        status, body = asyncio.run(send())
+    except (OSError, aiohttp.ClientError, TimeoutError) as error:
+        raise Failure(f"{index_url}: {getattr(error, 'strerror', None) or error}", EXIT_PROBLEMS) from None
+    from bitswarm.index.gates import api_error  # noqa: PLC0415
+
+    if status != 201:
+        raise Failure(f"{index_url}: {status}: {api_error(body)}", EXIT_PROBLEMS)
+    import json  # noqa: PLC0415
+
+    click.echo(json.loads(body)["page"])

@@ -57,6 +57,18 @@ class IndexConfig:
     scrape_other_trackers: bool = True
     # Cookies only over HTTPS (behind a TLS-terminating proxy).
     secure_cookies: bool = False
+    # Where the keys of encrypted bundles live (the key-encryption key that wraps every
+    # bundle's key, the voucher signing key), made on first start; every process of the
+    # site reads the same folder. Empty: beside a SQLite database (PATH.keys/); with
+    # PostgreSQL, no bundles until it is set.
+    bundle_keys_dir: str = ""
+
+    def bundle_keys_folder(self) -> Path | None:
+        if self.bundle_keys_dir:
+            return Path(self.bundle_keys_dir).expanduser()
+        if self.db.startswith("sqlite:///"):
+            return Path(self.db.removeprefix("sqlite:///") + ".keys")
+        return None
 
     def validate(self) -> IndexConfig:
         try:
