@@ -125,6 +125,7 @@ def test_addresses_are_kept_as_keyed_hashes_and_tokens_as_hashes() -> None:
     assert email_gate.normalise_address(" Fan@Example.ORG ") == "Fan@example.org"
     digest = email_gate.address_digest(secret, "fan@EXAMPLE.org")
     assert digest == email_gate.address_digest(secret, "fan@example.org")
+    assert digest == email_gate.address_digest(secret, "FAN@example.org")
     assert digest != email_gate.address_digest(b"another secret", "fan@example.org")
     assert b"fan" not in digest
     for bad in ("", "fan", "fan@", "@example.org", "fan@localhost", "a b@example.org", "fan@example.org\r\nBcc: x",

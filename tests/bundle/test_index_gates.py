@@ -12,11 +12,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 
 from bitswarm.bundle import links
+from index.conftest import free_port
 from index.test_cli_index import bitswarm, command_and_environment
 
 PASSWORD = "a long enough password"
@@ -49,14 +55,44 @@ class Visitor:
             return error.code, error.read().decode(), dict(error.headers)
 
 
+class Mailbox:
+    """aiosmtpd's handler: every message the site sends, as received."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        message = BytesParser(policy=policy.default).parsebytes(envelope.content)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A running `bitswarm index` on a SQLite file, with an uploader account: (URL, db URL)."""
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on loopback (aiosmtpd) and its port."""
+    handler = Mailbox()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path, mailbox: tuple[Mailbox, int]) -> Iterator[tuple[str, str]]:
+    """A running `bitswarm index` on a SQLite file, with an uploader account, mailing through
+    the test's SMTP server: (URL, db URL)."""
     db = f"sqlite:///{tmp_path / 'site.db'}"
     made = bitswarm("index", "account", "add", "artist", "--password-stdin", "--db", db, cwd=tmp_path,
                     stdin=PASSWORD + "\n")  # fmt: skip
     assert made.returncode == 0, made.stderr
-    command, environment = command_and_environment("index", "--bind", "127.0.0.1:0", "--db", db)
+    config = tmp_path / "site.toml"
+    config.write_text(f'smtp_host = "127.0.0.1"\nsmtp_port = {mailbox[1]}\nsmtp_from = "site@example.org"\n')
+    command, environment = command_and_environment("index", "--bind", "127.0.0.1:0", "--db", db, "--config", config)
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                               env=environment)  # fmt: skip
     try:
@@ -184,3 +220,47 @@ def test_publishing_needs_an_account(tmp_path: Path, site: tuple[str, str]) -> N
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)  # noqa: S310 - our own loopback server
     assert caught.value.code == 403
+
+
+def test_the_email_gate_mails_a_link_that_gives_the_key_and_keeps_addresses_only_with_consent(
+    tmp_path: Path, site: tuple[str, str], mailbox: tuple[Mailbox, int]
+) -> None:
+    site_url, db = site
+    torrent, key = make_bundle(tmp_path, "fans", "email")
+    published = publish(tmp_path, site_url, torrent, "--gate", "email")
+    assert published.returncode == 0, published.stderr
+    page_url = published.stdout.strip()
+    fan, shy = Visitor(), Visitor()
+    status, page, _ = fan.get(page_url)
+    assert status == 200
+    assert links.key_text(key) not in page
+    status, said, _ = fan.post_form(f"{page_url}/email", page, address="Fan@Example.ORG", consent="yes")
+    assert status == 200, said
+    assert "Check your mail" in said
+    [mail] = mailbox[0].messages
+    assert mail["To"] == "Fan@example.org"
+    assert mail["From"] == "site@example.org"
+    found = re.search(rf"{re.escape(site_url)}/b/confirm/[A-Za-z0-9_-]+", mail.get_content())
+    assert found is not None, mail.get_content()
+    status, grant_page, _ = fan.get(found.group(0))
+    assert status == 200
+    assert shared_key(grant_page)[1] == key
+    # Asked again within minutes: no second mail.
+    assert fan.post_form(f"{page_url}/email", page, address="fan@example.org")[0] == 429
+    assert len(mailbox[0].messages) == 1
+    status, page, _ = shy.get(page_url)
+    assert shy.post_form(f"{page_url}/email", page, address="shy@example.net")[0] == 200
+    assert shy.post_form(f"{page_url}/email", page, address="not an address")[0] == 400
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as connection:
+        rows = connection.execute("SELECT address, address_digest FROM bundle_emails ORDER BY id").fetchall()
+    assert [address for address, _ in rows] == ["Fan@example.org", None]
+    assert all(len(digest) == 32 and b"shy" not in digest for _, digest in rows)
+    # The artist's export: the consenting, confirmed address only; nobody else may read it.
+    entry_id = page_url.rsplit("/", 1)[1]
+    assert Visitor().get(f"{site_url}/b/{entry_id}/fans.csv")[0] == 403
+    artist = Visitor()
+    status, login_page, _ = artist.get(f"{site_url}/login")
+    status, _, _ = artist.post_form(f"{site_url}/login", login_page, name="artist", password=PASSWORD)
+    status, csv, _ = artist.get(f"{site_url}/b/{entry_id}/fans.csv")
+    assert status == 200
+    assert csv.splitlines() == ["address", "Fan@example.org"]

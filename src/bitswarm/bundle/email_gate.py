@@ -40,7 +40,10 @@ def normalise_address(text: str) -> str:
 
 
 def address_digest(secret: bytes, address: str) -> bytes:
-    return hmac.new(secret, b"bitswarm e-mail gate " + normalise_address(address).encode(), hashlib.sha256).digest()
+    """The keyed hash that stands for ``address``: one per mailbox, so the case of the
+    local part (which almost every mail server ignores) does not make two."""
+    folded = normalise_address(address).casefold()
+    return hmac.new(secret, b"bitswarm e-mail gate " + folded.encode(), hashlib.sha256).digest()
 
 
 def new_token() -> tuple[str, bytes]:

@@ -21,12 +21,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bitswarm.bundle import email_gate, keys, ledger
 from bitswarm.bundle.format import KEY_BYTES, BundleError
 from bitswarm.errors import UsageError
-from bitswarm.index.schema import bundle_grants, bundle_sales, bundles
+from bitswarm.index.schema import bundle_emails, bundle_grants, bundle_sales, bundles
 from bitswarm.index.transaction import writing
 
 GATES = ("free", "email", "price", "crowdfund")
@@ -35,6 +35,8 @@ API_HEADER = "X-Bitswarm-Api"
 KEK_FILE = "bundle-kek"
 VOUCHER_KEY_FILE = "voucher-ed25519"
 PASSKEY_BYTES = 16
+# One confirmation mail per address and bundle in this long: no mail bombing through us.
+MAIL_INTERVAL_S = 600
 DEFAULT_SHARE = "0.10"
 
 
@@ -189,3 +191,67 @@ class BundleStore:
         platform = sum((Decimal(row.platform) for row in rows), Decimal(0))
         artist = sum((Decimal(row.artist) for row in rows), Decimal(0))
         return gross, platform, artist, len(rows)
+
+    async def _grant(self, connection: AsyncConnection, entry_id: int, kind: str, reference: str) -> str:
+        """A grant for ``reference`` (made, or given a new token when it exists): its token."""
+        token, digest = email_gate.new_token()
+        existing = (
+            await connection.execute(sa.select(bundle_grants.c.id).where(bundle_grants.c.reference == reference))
+        ).first()
+        if existing is not None:
+            await connection.execute(
+                bundle_grants.update().where(bundle_grants.c.id == existing.id).values(token_digest=digest)
+            )
+        else:
+            await connection.execute(bundle_grants.insert().values(
+                entry_id=entry_id, kind=kind, reference=reference, token_digest=digest,
+                passkey=secrets.token_hex(PASSKEY_BYTES), created_at=int(self._clock()),
+            ))  # fmt: skip
+        return token
+
+    async def ask_email(self, bundle: Bundle, address_digest: bytes, kept_address: str | None) -> str:
+        """A confirmation token for an address (kept in clear only with consent); UsageError
+        when that address asked for this bundle within ``MAIL_INTERVAL_S``."""
+        now = int(self._clock())
+        token, digest = email_gate.new_token()
+        recent = sa.select(bundle_emails.c.id).where(
+            bundle_emails.c.entry_id == bundle.entry_id, bundle_emails.c.address_digest == address_digest,
+            bundle_emails.c.expires_at > now + int(email_gate.TOKEN_LIFETIME_S) - MAIL_INTERVAL_S,
+        )  # fmt: skip
+        async with writing(self._engine) as connection:
+            if (await connection.execute(recent)).first() is not None:
+                raise UsageError("a link was mailed to that address a few minutes ago: look for it")
+            await connection.execute(bundle_emails.insert().values(
+                entry_id=bundle.entry_id, address_digest=address_digest, address=kept_address, token_digest=digest,
+                expires_at=now + int(email_gate.TOKEN_LIFETIME_S),
+            ))  # fmt: skip
+        return token
+
+    async def confirm_email(self, token: str) -> str | None:
+        """The grant token for a confirmation token that is known and not expired, else None."""
+        if len(token) > 100:
+            return None
+        now = int(self._clock())
+        query = sa.select(bundle_emails).where(bundle_emails.c.token_digest == email_gate.token_digest(token))
+        async with writing(self._engine) as connection:
+            row = (await connection.execute(query)).first()
+            if row is None or row.expires_at <= now:
+                return None
+            if row.confirmed_at is None:
+                await connection.execute(
+                    bundle_emails.update().where(bundle_emails.c.id == row.id).values(confirmed_at=now)
+                )
+            reference = f"email:{row.entry_id}:{row.address_digest.hex()}"
+            return await self._grant(connection, row.entry_id, "email", reference)
+
+    async def fans(self, entry_id: int) -> list[str]:
+        """Confirmed addresses whose owners agreed that the artist may have them."""
+        query = (
+            sa.select(bundle_emails.c.address)
+            .where(bundle_emails.c.entry_id == entry_id, bundle_emails.c.address.is_not(None),
+                   bundle_emails.c.confirmed_at.is_not(None))
+            .distinct()
+            .order_by(bundle_emails.c.address)
+        )  # fmt: skip
+        async with self._engine.connect() as connection:
+            return [row.address for row in (await connection.execute(query)).all()]

@@ -62,6 +62,14 @@ class IndexConfig:
     # site reads the same folder. Empty: beside a SQLite database (PATH.keys/); with
     # PostgreSQL, no bundles until it is set.
     bundle_keys_dir: str = ""
+    # The mail server the e-mail gate sends its confirmation links through; empty: that
+    # gate cannot open on this site.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = ""
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
 
     def bundle_keys_folder(self) -> Path | None:
         if self.bundle_keys_dir:

@@ -8,6 +8,9 @@
 - ``POST /b/ID/redeem``: a voucher of the offline provider, signed by the site, buys the
   key once; the sale is recorded and split exactly; the buyer is sent to their grant page.
 - ``/b/keys/TOKEN``: a grant: the share link with a tracker passkey of that grant's own.
+- ``POST /b/ID/email``: the e-mail gate mails a confirmation link (``/b/confirm/TOKEN``)
+  that leads to a grant; the address is kept as a keyed hash, in clear only if its owner
+  agreed that the artist may have it (``/b/ID/fans.csv``, for the artist and operators).
 
 Pages that show a key load no third-party script (the site's CSP allows its own scripts
 only), are not cached, and send no referrer to other sites.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 from decimal import Decimal
@@ -24,12 +28,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from bitswarm.bundle import email_gate, gates, links, vouchers
 from bitswarm.bundle import files as bundle_files
-from bitswarm.bundle import gates, links, vouchers
 from bitswarm.bundle.format import BundleError
-from bitswarm.errors import BitswarmError, DuplicateEntry, MetainfoError
+from bitswarm.errors import BitswarmError, DuplicateEntry, MetainfoError, UsageError
 from bitswarm.index.accounts import Account
 from bitswarm.index.bundles import API_HEADER, Bundle, BundleStore, SiteKeys
+from bitswarm.index.mailer import send_mail
 from bitswarm.index.model import Entry
 from bitswarm.index.site import _announce_url, _site, _visible_entry, page
 from bitswarm.metainfo import Torrent
@@ -48,6 +53,9 @@ def add_routes(app: web.Application) -> None:
         web.get(r"/b/{entry_id:\d{1,12}}", bundle_page),
         web.post(r"/b/{entry_id:\d{1,12}}/redeem", redeem),
         web.get(r"/b/keys/{token:[A-Za-z0-9_-]{20,100}}", grant_page),
+        web.post(r"/b/{entry_id:\d{1,12}}/email", ask_email),
+        web.get(r"/b/confirm/{token:[A-Za-z0-9_-]{20,100}}", confirm_email),
+        web.get(r"/b/{entry_id:\d{1,12}}/fans.csv", fans_csv),
     ])  # fmt: skip
 
 
@@ -213,3 +221,56 @@ def api_error(body: bytes) -> str:
         return str(json.loads(body).get("error", ""))
     except (json.JSONDecodeError, AttributeError):
         return body.decode("utf-8", "replace")[:200]
+
+
+def _address_key(keys: SiteKeys) -> bytes:
+    """The key of the address hashes: from the site's KEK, for this purpose alone."""
+    return hashlib.sha256(b"bitswarm index: e-mail address digests " + keys.kek).digest()
+
+
+async def ask_email(request: web.Request) -> web.Response:
+    entry, bundle = await _bundle_of(request)
+    site = _site(request)
+    keys = _keys(request)
+    if bundle.gate != "email":
+        raise web.HTTPNotFound(text="404: this bundle has no e-mail gate\n")
+    form = await request.post()
+    text = form.get("address")
+    consent = form.get("consent") == "yes"
+    try:
+        address = email_gate.normalise_address(text if isinstance(text, str) else "")
+    except BundleError:
+        return _message(request, 400, "Not an address", "Give one e-mail address, like name@example.org.")
+    digest = email_gate.address_digest(_address_key(keys), address)
+    try:
+        token = await _store(request).ask_email(bundle, digest, address if consent else None)
+    except UsageError as error:
+        return _message(request, 429, "No mail sent", str(error))
+    link = f"{site.base_url(request)}/b/confirm/{token}"
+    body = (
+        f'Someone (we hope you) asked for "{entry.title}" on {site.config.site_name} with this address.\n\n'
+        f"Follow this link within a day to get it:\n{link}\n\nIf it was not you, ignore this mail.\n"
+    )
+    try:
+        await send_mail(site.config, address, f"Your link to {entry.title}", body)
+    except UsageError as error:
+        return _message(request, 503, "No mail sent", str(error))
+    return _message(request, 200, "Check your mail", f"A link to {entry.title} is on its way to {address}.")
+
+
+async def confirm_email(request: web.Request) -> web.Response:
+    token = await _store(request).confirm_email(request.match_info["token"])
+    if token is None:
+        return _message(request, 404, "Link expired", "This link is unknown or older than a day: ask for a new one.")
+    raise web.HTTPSeeOther(f"/b/keys/{token}", headers=KEY_PAGE_HEADERS)
+
+
+async def fans_csv(request: web.Request) -> web.Response:
+    entry, bundle = await _bundle_of(request)
+    site = _site(request)
+    who = site.sessions.read(request)
+    if who is None or (who.name != bundle.owner and await site.db.accounts.role_of(who.account_id) != "operator"):
+        raise web.HTTPForbidden(text="403: the bundle's artist and the operators only\n")
+    lines = ["address"] + await _store(request).fans(entry.id)
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/csv", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})  # fmt: skip

@@ -150,3 +150,20 @@ bundle_grants = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sqlite_autoincrement=True,
 )
+
+# The e-mail gate: one row per address asked for a bundle. The address is kept as a keyed
+# hash (``bitswarm.bundle.email_gate``); in clear only when its owner agreed that the
+# artist may have it, for the artist's export. The token of the confirmation link is
+# stored hashed and expires.
+bundle_emails = sa.Table(
+    "bundle_emails",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("address_digest", sa.LargeBinary(32), nullable=False),
+    sa.Column("address", sa.String(254)),
+    sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("confirmed_at", sa.BigInteger),
+    sqlite_autoincrement=True,
+)

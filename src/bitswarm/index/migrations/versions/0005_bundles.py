@@ -1,4 +1,4 @@
-"""Encrypted bundles: their gates and wrapped keys, sales, and grants of keys.
+"""Encrypted bundles: their gates and wrapped keys, sales, grants of keys, the e-mail gate.
 
 Revision ID: 0005
 Revises: 0004
@@ -51,8 +51,21 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
 
+    op.create_table(
+        "bundle_emails",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("address_digest", sa.LargeBinary(32), nullable=False),
+        sa.Column("address", sa.String(254)),
+        sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+        sa.Column("confirmed_at", sa.BigInteger),
+        sqlite_autoincrement=True,
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("bundle_emails")
     op.drop_table("bundle_grants")
     op.drop_table("bundle_sales")
     op.drop_table("bundles")
