@@ -31,6 +31,16 @@ class PledgeState(enum.Enum):
     REFUND = "refund"  # to be paid back: the campaign failed
 
 
+def next_state(state: CampaignState, pledged: int, goal_count: int, deadline: float, now: float) -> CampaignState:
+    """Where a campaign with ``pledged`` pledges goes: funded once the goal is reached, failed
+    once the deadline passes first; funded and failed are final."""
+    if state is not CampaignState.OPEN:
+        return state
+    if pledged >= goal_count:
+        return CampaignState.FUNDED
+    return CampaignState.FAILED if now >= deadline else CampaignState.OPEN
+
+
 @dataclass
 class Campaign:
     goal_count: int
@@ -67,14 +77,12 @@ class Campaign:
 
     def settle(self, now: float) -> CampaignState:
         """Move to funded (goal reached) or failed (deadline passed first)."""
-        if self.state is CampaignState.OPEN:
-            if len(self.pledges) >= self.goal_count:
-                self.state = CampaignState.FUNDED
-            elif now >= self.deadline:
-                self.state = CampaignState.FAILED
-                for pledge_id in self.pledges:
-                    self.pledges[pledge_id] = PledgeState.REFUND
-        return self.state
+        state = next_state(self.state, len(self.pledges), self.goal_count, self.deadline, now)
+        if state is CampaignState.FAILED and self.state is CampaignState.OPEN:
+            for pledge_id in self.pledges:
+                self.pledges[pledge_id] = PledgeState.REFUND
+        self.state = state
+        return state
 
     def to_release(self) -> list[str]:
         """Pledges whose backers are still to get the key (none unless funded)."""

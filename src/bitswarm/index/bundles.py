@@ -24,9 +24,10 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bitswarm.bundle import email_gate, keys, ledger
+from bitswarm.bundle.crowdfund import CampaignState, next_state
 from bitswarm.bundle.format import KEY_BYTES, BundleError
 from bitswarm.errors import UsageError
-from bitswarm.index.schema import bundle_emails, bundle_grants, bundle_sales, bundles
+from bitswarm.index.schema import bundle_emails, bundle_grants, bundle_pledges, bundle_sales, bundles
 from bitswarm.index.transaction import writing
 
 GATES = ("free", "email", "price", "crowdfund")
@@ -37,6 +38,9 @@ VOUCHER_KEY_FILE = "voucher-ed25519"
 PASSKEY_BYTES = 16
 # One confirmation mail per address and bundle in this long: no mail bombing through us.
 MAIL_INTERVAL_S = 600
+# Pledges released per transaction: a restart between two loses nothing (the rest are
+# still "pledged", and the release goes on at the next start).
+RELEASE_BATCH = 500
 DEFAULT_SHARE = "0.10"
 
 
@@ -82,6 +86,19 @@ class Bundle:
     goal_count: int | None
     deadline: int | None
     share_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    state: CampaignState
+    backers: int  # pledges not refunded
+
+
+@dataclass(frozen=True, slots=True)
+class Pledge:
+    entry_id: int
+    state: str  # pledged, released, refund
+    passkey: str | None  # the grant's, once released
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,3 +272,123 @@ class BundleStore:
         )  # fmt: skip
         async with self._engine.connect() as connection:
             return [row.address for row in (await connection.execute(query)).all()]
+
+    # -- crowdfunding ----------------------------------------------------------------
+
+    async def campaign(self, bundle: Bundle) -> Campaign:
+        """The campaign as it is now: settled, and released if funded."""
+        if await self.settle(bundle) is CampaignState.FUNDED:
+            await self.release(bundle)
+        async with self._engine.connect() as connection:
+            state = (await connection.execute(
+                sa.select(bundles.c.campaign_state).where(bundles.c.entry_id == bundle.entry_id)
+            )).scalar_one()  # fmt: skip
+            backers = (await connection.execute(
+                sa.select(sa.func.count()).select_from(bundle_pledges)
+                .where(bundle_pledges.c.entry_id == bundle.entry_id, bundle_pledges.c.state != "refund")
+            )).scalar_one()  # fmt: skip
+        return Campaign(CampaignState(state), backers)
+
+    async def pledge(self, bundle: Bundle, reference: str, amount: Decimal) -> str | None:
+        """Record a backer's paid pledge; the token of their pledge page, None for a pledge
+        recorded before. BundleError once the campaign is not open, or for another amount."""
+        if bundle.gate != "crowdfund" or bundle.price is None:
+            raise BundleError("this bundle is not crowdfunded")
+        state = await self.settle(bundle)
+        if state is not CampaignState.OPEN:
+            raise BundleError(f"the campaign is {state.value}: no more pledges")
+        if amount != bundle.price:
+            raise BundleError(f"a pledge is {bundle.price}, not {amount}")
+        token, digest = email_gate.new_token()
+        try:
+            async with writing(self._engine) as connection:
+                await connection.execute(bundle_pledges.insert().values(
+                    entry_id=bundle.entry_id, reference=reference, amount=str(amount), token_digest=digest,
+                    state="pledged", created_at=int(self._clock()),
+                ))  # fmt: skip
+        except exc.IntegrityError:
+            return None
+        if await self.settle(bundle) is CampaignState.FUNDED:
+            await self.release(bundle)  # every backer at once, this one included
+        return token
+
+    async def settle(self, bundle: Bundle) -> CampaignState:
+        """Funded once the pledges reach the goal, failed once the deadline passed first
+        (every pledge then to be refunded)."""
+        if bundle.gate != "crowdfund" or bundle.goal_count is None or bundle.deadline is None:
+            return CampaignState.OPEN
+        async with writing(self._engine) as connection:
+            current = CampaignState((await connection.execute(
+                sa.select(bundles.c.campaign_state).where(bundles.c.entry_id == bundle.entry_id)
+            )).scalar_one())  # fmt: skip
+            pledged = (await connection.execute(
+                sa.select(sa.func.count()).select_from(bundle_pledges)
+                .where(bundle_pledges.c.entry_id == bundle.entry_id)
+            )).scalar_one()  # fmt: skip
+            state = next_state(current, pledged, bundle.goal_count, bundle.deadline, self._clock())
+            if state is not current:
+                await connection.execute(
+                    bundles.update().where(bundles.c.entry_id == bundle.entry_id).values(campaign_state=state.value)
+                )
+                if state is CampaignState.FAILED:
+                    await connection.execute(
+                        bundle_pledges.update()
+                        .where(bundle_pledges.c.entry_id == bundle.entry_id, bundle_pledges.c.state == "pledged")
+                        .values(state="refund")
+                    )  # fmt: skip
+        return state
+
+    async def release(self, bundle: Bundle, *, batch: int = RELEASE_BATCH, max_batches: int | None = None) -> int:
+        """Give the key to every backer still waiting, ``batch`` pledges a transaction (each
+        pledge's grant, its sale and its new state together); the number released."""
+        assert bundle.price is not None
+        released = 0
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            async with writing(self._engine) as connection:
+                rows = (await connection.execute(
+                    sa.select(bundle_pledges.c.id, bundle_pledges.c.reference)
+                    .where(bundle_pledges.c.entry_id == bundle.entry_id, bundle_pledges.c.state == "pledged")
+                    .order_by(bundle_pledges.c.id).limit(batch)
+                )).all()  # fmt: skip
+                for row in rows:
+                    await self._grant(connection, bundle.entry_id, "pledge", f"pledge:{row.reference}")
+                    sale = ledger.split(row.reference, bundle.price, bundle.share_rate)
+                    await connection.execute(bundle_sales.insert().values(
+                        reference=row.reference, entry_id=bundle.entry_id, gross=str(sale.gross),
+                        platform=str(sale.platform), artist=str(sale.artist), created_at=int(self._clock()),
+                    ))  # fmt: skip
+                    await connection.execute(
+                        bundle_pledges.update().where(bundle_pledges.c.id == row.id).values(state="released")
+                    )
+            released += len(rows)
+            batches += 1
+            if len(rows) < batch:
+                break
+        return released
+
+    async def resume_releases(self) -> int:
+        """Finish releases a stop interrupted, and settle campaigns whose deadline passed."""
+        async with self._engine.connect() as connection:
+            open_or_funded = (await connection.execute(
+                sa.select(bundles.c.entry_id).where(bundles.c.campaign_state.in_(("open", "funded")))
+            )).scalars().all()  # fmt: skip
+        released = 0
+        for entry_id in open_or_funded:
+            bundle = await self.get(entry_id)
+            if bundle is not None and await self.settle(bundle) is CampaignState.FUNDED:
+                released += await self.release(bundle)
+        return released
+
+    async def pledge_of(self, token: str) -> Pledge | None:
+        if len(token) > 100:
+            return None
+        query = sa.select(bundle_pledges).where(bundle_pledges.c.token_digest == email_gate.token_digest(token))
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+            if row is None:
+                return None
+            passkey = (await connection.execute(
+                sa.select(bundle_grants.c.passkey).where(bundle_grants.c.reference == f"pledge:{row.reference}")
+            )).scalar_one_or_none()  # fmt: skip
+        return Pledge(row.entry_id, row.state, passkey)

@@ -11,6 +11,9 @@
 - ``POST /b/ID/email``: the e-mail gate mails a confirmation link (``/b/confirm/TOKEN``)
   that leads to a grant; the address is kept as a keyed hash, in clear only if its owner
   agreed that the artist may have it (``/b/ID/fans.csv``, for the artist and operators).
+- ``POST /b/ID/pledge``: a voucher pledged to a crowdfunded bundle; the backer's page
+  ``/b/pledges/TOKEN`` shows the campaign, then the link once the goal is met (every backer
+  at once), or that the pledge is to be refunded when the deadline passed first.
 
 Pages that show a key load no third-party script (the site's CSP allows its own scripts
 only), are not cached, and send no referrer to other sites.
@@ -23,6 +26,7 @@ import binascii
 import hashlib
 import json
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import quote
 
@@ -56,6 +60,8 @@ def add_routes(app: web.Application) -> None:
         web.post(r"/b/{entry_id:\d{1,12}}/email", ask_email),
         web.get(r"/b/confirm/{token:[A-Za-z0-9_-]{20,100}}", confirm_email),
         web.get(r"/b/{entry_id:\d{1,12}}/fans.csv", fans_csv),
+        web.post(r"/b/{entry_id:\d{1,12}}/pledge", pledge),
+        web.get(r"/b/pledges/{token:[A-Za-z0-9_-]{20,100}}", pledge_page),
     ])  # fmt: skip
 
 
@@ -160,8 +166,10 @@ async def _share_link(request: web.Request, entry: Entry, bundle: Bundle, passke
 async def bundle_page(request: web.Request) -> web.Response:
     entry, bundle = await _bundle_of(request)
     share = await _share_link(request, entry, bundle) if bundle.gate == "free" else None
-    response = page(request, "index_bundle.html", entry=entry, bundle=bundle, share=share,
-                    goal=bundle.price * bundle.goal_count if bundle.price and bundle.goal_count else None)  # fmt: skip
+    campaign = await _store(request).campaign(bundle) if bundle.gate == "crowdfund" else None
+    goal, deadline = _campaign_facts(bundle)
+    response = page(request, "index_bundle.html", entry=entry, bundle=bundle, share=share, campaign=campaign,
+                    goal=goal, deadline=deadline)  # fmt: skip
     if share is not None:
         response.headers.update(KEY_PAGE_HEADERS)
     return response
@@ -274,3 +282,53 @@ async def fans_csv(request: web.Request) -> web.Response:
     lines = ["address"] + await _store(request).fans(entry.id)
     return web.Response(text="\n".join(lines) + "\n", content_type="text/csv", charset="utf-8",
                         headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+def _campaign_facts(bundle: Bundle) -> tuple[Decimal | None, str | None]:
+    """A crowdfunded bundle's goal in money and its deadline as text."""
+    if bundle.price is None or bundle.goal_count is None or bundle.deadline is None:
+        return None, None
+    deadline = datetime.fromtimestamp(bundle.deadline, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return bundle.price * bundle.goal_count, deadline
+
+
+async def pledge(request: web.Request) -> web.Response:
+    entry, bundle = await _bundle_of(request)
+    keys = _keys(request)
+    if bundle.gate != "crowdfund":
+        raise web.HTTPNotFound(text="404: this bundle is not crowdfunded\n")
+    form = await request.post()
+    text = form.get("voucher")
+    if not isinstance(text, str) or len(text) > MAX_VOUCHER_CHARS:
+        return _message(request, 400, "Not a voucher", "Paste the voucher you were given.")
+    try:
+        voucher = vouchers.verify(keys.voucher_key.public_key(), text)
+        if voucher.bundle != str(entry.id):
+            raise BundleError("this voucher is for another bundle")
+        token = await _store(request).pledge(bundle, voucher.serial, voucher.amount)
+    except BundleError as error:
+        return _message(request, 400, "Pledge refused", str(error))
+    if token is None:
+        return _message(request, 409, "Voucher used", "This voucher was pledged already.")
+    raise web.HTTPSeeOther(f"/b/pledges/{token}", headers=KEY_PAGE_HEADERS)
+
+
+async def pledge_page(request: web.Request) -> web.Response:
+    store = _store(request)
+    found = await store.pledge_of(request.match_info["token"])
+    if found is None:
+        raise web.HTTPNotFound(text="404: no such pledge\n")
+    site = _site(request)
+    bundle = await store.get(found.entry_id)
+    if bundle is None:
+        raise web.HTTPNotFound(text="404: no such bundle\n")
+    campaign = await store.campaign(bundle)
+    current = await store.pledge_of(request.match_info["token"])  # settling may have released it
+    assert current is not None
+    entry = await site.db.entries.get(found.entry_id)
+    share = await _share_link(request, entry, bundle, current.passkey) if current.passkey is not None else None
+    goal, deadline = _campaign_facts(bundle)
+    response = page(request, "index_bundle_pledge.html", entry=entry, bundle=bundle, pledge=current,
+                    campaign=campaign, share=share, goal=goal, deadline=deadline)  # fmt: skip
+    response.headers.update(KEY_PAGE_HEADERS)
+    return response

@@ -81,6 +81,8 @@ async def serve_index(
         keys_folder = config.bundle_keys_folder()
         if keys_folder is not None:
             site.bundle_keys = await asyncio.to_thread(SiteKeys.load_or_create, keys_folder)
+        # A release of keys to backers that a stop interrupted goes on now.
+        await db.bundles.resume_releases()
         app = create_index_app(site)
         if store is not None:
             tracker_config = TrackerConfig(

@@ -167,3 +167,19 @@ bundle_emails = sa.Table(
     sa.Column("confirmed_at", sa.BigInteger),
     sqlite_autoincrement=True,
 )
+
+# Crowdfunding pledges (paid with vouchers): the backer's page is reached by a random token
+# (its hash stored); released once the goal is met (a grant with a passkey each), or marked
+# for refund when the deadline passes first.
+bundle_pledges = sa.Table(
+    "bundle_pledges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("reference", sa.String(80), nullable=False, unique=True),
+    sa.Column("amount", sa.String(16), nullable=False),
+    sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)

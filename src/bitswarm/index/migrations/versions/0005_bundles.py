@@ -1,4 +1,4 @@
-"""Encrypted bundles: their gates and wrapped keys, sales, grants of keys, the e-mail gate.
+"""Encrypted bundles: their gates and wrapped keys, sales, grants of keys, the e-mail gate, crowdfunding pledges.
 
 Revision ID: 0005
 Revises: 0004
@@ -63,8 +63,21 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
 
+    op.create_table(
+        "bundle_pledges",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("reference", sa.String(80), nullable=False, unique=True),
+        sa.Column("amount", sa.String(16), nullable=False),
+        sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sqlite_autoincrement=True,
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("bundle_pledges")
     op.drop_table("bundle_emails")
     op.drop_table("bundle_grants")
     op.drop_table("bundle_sales")
