@@ -5,9 +5,11 @@ release. Every program is the real command; the visitor is an HTTP client with c
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import re
 import sqlite3
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,20 +23,43 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
-from bitswarm.bundle import links
+from bitswarm.bundle import links, webhooks
 from index.conftest import free_port
 from index.test_cli_index import bitswarm, command_and_environment
 
 PASSWORD = "a long enough password"
+# The payment provider the site is configured with: its checkout is never followed here (the
+# test reads where the site sends the buyer), and the test makes its signed calls.
+PROVIDER = "http://payments.invalid"
+WEBHOOK_SECRET = "whsec-shared-with-the-provider"
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 SHARE = re.compile(r'id="share-text" size="60"|value="(magnet:\?[^"]+)"')
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
 
 
 class Visitor:
     """A browser's cookie jar and redirects, no JavaScript."""
 
     def __init__(self) -> None:
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def post_form_staying(self, url: str, page: str, **fields: str) -> tuple[int, dict[str, str]]:
+        """The form's answer itself (a redirect is not followed)."""
+        token = CSRF.search(page)
+        assert token is not None, "the page has no form"
+        body = urllib.parse.urlencode({"csrf_token": token.group(1), **fields}).encode()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+        request = urllib.request.Request(url, data=body)  # noqa: S310 - our own loopback server
+        try:
+            with opener.open(request, timeout=20) as response:
+                return response.status, dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers)
 
     def get(self, url: str) -> tuple[int, str, dict[str, str]]:
         try:
@@ -93,7 +118,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, mailbox: tuple[Mailbox, int])
                     stdin=PASSWORD + "\n")  # fmt: skip
     assert made.returncode == 0, made.stderr
     config = tmp_path / "site.toml"
-    config.write_text(f'smtp_host = "127.0.0.1"\nsmtp_port = {mailbox[1]}\nsmtp_from = "site@example.org"\n')
+    config.write_text(
+        f'smtp_host = "127.0.0.1"\nsmtp_port = {mailbox[1]}\nsmtp_from = "site@example.org"\n'
+        f'payment_checkout_url = "{PROVIDER}/checkout"\npayment_webhook_secret = "{WEBHOOK_SECRET}"\n'
+    )
     command, environment = command_and_environment("index", "--bind", "127.0.0.1:0", "--db", db, "--config", config)
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                               env=environment)  # fmt: skip
@@ -272,3 +300,53 @@ def test_the_email_gate_mails_a_link_that_gives_the_key_and_keeps_addresses_only
     status, csv, _ = artist.get(f"{site_url}/b/{entry_id}/fans.csv")
     assert status == 200
     assert csv.splitlines() == ["address", "Fan@example.org"]
+
+
+def test_a_providers_checkout_and_signed_webhook_sell_the_key_once(tmp_path: Path, site: tuple[str, str]) -> None:
+    site_url, db = site
+    torrent, key = make_bundle(tmp_path, "card", "price=9.95")
+    published = publish(tmp_path, site_url, torrent, "--gate", "price=9.95")
+    assert published.returncode == 0, published.stderr
+    page_url = published.stdout.strip()
+    entry_id = page_url.rsplit("/", 1)[1]
+    buyer = Visitor()
+    status, page, _ = buyer.get(page_url)
+    assert 'id="checkout"' in page
+    status, headers = buyer.post_form_staying(f"{page_url}/checkout", page)
+    assert status == 303
+    sent_to = urllib.parse.urlsplit(headers["Location"])
+    assert f"{sent_to.scheme}://{sent_to.netloc}{sent_to.path}" == f"{PROVIDER}/checkout"
+    asked = dict(urllib.parse.parse_qsl(sent_to.query))
+    assert (asked["bundle"], asked["amount"]) == (entry_id, "9.95")
+    status, waiting, _ = buyer.get(asked["return"])
+    assert status == 200
+    assert "Waiting for the payment" in waiting
+
+    def call(event: dict[str, str], *, at: int | None = None, body: bytes | None = None) -> tuple[int, str]:
+        data = json.dumps(event).encode()
+        signature = webhooks.sign(WEBHOOK_SECRET.encode(), data, at if at is not None else int(time.time()))
+        request = urllib.request.Request(  # noqa: S310 - our own loopback server
+            f"{site_url}/payments/webhook", data=body if body is not None else data, method="POST",
+            headers={"Bitswarm-Signature": signature, "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    paid = {"id": "evt_1", "payment": "pay_1", "bundle": entry_id, "amount": "9.95", "order": asked["order"]}
+    assert call({**paid, "amount": "0.01"})[0] == 400  # not the price
+    assert call(paid, body=json.dumps({**paid, "amount": "0.01"}).encode())[0] == 400  # signature broken
+    assert call(paid, at=int(time.time()) - 3600)[0] == 400  # too old
+    assert call({**paid, "order": "0" * 32})[0] == 400  # no such order
+    assert call(paid) == (200, '{"taken": true}')
+    assert call(paid) == (200, '{"taken": false}')  # the provider retries: nothing twice
+    status, key_page, _ = buyer.get(asked["return"])
+    assert status == 200
+    assert shared_key(key_page)[1] == key
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as connection:
+        sales = connection.execute(
+            "SELECT reference, gross FROM bundle_sales WHERE entry_id = ?", (entry_id,)
+        ).fetchall()
+    assert sales == [("pay_1", "9.95")]

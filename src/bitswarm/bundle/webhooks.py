@@ -30,6 +30,7 @@ class PaymentEvent:
     payment_id: str
     bundle: str
     amount: Decimal
+    order: str | None = None  # what the site gave the checkout, echoed back
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
@@ -64,8 +65,11 @@ def verify(secret: bytes, header: str | None, body: bytes, now: float, seen_even
     if not all(isinstance(item, str) and 0 < len(item) <= MAX_FIELD_CHARS for item in fields):
         raise BundleError("the body is not a payment")
     event_id, payment_id, bundle, amount = (str(item) for item in fields)
+    order = value.get("order")
+    if order is not None and not (isinstance(order, str) and 0 < len(order) <= MAX_FIELD_CHARS):
+        raise BundleError("the body is not a payment")
     if event_id in seen_event_ids:
         raise BundleError(f"event {event_id[:60]!r} was delivered before")
-    event = PaymentEvent(event_id, payment_id, bundle, money(amount))
+    event = PaymentEvent(event_id, payment_id, bundle, money(amount), order)
     seen_event_ids.add(event_id)
     return event

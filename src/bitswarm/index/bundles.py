@@ -27,12 +27,22 @@ from bitswarm.bundle import email_gate, keys, ledger
 from bitswarm.bundle.crowdfund import CampaignState, next_state
 from bitswarm.bundle.format import KEY_BYTES, BundleError
 from bitswarm.errors import UsageError
-from bitswarm.index.schema import bundle_emails, bundle_grants, bundle_pledges, bundle_sales, bundles
+from bitswarm.index.schema import (
+    bundle_emails,
+    bundle_grants,
+    bundle_orders,
+    bundle_pledges,
+    bundle_sales,
+    bundles,
+    payment_events,
+)
 from bitswarm.index.transaction import writing
 
 GATES = ("free", "email", "price", "crowdfund")
 # Programs (``bitswarm bundle publish``) send this header with their credentials.
 API_HEADER = "X-Bitswarm-Api"
+# The header a payment provider signs its calls in (``bitswarm.bundle.webhooks``).
+WEBHOOK_SIGNATURE = "Bitswarm-Signature"
 KEK_FILE = "bundle-kek"
 VOUCHER_KEY_FILE = "voucher-ed25519"
 PASSKEY_BYTES = 16
@@ -392,3 +402,65 @@ class BundleStore:
                 sa.select(bundle_grants.c.passkey).where(bundle_grants.c.reference == f"pledge:{row.reference}")
             )).scalar_one_or_none()  # fmt: skip
         return Pledge(row.entry_id, row.state, passkey)
+
+    # -- a payment provider's checkouts --------------------------------------------------
+
+    async def open_order(self, bundle: Bundle) -> tuple[str, str]:
+        """(the order's public reference for the provider, the buyer's page token)."""
+        order_ref, (token, digest) = secrets.token_hex(16), email_gate.new_token()
+        async with writing(self._engine) as connection:
+            await connection.execute(bundle_orders.insert().values(
+                entry_id=bundle.entry_id, order_ref=order_ref, token_digest=digest, created_at=int(self._clock()),
+            ))  # fmt: skip
+        return order_ref, token
+
+    async def paid(self, bundle: Bundle, event_id: str, order_ref: str, payment_id: str, gross: Decimal) -> bool:
+        """The provider's event says ``order_ref`` was paid: the event taken, the sale (once per
+        payment) and its grant, in one transaction. False for an event delivered before."""
+        if bundle.price is None or gross != bundle.price:
+            raise BundleError(f"this bundle costs {bundle.price}, not {gross}")
+        sale = ledger.split(payment_id, gross, bundle.share_rate)
+        now = int(self._clock())
+        async with writing(self._engine) as connection:
+            seen = (await connection.execute(
+                sa.select(payment_events.c.event_id).where(payment_events.c.event_id == event_id)
+            )).first()  # fmt: skip
+            if seen is not None:
+                return False
+            order = (await connection.execute(
+                sa.select(bundle_orders).where(bundle_orders.c.order_ref == order_ref,
+                                               bundle_orders.c.entry_id == bundle.entry_id)
+            )).first()  # fmt: skip
+            if order is None:
+                raise BundleError("no such order for this bundle")
+            await connection.execute(payment_events.insert().values(event_id=event_id, created_at=now))
+            known = (await connection.execute(
+                sa.select(bundle_sales.c.reference).where(bundle_sales.c.reference == payment_id)
+            )).first()  # fmt: skip
+            if known is None:
+                await connection.execute(bundle_sales.insert().values(
+                    reference=payment_id, entry_id=bundle.entry_id, gross=str(sale.gross), platform=str(sale.platform),
+                    artist=str(sale.artist), created_at=now,
+                ))  # fmt: skip
+                await self._grant(connection, bundle.entry_id, "sale", f"sale:{payment_id}")
+            await connection.execute(
+                bundle_orders.update().where(bundle_orders.c.id == order.id).values(payment_reference=payment_id)
+            )
+        return True
+
+    async def order_of(self, token: str) -> tuple[int, str | None] | None:
+        """(the entry, the passkey of its grant once paid) for a buyer's page token."""
+        if len(token) > 100:
+            return None
+        query = sa.select(bundle_orders).where(bundle_orders.c.token_digest == email_gate.token_digest(token))
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+            if row is None:
+                return None
+            passkey = None
+            if row.payment_reference is not None:
+                passkey = (await connection.execute(
+                    sa.select(bundle_grants.c.passkey)
+                    .where(bundle_grants.c.reference == f"sale:{row.payment_reference}")
+                )).scalar_one_or_none()  # fmt: skip
+        return row.entry_id, passkey

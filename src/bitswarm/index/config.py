@@ -70,6 +70,11 @@ class IndexConfig:
     smtp_starttls: bool = False
     smtp_user: str = ""
     smtp_password: str = ""
+    # A payment provider for priced bundles (besides the site's own vouchers): its checkout
+    # page, which the site sends buyers to with ?order=&amount=&return=, and the secret its
+    # signed calls to /payments/webhook carry. Empty: vouchers only.
+    payment_checkout_url: str = ""
+    payment_webhook_secret: str = ""
 
     def bundle_keys_folder(self) -> Path | None:
         if self.bundle_keys_dir:

@@ -11,6 +11,10 @@
 - ``POST /b/ID/email``: the e-mail gate mails a confirmation link (``/b/confirm/TOKEN``)
   that leads to a grant; the address is kept as a keyed hash, in clear only if its owner
   agreed that the artist may have it (``/b/ID/fans.csv``, for the artist and operators).
+- ``POST /b/ID/checkout`` (with a configured payment provider): the buyer goes to the
+  provider's checkout with an order reference and comes back to ``/b/orders/TOKEN``, which
+  shows the key once the provider's signed call to ``POST /payments/webhook`` (signature,
+  age and replay checked, ``bitswarm.bundle.webhooks``) says the order was paid.
 - ``POST /b/ID/pledge``: a voucher pledged to a crowdfunded bundle; the backer's page
   ``/b/pledges/TOKEN`` shows the campaign, then the link once the goal is met (every backer
   at once), or that the pledge is to be refunded when the deadline passed first.
@@ -28,16 +32,16 @@ import json
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from bitswarm.bundle import email_gate, gates, links, vouchers
+from bitswarm.bundle import email_gate, gates, links, vouchers, webhooks
 from bitswarm.bundle import files as bundle_files
 from bitswarm.bundle.format import BundleError
 from bitswarm.errors import BitswarmError, DuplicateEntry, MetainfoError, UsageError
 from bitswarm.index.accounts import Account
-from bitswarm.index.bundles import API_HEADER, Bundle, BundleStore, SiteKeys
+from bitswarm.index.bundles import API_HEADER, WEBHOOK_SIGNATURE, Bundle, BundleStore, SiteKeys
 from bitswarm.index.mailer import send_mail
 from bitswarm.index.model import Entry
 from bitswarm.index.site import _announce_url, _site, _visible_entry, page
@@ -62,6 +66,9 @@ def add_routes(app: web.Application) -> None:
         web.get(r"/b/{entry_id:\d{1,12}}/fans.csv", fans_csv),
         web.post(r"/b/{entry_id:\d{1,12}}/pledge", pledge),
         web.get(r"/b/pledges/{token:[A-Za-z0-9_-]{20,100}}", pledge_page),
+        web.post(r"/b/{entry_id:\d{1,12}}/checkout", checkout),
+        web.get(r"/b/orders/{token:[A-Za-z0-9_-]{20,100}}", order_page),
+        web.post("/payments/webhook", payment_webhook),
     ])  # fmt: skip
 
 
@@ -168,8 +175,9 @@ async def bundle_page(request: web.Request) -> web.Response:
     share = await _share_link(request, entry, bundle) if bundle.gate == "free" else None
     campaign = await _store(request).campaign(bundle) if bundle.gate == "crowdfund" else None
     goal, deadline = _campaign_facts(bundle)
+    checkout = bool(_site(request).config.payment_checkout_url)
     response = page(request, "index_bundle.html", entry=entry, bundle=bundle, share=share, campaign=campaign,
-                    goal=goal, deadline=deadline)  # fmt: skip
+                    goal=goal, deadline=deadline, checkout=checkout)  # fmt: skip
     if share is not None:
         response.headers.update(KEY_PAGE_HEADERS)
     return response
@@ -332,3 +340,55 @@ async def pledge_page(request: web.Request) -> web.Response:
                     campaign=campaign, share=share, goal=goal, deadline=deadline)  # fmt: skip
     response.headers.update(KEY_PAGE_HEADERS)
     return response
+
+
+async def checkout(request: web.Request) -> web.Response:
+    entry, bundle = await _bundle_of(request)
+    site = _site(request)
+    if bundle.gate != "price" or bundle.price is None or not site.config.payment_checkout_url:
+        raise web.HTTPNotFound(text="404: no checkout for this bundle\n")
+    order_ref, token = await _store(request).open_order(bundle)
+    back = f"{site.base_url(request)}/b/orders/{token}"
+    query = urlencode({"order": order_ref, "bundle": entry.id, "amount": str(bundle.price), "return": back})
+    raise web.HTTPSeeOther(f"{site.config.payment_checkout_url}?{query}", headers=KEY_PAGE_HEADERS)
+
+
+async def order_page(request: web.Request) -> web.Response:
+    found = await _store(request).order_of(request.match_info["token"])
+    if found is None:
+        raise web.HTTPNotFound(text="404: no such order\n")
+    entry_id, passkey = found
+    site = _site(request)
+    entry = await site.db.entries.get(entry_id)
+    bundle = await _store(request).get(entry_id)
+    if bundle is None:
+        raise web.HTTPNotFound(text="404: no such bundle\n")
+    if passkey is None:
+        waiting = "The payment provider has not confirmed this order yet: reload this page in a moment."
+        response = _message(request, 200, "Waiting for the payment", waiting)
+    else:
+        share = await _share_link(request, entry, bundle, passkey)
+        response = page(request, "index_bundle_key.html", entry=entry, share=share)
+    response.headers.update(KEY_PAGE_HEADERS)
+    return response
+
+
+async def payment_webhook(request: web.Request) -> web.Response:
+    """The provider's call: answered 200 once taken (or taken before: providers retry), 400
+    when it does not check out; the reason in JSON, nothing about the payer logged."""
+    site = _site(request)
+    secret = site.config.payment_webhook_secret.encode()
+    if not secret:
+        raise web.HTTPNotFound(text="404: no payment provider\n")
+    body = await request.content.read(webhooks.MAX_BODY_BYTES + 1)
+    try:
+        event = webhooks.verify(secret, request.headers.get(WEBHOOK_SIGNATURE), body, site.clock(), set())
+        if not event.bundle.isdigit() or event.order is None:
+            raise BundleError("the payment names no bundle or order of this site")
+        bundle = await _store(request).get(int(event.bundle))
+        if bundle is None:
+            raise BundleError("no such bundle")
+        new = await _store(request).paid(bundle, event.event_id, event.order, event.payment_id, event.amount)
+    except BundleError as error:
+        return _json(400, error=str(error))
+    return _json(200, taken=new)

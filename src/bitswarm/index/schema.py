@@ -183,3 +183,24 @@ bundle_pledges = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sqlite_autoincrement=True,
 )
+
+# Checkouts at a payment provider: the buyer's page (a token, its hash stored) waits for the
+# provider's signed call naming the order; each provider event is taken once.
+bundle_orders = sa.Table(
+    "bundle_orders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("order_ref", sa.String(40), nullable=False, unique=True),
+    sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("payment_reference", sa.String(80)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+payment_events = sa.Table(
+    "payment_events",
+    metadata,
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)

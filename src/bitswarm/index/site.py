@@ -31,7 +31,7 @@ from bitswarm import magnet as magnet_links
 from bitswarm.errors import BitswarmError, DuplicateEntry, UsageError
 from bitswarm.forwarded import TrustedProxies
 from bitswarm.index import feeds, torznab
-from bitswarm.index.bundles import API_HEADER, SiteKeys
+from bitswarm.index.bundles import API_HEADER, WEBHOOK_SIGNATURE, SiteKeys
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase
 from bitswarm.index.description import render_description
@@ -109,7 +109,9 @@ class Site:
     def __post_init__(self) -> None:
         config = self.config
         self.proxies = TrustedProxies(config.trusted_proxies)
-        self.csrf = CsrfProtection(self.secret, secure_cookie=config.secure_cookies, api_header=API_HEADER)
+        self.csrf = CsrfProtection(
+            self.secret, secure_cookie=config.secure_cookies, program_headers=(API_HEADER, WEBHOOK_SIGNATURE)
+        )
         self.sessions = SessionCookies(self.secret, secure_cookie=config.secure_cookies)
         self.uploads = RateLimiter(config.uploads_per_hour / 3600, config.uploads_per_hour)
         self.searches = RateLimiter(config.searches_per_minute / 60, config.searches_per_minute)

@@ -28,13 +28,13 @@ _NEW_COOKIE_KEY = web.RequestKey("csrf_new_cookie", str)
 class CsrfProtection:
     """Issues tokens for pages and checks them on requests that change something."""
 
-    def __init__(self, secret: bytes, *, secure_cookie: bool = False, api_header: str | None = None) -> None:
+    def __init__(self, secret: bytes, *, secure_cookie: bool = False, program_headers: tuple[str, ...] = ()) -> None:
         self._secret = secret
         self._secure_cookie = secure_cookie
-        # Programs (not browsers) send this header with their own credentials: another
-        # site's page cannot add a custom header without a CORS preflight, which these
-        # servers never grant, so such a request is not a forged form.
-        self._api_header = api_header
+        # Programs (not browsers) send one of these headers with their own credentials or
+        # signature: another site's page cannot add a custom header without a CORS
+        # preflight, which these servers never grant, so such a request is no forged form.
+        self._program_headers = program_headers
 
     def token(self, request: web.Request) -> str:
         """The token a form on this page carries (the cookie is set with the response)."""
@@ -61,7 +61,7 @@ class CsrfProtection:
                 if origin is not None and not _same_site(origin, request.host):
                     raise web.HTTPForbidden(text="403: a form from another site\n")
                 token = request.headers.get(HEADER_NAME)
-                is_program = self._api_header is not None and self._api_header in request.headers
+                is_program = any(name in request.headers for name in self._program_headers)
                 if token is None and request.content_type in FORM_TYPES and not is_program:
                     field = (await request.post()).get(FORM_FIELD)
                     token = field if isinstance(field, str) else None

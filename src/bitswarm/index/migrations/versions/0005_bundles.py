@@ -1,4 +1,5 @@
-"""Encrypted bundles: their gates and wrapped keys, sales, grants of keys, the e-mail gate, crowdfunding pledges.
+"""Encrypted bundles: their gates and wrapped keys, sales, grants of keys, the e-mail gate, crowdfunding pledges,
+provider checkouts.
 
 Revision ID: 0005
 Revises: 0004
@@ -75,8 +76,26 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
 
+    op.create_table(
+        "bundle_orders",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("order_ref", sa.String(40), nullable=False, unique=True),
+        sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+        sa.Column("payment_reference", sa.String(80)),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    op.create_table(
+        "payment_events",
+        sa.Column("event_id", sa.String(200), primary_key=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("payment_events")
+    op.drop_table("bundle_orders")
     op.drop_table("bundle_pledges")
     op.drop_table("bundle_emails")
     op.drop_table("bundle_grants")
