@@ -174,3 +174,37 @@ def test_keys_travel_as_43_characters_in_the_fragment() -> None:
     for bad in ("", text[:-1], text + "A", text[:-1] + "B", "k=" + "!" * 43):
         with pytest.raises(fmt.BundleError):
             links.parse_key(bad)
+
+
+def tiny_png() -> bytes:
+    """A real 2x2 PNG (the standard library writes it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + b"\xff\x80\x00" * 2 for _ in range(2))
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_a_cover_travels_in_the_clear_part_of_the_header_checked_by_its_first_bytes() -> None:
+    from bitswarm import bencode
+
+    sealed = fmt.seal_manifest(MANIFEST, KEY, BUNDLE)
+    cover = tiny_png()
+    value = bencode.decode(bencode.encode(fmt.header_value(fmt.BundleHeader(BUNDLE, sealed, cover, "image/png"))))
+    assert isinstance(value, dict)
+    header = fmt.read_header({fmt.INFO_KEY: value})
+    assert header == fmt.BundleHeader(BUNDLE, sealed, cover, "image/png")
+    for bad_cover, declared in (
+        (b"GIF89a...", b"image/gif"),
+        (cover, b"image/jpeg"),
+        (b"\xff\xd8\xff" * 200_000, b"image/jpeg"),
+    ):
+        with pytest.raises(fmt.BundleError):
+            fmt.read_header({fmt.INFO_KEY: {**value, b"cover": bad_cover, b"cover type": declared}})
+    without_type = {key: item for key, item in value.items() if key != b"cover type"}
+    with pytest.raises(fmt.BundleError):
+        fmt.read_header({fmt.INFO_KEY: without_type})

@@ -27,6 +27,8 @@ from bitswarm.bundle import links, webhooks
 from index.conftest import free_port
 from index.test_cli_index import bitswarm, command_and_environment
 
+from .test_format import tiny_png
+
 PASSWORD = "a long enough password"
 # The payment provider the site is configured with: its checkout is never followed here (the
 # test reads where the site sends the buyer), and the test makes its signed calls.
@@ -136,13 +138,17 @@ def site(tmp_path_factory: pytest.TempPathFactory, mailbox: tuple[Mailbox, int])
         assert "Traceback" not in (server.stderr.read() if server.stderr else "")
 
 
-def make_bundle(tmp_path: Path, name: str, gate: str) -> tuple[Path, bytes]:
+def make_bundle(tmp_path: Path, name: str, gate: str, *, cover: bytes | None = None) -> tuple[Path, bytes]:
     content = tmp_path / name
     content.mkdir()
     (content / "song.flac").write_bytes(bytes(range(256)) * 300)
     out = tmp_path / f"{name}.torrent"
+    extra = []
+    if cover is not None:
+        (tmp_path / f"{name}-cover.png").write_bytes(cover)
+        extra = ["--cover", str(tmp_path / f"{name}-cover.png")]
     made = bitswarm("bundle", "create", str(content), "-o", str(out), "--gate", gate, "--title", f"{name} (live)",
-                    cwd=tmp_path)  # fmt: skip
+                    *extra, cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr
     key_text = made.stdout.strip().partition("#k=")[2] or out.with_suffix(".key").read_text().strip()
     return out, links.parse_key(key_text)
@@ -164,7 +170,7 @@ def test_a_free_bundle_is_published_and_its_page_gives_the_link_with_the_key(
     tmp_path: Path, site: tuple[str, str]
 ) -> None:
     site_url, _ = site
-    torrent, key = make_bundle(tmp_path, "free", "free")
+    torrent, key = make_bundle(tmp_path, "free", "free", cover=tiny_png())
     published = publish(tmp_path, site_url, torrent, "--key", links.key_text(key), "--description", "Thanks!")
     assert published.returncode == 0, published.stderr
     page_url = published.stdout.strip()
@@ -180,6 +186,17 @@ def test_a_free_bundle_is_published_and_its_page_gives_the_link_with_the_key(
     opened = bitswarm("bundle", "info", str(torrent), "--key", link, cwd=tmp_path)
     assert opened.returncode == 0
     assert "song.flac" in opened.stdout
+    assert f"cover: image/png, {len(tiny_png())} bytes" in opened.stdout
+    assert f'src="/b/{page_url.rsplit("/", 1)[1]}/cover"' in page
+    with urllib.request.urlopen(f"{page_url}/cover", timeout=10) as response:  # noqa: S310 - our own loopback server
+        assert response.headers["Content-Type"] == "image/png"
+        assert response.read() == tiny_png()
+    bad_cover = tmp_path / "not-a-picture.png"
+    bad_cover.write_bytes(b"<svg onload=alert(1)>")
+    refused = bitswarm("bundle", "create", str(tmp_path / "free"), "-o", str(tmp_path / "x.torrent"),
+                       "--cover", str(bad_cover), cwd=tmp_path)  # fmt: skip
+    assert refused.returncode == 2
+    assert "JPEG, PNG or WebP" in refused.stderr
     # Published twice: refused; with a key that does not open it: refused before listing.
     assert publish(tmp_path, site_url, torrent, "--key", links.key_text(key)).returncode == 1
     other, _ = make_bundle(tmp_path, "other", "free")

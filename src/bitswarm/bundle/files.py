@@ -42,10 +42,12 @@ def seal_folder(
     content_key: bytes,
     bundle_id: bytes,
     title: str | None = None,
+    cover: bytes | None = None,
     options: CreateOptions | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> SealedBundle:
-    """Seal the file or folder ``source`` into ``data_dir/<torrent name>/`` and make its torrent.
+    """Seal the file or folder ``source`` into ``data_dir/<torrent name>/`` and make its torrent
+    (with ``cover``, a public image, in the clear part of its header).
 
     ``options`` are those of a plain torrent; the version must be v2 or hybrid (BEP 52
     aligns files to pieces) and the piece length a multiple of the segment."""
@@ -69,7 +71,10 @@ def seal_folder(
         if on_progress is not None:
             on_progress(size)
     sealed_total = sum(fmt.ciphertext_size(size) for _, size, _ in plain)
-    header = fmt.BundleHeader(bundle_id, fmt.seal_manifest(manifest, content_key, bundle_id))
+    header = fmt.BundleHeader(
+        bundle_id, fmt.seal_manifest(manifest, content_key, bundle_id), cover,
+        fmt.cover_type(cover) if cover is not None else None,
+    )  # fmt: skip
     piece_length = options.piece_length or max(fmt.MIN_PIECE_LENGTH, auto_piece_length(sealed_total))
     options = replace(options, piece_length=piece_length, extra_info={fmt.INFO_KEY: fmt.header_value(header)})
     return SealedBundle(create(folder, options), folder, manifest)

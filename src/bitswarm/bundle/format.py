@@ -72,10 +72,13 @@ class Manifest:
 
 @dataclass(frozen=True, slots=True)
 class BundleHeader:
-    """What the info dictionary says in clear: enough to check sizes, nothing about content."""
+    """What the info dictionary says in clear: enough to check sizes, nothing about content
+    but an optional cover image, which is public on purpose (a shop window)."""
 
     bundle_id: bytes
     sealed_manifest: bytes
+    cover: bytes | None = None
+    cover_type: str | None = None
 
 
 def ciphertext_size(plain_size: int) -> int:
@@ -249,15 +252,34 @@ def _text(value: Any, field: str, limit: int) -> str:
     return text
 
 
+# A cover is a small public picture: these types, told by their first bytes, and this size.
+MAX_COVER_BYTES = 512 * 1024
+COVER_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"RIFF": "image/webp"}
+
+
+def cover_type(data: bytes) -> str:
+    """The media type of a cover image from its first bytes; BundleError if it is none we take."""
+    if not 0 < len(data) <= MAX_COVER_BYTES:
+        raise BundleError(f"a cover is an image of at most {MAX_COVER_BYTES // 1024} KiB")
+    for magic, media in COVER_TYPES.items():
+        if data.startswith(magic) and (media != "image/webp" or data[8:12] == b"WEBP"):
+            return media
+    raise BundleError("a cover is a JPEG, PNG or WebP image")
+
+
 def header_value(header: BundleHeader) -> dict[bytes, Any]:
     """The ``bitswarm bundle`` entry of the info dictionary."""
-    return {
+    value: dict[bytes, Any] = {
         b"version": VERSION,
         b"cipher": CIPHER.encode(),
         b"segment": SEGMENT,
         b"id": header.bundle_id,
         b"manifest": header.sealed_manifest,
     }
+    if header.cover is not None:
+        value[b"cover"] = header.cover
+        value[b"cover type"] = cover_type(header.cover).encode()
+    return value
 
 
 def read_header(info: dict[bytes, Any]) -> BundleHeader | None:
@@ -278,7 +300,12 @@ def read_header(info: dict[bytes, Any]) -> BundleHeader | None:
         raise BundleError(f"bundle header: the id is not {ID_BYTES} bytes")
     if not isinstance(sealed, bytes) or not TAG_BYTES <= len(sealed) <= MAX_MANIFEST_BYTES:
         raise BundleError("bundle header: the manifest is missing or too large")
-    return BundleHeader(bundle_id, sealed)
+    cover, declared = value.get(b"cover"), value.get(b"cover type")
+    if cover is None and declared is None:
+        return BundleHeader(bundle_id, sealed)
+    if not isinstance(cover, bytes) or not isinstance(declared, bytes) or cover_type(cover).encode() != declared:
+        raise BundleError("bundle header: a cover that is not the image its type says")
+    return BundleHeader(bundle_id, sealed, cover, declared.decode())
 
 
 def sealed_name(index: int, count: int) -> str:

@@ -38,6 +38,8 @@ def bundle_group() -> None:
 @click.option("--data", "data_dir", type=click.Path(path_type=Path),
               help="Where the sealed files go [the folder beside OUTPUT named after it].")  # fmt: skip
 @click.option("--title", help="The bundle's title, sealed in its manifest [PATH's name].")
+@click.option("--cover", type=click.Path(path_type=Path),
+              help="A public cover image (JPEG, PNG or WebP, at most 512 KiB) shown without the key.")  # fmt: skip
 @click.option("-t", "--tracker", "trackers", multiple=True, help="Announce URL; repeat for backup tiers.")
 @click.option("-w", "--web-seed", "web_seeds", multiple=True, help="Web seed URL (BEP 19); repeatable.")
 @click.option("--gate", "gate_text", default="free", show_default=True,
@@ -51,6 +53,7 @@ def create_command(
     output: Path,
     data_dir: Path | None,
     title: str | None,
+    cover: Path | None,
     trackers: tuple[str, ...],
     web_seeds: tuple[str, ...],
     gate_text: str,
@@ -78,9 +81,15 @@ def create_command(
         created_by=f"bitswarm/{__version__}",
         creation_date=int(time.time()),
     )
+    cover_bytes = None
+    if cover is not None:
+        with about(cover):
+            cover_bytes = cover.read_bytes()[: fmt.MAX_COVER_BYTES + 1]
+            fmt.cover_type(cover_bytes)
     with about(path), progress_bar("sealing", "bytes") as (_on_start, on_progress):
         sealed = files.seal_folder(
-            path, data_dir, content_key=content_key, bundle_id=bundle_id, title=title, options=options,
+            path, data_dir, content_key=content_key, bundle_id=bundle_id, title=title, cover=cover_bytes,
+            options=options,
             on_progress=on_progress,
         )  # fmt: skip
     with about(output):
@@ -118,7 +127,10 @@ def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> 
                        f"{human_size(torrent.total_size)}; the key shows their names")  # fmt: skip
             return
         manifest = files.manifest_of(torrent, content_key)
+    header = files.header_of(torrent)
     click.echo(f"title: {manifest.title}")
+    if header.cover is not None:
+        click.echo(f"cover: {header.cover_type}, {len(header.cover)} bytes")
     click.echo(f"files ({len(manifest.files)}):")
     for item in manifest.files:
         click.echo(f"  {human_size(item.size):>10}  {'/'.join(item.path)}  ({item.media_type})")

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from bitswarm.bundle import email_gate, gates, links, vouchers, webhooks
 from bitswarm.bundle import files as bundle_files
-from bitswarm.bundle.format import BundleError
+from bitswarm.bundle.format import BundleError, BundleHeader
 from bitswarm.errors import BitswarmError, DuplicateEntry, MetainfoError, UsageError
 from bitswarm.index.accounts import Account
 from bitswarm.index.bundles import API_HEADER, WEBHOOK_SIGNATURE, Bundle, BundleStore, SiteKeys
@@ -59,6 +59,7 @@ def add_routes(app: web.Application) -> None:
     app.add_routes([
         web.post("/api/bundles", publish),
         web.get(r"/b/{entry_id:\d{1,12}}", bundle_page),
+        web.get(r"/b/{entry_id:\d{1,12}}/cover", cover_image),
         web.post(r"/b/{entry_id:\d{1,12}}/redeem", redeem),
         web.get(r"/b/keys/{token:[A-Za-z0-9_-]{20,100}}", grant_page),
         web.post(r"/b/{entry_id:\d{1,12}}/email", ask_email),
@@ -170,14 +171,32 @@ async def _share_link(request: web.Request, entry: Entry, bundle: Bundle, passke
     return links.share_link(magnet_link, content_key)
 
 
+async def _header(request: web.Request, entry: Entry) -> BundleHeader:
+    data = await _site(request).db.entries.torrent_bytes(entry.id)
+    if data is None:
+        raise web.HTTPNotFound(text="404: no such bundle\n")
+    return bundle_files.header_of(Torrent.decode(data))
+
+
+async def cover_image(request: web.Request) -> web.Response:
+    """The bundle's public cover, from the clear part of its torrent's header."""
+    entry, _ = await _bundle_of(request)
+    header = await _header(request, entry)
+    if header.cover is None or header.cover_type is None:
+        raise web.HTTPNotFound(text="404: this bundle has no cover\n")
+    return web.Response(body=header.cover, content_type=header.cover_type,
+                        headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+
+
 async def bundle_page(request: web.Request) -> web.Response:
     entry, bundle = await _bundle_of(request)
+    has_cover = (await _header(request, entry)).cover is not None
     share = await _share_link(request, entry, bundle) if bundle.gate == "free" else None
     campaign = await _store(request).campaign(bundle) if bundle.gate == "crowdfund" else None
     goal, deadline = _campaign_facts(bundle)
     checkout = bool(_site(request).config.payment_checkout_url)
     response = page(request, "index_bundle.html", entry=entry, bundle=bundle, share=share, campaign=campaign,
-                    goal=goal, deadline=deadline, checkout=checkout)  # fmt: skip
+                    goal=goal, deadline=deadline, checkout=checkout, has_cover=has_cover)  # fmt: skip
     if share is not None:
         response.headers.update(KEY_PAGE_HEADERS)
     return response
