@@ -367,3 +367,53 @@ def test_a_providers_checkout_and_signed_webhook_sell_the_key_once(tmp_path: Pat
             "SELECT reference, gross FROM bundle_sales WHERE entry_id = ?", (entry_id,)
         ).fetchall()
     assert sales == [("pay_1", "9.95")]
+
+
+BUNDLE_KEYS = "SELECT wrapped_key, owner_wrapped_key FROM bundles ORDER BY entry_id"
+
+
+def test_the_artists_own_key_copies_open_with_their_password_and_survive_a_password_change(
+    tmp_path: Path, site: tuple[str, str]
+) -> None:
+    site_url, db = site
+    torrent, key = make_bundle(tmp_path, "mine", "price=9.95")
+    published = publish(tmp_path, site_url, torrent, "--gate", "price=9.95")
+    assert published.returncode == 0, published.stderr
+    entry_id = published.stdout.strip().rsplit("/", 1)[1]
+    artist = Visitor()
+    assert artist.get(f"{site_url}/account/keys")[0] == 200  # the sign-in page it is sent to
+    status, login_page, _ = artist.get(f"{site_url}/login")
+    artist.post_form(f"{site_url}/login", login_page, name="artist", password=PASSWORD)
+    status, form, _ = artist.get(f"{site_url}/account/keys")
+    assert 'id="my-keys"' in form
+    assert artist.post_form(f"{site_url}/account/keys", form, password="not the password")[0] == 403
+    status, shown, _ = artist.post_form(f"{site_url}/account/keys", form, password=PASSWORD)
+    assert status == 200
+    assert links.key_text(key) in shown
+
+    database = db.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        bundles_before = connection.execute(
+            "SELECT wrapped_key, owner_wrapped_key FROM bundles ORDER BY entry_id"
+        ).fetchall()
+        keys_before = connection.execute("SELECT sealed_keys FROM account_keys").fetchall()
+    new_password = "another long enough password"
+    changed = bitswarm("index", "account", "password", "artist", "--password-stdin", "--db", db, cwd=tmp_path,
+                       stdin=f"{PASSWORD}\n{new_password}\n")  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    with sqlite3.connect(database) as connection:
+        bundles_after = connection.execute(
+            "SELECT wrapped_key, owner_wrapped_key FROM bundles ORDER BY entry_id"
+        ).fetchall()
+        keys_after = connection.execute("SELECT sealed_keys FROM account_keys").fetchall()
+    assert bundles_after == bundles_before  # no bundle key was touched
+    assert keys_after != keys_before  # the master key, wrapped again
+    status, form, _ = artist.get(f"{site_url}/account/keys")
+    assert artist.post_form(f"{site_url}/account/keys", form, password=PASSWORD)[0] == 403
+    status, shown, _ = artist.post_form(f"{site_url}/account/keys", form, password=new_password)
+    assert status == 200
+    assert links.key_text(key) in shown
+    assert f"/b/{entry_id}" in shown
+    back = bitswarm("index", "account", "password", "artist", "--password-stdin", "--db", db, cwd=tmp_path,
+                    stdin=f"{new_password}\n{PASSWORD}\n")  # fmt: skip
+    assert back.returncode == 0, back.stderr

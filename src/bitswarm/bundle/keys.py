@@ -178,6 +178,33 @@ class AccountKeys:
     master_generation: int  # bound into every key wrapped under the master key
 
 
+def encode_account(account: AccountKeys) -> bytes:
+    """What a site stores for an account's keys, as bytes."""
+    return bencode.encode({
+        b"generation": account.password_generation, b"master generation": account.master_generation,
+        b"memory": account.params.memory_kib, b"owner": account.owner.encode(),
+        b"parallelism": account.params.parallelism,
+        b"salt": account.salt, b"time": account.params.time_cost, b"verifier": account.verifier_digest,
+        b"version": VERSION, b"wrapped master": account.wrapped_master.encode(),
+    })  # fmt: skip
+
+
+def decode_account(data: bytes) -> AccountKeys:
+    try:
+        value: Any = bencode.decode(data)
+        params = Argon2Params(value[b"time"], value[b"memory"], value[b"parallelism"])
+        account = AccountKeys(
+            value[b"owner"].decode(), value[b"salt"], params, value[b"verifier"],
+            WrappedKey.decode(value[b"wrapped master"]), value[b"generation"], value[b"master generation"],
+        )  # fmt: skip
+    except (DecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        raise BundleError("stored account keys of an unknown form") from None
+    if value.get(b"version") != VERSION or len(account.salt) != SALT_BYTES:
+        raise BundleError("stored account keys of an unknown form")
+    params.check()
+    return account
+
+
 def _master_binding(account_owner: str, generation: int) -> Binding:
     return Binding(KIND_MASTER, "master", account_owner, generation)
 

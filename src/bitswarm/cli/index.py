@@ -273,3 +273,32 @@ def voucher_command(context: click.Context, entry_id: int, db: str | None, amoun
         return 0
 
     run_event_loop(main())
+
+
+@account_group.command("password")
+@click.argument("name")
+@click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
+@click.option("--password-stdin", is_flag=True, help="Read the old and the new password from two lines of stdin.")
+@click.pass_context
+def account_password_command(context: click.Context, name: str, db: str | None, password_stdin: bool) -> None:
+    """Change an account's password: the same master key, wrapped again; no bundle key and no
+    ciphertext change."""
+    if password_stdin:
+        old, new = sys.stdin.readline().rstrip("\r\n"), sys.stdin.readline().rstrip("\r\n")
+    else:
+        old = click.prompt("old password", hide_input=True)
+        new = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    url = _db_url(context.parent or context, db)
+
+    async def main() -> int:
+        from bitswarm.index.db import open_database  # noqa: PLC0415
+
+        with about(url):
+            database = await open_database(url)
+        async with database:
+            with about("account"):
+                await database.accounts.change_password(name, old, new)
+        click.echo(f"{name}: password changed")
+        return 0
+
+    run_event_loop(main())

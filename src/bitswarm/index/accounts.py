@@ -3,11 +3,15 @@ searching and downloading need none.
 
 Passwords are hashed with Argon2id (argon2-cffi, its RFC 9106 defaults); a hash made
 with weaker parameters is replaced at the next sign-in. An account holds a name, a role
-and the hash: no e-mail address, no IP address.
+and the hash: no e-mail address, no IP address. It also has a master key
+(``bitswarm.bundle.keys``), wrapped under a key derived from the password, which wraps the
+artist's own copies of their bundles' keys: a password change re-wraps the master key and
+nothing else. An account made before master keys gets one at its next sign-in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bitswarm.bundle import keys
+from bitswarm.bundle.format import BundleError
 from bitswarm.errors import UsageError
-from bitswarm.index.schema import accounts
+from bitswarm.index.schema import account_keys, accounts
 from bitswarm.index.transaction import writing
 
 ROLES = ("operator", "uploader")
@@ -56,7 +62,48 @@ class AccountStore:
                 account_id = result.scalar_one()
         except exc.IntegrityError:
             raise UsageError(f"an account named {name!r} exists") from None
+        await self._make_keys(account_id, name, password)
         return Account(account_id, name, role)
+
+    async def _make_keys(self, account_id: int, name: str, password: str) -> None:
+        made, _ = await asyncio.to_thread(keys.create_account, name, password)
+        async with writing(self._engine) as connection:
+            await connection.execute(
+                account_keys.insert().values(account_id=account_id, sealed_keys=keys.encode_account(made))
+            )
+
+    async def keys_of(self, account_id: int) -> keys.AccountKeys | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(
+                sa.select(account_keys.c.sealed_keys).where(account_keys.c.account_id == account_id)
+            )).first()  # fmt: skip
+        return keys.decode_account(row.sealed_keys) if row is not None else None
+
+    async def open_master(self, account: Account, password: str) -> bytes:
+        """The account's master key; BundleError for a wrong password or tampered keys."""
+        stored = await self.keys_of(account.id)
+        if stored is None or stored.owner != account.name:
+            raise BundleError("this account has no keys")
+        return await asyncio.to_thread(keys.open_master, stored, password)
+
+    async def change_password(self, name: str, old_password: str, new_password: str) -> None:
+        """A new password: its hash, and the same master key wrapped again (nothing else is
+        re-encrypted). UsageError for a wrong old password or a bad new one."""
+        _check_password(new_password)
+        account = await self.verify(name, old_password)
+        if account is None:
+            raise UsageError("wrong name or password")
+        stored = await self.keys_of(account.id)
+        assert stored is not None  # verify made them
+        changed = await asyncio.to_thread(keys.change_password, stored, old_password, new_password)
+        async with writing(self._engine) as connection:
+            await connection.execute(
+                accounts.update().where(accounts.c.id == account.id).values(password_hash=_hasher.hash(new_password))
+            )
+            await connection.execute(
+                account_keys.update().where(account_keys.c.account_id == account.id)
+                .values(sealed_keys=keys.encode_account(changed))
+            )  # fmt: skip
 
     async def verify(self, name: str, password: str) -> Account | None:
         """The account when ``password`` is its password, else None."""
@@ -72,9 +119,13 @@ class AccountStore:
             return None
         if _hasher.check_needs_rehash(row.password_hash):
             await self._set_hash(row.id, _hasher.hash(password))
+        if await self.keys_of(row.id) is None:
+            await self._make_keys(row.id, row.name, password)
         return Account(row.id, row.name, row.role)
 
     async def set_password(self, name: str, password: str) -> None:
+        """An operator's reset, without the old password: the account gets a new master key,
+        so its owner copies of bundle keys no longer open (the site's gate copies do)."""
         _check_password(password)
         async with writing(self._engine) as connection:
             result = await connection.execute(
@@ -82,6 +133,11 @@ class AccountStore:
             )
             if result.rowcount != 1:
                 raise UsageError(f"no account named {name!r}")
+            account_id = (
+                await connection.execute(sa.select(accounts.c.id).where(accounts.c.name == name))
+            ).scalar_one()
+            await connection.execute(account_keys.delete().where(account_keys.c.account_id == account_id))
+        await self._make_keys(account_id, name, password)
 
     async def role_of(self, account_id: int) -> str | None:
         """The account's role now (a signed cookie may be older than a change), or None."""

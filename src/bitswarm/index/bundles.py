@@ -140,6 +140,7 @@ class BundleStore:
         goal_count: int | None = None,
         deadline: int | None = None,
         share_rate: Decimal = Decimal(DEFAULT_SHARE),
+        owner_copy: bytes | None = None,
     ) -> None:
         if gate not in GATES:
             raise UsageError(f"gate {gate!r}: one of {', '.join(GATES)}")
@@ -151,7 +152,8 @@ class BundleStore:
         values = {
             "entry_id": entry_id, "owner_id": owner_id, "gate": gate, "price": str(price) if price else None,
             "goal_count": goal_count, "deadline": deadline, "campaign_state": "open" if gate == "crowdfund" else None,
-            "share_rate": str(share_rate), "wrapped_key": wrapped.encode(), "created_at": int(self._clock()),
+            "share_rate": str(share_rate), "wrapped_key": wrapped.encode(), "owner_wrapped_key": owner_copy,
+            "created_at": int(self._clock()),
         }  # fmt: skip
         try:
             async with writing(self._engine) as connection:
@@ -464,3 +466,13 @@ class BundleStore:
                     .where(bundle_grants.c.reference == f"sale:{row.payment_reference}")
                 )).scalar_one_or_none()  # fmt: skip
         return row.entry_id, passkey
+
+    async def owned(self, owner_id: int) -> list[tuple[int, bytes]]:
+        """(entry, the owner's wrapped copy of its key) of each bundle ``owner_id`` published."""
+        query = (
+            sa.select(bundles.c.entry_id, bundles.c.owner_wrapped_key)
+            .where(bundles.c.owner_id == owner_id, bundles.c.owner_wrapped_key.is_not(None))
+            .order_by(bundles.c.entry_id)
+        )
+        async with self._engine.connect() as connection:
+            return [(row.entry_id, row.owner_wrapped_key) for row in (await connection.execute(query)).all()]

@@ -15,6 +15,8 @@
   provider's checkout with an order reference and comes back to ``/b/orders/TOKEN``, which
   shows the key once the provider's signed call to ``POST /payments/webhook`` (signature,
   age and replay checked, ``bitswarm.bundle.webhooks``) says the order was paid.
+- ``/account/keys``: a signed-in artist's own copies of their bundles' keys, opened with
+  their password (asked again: the site keeps no password and cannot open them alone).
 - ``POST /b/ID/pledge``: a voucher pledged to a crowdfunded bundle; the backer's page
   ``/b/pledges/TOKEN`` shows the campaign, then the link once the goal is met (every backer
   at once), or that the pledge is to be refunded when the deadline passed first.
@@ -38,6 +40,7 @@ from aiohttp import web
 
 from bitswarm.bundle import email_gate, gates, links, vouchers, webhooks
 from bitswarm.bundle import files as bundle_files
+from bitswarm.bundle import keys as bundle_keys
 from bitswarm.bundle.format import BundleError, BundleHeader
 from bitswarm.errors import BitswarmError, DuplicateEntry, MetainfoError, UsageError
 from bitswarm.index.accounts import Account
@@ -70,6 +73,8 @@ def add_routes(app: web.Application) -> None:
         web.post(r"/b/{entry_id:\d{1,12}}/checkout", checkout),
         web.get(r"/b/orders/{token:[A-Za-z0-9_-]{20,100}}", order_page),
         web.post("/payments/webhook", payment_webhook),
+        web.get("/account/keys", my_keys_form),
+        web.post("/account/keys", my_keys),
     ])  # fmt: skip
 
 
@@ -93,8 +98,8 @@ async def publish(request: web.Request) -> web.Response:
     keys = _keys(request)
     if API_HEADER not in request.headers:
         return _json(400, error=f"send the {API_HEADER} header: this is an API for programs")
-    account = await _basic_account(request)
-    if account is None:
+    signed_in = await _basic_account(request)
+    if signed_in is None:
         raise web.HTTPUnauthorized(
             text='{"error": "an account name and password (HTTP Basic) are needed"}\n',
             headers={"WWW-Authenticate": 'Basic realm="bitswarm index"'}, content_type="application/json",
@@ -128,14 +133,21 @@ async def publish(request: web.Request) -> web.Response:
         return _json(409, error="this bundle is listed already", entry_id=error.entry_id)
     except BitswarmError as error:
         return _json(400, error=str(error))
+    account, password = signed_in
+    # The artist's own copy, under their master key: their password opens it, the site cannot.
+    account_keys = await site.db.accounts.keys_of(account.id)
+    master = await site.db.accounts.open_master(account, password)
+    assert account_keys is not None
+    binding = bundle_keys.child_binding(account_keys, bundle_keys.KIND_BUNDLE, f"entry-{entry.id}")
+    owner_copy = bundle_keys.wrap(content_key, master, binding).encode()
     await _store(request).publish(
         entry.id, account.id, account.name, content_key, keys.kek, gate=gate.kind, price=gate.price,
-        goal_count=gate.goal_count, deadline=gate.deadline_epoch,
+        goal_count=gate.goal_count, deadline=gate.deadline_epoch, owner_copy=owner_copy,
     )  # fmt: skip
     return _json(201, entry_id=entry.id, page=f"{site.base_url(request)}/b/{entry.id}", gate=gate.text())
 
 
-async def _basic_account(request: web.Request) -> Account | None:
+async def _basic_account(request: web.Request) -> tuple[Account, str] | None:
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or len(encoded) > 2048:
@@ -146,7 +158,8 @@ async def _basic_account(request: web.Request) -> Account | None:
         return None
     if not colon:
         return None
-    return await _site(request).db.accounts.verify(name, password)
+    account = await _site(request).db.accounts.verify(name, password)
+    return (account, password) if account is not None else None
 
 
 async def _bundle_of(request: web.Request) -> tuple[Entry, Bundle]:
@@ -411,3 +424,37 @@ async def payment_webhook(request: web.Request) -> web.Response:
     except BundleError as error:
         return _json(400, error=str(error))
     return _json(200, taken=new)
+
+
+async def my_keys_form(request: web.Request) -> web.Response:
+    if _site(request).sessions.read(request) is None:
+        raise web.HTTPSeeOther("/login")
+    return page(request, "index_my_keys.html", bundles=None, error=None)
+
+
+async def my_keys(request: web.Request) -> web.Response:
+    site = _site(request)
+    who = site.sessions.read(request)
+    if who is None:
+        raise web.HTTPSeeOther("/login")
+    form = await request.post()
+    password = form.get("password")
+    account = await site.db.accounts.verify(who.name, password) if isinstance(password, str) else None
+    if account is None or account.id != who.account_id:
+        return page(request, "index_my_keys.html", status=403, bundles=None, error="Wrong password.")
+    stored = await site.db.accounts.keys_of(account.id)
+    master = await site.db.accounts.open_master(account, password if isinstance(password, str) else "")
+    assert stored is not None
+    shown = []
+    for entry_id, blob in await _store(request).owned(account.id):
+        binding = bundle_keys.child_binding(stored, bundle_keys.KIND_BUNDLE, f"entry-{entry_id}")
+        try:
+            content_key = bundle_keys.unwrap(bundle_keys.WrappedKey.decode(blob), master, binding)
+        except BundleError:
+            log.error("bundle %d: the owner's copy of its key does not unwrap; not shown", entry_id)
+            continue
+        entry = await site.db.entries.get(entry_id)
+        shown.append({"entry": entry, "share": links.share_link(entry.magnet, content_key)})
+    response = page(request, "index_my_keys.html", bundles=shown, error=None)
+    response.headers.update(KEY_PAGE_HEADERS)
+    return response

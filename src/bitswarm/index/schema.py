@@ -120,6 +120,9 @@ bundles = sa.Table(
     sa.Column("campaign_state", sa.String(16)),
     sa.Column("share_rate", sa.String(16), nullable=False),
     sa.Column("wrapped_key", sa.LargeBinary, nullable=False),
+    # The artist's own copy, wrapped under their account's master key (their password
+    # opens it; the site alone cannot).
+    sa.Column("owner_wrapped_key", sa.LargeBinary),
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
@@ -203,4 +206,14 @@ payment_events = sa.Table(
     metadata,
     sa.Column("event_id", sa.String(200), primary_key=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# An account's keys (``bitswarm.bundle.keys.AccountKeys``): the master key wrapped under a
+# key derived from the password, the salt and the login verifier's hash. A password change
+# replaces this row alone.
+account_keys = sa.Table(
+    "account_keys",
+    metadata,
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sealed_keys", sa.LargeBinary, nullable=False),
 )

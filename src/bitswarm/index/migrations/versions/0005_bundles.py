@@ -1,5 +1,6 @@
 """Encrypted bundles: their gates and wrapped keys, sales, grants of keys, the e-mail gate, crowdfunding pledges,
-provider checkouts.
+provider checkouts,
+accounts' master keys.
 
 Revision ID: 0005
 Revises: 0004
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("campaign_state", sa.String(16)),
         sa.Column("share_rate", sa.String(16), nullable=False),
         sa.Column("wrapped_key", sa.LargeBinary, nullable=False),
+        sa.Column("owner_wrapped_key", sa.LargeBinary),
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
     op.create_table(
@@ -92,8 +94,15 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
 
+    op.create_table(
+        "account_keys",
+        sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("sealed_keys", sa.LargeBinary, nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("account_keys")
     op.drop_table("payment_events")
     op.drop_table("bundle_orders")
     op.drop_table("bundle_pledges")
