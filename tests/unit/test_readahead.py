@@ -8,6 +8,7 @@ import pytest
 from bitswarm.engine.readahead import (
     ASSUMED_READ_RATE,
     MAX_READAHEAD_BYTES,
+    MEDIA_READAHEAD_S,
     MIN_READAHEAD_BYTES,
     READAHEAD_S,
     TAIL_DUE_S,
@@ -214,3 +215,13 @@ def test_reading_stops_at_the_end_of_the_file() -> None:
 def test_a_window_needs_a_start_a_length_and_a_piece_length(start: int, length: int, piece_length: int) -> None:
     with pytest.raises(ValueError, match="a file needs"):
         ReadAhead(start, length, piece_length, now=0.0)
+
+
+def test_a_modelled_player_reads_media_readahead_seconds_ahead_of_where_it_plays() -> None:
+    # 4 MiB a second of media: the window is MEDIA_READAHEAD_S of it from the player (at 0,
+    # nothing shown yet), not READAHEAD_S of the measured read rate.
+    reader = ReadAhead(0, 200 * MIB, PIECE, 0.0, head_and_tail=False)
+    reader.set_media_rate(4 * MIB, 0.0)
+    assert MEDIA_READAHEAD_S < READAHEAD_S
+    assert window(reader, 0.0) == list(range(int(4 * MEDIA_READAHEAD_S)))
+    assert reader.deadlines(0.0)[3] == pytest.approx(0.75)

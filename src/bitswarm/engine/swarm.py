@@ -116,6 +116,14 @@ DEADLINE_MIN_BLOCKS = 16
 # While peers that are not seeds are connected, a deadline piece is asked of a seed only once it is due
 # within this long (see ``_spares_seed``; 3, 4, 6, 8 and 10 s measured worse in simulation).
 SEED_SPARING_S = 5.0
+# A peer that connected this recently is served before the others while we still download
+# (``upload_rank``): in a swarm of viewers it is a player that just joined, with nothing to
+# show until its first seconds arrive, and the others have read ahead. A seed serves in
+# order: its upload is the front viewer's only source. In tests/sim/test_viewer_swarm_sim.py
+# (with MEDIA_READAHEAD_S): starts of at most 1.85 s instead of 6.5 s; 1.5 s gave 2.9 s,
+# 3 s more stalls (11-18 instead of 9-11); priority at the seed too, or by pieces or bytes
+# instead of time, or fair shares by upload rate, starved the players already playing.
+NEWCOMER_SERVE_S = 2.0
 # While any reader has deadlines, a peer's whole request queue (beyond the deadline share)
 # holds about this many seconds of its rate, not REQUEST_QUEUE_TIME_S (what is queued when
 # the player seeks is sent before the new play head: see DEADLINE_QUEUE_S).
@@ -463,6 +471,15 @@ class Swarm:
         handshake = peer.link.extensions.handshake
         reqq = handshake.reqq if handshake is not None and handshake.reqq else DEFAULT_PEER_REQQ
         return min(reqq, MAX_OUR_REQUESTS)
+
+    def upload_rank(self, key: PeerKey, now: float) -> int:
+        """Where ``key``'s requests go in our upload order (``UploadQueue.pop_batch``): 0
+        first, for a peer connected within ``NEWCOMER_SERVE_S`` while we still download;
+        1 for everyone else (in the order they asked)."""
+        peer = self.peers.get(key)
+        if peer is None or self.is_seeding or now - peer.connected_at >= NEWCOMER_SERVE_S:
+            return 1
+        return 0
 
     def _spares_seed(self, now: float) -> Callable[[int], bool]:
         """Which deadline pieces to ask a seed for while peers that are not seeds are

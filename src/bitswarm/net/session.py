@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import random
@@ -954,7 +955,9 @@ class TorrentRuntime:
         """Serve queued requests in batches: one disk-thread round trip for many blocks."""
         while self._uploads:
             limit = self._upload_batch_limit()
-            batch = self._uploads.pop_batch(limit)
+            assert self.swarm is not None
+            # A peer that just connected first (Swarm.upload_rank: a viewer that just joined).
+            batch = self._uploads.pop_batch(limit, functools.partial(self.swarm.upload_rank, now=time.monotonic()))
             wanted = [(connection, request) for connection, request in batch if self._still_wanted(connection, request)]
             if not wanted:
                 continue
