@@ -417,3 +417,17 @@ def test_the_artists_own_key_copies_open_with_their_password_and_survive_a_passw
     back = bitswarm("index", "account", "password", "artist", "--password-stdin", "--db", db, cwd=tmp_path,
                     stdin=f"{new_password}\n{PASSWORD}\n")  # fmt: skip
     assert back.returncode == 0, back.stderr
+    # A rotation after a compromise: a new master key, the owner copies wrapped again, the
+    # site's own copies (for the gates) and the bundles' ciphertext untouched.
+    rotated = bitswarm("index", "account", "rotate-keys", "artist", "--password-stdin", "--db", db, cwd=tmp_path,
+                       stdin=PASSWORD + "\n")  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    assert "wrapped again" in rotated.stdout
+    with sqlite3.connect(database) as connection:
+        bundles_rotated = connection.execute(BUNDLE_KEYS).fetchall()
+    assert [site_copy for site_copy, _ in bundles_rotated] == [site_copy for site_copy, _ in bundles_before]
+    assert all(after != before for (_, after), (_, before) in zip(bundles_rotated, bundles_before, strict=True))
+    status, form, _ = artist.get(f"{site_url}/account/keys")
+    status, shown, _ = artist.post_form(f"{site_url}/account/keys", form, password=PASSWORD)
+    assert status == 200
+    assert links.key_text(key) in shown

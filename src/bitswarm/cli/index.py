@@ -302,3 +302,29 @@ def account_password_command(context: click.Context, name: str, db: str | None, 
         return 0
 
     run_event_loop(main())
+
+
+@account_group.command("rotate-keys")
+@click.argument("name")
+@click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else a prompt).")
+@click.pass_context
+def account_rotate_command(context: click.Context, name: str, db: str | None, password_stdin: bool) -> None:
+    """After a suspected compromise: a new master key for the account, and its bundle keys'
+    owner copies wrapped again under it (a bundle's own key cannot change: that would be a
+    new version of the bundle)."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else click.prompt("password", hide_input=True)
+    url = _db_url(context.parent or context, db)
+
+    async def main() -> int:
+        from bitswarm.index.db import open_database  # noqa: PLC0415
+
+        with about(url):
+            database = await open_database(url)
+        async with database:
+            with about("account"):
+                count = await database.accounts.rotate_master_key(name, password)
+        click.echo(f"{name}: a new master key; {count} bundle key{'s' if count != 1 else ''} wrapped again")
+        return 0
+
+    run_event_loop(main())
