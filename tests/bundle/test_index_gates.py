@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from bitswarm.bundle import links, webhooks
+from bitswarm.metainfo import Torrent
 from index.conftest import free_port
 from index.test_cli_index import bitswarm, command_and_environment
 
@@ -159,6 +160,18 @@ def publish(tmp_path: Path, site_url: str, torrent: Path, *args: str) -> subproc
                     *args, cwd=tmp_path, stdin=PASSWORD + "\n")  # fmt: skip
 
 
+def announce(site_url: str, torrent: Path, passkey: str | None = None) -> bytes:
+    """One announce to the site's own tracker (over HTTP, with ``passkey`` in the path)."""
+    info_hash = Torrent.decode(torrent.read_bytes()).info_hash_v1
+    assert info_hash is not None
+    query = urllib.parse.urlencode({"info_hash": info_hash, "peer_id": b"-XX0001-" + bytes(12), "port": 6881,
+                                    "uploaded": 0, "downloaded": 0, "left": 0, "compact": 1})  # fmt: skip
+    path = "/announce" if passkey is None else f"/announce/{passkey}"
+    with urllib.request.urlopen(f"{site_url}{path}?{query}", timeout=10) as response:  # noqa: S310 - loopback
+        body: bytes = response.read()
+        return body
+
+
 def shared_key(page: str) -> tuple[str, bytes]:
     found = re.search(r'value="(magnet:\?[^"]+)"', page)
     assert found is not None, "no share link on the page"
@@ -197,6 +210,7 @@ def test_a_free_bundle_is_published_and_its_page_gives_the_link_with_the_key(
                        "--cover", str(bad_cover), cwd=tmp_path)  # fmt: skip
     assert refused.returncode == 2
     assert "JPEG, PNG or WebP" in refused.stderr
+    assert b"interval" in announce(site_url, torrent)  # a free bundle's swarm is open
     # Published twice: refused; with a key that does not open it: refused before listing.
     assert publish(tmp_path, site_url, torrent, "--key", links.key_text(key)).returncode == 1
     other, _ = make_bundle(tmp_path, "other", "free")
@@ -230,6 +244,15 @@ def test_a_priced_bundle_is_bought_once_with_a_voucher_the_site_signed(tmp_path:
     assert shown_key == key
     passkey = re.search(r"announce%2F([0-9a-f]{32})", link)
     assert passkey is not None, link
+    # A sold bundle's swarm is private on the site's tracker: its passkeys only.
+    assert b"unknown passkey" in announce(site_url, torrent)
+    assert b"unknown passkey" in announce(site_url, torrent, "0" * 32)
+    answer = announce(site_url, torrent, passkey.group(1))
+    assert b"interval" in answer, answer
+    assert "private on the site's tracker" in published.stderr
+    artist_passkey = re.search(r"/announce/([0-9a-f]{32})", published.stderr)
+    assert artist_passkey is not None
+    assert b"interval" in announce(site_url, torrent, artist_passkey.group(1))
     # The grant's page stays the buyer's; the voucher buys once.
     assert visitor.get(headers["url"])[0] == 200
     status, page, _ = visitor.get(page_url)
@@ -243,7 +266,7 @@ def test_a_priced_bundle_is_bought_once_with_a_voucher_the_site_signed(tmp_path:
         sales = connection.execute("SELECT gross, platform, artist FROM bundle_sales WHERE entry_id = ?",
                                    (entry_id,)).fetchall()  # fmt: skip
         grants = connection.execute(
-            "SELECT kind, passkey FROM bundle_grants WHERE entry_id = ?", (entry_id,)
+            "SELECT kind, passkey FROM bundle_grants WHERE entry_id = ? AND kind = 'sale'", (entry_id,)
         ).fetchall()
         # A tampered wrapped key (in the database, by whoever can write it) is never used.
         blob = bytearray(connection.execute("SELECT wrapped_key FROM bundles WHERE entry_id = ?", (entry_id,))

@@ -219,6 +219,17 @@ def test_whitelist_and_passkeys_admit_only_what_they_list() -> None:
         http(policy).parse_announce(query(info_hash=bytes(20)), CLIENT, "alice")
 
 
+def test_private_swarms_in_an_open_tracker_need_one_of_their_passkeys() -> None:
+    policy = TrackerPolicy(private_swarms=frozenset([INFO_HASH]), swarm_passkeys=frozenset(["buyer1"]))
+    assert http(policy).parse_announce(query(), CLIENT, "buyer1").request.passkey == "buyer1"
+    for passkey in (None, "mallory"):
+        with pytest.raises(TrackerRequestError, match="unknown passkey"):
+            http(policy).parse_announce(query(), CLIENT, passkey)
+    # Every other swarm stays open, with or without a passkey.
+    assert http(policy).parse_announce(query(info_hash=bytes(20)), CLIENT, None).request.info_hash == bytes(20)
+    assert http(policy).parse_announce(query(info_hash=bytes(20)), CLIENT, "anyone").request.info_hash == bytes(20)
+
+
 # ---- UDP (BEP 15) ---------------------------------------------------------------------
 
 SOURCE = ("198.51.100.4", 5555)
@@ -319,6 +330,16 @@ def test_udp_scrape_answers_each_hash_in_order() -> None:
     for body in (b"", INFO_HASH[:7], bytes(20) * (MAX_SCRAPE_HASHES + 1)):
         answer = tracker.receive(header + body, SOURCE, 1000.0)
         assert answer is None or (isinstance(answer, UdpReply) and answer.payload[:4] == b"\x00\x00\x00\x03")
+
+
+def test_udp_refuses_private_swarms_it_cannot_check_a_passkey_for() -> None:
+    policy = TrackerPolicy(private_swarms=frozenset([INFO_HASH]), swarm_passkeys=frozenset(["buyer1"]))
+    tracker = udp(policy)
+    reply = tracker.receive(announce_datagram(connect(tracker)), SOURCE, 1000.0)
+    assert isinstance(reply, UdpReply)
+    assert b"unknown passkey" in reply.payload
+    store = MemoryStore(peer_timeout_s=100, rng=random.Random(5))
+    assert b"unknown passkey" in (tracker.answer_now(announce_datagram(connect(tracker)), SOURCE, 1000.0, store) or b"")
 
 
 def test_udp_honours_the_whitelist() -> None:

@@ -313,4 +313,7 @@ def publish_command(
         raise Failure(f"{index_url}: {status}: {api_error(body)}", EXIT_PROBLEMS)
     import json  # noqa: PLC0415
 
-    click.echo(json.loads(body)["page"])
+    answer = json.loads(body)
+    if "announce" in answer:
+        click.echo(f"bitswarm: its swarm is private on the site's tracker; seed it with {answer['announce']}", err=True)
+    click.echo(answer["page"])

@@ -34,6 +34,7 @@ from bitswarm.index.schema import (
     bundle_pledges,
     bundle_sales,
     bundles,
+    entries,
     payment_events,
 )
 from bitswarm.index.transaction import writing
@@ -476,3 +477,33 @@ class BundleStore:
         )
         async with self._engine.connect() as connection:
             return [(row.entry_id, row.owner_wrapped_key) for row in (await connection.execute(query)).all()]
+
+    # -- the site's tracker ---------------------------------------------------------------
+
+    async def owner_passkey(self, entry_id: int) -> str:
+        """The artist's own passkey for the bundle's private swarm (their grant, made once)."""
+        async with writing(self._engine) as connection:
+            await self._grant(connection, entry_id, "owner", f"owner:{entry_id}")
+            passkey: str = (await connection.execute(
+                sa.select(bundle_grants.c.passkey).where(bundle_grants.c.reference == f"owner:{entry_id}")
+            )).scalar_one()  # fmt: skip
+            return passkey
+
+    async def private_swarms(self) -> tuple[frozenset[bytes], frozenset[str]]:
+        """The swarms of gated bundles (20-byte info-hashes as announced: v1, and v2 cut to
+        20 bytes) and every passkey given for them: for the tracker's private swarms."""
+        gated = (
+            sa.select(entries.c.info_hash_v1, entries.c.info_hash_v2_short)
+            .join(bundles, bundles.c.entry_id == entries.c.id)
+            .where(bundles.c.gate != "free")
+        )
+        passkeys = (
+            sa.select(bundle_grants.c.passkey)
+            .join(bundles, bundles.c.entry_id == bundle_grants.c.entry_id)
+            .where(bundles.c.gate != "free")
+        )
+        async with self._engine.connect() as connection:
+            hashes = (await connection.execute(gated)).all()
+            keys_given = (await connection.execute(passkeys)).scalars().all()
+        swarms = {bytes.fromhex(value) for row in hashes for value in row if value}
+        return frozenset(swarms), frozenset(keys_given)

@@ -78,6 +78,13 @@ def add_routes(app: web.Application) -> None:
     ])  # fmt: skip
 
 
+async def _grants_changed(request: web.Request) -> None:
+    """The site's tracker learns the new passkeys (and swarms) at once."""
+    changed = _site(request).private_swarms_changed
+    if changed is not None:
+        await changed()
+
+
 def _keys(request: web.Request) -> SiteKeys:
     keys = _site(request).bundle_keys
     if keys is None:
@@ -144,7 +151,13 @@ async def publish(request: web.Request) -> web.Response:
         entry.id, account.id, account.name, content_key, keys.kek, gate=gate.kind, price=gate.price,
         goal_count=gate.goal_count, deadline=gate.deadline_epoch, owner_copy=owner_copy,
     )  # fmt: skip
-    return _json(201, entry_id=entry.id, page=f"{site.base_url(request)}/b/{entry.id}", gate=gate.text())
+    facts: dict[str, object] = {"entry_id": entry.id, "page": f"{site.base_url(request)}/b/{entry.id}",
+                                "gate": gate.text()}  # fmt: skip
+    if gate.kind != "free":
+        # A gated bundle's swarm is private on the site's tracker: the artist seeds with this.
+        facts["announce"] = f"{_announce_url(site, request)}/{await _store(request).owner_passkey(entry.id)}"
+        await _grants_changed(request)
+    return _json(201, **facts)
 
 
 async def _basic_account(request: web.Request) -> tuple[Account, str] | None:
@@ -233,6 +246,7 @@ async def redeem(request: web.Request) -> web.Response:
         return _message(request, 400, "Voucher refused", str(error))
     if token is None:
         return _message(request, 409, "Voucher used", "This voucher has bought this bundle already.")
+    await _grants_changed(request)
     raise web.HTTPSeeOther(f"/b/keys/{token}", headers=KEY_PAGE_HEADERS)
 
 
@@ -310,6 +324,7 @@ async def confirm_email(request: web.Request) -> web.Response:
     token = await _store(request).confirm_email(request.match_info["token"])
     if token is None:
         return _message(request, 404, "Link expired", "This link is unknown or older than a day: ask for a new one.")
+    await _grants_changed(request)
     raise web.HTTPSeeOther(f"/b/keys/{token}", headers=KEY_PAGE_HEADERS)
 
 
@@ -350,6 +365,7 @@ async def pledge(request: web.Request) -> web.Response:
         return _message(request, 400, "Pledge refused", str(error))
     if token is None:
         return _message(request, 409, "Voucher used", "This voucher was pledged already.")
+    await _grants_changed(request)  # the pledge may have met the goal: every backer's passkey
     raise web.HTTPSeeOther(f"/b/pledges/{token}", headers=KEY_PAGE_HEADERS)
 
 
@@ -423,6 +439,8 @@ async def payment_webhook(request: web.Request) -> web.Response:
         new = await _store(request).paid(bundle, event.event_id, event.order, event.payment_id, event.amount)
     except BundleError as error:
         return _json(400, error=str(error))
+    if new:
+        await _grants_changed(request)
     return _json(200, taken=new)
 
 

@@ -15,7 +15,10 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 # The own tracker's counts go to the database this often, for searches by seeders, under
 # this name (never a URL, so the scraper never mistakes it for a tracker to ask).
 OWN_COUNTS_EVERY_S = 60.0
+# Other processes' grants reach this process's tracker within this long.
+PRIVATE_SWARMS_S = 10.0
 OWN_TRACKER = "bitswarm-index:own-tracker"
 MAX_OWN_COUNTS_RECORDED = 200_000
 
@@ -67,6 +72,7 @@ async def serve_index(
     db: IndexDatabase | None = None
     scraping: asyncio.Task[None] | None = None
     recording: asyncio.Task[None] | None = None
+    private_swarms: asyncio.Task[None] | None = None
     stop_scraping = asyncio.Event()
     try:
         db = await open_database(config.db)
@@ -90,6 +96,9 @@ async def serve_index(
             ).validate()
             service = TrackerService(tracker_config, store)
             add_tracker_routes(app, service)
+            site.private_swarms_changed = partial(_load_private_swarms, db, service)
+            await site.private_swarms_changed()
+            private_swarms = asyncio.create_task(_refresh_private_swarms(site.private_swarms_changed, stop_scraping))
             tracker_server = TrackerServer(service)
             await tracker_server.start()
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -113,6 +122,8 @@ async def serve_index(
         stop_scraping.set()
         if recording is not None:
             await asyncio.gather(recording, return_exceptions=True)
+        if private_swarms is not None:
+            await asyncio.gather(private_swarms, return_exceptions=True)
         if scraping is not None:
             (outcome,) = await asyncio.gather(scraping, return_exceptions=True)
             if isinstance(outcome, Exception):
@@ -126,6 +137,25 @@ async def serve_index(
         if db is not None:
             await db.close()
         sock.close()
+
+
+async def _load_private_swarms(db: IndexDatabase, service: Any) -> None:
+    """The gated bundles' swarms and their passkeys into the tracker's policy."""
+    swarms, passkeys = await db.bundles.private_swarms()
+    service.set_policy(replace(service.policy, private_swarms=swarms, swarm_passkeys=passkeys))
+
+
+async def _refresh_private_swarms(load: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Grants made by other processes of the site reach this one's tracker in time."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PRIVATE_SWARMS_S)
+        if stop.is_set():
+            return
+        try:
+            await load()
+        except BitswarmError as error:  # the database away for a while: next time
+            log.warning("the private swarms were not reloaded: %s", error)
 
 
 async def _record_own_counts(store: MemoryStore, db: IndexDatabase, stop: asyncio.Event) -> None:

@@ -98,6 +98,9 @@ class Site:
     # The key-encryption and voucher keys of bundles (``bitswarm.index.bundles``); None:
     # the site takes no bundles.
     bundle_keys: SiteKeys | None = None
+    # Tells the site's own tracker the private swarms of gated bundles and their passkeys
+    # again (after a grant or a publish here; other processes' every ``PRIVATE_SWARMS_S``).
+    private_swarms_changed: Callable[[], Awaitable[None]] | None = None
     # The site's own tracker as entries name it (``run.own_trackers``): not "another tracker".
     own_trackers: frozenset[ScrapeTarget] = frozenset()
     # Scraped counts per entry (None: nobody answered yet) for a minute, or until this

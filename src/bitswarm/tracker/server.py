@@ -91,6 +91,11 @@ class TrackerPolicy:
     whitelist: frozenset[bytes] | None = None
     # None: no passkeys. Otherwise announces must come to /announce/<passkey>.
     passkeys: frozenset[str] | None = None
+    # Private swarms in an otherwise open tracker (an index site's gated bundles): these
+    # info-hashes are tracked only for announces to /announce/<passkey> with one of
+    # ``swarm_passkeys``; UDP, which carries no passkey, is refused for them.
+    private_swarms: frozenset[bytes] = frozenset()
+    swarm_passkeys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +333,7 @@ class HttpTracker:
         else:
             address = self._client_host(client[0]) + port.to_bytes(2, "big")
         numwant = min(policy.default_numwant if numwant < 0 else numwant, policy.max_numwant)
-        if policy.passkeys is not None or policy.whitelist is not None:
+        if policy.passkeys is not None or policy.whitelist is not None or policy.private_swarms:
             admit(policy, info_hash, passkey)
         return info_hash, peer_id, address, _EVENT_BY_NUMBER[event_number], left, uploaded, downloaded, numwant, compact
 
@@ -401,11 +406,14 @@ _COMPACT_V6_REPLY = _COMPACT_REPLY_HEAD + b"5:peers0:6:peers6%d:"
 
 
 def admit(policy: TrackerPolicy, info_hash: bytes, passkey: str | None) -> None:
-    """Refuse swarms the whitelist lacks and users the passkey list lacks."""
+    """Refuse swarms the whitelist lacks, users the passkey list lacks, and private swarms'
+    announces without one of their passkeys."""
     if policy.passkeys is not None and passkey not in policy.passkeys:
         raise TrackerRequestError("unknown passkey")
     if policy.whitelist is not None and info_hash not in policy.whitelist:
         raise TrackerRequestError("torrent not registered with this tracker")
+    if info_hash in policy.private_swarms and passkey not in policy.swarm_passkeys:
+        raise TrackerRequestError("unknown passkey")
 
 
 def encode_failure(reason: str) -> bytes:
@@ -520,6 +528,7 @@ class UdpTracker:
                     and not (ip and policy.trust_ip_parameter)
                     and policy.whitelist is None
                     and policy.passkeys is None
+                    and info_hash not in policy.private_swarms
                 ):
                     self.counters.announces["udp"] += 1
                     # Comparisons rather than min(): no call per announce.
