@@ -34,6 +34,7 @@ from bitswarm.index import feeds, torznab
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase
 from bitswarm.index.description import render_description
+from bitswarm.index.entry_pages import EntryParts, EntryPartsCache
 from bitswarm.index.model import Entry, EntryFile
 from bitswarm.index.newznab_categories import CategoryMap
 from bitswarm.index.scrape_plan import ScrapeTarget, scrape_hashes, scrape_target
@@ -101,6 +102,8 @@ class Site:
     # minute): a popular page costs no database read for them (on SQLite a read was
     # 1.5 ms of a 2.5 ms page).
     _scraped: dict[int, tuple[float, int, Health | None]] = field(default_factory=dict, init=False)
+    # The rendered parts of entry pages, kept while the entry's row stays the same.
+    entry_parts: EntryPartsCache = field(default_factory=EntryPartsCache, init=False)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -406,20 +409,41 @@ def file_tree(files: Sequence[EntryFile]) -> list[dict[str, object]]:
 
 async def entry_page(request: web.Request) -> web.Response:
     site = _site(request)
+    entry_id = int(request.match_info["entry_id"])
     try:
-        entry, files = await site.db.entries.get_with_files(int(request.match_info["entry_id"]), limit=FILES_SHOWN)
+        entry = await site.db.entries.get(entry_id)
     except BitswarmError:
         raise web.HTTPNotFound(text="404: no such entry\n") from None
     await _check_visible(request, entry)
+    parts = site.entry_parts.get(entry)
+    if parts is None:
+        parts = await _render_entry_parts(request, entry)
+        site.entry_parts.put(parts)
     health = (await site.health([entry])).get(entry.id, UNKNOWN)
-    trackers = [url for tier in entry.trackers for url in tier]
     as_of = age(max(0.0, site.clock() - health.checked_at)) if health.checked_at is not None else None
-    return page(
-        request, "index_entry.html", entry=entry, health=health, as_of=as_of, tree=file_tree(files),
-        files_cut=entry.file_count is not None and entry.file_count > len(files),
-        description=Markup(render_description(entry.description)), trackers=trackers,  # noqa: S704 - sanitised
-        published=datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    )  # fmt: skip
+    return page(request, "index_entry.html", entry=entry, health=health, as_of=as_of, parts=parts)
+
+
+async def _render_entry_parts(request: web.Request, entry: Entry) -> EntryParts:
+    """What the entry's page shows of the entry itself (``bitswarm.index.entry_pages``)."""
+    site = _site(request)
+    try:
+        entry, files = await site.db.entries.get_with_files(entry.id, limit=FILES_SHOWN)
+    except BitswarmError:
+        raise web.HTTPNotFound(text="404: no such entry\n") from None
+    await _check_visible(request, entry)  # it may have changed since the first read
+    macros = request.app[TEMPLATES_KEY].get_template("index_entry_parts.html").module
+    published = datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    tree = file_tree(files)
+    return EntryParts(
+        entry=entry,
+        head=Markup(macros.head(entry)),  # type: ignore[attr-defined]  # noqa: S704 - an autoescaped macro's output
+        facts=Markup(macros.facts(entry, published, [url for tier in entry.trackers for url in tier])),  # type: ignore[attr-defined]  # noqa: S704
+        body=Markup(macros.body(  # type: ignore[attr-defined]  # noqa: S704
+            entry, Markup(render_description(entry.description)), tree,  # noqa: S704 - sanitised
+            entry.file_count is not None and entry.file_count > len(files),
+        )),
+    )
 
 
 def _download_name(title: str) -> str:
