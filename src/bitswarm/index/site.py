@@ -419,6 +419,7 @@ async def entry_page(request: web.Request) -> web.Response:
     if parts is None:
         parts = await _render_entry_parts(request, entry)
         site.entry_parts.put(parts)
+        entry = parts.entry
     health = (await site.health([entry])).get(entry.id, UNKNOWN)
     as_of = age(max(0.0, site.clock() - health.checked_at)) if health.checked_at is not None else None
     return page(request, "index_entry.html", entry=entry, health=health, as_of=as_of, parts=parts)
@@ -432,17 +433,16 @@ async def _render_entry_parts(request: web.Request, entry: Entry) -> EntryParts:
     except BitswarmError:
         raise web.HTTPNotFound(text="404: no such entry\n") from None
     await _check_visible(request, entry)  # it may have changed since the first read
-    macros = request.app[TEMPLATES_KEY].get_template("index_entry_parts.html").module
+    # Macros of an autoescaped environment return Markup: the parts are escaped HTML.
+    macros: Any = request.app[TEMPLATES_KEY].get_template("index_entry_parts.html").module
     published = datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    tree = file_tree(files)
+    description = Markup(render_description(entry.description))  # noqa: S704 - sanitised
+    files_cut = entry.file_count is not None and entry.file_count > len(files)
     return EntryParts(
         entry=entry,
-        head=Markup(macros.head(entry)),  # type: ignore[attr-defined]  # noqa: S704 - an autoescaped macro's output
-        facts=Markup(macros.facts(entry, published, [url for tier in entry.trackers for url in tier])),  # type: ignore[attr-defined]  # noqa: S704
-        body=Markup(macros.body(  # type: ignore[attr-defined]  # noqa: S704
-            entry, Markup(render_description(entry.description)), tree,  # noqa: S704 - sanitised
-            entry.file_count is not None and entry.file_count > len(files),
-        )),
+        head=macros.head(entry),
+        facts=macros.facts(entry, published, [url for tier in entry.trackers for url in tier]),
+        body=macros.body(entry, description, file_tree(files), files_cut),
     )
 
 
