@@ -103,11 +103,12 @@ class Site:
     # 1.5 ms of a 2.5 ms page).
     _scraped: dict[int, tuple[float, int, Health | None]] = field(default_factory=dict, init=False)
     # The rendered parts of entry pages, kept while the entry's row stays the same.
-    entry_parts: EntryPartsCache = field(default_factory=EntryPartsCache, init=False)
+    entry_parts: EntryPartsCache = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
         self.proxies = TrustedProxies(config.trusted_proxies)
+        self.entry_parts = EntryPartsCache(fresh_s=config.entry_page_fresh_s)
         self.csrf = CsrfProtection(self.secret, secure_cookie=config.secure_cookies)
         self.sessions = SessionCookies(self.secret, secure_cookie=config.secure_cookies)
         self.uploads = RateLimiter(config.uploads_per_hour / 3600, config.uploads_per_hour)
@@ -410,16 +411,20 @@ def file_tree(files: Sequence[EntryFile]) -> list[dict[str, object]]:
 async def entry_page(request: web.Request) -> web.Response:
     site = _site(request)
     entry_id = int(request.match_info["entry_id"])
-    try:
-        entry = await site.db.entries.get(entry_id)
-    except BitswarmError:
-        raise web.HTTPNotFound(text="404: no such entry\n") from None
-    await _check_visible(request, entry)
-    parts = site.entry_parts.get(entry)
+    now = site.clock()
+    parts = site.entry_parts.fresh(entry_id, now)
     if parts is None:
-        parts = await _render_entry_parts(request, entry)
-        site.entry_parts.put(parts)
-        entry = parts.entry
+        generation = site.entry_parts.generation
+        try:
+            entry = await site.db.entries.get(entry_id)
+        except BitswarmError:
+            raise web.HTTPNotFound(text="404: no such entry\n") from None
+        parts = site.entry_parts.get(entry, now)
+        if parts is None:
+            parts = await _render_entry_parts(request, entry)
+            site.entry_parts.put(parts, now, generation)
+    entry = parts.entry
+    await _check_visible(request, entry)
     health = (await site.health([entry])).get(entry.id, UNKNOWN)
     as_of = age(max(0.0, site.clock() - health.checked_at)) if health.checked_at is not None else None
     return page(request, "index_entry.html", entry=entry, health=health, as_of=as_of, parts=parts)
@@ -432,7 +437,6 @@ async def _render_entry_parts(request: web.Request, entry: Entry) -> EntryParts:
         entry, files = await site.db.entries.get_with_files(entry.id, limit=FILES_SHOWN)
     except BitswarmError:
         raise web.HTTPNotFound(text="404: no such entry\n") from None
-    await _check_visible(request, entry)  # it may have changed since the first read
     # Macros of an autoescaped environment return Markup: the parts are escaped HTML.
     macros: Any = request.app[TEMPLATES_KEY].get_template("index_entry_parts.html").module
     published = datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -549,10 +553,11 @@ async def moderate_entry(request: web.Request) -> web.Response:
         await site.db.entries.set_hidden(entry.id, False)
     elif action == "delete":
         await site.db.entries.delete(entry.id)
-        raise web.HTTPSeeOther("/")
     else:
         raise web.HTTPBadRequest(text="400: unknown action\n")
-    raise web.HTTPSeeOther(f"/t/{entry.id}")
+    # Its page shows the change at once here (other processes: within entry_page_fresh_s).
+    site.entry_parts.forget(entry.id)
+    raise web.HTTPSeeOther("/" if action == "delete" else f"/t/{entry.id}")
 
 
 async def edit_form(request: web.Request) -> web.Response:
@@ -576,6 +581,7 @@ async def edit_entry(request: web.Request) -> web.Response:
         )  # fmt: skip
     except UsageError as error:
         return page(request, "index_edit.html", status=400, entry=entry, error=str(error))
+    site.entry_parts.forget(entry.id)
     raise web.HTTPSeeOther(f"/t/{entry.id}")
 
 
