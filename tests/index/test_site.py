@@ -555,7 +555,12 @@ def test_an_entry_page_shows_changes_made_by_another_process_sharing_the_databas
                         status, page = await browser.get(path)
                         assert (status, "Shared Page" in page, "page-file.bin" in page) == (200, True, True)
                 await on_a.form("/login", {"name": "oper", "password": "correct horse battery"})
-                edit = {"title": "Renamed Page", "description": "*edited*", "category": "", "tags": ""}
+                edit: dict[str, object] = {
+                    "title": "Renamed Page",
+                    "description": "*edited*",
+                    "category": "",
+                    "tags": "",
+                }
                 await on_a.form(f"{path}/edit", edit, from_page=f"{path}/edit")
                 async with aiohttp.ClientSession() as anonymous:
                     for base in (site_a, site_b):
