@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitswarm import bencode, merkle, paths
@@ -38,6 +38,9 @@ class CreateOptions:
     source: str | None = None
     created_by: str | None = None
     creation_date: int | None = None
+    # More keys of the info dictionary (covered by the info-hash), such as an encrypted
+    # bundle's header; the standard keys cannot be replaced this way.
+    extra_info: Mapping[bytes, bencode.Encodable] = field(default_factory=dict)
 
 
 def auto_piece_length(total_size: int) -> int:
@@ -103,6 +106,10 @@ def create(
         info[b"private"] = 1
     if options.source:
         info[b"source"] = options.source
+    clashing = set(options.extra_info) & set(info)
+    if clashing:
+        raise UsageError(f"info key {sorted(clashing)[0]!r} is the torrent's own")
+    info.update(options.extra_info)
     _add_top_fields(top, options)
     top[b"info"] = info
     data = bencode.encode(top)

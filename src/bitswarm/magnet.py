@@ -64,7 +64,8 @@ def parse(text: str) -> Magnet:
         raise MetainfoError(f"longer than {MAX_MAGNET_LENGTH} characters", "magnet")
     if not text.lower().startswith("magnet:?"):
         raise MetainfoError("does not start with 'magnet:?'", "magnet")
-    query = text[len("magnet:?") :]
+    # A fragment is not part of the query (RFC 3986): a bundle's share link keeps its key there.
+    query = text[len("magnet:?") :].partition("#")[0]
     pairs = [pair for pair in query.split("&") if pair]
     if len(pairs) > MAX_PARAMETERS:
         raise MetainfoError(f"more than {MAX_PARAMETERS} parameters", "magnet")

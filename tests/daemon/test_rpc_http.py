@@ -81,7 +81,7 @@ def test_bad_json_unknown_methods_and_wrong_types_get_a_result_string(daemon: Da
     assert daemon.rpc("torrent-add", metainfo=bogus)["result"] != "success"
     assert daemon.rpc("session-set", **{"speed-limit-down": "fast"})["result"] == "speed-limit-down must be an integer"
     assert daemon.rpc("torrent-set", seedRatioMode=7)["result"] == "seedRatioMode must be 0, 1 or 2"
-    assert daemon.rpc("torrent-rename-path", path="a", name="b")["result"].startswith("torrent-rename-path is not")
+    assert daemon.rpc("torrent-rename-path", path="a", name="b")["result"].startswith("torrent-rename-path: ids")
     assert daemon.call("session-get")["version"].startswith("4.")
 
 

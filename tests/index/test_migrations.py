@@ -35,18 +35,18 @@ def _schema_differences(connection: sa.Connection) -> list[Any]:
 def test_a_fresh_database_gets_the_newest_schema_and_a_second_start_changes_nothing(index_url: str) -> None:
     async def scenario() -> None:
         async with await open_database(index_url) as db:
-            assert await db.revision() == head_revision() == "0004"
+            assert await db.revision() == head_revision() == "0005"
             entry = await db.entries.add_magnet("magnet:?xt=urn:btih:" + "1" * 40 + "&dn=kept")
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0004"]
+                assert [row.version_num for row in versions] == ["0005"]
                 assert await connection.run_sync(_schema_differences) == []
         async with await open_database(index_url) as db:
-            assert await db.revision() == "0004"
+            assert await db.revision() == "0005"
             assert [listed.id for listed in await db.entries.list_newest()] == [entry.id]
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0004"]
+                assert [row.version_num for row in versions] == ["0005"]
 
     run(scenario())
 
@@ -55,7 +55,7 @@ def test_processes_starting_together_migrate_once(index_url: str) -> None:
     async def scenario() -> None:
         databases = await asyncio.gather(*(open_database(index_url) for _ in range(3)))
         try:
-            assert [await db.revision() for db in databases] == ["0004"] * 3
+            assert [await db.revision() for db in databases] == ["0005"] * 3
         finally:
             for db in databases:
                 await db.close()
@@ -106,7 +106,7 @@ def test_the_torrent_bytes_move_out_of_the_entries_rows_and_stay_downloadable(in
         await engine.dispose()
         db = await open_database(index_url)
         async with db:
-            assert await db.revision() == "0004"
+            assert await db.revision() == "0005"
             (entry,) = await db.entries.list_newest(limit=10)
             assert await db.entries.torrent_bytes(entry.id) == data
             assert await db.entries.torrent_lengths([entry.id]) == {entry.id: len(data)}

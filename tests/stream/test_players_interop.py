@@ -580,3 +580,34 @@ def test_a_viewer_feeds_a_second_viewer_who_knows_only_of_it(tmp_path: Path, med
             a_stats = stats(a)
             assert a_stats["uploaded"] >= size, a_stats
     assert (tmp_path / "b-down" / "clip.webm").read_bytes() == media.webm.read_bytes()
+
+
+def test_an_encrypted_bundle_streams_its_plaintext_from_a_libtorrent_seed_that_never_had_the_key(
+    tmp_path: Path, media: Media, artefacts: Path
+) -> None:
+    """`bitswarm stream LINK#k=KEY`: the seed holds ciphertext only; the players get the
+    plaintext, decrypted segment by segment from verified pieces while it downloads."""
+    out = tmp_path / "sealed.torrent"
+    argv = [*BITSWARM, "bundle", "create", str(media.mp4), "-o", str(out), "--data", str(tmp_path / "sealed"),
+            "--title", "A clip, sealed"]  # fmt: skip
+    made = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, check=False)
+    assert made.returncode == 0, made.stderr
+    magnet_link, _, fragment = made.stdout.strip().partition("#")
+    torrent = Torrent.decode(out.read_bytes())
+    size = media.mp4.stat().st_size
+    with (
+        libtorrent_seed(out, tmp_path / "sealed", max_up=SLOW_SEED_BYTES_PER_S) as seed_port,
+        streaming(
+            f"{with_peer(magnet_link, seed_port)}#{fragment}", tmp_path / "stream", "-o", str(tmp_path / "down")
+        ) as serving,  # fmt: skip
+    ):
+        url = serving.files["clip.mp4"]
+        assert stats(serving)["pieces"] < torrent.num_pieces, "the download ended before the players started"
+        check_probe_and_seek(url, media.mp4, artefacts)
+        check_whole_file(url, media.mp4)
+        assert "A clip, sealed" in http_get(serving.url)[2].decode()
+        after = stats(serving)
+        assert after["files"][0]["length"] == size
+        assert after["files"][0]["buffered"] == [[0, size - 1]]
+    sealed = (tmp_path / "down" / torrent.name / "0000.bin").read_bytes()
+    assert media.mp4.read_bytes()[:4096] not in sealed  # only ciphertext reached the disk

@@ -733,6 +733,7 @@ def main() -> None:
 
 
 # Registers `stream`, `index`, `subscribe`, `ctl` and `daemon` on the group (their modules need the helpers above).
+from bitswarm.cli import bundle as _bundle  # noqa: E402, F401
 from bitswarm.cli import ctl as _ctl  # noqa: E402, F401
 from bitswarm.cli import daemon as _daemon  # noqa: E402, F401
 from bitswarm.cli import index as _index  # noqa: E402, F401

@@ -73,6 +73,7 @@ def index_group(
     with about(config_path or "index"):
         config = load_index_config(config_path, {"bind": bind, "db": db, "tracker": tracker})
     context.obj["db"] = config.db
+    context.obj["bundle_keys_dir"] = config.bundle_keys_dir
     if context.invoked_subcommand is not None:
         return
     host, _port = parse_bind(config.bind)
@@ -234,6 +235,41 @@ def account_add_command(context: click.Context, name: str, role: str, db: str | 
             with about("account"):
                 account = await database.accounts.create(name, password, role)
         click.echo(f"{account.id}\t{account.name}\t{account.role}")
+        return 0
+
+    run_event_loop(main())
+
+
+@index_group.command("voucher")
+@click.argument("entry_id", type=int)
+@click.option("--db", default=None, metavar="URL", help=f"sqlite:///PATH or postgresql://... [{DEFAULT_DB}].")
+@click.option("--amount", help="The amount paid [the bundle's price].")
+@click.pass_context
+def voucher_command(context: click.Context, entry_id: int, db: str | None, amount: str | None) -> None:
+    """Sign a voucher for a payment recorded offline: it buys ENTRY_ID's key once, on its page."""
+    from bitswarm.index.config import IndexConfig  # noqa: PLC0415
+
+    url = _db_url(context.parent or context, db)
+    keys_dir = ((context.parent or context).obj or {}).get("bundle_keys_dir") or ""
+    folder = IndexConfig(db=url, bundle_keys_dir=keys_dir).bundle_keys_folder()
+    if folder is None:
+        raise Failure("no bundle_keys_dir: set it in the site's config (--config)")
+
+    async def main() -> int:
+        from bitswarm.bundle.ledger import money  # noqa: PLC0415
+        from bitswarm.index.bundles import SiteKeys  # noqa: PLC0415
+        from bitswarm.index.db import open_database  # noqa: PLC0415
+        from bitswarm.index.gates import issue_voucher  # noqa: PLC0415
+
+        with about(url):
+            database = await open_database(url)
+        async with database:
+            bundle = await database.bundles.get(entry_id)
+        if bundle is None:
+            raise Failure(f"entry {entry_id} is not a bundle")
+        with about(folder):
+            keys = SiteKeys.load_or_create(folder)
+            click.echo(issue_voucher(keys, bundle, money(amount) if amount is not None else None))
         return 0
 
     run_event_loop(main())

@@ -25,6 +25,22 @@ from bitswarm.cli import (
 )
 
 
+def bundle_key(source: str, key: str | None, key_file: Path | None) -> bytes | None:
+    """An encrypted bundle's key: --key, --key-file, or the '#k=' of a share link."""
+    from bitswarm.bundle import links  # noqa: PLC0415
+
+    if key is not None and key_file is not None:
+        raise Failure("--key and --key-file: one or the other")
+    with about("--key-file" if key_file is not None else "--key" if key is not None else "link"):
+        if key_file is not None:
+            return links.parse_key(key_file.read_text(errors="replace")[:4096])
+        if key is not None:
+            return links.parse_key(key)
+        if source.lower().startswith("magnet:") and "#" in source:
+            return links.split_link(source)[1]
+    return None
+
+
 def parse_bind(text: str) -> tuple[str, int]:
     """HOST:PORT or [V6]:PORT -> (host, port); a ``Failure`` (exit 2) otherwise."""
     host, colon, port = text.rpartition(":")
@@ -50,6 +66,8 @@ def parse_bind(text: str) -> tuple[str, int]:
 @click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="Also answer requests for this host name (with a --bind beyond loopback); repeatable.")  # fmt: skip
 @click.option("--no-seed", is_flag=True, help="Stop sharing when the player exits (or at Ctrl-C).")
+@click.option("--key", help="An encrypted bundle's key (or a share link holding it): its plaintext is served.")
+@click.option("--key-file", type=click.Path(path_type=Path), help="A file holding an encrypted bundle's key.")
 @click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
 @click.option("--max-down", help="Download limit in bytes per second (2M, 500K).")
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
@@ -66,6 +84,8 @@ def stream_command(
     player: str | None,
     allowed_hosts: tuple[str, ...],
     no_seed: bool,
+    key: str | None,
+    key_file: Path | None,
     port: int,
     max_down: str | None,
     max_up: str | None,
@@ -96,6 +116,7 @@ def stream_command(
 
     check_upload_slots(upload_slots)
     bind_host, bind_port = parse_bind(bind)
+    content_key = bundle_key(source, key, key_file)
     link, torrent, select, wanted = read_source(source, file if file is not None and file.isdigit() else None)
     if torrent is not None and file is not None and not file.isdigit():
         # By name: that file alone is fetched ahead of reads, as by its index.
@@ -121,7 +142,7 @@ def stream_command(
     )  # fmt: skip
     plan = StreamPlan(
         transfer=transfer, bind_host=bind_host, bind_port=bind_port, file=file, player=player,
-        allowed_hosts=allowed_hosts, temporary_folder=temporary, keep_seeding=not no_seed,
+        allowed_hosts=allowed_hosts, temporary_folder=temporary, keep_seeding=not no_seed, content_key=content_key,
     )  # fmt: skip
     with about("magnet" if link is not None else source):
         status = run_event_loop(run_stream(plan))

@@ -380,9 +380,13 @@ class TransmissionRpc:
         return {}
 
     async def torrent_rename_path(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        _str(arguments.get("path"), "path")
-        _str(arguments.get("name"), "name")
-        raise RpcRequestError("torrent-rename-path is not supported by bitswarm yet")
+        path = _str(arguments.get("path"), "path")
+        name = _str(arguments.get("name"), "name")
+        entries = self._entries(arguments)
+        if len(entries) != 1:
+            raise RpcRequestError("torrent-rename-path: ids must name exactly one torrent")
+        await self.daemon.rename_path(entries[0], path, name)
+        return {"path": path, "name": name, "id": entries[0].id}
 
     def _queue_mover(self, how: str) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
         async def move(arguments: dict[str, Any]) -> dict[str, Any]:

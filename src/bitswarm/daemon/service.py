@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bitswarm import magnet, paths
+from bitswarm import magnet, paths, renames
 from bitswarm.daemon.altspeed import AltSpeedSchedule, weekday_sunday_0
 from bitswarm.daemon.config import DaemonConfig
 from bitswarm.daemon.state import MAX_LABEL_CHARS, MAX_LABELS, DaemonState, StateStore, TorrentRecord
@@ -251,7 +251,7 @@ class Daemon:
         record = entry.record
         if record.magnet is None:
             data = await asyncio.to_thread(self.store.load_torrent, record.info_hash)
-            entry.torrent = read_torrent_file(data)
+            entry.torrent = renames.replay(read_torrent_file(data), record.renames)
             await self._launch(entry)
 
     async def close(self) -> None:
@@ -774,6 +774,31 @@ class Daemon:
                 self.schedule()
         self.mark_dirty()
 
+    async def rename_path(self, entry: Entry, path: str, name: str) -> None:
+        """The file or folder ``path`` of the torrent (as torrent-get names its files) is
+        called ``name`` from now on, on disk too; the torrent and its verified pieces stay."""
+        async with self._lock:
+            if entry.torrent is None:
+                raise UsageError("the torrent's metadata is not here yet: nothing to rename")
+            renamed, old, new = renames.rename(entry.torrent, path, name)
+            if old == new:
+                return
+            folder = Path(entry.record.data_dir)
+            await self._unload(entry)
+            try:
+                await asyncio.to_thread(_rename_on_disk, folder, old, new)
+            except BitswarmError:
+                await self._launch(entry)  # as it was
+                raise
+            entry.record.renames.append([path, name])
+            entry.torrent = renamed
+            try:
+                await self._launch(entry)
+            except BitswarmError as error:
+                entry.record.error_string = str(error)
+            self.schedule()
+        self.mark_dirty()
+
     def set_wanted(self, entry: Entry, wanted: Iterable[int], unwanted: Iterable[int]) -> None:
         files = set(entry.record.unwanted)
         files -= set(wanted)
@@ -965,6 +990,21 @@ def _delete_content(torrent: Torrent, folder: Path) -> None:
     for extra in (folder / resume.RESUME_FOLDER / f"{info_hash}.resume", folder / PARTS_FOLDER / info_hash):
         with contextlib.suppress(OSError):
             extra.unlink()
+
+
+def _rename_on_disk(folder: Path, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+    """Move ``folder/old`` to ``folder/new`` when it is there (a file not yet written has
+    nothing to move); raises UsageError when something is in the way."""
+    source = paths.resolve_inside(folder, old)
+    target = paths.resolve_inside(folder, new)
+    if target.exists():
+        raise UsageError(f"{'/'.join(new)!r} is in the way in {str(folder)!r}")
+    if not source.exists():
+        return
+    try:
+        source.rename(target)
+    except OSError as error:
+        raise UsageError(f"renaming {'/'.join(old)!r}: {error.strerror or error}") from None
 
 
 def _move_content(torrent: Torrent, info_hash: str, old: Path, new: Path) -> None:

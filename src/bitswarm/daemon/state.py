@@ -76,6 +76,8 @@ class TorrentRecord:
     # Transmission's incomplete-dir: where the data is while the torrent is incomplete
     # ("" once it is in download_dir, where it moves when complete).
     incomplete_dir: str = ""
+    # torrent-rename-path calls, each [path as it was, new name], replayed in order at start.
+    renames: list[list[str]] = field(default_factory=list)
 
     @property
     def data_dir(self) -> str:
@@ -102,6 +104,11 @@ def _check_type(name: str, value: Any, expected: str) -> None:
         "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
         "str | None": lambda v: v is None or isinstance(v, str),
         "list[str]": lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v),
+        "list[list[str]]": lambda v: (
+            isinstance(v, list)
+            and all(isinstance(pair, list) and len(pair) == 2 for pair in v)
+            and all(isinstance(item, str) for pair in v for item in pair)
+        ),
         "list[int]": lambda v: (
             isinstance(v, list) and all(isinstance(item, int) and not isinstance(item, bool) for item in v)
         ),

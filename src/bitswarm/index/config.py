@@ -64,6 +64,26 @@ class IndexConfig:
     entry_page_fresh_s: float = 5.0
     # Cookies only over HTTPS (behind a TLS-terminating proxy).
     secure_cookies: bool = False
+    # Where the keys of encrypted bundles live (the key-encryption key that wraps every
+    # bundle's key, the voucher signing key), made on first start; every process of the
+    # site reads the same folder. Empty: beside a SQLite database (PATH.keys/); with
+    # PostgreSQL, no bundles until it is set.
+    bundle_keys_dir: str = ""
+    # The mail server the e-mail gate sends its confirmation links through; empty: that
+    # gate cannot open on this site.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = ""
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
+
+    def bundle_keys_folder(self) -> Path | None:
+        if self.bundle_keys_dir:
+            return Path(self.bundle_keys_dir).expanduser()
+        if self.db.startswith("sqlite:///"):
+            return Path(self.db.removeprefix("sqlite:///") + ".keys")
+        return None
 
     def validate(self) -> IndexConfig:
         try:

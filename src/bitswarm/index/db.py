@@ -31,6 +31,7 @@ from sqlalchemy.pool import StaticPool
 from bitswarm.errors import IndexDatabaseError
 from bitswarm.index import query as query_language
 from bitswarm.index.accounts import AccountStore
+from bitswarm.index.bundles import BundleStore
 from bitswarm.index.counts import CountsStore
 from bitswarm.index.entries import EntryStore
 from bitswarm.index.reports import ReportStore
@@ -144,6 +145,7 @@ class IndexDatabase:
         self.accounts = AccountStore(engine, clock)
         self.reports = ReportStore(engine, clock)
         self.counts = CountsStore(engine, clock)
+        self.bundles = BundleStore(engine, clock)
 
     async def search(
         self,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bitswarm.errors import BitswarmError, UsageError
+from bitswarm.index.bundles import SiteKeys
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase, open_database
 from bitswarm.index.metadata import MetadataFetcher
@@ -77,6 +78,11 @@ async def serve_index(
             config.secret_key.encode() if config.secret_key else random_secret(),
         )  # fmt: skip
         site.own_trackers = own_trackers(config, host, bound_port) if store is not None else frozenset()
+        keys_folder = config.bundle_keys_folder()
+        if keys_folder is not None:
+            site.bundle_keys = await asyncio.to_thread(SiteKeys.load_or_create, keys_folder)
+        # A release of keys to backers that a stop interrupted goes on now.
+        await db.bundles.resume_releases()
         app = create_index_app(site)
         if store is not None:
             tracker_config = TrackerConfig(

@@ -103,3 +103,83 @@ swarm_counts = sa.Table(
     # Unix seconds (UTC) of the answer.
     sa.Column("checked_at", sa.BigInteger, nullable=False, index=True),
 )
+
+# Encrypted bundles published on the site (``bitswarm.index.bundles``): an entry whose
+# torrent is a bundle, its gate's terms, and its content key wrapped under the site's
+# key-encryption key (bound to its kind, its entry and its owner).
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("owner_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    # free, email, price or crowdfund; prices as decimal text ("9.95"), never floats.
+    sa.Column("gate", sa.String(16), nullable=False),
+    sa.Column("price", sa.String(16)),
+    sa.Column("goal_count", sa.Integer),
+    sa.Column("deadline", sa.BigInteger),
+    sa.Column("campaign_state", sa.String(16)),
+    sa.Column("share_rate", sa.String(16), nullable=False),
+    sa.Column("wrapped_key", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Each sale once (a voucher's serial or the provider's payment id), split exactly.
+bundle_sales = sa.Table(
+    "bundle_sales",
+    metadata,
+    sa.Column("reference", sa.String(80), primary_key=True),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("gross", sa.String(16), nullable=False),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("artist", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Whoever was given a bundle's key (a buyer, a confirmed address, a backer): a page reached
+# by a random token (its hash stored) and a tracker passkey that names the grant, not a
+# person, so a leaked torrent leads to the purchase that leaked it.
+bundle_grants = sa.Table(
+    "bundle_grants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("reference", sa.String(80), nullable=False, unique=True),
+    sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("passkey", sa.String(40), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# The e-mail gate: one row per address asked for a bundle. The address is kept as a keyed
+# hash (``bitswarm.bundle.email_gate``); in clear only when its owner agreed that the
+# artist may have it, for the artist's export. The token of the confirmation link is
+# stored hashed and expires.
+bundle_emails = sa.Table(
+    "bundle_emails",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("address_digest", sa.LargeBinary(32), nullable=False),
+    sa.Column("address", sa.String(254)),
+    sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("confirmed_at", sa.BigInteger),
+    sqlite_autoincrement=True,
+)
+
+# Crowdfunding pledges (paid with vouchers): the backer's page is reached by a random token
+# (its hash stored); released once the goal is met (a grant with a passkey each), or marked
+# for refund when the deadline passes first.
+bundle_pledges = sa.Table(
+    "bundle_pledges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("reference", sa.String(80), nullable=False, unique=True),
+    sa.Column("amount", sa.String(16), nullable=False),
+    sa.Column("token_digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)

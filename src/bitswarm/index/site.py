@@ -32,6 +32,7 @@ from bitswarm import magnet as magnet_links
 from bitswarm.errors import BitswarmError, DuplicateEntry, UsageError
 from bitswarm.forwarded import TrustedProxies
 from bitswarm.index import feeds, torznab
+from bitswarm.index.bundles import API_HEADER, SiteKeys
 from bitswarm.index.config import IndexConfig
 from bitswarm.index.db import IndexDatabase
 from bitswarm.index.description import render_description
@@ -96,6 +97,9 @@ class Site:
     searches: RateLimiter = field(init=False)
     torznab_settings: torznab.TorznabSettings = field(init=False)
     waiting_metadata: Callable[[int, magnet_links.Magnet], None] | None = None
+    # The key-encryption and voucher keys of bundles (``bitswarm.index.bundles``); None:
+    # the site takes no bundles.
+    bundle_keys: SiteKeys | None = None
     # The site's own tracker as entries name it (``run.own_trackers``): not "another tracker".
     own_trackers: frozenset[ScrapeTarget] = frozenset()
     # Scraped counts per entry (None: nobody answered yet) for a minute, or until this
@@ -110,7 +114,7 @@ class Site:
         config = self.config
         self.proxies = TrustedProxies(config.trusted_proxies)
         self.entry_parts = EntryPartsCache(fresh_s=config.entry_page_fresh_s)
-        self.csrf = CsrfProtection(self.secret, secure_cookie=config.secure_cookies)
+        self.csrf = CsrfProtection(self.secret, secure_cookie=config.secure_cookies, api_header=API_HEADER)
         self.sessions = SessionCookies(self.secret, secure_cookie=config.secure_cookies)
         self.uploads = RateLimiter(config.uploads_per_hour / 3600, config.uploads_per_hour)
         self.searches = RateLimiter(config.searches_per_minute / 60, config.searches_per_minute)
@@ -271,6 +275,9 @@ def create_index_app(site: Site) -> web.Application:
         web.get("/reports", reports_page),
     ]
     app.add_routes(routes)
+    from bitswarm.index import gates  # noqa: PLC0415 - it builds on this module's helpers
+
+    gates.add_routes(app)
     return app
 
 

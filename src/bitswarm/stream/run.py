@@ -51,6 +51,7 @@ class StreamPlan:
     allowed_hosts: tuple[str, ...] = ()
     temporary_folder: bool = False  # remove the folder at the end
     keep_seeding: bool = True  # after the player exits, until Ctrl-C
+    content_key: bytes | None = None  # an encrypted bundle's: its plaintext is served
 
 
 def player_command(player: str, url: str, subtitles: list[str]) -> list[str]:
@@ -81,7 +82,7 @@ async def run_stream(plan: StreamPlan) -> int:
                 runtime, _ = await add_to_session(transfer, session, display, stop_waiter)
                 if runtime is not None:
                     # Imported here: the command warms it up in a thread (bitswarm.stream).
-                    server = importlib.import_module(SERVER_MODULE).StreamServer(runtime)
+                    server = importlib.import_module(SERVER_MODULE).StreamServer(runtime, content_key=plan.content_key)
                     main = _chosen_file(server, plan.file)
                     server.prefetch(main)
                     runner, url = await _serve(plan, server)

@@ -33,18 +33,23 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from bitswarm.bundle import files as bundle_files
+from bitswarm.bundle import format as fmt
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import FileEntry
 from bitswarm.stream import matroska, mp4
 from bitswarm.stream.mp4 import MP4_EXTENSIONS
 from bitswarm.stream.ranges import ByteRange, Unsatisfiable, parse_range
 from bitswarm.stream.reader import FileReader
+from bitswarm.stream.sealed import SealedFileReader
 from bitswarm.web.app import create_app, render
 from bitswarm.web.security import SECURITY_HEADERS
 
 if TYPE_CHECKING:
     from bitswarm.net.session import TorrentRuntime
 
+# A torrent's file as it is, or a bundle's file as plaintext.
+Reader = FileReader | SealedFileReader
 MAX_STREAMS = 256
 CHUNK_BYTES = 64 * 1024
 MAX_SUBTITLE_BYTES = 2 << 20
@@ -85,6 +90,12 @@ class ServedFile:
     entry: FileEntry
     path: str  # below the torrent's name, as users see it
     name: str  # the last element, in the URL
+    # A bundle's file: its plaintext is served, opened segment by segment with this.
+    sealer: fmt.FileSealer | None = None
+
+    @property
+    def length(self) -> int:
+        return self.sealer.plain_size if self.sealer is not None else self.entry.length
 
     @property
     def url_path(self) -> str:
@@ -99,7 +110,12 @@ class StreamServer:
     """The files of one running torrent, served over HTTP (see the module's docstring)."""
 
     def __init__(
-        self, runtime: TorrentRuntime, *, read_timeout_s: float = READ_TIMEOUT_S, max_streams: int = MAX_STREAMS
+        self,
+        runtime: TorrentRuntime,
+        *,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        max_streams: int = MAX_STREAMS,
+        content_key: bytes | None = None,
     ) -> None:
         self.runtime = runtime
         self.read_timeout_s = read_timeout_s
@@ -111,12 +127,32 @@ class StreamServer:
         # once, and the readers of each file to tell it.
         self._media_rates: dict[int, float | None] = {}
         self._probes: dict[int, asyncio.Task[None]] = {}
-        self._readers: dict[int, set[FileReader]] = {}
+        self._readers: dict[int, set[Reader]] = {}
         single = len(runtime.torrent.files) == 1
+        self.title = runtime.torrent.name
         self.files = [
             ServedFile(index, entry, "/".join(entry.path if single else entry.path[1:]), entry.path[-1])
             for index, entry in enumerate(runtime.torrent.data_files())
         ]
+        if content_key is not None:
+            self._open_bundle(content_key)
+
+    def _open_bundle(self, content_key: bytes) -> None:
+        """Serve the plaintext of an encrypted bundle: names and sizes from its manifest."""
+        torrent = self.runtime.torrent
+        header = bundle_files.header_of(torrent)
+        manifest = bundle_files.manifest_of(torrent, content_key)
+        self.title = manifest.title
+        self.files = [
+            ServedFile(index, served.entry, "/".join(item.path), item.path[-1],
+                       fmt.FileSealer(fmt.file_key(content_key, header.bundle_id, index), item.size))
+            for index, (served, item) in enumerate(zip(self.files, manifest.files, strict=True))
+        ]  # fmt: skip
+
+    def open_reader(self, served: ServedFile, *, head_and_tail: bool = True) -> Reader:
+        """A reader of ``served`` (its plaintext, for a bundle) with this server's timeout."""
+        reader = self.runtime.open(served.entry, timeout_s=self.read_timeout_s, head_and_tail=head_and_tail)
+        return reader if served.sealer is None else SealedFileReader(reader, served.sealer)
 
     @property
     def etag_base(self) -> str:
@@ -160,7 +196,7 @@ class StreamServer:
         pieces first) until a player asks for that file: the first requests to peers are
         then the ones the player will need, not rarest-first ones from all over the file."""
         self.stop_prefetch()
-        self._prefetch = self.runtime.open(served.entry)
+        self._prefetch = self.runtime.open(served.entry)  # the sealed bytes are the same pieces
 
     def stop_prefetch(self) -> None:
         if self._prefetch is not None:
@@ -173,7 +209,7 @@ class StreamServer:
         for probe in self._probes.values():
             probe.cancel()
 
-    def follow_media_rate(self, served: ServedFile, reader: FileReader) -> None:
+    def follow_media_rate(self, served: ServedFile, reader: Reader) -> None:
         """Tell ``reader`` the media rate of its file once it is known; the first reader of
         an MP4 or a Matroska file starts finding it out (from its duration)."""
         rate = self._media_rates.get(served.index)
@@ -186,7 +222,7 @@ class StreamServer:
         if served.index not in self._probes:
             self._probes[served.index] = asyncio.get_running_loop().create_task(self._probe(served))
 
-    def _unfollow_media_rate(self, served: ServedFile, reader: FileReader) -> None:
+    def _unfollow_media_rate(self, served: ServedFile, reader: Reader) -> None:
         """``reader`` is done; a probe that no reader waits for any more stops (its own
         deadlines must not outlive the players)."""
         waiting = self._readers.get(served.index)
@@ -200,7 +236,7 @@ class StreamServer:
                 probe.cancel()
 
     async def _probe(self, served: ServedFile) -> None:
-        reader = self.runtime.open(served.entry, timeout_s=self.read_timeout_s, head_and_tail=False)
+        reader = self.open_reader(served, head_and_tail=False)
         try:
             probe = media_probe(served.name)
             seconds = await probe(reader) if probe is not None else None
@@ -208,7 +244,7 @@ class StreamServer:
             seconds = None  # unknown: the readers go by their read rates
         finally:
             reader.close()
-        rate = served.entry.length / seconds if seconds else None
+        rate = served.length / seconds if seconds else None
         self._media_rates[served.index] = rate
         for waiting in self._readers.pop(served.index, set()):
             if rate is not None:
@@ -239,13 +275,13 @@ class StreamServer:
         for kinds in (("video",), ("video", "audio"), (None, "video", "audio")):
             candidates = [served for served in self.files if served.kind in kinds]
             if candidates:
-                return max(candidates, key=lambda served: served.entry.length)
+                return max(candidates, key=lambda served: served.length)
         raise BitswarmError("the torrent has no files")
 
     # -- pages -------------------------------------------------------------------------
 
     async def index_page(self, request: web.Request) -> web.Response:
-        return render(request, "stream_index.html", name=self.runtime.torrent.name, files=self.files,
+        return render(request, "stream_index.html", name=self.title, files=self.files,
                       status=self.runtime.status())  # fmt: skip
 
     async def player_page(self, request: web.Request) -> web.Response:
@@ -273,9 +309,9 @@ class StreamServer:
             {
                 "index": served.index,
                 "path": served.path,
-                "length": served.entry.length,
+                "length": served.length,
                 "url": served.url_path,
-                "buffered": self.buffered_ranges(served.entry),
+                "buffered": self.buffered_ranges(served),
             }
             for served in self.files
         ]
@@ -294,17 +330,27 @@ class StreamServer:
             "files": files,
         }
 
-    def buffered_ranges(self, entry: FileEntry) -> list[list[int]]:
-        """The file's verified bytes as [first, last] ranges (inclusive), in order."""
+    def buffered_ranges(self, served: ServedFile) -> list[list[int]]:
+        """The file's verified bytes as [first, last] ranges (inclusive), in order (of the
+        plaintext, for a bundle: its pieces hold whole segments)."""
+        entry = served.entry
         piece_length = self.runtime.torrent.piece_length
         ranges: list[list[int]] = []
         if not entry.length:
             return ranges
+
+        def plain(position: int) -> int:
+            if served.sealer is None:
+                return position
+            return min(served.length, position // fmt.SEGMENT * fmt.PLAIN_SEGMENT)
+
         for index in range(entry.offset // piece_length, (entry.offset + entry.length - 1) // piece_length + 1):
             if not self.runtime.has_piece(index):
                 continue
-            first = max(0, index * piece_length - entry.offset)
-            last = min(entry.length, (index + 1) * piece_length - entry.offset) - 1
+            first = plain(max(0, index * piece_length - entry.offset))
+            last = plain(min(entry.length, (index + 1) * piece_length - entry.offset)) - 1
+            if served.sealer is not None and index * piece_length + piece_length >= entry.offset + entry.length:
+                last = served.length - 1
             if ranges and ranges[-1][1] + 1 == first:
                 ranges[-1][1] = last
             else:
@@ -315,11 +361,11 @@ class StreamServer:
         served = self._file(request)
         if posixpath.splitext(served.name)[1].lower() not in SUBTITLE_EXTENSIONS:
             raise web.HTTPNotFound(text="404: not a subtitle file\n")
-        if served.entry.length > MAX_SUBTITLE_BYTES:
-            raise web.HTTPRequestEntityTooLarge(MAX_SUBTITLE_BYTES, served.entry.length)
-        async with self.runtime.open(served.entry, timeout_s=self.read_timeout_s) as reader:
+        if served.length > MAX_SUBTITLE_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_SUBTITLE_BYTES, served.length)
+        async with self.open_reader(served) as reader:
             try:
-                data = await reader.readexactly(served.entry.length)
+                data = await reader.readexactly(served.length)
             except BitswarmError as error:  # no source in time, or the disk failed
                 raise web.HTTPServiceUnavailable(text=f"503: {error}\n") from None
         text = data.decode("utf-8-sig", errors="replace")
@@ -339,7 +385,7 @@ class StreamServer:
             raise web.HTTPNotFound(text="404: no such file\n")
         if self._prefetch is not None and self._prefetch.entry is served.entry:
             self.stop_prefetch()  # the player's own reader takes over
-        size = served.entry.length
+        size = served.length
         etag = f'"{self.etag_base}-{served.index}"'
         headers = {
             "Accept-Ranges": "bytes",
@@ -380,7 +426,7 @@ class StreamServer:
     async def _send(
         self, request: web.Request, response: web.StreamResponse, served: ServedFile, span: ByteRange
     ) -> None:
-        reader = self.runtime.open(served.entry, timeout_s=self.read_timeout_s)
+        reader = self.open_reader(served)
         self.follow_media_rate(served, reader)
         try:
             reader.seek(span.first)
@@ -416,7 +462,7 @@ def _etags(header: str | None) -> list[str]:
     return [tag.strip() for tag in header.split(",")[:16]]
 
 
-async def mp4_seconds(reader: FileReader) -> float | None:
+async def mp4_seconds(reader: Reader) -> float | None:
     """How long the MP4 ``reader`` reads plays (its ``moov``/``mvhd``), or None: a few box
     headers are read, where the file's first and last pieces are."""
     top = await _find_box(reader, b"moov", 0, reader.length)
@@ -429,7 +475,7 @@ async def mp4_seconds(reader: FileReader) -> float | None:
     return mp4.mvhd_seconds(await reader.readexactly(min(mp4.MVHD_BYTES, mvhd.end - mvhd.payload)))
 
 
-async def _find_box(reader: FileReader, kind: bytes, start: int, limit: int) -> mp4.Box | None:
+async def _find_box(reader: Reader, kind: bytes, start: int, limit: int) -> mp4.Box | None:
     at = start
     for _ in range(mp4.MAX_BOXES):
         reader.seek(at)
@@ -444,7 +490,7 @@ async def _find_box(reader: FileReader, kind: bytes, start: int, limit: int) -> 
     return None
 
 
-async def matroska_seconds(reader: FileReader) -> float | None:
+async def matroska_seconds(reader: Reader) -> float | None:
     """How long the Matroska or WebM file ``reader`` reads plays (its Segment's ``Info``),
     or None: a few element headers near the start are read."""
     header = await _element_at(reader, 0, reader.length)
@@ -465,14 +511,14 @@ async def matroska_seconds(reader: FileReader) -> float | None:
     return None
 
 
-async def _element_at(reader: FileReader, at: int, limit: int) -> matroska.Element | None:
+async def _element_at(reader: Reader, at: int, limit: int) -> matroska.Element | None:
     if at >= limit:
         return None
     reader.seek(at)
     return matroska.read_element(await reader.readexactly(min(matroska.HEADER_BYTES, limit - at)), at, limit)
 
 
-def media_probe(name: str) -> Callable[[FileReader], Awaitable[float | None]] | None:
+def media_probe(name: str) -> Callable[[Reader], Awaitable[float | None]] | None:
     """How to find out how long a file of this name plays, if its container is one we read."""
     extension = posixpath.splitext(name)[1].lower()
     if extension in MP4_EXTENSIONS:

@@ -1,0 +1,1 @@
+"""Encrypted bundles: the format (sans-IO), their files on disk, share links and keys."""
