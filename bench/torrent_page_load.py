@@ -2,7 +2,7 @@
 part of bench/index_bench.py's pages, without the import and the searches, so that two
 trees can be measured in turn on the same machine.
 
-    python3 bench/torrent_page_load.py --db /tmp/idx.db --entries 20000 [--runs 2] [--src OTHER_TREE/src]
+    python3 bench/torrent_page_load.py --db /tmp/idx.db|--db-url URL --entries 20000 [--runs 2] [--src OTHER_TREE/src]
 
 Each run: `wrk -t2 -c16 -d10s` on one entry's page, then on 1,000 random entries' pages in
 turn; requests/s, latency, the server's CPU per request and other processes' CPU (the
@@ -25,7 +25,9 @@ from measure import Noise
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--db", type=Path, required=True, help="an SQLite database of generated entries")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", type=Path, help="an SQLite database of generated entries")
+    where.add_argument("--db-url", help="or a database URL (postgresql://...) of generated entries")
     parser.add_argument("--entries", type=int, required=True, help="how many entries it holds (ids 1..N)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--src", type=Path, help="the tree to serve (default: this one)")
@@ -47,7 +49,8 @@ def main() -> None:
     rotating = [f"/t/{rng.randint(1, args.entries)}" for _ in range(1000)]
     script = folder / "pages.lua"
     script.write_text(bench.ROTATING_PAGES_LUA.format(paths=", ".join(f'"{path}"' for path in rotating)))
-    with bench.index_server(folder, f"sqlite:///{args.db.resolve()}") as (site, pid):
+    url = args.db_url or f"sqlite:///{args.db.resolve()}"
+    with bench.index_server(folder, url) as (site, pid):
         for path in [f"/t/{entry_id}", *rotating]:
             bench.fetch(site + path)
         for _run in range(args.runs):
