@@ -25,8 +25,9 @@ from markupsafe import Markup
 from bitswarm.index.model import Entry
 
 # What the kept parts may hold in all (characters of HTML): a page of 1,000 files renders to
-# about 100,000; most to a few thousand, so this keeps thousands of popular pages.
-MAX_KEPT_CHARS = 32 * 1024 * 1024
+# about 100,000, most to a few thousand (6,000 for the bench's generated entries), so this
+# keeps a few thousand popular pages in 16-64 MiB (1-4 bytes a character, by script).
+MAX_KEPT_CHARS = 16 * 1024 * 1024
 # A part this large is not kept (it would push out hundreds of others for one page).
 MAX_PART_CHARS = 1024 * 1024
 
