@@ -530,3 +530,54 @@ def test_the_privacy_page_follows_the_running_configuration(index_url: str) -> N
 
     site_test(index_url, scenario)
     site_test(index_url, scenario, tracker=False, trusted_proxies=("10.0.0.0/8",), searches_per_minute=77)
+
+
+def test_an_entry_page_shows_changes_made_by_another_process_sharing_the_database(
+    index_url: str, tmp_path: Path
+) -> None:
+    """Entry pages keep their rendered parts (bitswarm.index.entry_pages): a site that reads
+    the entry on every visit (entry_page_fresh_s = 0) shows another process's edit, hide and
+    delete on the next visit; one that trusts a read for a minute also shows its own at once."""
+    fields = upload_fields(tmp_path, "Shared Page", {"page-file.bin": b"p" * 4000})
+    writer = IndexConfig(bind="127.0.0.1:0", db=index_url, secret_key=SECRET, entry_page_fresh_s=60.0)
+    reader = dataclasses.replace(writer, entry_page_fresh_s=0.0)
+
+    async def main() -> None:
+        async with serving(writer) as site_a, serving(reader) as site_b:
+            db = await open_database(index_url)
+            async with db:
+                await db.accounts.create("oper", "correct horse battery", "operator")
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+                on_a, on_b = Browser(site_a, http), Browser(site_b, http)
+                _status, path, _page = await on_a.form("/upload", fields)
+                for browser in (on_a, on_b):  # both keep the page's parts now
+                    for _visit in range(2):
+                        status, page = await browser.get(path)
+                        assert (status, "Shared Page" in page, "page-file.bin" in page) == (200, True, True)
+                await on_a.form("/login", {"name": "oper", "password": "correct horse battery"})
+                edit: dict[str, object] = {
+                    "title": "Renamed Page",
+                    "description": "*edited*",
+                    "category": "",
+                    "tags": "",
+                }
+                await on_a.form(f"{path}/edit", edit, from_page=f"{path}/edit")
+                async with aiohttp.ClientSession() as anonymous:
+                    for base in (site_a, site_b):
+                        async with anonymous.get(base + path) as response:
+                            page = await response.text()
+                            assert '<h1 dir="auto">Renamed Page</h1>' in page, base
+                            assert "<em>edited</em>" in page, base
+                    await on_a.form(f"{path}/moderate", {"action": "hide"}, from_page=path)
+                    for base in (site_a, site_b):
+                        async with anonymous.get(base + path) as response:
+                            assert response.status == 404, base
+                    await on_a.form(f"{path}/moderate", {"action": "unhide"}, from_page=path)
+                    async with anonymous.get(site_b + path) as response:
+                        assert response.status == 200
+                    await on_a.form(f"{path}/moderate", {"action": "delete"}, from_page=path)
+                    for base in (site_a, site_b):
+                        async with anonymous.get(base + path) as response:
+                            assert response.status == 404, base
+
+    run(asyncio.wait_for(main(), 60))

@@ -20,6 +20,8 @@ from bitswarm.tracker.config import split_host_port
 _CATEGORY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,63}")
 DEFAULT_BIND = "127.0.0.1:8080"
 DEFAULT_DB = "sqlite:///bitswarm-index.db"
+# Longer would leave an entry hidden by another process visible here too long.
+MAX_ENTRY_PAGE_FRESH_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,11 @@ class IndexConfig:
     trusted_proxies: tuple[str, ...] = ()
     # Scrapes of the other trackers named in entries, for their live counts.
     scrape_other_trackers: bool = True
+    # An entry page read its entry from the database less than this long ago is served
+    # without reading it again. An edit, hide or delete made through this process shows at
+    # once; one made through another process sharing the database, or by `bitswarm index`
+    # commands, shows after at most this long. 0: read on every visit.
+    entry_page_fresh_s: float = 5.0
     # Cookies only over HTTPS (behind a TLS-terminating proxy).
     secure_cookies: bool = False
     # Where the keys of encrypted bundles live (the key-encryption key that wraps every
@@ -99,6 +106,8 @@ class IndexConfig:
             raise UsageError(f"index: max_upload_bytes is at most {MAX_TORRENT_BYTES}")
         if min(self.max_files, self.uploads_per_hour, self.searches_per_minute) <= 0:
             raise UsageError("index: limits must be positive")
+        if not 0 <= self.entry_page_fresh_s <= MAX_ENTRY_PAGE_FRESH_S:
+            raise UsageError(f"index: entry_page_fresh_s is between 0 and {MAX_ENTRY_PAGE_FRESH_S:.0f}")
         return self
 
 

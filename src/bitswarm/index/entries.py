@@ -387,6 +387,10 @@ class EntryStore:
 
     async def get(self, entry_id: int) -> Entry:
         """The entry ``entry_id`` (hidden ones too). Raises ``EntryNotFound``."""
+        if self._engine.dialect.name == "sqlite":
+            # One trip to aiosqlite's thread: an entry page reads this on every visit.
+            async with self._engine.connect() as connection:
+                return await self._sqlite_entry(connection, entry_id)
         async with self._engine.connect() as connection:
             row = (await connection.execute(_SELECT_ENTRY, {"entry_id": entry_id})).first()
         if row is None:
@@ -477,22 +481,27 @@ class EntryStore:
     async def _sqlite_get_with_files(self, entry_id: int, limit: int) -> tuple[Entry, list[EntryFile]]:
         """``get_with_files`` on SQLite in two calls to aiosqlite's thread instead of nine
         (``bitswarm.index.sqlite_reads``). The JSON columns are decoded as SQLAlchemy would."""
+        async with self._engine.connect() as connection:
+            entry = await self._sqlite_entry(connection, entry_id)
+            files = await fetch_all(connection, self._sqlite_statements()[1], (entry_id, limit, 0))
+        return entry, [EntryFile(position, tuple(path.split("/")), size) for position, path, size in files]
+
+    def _sqlite_statements(self) -> tuple[str, str]:
         if self._sqlite_sql is None:
             self._sqlite_sql = (
                 compile_positional(self._engine, _SELECT_ENTRY, ["entry_id"]),
                 compile_positional(self._engine, _SELECT_FILES, ["entry_id", "limit", "offset"]),
             )
-        entry_sql, files_sql = self._sqlite_sql
-        async with self._engine.connect() as connection:
-            rows = await fetch_all(connection, entry_sql, (entry_id,))
-            if not rows:
-                raise EntryNotFound(entry_id)
-            files = await fetch_all(connection, files_sql, (entry_id, limit, 0))
+        return self._sqlite_sql
+
+    async def _sqlite_entry(self, connection: AsyncConnection, entry_id: int) -> Entry:
+        rows = await fetch_all(connection, self._sqlite_statements()[0], (entry_id,))
+        if not rows:
+            raise EntryNotFound(entry_id)
         values = dict(zip(_ENTRY_COLUMN_NAMES, rows[0], strict=True))
         for name in _ENTRY_JSON_COLUMNS:
             values[name] = json.loads(values[name])
-        entry = entry_from_mapping(values)
-        return entry, [EntryFile(position, tuple(path.split("/")), size) for position, path, size in files]
+        return entry_from_mapping(values)
 
     # -- changing -------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ async def serve_index(
         if fetch_metadata:
             database = db
             fetcher = MetadataFetcher(
-                lambda entry_id, info: _attach(database, entry_id, info), db.entries.waiting_for_metadata
+                lambda entry_id, info: _attach(database, site, entry_id, info), db.entries.waiting_for_metadata
             )
             site.waiting_metadata = fetcher.request
             fetcher.start()
@@ -175,6 +175,7 @@ async def _record_own_counts(store: MemoryStore, db: IndexDatabase, stop: asynci
             log.warning("the own tracker's counts were not recorded: %s", error)
 
 
-async def _attach(db: IndexDatabase, entry_id: int, info: bytes) -> None:
+async def _attach(db: IndexDatabase, site: Site, entry_id: int, info: bytes) -> None:
     with contextlib.suppress(BitswarmError):  # the entry was deleted or completed meanwhile
         await db.entries.attach_metadata(entry_id, info)
+    site.entry_parts.forget(entry_id)  # its page shows the files now, not "waiting for metadata"
