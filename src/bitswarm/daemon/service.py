@@ -5,8 +5,8 @@ torrent has a record (its id, download folder, the user's stop, labels, files, l
 queue position) and, while the daemon runs, a runtime: a ``TorrentRuntime``, or a
 ``MagnetRuntime`` until a magnet link's metadata is in. Every runtime starts paused (its
 verified pieces come from the engine's resume data, not from a re-hash) and the
-scheduler decides which run (after every change, and once a second while something moves in
-a torrent, else every ``SCHEDULE_SLOW_PERIOD_S``):
+scheduler decides which run (after every change, once a second while something moves in a
+torrent, and when a seed's idle goal falls due):
 
 - a torrent the user stopped, or that has an error, stays paused;
 - downloads, in queue order, up to ``download-queue-size`` (when queueing is on), seeds
@@ -55,10 +55,6 @@ from bitswarm.storage.backend import PARTS_FOLDER
 log = logging.getLogger("bitswarm.daemon")
 
 SCHEDULE_PERIOD_S = 1.0
-# With nothing moving (no peers, no download, nothing checked or fetched), the full pass
-# runs this often, for the idle-seeding goal (counted in minutes); every change asks for
-# one at the next second.
-SCHEDULE_SLOW_PERIOD_S = 10.0
 SAVE_PERIOD_S = 30.0
 # "recently-active" (Transmission): changed or moving data within this time.
 RECENTLY_ACTIVE_S = 60.0
@@ -103,6 +99,9 @@ class Entry:
     seeding_since: float | None = None
     last_upload: int = 0
     idle_since: float = field(default_factory=time.monotonic)
+    # Whether the engine had it finished at the last scheduling pass: a download that
+    # finishes since wants a pass (done date, move on completion, seeding time).
+    tracked_finished: bool = False
 
     @property
     def id(self) -> int:
@@ -168,6 +167,15 @@ class Daemon:
         self._dirty = False
         # A full scheduling pass is wanted at the next second (something changed).
         self._schedule_wanted = False
+        # The entries the once-a-second look visits (ids, in order): those checked, fetched,
+        # moved or downloading, and those whose runtime the session woke (a peer came, it
+        # was resumed) until a pass has seen their last upload. A seed at rest is in none of
+        # them, so the look costs nothing per idle torrent.
+        self._watched: dict[int, None] = {}
+        # Ids watched since the last save: only their transfer totals can have moved.
+        self._since_save: set[int] = set()
+        # When the earliest idle-seeding goal falls due (monotonic), from the last pass.
+        self._goal_due = float("inf")
         # The save callers wait for, not started yet (every change before its start is in
         # it), and the task writing saves one after another.
         self._next_save: asyncio.Future[None] | None = None
@@ -233,6 +241,7 @@ class Daemon:
         self.session_count = int(self.state.settings.get("session-count", 0)) + 1
         self.state.settings["session-count"] = self.session_count
         self.apply_session_limits()
+        self.session.on_wake = self._runtime_woken
         for record in sorted(self.state.torrents, key=lambda item: item.queue_position):
             entry = Entry(record, base_uploaded=record.uploaded_ever, base_downloaded=record.downloaded_ever)
             self.entries[record.id] = entry
@@ -270,26 +279,56 @@ class Daemon:
         await self.save()
 
     async def _loop(self) -> None:
-        saved_at = scheduled_at = time.monotonic()
+        saved_at = time.monotonic()
         while True:
             await asyncio.sleep(SCHEDULE_PERIOD_S)
             async with self._lock:
                 self.check_alt_speed_schedule(datetime.now())  # the schedule is in local time
                 now = time.monotonic()
-                if (
-                    self._schedule_wanted
-                    or now - scheduled_at >= SCHEDULE_SLOW_PERIOD_S
-                    or any(self._is_moving(entry) for entry in self.entries.values())
-                ):
-                    scheduled_at = now
+                if self._schedule_wanted or now >= self._goal_due or self._any_moving():
                     self.schedule()
             now = time.monotonic()
-            if self._dirty or now - saved_at >= SAVE_PERIOD_S:
+            if self._dirty or (now - saved_at >= SAVE_PERIOD_S and self._totals_moved()):
                 saved_at = now
                 try:
                     await self.save()
                 except OSError as error:
                     log.error("state not saved: %s", error)
+
+    def _watch(self, entry: Entry) -> None:
+        """Look at ``entry`` each second from now on, while it may move."""
+        self._watched[entry.id] = None
+        self._since_save.add(entry.id)
+
+    def _runtime_woken(self, runtime: TorrentRuntime) -> None:
+        number = self.by_hash.get(runtime.info_hash.hex())
+        entry = self.entries.get(number) if number is not None else None
+        if entry is not None and entry.runtime is runtime:
+            self._watch(entry)
+
+    def _any_moving(self) -> bool:
+        """Whether a watched entry moves; forgets those that cannot any more."""
+        moving = False
+        for number in list(self._watched):
+            entry = self.entries.get(number)
+            if entry is None:
+                del self._watched[number]
+            elif self._is_moving(entry):
+                moving = True
+            elif not self._may_move(entry):
+                del self._watched[number]
+        return moving
+
+    def _totals_moved(self) -> bool:
+        """Whether a transfer total differs from the saved record (only watched entries
+        can have uploaded or downloaded)."""
+        for number in self._since_save | set(self._watched):
+            entry = self.entries.get(number)
+            if entry is not None and (
+                entry.uploaded() != entry.record.uploaded_ever or entry.downloaded() != entry.record.downloaded_ever
+            ):
+                return True
+        return False
 
     def mark_dirty(self) -> None:
         """Something in the state changed: saved, and scheduled again, within a second."""
@@ -321,6 +360,7 @@ class Daemon:
                 try:
                     # The snapshot is taken here, in the loop, after every change its callers made.
                     self._dirty = False
+                    self._since_save.clear()
                     self._fold_totals()
                     self.state.torrents = [entry.record for entry in self.entries.values()]
                     snapshot = self.store.snapshot(self.state)
@@ -451,6 +491,7 @@ class Daemon:
         record = entry.record
         folder = Path(record.data_dir)
         entry.checking = True
+        self._watch(entry)
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             entry.runtime = await self.session.add(
@@ -471,6 +512,7 @@ class Daemon:
         folder = Path(record.data_dir)
         folder.mkdir(parents=True, exist_ok=True)
         entry.fetching = True
+        self._watch(entry)
         self._spawn(self._fetch_metadata(entry, link, folder))
 
     async def _fetch_metadata(self, entry: Entry, link: magnet.Magnet, folder: Path) -> None:
@@ -520,6 +562,7 @@ class Daemon:
     def schedule(self) -> None:
         """Start and stop runtimes to follow the user's stops, the queues and the goals."""
         self._schedule_wanted = False
+        self._goal_due = float("inf")
         now = time.monotonic()
         downloads: list[Entry] = []
         seeds: list[Entry] = []
@@ -561,12 +604,14 @@ class Daemon:
             self.mark_dirty()
         if entry.is_finished and record.incomplete_dir and not entry.moving and not entry.checking:
             entry.moving = True
+            self._watch(entry)
             self._spawn(self._move_completed(entry))
         uploaded = entry.uploaded()
         if uploaded != entry.last_upload or (entry.is_running and not entry.is_finished):
             entry.last_upload = uploaded
             entry.idle_since = now
             entry.last_active = now
+        entry.tracked_finished = entry.is_finished
         if entry.is_finished and entry.is_running:
             if entry.seeding_since is None:
                 entry.seeding_since = now
@@ -575,21 +620,37 @@ class Daemon:
                 record.paused = True
                 entry.last_active = now
                 self.mark_dirty()
+            else:
+                idle_s = self._idle_limit_s(entry)
+                if idle_s is not None:
+                    self._goal_due = min(self._goal_due, entry.idle_since + idle_s)
         elif entry.seeding_since is not None:
             record.seconds_seeding += int(now - entry.seeding_since)
             entry.seeding_since = None
 
     def _is_moving(self, entry: Entry) -> bool:
-        """Whether the scheduler must look at ``entry`` every second: it is checked, fetched
-        or moved, downloads, or uploaded since the last look. A seed that did not upload
-        changes only by time (the idle goal: the slow pass) or by an event (which asks for
-        a pass), peers or not: ``_track`` has nothing new to see in it."""
+        """Whether the scheduler must look at ``entry`` this second: it is checked, fetched
+        or moved, downloads, finished since the last look, or uploaded since. A seed that did
+        not upload changes only by time (the idle goal, whose due time the pass keeps) or by
+        an event (which asks for a pass), peers or not: ``_track`` has nothing new to see."""
         if entry.checking or entry.fetching or entry.moving:
             return True
         runtime = entry.runtime
-        if runtime is None or runtime.swarm is None or runtime.paused:
+        if runtime is None or runtime.swarm is None:
+            return False
+        if runtime.finished.is_set() != entry.tracked_finished:
+            return True
+        if runtime.paused:
             return False
         return not runtime.finished.is_set() or entry.uploaded() != entry.last_upload
+
+    def _may_move(self, entry: Entry) -> bool:
+        """Whether ``entry`` can start moving with no event to wake it: checked, fetched,
+        moved, running unfinished, or with peers."""
+        if entry.checking or entry.fetching or entry.moving:
+            return True
+        runtime = entry.runtime
+        return runtime is not None and not runtime.paused and (bool(runtime.peers) or not runtime.finished.is_set())
 
     def _goal_reached(self, entry: Entry, now: float) -> bool:
         record = entry.record
@@ -601,13 +662,17 @@ class Daemon:
             limit = None
         if limit is not None and self.ratio(entry) >= limit:
             return True
+        idle_s = self._idle_limit_s(entry)
+        return idle_s is not None and now - entry.idle_since >= idle_s
+
+    def _idle_limit_s(self, entry: Entry) -> float | None:
+        """The seconds of seeding without uploads after which ``entry`` stops; None: never."""
+        record = entry.record
         if record.seed_idle_mode == 1:
-            idle_min: int | None = record.seed_idle_limit
-        elif record.seed_idle_mode == 0 and self.setting("idle-seeding-limit-enabled"):
-            idle_min = int(self.setting("idle-seeding-limit"))
-        else:
-            idle_min = None
-        return idle_min is not None and now - entry.idle_since >= idle_min * 60
+            return record.seed_idle_limit * 60.0
+        if record.seed_idle_mode == 0 and self.setting("idle-seeding-limit-enabled"):
+            return int(self.setting("idle-seeding-limit")) * 60.0
+        return None
 
     def ratio(self, entry: Entry) -> float:
         """Uploaded over downloaded (over the size when nothing was downloaded here: a seed
@@ -738,6 +803,7 @@ class Daemon:
                 continue
             async with self._lock:
                 entry.checking = True
+                self._watch(entry)
                 try:
                     await self._unload(entry)
                     info_hash = entry.record.info_hash
