@@ -996,6 +996,20 @@ def _freeze_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    _trim_c_heap()
+
+
+def _trim_c_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``): the
+    buffers of a thousand adds, hashes and resume reads leave holes that glibc keeps, 6 MiB
+    of the resident size with 1,000 seeds at rest. Elsewhere (musl, macOS) nothing is done."""
+    import ctypes  # noqa: PLC0415  (only here: most of a daemon's life has no use for it)
+
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 async def _reannounce(runtime: TorrentRuntime) -> None:

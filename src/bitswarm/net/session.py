@@ -219,13 +219,7 @@ class TorrentRuntime:
         # are written; its reader thread serves verified pieces through handles of its own.
         self.disk = session.disk
         self.readers = session.readers
-        self.read_storage = FileStorage(
-            torrent.files,
-            torrent.piece_length,
-            folder,
-            is_wanted=lambda entry: id(entry) in self.wanted_entries,
-            parts_name=self.info_hash.hex(),
-        )
+        self.read_storage = self.storage.twin()
         self.swarm: Swarm | None = None
         self.peers: set[PeerConnection] = set()
         self.known_addresses: set[tuple[str, int]] = set()
