@@ -106,6 +106,10 @@ class Entry:
     # Whether the engine had it finished at the last scheduling pass: a download that
     # finishes since wants a pass (done date, move on completion, seeding time).
     tracked_finished: bool = False
+    # The lengths of the files that hold content, for ``torrent`` (torrent-get asks for them,
+    # as fileCount, leftUntilDone and haveValid, of every torrent in every call).
+    _lengths: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    _lengths_of: Torrent | None = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> int:
@@ -118,6 +122,16 @@ class Entry:
     @property
     def is_finished(self) -> bool:
         return self.runtime is not None and self.runtime.finished.is_set()
+
+    def data_lengths(self) -> tuple[int, ...]:
+        """The lengths of the files that hold content, in Transmission's order."""
+        torrent = self.torrent
+        if torrent is None:
+            return ()
+        if self._lengths_of is not torrent:
+            self._lengths = tuple(item.length for item in torrent.data_files())
+            self._lengths_of = torrent
+        return self._lengths
 
     def uploaded(self) -> int:
         swarm = self.runtime.swarm if self.runtime is not None else None
@@ -931,7 +945,7 @@ class Daemon:
             return 0
         picker = runtime.swarm.picker
         if picker.have_count == torrent.num_pieces:  # a seed: no need to walk its pieces
-            return sum(item.length for item in torrent.data_files())
+            return sum(entry.data_lengths())
         have = picker.have
         return sum(
             _overlap(item, index, torrent.piece_length)
@@ -949,9 +963,9 @@ class Daemon:
         # torrent-get asks this of every torrent: a seed's files are whole and a torrent with
         # no piece has none, without walking the pieces.
         if picker is not None and picker.have_count == torrent.num_pieces:
-            return [item.length for item in torrent.data_files()]
+            return list(entry.data_lengths())
         if picker is None or picker.have_count == 0:
-            return [0 for _item in torrent.data_files()]
+            return [0] * len(entry.data_lengths())
         have = picker.have
         return [
             sum(
@@ -964,24 +978,27 @@ class Daemon:
 
     def file_count(self, entry: Entry) -> int:
         """How many files hold content (Transmission's fileCount)."""
-        return sum(1 for _item in entry.torrent.data_files()) if entry.torrent is not None else 0
+        return len(entry.data_lengths()) if entry.torrent is not None else 0
 
     def size_when_done(self, entry: Entry) -> int:
         torrent = entry.torrent
         if torrent is None:
             return 0
         unwanted = set(entry.record.unwanted)
-        return sum(item.length for position, item in enumerate(torrent.data_files()) if position not in unwanted)
+        return sum(length for position, length in enumerate(entry.data_lengths()) if position not in unwanted)
 
     def left_until_done(self, entry: Entry) -> int:
         torrent = entry.torrent
         if torrent is None:
             return 0
+        runtime = entry.runtime
+        if runtime is not None and runtime.swarm is not None and runtime.swarm.picker.have_count == torrent.num_pieces:
+            return 0  # every file whole: what torrent-get asks of a thousand seeds, answered at once
         unwanted = set(entry.record.unwanted)
         progress = self.file_progress(entry)
         return sum(
-            item.length - progress[position]
-            for position, item in enumerate(torrent.data_files())
+            length - progress[position]
+            for position, length in enumerate(entry.data_lengths())
             if position not in unwanted
         )
 
