@@ -95,6 +95,14 @@ def test_the_daemon_polls_its_subscriptions_on_its_own_and_stops_cleanly_on_sigt
                 assert row["downloadDir"] == str(tv)
                 assert row["labels"] == ["tv"]
             assert by_name[MAGNET_HASH]["hashString"] == MAGNET_HASH
+
+            def both_seen() -> bool:
+                with SeenDatabase(subscriptions_folder(DaemonConfig(), state)) as seen:
+                    return seen.is_seen(["guid:g-1"]) and seen.is_seen(["guid:g-2"])
+
+            # A torrent is listed while its add is saved, and its item is marked seen after
+            # the add returns: a SIGTERM in between would leave it to the next poll.
+            wait_for(both_seen, "both items marked seen", STEP_TIMEOUT_S)
         # running_daemon sent SIGTERM by PID and asserted exit status 0.
     # The seen-database the daemon wrote is the one `bitswarm subscribe --state` reads.
     with SeenDatabase(subscriptions_folder(DaemonConfig(), state)) as seen:

@@ -208,3 +208,41 @@ def test_upload_slots_are_an_option_and_checked(tmp_path: Path) -> None:
             await session.close()
 
     asyncio.run(scenario())
+
+
+def test_a_seed_at_rest_is_not_ticked_until_a_peer_wakes_it(tmp_path: Path) -> None:
+    """A daemon holds a thousand seeds with no peers: the session's tick must not visit them
+    (their cost at idle), yet one that a peer reaches must be ticked again, or it never
+    unchokes the peer and the download stalls."""
+    source = tmp_path / "seed" / "data.bin"
+    source.parent.mkdir()
+    source.write_bytes(random.Random(11).randbytes(300_000))
+    torrent = Torrent.decode(create(source, CreateOptions(version=TorrentVersion.V1, piece_length=32 * 1024)))
+
+    async def scenario() -> None:
+        seeder = Session(port=0, host="127.0.0.1")
+        leecher = Session(port=0, host="127.0.0.1")
+        await seeder.start()
+        await leecher.start()
+        woken: list[TorrentRuntime] = []
+        seeder.on_wake = woken.append
+        try:
+            seeding = await seeder.add(torrent, source.parent)
+            assert woken == [seeding]  # started: looked at by the next tick
+            assert not seeding.needs_tick  # no peers, no offers, no deadlines
+            woken.clear()
+            download = await leecher.add(torrent, tmp_path / "get")
+            await download.connect(("127.0.0.1", seeder.port))
+            await wait_until(lambda: bool(seeding.peers), "the seed has its peer")
+            assert woken == [seeding]
+            assert seeding.needs_tick
+            await asyncio.wait_for(download.finished.wait(), 60)
+            assert (tmp_path / "get" / "data.bin").read_bytes() == source.read_bytes()
+            await download.pause()
+            await wait_until(lambda: not seeding.peers, "the peer gone")
+            assert not seeding.needs_tick
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    asyncio.run(scenario())

@@ -124,3 +124,19 @@ def test_wanted_zero_byte_files_are_created_on_request(tmp_path: Path) -> None:
     assert (tmp_path / "t" / "sub" / "empty").read_bytes() == b""
     assert not (tmp_path / "t" / "skipped").exists()
     assert not (tmp_path / "t" / "a").exists()
+
+
+def test_a_twin_shares_the_layout_but_not_the_handles(tmp_path: Path) -> None:
+    """The session's reader thread reads through a twin: what the writer flushed, through
+    handles of its own (one closing must not close the other's)."""
+    writer = FileStorage(FILES, PIECE, tmp_path)
+    reader = writer.twin()
+    assert reader.layout is writer.layout
+    data = stream()
+    for index in range(3):
+        writer.write_block(index, 0, data[index * PIECE : (index + 1) * PIECE])
+    writer.flush()
+    assert reader.read_block(0, 0, PIECE) == data[:PIECE]
+    writer.close()
+    assert reader.read_block(2, 0, 700) == data[2 * PIECE : 2 * PIECE + 700]
+    reader.close()

@@ -382,6 +382,10 @@ class WebUi:
             quiet_since = time.monotonic()
             first = True
             while not self.stopping.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    # The page went: a write would tell only at the next change or
+                    # keep-alive, holding the stream's place until then.
+                    break
                 snapshot = self.snapshot()
                 rows = snapshot.rows if wanted is None else {k: v for k, v in snapshot.rows.items() if k == wanted}
                 changed = [row for number, row in rows.items() if sent.get(number) != row]

@@ -967,6 +967,12 @@ class Swarm:
 
     # -- time ----------------------------------------------------------------------------
 
+    @property
+    def needs_tick(self) -> bool:
+        """Whether ``tick`` has anything to do: peers to snub, fill, choke or send PEX to,
+        offers to make, deadlines to chase."""
+        return bool(self.peers or self._offered or self.picker.has_deadlines)
+
     def tick(self, now: float) -> list[Action]:
         """Snubbing and the periodic choking round."""
         self._now = now

@@ -20,14 +20,12 @@ length (that is the .torrent file's). Sans-IO.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import xml.sax
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
-
-import feedparser  # type: ignore[import-untyped]
-from feedparser.mixin import _FeedParserMixin  # type: ignore[import-untyped]
 
 from bitswarm import magnet
 from bitswarm.errors import FeedError, MetainfoError
@@ -44,16 +42,26 @@ MAX_URL_CHARS = magnet.MAX_MAGNET_LENGTH
 # How long a feed may ask us to wait (ttl), so that a typo cannot silence a feed for years.
 MAX_TTL_S = 7 * 24 * 3600
 
-# feedparser names elements of namespaces it does not know by the prefix the document
-# chose; registering the two torrent namespaces makes their keys the same in every feed.
-_FeedParserMixin.namespaces.setdefault(EZRSS_NS, "torrent")
-_FeedParserMixin.namespaces.setdefault(NYAA_NS, "nyaa")
 
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
 _HEX_HASH = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _BASE32_HASH = re.compile(r"[A-Za-z2-7]{32}")
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@functools.cache
+def _feedparser() -> Any:
+    """feedparser, imported with the first feed read: a daemon without subscriptions never
+    needs its megabyte."""
+    import feedparser  # type: ignore[import-untyped]  # noqa: PLC0415
+    from feedparser.mixin import _FeedParserMixin  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    # feedparser names elements of namespaces it does not know by the prefix the document
+    # chose; registering the two torrent namespaces makes their keys the same in every feed.
+    _FeedParserMixin.namespaces.setdefault(EZRSS_NS, "torrent")
+    _FeedParserMixin.namespaces.setdefault(NYAA_NS, "nyaa")
+    return feedparser
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +105,7 @@ def parse_feed(body: bytes, url: str = "") -> Feed:
     if _ENTITY_DECLARATION.search(body):
         raise FeedError("the document declares XML entities (refused: no feed needs them)")
     # response_headers only tells feedparser the document's base for relative links.
-    parsed = feedparser.parse(body, response_headers={"content-location": url} if url else {})
+    parsed = _feedparser().parse(body, response_headers={"content-location": url} if url else {})
     problem = parsed.get("bozo_exception")
     if isinstance(problem, xml.sax.SAXException):
         raise FeedError(f"malformed XML: {problem}")

@@ -220,13 +220,7 @@ class TorrentRuntime:
         # are written; its reader thread serves verified pieces through handles of its own.
         self.disk = session.disk
         self.readers = session.readers
-        self.read_storage = FileStorage(
-            torrent.files,
-            torrent.piece_length,
-            folder,
-            is_wanted=lambda entry: id(entry) in self.wanted_entries,
-            parts_name=self.info_hash.hex(),
-        )
+        self.read_storage = self.storage.twin()
         self.swarm: Swarm | None = None
         self.peers: set[PeerConnection] = set()
         self.known_addresses: set[tuple[str, int]] = set()
@@ -303,6 +297,7 @@ class TorrentRuntime:
 
     def _start_tasks(self) -> None:
         self.paused = False
+        self.session.wake(self)
         # Ticks and resume saving run in the session's loops, uploads in a task while any wait.
         if self.torrent.trackers:
             self.spawn(self._announce_loop())
@@ -573,6 +568,7 @@ class TorrentRuntime:
         assert self.swarm is not None
         assert connection.core is not None
         self.peers.add(connection)
+        self.session.wake(self)
         self.swarm.add_peer(
             connection,
             connection.core,
@@ -770,6 +766,7 @@ class TorrentRuntime:
             unproven = {index for root in fetch.wanted_roots() for index in self._pieces_of_root(root)}
             deadlines = {index: due for index, due in deadlines.items() if index not in unproven}
         self.swarm.set_deadlines(owner, deadlines, time.monotonic())
+        self.session.wake(self)
         self.deadlines_changed.set()
         self.run_actions([])  # flushes the requests
 
@@ -834,6 +831,7 @@ class TorrentRuntime:
                 self.spawn(self._serve_block_hashes(action))
             elif isinstance(action, PieceVerified):
                 self._resume_dirty = True
+                self.session.resume_due(self)
                 self._emit(action)
                 for waiter in self._piece_waiters.pop(action.index, ()):
                     if not waiter.done():
@@ -1036,6 +1034,13 @@ class TorrentRuntime:
         # the tick queued for each peer (PEX, choking), so it runs even with no actions.
         self.run_actions(self.swarm.tick(now))
 
+    @property
+    def needs_tick(self) -> bool:
+        """Whether the session's tick has anything to do here: a torrent with no peers, no
+        super-seed offers and no deadlines has nothing to time out, fill or choke until a peer
+        or a deadline arrives (both wake it), so a thousand seeds at rest cost no tick."""
+        return not self.paused and self.swarm is not None and bool(self.peers or self.swarm.needs_tick)
+
     async def save_resume_if_changed(self) -> None:
         if self._resume_dirty and not self.paused:
             await self._save_resume()
@@ -1235,6 +1240,14 @@ class Session:
         self.aliases: dict[bytes, bytes] = {}
         self.unrouted: set[PeerConnection] = set()
         self._loops: list[asyncio.Task[None]] = []
+        # The torrents the tick visits (insertion-ordered, so the shared rng is drawn in a
+        # stable order): woken by a peer, a deadline or a resume, dropped by the tick once
+        # they need nothing, so the tick's cost follows the active torrents, not all of them.
+        self._ticking: dict[TorrentRuntime, None] = {}
+        # The torrents with verified pieces not in their resume data yet.
+        self._resume_pending: dict[TorrentRuntime, None] = {}
+        # Told of every wake (the daemon watches such a torrent's transfers from then on).
+        self.on_wake: Callable[[TorrentRuntime], None] | None = None
         # One writer and one reader thread for every torrent: a thread per torrent cost more
         # memory than the torrent itself (bench/RESULTS.md, 200 torrents).
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
@@ -1390,19 +1403,34 @@ class Session:
             if self.strict:
                 self.failures.append(task.exception())  # type: ignore[arg-type]
 
+    def wake(self, runtime: TorrentRuntime) -> None:
+        """Tick ``runtime`` from the next tick on, until it needs it no more."""
+        self._ticking[runtime] = None
+        if self.on_wake is not None:
+            self.on_wake(runtime)
+
+    def resume_due(self, runtime: TorrentRuntime) -> None:
+        """``runtime`` has pieces its resume data lacks: saved at the next resume round."""
+        self._resume_pending[runtime] = None
+
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
-            for runtime in list(self.torrents.values()):
+            for runtime in list(self._ticking):
                 runtime.tick(now)
+                if not runtime.needs_tick:
+                    self._ticking.pop(runtime, None)
             for magnet in list(self.magnets.values()):
                 magnet.tick(now)
 
     async def _resume_loop(self) -> None:
         while True:
             await asyncio.sleep(RESUME_PERIOD_S)
-            for runtime in list(self.torrents.values()):
+            pending, self._resume_pending = list(self._resume_pending), {}
+            for runtime in pending:
+                if self.torrents.get(runtime.info_hash) is not runtime:
+                    continue  # removed: its close wrote its resume data
                 try:
                     await runtime.save_resume_if_changed()
                 except (StorageError, OSError) as error:

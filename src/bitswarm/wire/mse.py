@@ -37,9 +37,6 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
-from cryptography.hazmat.primitives.ciphers import Cipher
-
 from bitswarm.errors import PeerProtocolError, UsageError
 
 # The spec's 768-bit safe prime (the Oakley group 1 prime) and generator.
@@ -100,6 +97,11 @@ class RC4Stream:
     __slots__ = ("_context",)
 
     def __init__(self, key: bytes) -> None:
+        # Imported with the first encrypted peer: cryptography and its OpenSSL are 7.5 MiB
+        # resident, which a daemon seeding at rest, or talking plaintext only, never needs.
+        from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4  # noqa: PLC0415
+        from cryptography.hazmat.primitives.ciphers import Cipher  # noqa: PLC0415
+
         self._context = Cipher(ARC4(key), mode=None).encryptor()
         self._context.update(bytes(RC4_DISCARD_BYTES))
 
