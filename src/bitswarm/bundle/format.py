@@ -129,6 +129,11 @@ class FileSealer:
         self.segments = segment_count(plain_size)
         self.sealed_size = ciphertext_size(plain_size)
 
+    @property
+    def segment_sizes(self) -> tuple[int, int]:
+        """(sealed, plain) bytes of a full segment."""
+        return SEGMENT, PLAIN_SEGMENT
+
     def _check_index(self, index: int) -> bool:
         if not 0 <= index < self.segments:
             raise BundleError(f"segment {index} is outside the file's {self.segments}")

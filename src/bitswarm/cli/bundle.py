@@ -1,4 +1,7 @@
-"""``bitswarm bundle``: encrypted bundles (create, info, open)."""
+"""``bitswarm bundle``: encrypted bundles (create, info, open, publish).
+
+The bundle modules (and the crypto library under them) are imported by the commands that
+use them: every other command starts without them."""
 
 from __future__ import annotations
 
@@ -9,20 +12,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bitswarm import __version__
-from bitswarm.bundle import files, gates, links
-from bitswarm.bundle import format as fmt
 from bitswarm.cli import EXIT_PROBLEMS, Failure, about, cli, human_size, load_torrent, parse_size, progress_bar
 from bitswarm.cli.stream import bundle_key, stream_command
 from bitswarm.create import CreateOptions
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.storage.atomic import replace_durably
 
+if TYPE_CHECKING:
+    from bitswarm.bundle.gates import Gate
 
-def parse_gate(text: str) -> gates.Gate:
+
+def parse_gate(text: str) -> Gate:
+    from bitswarm.bundle import gates  # noqa: PLC0415
+
     with about("--gate"):
         return gates.parse(text)
 
@@ -66,6 +73,9 @@ def create_command(
     With the free gate the share link (a magnet link with the key after '#') is printed;
     with any other gate the key is written to OUTPUT's name with '.key' for the gate to
     hold, and the link printed has no key."""
+    from bitswarm.bundle import files, links  # noqa: PLC0415
+    from bitswarm.bundle import format as fmt  # noqa: PLC0415
+
     gate = parse_gate(gate_text)
     key_file = output.with_suffix(".key")
     for existing in (output, key_file) if gate.kind != "free" else (output,):
@@ -118,6 +128,8 @@ def create_command(
 @click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")
 def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> None:
     """What a bundle holds: with the key its title and files, without it only sizes."""
+    from bitswarm.bundle import files  # noqa: PLC0415
+
     torrent = load_torrent(torrent_path)
     content_key = bundle_key("", key, key_file)
     with about(torrent_path):
@@ -171,6 +183,9 @@ def open_command(
     """Download a bundle through the swarm (unless its sealed files are already under
     --data) and decrypt it into OUTPUT. A wrong key or tampered data: one line, exit 2,
     and no plaintext file left as if it were good."""
+    from bitswarm.bundle import files, links  # noqa: PLC0415
+    from bitswarm.bundle import format as fmt  # noqa: PLC0415
+
     content_key = bundle_key(source, key, key_file)
     if content_key is None:
         raise Failure("no key: give a share link with '#k=', --key or --key-file")
@@ -270,6 +285,8 @@ def publish_command(
 ) -> None:
     """Upload a bundle and its key to an index site, behind a gate (the site keeps the key
     wrapped, and releases it as the gate says). Prints the bundle's page."""
+    from bitswarm.bundle import files, links  # noqa: PLC0415
+
     gate = parse_gate(gate_text)
     if key is None and key_file is None and torrent_path.with_suffix(".key").is_file():
         key_file = torrent_path.with_suffix(".key")

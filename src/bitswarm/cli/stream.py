@@ -27,6 +27,8 @@ from bitswarm.cli import (
 
 def bundle_key(source: str, key: str | None, key_file: Path | None) -> bytes | None:
     """An encrypted bundle's key: --key, --key-file, or the '#k=' of a share link."""
+    if key is None and key_file is None and not (source.lower().startswith("magnet:") and "#" in source):
+        return None  # no bundle: the crypto library stays unloaded
     from bitswarm.bundle import links  # noqa: PLC0415
 
     if key is not None and key_file is not None:

@@ -33,23 +33,24 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bitswarm.bundle import files as bundle_files
-from bitswarm.bundle import format as fmt
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import FileEntry
 from bitswarm.stream import matroska, mp4
 from bitswarm.stream.mp4 import MP4_EXTENSIONS
 from bitswarm.stream.ranges import ByteRange, Unsatisfiable, parse_range
 from bitswarm.stream.reader import FileReader
-from bitswarm.stream.sealed import SealedFileReader
 from bitswarm.web.app import create_app, render
 from bitswarm.web.security import SECURITY_HEADERS
 
 if TYPE_CHECKING:
+    from bitswarm.bundle import format as fmt
     from bitswarm.net.session import TorrentRuntime
+    from bitswarm.stream.sealed import SealedFileReader
 
-# A torrent's file as it is, or a bundle's file as plaintext.
-Reader = FileReader | SealedFileReader
+    # A torrent's file as it is, or a bundle's file as plaintext. (The bundle modules, and
+    # the crypto library under them, load only when a bundle is served.)
+    Reader = FileReader | SealedFileReader
+
 MAX_STREAMS = 256
 CHUNK_BYTES = 64 * 1024
 MAX_SUBTITLE_BYTES = 2 << 20
@@ -139,6 +140,9 @@ class StreamServer:
 
     def _open_bundle(self, content_key: bytes) -> None:
         """Serve the plaintext of an encrypted bundle: names and sizes from its manifest."""
+        from bitswarm.bundle import files as bundle_files  # noqa: PLC0415
+        from bitswarm.bundle import format as fmt  # noqa: PLC0415
+
         torrent = self.runtime.torrent
         header = bundle_files.header_of(torrent)
         manifest = bundle_files.manifest_of(torrent, content_key)
@@ -152,7 +156,11 @@ class StreamServer:
     def open_reader(self, served: ServedFile, *, head_and_tail: bool = True) -> Reader:
         """A reader of ``served`` (its plaintext, for a bundle) with this server's timeout."""
         reader = self.runtime.open(served.entry, timeout_s=self.read_timeout_s, head_and_tail=head_and_tail)
-        return reader if served.sealer is None else SealedFileReader(reader, served.sealer)
+        if served.sealer is None:
+            return reader
+        from bitswarm.stream.sealed import SealedFileReader  # noqa: PLC0415
+
+        return SealedFileReader(reader, served.sealer)
 
     @property
     def etag_base(self) -> str:
@@ -342,7 +350,8 @@ class StreamServer:
         def plain(position: int) -> int:
             if served.sealer is None:
                 return position
-            return min(served.length, position // fmt.SEGMENT * fmt.PLAIN_SEGMENT)
+            segment, plain_segment = served.sealer.segment_sizes
+            return min(served.length, position // segment * plain_segment)
 
         for index in range(entry.offset // piece_length, (entry.offset + entry.length - 1) // piece_length + 1):
             if not self.runtime.has_piece(index):
