@@ -421,18 +421,32 @@ _INDEX_SCANS = sa.text("SET LOCAL enable_indexscan = on")
 
 def tsvector_literal(fields: Sequence[tuple[str, Sequence[str]]]) -> str:
     """tsvector input text for (weight letter, words) fields, in order: each word a quoted
-    lexeme with its positions. A position is skipped between fields so that no phrase
-    spans two of them (as in FTS5, where a phrase stays within one column)."""
+    lexeme with its positions, and each pair of neighbouring words in a field one more
+    (``query.word_pair``, at the first word's position), which phrases are searched by. A
+    position is skipped between fields so that no phrase spans two of them (as in FTS5,
+    where a phrase stays within one column)."""
     positions: dict[str, list[str]] = {}
     position = 1
     for weight, words in fields:
-        for word in words:
+        for index, word in enumerate(words):
+            at = f"{min(position, _MAX_TS_POSITION)}{weight}"
             kept = positions.setdefault(word, [])
             if len(kept) < _MAX_TS_POSITIONS_PER_LEXEME:
-                kept.append(f"{min(position, _MAX_TS_POSITION)}{weight}")
+                kept.append(at)
+            if index + 1 < len(words):  # the pair this word starts, at its position
+                kept = positions.setdefault(query_language.word_pair(word, words[index + 1]), [])
+                if len(kept) < _MAX_TS_POSITIONS_PER_LEXEME:
+                    kept.append(at)
             position += 1
         position += 1
     return " ".join(f"{query_language.tsquery_lexeme(word)}:{','.join(at)}" for word, at in positions.items())
+
+
+def document_literal(document: SearchDocument) -> str:
+    """An entry's tsvector input text: weights A title, B tags, C file names, D description."""
+    return tsvector_literal(
+        [("A", document.title), ("B", document.tags), ("C", document.files), ("D", document.description)]
+    )
 
 
 class PostgresSearch:
@@ -451,15 +465,7 @@ class PostgresSearch:
         statement = statement.on_conflict_do_update(
             index_elements=["entry_id"], set_={"document": statement.excluded.document}
         )
-        rows = [
-            {
-                "entry_id": document.entry_id,
-                "literal": tsvector_literal(
-                    [("A", document.title), ("B", document.tags), ("C", document.files), ("D", document.description)]
-                ),
-            }
-            for document in documents
-        ]
+        rows = [{"entry_id": document.entry_id, "literal": document_literal(document)} for document in documents]
         await connection.execute(statement, rows)
 
     async def remove_entry(self, connection: AsyncConnection, entry_id: int) -> None:
