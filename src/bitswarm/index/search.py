@@ -531,18 +531,21 @@ class PostgresSearch:
         (137 ms of 208 at 150,000 entries). When filters drop some of them, the search goes
         on below the last one looked at. The result is the same as searching everything;
         the count comes with it (``base``, the whole search, counts only when the
-        candidates were cut below the count shown)."""
+        candidates were cut below the count shown). Each match is scored (``ts_rank``)
+        as its window finds it: scoring the candidates in a statement of their own read
+        their 1,100 rows again, 48-76 ms at 354,000 entries when they were not cached."""
         newest = (await connection.execute(sa.select(sa.func.max(_pg_search.c.entry_id)))).scalar()
         window = _FIRST_WINDOW_IDS
-        candidate_ids: list[int] = []
+        candidates: list[tuple[float, int]] = []  # (score, id)
+        score = sa.func.ts_rank(_pg_search.c.document, tsquery).label("score")
         upper = newest  # every id above this has been looked at
         index_scans_off = False
         for step in range(_MAX_WINDOWS):  # bounded: the window at least doubles each time
             if upper is None or upper <= 0:
                 break
-            wanted = RANKED_CANDIDATES - len(candidate_ids)
+            wanted = RANKED_CANDIDATES - len(candidates)
             lower = upper - window
-            found = sa.select(_pg_search.c.entry_id).where(
+            found = sa.select(_pg_search.c.entry_id, score).where(
                 _pg_search.c.document.op("@@")(tsquery), _pg_search.c.entry_id <= upper
             )
             if lower > 0:
@@ -554,13 +557,13 @@ class PostgresSearch:
             matches = found.order_by(key.desc()).limit(wanted).subquery("matches")
             kept = entries.c.id.is_not(None).label("kept")
             statement = (
-                sa.select(matches.c.entry_id, kept)
+                sa.select(matches.c.entry_id, matches.c.score, kept)
                 .select_from(matches.outerjoin(entries, sa.and_(entries.c.id == matches.c.entry_id, *conditions)))
                 .order_by(matches.c.entry_id.desc())
             )
             rows = (await connection.execute(statement)).all()
-            candidate_ids += [row.entry_id for row in rows if row.kept]
-            if len(candidate_ids) >= RANKED_CANDIDATES or (lower <= 0 and len(rows) < wanted):
+            candidates += [(row.score, row.entry_id) for row in rows if row.kept]
+            if len(candidates) >= RANKED_CANDIDATES or (lower <= 0 and len(rows) < wanted):
                 break
             if len(rows) >= wanted:  # cut by the limit: go on below the last one looked at
                 upper = rows[-1].entry_id - 1
@@ -568,29 +571,17 @@ class PostgresSearch:
             upper = lower
             # Wide enough for what the density so far promises (with a margin), at least twice.
             looked_at = newest - upper if newest is not None else window
-            promised = looked_at * RANKED_CANDIDATES * 5 // (4 * max(1, len(candidate_ids)))
+            promised = looked_at * RANKED_CANDIDATES * 5 // (4 * max(1, len(candidates)))
             window = max(2 * window, promised - looked_at)
         if index_scans_off:
             await connection.execute(_INDEX_SCANS)
-        total = await _matches(connection, base, len(candidate_ids))
-        rows_out: Sequence[sa.Row[Any]] = ()
-        if candidate_ids:
-            score = sa.func.ts_rank(_pg_search.c.document, tsquery)
-            ranked = (
-                sa.select(_pg_search.c.entry_id.label("candidate_id"), score.label("score"))
-                .where(_pg_search.c.entry_id == sa.any_(sa.literal(candidate_ids, postgresql.ARRAY(sa.Integer))))
-                .order_by(sa.desc("score"), _pg_search.c.entry_id.desc())
-                .limit(limit)
-                .offset(offset)
-                .subquery("candidates")
-            )
-            statement = (
-                sa.select(*ENTRY_COLUMNS)
-                .join_from(ranked, entries, entries.c.id == ranked.c.candidate_id)
-                .order_by(ranked.c.score.desc(), entries.c.id.desc())
-            )
-            rows_out = (await connection.execute(statement)).all()
-        return _page(rows_out, total, limit, offset)
+        total = await _matches(connection, base, len(candidates))
+        page_ids = [entry_id for _score, entry_id in sorted(candidates, reverse=True)[offset : offset + limit]]
+        found_rows = {}
+        if page_ids:
+            statement = sa.select(*ENTRY_COLUMNS).where(entries.c.id.in_(page_ids))
+            found_rows = {row.id: row for row in (await connection.execute(statement)).all()}
+        return _page([found_rows[entry_id] for entry_id in page_ids if entry_id in found_rows], total, limit, offset)
 
     @staticmethod
     def _tsquery(clauses: Sequence[Clause], *, any_of: bool = False) -> sa.ColumnElement[Any]:
