@@ -43,9 +43,8 @@ class Scorer:
         self.weights = tuple(weights)
         self.idfs = tuple(idfs)
         self.average_words = average_words
-        # (needle, the clause's words, whether occurrences may overlap): a clause is looked
-        # for as " w1 w2 " in the text with a space added at each end, only where its
-        # words are found together at all.
+        # (needle, the clause's first word, whether occurrences may overlap): a clause is
+        # looked for as " w1 w2 " in the text with a space added at each end.
         self.needles: list[tuple[str, str, bool]] = []
         for clause in clauses:
             needle = " " + " ".join(clause.words) + ("" if clause.prefix else " ")
@@ -53,17 +52,17 @@ class Scorer:
             # "a a a": FTS5 counts 2), which str.count() does not count, only when the
             # clause can start where one of its occurrences ends or within it.
             overlaps = not clause.prefix or len(clause.words) > 1
-            self.needles.append((needle, " ".join(clause.words), overlaps))
+            self.needles.append((needle, clause.words[0], overlaps))
 
     def score(self, columns: Sequence[str], length: int) -> float:
         """The document's score: ``columns`` its texts, ``length`` its words in all of them."""
         average = self.average_words
         norm = K1 * (1 - B + B * length / average) if average > 0 else K1
         total = 0.0
-        for (needle, words, overlaps), clause_idf in zip(self.needles, self.idfs, strict=True):
+        for (needle, first, overlaps), clause_idf in zip(self.needles, self.idfs, strict=True):
             frequency = 0.0
             for text, weight in zip(columns, self.weights, strict=False):
-                if text and words in text:  # most columns lack the clause: no copy, no count
+                if text and first in text:  # most columns lack the word: no copy, no count
                     padded = " " + text + " "
                     found = padded.count(needle)
                     if found and overlaps and padded.find(needle, padded.find(needle) + 1) >= 0:
