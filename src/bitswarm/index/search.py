@@ -340,12 +340,7 @@ class Fts5Search:
             base = sa.select(*ENTRY_COLUMNS)
         if query.excluded:
             conditions.append(entries.c.id.not_in(self._matching(query.excluded)))
-        if score is not None and sort is SearchSort.RELEVANCE and any(clause.is_phrase for clause in query.required):
-            # bm25()'s count of a phrase's matches compares the positions of every document
-            # holding its words; a word's count only walks its list, which costs less than
-            # reading and scoring the candidates' text (at 513,000 entries: a common word
-            # 10 ms against 14, a phrase of two common words 26 ms against 28, and the
-            # phrase's count doubles with the entries where the candidates' cost does not).
+        if score is not None and sort is SearchSort.RELEVANCE:
             _check_page(limit, offset)
             return await self._ranked_page(connection, base.where(*conditions), query.required, limit, offset)
         return await _run_page(
@@ -355,10 +350,10 @@ class Fts5Search:
     async def _ranked_page(
         self, connection: AsyncConnection, base: sa.Select[Any], clauses: Sequence[Clause], limit: int, offset: int
     ) -> SearchPage:
-        """A page by relevance for a query holding a phrase: the newest
-        ``RANKED_CANDIDATES`` matches, scored by BM25 as FTS5's ``bm25()`` would
-        (``bitswarm.index.relevance``) from their stored text, without ``bm25()``'s count
-        of every match of each clause; the candidates are the count too."""
+        """A page by relevance: the newest ``RANKED_CANDIDATES`` matches, scored by BM25
+        as FTS5's ``bm25()`` would (``bitswarm.index.relevance``) from their stored text,
+        without ``bm25()``'s count of every match of each clause; the candidates are the
+        count too."""
         candidates = base.with_only_columns(entries.c.id).order_by(_fts.c.rowid.desc()).limit(RANKED_CANDIDATES)
         candidate_ids = list((await connection.execute(candidates)).scalars())
         total = await _matches(connection, base, len(candidate_ids))
