@@ -41,8 +41,7 @@ def table() -> sqlite3.Connection:
     )
     for _document in range(400):
         # Some columns empty, some long, so that lengths and weights both matter.
-        # Some columns over 127 words: their docsize varints take two bytes.
-        columns = [" ".join(rng.choices(WORDS, k=rng.choice((0, 1, 3, 8, 30, 200)))) for _column in range(4)]
+        columns = [" ".join(rng.choices(WORDS, k=rng.choice((0, 1, 3, 8, 30)))) for _column in range(4)]
         connection.execute("INSERT INTO entry_search VALUES (?, ?, ?, ?)", columns)
     connection.commit()  # FTS5 writes its averages record at the commit
     return connection
@@ -66,16 +65,14 @@ def test_scores_equal_fts5_bm25(table: sqlite3.Connection, text: str) -> None:
     scorer = relevance.Scorer(clauses, _FTS_WEIGHTS, idfs, words / documents)
     weights = ", ".join(str(weight) for weight in _FTS_WEIGHTS)
     rows = table.execute(
-        f"SELECT bm25(entry_search, {weights}), title, tags, files, description, sz FROM entry_search "  # noqa: S608 - constants
-        "JOIN entry_search_docsize ON entry_search_docsize.id = entry_search.rowid WHERE entry_search MATCH ?",
+        f"SELECT bm25(entry_search, {weights}), title, tags, files, description FROM entry_search "  # noqa: S608 - constants
+        "WHERE entry_search MATCH ?",
         (query.to_fts5(clauses),),
     ).fetchall()
     if text != "absent":
         assert rows
-    for fts5_score, *columns, docsize in rows:
-        length = relevance.docsize_words(docsize)
-        assert length == sum(len(column.split()) for column in columns)
-        assert scorer.score(columns, length) == pytest.approx(-fts5_score, rel=1e-9, abs=1e-12)
+    for fts5_score, *columns in rows:
+        assert scorer.score(columns) == pytest.approx(-fts5_score, rel=1e-9, abs=1e-12)
 
 
 def test_idf_is_clamped_as_fts5_does() -> None:

@@ -54,8 +54,11 @@ class Scorer:
             overlaps = not clause.prefix or len(clause.words) > 1
             self.needles.append((needle, clause.words[0], overlaps))
 
-    def score(self, columns: Sequence[str], length: int) -> float:
-        """The document's score: ``columns`` its texts, ``length`` its words in all of them."""
+    def score(self, columns: Sequence[str]) -> float:
+        length = 0
+        for text in columns:
+            if text:
+                length += text.count(" ") + 1
         average = self.average_words
         norm = K1 * (1 - B + B * length / average) if average > 0 else K1
         total = 0.0
@@ -68,21 +71,8 @@ class Scorer:
                     if found and overlaps and padded.find(needle, padded.find(needle) + 1) >= 0:
                         found = _overlapping(padded, needle)
                     frequency += weight * found
-            if frequency:
-                total += clause_idf * (frequency * (K1 + 1.0)) / (frequency + norm)
+            total += clause_idf * (frequency * (K1 + 1.0)) / (frequency + norm)
         return total
-
-
-def docsize_words(record: bytes) -> int:
-    """The words of a document in all columns, from its FTS5 ``_docsize`` record (one
-    varint per column); the sum of the bytes when every column has under 128 words."""
-    if max(record, default=0) < 0x80:
-        return sum(record)
-    words, at = 0, 0
-    while at < len(record):
-        count, at = read_varint(record, at)
-        words += count
-    return words
 
 
 def _overlapping(text: str, needle: str) -> int:

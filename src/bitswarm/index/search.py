@@ -290,13 +290,11 @@ _FTS5_INSERT = sa.text(
 )
 _FTS5_DELETE = sa.text("DELETE FROM entry_search WHERE rowid = :entry_id")
 # Ranking reads the candidates' indexed words from the FTS5 table's own content table
-# (columns c0-c3 in the table's order; half the time of as many ``rowid = ?`` lookups
-# through the virtual table, each of which opens an FTS5 cursor) and their lengths from
-# its docsize table (counting the spaces of 1,100 candidates took 3 ms).
-_FTS5_TEXTS = sa.text(
-    "SELECT c.id, c.c0, c.c1, c.c2, c.c3, d.sz FROM entry_search_content AS c "
-    "JOIN entry_search_docsize AS d ON d.id = c.id WHERE c.id IN :ids"
-).bindparams(sa.bindparam("ids", expanding=True))
+# (columns c0-c3 in the table's order): half the time of as many ``rowid = ?`` lookups
+# through the virtual table, each of which opens an FTS5 cursor.
+_FTS5_TEXTS = sa.text("SELECT id, c0, c1, c2, c3 FROM entry_search_content WHERE id IN :ids").bindparams(
+    sa.bindparam("ids", expanding=True)
+)
 # FTS5's averages record (``_data`` row 1): documents and words per column, for BM25.
 _FTS5_AVERAGES = sa.text("SELECT block FROM entry_search_data WHERE id = 1")
 # Matches of a clause counted for its IDF; past this many, the rest is an estimate.
@@ -364,8 +362,7 @@ class Fts5Search:
         idfs = await self._idfs(connection, clauses, documents)
         average = words / documents if documents else 0.0
         scorer = relevance.Scorer(clauses, _FTS_WEIGHTS, idfs, average)
-        docsize_words = relevance.docsize_words
-        scored = sorted(((scorer.score(row[1:5], docsize_words(row[5])), row[0]) for row in texts), reverse=True)
+        scored = sorted(((scorer.score(row[1:]), row[0]) for row in texts), reverse=True)
         page_ids = [entry_id for _score, entry_id in scored[offset : offset + limit]]
         found = {}
         if page_ids:
