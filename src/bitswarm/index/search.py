@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bitswarm.errors import UsageError
 from bitswarm.index import query as query_language
-from bitswarm.index import relevance
 from bitswarm.index.model import ENTRY_COLUMNS, Entry, entry_from_row
 from bitswarm.index.query import Clause, Query
 from bitswarm.index.schema import entries, swarm_counts
@@ -289,16 +288,6 @@ _FTS5_INSERT = sa.text(
     "VALUES (:entry_id, :title, :tags, :files, :description)"
 )
 _FTS5_DELETE = sa.text("DELETE FROM entry_search WHERE rowid = :entry_id")
-# Ranking reads the candidates' indexed words from the FTS5 table's own content table
-# (columns c0-c3 in the table's order): half the time of as many ``rowid = ?`` lookups
-# through the virtual table, each of which opens an FTS5 cursor.
-_FTS5_TEXTS = sa.text("SELECT id, c0, c1, c2, c3 FROM entry_search_content WHERE id IN :ids").bindparams(
-    sa.bindparam("ids", expanding=True)
-)
-# FTS5's averages record (``_data`` row 1): documents and words per column, for BM25.
-_FTS5_AVERAGES = sa.text("SELECT block FROM entry_search_data WHERE id = 1")
-# Matches of a clause counted for its IDF; past this many, the rest is an estimate.
-_IDF_SAMPLE = 200
 
 
 class Fts5Search:
@@ -338,70 +327,9 @@ class Fts5Search:
             base = sa.select(*ENTRY_COLUMNS)
         if query.excluded:
             conditions.append(entries.c.id.not_in(self._matching(query.excluded)))
-        if score is not None and sort is SearchSort.RELEVANCE:
-            _check_page(limit, offset)
-            return await self._ranked_page(connection, base.where(*conditions), query.required, limit, offset)
         return await _run_page(
             connection, base.where(*conditions), score, sort, limit, offset, now, newest_match_first=_fts.c.rowid.desc()
         )
-
-    async def _ranked_page(
-        self, connection: AsyncConnection, base: sa.Select[Any], clauses: Sequence[Clause], limit: int, offset: int
-    ) -> SearchPage:
-        """A page by relevance: the newest ``RANKED_CANDIDATES`` matches, scored by BM25
-        as FTS5's ``bm25()`` would (``bitswarm.index.relevance``) from their stored text,
-        without ``bm25()``'s count of every match of each clause; the candidates are the
-        count too."""
-        candidates = base.with_only_columns(entries.c.id).order_by(_fts.c.rowid.desc()).limit(RANKED_CANDIDATES)
-        candidate_ids = list((await connection.execute(candidates)).scalars())
-        total = await _matches(connection, base, len(candidate_ids))
-        if not candidate_ids:
-            return _page((), total, limit, offset)
-        texts = (await connection.execute(_FTS5_TEXTS, {"ids": candidate_ids})).all()
-        documents, words = await self._averages(connection)
-        idfs = await self._idfs(connection, clauses, documents)
-        average = words / documents if documents else 0.0
-        scorer = relevance.Scorer(clauses, _FTS_WEIGHTS, idfs, average)
-        scored = sorted(((scorer.score(row[1:]), row[0]) for row in texts), reverse=True)
-        page_ids = [entry_id for _score, entry_id in scored[offset : offset + limit]]
-        found = {}
-        if page_ids:
-            statement = sa.select(*ENTRY_COLUMNS).where(entries.c.id.in_(page_ids))
-            found = {row.id: row for row in (await connection.execute(statement)).all()}
-        return _page([found[entry_id] for entry_id in page_ids if entry_id in found], total, limit, offset)
-
-    @staticmethod
-    async def _averages(connection: AsyncConnection) -> tuple[int, int]:
-        """(documents, words) of the whole index, from FTS5's own averages record."""
-        record = (await connection.execute(_FTS5_AVERAGES)).scalar()
-        try:
-            return relevance.fts5_averages(bytes(record or b""), len(_FTS_WEIGHTS))
-        except ValueError:  # none yet: lengths then weigh nothing (FTS5 would divide by 0)
-            return 0, 0
-
-    @staticmethod
-    async def _idfs(connection: AsyncConnection, clauses: Sequence[Clause], documents: int) -> list[float]:
-        """Each clause's IDF. One clause: any constant (it scales every score alike).
-        More: its matches counted, or, past ``_IDF_SAMPLE`` of them, estimated from how
-        far back among the ids the newest ``_IDF_SAMPLE`` reach."""
-        if len(clauses) < 2:
-            return [1.0]
-        newest = (await connection.execute(sa.select(sa.func.max(entries.c.id)))).scalar() or 0
-        idfs = []
-        for clause in clauses:
-            sample = (
-                sa.select(_fts.c.rowid)
-                .where(_fts_self.op("MATCH")(query_language.to_fts5([clause])))
-                .order_by(_fts.c.rowid.desc())
-                .limit(_IDF_SAMPLE)
-                .subquery()
-            )
-            count, oldest = (await connection.execute(sa.select(sa.func.count(), sa.func.min(sample.c.rowid)))).one()
-            holding = float(count)
-            if count >= _IDF_SAMPLE and oldest is not None and newest >= oldest:
-                holding = count * newest / (newest - oldest + 1)
-            idfs.append(relevance.idf(documents, min(holding, float(documents))))
-        return idfs
 
     @staticmethod
     def _matching(clauses: Sequence[Clause]) -> sa.Select[Any]:
