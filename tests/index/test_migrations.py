@@ -35,18 +35,18 @@ def _schema_differences(connection: sa.Connection) -> list[Any]:
 def test_a_fresh_database_gets_the_newest_schema_and_a_second_start_changes_nothing(index_url: str) -> None:
     async def scenario() -> None:
         async with await open_database(index_url) as db:
-            assert await db.revision() == head_revision() == "0005"
+            assert await db.revision() == head_revision() == "0006"
             entry = await db.entries.add_magnet("magnet:?xt=urn:btih:" + "1" * 40 + "&dn=kept")
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0005"]
+                assert [row.version_num for row in versions] == ["0006"]
                 assert await connection.run_sync(_schema_differences) == []
         async with await open_database(index_url) as db:
-            assert await db.revision() == "0005"
+            assert await db.revision() == "0006"
             assert [listed.id for listed in await db.entries.list_newest()] == [entry.id]
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0005"]
+                assert [row.version_num for row in versions] == ["0006"]
 
     run(scenario())
 
@@ -55,7 +55,7 @@ def test_processes_starting_together_migrate_once(index_url: str) -> None:
     async def scenario() -> None:
         databases = await asyncio.gather(*(open_database(index_url) for _ in range(3)))
         try:
-            assert [await db.revision() for db in databases] == ["0005"] * 3
+            assert [await db.revision() for db in databases] == ["0006"] * 3
         finally:
             for db in databases:
                 await db.close()
@@ -106,9 +106,46 @@ def test_the_torrent_bytes_move_out_of_the_entries_rows_and_stay_downloadable(in
         await engine.dispose()
         db = await open_database(index_url)
         async with db:
-            assert await db.revision() == "0005"
+            assert await db.revision() == "0006"
             (entry,) = await db.entries.list_newest(limit=10)
             assert await db.entries.torrent_bytes(entry.id) == data
             assert await db.entries.torrent_lengths([entry.id]) == {entry.id: len(data)}
+
+    run(scenario())
+
+
+def test_phrases_find_entries_indexed_before_0005(index_url: str, tmp_path: Path) -> None:
+    """Revision 0005 rebuilds PostgreSQL's documents with the word pairs phrases are
+    searched by: an entry indexed at 0004 (words only) is found by a phrase after it."""
+    data = make_torrent(tmp_path, "Quiet River Tales", {"quiet_river_s01e01.mkv": b"q" * 3000})
+
+    async def scenario() -> None:
+        engine = create_async_engine(database_url(index_url))
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(_migration_config(sync), "0004"))
+        await engine.dispose()
+        async with await open_database(index_url) as db:
+            entry = await db.entries.add_torrent(data, description="Told by the old river keeper.")
+        if index_url.startswith("postgresql"):
+            # As 0004 left it: the words and their positions, no pairs.
+            engine = create_async_engine(database_url(index_url))
+            async with engine.begin() as connection:
+                # Back to 0005 first (the later revisions' tables go), then 0005's own change undone.
+                await connection.run_sync(lambda sync: command.downgrade(_migration_config(sync), "0005"))
+                words_only = (
+                    "'quiet':1A,5C 'river':2A,6C,14D 'tales':3A 's01e01':7C 'mkv':8C 'told':10D 'by':11D 'the':12D "
+                    "'old':13D 'keeper':15D"
+                )
+                await connection.execute(
+                    sa.text("UPDATE entry_search SET document = CAST(:words AS tsvector)"), {"words": words_only}
+                )
+                await connection.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
+            await engine.dispose()
+        async with await open_database(index_url) as db:
+            assert await db.revision() == "0006"
+            for text in ('"quiet river"', '"river tales"', '"quiet river s01e01"', '"old riv"*', '"river s01e01"'):
+                assert [found.id for found in (await db.search(text)).entries] == [entry.id], text
+            for text in ('"quiet tales"', '"river quiet"', '"tales s01e01"'):  # not neighbours in one field
+                assert (await db.search(text)).entries == (), text
 
     run(scenario())

@@ -67,8 +67,10 @@ def test_rendering_quotes_every_word() -> None:
     query = parse('near "a bc"* -not')
     assert to_fts5(query.required) == '"near" AND "a bc"*'
     assert to_fts5(query.excluded, any_of=True) == '"not"'
-    assert to_tsquery(query.required) == "'near' & ('a' <-> 'bc':*)"
-    assert to_tsquery(query.required, any_of=True) == "'near' | ('a' <-> 'bc':*)"
+    # Phrases are searched by their pairs of neighbouring words.
+    assert to_tsquery(query.required) == "'near' & 'a bc':*"
+    assert to_tsquery(query.required, any_of=True) == "'near' | 'a bc':*"
+    assert to_tsquery(parse('"a b c" "it\'s"').required) == "('a b' <-> 'b c') & 'it s'"
 
 
 @pytest.fixture(scope="module")

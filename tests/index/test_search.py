@@ -244,6 +244,27 @@ def test_relevance_ranks_only_the_newest_matches_of_a_common_word(
     run(scenario())
 
 
+def test_relevance_skips_filtered_matches_and_looks_further(index_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newest matches are hidden: the ranked candidates are the newest visible ones
+    (PostgreSQL's windows go on below matches the filters dropped)."""
+    monkeypatch.setattr(search_module, "RANKED_CANDIDATES", 3)
+    monkeypatch.setattr(search_module, "_FIRST_WINDOW_IDS", 2)
+
+    async def scenario() -> None:
+        async with await open_database(index_url) as db:
+            added = []
+            for number in range(1, 10):
+                link = f"magnet:?xt=urn:btih:{number:040x}&dn=river+{number}"
+                added.append((await db.entries.add_magnet(link)).id)
+            for entry_id in added[-4:]:
+                await db.entries.set_hidden(entry_id, True)
+            page = await db.search("river")
+            assert sorted(entry.id for entry in page.entries) == sorted(added[-7:-4])
+            assert (page.total, page.total_is_exact) == (5, True)
+
+    run(scenario())
+
+
 HOSTILE = [
     '"',
     '""',

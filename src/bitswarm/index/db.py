@@ -214,7 +214,12 @@ async def open_database(url: str, *, clock: Callable[[], float] = time.time) -> 
         # the plan walked the primary key testing each document (1.2 s for two common words
         # at a million entries, instead of the GIN index's 30 ms). Searches need plans for
         # their values; planning costs under a millisecond.
-        options["connect_args"] = {"server_settings": {"plan_cache_mode": "force_custom_plan"}}
+        # No parallel workers: the site's statements each read a bounded few thousand rows,
+        # and starting a worker for one took 30-160 ms of a search at a million entries on a
+        # busy 2-core machine (auto_explain: a 10 ms sort behind a 173 ms Gather Merge).
+        options["connect_args"] = {
+            "server_settings": {"plan_cache_mode": "force_custom_plan", "max_parallel_workers_per_gather": "0"}
+        }
     engine = create_async_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(in_memory))

@@ -18,6 +18,7 @@ same results. The renderers quote every word, so FTS5's ``NEAR``, ``AND``, colum
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -143,13 +144,29 @@ def tsquery_lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+def word_pair(first: str, second: str) -> str:
+    """The lexeme of two words next to each other in a field (PostgreSQL's index holds
+    one per neighbouring pair): a space, which no word holds, between them."""
+    return f"{first} {second}"
+
+
 def to_tsquery(clauses: Sequence[Clause], *, any_of: bool = False) -> str:
     """PostgreSQL tsquery input text (for ``CAST(:query AS tsquery)``): every clause
-    (``any_of``: one of them); a phrase is ``<->``, a prefix ``:*``."""
+    (``any_of``: one of them); a prefix is ``:*``.
+
+    A phrase is its pairs of neighbouring words (``word_pair`` lexemes), each next to
+    the one before (``<->``): "a b c" is ``'a b' <-> 'b c'``, and "a b" the one lexeme
+    ``'a b'``. The GIN index then finds a phrase by its own postings, where ``'a' <-> 'b'``
+    had every document holding both words read and its positions compared (200 ms for a
+    phrase of two common words at 150,000 entries)."""
     rendered = []
     for clause in clauses:
-        lexemes = [tsquery_lexeme(word) for word in clause.words]
+        words = clause.words
+        if not clause.is_phrase:
+            rendered.append(tsquery_lexeme(words[0]) + (":*" if clause.prefix else ""))
+            continue
+        lexemes = [tsquery_lexeme(word_pair(first, second)) for first, second in itertools.pairwise(words)]
         if clause.prefix:
             lexemes[-1] += ":*"
-        rendered.append("(" + " <-> ".join(lexemes) + ")" if clause.is_phrase else lexemes[0])
+        rendered.append("(" + " <-> ".join(lexemes) + ")" if len(lexemes) > 1 else lexemes[0])
     return (" | " if any_of else " & ").join(rendered)
