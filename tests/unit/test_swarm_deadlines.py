@@ -27,6 +27,7 @@ from bitswarm.wire.messages import (
     Cancel,
     FrameDecoder,
     Handshake,
+    Have,
     HaveAll,
     Message,
     Piece,
@@ -54,6 +55,7 @@ class Remote:
     queue: list[Block] = field(default_factory=list)
     requested: list[Block] = field(default_factory=list)  # every request, in order
     cancelled: list[Block] = field(default_factory=list)
+    received: list[Message] = field(default_factory=list)  # everything we sent it
 
 
 class Viewer:
@@ -109,6 +111,7 @@ class Viewer:
         """What the swarm sent each peer reaches it."""
         for remote in self.remotes.values():
             for message in remote.decoder.feed(remote.core.data_to_send()):
+                remote.received.append(message)
                 if isinstance(message, Request):
                     block = (message.index, message.begin, message.length)
                     remote.queue.append(block)
@@ -297,3 +300,21 @@ def test_queues_stay_short_for_a_while_after_the_last_reader_goes() -> None:
     viewer.swarm.tick(2.05 + STREAMING_LINGER_S)
     viewer.flush()
     assert len(peer.core.our_requests) > usual // 2  # then the usual queue again
+
+
+def test_a_piece_verified_before_a_peers_first_message_is_announced_to_it() -> None:
+    """Our bitfield goes out at the peer's handshake; a piece verified before its own bitfield
+    arrives must still reach it as a HAVE (it once stalled a viewer whose only source we were)."""
+    viewer = Viewer(8, have=[0])
+    source = viewer.connect("source", 0.0)
+    core = PeerProtocol(info_hash=INFO_HASH, peer_id=OURS, num_pieces=8, piece_size=lambda _index: PIECE,
+                        have_piece=viewer.swarm.has_piece, now=0.0)  # fmt: skip
+    viewer.swarm.add_peer("newcomer", core, 0.0)
+    newcomer = viewer.remotes["newcomer"] = Remote(core)
+    hello = Handshake(INFO_HASH, b"newcomer".ljust(20, b"-"), reserved_bits(FAST_EXTENSION)).encode()
+    viewer.receive("newcomer", hello, 0.0)  # the handshake only: our bitfield went out
+    assert any(isinstance(message, Bitfield) for message in newcomer.received)
+    viewer.serve("source", len(source.queue), 1.0)  # pieces arrive and are verified meanwhile
+    assert viewer.verified
+    announced = sorted(message.index for message in newcomer.received if isinstance(message, Have))
+    assert announced == sorted(viewer.verified)

@@ -298,6 +298,9 @@ class _Peer:
     last_block_at: float = 0.0
     is_snubbed: bool = False
     is_seed_counted: bool = False
+    # Our bitfield went out (at its handshake): from then on every piece we verify is
+    # announced to it with a HAVE, whether or not its own first message has come yet.
+    knows_our_pieces: bool = False
     hash_answers: int = 0
     block_hash_reads: int = 0  # in flight
     block_hash_reads_this_tick: int = 0
@@ -586,6 +589,7 @@ class Swarm:
                     self._start_super_seeding(key, peer, now)
                 else:
                     peer.core.send(self.have_messages(peer.core))
+                    peer.knows_our_pieces = True
             elif isinstance(event, Bitfield | HaveAll):
                 self._peer_has_many(peer)
             elif isinstance(event, Have):
@@ -953,6 +957,11 @@ class Swarm:
                     peer.wanted_pieces -= 1
                 peer.core.send(Have(index))
                 self._update_interest(peer)
+            elif peer.knows_our_pieces and peer.core.state is PeerState.AWAITING_BITFIELD:
+                # Its bitfield came before this piece and its own has not come yet: without
+                # this HAVE it would never learn of the piece (a viewer stalled for good on
+                # the pieces its only source verified in that gap).
+                peer.core.send(Have(index))
         actions += self._check_finished()
         self._fill_deadline_requests()
         for key, peer in self.peers.items():
