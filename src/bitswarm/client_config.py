@@ -2,7 +2,8 @@
 
 ```toml
 dht = true                         # find peers through the DHT (BEP 5)
-dht_bootstrap = ["10.0.0.5:6881"]  # nodes to join through, besides the saved routing table
+dht_bootstrap = ["10.0.0.5:6881"]  # nodes to join through while the saved table gives none;
+                                   # [] none [the well-known routers, DEFAULT_BOOTSTRAP]
 dht_state = "/var/lib/bitswarm/dht.dat"
 lsd = true                         # local service discovery (BEP 14)
 lsd_interface = "eth0"
@@ -12,8 +13,9 @@ pex = true                         # peer exchange (BEP 11)
 The file is ``--config FILE``, else ``$XDG_CONFIG_HOME/bitswarm/client.toml`` (by default
 ``~/.config/bitswarm/client.toml``) when it exists. The command line wins: ``--no-dht``
 turns the DHT off whatever the file says, and ``--dht-bootstrap`` replaces the file's
-list. No bootstrap node is built in: with none given and no saved table, the node waits
-to be contacted. Private torrents use none of these (BEP 27). Unknown keys are errors, so
+list (``--no-dht-bootstrap`` empties it). By default the node joins through the routers the
+big clients use (``bitswarm.dht.bootstrap``), resolved each time and asked only
+while the saved routing table gives no node. Private torrents use none of these (BEP 27). Unknown keys are errors, so
 a typo never silently leaves a default in force.
 """
 
@@ -23,6 +25,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from bitswarm.dht.bootstrap import DEFAULT_BOOTSTRAP
 from bitswarm.errors import UsageError
 
 CONFIG_FILE_NAME = "client.toml"
@@ -31,7 +34,7 @@ CONFIG_FILE_NAME = "client.toml"
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     dht: bool = True
-    dht_bootstrap: tuple[str, ...] = ()
+    dht_bootstrap: tuple[str, ...] = DEFAULT_BOOTSTRAP
     # None: the per-user state folder's dht.dat.
     dht_state: str | None = None
     lsd: bool = True

@@ -91,7 +91,7 @@ def test_a_session_rejoins_from_its_saved_table_without_bootstrap_options(tmp_pa
             await first.start()
             assert (await first.wait_for_dht()) is not None
             await first.close()
-            again = Session(port=0, host=LOOPBACK, dht=True, dht_state_path=state)
+            again = Session(port=0, host=LOOPBACK, dht=True, dht_bootstrap=[], dht_state_path=state)
             await again.start()
             try:
                 dht = await again.wait_for_dht()
@@ -251,7 +251,7 @@ def test_peers_tell_each_other_their_dht_port_and_each_node_enters_the_others_ta
         return {entry.address for entry in session.dht.node.tables[4].nodes()}
 
     async def scenario() -> None:
-        seeder, leecher = (Session(port=0, host=LOOPBACK, dht=True) for _ in range(2))
+        seeder, leecher = (Session(port=0, host=LOOPBACK, dht=True, dht_bootstrap=[]) for _ in range(2))
         await seeder.start()
         await leecher.start()
         try:

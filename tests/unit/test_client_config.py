@@ -13,11 +13,49 @@ from bitswarm.create import CreateOptions, create
 from bitswarm.errors import UsageError
 
 
-def test_an_empty_file_gives_the_defaults_with_dht_and_lsd_on_and_no_bootstrap_node() -> None:
+def test_an_empty_file_gives_the_defaults_with_dht_and_lsd_on_and_the_well_known_routers() -> None:
     assert load_client_config("") == ClientConfig()
     assert ClientConfig().dht
     assert ClientConfig().lsd
-    assert ClientConfig().dht_bootstrap == ()
+    assert ClientConfig().dht_bootstrap == (
+        "router.bittorrent.com:6881",
+        "router.utorrent.com:6881",
+        "dht.transmissionbt.com:6881",
+        "dht.libtorrent.org:25401",
+    )
+
+
+def test_an_empty_bootstrap_list_turns_the_routers_off() -> None:
+    assert load_client_config("dht_bootstrap = []").dht_bootstrap == ()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ((), ("router.bittorrent.com:6881",)),
+        (("10.0.0.7:6881",), ("10.0.0.7:6881",)),
+    ],
+)
+def test_the_command_line_replaces_the_routers_and_no_dht_bootstrap_empties_them(
+    options: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    from bitswarm.cli import discovery_settings
+
+    config = ClientConfig(dht_bootstrap=("router.bittorrent.com:6881",))
+    assert discovery_settings(config, False, options, False, None, False, None)["dht_bootstrap"] == expected
+    assert discovery_settings(config, False, (), True, None, False, None)["dht_bootstrap"] == ()
+
+
+def test_no_dht_bootstrap_with_a_bootstrap_node_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "x.bin").write_bytes(b"x" * 1000)
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(create(tmp_path / "x.bin", CreateOptions()))
+    done = subprocess.run(
+        [sys.executable, "-m", "bitswarm", "get", str(torrent), "--no-dht-bootstrap", "--dht-bootstrap", "10.0.0.5:1"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "bitswarm: --no-dht-bootstrap and --dht-bootstrap: choose one"
 
 
 def test_every_key_is_read() -> None:

@@ -4,6 +4,7 @@ the saved table, the standalone node and uvloop."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -179,5 +180,72 @@ def test_an_external_address_gives_a_bep42_id_replacing_a_saved_one_that_does_no
             tied_id = tied.node.node_id
         async with open_dht([f"{V4}:0"], state_path=state_path, external_ip="8.8.4.4") as again:
             assert again.node.node_id == tied_id
+
+    asyncio.run(scenario())
+
+
+def table_addresses(service: DHTService) -> set[tuple[str, int]]:
+    return {entry.address for entry in service.node.tables[4].nodes()}
+
+
+def test_saved_nodes_come_first_and_the_bootstrap_routers_are_asked_only_while_the_table_is_empty(
+    tmp_path: Path,
+) -> None:
+    state_path = tmp_path / "dht.state"
+
+    async def scenario() -> None:
+        async with open_dht([f"{V4}:0"]) as saved, open_dht([f"{V4}:0"]) as router:
+            async with open_dht([f"{V4}:0"], [endpoint(saved, 4)], state_path=state_path) as first:
+                our_address = first.addresses[0]
+            async with open_dht([f"{V4}:0"], [endpoint(router, 4)], state_path=state_path) as again:
+                assert table_addresses(again) == {saved.addresses[0]}
+                # The router never heard from us: a querier would be in its table.
+                assert not any(address[1] == again.addresses[0][1] for address in table_addresses(router))
+            assert our_address not in table_addresses(router)
+
+    asyncio.run(scenario())
+
+
+def test_when_the_saved_nodes_are_gone_the_bootstrap_routers_are_asked(tmp_path: Path) -> None:
+    state_path = tmp_path / "dht.state"
+
+    async def scenario() -> None:
+        async with open_dht([f"{V4}:0"]) as gone, open_dht([f"{V4}:0"], [endpoint(gone, 4)], state_path=state_path):
+            pass
+        assert load_state(state_path.read_bytes()).nodes  # the departed node is what was saved
+        async with (
+            open_dht([f"{V4}:0"]) as router,
+            open_dht([f"{V4}:0"], [endpoint(router, 4)], state_path=state_path) as again,
+        ):
+            assert table_addresses(again) == {router.addresses[0]}
+
+    asyncio.run(scenario())
+
+
+def test_bootstrap_names_are_resolved_at_each_join_not_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A router that moved is found at its new address: the name is looked up when the
+    table is empty, not when the node starts. (The system resolver is replaced here: this
+    machine's DNS is not the tests'; a real resolver answers in the namespace test.)"""
+    answers: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def fake_getaddrinfo(host: object, port: object, *args: object, **kwargs: object) -> object:
+        if host == "router.test":
+            if "router.test" not in answers:
+                raise socket.gaierror(socket.EAI_NONAME, "unknown")
+            return real(answers["router.test"], port, *args, **kwargs)  # type: ignore[arg-type]
+        return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+
+    async def scenario() -> None:
+        async with open_dht([f"{V4}:0"]) as router:
+            port = router.addresses[0][1]
+            async with open_dht([f"{V4}:0"], [f"router.test:{port}"], join=False) as node:
+                assert await node.bootstrap() == []  # does not resolve yet: one fewer way in
+                assert not node.has_nodes
+                answers["router.test"] = V4
+                await node.bootstrap()
+                assert table_addresses(node) == {router.addresses[0]}
 
     asyncio.run(scenario())

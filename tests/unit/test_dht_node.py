@@ -12,7 +12,7 @@ from bitswarm.dht import krpc
 from bitswarm.dht.krpc import Address, AnnouncePeer, FindNode, GetPeers, NodeInfo, Ping, Query, Response
 from bitswarm.dht.lookup import Lookup
 from bitswarm.dht.node import DHTNode, LookupCompleted, Output, SendDatagram, load_state, save_state
-from bitswarm.dht.node_id import node_id_for
+from bitswarm.dht.node_id import is_valid_for, node_id_for
 from bitswarm.errors import KRPCError, UsageError
 
 OWN = b"\x80" + bytes(19)
@@ -302,22 +302,48 @@ def test_get_peers_searches_announce_to_the_nodes_that_gave_tokens() -> None:
     assert completed[-1][1].peers == (("10.0.0.1", 6000),)
 
 
+def answer_ping(node: DHTNode, index: int, reported: str, now: float = 1.0) -> None:
+    """Node 10.0.3.``index`` answers our ping, saying it sees us at ``reported`` (BEP 42 ``ip``)."""
+    address = (f"10.0.3.{index}", 1)
+    tid = krpc.decode(datagrams(node.ping(address, now))[0].payload).transaction_id
+    node.receive(address, krpc.encode(Response(tid, bytes([index + 1]) * 20, requester=(reported, 7))), now + 0.1)
+
+
 def test_our_external_address_is_what_most_answering_nodes_report() -> None:
     node = make_node()
-
-    def answer(index: int, reported: str) -> None:
-        address = (f"10.0.3.{index}", 1)
-        tid = krpc.decode(datagrams(node.ping(address, 1.0))[0].payload).transaction_id
-        node.receive(address, krpc.encode(Response(tid, bytes([index + 1]) * 20, requester=(reported, 7))), 1.1)
-
-    answer(0, "203.0.113.5")
-    answer(1, "198.51.100.1")
-    answer(2, "203.0.113.5")
-    for _ in range(5):  # one node repeating another claim has one vote, its first
-        answer(1, "192.0.2.99")
+    answer_ping(node, 0, "203.0.113.5")
+    answer_ping(node, 1, "198.51.100.1")
+    for _ in range(5):  # one node repeating a claim is one voice
+        answer_ping(node, 1, "198.51.100.1")
     assert node.external_host is None
-    answer(3, "203.0.113.5")
+    answer_ping(node, 2, "203.0.113.5")
     assert node.external_host == "203.0.113.5"
+
+
+def test_a_public_external_address_gives_a_bep42_node_id_and_the_table_is_kept() -> None:
+    node = make_node()
+    known = [NodeInfo(bytes([n]) * 20, (f"10.0.4.{n}", 1)) for n in range(1, 9)]
+    for info in known:
+        node.tables[4].heard_from(info, 0.0)
+    answer_ping(node, 0, "8.8.4.4")
+    answer_ping(node, 1, "8.8.4.4")
+    assert node.node_id == OWN  # the ID changes at the next tick, not inside a reply
+    node.tick(2.0)
+    assert node.node_id != OWN
+    assert is_valid_for(node.node_id, "8.8.4.4")
+    assert {info.node_id for info in known} <= {info.node_id for info in node.tables[4].nodes()}
+    changed = node.node_id
+    node.tick(3.0)
+    assert node.node_id == changed  # once per address
+
+
+def test_a_private_external_address_keeps_the_node_id() -> None:
+    node = make_node()
+    answer_ping(node, 0, "10.9.9.9")
+    answer_ping(node, 1, "10.9.9.9")
+    node.tick(2.0)
+    assert node.external_host == "10.9.9.9"
+    assert node.node_id == OWN  # BEP 42 exempts private addresses
 
 
 def test_a_bucket_untouched_for_15_minutes_is_refreshed_by_a_search() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from bitswarm import bencode
 from bitswarm.engine.magnet import MetadataReceived, MetadataSwarm
-from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers, Swarm
+from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers, PeerSawOurAddress, Swarm
 from bitswarm.errors import PeerProtocolError
 from bitswarm.wire.extension import (
     UT_METADATA,
@@ -321,6 +321,20 @@ def test_a_peer_dialled_by_host_name_gets_no_yourip_and_is_left_out_of_pex() -> 
     swarm.tick(1.0)
     assert [m for m in sent(other) if isinstance(m, Extended)] == []  # nothing it could be told
     assert ("seed.example", 6881) not in swarm.pex_connections()
+
+
+def test_a_peers_yourip_comes_out_as_a_witness_of_our_address_in_both_swarms() -> None:
+    said = encode(Extended(0, encode_handshake(extensions={UT_METADATA: THEIR_METADATA_ID}, yourip="8.8.4.4")))
+    swarm = full_swarm(sample_info(100))
+    core = full_core(swarm)
+    swarm.add_peer("a", core, 0.0, address=("198.51.100.7", 6881), outgoing=True)
+    swarm.handle("a", core.receive(their_handshake(), 0.0), 0.0)
+    assert swarm.handle("a", core.receive(said, 0.0), 0.0) == [PeerSawOurAddress("198.51.100.7", "8.8.4.4")]
+    fetching = MetadataSwarm(info_hash_v1=INFO_HASH, info_hash_v2=None)
+    core = metadata_core()
+    fetching.add_peer("b", core, address=("198.51.100.8", 6881), outgoing=True)
+    fetching.handle("b", core.receive(their_handshake(), 0.0), 0.0)
+    assert PeerSawOurAddress("198.51.100.8", "8.8.4.4") in fetching.handle("b", core.receive(said, 0.0), 0.0)
 
 
 def test_a_peer_without_the_extension_protocol_is_kept_for_the_torrent() -> None:

@@ -148,3 +148,12 @@ def test_tracker_kinds() -> None:
     assert tracker_kind("udp://t:80") == "udp"
     with pytest.raises(TrackerError):
         tracker_kind("wss://t")
+
+
+def test_a_trackers_external_ip_is_read_and_a_malformed_one_left_out() -> None:
+    """BEP 24: the tracker says which address it saw us at, 4 or 16 bytes."""
+    v4 = decode_http_announce(b"d11:external ip4:\x08\x08\x04\x048:intervali900e5:peers0:e")
+    assert v4.external_ip == "8.8.4.4"
+    v6 = decode_http_announce(b"d11:external ip16:" + bytes(15) + b"\x05" + b"8:intervali900e5:peers0:e")
+    assert v6.external_ip == "::5"
+    assert decode_http_announce(b"d11:external ip3:abc8:intervali900e5:peers0:e").external_ip is None

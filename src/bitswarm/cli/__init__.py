@@ -384,7 +384,8 @@ def load_client_config(path: Path | None) -> ClientConfig:
 
 
 def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--config, --no-dht, --dht-bootstrap, --dht-state, --no-lsd and --lsd-interface for get and seed."""
+    """--config, --no-dht, --dht-bootstrap, --no-dht-bootstrap, --dht-state, --no-lsd and
+    --lsd-interface for get, seed and stream."""
     options = [
         click.option(
             "--config",
@@ -399,7 +400,13 @@ def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "dht_bootstrap",
             multiple=True,
             metavar="HOST:PORT",
-            help="A DHT node to join through; repeatable [the saved routing table].",
+            help="A DHT node to join through while the saved routing table gives none; repeatable"
+            " [router.bittorrent.com:6881 and the other well-known routers].",
+        ),
+        click.option(
+            "--no-dht-bootstrap",
+            is_flag=True,
+            help="Join the DHT through no bootstrap node, only the saved table (closed networks, tests).",
         ),
         click.option(
             "--dht-state",
@@ -418,6 +425,7 @@ def discovery_settings(
     config: ClientConfig,
     no_dht: bool,
     dht_bootstrap: tuple[str, ...],
+    no_dht_bootstrap: bool,
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
@@ -425,11 +433,13 @@ def discovery_settings(
     """TransferPlan's discovery fields from the options, then the config (private
     torrents use none of them)."""
     check_endpoints("--dht-bootstrap", dht_bootstrap)
+    if no_dht_bootstrap and dht_bootstrap:
+        raise Failure("--no-dht-bootstrap and --dht-bootstrap: choose one")
     if dht_state is None:
         dht_state = Path(config.dht_state).expanduser() if config.dht_state else default_state_folder() / "dht.dat"
     return {
         "dht": config.dht and not no_dht,
-        "dht_bootstrap": dht_bootstrap or config.dht_bootstrap,
+        "dht_bootstrap": () if no_dht_bootstrap else dht_bootstrap or config.dht_bootstrap,
         "dht_state_path": dht_state,
         "lsd": config.lsd and not no_lsd,
         "lsd_interface": lsd_interface or config.lsd_interface,
@@ -497,6 +507,7 @@ def get_command(
     encryption: str,
     no_dht: bool,
     dht_bootstrap: tuple[str, ...],
+    no_dht_bootstrap: bool,
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
@@ -522,7 +533,8 @@ def get_command(
         torrent=torrent, magnet=link, select=select, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
         keep_seeding=not no_seed, as_json=as_json,
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
-        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        encryption=encryption,
+        **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip
     with about("magnet" if link is not None else source):
         status = _run_transfer(plan)
@@ -549,6 +561,7 @@ def seed_command(
     encryption: str,
     no_dht: bool,
     dht_bootstrap: tuple[str, ...],
+    no_dht_bootstrap: bool,
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
@@ -570,7 +583,8 @@ def seed_command(
     plan = TransferPlan(
         torrent=torrent, folder=folder, port=port, options=options,
         seed_ratio=None, keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
-        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        encryption=encryption,
+        **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)

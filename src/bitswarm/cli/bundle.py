@@ -232,7 +232,7 @@ def _download(
     source: str, torrent: Torrent | None, data_dir: Path, port: int, *, no_dht: bool, no_lsd: bool
 ) -> Torrent:
     from bitswarm import magnet  # noqa: PLC0415
-    from bitswarm.cli import _run_transfer  # noqa: PLC0415
+    from bitswarm.cli import _run_transfer, load_client_config  # noqa: PLC0415
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
 
@@ -244,6 +244,7 @@ def _download(
     plan = TransferPlan(
         torrent=torrent, magnet=link, folder=data_dir, port=port, options=TorrentOptions(), seed_ratio=None,
         keep_seeding=False, as_json=False, dht=not no_dht, lsd=not no_lsd,
+        dht_bootstrap=load_client_config(None).dht_bootstrap,
     )  # fmt: skip
     with about(source):
         status = _run_transfer(plan)

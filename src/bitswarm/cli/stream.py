@@ -96,6 +96,7 @@ def stream_command(
     encryption: str,
     no_dht: bool,
     dht_bootstrap: tuple[str, ...],
+    no_dht_bootstrap: bool,
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
@@ -140,7 +141,8 @@ def stream_command(
         torrent=torrent, magnet=link, select=select, folder=folder, port=port, options=options, seed_ratio=None,
         keep_seeding=True, as_json=as_json,
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
-        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        encryption=encryption,
+        **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface),
     )  # fmt: skip
     plan = StreamPlan(
         transfer=transfer, bind_host=bind_host, bind_port=bind_port, file=file, player=player,

@@ -12,6 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from bitswarm.dht.bootstrap import DEFAULT_BOOTSTRAP
 from bitswarm.errors import UsageError
 from bitswarm.settings import load_settings
 from bitswarm.tracker.config import split_host_port
@@ -40,7 +41,8 @@ class DaemonConfig:
     # Request bodies: a torrent-add with a 10 MiB .torrent in base64 fits.
     rpc_max_body_bytes: int = 16 << 20
     dht: bool = True
-    dht_bootstrap: tuple[str, ...] = ()
+    # Asked while the saved routing table gives no node; [] none.
+    dht_bootstrap: tuple[str, ...] = DEFAULT_BOOTSTRAP
     lsd: bool = True
     pex: bool = True
     encryption: str = "prefer"

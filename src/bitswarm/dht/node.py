@@ -45,11 +45,12 @@ from bitswarm.dht.krpc import (
     family_of,
 )
 from bitswarm.dht.lookup import Lookup
-from bitswarm.dht.node_id import is_valid_for
+from bitswarm.dht.node_id import is_valid_for, node_id_for
 from bitswarm.dht.peer_store import PeerStore
 from bitswarm.dht.routing import K, RoutingTable
 from bitswarm.dht.tokens import TokenIssuer
 from bitswarm.errors import DecodeError, KRPCError, UsageError
+from bitswarm.external_address import ExternalAddressVote, Witness
 from bitswarm.ratelimit import RateLimiter
 
 VERSION = b"BS\x00\x01"
@@ -72,9 +73,6 @@ MAX_LOOKUPS = 64
 # A search ends by then whatever is still in flight (a few seconds is the norm).
 LOOKUP_TIMEOUT_S = 60.0
 STATE_NODES_PER_FAMILY = 200
-# Nodes heard on our external address (BEP 42); the first ones are enough to decide.
-MAX_ADDRESS_VOTES = 64
-MIN_ADDRESS_VOTES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +146,7 @@ class DHTNode:
         query_burst: float = QUERY_BURST,
         peer_store: PeerStore | None = None,
         k: int = K,
+        address_vote: ExternalAddressVote | None = None,
     ) -> None:
         if len(node_id) != krpc.NODE_ID_BYTES:
             raise UsageError("a node ID is 20 bytes")
@@ -170,8 +169,10 @@ class DHTNode:
         self._searches: dict[int, _Search] = {}
         self._next_lookup_id = 1
         self._next_housekeeping = now + HOUSEKEEPING_S
-        # BEP 42: what the nodes that answer us say our address is, one vote per node.
-        self._address_votes: dict[bytes, str] = {}
+        # BEP 42: what the nodes that answer us say our address is; shared with the session's
+        # other witnesses (trackers, peers, the router) when it passes its own.
+        self.address_vote = address_vote if address_vote is not None else ExternalAddressVote()
+        self._id_checked_for: str | None = None
 
     # -- incoming ----------------------------------------------------------------------
 
@@ -275,8 +276,8 @@ class DHTNode:
         if (pending.node_id is not None and node_id != pending.node_id) or node_id == self.node_id:
             self.stats.dropped["wrong node id"] += 1
             return self._fail(pending, now)
-        if message.requester is not None and len(self._address_votes) < MAX_ADDRESS_VOTES:
-            self._address_votes.setdefault(node_id, message.requester[0])
+        if message.requester is not None:
+            self.address_vote.vote(Witness.DHT, address[0], message.requester[0], now)
         if self._acceptable(node_id, address[0]):
             to_ping = self.tables[family].heard_from(NodeInfo(node_id, address), now)
             if to_ping is not None and not self._pending_to(to_ping.address):
@@ -447,8 +448,15 @@ class DHTNode:
         return min([*deadlines, self._next_housekeeping])
 
     def tick(self, now: float) -> list[Output]:
-        """Time out our queries and overdue searches, refresh stale buckets, forget old peers."""
+        """Time out our queries and overdue searches, refresh stale buckets, forget old
+        peers, and take a BEP 42 node ID once our external address is known."""
         out: list[Output] = []
+        host = self.external_host
+        if host is not None and host != self._id_checked_for:
+            self._id_checked_for = host
+            if not is_valid_for(self.node_id, host):
+                # An ID that does not match our address keeps us out of enforcing nodes' tables.
+                self.change_node_id(node_id_for(host, self.rng), now)
         expired = [tid for tid, pending in self._pending.items() if pending.deadline <= now]
         for tid in expired:
             pending = self._pending.pop(tid, None)
@@ -487,12 +495,22 @@ class DHTNode:
 
     @property
     def external_host(self) -> str | None:
-        """Our address as most of the nodes that answered us see it (BEP 42), once
-        ``MIN_ADDRESS_VOTES`` agree; the caller may then pick a node ID for it."""
-        if not self._address_votes:
-            return None
-        host, votes = Counter(self._address_votes.values()).most_common(1)[0]
-        return host if votes >= MIN_ADDRESS_VOTES else None
+        """Our address as the witnesses see it (the nodes that answered us, BEP 42, and
+        whatever else shares ``address_vote``): IPv4 first, once enough of them agree."""
+        return self.address_vote.address(4) or self.address_vote.address(6)
+
+    def change_node_id(self, node_id: bytes, now: float) -> None:
+        """Take ``node_id`` (one that suits our external address, BEP 42): the routing
+        tables are rebuilt around it from the nodes they hold, searches in flight go on."""
+        if len(node_id) != krpc.NODE_ID_BYTES:
+            raise UsageError("a node ID is 20 bytes")
+        self.node_id = node_id
+        for family, table in list(self.tables.items()):
+            fresh = RoutingTable(node_id, k=self.k, now=now)
+            for node in table.nodes():
+                if node.node_id != node_id:
+                    fresh.heard_from(node, now)
+            self.tables[family] = fresh
 
     @property
     def pending_queries(self) -> int:

@@ -19,7 +19,15 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
-from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers, PeerLink, extended_handshake
+from bitswarm.engine.swarm import (
+    BanPeer,
+    ClosePeer,
+    ConnectPeers,
+    PeerLink,
+    PeerSawOurAddress,
+    address_witness,
+    extended_handshake,
+)
 from bitswarm.errors import PeerProtocolError
 from bitswarm.wire.extension import (
     OUR_EXTENSION_IDS,
@@ -52,7 +60,7 @@ class MetadataReceived:
     info: bytes
 
 
-MagnetAction = ClosePeer | BanPeer | ConnectPeers | MetadataReceived
+MagnetAction = ClosePeer | BanPeer | ConnectPeers | MetadataReceived | PeerSawOurAddress
 
 
 class MetadataSwarm:
@@ -117,8 +125,10 @@ class MetadataSwarm:
         value = link.extensions.decode(message)
         if isinstance(value, ExtendedHandshake):
             link.on_extended_handshake(value, self.extension_ids)
+            seen: list[MagnetAction] = list(address_witness(link, value))
             if link.extensions.supports(UT_METADATA):
-                return self._fetch_events(self.fetch.add_peer(key, value.metadata_size, now))
+                return seen + self._fetch_events(self.fetch.add_peer(key, value.metadata_size, now))
+            return seen
         elif isinstance(value, MetadataData | MetadataReject):
             return self._fetch_events(self.fetch.on_message(key, value, now))
         elif isinstance(value, MetadataRequest):

@@ -213,6 +213,21 @@ class ConnectPeers:
     addresses: tuple[PeerAddress, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PeerSawOurAddress:
+    """A peer at ``peer_host`` says, in its BEP 10 handshake (``yourip``), that it sees us
+    at ``address``: one witness for the session's external-address vote."""
+
+    peer_host: str
+    address: str
+
+
+def address_witness(link: PeerLink, handshake: ExtendedHandshake) -> list[PeerSawOurAddress]:
+    if handshake.yourip is None or link.address is None or not is_ip(link.address[0]):
+        return []
+    return [PeerSawOurAddress(link.address[0], handshake.yourip)]
+
+
 Action = (
     WriteBlock
     | CheckPiece
@@ -225,6 +240,7 @@ Action = (
     | ConnectPeers
     | PieceLayerReceived
     | ReadBlockHashes
+    | PeerSawOurAddress
 )
 
 
@@ -690,7 +706,8 @@ class Swarm:
         value = link.extensions.decode(message)
         if isinstance(value, ExtendedHandshake):
             link.on_extended_handshake(value, self.extension_ids)
-        elif isinstance(value, MetadataRequest):
+            return list(address_witness(link, value))
+        if isinstance(value, MetadataRequest):
             number = link.extensions.id_for(UT_METADATA)
             if number is not None:
                 answer = self.metadata.answer(key, value) if self.metadata is not None else MetadataReject(value.piece)

@@ -27,6 +27,7 @@ from bitswarm.dht.krpc import Address, family_of
 from bitswarm.dht.node import DHTNode, LookupCompleted, Output, SendDatagram, load_state, save_state
 from bitswarm.dht.node_id import is_valid_for, node_id_for
 from bitswarm.errors import KRPCError, UsageError
+from bitswarm.external_address import ExternalAddressVote
 from bitswarm.storage.atomic import replace_durably
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,11 @@ class _Endpoint(asyncio.DatagramProtocol):
 class DHTService:
     """One DHT node on the network. Build it with ``open_dht``."""
 
-    def __init__(self, node: DHTNode, *, bootstrap: Sequence[Address] = ()) -> None:
+    def __init__(self, node: DHTNode, *, bootstrap: Sequence[str] = (), saved: Sequence[Address] = ()) -> None:
         self.node = node
-        self.bootstrap_addresses = list(bootstrap)
+        # HOST:PORT texts, resolved at each bootstrap; the saved nodes are tried before them.
+        self.bootstrap_endpoints = list(bootstrap)
+        self.saved_addresses = list(saved)
         self.loop = asyncio.get_running_loop()
         self.transports: dict[int, asyncio.DatagramTransport] = {}
         self.send_errors = 0
@@ -168,18 +171,40 @@ class DHTService:
         finally:
             self._waiters.pop(lookup_id, None)
 
+    @property
+    def can_bootstrap(self) -> bool:
+        """Whether ``bootstrap()`` has anywhere to start from."""
+        return bool(self.saved_addresses or self.bootstrap_endpoints)
+
+    @property
+    def has_nodes(self) -> bool:
+        return any(len(table) for table in self.node.tables.values())
+
     async def bootstrap(self, addresses: Sequence[Address] | None = None) -> list[LookupCompleted]:
-        """Search for our own ID through ``addresses`` (default: the bootstrap nodes), once
-        per family we have a socket for; returns each search's result."""
-        chosen = self.bootstrap_addresses if addresses is None else list(addresses)
+        """Search for our own ID through ``addresses``, once per family we have a socket
+        for; returns each search's result. By default through the saved nodes, then, if the
+        table is still empty, through the bootstrap endpoints, resolved now: a router's
+        address may have changed since the last time."""
+        if addresses is not None:
+            return await self._bootstrap_through(addresses)
+        results = []
+        if self.saved_addresses:
+            results += await self._bootstrap_through(self.saved_addresses)
+        if self.bootstrap_endpoints and not self.has_nodes:
+            resolved = await resolve(self.bootstrap_endpoints)
+            if resolved:
+                results += await self._bootstrap_through(resolved)
+        return results
+
+    async def _bootstrap_through(self, addresses: Sequence[Address]) -> list[LookupCompleted]:
         searches = []
         for family in self.transports:
-            seeds = [address for address in chosen if family_of(address[0]) == family]
+            seeds = [address for address in addresses if family_of(address[0]) == family]
             searches.append(self._wait(self.node.bootstrap(seeds, self.now(), family=family), LOOKUP_TIMEOUT_S))
         return list(await asyncio.gather(*searches))
 
     async def _ensure_joined(self) -> None:
-        if self.bootstrap_addresses and not any(len(table) for table in self.node.tables.values()):
+        if self.can_bootstrap and not self.has_nodes:
             await self.bootstrap()
 
     async def get_peers(self, info_hash: bytes, *, timeout_s: float = LOOKUP_TIMEOUT_S) -> list[Address]:
@@ -260,15 +285,17 @@ async def open_dht(
     enforce_node_id: bool = False,
     external_ip: str | None = None,
     join: bool = True,
+    address_vote: ExternalAddressVote | None = None,
 ) -> AsyncIterator[DHTService]:
     """A running DHT node, closed (and its state saved to ``state_path``) on exit.
 
     ``bind`` lists ``HOST:PORT`` (one per family; port 0 picks a free one). The node ID
     comes from ``state_path`` when it holds one that suits ``external_ip`` (BEP 42), else
     from ``external_ip``, else from chance; once running, ``service.node.external_host``
-    says what address other nodes see. Saved nodes are bootstrap addresses as well. With ``join`` the node
-    bootstraps before the block runs. Raises ``UsageError`` for a bad endpoint and
-    ``OSError`` when a socket cannot be bound.
+    says what address other nodes (and the other witnesses sharing ``address_vote``) see,
+    and the node takes a BEP 42 ID for it. The saved nodes are tried first, ``bootstrap`` only
+    while the table is empty. With ``join`` the node bootstraps before the block runs.
+    Raises ``UsageError`` for a bad endpoint and ``OSError`` when a socket cannot be bound.
     """
     rng = random.SystemRandom()
     node_id: bytes | None = None
@@ -291,8 +318,13 @@ async def open_dht(
     if len(families) != len(endpoints):
         raise UsageError("one bind address per address family")
     loop = asyncio.get_running_loop()
-    node = DHTNode(node_id, rng, loop.time(), families=families, read_only=read_only, enforce_node_id=enforce_node_id)
-    service = DHTService(node, bootstrap=[*await resolve(bootstrap), *saved])
+    node = DHTNode(
+        node_id, rng, loop.time(), families=families, read_only=read_only, enforce_node_id=enforce_node_id,
+        address_vote=address_vote,
+    )  # fmt: skip
+    for text in bootstrap:
+        parse_endpoint(text)  # a malformed endpoint is the caller's error now, not a silent miss later
+    service = DHTService(node, bootstrap=bootstrap, saved=saved)
     bound = False
     try:
         for host, port in endpoints:
@@ -301,7 +333,7 @@ async def open_dht(
         async with asyncio.TaskGroup() as group:
             timers = group.create_task(service.run_timers())
             try:
-                if join and service.bootstrap_addresses:
+                if join and service.can_bootstrap:
                     await service.bootstrap()
                 yield service
             finally:
@@ -338,7 +370,7 @@ async def run_dht_node(
         last_save = service.now()
         while True:
             await asyncio.sleep(min(REBOOTSTRAP_S, save_interval_s))
-            if service.bootstrap_addresses and not any(len(t) for t in service.node.tables.values()):
+            if service.can_bootstrap and not service.has_nodes:
                 with contextlib.suppress(TimeoutError):
                     await service.bootstrap()
             if state_path is not None and service.now() - last_save >= save_interval_s:

@@ -27,8 +27,9 @@ from typing import Any
 from bitswarm import bencode, merkle
 from bitswarm.engine.magnet import MagnetAction, MetadataReceived, MetadataSwarm
 from bitswarm.engine.rate import TokenBucket
-from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers
+from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers, PeerSawOurAddress
 from bitswarm.errors import BitswarmError, TrackerError, UsageError
+from bitswarm.external_address import Witness
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent
 from bitswarm.net.peer import PeerConnection
@@ -267,6 +268,8 @@ class MagnetRuntime:
                 peer.close(action.reason)
             elif isinstance(action, ConnectPeers):
                 self.add_peers(action.addresses)
+            elif isinstance(action, PeerSawOurAddress):
+                self.session.external_address.vote(Witness.PEER, action.peer_host, action.address, time.monotonic())
             elif isinstance(action, MetadataReceived):
                 self.spawn(self._metadata_received(action.info))
         for peer in list(self.peers):
@@ -393,6 +396,7 @@ class MagnetRuntime:
                     log.info("%s: %s", url, error)
                     continue
                 self._tiers.succeeded(url)
+                self.session.tracker_saw_us(url, result)
                 self.add_peers(result.peers)
                 event, wait = Event.NONE, float(result.interval_s)
                 break

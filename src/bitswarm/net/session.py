@@ -33,6 +33,7 @@ import logging
 import random
 import secrets
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitswarm import __version__, merkle
+from bitswarm.dht.bootstrap import DEFAULT_BOOTSTRAP
 from bitswarm.engine.picker import BLOCK_SIZE
 from bitswarm.engine.rate import TokenBucket
 from bitswarm.engine.swarm import (
@@ -50,6 +52,7 @@ from bitswarm.engine.swarm import (
     ClosePeer,
     ConnectPeers,
     DownloadFinished,
+    PeerSawOurAddress,
     PieceVerified,
     ReadBlockHashes,
     ServeBlock,
@@ -60,6 +63,7 @@ from bitswarm.engine.swarm import (
 from bitswarm.engine.upload_queue import UploadQueue
 from bitswarm.engine.webseed import WebSeedState
 from bitswarm.errors import BitswarmError, StorageError, TrackerError, UsageError
+from bitswarm.external_address import ExternalAddressVote, Witness
 from bitswarm.metainfo import FileEntry, Torrent, TorrentVersion
 from bitswarm.net.dht import DHTService, open_dht
 from bitswarm.net.events import (
@@ -706,7 +710,7 @@ class TorrentRuntime:
                     log.info("%s: DHT announce failed: %s", self.torrent.name, error or "timed out")
             peers = list(dict.fromkeys(address for address in found if not session.is_own_address(address)))
             self.add_peers(peers)
-            has_nodes = any(len(table) for table in dht.node.tables.values())
+            has_nodes = dht.has_nodes
             # Announced somewhere, and either found someone or needs nobody: wait long.
             if has_nodes and (peers or self.finished.is_set()):
                 retry_s = DHT_RETRY_MIN_S
@@ -839,6 +843,8 @@ class TorrentRuntime:
             elif isinstance(action, ConnectPeers):
                 if UT_PEX in self.extension_ids:
                     self.add_peers(action.addresses)
+            elif isinstance(action, PeerSawOurAddress):
+                self.session.external_address.vote(Witness.PEER, action.peer_host, action.address, time.monotonic())
             elif isinstance(action, DownloadFinished):
                 self.finished.set()
                 self._emit(action)
@@ -1103,6 +1109,7 @@ class TorrentRuntime:
             if result.warning:
                 said += f"; warning: {result.warning}"
             self.tracker_answers[url] = TrackerAnswer(time.time(), True, said[:MAX_ANSWER_CHARS])
+            self.session.tracker_saw_us(url, result)
             if event is not Event.STOPPED:
                 for address in result.peers:
                     self.spawn(self.connect(address))
@@ -1198,16 +1205,17 @@ class Session:
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         encryption: EncryptionPolicy | str = EncryptionPolicy.PREFER,
         dht: bool = False,
-        dht_bootstrap: Sequence[str] = (),
+        dht_bootstrap: Sequence[str] | None = None,
         dht_state_path: Path | None = None,
         lsd: bool = False,
         lsd_interface: str | None = None,
     ) -> None:
         """A session listening on ``host``:``port`` (port 0: any free port).
 
-        ``dht`` runs a DHT node on the same port number over UDP, joining through
-        ``dht_bootstrap`` (``HOST:PORT`` strings) and the nodes saved in
-        ``dht_state_path`` (saved there again periodically and at close); ``lsd`` joins
+        ``dht`` runs a DHT node on the same port number over UDP, joining through the
+        nodes saved in ``dht_state_path`` (saved there again periodically and at close)
+        and, while its table is empty, ``dht_bootstrap`` (``HOST:PORT`` strings; None:
+        the well-known routers of ``DEFAULT_BOOTSTRAP``, () none); ``lsd`` joins
         the local service discovery groups, on ``lsd_interface`` when given. Both serve
         public torrents only, and both are off unless asked for (the CLI asks).
         """
@@ -1254,7 +1262,7 @@ class Session:
         self.readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-read")
         self._server: asyncio.Server | None = None
         self.dht_enabled = dht
-        self.dht_bootstrap = list(dht_bootstrap)
+        self.dht_bootstrap = list(DEFAULT_BOOTSTRAP if dht_bootstrap is None else dht_bootstrap)
         self.dht_state_path = dht_state_path
         self.dht: DHTService | None = None
         # Set once the DHT has joined (or given up, or is off): torrents announce after it.
@@ -1262,6 +1270,8 @@ class Session:
         self.lsd_enabled = lsd
         self.lsd_interface = lsd_interface
         self.lsd: LocalDiscoveryService | None = None
+        # Our address as the internet sees it: trackers, peers, DHT nodes and the router vote.
+        self.external_address = ExternalAddressVote()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -1297,7 +1307,10 @@ class Session:
             attempts = [binds for port in (self.port, 0) for binds in self._dht_binds(port)]
             for number, binds in enumerate(attempts, start=1):
                 try:
-                    async with open_dht(binds, self.dht_bootstrap, state_path=self.dht_state_path, join=False) as dht:
+                    async with open_dht(
+                        binds, self.dht_bootstrap, state_path=self.dht_state_path, join=False,
+                        address_vote=self.external_address,
+                    ) as dht:  # fmt: skip
                         self.dht = dht
                         opened.set_result(None)
                         await self._serve_dht(dht)
@@ -1317,12 +1330,12 @@ class Session:
                 opened.set_result(None)
 
     async def _serve_dht(self, dht: DHTService) -> None:
-        if dht.bootstrap_addresses:
+        if dht.can_bootstrap:
             await self._join_dht(dht)
         self._dht_settled.set()
         while True:
             await asyncio.sleep(DHT_SAVE_INTERVAL_S)
-            if dht.bootstrap_addresses and not any(len(table) for table in dht.node.tables.values()):
+            if dht.can_bootstrap and not dht.has_nodes:
                 with contextlib.suppress(TimeoutError):
                     await dht.bootstrap()
             if self.dht_state_path is not None:
@@ -1336,8 +1349,7 @@ class Session:
         through the first nodes beats waiting for a bootstrap slowed by nodes that went away."""
         loop = asyncio.get_running_loop()
         joining = loop.create_task(dht.bootstrap())
-        has_nodes = lambda: any(len(table) for table in dht.node.tables.values())  # noqa: E731
-        answered = loop.create_task(dht.wait_for(has_nodes, DHT_LOOKUP_TIMEOUT_S))
+        answered = loop.create_task(dht.wait_for(lambda: dht.has_nodes, DHT_LOOKUP_TIMEOUT_S))
         try:
             await asyncio.wait({joining, answered}, return_when=asyncio.FIRST_COMPLETED)
             self._dht_settled.set()
@@ -1388,8 +1400,14 @@ class Session:
         """Is ``address`` (as a DHT or LSD names it) this session's own listening socket?"""
         if address[1] != self.port:
             return False
-        external = self.dht.node.external_host if self.dht is not None else None
-        return address[0] in ("127.0.0.1", "::1", self.host, external)
+        own = ("127.0.0.1", "::1", self.host, self.external_address.address(4), self.external_address.address(6))
+        return address[0] in own
+
+    def tracker_saw_us(self, url: str, result: AnnounceResult) -> None:
+        """A tracker's BEP 24 ``external ip`` is one witness of our address."""
+        if result.external_ip is not None:
+            voter = urllib.parse.urlsplit(url).hostname or url
+            self.external_address.vote(Witness.TRACKER, voter, result.external_ip, time.monotonic())
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         # Only a bug ends these loops: say so loudly once, with the traceback.

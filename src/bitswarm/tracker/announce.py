@@ -51,6 +51,7 @@ class AnnounceResult:
     leechers: int | None = None
     warning: str | None = None
     tracker_id: bytes | None = None
+    external_ip: str | None = None  # BEP 24: our address as the tracker saw it
 
 
 _EVENT_NAMES = {Event.STARTED: "started", Event.COMPLETED: "completed", Event.STOPPED: "stopped"}
@@ -99,6 +100,7 @@ def decode_http_announce(body: bytes) -> AnnounceResult:
     warning = reply.get(b"warning message")
     tracker_id = reply.get(b"tracker id")
     seeders, leechers = reply.get(b"complete"), reply.get(b"incomplete")
+    external = reply.get(b"external ip")
     return AnnounceResult(
         interval_s=_clamp_interval(interval),
         peers=tuple(peers[:MAX_PEERS_PER_REPLY]),
@@ -106,6 +108,10 @@ def decode_http_announce(body: bytes) -> AnnounceResult:
         leechers=leechers if isinstance(leechers, int) else None,
         warning=warning.decode("utf-8", "replace")[:300] if isinstance(warning, bytes) else None,
         tracker_id=tracker_id if isinstance(tracker_id, bytes) else None,
+        # BEP 24: 4 or 16 bytes; anything else is not an address and is left out.
+        external_ip=str(ipaddress.ip_address(external))
+        if isinstance(external, bytes) and len(external) in (4, 16)
+        else None,
     )
 
 
