@@ -49,7 +49,7 @@ class Capture:
     def read(self) -> list[Frame]:
         """The frames received since the last read (all kept in ``frames`` too), but for
         the kernel's own housekeeping."""
-        fresh = []
+        fresh: list[Frame] = []
         while len(self.frames) + len(fresh) < MAX_FRAMES:
             try:
                 data, address = self._socket.recvfrom(MAX_FRAME_BYTES)
@@ -78,11 +78,11 @@ def describe(data: bytes) -> Frame:
         return Frame("arp", str(ipaddress.IPv4Address(packet[24:28])), None, b"")
     if ethertype == ETHERTYPE_IPV4 and len(packet) >= 20:
         header_bytes = (packet[0] & 0x0F) * 4
-        protocol, destination = packet[9], ipaddress.IPv4Address(packet[16:20])
-        return _transport(PROTOCOLS.get(protocol, f"ip proto {protocol}"), str(destination), packet[header_bytes:])
+        protocol, v4 = packet[9], ipaddress.IPv4Address(packet[16:20])
+        return _transport(PROTOCOLS.get(protocol, f"ip proto {protocol}"), str(v4), packet[header_bytes:])
     if ethertype == ETHERTYPE_IPV6 and len(packet) >= 40:
-        protocol, destination = packet[6], ipaddress.IPv6Address(packet[24:40])
-        return _transport(PROTOCOLS.get(protocol, f"ipv6 next header {protocol}"), str(destination), packet[40:])
+        protocol, v6 = packet[6], ipaddress.IPv6Address(packet[24:40])
+        return _transport(PROTOCOLS.get(protocol, f"ipv6 next header {protocol}"), str(v6), packet[40:])
     return Frame(f"ethertype {ethertype:#06x}", "?", None, b"")
 
 
