@@ -5,6 +5,14 @@ Runs under Debian's /usr/bin/python3 (the only Python here that imports libtorre
 
     /usr/bin/python3 bench/lt_dht_peer.py seed TORRENT FOLDER --bootstrap HOST:PORT
     /usr/bin/python3 bench/lt_dht_peer.py magnet MAGNET FOLDER --bootstrap HOST:PORT
+    /usr/bin/python3 bench/lt_dht_peer.py magnet MAGNET FOLDER --home
+
+``--home`` (bench/bootstrap_bench.py): the magnet download as a first run at home does it,
+libtorrent's stock settings (its default bootstrap node, dht.libtorrent.org:25401, found
+through DNS; every address; uTP and TCP) but for the two DHT restrictions that would keep a
+test network of one /24 out of its routing table, and a search every second as above (its
+stock first search, made before its DHT has joined, finds nothing, and the next comes 15
+minutes later).
 
 One JSON object per line on stdout, {"event": ..., "t": time.monotonic(), ...}
 (CLOCK_MONOTONIC is shared by every process, so the parent can subtract readings):
@@ -104,9 +112,25 @@ def cmd_seed(lt: Any, args: argparse.Namespace) -> None:
     del session
 
 
+def home_session(lt: Any) -> Any:
+    return lt.session(
+        {
+            "enable_dht": True,
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "alert_mask": int(
+                lt.alert_category.status
+                | lt.alert_category.error
+                | lt.alert_category.storage
+                | lt.alert_category.piece_progress
+            ),
+        }
+    )
+
+
 def cmd_magnet(lt: Any, args: argparse.Namespace) -> None:
     emit("t0")
-    session = new_session(lt, args.bootstrap)
+    session = home_session(lt) if args.home else new_session(lt, args.bootstrap)
     # libtorrent searches the DHT for a torrent when it starts and then every
     # dht_announce_interval (15 minutes); a first search before its DHT has joined finds
     # nothing, so it searches every second here (only ever to its advantage).
@@ -137,8 +161,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=("seed", "magnet"))
     parser.add_argument("source", help="the .torrent (seed) or the magnet link (magnet)")
     parser.add_argument("folder")
-    parser.add_argument("--bootstrap", required=True, help="HOST:PORT of a DHT node")
+    parser.add_argument("--bootstrap", help="HOST:PORT of a DHT node")
+    parser.add_argument("--home", action="store_true", help="magnet: stock settings, see the docstring")
     args = parser.parse_args(argv)
+    if not args.home and not args.bootstrap:
+        parser.error("--bootstrap HOST:PORT or --home")
     try:
         lt = importlib.import_module("libtorrent")
         {"seed": cmd_seed, "magnet": cmd_magnet}[args.command](lt, args)
