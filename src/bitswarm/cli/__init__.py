@@ -384,13 +384,14 @@ def load_client_config(path: Path | None) -> ClientConfig:
 
 
 def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--config, --no-dht, --dht-bootstrap, --dht-state, --no-lsd and --lsd-interface for get and seed."""
+    """--config, --no-dht, --dht-bootstrap, --dht-state, --no-lsd, --lsd-interface and --no-port-mapping
+    for get, seed and stream."""
     options = [
         click.option(
             "--config",
             "config_path",
             type=click.Path(path_type=Path),
-            help="TOML file of settings (dht, dht_bootstrap, dht_state, lsd, lsd_interface, pex)"
+            help="TOML file of settings (dht, dht_bootstrap, dht_state, lsd, lsd_interface, pex, port_mapping)"
             " [$XDG_CONFIG_HOME/bitswarm/client.toml].",
         ),
         click.option("--no-dht", is_flag=True, help="Do not use the DHT (BEP 5) to find peers."),
@@ -408,6 +409,11 @@ def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-lsd", is_flag=True, help="Do not use local service discovery (BEP 14)."),
         click.option("--lsd-interface", metavar="NAME", help="Network interface for local discovery [by route]."),
+        click.option(
+            "--no-port-mapping",
+            is_flag=True,
+            help="Do not ask the home router to open the listening port (UPnP IGD, NAT-PMP, PCP).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -421,6 +427,8 @@ def discovery_settings(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    *,
+    no_port_mapping: bool = False,
 ) -> dict[str, Any]:
     """TransferPlan's discovery fields from the options, then the config (private
     torrents use none of them)."""
@@ -433,6 +441,7 @@ def discovery_settings(
         "dht_state_path": dht_state,
         "lsd": config.lsd and not no_lsd,
         "lsd_interface": lsd_interface or config.lsd_interface,
+        "port_mapping": config.port_mapping and not no_port_mapping,
     }
 
 
@@ -500,6 +509,7 @@ def get_command(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    no_port_mapping: bool,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -522,7 +532,8 @@ def get_command(
         torrent=torrent, magnet=link, select=select, folder=folder, port=port, options=options, seed_ratio=seed_ratio,
         keep_seeding=not no_seed, as_json=as_json,
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
-        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface,
+                                                  no_port_mapping=no_port_mapping),
     )  # fmt: skip
     with about("magnet" if link is not None else source):
         status = _run_transfer(plan)
@@ -552,6 +563,7 @@ def seed_command(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    no_port_mapping: bool,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -570,7 +582,8 @@ def seed_command(
     plan = TransferPlan(
         torrent=torrent, folder=folder, port=port, options=options,
         seed_ratio=None, keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
-        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        encryption=encryption, **discovery_settings(config, no_dht, dht_bootstrap, dht_state, no_lsd, lsd_interface,
+                                                  no_port_mapping=no_port_mapping),
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)
