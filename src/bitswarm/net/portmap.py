@@ -217,6 +217,7 @@ class PortMapper:
                 lease.granted(grant.lifetime_s, loop.time())
             self._last_failure = ""
             self._report(self._mapped(router.method, granted))
+            self.settled.set()
             while True:
                 deadlines = [d for lease in leases.values() if (d := lease.next_deadline()) is not None]
                 if not deadlines:

@@ -198,6 +198,7 @@ async def search_igd(search_s: float = SEARCH_S) -> tuple[str, str] | None:
     listener = SsdpSearchListener(callback=on_answer, search_target=IGD_SEARCH_TARGET, timeout=max(1, round(search_s)))
     await listener.async_start()
     try:
+        listener.async_search()
         async with asyncio.timeout(search_s):
             return await found
     except TimeoutError:
