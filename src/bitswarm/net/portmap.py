@@ -33,7 +33,7 @@ from bitswarm.errors import PortMappingError
 from bitswarm.net.natpmp import GatewayClient, default_gateway, open_gateway_client
 from bitswarm.net.upnp import SEARCH_S, UpnpGateway, open_upnp_gateway
 from bitswarm.portmap.lease import Lease, LeaseState
-from bitswarm.portmap.pcp import MappingProtocol
+from bitswarm.portmap.pcp import SERVER_PORT, MappingProtocol
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,15 @@ class PortMapper:
         rng: random.Random | None = None,
         lifetime_s: int = LIFETIME_S,
         gateway: str | None = None,
+        gateway_port: int = SERVER_PORT,
         pmp: bool = True,
         upnp: bool = True,
         search_s: float = SEARCH_S,
         retry_s: float = RETRY_S,
     ) -> None:
-        """``gateway`` overrides the default route's (for PCP and NAT-PMP); ``pmp`` and
-        ``upnp`` choose the methods tried."""
+        """``gateway`` and ``gateway_port`` override the default route's gateway and port
+        5351 (for PCP and NAT-PMP; tests use them); ``pmp`` and ``upnp`` choose the methods
+        tried."""
         self.ports = {MappingProtocol.TCP: tcp_port}
         if udp_port is not None:
             self.ports[MappingProtocol.UDP] = udp_port
@@ -140,6 +142,7 @@ class PortMapper:
         self.rng = rng or random.Random()
         self.lifetime_s = lifetime_s
         self.gateway = gateway
+        self.gateway_port = gateway_port
         self.pmp = pmp
         self.upnp = upnp
         self.search_s = search_s
@@ -176,7 +179,7 @@ class PortMapper:
         gateway = self.gateway or (default_gateway() if self.pmp else None)
         if self.pmp and gateway is not None:
             try:
-                async with open_gateway_client(gateway) as client:
+                async with open_gateway_client(gateway, self.gateway_port) as client:
                     await self._hold(_GatewayRouter(client, self.lifetime_s))
                 return
             except (PortMappingError, OSError) as error:
