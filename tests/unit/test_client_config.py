@@ -18,6 +18,7 @@ def test_an_empty_file_gives_the_defaults_with_dht_and_lsd_on_and_no_bootstrap_n
     assert ClientConfig().dht
     assert ClientConfig().lsd
     assert ClientConfig().dht_bootstrap == ()
+    assert ClientConfig().port_mapping
 
 
 def test_every_key_is_read() -> None:
@@ -28,6 +29,7 @@ dht_state = "~/dht.dat"
 lsd = false
 lsd_interface = "eth0"
 pex = false
+port_mapping = false
 """
     assert load_client_config(text) == ClientConfig(
         dht=False,
@@ -36,6 +38,7 @@ pex = false
         lsd=False,
         lsd_interface="eth0",
         pex=False,
+        port_mapping=False,
     )
     assert load_client_config('dht_bootstrap = "10.0.0.5:6881"').dht_bootstrap == ("10.0.0.5:6881",)
 
@@ -45,6 +48,7 @@ pex = false
     [
         ("dth = true", "client.toml: unknown setting 'dth'"),
         ('dht = "yes"', "client.toml: dht must be true or false"),
+        ("port_mapping = 1", "client.toml: port_mapping must be true or false"),
         ("dht_bootstrap = [1]", "client.toml: dht_bootstrap must be HOST:PORT or a list of them"),
         ('lsd_interface = ""', "client.toml: lsd_interface must be a non-empty string"),
         ("dht = ", "client.toml: "),
