@@ -5,12 +5,14 @@ The home network is ``home_router.py``'s: bitswarm in "lan", miniupnpd and nftab
 "router", a bitswarm tracker and libtorrent in "wan". The router lets the LAN reach only
 the tracker's port, so libtorrent's download can only have come in through the mapping
 that bitswarm asked for. Each test runs one protocol with the other off in miniupnpd: UPnP
-IGD, then PCP (miniupnpd answers PCP, so NAT-PMP is the fallback our unit tests cover).
-After bitswarm exits, the router's DNAT chain is empty again.
+IGD, then PCP. After bitswarm exits, the router's DNAT chain is empty again. miniupnpd
+answers PCP, so NAT-PMP (our fallback for gateways that do not) is checked on its own
+against it: a mapping made and deleted by NAT-PMP requests from the LAN.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
@@ -21,8 +23,18 @@ import pytest
 
 from bitswarm.create import CreateOptions, create
 from bitswarm.metainfo import TorrentVersion
+from bitswarm.net.natpmp import open_gateway_client
+from bitswarm.portmap.pcp import Mapped, MappingProtocol
 
-from .home_router import LAN_ADDRESS, ROUTER_WAN_ADDRESS, WAN_ADDRESS, DnatRule, HomeNetwork, open_home_network
+from .home_router import (
+    LAN_ADDRESS,
+    ROUTER_LAN_ADDRESS,
+    ROUTER_WAN_ADDRESS,
+    WAN_ADDRESS,
+    DnatRule,
+    HomeNetwork,
+    open_home_network,
+)
 from .tools import lt_argv
 from .trackers import run_bitswarm_tracker, stop_process, wait_for
 
@@ -97,3 +109,20 @@ def test_a_peer_on_the_internet_downloads_from_bitswarm_through_the_port_the_rou
         assert home.dnat_rules() == []
         assert "Traceback" not in stderr
     assert (target / "data.bin").read_bytes() == source.read_bytes()
+
+
+def test_nat_pmp_maps_and_deletes_a_port_on_miniupnpd(tmp_path: Path) -> None:
+    with open_home_network(tmp_path / "router", upnp=False, pmp=True) as home:
+
+        async def scenario() -> tuple[Mapped, list[DnatRule], list[DnatRule]]:
+            async with open_gateway_client(ROUTER_LAN_ADDRESS, pcp=False) as client:
+                mapped = await client.map(MappingProtocol.UDP, SEED_PORT, SEED_PORT, 120)
+                during = await asyncio.to_thread(home.dnat_rules)
+                await client.map(MappingProtocol.UDP, SEED_PORT, 0, 0)
+                return mapped, during, await asyncio.to_thread(home.dnat_rules)
+
+        mapped, during, after = home.network.call("lan", lambda: asyncio.run(scenario()))
+        assert "NAT-PMP" in home.log.read_text(errors="replace")
+    assert (mapped.external_port, mapped.lifetime_s, mapped.external_address) == (SEED_PORT, 120, ROUTER_WAN_ADDRESS)
+    assert during == [DnatRule("udp", SEED_PORT, LAN_ADDRESS, SEED_PORT)]
+    assert after == []

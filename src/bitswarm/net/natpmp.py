@@ -202,15 +202,19 @@ class GatewayClient:
 
 
 @contextlib.asynccontextmanager
-async def open_gateway_client(gateway: str, port: int = SERVER_PORT) -> AsyncIterator[GatewayClient]:
-    """A client for ``gateway``'s ``port`` (5351: only tests pick another); the socket
-    closes on leaving. Raises OSError when no socket can be opened towards it (no route,
-    for one)."""
+async def open_gateway_client(
+    gateway: str, port: int = SERVER_PORT, *, pcp: bool = True
+) -> AsyncIterator[GatewayClient]:
+    """A client for ``gateway``'s ``port`` (5351: only tests pick another), asking in PCP
+    first unless ``pcp`` is False; the socket closes on leaving. Raises OSError when no
+    socket can be opened towards it (no route, for one)."""
     loop = asyncio.get_running_loop()
     transport, answers = await loop.create_datagram_endpoint(
         _Answers, remote_addr=(gateway, port), family=socket.AF_INET
     )
     try:
-        yield GatewayClient(gateway, transport, answers)
+        client = GatewayClient(gateway, transport, answers)
+        client.speaks_pcp = pcp
+        yield client
     finally:
         transport.close()
