@@ -115,3 +115,47 @@ def test_the_session_announces_the_mapped_port_and_wakes_its_announcers_when_it_
         session.readers.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_upnp_http_goes_only_to_the_host_that_answered_and_bodies_are_bounded() -> None:
+    from aiohttp import web
+    from async_upnp_client.const import HttpRequest
+    from async_upnp_client.exceptions import UpnpCommunicationError
+
+    from bitswarm.net.upnp import BoundedRequester
+
+    async def scenario() -> None:
+        async def small(_request: web.Request) -> web.Response:
+            return web.Response(text="<root/>")
+
+        async def huge(_request: web.Request) -> web.Response:
+            return web.Response(body=b"x" * 300_000)
+
+        async def moved(_request: web.Request) -> web.Response:
+            raise web.HTTPFound("http://10.9.9.9/evil.xml")
+
+        app = web.Application()
+        app.router.add_get("/small.xml", small)
+        app.router.add_get("/huge.xml", huge)
+        app.router.add_get("/moved", moved)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        requester = BoundedRequester("127.0.0.1", max_body_bytes=256 << 10)
+        request = HttpRequest("GET", f"http://127.0.0.1:{port}/small.xml", {}, None)
+        try:
+            answer = await requester.async_http_request(request)
+            assert (answer.status_code, answer.body) == (200, "<root/>")
+            with pytest.raises(UpnpCommunicationError, match="longer than"):
+                await requester.async_http_request(HttpRequest("GET", f"http://127.0.0.1:{port}/huge.xml", {}, None))
+            with pytest.raises(UpnpCommunicationError, match="another host"):
+                await requester.async_http_request(HttpRequest("GET", "http://10.9.9.9/rootDesc.xml", {}, None))
+            to_moved = HttpRequest("GET", f"http://127.0.0.1:{port}/moved", {}, None)
+            redirect = await requester.async_http_request(to_moved)
+            assert redirect.status_code == 302  # not followed
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())

@@ -124,8 +124,8 @@ class UpnpGateway:
             return await self.service.action(action).async_call(**arguments)
         except UpnpActionError as error:
             raise PortMappingError(f"port mapping: UPnP {action} refused: {error}", error.error_code) from None
-        except UpnpError as error:
-            raise PortMappingError(f"port mapping: UPnP {action}: {error}") from None
+        except (UpnpError, ValueError, KeyError) as error:  # a malformed SOAP answer, as above
+            raise PortMappingError(f"port mapping: UPnP {action}: {error!r}") from None
 
     async def external_address(self) -> str | None:
         """The router's external IPv4 address, or None when it gives none that parses."""
@@ -220,8 +220,10 @@ async def open_upnp_gateway(search_s: float = SEARCH_S) -> UpnpGateway:
     factory = UpnpFactory(BoundedRequester(host), non_strict=True)
     try:
         device = await factory.async_create_device(location)
-    except UpnpError as error:
-        raise PortMappingError(f"port mapping: UPnP description unreadable: {error}") from None
+    except (UpnpError, ValueError, KeyError) as error:
+        # ValueError and KeyError too: what the library raises on some malformed
+        # descriptions, and a description is whatever a device on the LAN sends.
+        raise PortMappingError(f"port mapping: UPnP description unreadable: {error!r}") from None
     for device_or_child in device.all_devices:
         for service_type in WAN_SERVICES:
             if service_type in device_or_child.services:
