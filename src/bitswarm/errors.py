@@ -51,6 +51,15 @@ class PeerProtocolError(ProtocolError):
     """A peer broke the peer wire protocol; that one connection ends."""
 
 
+class PortMappingError(ProtocolError):
+    """A router's NAT-PMP, PCP or UPnP IGD service refused a port mapping or answered with
+    something broken; ``code`` is its result or error code when it gave one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class UsageError(BitswarmError):
     """Our own caller broke a rule (bad argument, call on a closed core)."""
 

@@ -87,7 +87,7 @@ class Daemon:
 
 def write_config(folder: Path, extra: str = "") -> Path:
     path = folder / "daemon.toml"
-    path.write_text(f"dht = false\nlsd = false\n{extra}")
+    path.write_text(f"dht = false\nlsd = false\nport_mapping = false\n{extra}")
     return path
 
 

@@ -115,7 +115,9 @@ def test_the_daemon_polls_its_subscriptions_on_its_own_and_stops_cleanly_on_sigt
 @asynccontextmanager
 async def open_daemon(tmp: Path, **config: Any) -> AsyncIterator[DaemonService]:
     """The daemon's service in-process (no RPC), on loopback with DHT and discovery off."""
-    settings = DaemonConfig(download_dir=str(tmp / "downloads"), peer_port=0, dht=False, lsd=False, **config)
+    settings = DaemonConfig(
+        download_dir=str(tmp / "downloads"), peer_port=0, dht=False, lsd=False, port_mapping=False, **config
+    )
     session = Session(port=0, dht=False, lsd=False)
     await session.start()
     daemon = DaemonService(settings, StateStore(tmp / "state"), session)

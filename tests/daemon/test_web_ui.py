@@ -71,7 +71,9 @@ class Visitor:
 @asynccontextmanager
 async def serving(tmp: Path, **config: Any) -> AsyncIterator[tuple[Visitor, Path]]:
     downloads = tmp / "downloads"
-    settings = DaemonConfig(rpc="127.0.0.1:0", download_dir=str(downloads), peer_port=0, dht=False, lsd=False)
+    settings = DaemonConfig(
+        rpc="127.0.0.1:0", download_dir=str(downloads), peer_port=0, dht=False, lsd=False, port_mapping=False
+    )
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve_daemon(replace(settings, **config), tmp / "state", ready=ready.set_result,

@@ -142,7 +142,9 @@ def test_bitswarm_get_finds_bitswarm_seed_through_bitswarm_dht(tmp_path: Path) -
         assert json.loads(seed.stdout.readline())["event"] == "started"
         # The download takes its settings from a config file instead of options.
         config = tmp_path / "client.toml"
-        config.write_text(f'lsd = false\ndht_bootstrap = ["{bootstrap}"]\ndht_state = "{tmp_path / "g.dat"}"\n')
+        config.write_text(
+            f'lsd = false\nport_mapping = false\ndht_bootstrap = ["{bootstrap}"]\ndht_state = "{tmp_path / "g.dat"}"\n'
+        )
         got = subprocess.run(
             [*BITSWARM, "get", str(torrent_path), "-o", str(tmp_path / "get"), "--no-seed", "--port", "0",
              "--config", str(config), "--json"],

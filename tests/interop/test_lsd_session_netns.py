@@ -39,7 +39,7 @@ def test_two_sessions_in_two_namespaces_find_each_other_by_lsd_and_complete(tmp_
     assert not torrent.private
     # Our own config: the one every test gets (tests/conftest.py) turns LSD off.
     config = tmp_path / "client.toml"
-    config.write_text('lsd = true\nlsd_interface = "eth0"\n')
+    config.write_text('lsd = true\nlsd_interface = "eth0"\nport_mapping = false\n')
     discovery = ["--no-dht", "--config", str(config), "--json"]
     with open_test_network(["seed", "get"]) as network:
         seed = subprocess.Popen(

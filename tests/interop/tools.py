@@ -53,6 +53,7 @@ DEBIAN_PACKAGES = {
     "transmission-daemon": "transmission-daemon",
     "opentracker": "opentracker",
     "ip": "iproute2",
+    "nft": "nftables",
 }
 
 # Pieces are multiples of a 16 KiB block in practice (BEP 3; BEP 52 requires a power of two).

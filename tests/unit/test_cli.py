@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -170,3 +171,38 @@ def test_upload_slots_reach_the_torrent_options(tmp_path: Path, monkeypatch: pyt
     result = CliRunner().invoke(cli.cli, [command, *arguments, "--no-dht", "--no-lsd"])
     assert result.exit_code == 0, result.output
     assert [plan.options.upload_slots for plan in plans] == [3, TorrentOptions().upload_slots]
+
+
+@pytest.mark.parametrize("command", ["get", "seed"])
+def test_port_mapping_is_on_unless_the_option_or_the_config_turns_it_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    plans: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli, "discovery_settings", _recording(cli.discovery_settings, plans))
+    # Nothing runs: the plan is only looked at (a real run would reach the real gateway).
+    monkeypatch.setattr(cli, "_run_transfer", lambda plan: 0)
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(torrent_bytes(v1_info()))
+    arguments = [str(torrent), str(tmp_path)] if command == "seed" else [str(torrent), "-o", str(tmp_path)]
+    on = tmp_path / "on.toml"
+    on.write_text("port_mapping = true\n")
+    off = tmp_path / "off.toml"
+    off.write_text("port_mapping = false\n")
+    for extra in (["--config", str(on)], ["--config", str(on), "--no-port-mapping"], ["--config", str(off)]):
+        CliRunner().invoke(cli.cli, [command, *arguments, "--no-dht", "--no-lsd", *extra])
+    assert [plan["port_mapping"] for plan in plans] == [True, False, False]
+
+
+def _recording(function: Any, plans: list[dict[str, Any]]) -> Any:
+    def record(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = function(*args, **kwargs)
+        plans.append(settings)
+        return settings
+
+    return record
+
+
+@pytest.mark.parametrize("command", ["get", "seed", "stream", "daemon"])
+def test_every_command_that_maps_the_port_has_the_option_to_not(command: str) -> None:
+    result = CliRunner().invoke(cli.cli, [command, "--help"])
+    assert "--no-port-mapping" in result.output

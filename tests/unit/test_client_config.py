@@ -23,6 +23,7 @@ def test_an_empty_file_gives_the_defaults_with_dht_and_lsd_on_and_the_well_known
         "dht.transmissionbt.com:6881",
         "dht.libtorrent.org:25401",
     )
+    assert ClientConfig().port_mapping
 
 
 def test_an_empty_bootstrap_list_turns_the_routers_off() -> None:
@@ -66,6 +67,7 @@ dht_state = "~/dht.dat"
 lsd = false
 lsd_interface = "eth0"
 pex = false
+port_mapping = false
 """
     assert load_client_config(text) == ClientConfig(
         dht=False,
@@ -74,6 +76,7 @@ pex = false
         lsd=False,
         lsd_interface="eth0",
         pex=False,
+        port_mapping=False,
     )
     assert load_client_config('dht_bootstrap = "10.0.0.5:6881"').dht_bootstrap == ("10.0.0.5:6881",)
 
@@ -83,6 +86,7 @@ pex = false
     [
         ("dth = true", "client.toml: unknown setting 'dth'"),
         ('dht = "yes"', "client.toml: dht must be true or false"),
+        ("port_mapping = 1", "client.toml: port_mapping must be true or false"),
         ("dht_bootstrap = [1]", "client.toml: dht_bootstrap must be HOST:PORT or a list of them"),
         ('lsd_interface = ""', "client.toml: lsd_interface must be a non-empty string"),
         ("dht = ", "client.toml: "),

@@ -384,14 +384,14 @@ def load_client_config(path: Path | None) -> ClientConfig:
 
 
 def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--config, --no-dht, --dht-bootstrap, --no-dht-bootstrap, --dht-state, --no-lsd and
-    --lsd-interface for get, seed and stream."""
+    """--config, --no-dht, --dht-bootstrap, --no-dht-bootstrap, --dht-state, --no-lsd,
+    --lsd-interface and --no-port-mapping for get, seed and stream."""
     options = [
         click.option(
             "--config",
             "config_path",
             type=click.Path(path_type=Path),
-            help="TOML file of settings (dht, dht_bootstrap, dht_state, lsd, lsd_interface, pex)"
+            help="TOML file of settings (dht, dht_bootstrap, dht_state, lsd, lsd_interface, pex, port_mapping)"
             " [$XDG_CONFIG_HOME/bitswarm/client.toml].",
         ),
         click.option("--no-dht", is_flag=True, help="Do not use the DHT (BEP 5) to find peers."),
@@ -415,6 +415,11 @@ def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-lsd", is_flag=True, help="Do not use local service discovery (BEP 14)."),
         click.option("--lsd-interface", metavar="NAME", help="Network interface for local discovery [by route]."),
+        click.option(
+            "--no-port-mapping",
+            is_flag=True,
+            help="Do not ask the home router to open the listening port (UPnP IGD, NAT-PMP, PCP).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -429,6 +434,8 @@ def discovery_settings(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    *,
+    no_port_mapping: bool = False,
 ) -> dict[str, Any]:
     """TransferPlan's discovery fields from the options, then the config (private
     torrents use none of them)."""
@@ -443,6 +450,7 @@ def discovery_settings(
         "dht_state_path": dht_state,
         "lsd": config.lsd and not no_lsd,
         "lsd_interface": lsd_interface or config.lsd_interface,
+        "port_mapping": config.port_mapping and not no_port_mapping,
     }
 
 
@@ -511,6 +519,7 @@ def get_command(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    no_port_mapping: bool,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -534,7 +543,8 @@ def get_command(
         keep_seeding=not no_seed, as_json=as_json,
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
         encryption=encryption,
-        **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
+                             no_port_mapping=no_port_mapping),
     )  # fmt: skip
     with about("magnet" if link is not None else source):
         status = _run_transfer(plan)
@@ -565,6 +575,7 @@ def seed_command(
     dht_state: Path | None,
     no_lsd: bool,
     lsd_interface: str | None,
+    no_port_mapping: bool,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -584,7 +595,8 @@ def seed_command(
         torrent=torrent, folder=folder, port=port, options=options,
         seed_ratio=None, keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
         encryption=encryption,
-        **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface),
+        **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
+                             no_port_mapping=no_port_mapping),
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)

@@ -23,8 +23,16 @@ from bitswarm.web.hosts import bind_warning
 @click.option("--rpc", metavar="HOST:PORT", help="Where the RPC listens [127.0.0.1:9091].")
 @click.option("--download-dir", type=click.Path(path_type=Path), help="Where torrents download [~/Downloads].")
 @click.option("--port", type=int, help="Port to accept peers on (0: any free port) [51413].")
+@click.option(
+    "--no-port-mapping", is_flag=True, help="Do not ask the home router to open the peer port (UPnP IGD, NAT-PMP, PCP)."
+)
 def daemon_command(
-    config_path: Path | None, state_folder: Path | None, rpc: str | None, download_dir: Path | None, port: int | None
+    config_path: Path | None,
+    state_folder: Path | None,
+    rpc: str | None,
+    download_dir: Path | None,
+    port: int | None,
+    no_port_mapping: bool,
 ) -> None:
     """Run torrents as a service, driven over the Transmission RPC at /transmission/rpc.
 
@@ -36,6 +44,7 @@ def daemon_command(
         "rpc": rpc,
         "download_dir": str(download_dir.resolve()) if download_dir is not None else None,
         "peer_port": port,
+        "port_mapping": False if no_port_mapping else None,
     }
     with about(config_path or "daemon"):
         config = load_daemon_config(config_path, overrides)

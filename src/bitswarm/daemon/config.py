@@ -45,6 +45,8 @@ class DaemonConfig:
     dht_bootstrap: tuple[str, ...] = DEFAULT_BOOTSTRAP
     lsd: bool = True
     pex: bool = True
+    # Open the peer port on the home router (UPnP IGD, NAT-PMP, PCP).
+    port_mapping: bool = True
     encryption: str = "prefer"
     # Bytes per second; 0: unlimited (session-set changes them at run time, kept in the state).
     max_down: int = 0

@@ -69,6 +69,7 @@ async def serve_daemon(
         dht_bootstrap=config.dht_bootstrap,
         dht_state_path=state_folder / "dht.dat",
         lsd=config.lsd,
+        port_mapping=config.port_mapping,
     )
     daemon = Daemon(config, StateStore(state_folder), session)
     runner: web.AppRunner | None = None

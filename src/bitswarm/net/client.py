@@ -51,6 +51,7 @@ class TransferPlan:
     dht_state_path: Path | None = None
     lsd: bool = False
     lsd_interface: str | None = None
+    port_mapping: bool = False
 
 
 def _human_rate(rate: float) -> str:
@@ -105,7 +106,7 @@ def session_for(plan: TransferPlan) -> Session:
     return Session(
         port=plan.port, max_up=plan.max_up, max_down=plan.max_down, encryption=plan.encryption,
         dht=plan.dht, dht_bootstrap=plan.dht_bootstrap, dht_state_path=plan.dht_state_path,
-        lsd=plan.lsd, lsd_interface=plan.lsd_interface,
+        lsd=plan.lsd, lsd_interface=plan.lsd_interface, port_mapping=plan.port_mapping,
     )  # fmt: skip
 
 

@@ -380,7 +380,7 @@ class MagnetRuntime:
             params = AnnounceParams(
                 info_hash=self.info_hash,
                 peer_id=self.session.peer_id,
-                port=self.session.port,
+                port=self.session.announce_port,
                 uploaded=0,
                 downloaded=0,
                 left=UNKNOWN_LEFT,
@@ -400,7 +400,7 @@ class MagnetRuntime:
                 self.add_peers(result.peers)
                 event, wait = Event.NONE, float(result.interval_s)
                 break
-            await asyncio.sleep(wait)
+            await self.session.wait_for_announce_port(params.port, wait)
 
     async def _dht_loop(self) -> None:
         hashes = [self.info_hash] if self.alias is None else [self.info_hash, self.alias]
@@ -410,7 +410,7 @@ class MagnetRuntime:
                 return
             for info_hash in hashes:
                 try:
-                    found = await dht.announce(info_hash, self.session.port, timeout_s=DHT_SEARCH_TIMEOUT_S)
+                    found = await dht.announce(info_hash, self.session.announce_port, timeout_s=DHT_SEARCH_TIMEOUT_S)
                 except (TimeoutError, BitswarmError) as error:
                     log.info("%s: DHT search failed: %s", self.name, error or "timed out")
                     found = []

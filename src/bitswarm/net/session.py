@@ -9,6 +9,11 @@ owned by what outlives it and is cancelled on close.
 The resume file follows the disk: pieces verified before a flush are recorded after it,
 atomically, every ``RESUME_PERIOD_S`` and at shutdown.
 
+With ``port_mapping`` the session also asks the home router to forward its TCP listening
+port and its UDP port (``bitswarm.net.portmap``: PCP or NAT-PMP, else UPnP IGD); trackers
+and the DHT are then told the external TCP port (``announce_port``), and a change of it
+(a mapping granted or lost) makes every torrent announce again at once.
+
 Peers come from trackers and, for public torrents only (BEP 27), from the DHT (BEP 5) and
 local service discovery (BEP 14). The session owns one DHT node (on the UDP port of its
 listening port) and one LSD endpoint, each in a task of its own; each torrent runs a DHT
@@ -77,6 +82,7 @@ from bitswarm.net.events import (
 from bitswarm.net.http_client import http_get
 from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
+from bitswarm.net.portmap import PortMapped, PortMapper
 from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
@@ -705,7 +711,7 @@ class TorrentRuntime:
             found = []
             for info_hash in self.dht_info_hashes:
                 try:
-                    found += await dht.announce(info_hash, session.port, timeout_s=DHT_LOOKUP_TIMEOUT_S)
+                    found += await dht.announce(info_hash, session.announce_port, timeout_s=DHT_LOOKUP_TIMEOUT_S)
                 except (TimeoutError, UsageError) as error:  # UsageError: too many searches at once
                     log.info("%s: DHT announce failed: %s", self.torrent.name, error or "timed out")
             peers = list(dict.fromkeys(address for address in found if not session.is_own_address(address)))
@@ -1073,7 +1079,7 @@ class TorrentRuntime:
         return AnnounceParams(
             info_hash=self.info_hash,
             peer_id=self.session.peer_id,
-            port=self.session.port,
+            port=self.session.announce_port,
             uploaded=self.swarm.uploaded,
             downloaded=self.swarm.downloaded,
             left=left,
@@ -1085,6 +1091,7 @@ class TorrentRuntime:
     async def _announce_loop(self) -> None:
         event = Event.STARTED
         while True:
+            announced = self.session.announce_port
             try:
                 result = await self._announce_once(event)
                 event = Event.NONE
@@ -1092,7 +1099,9 @@ class TorrentRuntime:
             except TrackerError as error:
                 log.info("no tracker answered: %s", error)
                 wait = RETRY_ANNOUNCE_S
-            await asyncio.sleep(wait)
+            # Sooner when the router mapped our port (or lost the mapping): trackers must
+            # hand out the port that reaches us.
+            await self.session.wait_for_announce_port(announced, wait)
 
     async def _announce_once(self, event: Event) -> AnnounceResult:
         params = self._announce_params(event)
@@ -1209,6 +1218,7 @@ class Session:
         dht_state_path: Path | None = None,
         lsd: bool = False,
         lsd_interface: str | None = None,
+        port_mapping: bool = False,
     ) -> None:
         """A session listening on ``host``:``port`` (port 0: any free port).
 
@@ -1218,6 +1228,8 @@ class Session:
         the well-known routers of ``DEFAULT_BOOTSTRAP``, () none); ``lsd`` joins
         the local service discovery groups, on ``lsd_interface`` when given. Both serve
         public torrents only, and both are off unless asked for (the CLI asks).
+        ``port_mapping`` opens the ports on the home router (off unless asked for: tests
+        must send nothing to the real gateway).
         """
         try:
             self.encryption = EncryptionPolicy(encryption)
@@ -1272,6 +1284,41 @@ class Session:
         self.lsd: LocalDiscoveryService | None = None
         # Our address as the internet sees it: trackers, peers, DHT nodes and the router vote.
         self.external_address = ExternalAddressVote()
+        self.port_mapping_enabled = port_mapping
+        self.port_mapper: PortMapper | None = None
+        # The router's grant, as a plain value: its external address is one input of the
+        # vote on our own address. ``on_port_mapped`` is told of every change.
+        self.port_mapped: PortMapped | None = None
+        self.on_port_mapped: Callable[[PortMapped | None], None] | None = None
+        # Set, and replaced by a fresh one, whenever ``announce_port`` changes.
+        self._announce_port_changed = asyncio.Event()
+
+    @property
+    def announce_port(self) -> int:
+        """The TCP port to tell trackers and the DHT: the router's external one when it
+        mapped ours, else our listening port."""
+        mapped = self.port_mapped
+        return mapped.tcp_port if mapped is not None and mapped.tcp_port is not None else self.port
+
+    async def wait_for_announce_port(self, announced: int, timeout_s: float) -> None:
+        """Return after ``timeout_s``, or sooner once ``announce_port`` is no longer ``announced``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.announce_port == announced:
+                    await self._announce_port_changed.wait()
+
+    def _port_mapping_changed(self, mapped: PortMapped | None) -> None:
+        before = self.announce_port
+        self.port_mapped = mapped
+        if mapped is not None and mapped.external_address is not None:
+            # The router is one witness of our address, not the final word: behind a second
+            # NAT its "external" address is another private one.
+            self.external_address.vote(Witness.ROUTER, "router", mapped.external_address, time.monotonic())
+        if self.announce_port != before:
+            changed, self._announce_port_changed = self._announce_port_changed, asyncio.Event()
+            changed.set()
+        if self.on_port_mapped is not None:
+            self.on_port_mapped(mapped)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -1286,6 +1333,11 @@ class Session:
             opened: asyncio.Future[None] = loop.create_future()
             self._loops.append(loop.create_task(run(opened)))
             await asyncio.shield(opened)
+        if self.port_mapping_enabled:
+            # After the DHT, whose UDP port is mapped too (uTP shares it).
+            udp_port = self.dht.addresses[0][1] if self.dht is not None and self.dht.addresses else None
+            self.port_mapper = PortMapper(self.port, udp_port, self._port_mapping_changed, rng=self.rng)
+            self._loops.append(loop.create_task(self.port_mapper.run()))
         for task in self._loops:
             task.add_done_callback(self._loop_ended)
 
@@ -1398,10 +1450,14 @@ class Session:
 
     def is_own_address(self, address: tuple[str, int]) -> bool:
         """Is ``address`` (as a DHT or LSD names it) this session's own listening socket?"""
-        if address[1] != self.port:
-            return False
-        own = ("127.0.0.1", "::1", self.host, self.external_address.address(4), self.external_address.address(6))
-        return address[0] in own
+        if address[1] == self.port:
+            return address[0] in ("127.0.0.1", "::1", self.host, *self._external_hosts())
+        # Through the router, others know us by the mapped port.
+        return address[1] == self.announce_port and address[0] in self._external_hosts()
+
+    def _external_hosts(self) -> tuple[str, ...]:
+        hosts = (self.external_address.address(4), self.external_address.address(6))
+        return tuple(host for host in hosts if host is not None)
 
     def tracker_saw_us(self, url: str, result: AnnounceResult) -> None:
         """A tracker's BEP 24 ``external ip`` is one witness of our address."""
