@@ -53,10 +53,12 @@ def run_client(network: NamespaceNetwork, argv: list[str], started_at: float) ->
     """Seconds from ``started_at`` to each event the client prints (metadata, finished)."""
     process = subprocess.Popen(network.argv("home", argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: dict[str, float] = {}
+    lines: list[str] = []
     assert process.stdout is not None
     try:
         deadline = started_at + RUN_TIMEOUT_S
         for line in process.stdout:
+            lines.append(line)
             event = json.loads(line).get("event")
             if event in ("metadata", "finished") and event not in seen:
                 seen[event] = time.monotonic() - started_at
@@ -67,8 +69,13 @@ def run_client(network: NamespaceNetwork, argv: list[str], started_at: float) ->
     finally:
         process.terminate()
         _, errors = process.communicate(timeout=60)
+    if "metadata" in seen and process.returncode == -11:
+        # libtorrent 2.0.8 here dies of SIGSEGV now and then after its first piece (about
+        # one run in ten); the metadata time stands, the run is counted as a crash.
+        print(f"# {argv[2]} died of SIGSEGV after the metadata", flush=True)
+        return seen
     if "finished" not in seen:
-        raise RuntimeError(f"{argv[2:4]}: no finish: {errors[-500:]}")
+        raise RuntimeError(f"{argv[2:4]}: no finish (exit {process.returncode}): {lines[-3:]} {errors[-500:]}")
     return seen
 
 
@@ -116,12 +123,11 @@ def main() -> int:
                         else:
                             argv = [LIBTORRENT_PYTHON, str(LT_PEER), "magnet", link, str(out), "--home"]
                         figures = run_client(network, argv, time.monotonic())
-                        copy = out / "data.bin"
-                        if copy.read_bytes() != source.read_bytes():
+                        if "finished" in figures and (out / "data.bin").read_bytes() != source.read_bytes():
                             raise RuntimeError(f"{client}: the copy differs")
                         results[client].append(figures)
                         print(f"# round {round_index + 1}, {client}: metadata {figures['metadata']:.2f} s, "
-                              f"finished {figures['finished']:.2f} s", flush=True)  # fmt: skip
+                              f"finished {figures.get('finished', float('nan')):.2f} s", flush=True)  # fmt: skip
                         shutil.rmtree(out)
             finally:
                 seed.terminate()
@@ -133,7 +139,7 @@ def main() -> int:
     print("|---|---:|---:|")
     for client, runs in results.items():
         metadata = statistics.median(run["metadata"] for run in runs)
-        finished = statistics.median(run["finished"] for run in runs)
+        finished = statistics.median(run["finished"] for run in runs if "finished" in run)
         print(f"| {client} | {metadata:.2f} | {finished:.2f} |")
     ours, theirs = (statistics.median(r["metadata"] for r in results[c]) for c in ("bitswarm", "libtorrent"))
     print(f"| bitswarm / libtorrent, metadata | {ours / theirs:.2f}x | |")
