@@ -454,3 +454,38 @@ def test_the_artists_own_key_copies_open_with_their_password_and_survive_a_passw
     status, shown, _ = artist.post_form(f"{site_url}/account/keys", form, password=PASSWORD)
     assert status == 200
     assert links.key_text(key) in shown
+
+
+def test_the_artist_seeds_the_private_swarm_with_the_printed_passkey_url_and_a_buyer_opens_it(
+    tmp_path: Path, site: tuple[str, str]
+) -> None:
+    """The whole walk-through of the README on one machine: create, publish behind a price,
+    seed with `--tracker` the passkey URL that publish printed, buy, open with the link."""
+    site_url, db = site
+    torrent, _ = make_bundle(tmp_path, "walk", "price=4.50")
+    published = publish(tmp_path, site_url, torrent, "--gate", "price=4.50")
+    assert published.returncode == 0, published.stderr
+    printed = re.search(r"--tracker (\S+)", published.stderr)
+    assert printed is not None, published.stderr
+    page_url = published.stdout.strip()
+    issued = bitswarm("index", "voucher", page_url.rsplit("/", 1)[1], "--db", db, cwd=tmp_path)
+    visitor = Visitor()
+    _, page, _ = visitor.get(page_url)
+    status, grant_page, _ = visitor.post_form(f"{page_url}/redeem", page, voucher=issued.stdout.strip())
+    assert status == 200, grant_page
+    link, _ = shared_key(grant_page)
+    command, environment = command_and_environment(
+        "seed", str(torrent), str(tmp_path / "walk"), "--tracker", printed.group(1), "--port", "0",
+        "--no-dht", "--no-lsd", "--json",
+    )  # fmt: skip
+    seed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        assert seed.stdout is not None
+        assert json.loads(seed.stdout.readline())["event"] == "started"
+        opened = bitswarm("bundle", "open", link, "-o", str(tmp_path / "bought"), "--port", "0", "--no-dht",
+                          "--no-lsd", cwd=tmp_path)  # fmt: skip
+    finally:
+        seed.terminate()
+        _, seed_errors = seed.communicate(timeout=30)
+    assert opened.returncode == 0, opened.stderr
+    assert (tmp_path / "bought" / "song.flac").read_bytes() == bytes(range(256)) * 300, seed_errors

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bitswarm import cli
+from bitswarm.metainfo import Torrent
 from bitswarm.net.client import TransferPlan
 from bitswarm.net.session import TorrentOptions
 from helpers import torrent_bytes, v1_info
@@ -171,6 +172,27 @@ def test_upload_slots_reach_the_torrent_options(tmp_path: Path, monkeypatch: pyt
     result = CliRunner().invoke(cli.cli, [command, *arguments, "--no-dht", "--no-lsd"])
     assert result.exit_code == 0, result.output
     assert [plan.options.upload_slots for plan in plans] == [3, TorrentOptions().upload_slots]
+
+
+def test_seed_announces_to_the_trackers_given_instead_of_the_torrents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans: list[TransferPlan] = []
+    monkeypatch.setattr(cli, "_run_transfer", lambda plan: plans.append(plan) or 0)
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(torrent_bytes(v1_info()))
+    passkey_url = "https://site.example/announce/0123456789abcdef"
+    arguments = ["seed", str(torrent), str(tmp_path), "--no-dht", "--no-lsd", "--no-port-mapping"]
+    result = CliRunner().invoke(cli.cli, [*arguments, "-t", passkey_url, "--tracker", "udp://10.0.0.5:6969"])
+    assert result.exit_code == 0, result.output
+    (plan,) = plans
+    assert plan.torrent is not None
+    assert plan.torrent.trackers == ((passkey_url,), ("udp://10.0.0.5:6969",))
+    assert plan.torrent.info_hash_v1 == Torrent.decode(torrent.read_bytes()).info_hash_v1
+    refused = CliRunner().invoke(cli.cli, [*arguments, "-t", "wss://site.example/announce/secret"])
+    assert isinstance(refused.exception, cli.Failure)
+    assert refused.exception.exit_code == 2
+    assert str(refused.exception) == "--tracker: unsupported tracker URL scheme 'wss'"  # no passkey on screen
 
 
 @pytest.mark.parametrize("command", ["get", "seed"])

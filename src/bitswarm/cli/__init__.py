@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -355,6 +356,21 @@ def read_source(
     return None, torrent, None, wanted_files(torrent, files_spec)
 
 
+def replace_trackers(torrent: Torrent, urls: tuple[str, ...]) -> Torrent:
+    """``torrent`` announcing to ``urls`` (one tier each) instead of its own trackers; the
+    info-hash is the same (announce lists are outside the info dictionary). Raises Failure
+    for a URL bitswarm cannot announce to."""
+    from bitswarm.errors import TrackerError  # noqa: PLC0415
+    from bitswarm.tracker.announce import tracker_kind  # noqa: PLC0415
+
+    for url in urls:
+        try:
+            tracker_kind(url)
+        except TrackerError as error:  # the URL itself may hold a passkey: it stays off screen
+            raise Failure(f"--tracker: {error}") from None
+    return dataclasses.replace(torrent, trackers=tuple((url,) for url in urls))
+
+
 def default_state_folder() -> Path:
     """Where per-user state lives: $XDG_STATE_HOME/bitswarm or ~/.local/state/bitswarm."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -557,6 +573,14 @@ def get_command(
 @click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@click.option(
+    "-t",
+    "--tracker",
+    "trackers",
+    multiple=True,
+    metavar="URL",
+    help="Announce here instead of to the torrent's trackers (a private tracker's passkey URL); repeatable.",
+)
 @upload_slots_option
 @encryption_option
 @discovery_options
@@ -567,6 +591,7 @@ def seed_command(
     port: int,
     max_up: str | None,
     as_json: bool,
+    trackers: tuple[str, ...],
     upload_slots: int | None,
     encryption: str,
     no_dht: bool,
@@ -585,6 +610,8 @@ def seed_command(
 
     check_upload_slots(upload_slots)
     torrent = load_torrent(torrent_path)
+    if trackers:
+        torrent = replace_trackers(torrent, trackers)
     if not folder.is_dir():
         raise Failure(f"{folder}: not a folder")
     config = load_client_config(config_path)

@@ -333,5 +333,9 @@ def publish_command(
 
     answer = json.loads(body)
     if "announce" in answer:
-        click.echo(f"bitswarm: its swarm is private on the site's tracker; seed it with {answer['announce']}", err=True)
+        click.echo(
+            f"bitswarm: its swarm is private on the site's tracker; seed it with: bitswarm seed TORRENT DIR "
+            f"--tracker {answer['announce']}",
+            err=True,
+        )
     click.echo(answer["page"])
