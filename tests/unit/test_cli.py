@@ -178,7 +178,12 @@ def test_seed_announces_to_the_trackers_given_instead_of_the_torrents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plans: list[TransferPlan] = []
-    monkeypatch.setattr(cli, "_run_transfer", lambda plan: plans.append(plan) or 0)
+
+    def run_transfer(plan: TransferPlan) -> int:
+        plans.append(plan)
+        return 0
+
+    monkeypatch.setattr(cli, "_run_transfer", run_transfer)
     torrent = tmp_path / "x.torrent"
     torrent.write_bytes(torrent_bytes(v1_info()))
     passkey_url = "https://site.example/announce/0123456789abcdef"
