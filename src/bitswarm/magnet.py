@@ -4,15 +4,20 @@
 ``xt=urn:btmh:`` a v2 one as a hex multihash (``1220`` + SHA-256); a hybrid link has
 both. ``dn`` is the display name, ``tr`` trackers, ``ws`` web seeds, ``x.pe`` peer
 addresses and ``so`` the files to download (BEP 53). Anything else is ignored; a link
-without a BitTorrent hash, or with a malformed one, is refused.
+without a BitTorrent hash, or with a malformed one, is refused. One bad item among the
+rest (a peer that is not host:port, a tracker of another scheme, a reversed range) is left
+out with a warning, as the best clients do, rather than costing the whole link; a range
+that selects too many files is cut short. The display name is kept as given: whatever
+shows it on a terminal passes it through ``printable`` (a web page escapes it its way).
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
-from urllib.parse import quote, unquote, unquote_plus
+import unicodedata
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 from bitswarm.errors import MetainfoError
 
@@ -40,6 +45,8 @@ class Magnet:
     web_seeds: tuple[str, ...] = ()
     peers: tuple[tuple[str, int], ...] = ()
     select_only: tuple[int, ...] = ()
+    # What was left out or cut short, one line each for the user.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def format(self) -> str:
         """The link as text, v1 hash first so v1-only clients find theirs."""
@@ -76,25 +83,42 @@ def parse(text: str) -> Magnet:
     seeds: list[str] = []
     peers: list[tuple[str, int]] = []
     select: tuple[int, ...] = ()
+    warnings: list[str] = []
     for pair in pairs:
         key, _, raw_value = pair.partition("=")
         # "tr.1=" and "xt.1=" number repeated parameters in some links; "x.pe" is a name.
         key = key.lower() if key.lower() == "x.pe" else key.lower().split(".")[0]
         if key == "xt":
             v1, v2 = _exact_topic(unquote(raw_value), v1, v2)
-        elif key == "dn":
-            name = unquote_plus(raw_value)
-        elif key == "tr":
-            _append_unique(trackers, _url(raw_value, "tr"))
-        elif key == "ws":
-            _append_unique(seeds, _url(raw_value, "ws"))
-        elif key == "x.pe":
-            peers.append(_peer(unquote(raw_value)))
-        elif key == "so":
-            select = _parse_ranges(unquote(raw_value))
+            continue
+        try:
+            if key == "dn":
+                name = unquote_plus(raw_value)
+            elif key == "tr":
+                _append_unique(trackers, _url(raw_value, "tr", TRACKER_SCHEMES))
+            elif key == "ws":
+                _append_unique(seeds, _url(raw_value, "ws", WEB_SEED_SCHEMES))
+            elif key == "x.pe":
+                peers.append(_peer(unquote(raw_value)))
+            elif key == "so":
+                select = _parse_ranges(unquote(raw_value), lenient=warnings)
+        except MetainfoError as error:
+            warnings.append(f"{error}: left out")
     if v1 is None and v2 is None:
         raise MetainfoError("no urn:btih or urn:btmh info-hash", "xt")
-    return Magnet(v1, v2, name, tuple(trackers), tuple(seeds), tuple(peers), select)
+    return Magnet(v1, v2, name, tuple(trackers), tuple(seeds), tuple(peers), select, tuple(warnings))
+
+
+TRACKER_SCHEMES = ("http", "https", "udp")
+WEB_SEED_SCHEMES = ("http", "https")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (a terminal's escape sequences among them)
+    written as a backslash escape, so that printing it cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _exact_topic(value: str, v1: bytes | None, v2: bytes | None) -> tuple[bytes | None, bytes | None]:
@@ -131,10 +155,13 @@ def _btmh(text: str) -> bytes:
     return multihash[2:]
 
 
-def _url(raw: str, field: str) -> str:
+def _url(raw: str, field: str, schemes: tuple[str, ...]) -> str:
     url = unquote(raw).strip()
-    if not url or any(ord(char) < 0x20 for char in url):
-        raise MetainfoError(f"{url[:80]!r} is not a URL", field)
+    if not url or any(unicodedata.category(char) == "Cc" for char in url):
+        raise MetainfoError(f"'{printable(url[:80])}' is not a URL", field)
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in schemes:
+        raise MetainfoError(f"'{printable(url[:80])}': not {', '.join(schemes)}", field)
     return url
 
 
@@ -147,24 +174,40 @@ def _peer(text: str) -> tuple[str, int]:
     match = _PEER.fullmatch(text)
     port = int(match.group("port")) if match else 0
     if match is None or not 0 < port < 65536:
-        raise MetainfoError(f"{text[:80]!r} is not host:port", "x.pe")
+        raise MetainfoError(f"'{printable(text[:80])}' is not host:port", "x.pe")
     return match.group("v6") or match.group("host"), port
 
 
 def parse_ranges(text: str) -> tuple[int, ...]:
-    """'0,2,4-6' -> (0, 2, 4, 5, 6); raises MetainfoError (field 'so') when malformed."""
+    """'0,2,4-6' -> (0, 2, 4, 5, 6); raises MetainfoError (field 'so') when malformed (the
+    user's own --files: every part must be right)."""
     return _parse_ranges(text)
 
 
-def _parse_ranges(text: str) -> tuple[int, ...]:
+def _parse_ranges(text: str, *, lenient: list[str] | None = None) -> tuple[int, ...]:
+    """The indices ``text`` selects. With ``lenient`` (a link's ``so``), a bad part is left
+    out and a range beyond ``MAX_SELECTED_FILES`` cut short, each noted there."""
     selected: set[int] = set()
     for part in text.split(","):
         low, dash, high = part.partition("-")
+        shown = printable(part[:40])
+        problem = None
         if not _INDEX.fullmatch(low) or (dash and not _INDEX.fullmatch(high)):
-            raise MetainfoError(f"{part[:40]!r} is not an index or a range", "so")
+            problem = f"'{shown}' is not an index or a range"
+        elif (int(high) if dash else int(low)) < int(low):
+            problem = f"range '{shown}' is reversed"
+        if problem is not None:
+            if lenient is None:
+                raise MetainfoError(problem, "so")
+            lenient.append(f"so: {problem}: left out")
+            continue
         first, last = int(low), int(high) if dash else int(low)
-        if last < first or len(selected) + last - first + 1 > MAX_SELECTED_FILES:
-            raise MetainfoError(f"range {part[:40]!r} is reversed or selects too many files", "so")
+        room = MAX_SELECTED_FILES - len(selected)
+        if last - first + 1 > room:
+            if lenient is None:
+                raise MetainfoError(f"range '{shown}' selects more than {MAX_SELECTED_FILES} files", "so")
+            lenient.append(f"so: range '{shown}' cut to the first {MAX_SELECTED_FILES} files")
+            last = first + room - 1
         selected.update(range(first, last + 1))
     return tuple(sorted(selected))
 

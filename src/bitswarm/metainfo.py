@@ -262,7 +262,9 @@ def _build(
         raise MetainfoError("the torrent holds no data", "info")
     paths.check_collisions((entry.path for entry in files if not entry.is_pad), "info.files")
 
-    private = _optional_int(info, b"private", "info.private") == 1
+    # Any integer but 0 makes the torrent private, as libtorrent reads it: a torrent that
+    # says private=2 must not leak to the DHT. A value that is no integer is refused (_int).
+    private = (_optional_int(info, b"private", "info.private") or 0) != 0
     source = _optional_text(info, b"source", "info.source")
     return Torrent(
         info=info_bytes,

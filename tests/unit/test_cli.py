@@ -233,3 +233,31 @@ def _recording(function: Any, plans: list[dict[str, Any]]) -> Any:
 def test_every_command_that_maps_the_port_has_the_option_to_not(command: str) -> None:
     result = CliRunner().invoke(cli.cli, [command, "--help"])
     assert "--no-port-mapping" in result.output
+
+
+def test_info_of_a_magnet_link_without_a_name_shows_no_none_and_warns_of_what_it_left_out() -> None:
+    link = "magnet:?xt=urn:btih:" + "ab" * 20 + "&x.pe=nohost&tr=wss://t.example/a&dn="
+    result = bitswarm("info", link.replace("&dn=", ""))
+    assert result.returncode == 0, result.stderr
+    assert "None" not in result.stdout
+    assert "name:          (not given" in result.stdout
+    assert result.stderr.splitlines() == [
+        "bitswarm: magnet: warning: x.pe: 'nohost' is not host:port: left out",
+        "bitswarm: magnet: warning: tr: 'wss://t.example/a': not http, https, udp: left out",
+    ]
+
+
+def test_info_never_prints_a_control_character_from_a_link() -> None:
+    result = bitswarm("info", "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=a%1b%5D0%3Btitle%07b")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert "name:          a\\x1b]0;title\\x07b" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["info", ""], ["get", ""], ["seed", "", "."], ["verify", "", "."]])
+def test_an_empty_torrent_argument_is_a_usage_error(command: list[str]) -> None:
+    result = bitswarm(*command)
+    assert result.returncode == 2
+    assert "empty: give a .torrent file or a magnet link" in result.stderr
+    assert "directory" not in result.stderr.lower()

@@ -52,14 +52,6 @@ def test_v2_only_link_parses() -> None:
         ("magnet:?xt=urn:btmh:1114" + "00" * 20, "xt"),
         ("magnet:?xt=urn:btmh:1220" + "00" * 31, "xt"),
         (f"magnet:?xt=urn:btih:{V1.hex()}&xt=urn:btih:{bytes(20).hex()}", "xt"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&x.pe=host", "x.pe"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&x.pe=host:0", "x.pe"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&x.pe=host:70000", "x.pe"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&so=5-2", "so"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&so=0-999999999", "so"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&so=a", "so"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&tr=", "tr"),
-        (f"magnet:?xt=urn:btih:{V1.hex()}&tr=http://x/%0ay", "tr"),
         ("magnet:?xt=urn:btih:" + V1.hex() + "&tr=x" * 600, "magnet"),
     ],
 )
@@ -73,3 +65,45 @@ def test_other_networks_topics_and_unknown_parameters_are_ignored() -> None:
     link = magnet.parse(f"magnet:?xt=urn:ed2k:abc&xt=urn:btih:{V1.hex()}&xl=10&kt=word&tr=http://a&tr=http://a")
     assert link.info_hash_v1 == V1
     assert link.trackers == ("http://a",)
+
+
+@pytest.mark.parametrize(
+    ("item", "warning"),
+    [
+        ("x.pe=host", "x.pe: 'host' is not host:port: left out"),
+        ("x.pe=host:0", "x.pe: 'host:0' is not host:port: left out"),
+        ("x.pe=host:70000", "x.pe: 'host:70000' is not host:port: left out"),
+        ("so=5-2", "so: range '5-2' is reversed: left out"),
+        ("so=a", "so: 'a' is not an index or a range: left out"),
+        ("tr=", "tr: '' is not a URL: left out"),
+        ("tr=http://x/%0ay", "tr: 'http://x/\\ny' is not a URL: left out"),
+        ("tr=wss://tracker.example/announce", "tr: 'wss://tracker.example/announce': not http, https, udp: left out"),
+        ("ws=ftp://mirror.example/file", "ws: 'ftp://mirror.example/file': not http, https: left out"),
+    ],
+)
+def test_one_bad_item_is_left_out_with_a_warning_and_the_link_kept(item: str, warning: str) -> None:
+    """Issue 16: as the best clients do, a bad peer, range or tracker costs itself, not the link."""
+    link = magnet.parse(f"magnet:?xt=urn:btih:{V1.hex()}&{item}&tr=http://good/announce&x.pe=10.0.0.1:6881&so=1")
+    assert link.info_hash_v1 == V1
+    assert link.warnings == (warning,)
+    assert "http://good/announce" in link.trackers
+    assert ("10.0.0.1", 6881) in link.peers
+    assert 1 in link.select_only
+
+
+def test_a_range_selecting_too_many_files_is_cut_short_with_a_warning() -> None:
+    link = magnet.parse(f"magnet:?xt=urn:btih:{V1.hex()}&so=0-999999999")
+    assert len(link.select_only) == magnet.MAX_SELECTED_FILES
+    assert link.select_only[-1] == magnet.MAX_SELECTED_FILES - 1
+    assert link.warnings == (f"so: range '0-999999999' cut to the first {magnet.MAX_SELECTED_FILES} files",)
+
+
+def test_control_characters_are_written_as_escapes_for_a_terminal() -> None:
+    link = magnet.parse(f"magnet:?xt=urn:btih:{V1.hex()}&dn=evil%1b%5b2J%00name")
+    assert link.display_name == "evil\x1b[2J\x00name"  # kept as given
+    assert magnet.printable(link.display_name) == "evil\\x1b[2J\\x00name"
+
+
+def test_the_users_own_ranges_are_still_strict() -> None:
+    with pytest.raises(MetainfoError):
+        magnet.parse_ranges("5-2")

@@ -300,3 +300,18 @@ def test_magnet_of_a_hybrid_carries_both_hashes(sample_folder: Path) -> None:
     assert link.display_name == "content"
     assert link.trackers == ("http://t/announce",)
     assert link.web_seeds == ("http://w/",)
+
+
+@pytest.mark.parametrize(("value", "private"), [(0, False), (1, True), (2, True), (-1, True)])
+def test_any_private_integer_but_0_makes_the_torrent_private(value: int, private: bool) -> None:
+    """Issue 16: as libtorrent reads it, so a private=2 torrent never reaches the DHT."""
+    info = v1_info()
+    info[b"private"] = value
+    assert Torrent.decode(torrent_bytes(info)).private is private
+
+
+def test_a_private_value_that_is_not_an_integer_is_refused() -> None:
+    info = v1_info()
+    info[b"private"] = b"1"
+    with pytest.raises(MetainfoError, match=r"info\.private: missing or not an integer"):
+        Torrent.decode(torrent_bytes(info))

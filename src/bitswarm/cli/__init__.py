@@ -70,6 +70,26 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def parse_magnet(text: str) -> magnet.Magnet:
+    """A magnet link from the command line; what was left out of it is said on stderr."""
+    with about("magnet"):
+        link = magnet.parse(text)
+    for warning in link.warnings:
+        click.echo(f"bitswarm: magnet: warning: {warning}", err=True)
+    return link
+
+
+def nonempty(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """An empty TORRENT is a usage error, not the current folder ("Is a directory")."""
+    if not value.strip():
+        raise click.BadParameter("empty: give a .torrent file or a magnet link", context, parameter)
+    return value
+
+
+def nonempty_path(context: click.Context, parameter: click.Parameter, value: str) -> Path:
+    return Path(nonempty(context, parameter, value))
+
+
 def load_torrent(path: Path) -> Torrent:
     with about(path):
         if path.stat().st_size > MAX_TORRENT_BYTES:
@@ -169,14 +189,12 @@ def create_command(
 
 
 @cli.command("info")
-@click.argument("source")
+@click.argument("source", callback=nonempty)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info_command(source: str, as_json: bool) -> None:
     """Show what a .torrent file or a magnet link holds."""
     if source.lower().startswith("magnet:"):
-        with about("magnet"):
-            link = magnet.parse(source)
-        facts = magnet_facts(link)
+        facts = magnet_facts(parse_magnet(source))
     else:
         facts = torrent_facts(load_torrent(Path(source)))
     if as_json:
@@ -222,7 +240,18 @@ def torrent_facts(torrent: Torrent) -> dict[str, Any]:
 
 
 def format_facts(facts: dict[str, Any]) -> str:
-    lines = [f"name:          {facts['name']}"]
+    """The facts as lines for a terminal: text from the torrent or link (names, comments,
+    URLs) with its control characters escaped."""
+    facts = {key: magnet.printable(value) if isinstance(value, str) else value for key, value in facts.items()}
+    facts["files"] = [{**entry, "path": magnet.printable(entry["path"])} for entry in facts.get("files", [])]
+    facts["trackers"] = [
+        [magnet.printable(url) for url in tier] if isinstance(tier, list) else magnet.printable(tier)
+        for tier in facts["trackers"]
+    ]
+    facts["web_seeds"] = [magnet.printable(url) for url in facts["web_seeds"]]
+    facts["peers"] = [magnet.printable(peer) for peer in facts.get("peers", [])]
+    name = facts["name"] if facts["name"] is not None else "(not given: the metadata will name it)"
+    lines = [f"name:          {name}"]
     if facts["kind"] == "torrent":
         lines.append(f"version:       {facts['version']}")
     for key in ("info_hash_v1", "info_hash_v2"):
@@ -258,7 +287,7 @@ def format_facts(facts: dict[str, Any]) -> str:
 
 
 @cli.command("verify")
-@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.argument("torrent_path", metavar="TORRENT", callback=nonempty_path)
 @click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify_command(torrent_path: Path, folder: Path, as_json: bool) -> None:
@@ -348,8 +377,8 @@ def read_source(
     """TORRENT|MAGNET and --files: (the link, the torrent, the link's files by --files, the
     torrent's wanted files); one of the first two is None. Raises ``Failure``."""
     if source.lower().startswith("magnet:"):
-        with about("magnet"):
-            link = magnet.parse(source)
+        link = parse_magnet(source)
+        with about("--files"):
             select = tuple(magnet.parse_ranges(files_spec)) if files_spec is not None else None
         return link, None, select, None
     torrent = load_torrent(Path(source))
@@ -500,7 +529,7 @@ def check_upload_slots(upload_slots: int | None) -> None:
 
 
 @cli.command("get")
-@click.argument("source", metavar="TORRENT|MAGNET")
+@click.argument("source", metavar="TORRENT|MAGNET", callback=nonempty)
 @click.option(
     "-o", "--output", "folder", type=click.Path(path_type=Path), default=Path("."), help="Save into this folder [.]."
 )
@@ -568,7 +597,7 @@ def get_command(
 
 
 @cli.command("seed")
-@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.argument("torrent_path", metavar="TORRENT", callback=nonempty_path)
 @click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--port", type=int, default=6881, show_default=True, help="Port to accept peers on (0: any free port).")
 @click.option("--max-up", help="Upload limit in bytes per second (2M, 500K).")

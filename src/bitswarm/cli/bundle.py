@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING
 import click
 
 from bitswarm import __version__
-from bitswarm.cli import EXIT_PROBLEMS, Failure, about, cli, human_size, load_torrent, parse_size, progress_bar
+from bitswarm.cli import (
+    EXIT_PROBLEMS,
+    Failure,
+    about,
+    cli,
+    human_size,
+    load_torrent,
+    nonempty,
+    nonempty_path,
+    parse_size,
+    progress_bar,
+)
 from bitswarm.cli.stream import bundle_key, stream_command
 from bitswarm.create import CreateOptions
 from bitswarm.metainfo import Torrent, TorrentVersion
@@ -123,7 +134,7 @@ def create_command(
 
 
 @bundle_group.command("info")
-@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.argument("torrent_path", metavar="TORRENT", callback=nonempty_path)
 @click.option("--key", help="The key (43 characters) or a share link holding it.")
 @click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")
 def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> None:
@@ -149,7 +160,7 @@ def info_command(torrent_path: Path, key: str | None, key_file: Path | None) -> 
 
 
 @bundle_group.command("open")
-@click.argument("source", metavar="LINK|TORRENT")
+@click.argument("source", metavar="LINK|TORRENT", callback=nonempty)
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Where the plaintext goes.")
 @click.option("--key", help="The key (43 characters) or a share link holding it.")
 @click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")
@@ -231,15 +242,13 @@ def _all_there(torrent: Torrent, data_dir: Path) -> bool:
 def _download(
     source: str, torrent: Torrent | None, data_dir: Path, port: int, *, no_dht: bool, no_lsd: bool
 ) -> Torrent:
-    from bitswarm import magnet  # noqa: PLC0415
-    from bitswarm.cli import _run_transfer, load_client_config  # noqa: PLC0415
+    from bitswarm.cli import _run_transfer, load_client_config, parse_magnet  # noqa: PLC0415
     from bitswarm.net.client import TransferPlan  # noqa: PLC0415
     from bitswarm.net.session import TorrentOptions  # noqa: PLC0415
 
     link = None
     if torrent is None:
-        with about("magnet"):
-            link = magnet.parse(source)
+        link = parse_magnet(source)
     data_dir.mkdir(parents=True, exist_ok=True)
     plan = TransferPlan(
         torrent=torrent, magnet=link, folder=data_dir, port=port, options=TorrentOptions(), seed_ratio=None,
@@ -261,7 +270,7 @@ def _download(
 
 
 @bundle_group.command("publish")
-@click.argument("torrent_path", metavar="TORRENT", type=click.Path(path_type=Path))
+@click.argument("torrent_path", metavar="TORRENT", callback=nonempty_path)
 @click.option("--index", "index_url", required=True, metavar="URL", help="The site (http://HOST:PORT/).")
 @click.option("--key", help="The key (43 characters) or a share link holding it [TORRENT's .key file].")
 @click.option("--key-file", type=click.Path(path_type=Path), help="A file holding the key.")

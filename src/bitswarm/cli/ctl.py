@@ -23,6 +23,7 @@ import click
 from bitswarm import magnet
 from bitswarm.cli import EXIT_BAD_INPUT, EXIT_PROBLEMS, Failure, cli, human_size, parse_size
 from bitswarm.errors import BitswarmError, RemoteAuthError, RemoteError, RemoteUnreachable, UsageError
+from bitswarm.magnet import printable
 from bitswarm.metainfo import MAX_TORRENT_BYTES, read_torrent_file
 from bitswarm.remote import (
     DEFAULT_RPC_URL,
@@ -72,14 +73,6 @@ def _torrent_ids(context: click.Context, param: click.Parameter, values: Any) ->
     except UsageError as error:
         raise click.BadParameter(str(error), context, param) from error
     return ids if isinstance(values, tuple) else ids[0]
-
-
-def _printable(text: str) -> str:
-    """Names come from torrents: control characters (a terminal's escape sequences) are
-    shown as escapes rather than sent to the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _credentials(auth: str | None, user: str | None, password_stdin: bool) -> tuple[str | None, str | None]:
@@ -366,7 +359,7 @@ def _print_list(torrents: list[dict[str, Any]]) -> None:
             _rate(summary["rate_down_bytes_s"]),
             _ratio_text(fields),
             human,
-            _printable(str(summary["name"])),
+            printable(str(summary["name"])),
         )
     console = _console()
     if not torrents:
@@ -383,11 +376,11 @@ def _print_info(fields: dict[str, Any]) -> None:
     details = _details(fields)
     _machine, human = _status(fields)
     lines = [
-        ("Name", _printable(str(details["name"]))),
+        ("Name", printable(str(details["name"]))),
         ("Id", str(details["id"])),
         ("Hash", details["info_hash"]),
-        ("Status", human + (f": {_printable(str(details['error']))}" if details["error"] else "")),
-        ("Location", _printable(str(details["download_dir"]))),
+        ("Status", human + (f": {printable(str(details['error']))}" if details["error"] else "")),
+        ("Location", printable(str(details["download_dir"]))),
         (
             "Progress",
             f"{details['progress'] * 100:.1f}% of {human_size(details['size_bytes'])}"
@@ -402,11 +395,11 @@ def _print_info(fields: dict[str, Any]) -> None:
         ),
         ("Pieces", f"{details['piece_count']} x {human_size(details['piece_size_bytes'])}"),
         ("Private", "yes" if details["private"] else "no"),
-        ("Labels", ", ".join(_printable(str(label)) for label in details["labels"]) or "-"),
+        ("Labels", ", ".join(printable(str(label)) for label in details["labels"]) or "-"),
         ("Added", _when(details["added_at"])),
         ("Completed", _when(details["done_at"])),
-        ("Comment", _printable(str(details["comment"])) or "-"),
-        ("Magnet", _printable(str(details["magnet"]))),
+        ("Comment", printable(str(details["comment"])) or "-"),
+        ("Magnet", printable(str(details["magnet"]))),
     ]
     for label, value in lines:
         click.echo(f"{label + ':':<10} {value}")
@@ -420,7 +413,7 @@ def _print_info(fields: dict[str, Any]) -> None:
             human_size(file["size_bytes"]),
             file["priority"],
             "yes" if file["wanted"] else "no",
-            _printable(str(file["name"])),
+            printable(str(file["name"])),
         )
     click.echo(f"\nFiles ({len(details['files'])}):")
     if details["files"]:
@@ -429,11 +422,11 @@ def _print_info(fields: dict[str, Any]) -> None:
     for peer in details["peers"]:
         peers.add_row(
             f"{peer['address']}:{peer['port']}",
-            _printable(str(peer["flags"])),
+            printable(str(peer["flags"])),
             f"{peer['progress'] * 100:.0f}%",
             _rate(peer["rate_down_bytes_s"]),
             _rate(peer["rate_up_bytes_s"]),
-            _printable(str(peer["client"])),
+            printable(str(peer["client"])),
         )
     click.echo(f"\nPeers ({len(details['peers'])}):")
     if details["peers"]:
@@ -442,10 +435,10 @@ def _print_info(fields: dict[str, Any]) -> None:
     for tracker in details["trackers"]:
         trackers.add_row(
             str(tracker["tier"]),
-            _printable(str(tracker["announce"])),
+            printable(str(tracker["announce"])),
             "-" if tracker["seeders"] is None else str(tracker["seeders"]),
             "-" if tracker["leechers"] is None else str(tracker["leechers"]),
-            _printable(str(tracker["last_announce_result"])) or "-",
+            printable(str(tracker["last_announce_result"])) or "-",
         )
     click.echo(f"\nTrackers ({len(details['trackers'])}):")
     if details["trackers"]:
@@ -540,7 +533,7 @@ def add_command(
             )
             if not machine:
                 verb = "already there" if result.is_duplicate else "added"
-                click.echo(f"{verb}: {result.id} {_printable(result.name)} ({result.info_hash})")
+                click.echo(f"{verb}: {result.id} {printable(result.name)} ({result.info_hash})")
     if machine:
         _emit_json({"added": added, "failed": failed})
     if failed:
@@ -564,7 +557,7 @@ def _report(context: click.Context, as_json: bool, verb: str, torrents: list[dic
     if not torrents:
         click.echo("no torrents")
     for torrent in torrents:
-        click.echo(f"{verb}: {torrent['id']} {_printable(str(torrent.get('name', '')))}")
+        click.echo(f"{verb}: {torrent['id']} {printable(str(torrent.get('name', '')))}")
 
 
 def _bulk_command(name: str, verb: str, action: Callable[[RemoteDaemon, list[int]], None], summary: str) -> None:
@@ -648,7 +641,7 @@ def stats_command(context: click.Context, as_json: bool) -> None:
     if _as_json(context, as_json):
         _emit_json(document)
         return
-    click.echo(f"Daemon:   {_printable(document['version'])} (rpc-version {document['rpc_version']})")
+    click.echo(f"Daemon:   {printable(document['version'])} (rpc-version {document['rpc_version']})")
     click.echo(f"Torrents: {document['torrents']} ({document['active']} active, {document['paused']} paused)")
     click.echo(f"Rates:    down {_rate(document['rate_down_bytes_s'])}, up {_rate(document['rate_up_bytes_s'])}")
     for label, key in (("Session", "this_session"), ("All time", "all_time")):

@@ -16,6 +16,7 @@ from bitswarm.cli import (
     discovery_settings,
     encryption_option,
     load_client_config,
+    nonempty,
     parse_size,
     pex_option,
     read_source,
@@ -53,7 +54,7 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 
 @cli.command("stream")
-@click.argument("source", metavar="TORRENT|MAGNET")
+@click.argument("source", metavar="TORRENT|MAGNET", callback=nonempty)
 @click.option(
     "-o",
     "--output",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bitswarm.errors import BitswarmError
-from bitswarm.magnet import Magnet
+from bitswarm.magnet import Magnet, printable
 from bitswarm.metainfo import Torrent
 from bitswarm.net.magnet import MagnetRuntime
 from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime
@@ -72,10 +72,13 @@ class Display:
     def event(self, name: str, **fields: Any) -> None:
         if self.as_json:
             print(json.dumps({"event": name, **fields}), file=self.stream, flush=True)
-        elif self.on_terminal:
-            print(f"\r\x1b[K{name}: {fields.get('message', '')}", file=self.stream, flush=True)
+            return
+        # A message may carry a magnet link's display name: its control characters are escaped.
+        message = printable(str(fields.get("message", "")))
+        if self.on_terminal:
+            print(f"\r\x1b[K{name}: {message}", file=self.stream, flush=True)
         else:
-            print(f"{name}: {fields.get('message', '')}", file=self.stream, flush=True)
+            print(f"{name}: {message}", file=self.stream, flush=True)
 
     def status(self, runtime: TorrentRuntime, now: float) -> None:
         status = runtime.status()
