@@ -111,9 +111,12 @@ def test_closing_both_sides_ends_both_connections() -> None:
     path.flush()
     while path.step(path.now + 30):
         pass
-    assert connection.state is UTPState.CLOSED and connection.close_reason == "closed"
-    assert server.state is UTPState.CLOSED and server.close_reason == "closed"
-    assert not path.a.connections and not path.b.connections
+    assert connection.state is UTPState.CLOSED
+    assert connection.close_reason == "closed"
+    assert server.state is UTPState.CLOSED
+    assert server.close_reason == "closed"
+    assert not path.a.connections
+    assert not path.b.connections
 
 
 def test_a_peer_that_vanishes_times_out() -> None:
@@ -129,7 +132,8 @@ def test_a_peer_that_vanishes_times_out() -> None:
     path.flush()
     while path.step(600.0) and client.state is not UTPState.CLOSED:
         pass
-    assert client.state is UTPState.CLOSED and client.close_reason == "timed out"
+    assert client.state is UTPState.CLOSED
+    assert client.close_reason == "timed out"
     assert path.now < 120.0
 
 

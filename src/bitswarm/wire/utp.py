@@ -115,7 +115,7 @@ def micros(now: float) -> int:
 class _Sent:
     """A packet we sent that is not acknowledged yet."""
 
-    __slots__ = ("fast_resent", "is_probe", "needs_resend", "payload", "seq_nr", "sent_at", "transmissions", "type")
+    __slots__ = ("fast_resent", "is_probe", "needs_resend", "payload", "sent_at", "seq_nr", "transmissions", "type")
 
     def __init__(self, kind: PacketType, seq_nr: int, payload: bytes, *, is_probe: bool = False) -> None:
         self.type = kind
@@ -341,11 +341,11 @@ class UTPConnection:
             self._duplicate_acks = 0
         elif ack_nr == self._last_ack_nr and packet.type is PacketType.STATE and self._in_flight:
             self._duplicate_acks += 1
-        self._detect_loss(sacked, now)
+        congested = self._detect_loss(sacked, now)
         if acked_bytes or advanced:
             self._timeouts = 0
             self._rto_at = now + self.rto_s if self._in_flight else None
-        if acked_bytes:
+        if acked_bytes and not congested:
             self._congestion_control(acked_bytes, flight_before, packet.timestamp_difference_us, now)
 
     def _acknowledge(self, seq: int, now: float) -> int:
@@ -370,7 +370,8 @@ class UTPConnection:
             self.srtt_s += (rtt_s - self.srtt_s) / 8
         self.rto_s = min(MAX_RTO_S, max(MIN_RTO_S, self.srtt_s + 4 * self.rttvar_s))
 
-    def _detect_loss(self, sacked: list[int], now: float) -> None:
+    def _detect_loss(self, sacked: list[int], now: float) -> bool:
+        """Mark lost packets for resending; returns whether the loss is congestion."""
         lost: list[_Sent] = []
         if self._duplicate_acks >= DUPLICATE_ACKS and self._in_flight:
             lost.append(next(iter(self._in_flight.values())))
@@ -395,6 +396,7 @@ class UTPConnection:
             self.cwnd = max(self.cwnd / 2, float(self.packet_bytes))
             self._slow_start = False
             self._recovery_seq = self.seq_nr
+        return congestion
 
     def _mark_for_resend(self, sent: _Sent) -> None:
         if not sent.needs_resend:

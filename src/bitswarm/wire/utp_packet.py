@@ -132,7 +132,7 @@ def looks_like_utp(datagram: bytes) -> bool:
 
 def sack_offsets(sack: bytes) -> list[int]:
     """The offsets ``i`` whose bit is set: each acknowledges ``ack_nr + 2 + i``."""
-    found = []
+    found: list[int] = []
     for index, byte in enumerate(sack):
         if byte:
             found.extend(index * 8 + bit for bit in range(8) if byte >> bit & 1)

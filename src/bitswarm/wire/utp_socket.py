@@ -97,7 +97,8 @@ class UTPSocket:
             raise UsageError("uTP: too many connections")
         while True:
             recv_id = self.rng.randrange(0x10000)
-            if (address, recv_id) not in self.connections and (address, (recv_id + 1) & SEQ_MASK) not in self.connections:
+            taken = (address, recv_id) in self.connections or (address, (recv_id + 1) & SEQ_MASK) in self.connections
+            if not taken:
                 break
         connection = UTPConnection(
             address,
