@@ -65,7 +65,8 @@ def test_two_sessions_transfer_a_torrent_over_utp(tmp_path: Path, encryption: st
         finally:
             await leecher.close()
             await seeder.close()
-        assert not seeder.failures and not leecher.failures
+        assert not seeder.failures
+        assert not leecher.failures
         assert seeder.utp is None
 
     asyncio.run(scenario())

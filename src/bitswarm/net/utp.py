@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random
 import socket
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -187,6 +188,8 @@ class UTPService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.send_errors = 0
+        # Connections opened, by direction ("incoming", "outgoing").
+        self.opened: Counter[str] = Counter()
         self.failure: BaseException | None = None
 
     # -- sockets -----------------------------------------------------------------------
@@ -265,6 +268,7 @@ class UTPService:
             transport.update()
 
     def _open(self, connection: UTPConnection, protocol: asyncio.Protocol) -> UTPTransport:
+        self.opened["incoming" if connection.is_incoming else "outgoing"] += 1
         transport = UTPTransport(self, connection, protocol)
         self.transports[connection] = transport
         protocol.connection_made(transport)
