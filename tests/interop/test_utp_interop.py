@@ -99,7 +99,7 @@ def test_libtorrent_downloads_from_bitswarm_over_utp_only(tmp_path: Path) -> Non
         session = Session(port=0, host="127.0.0.1", utp=True, strict=True)
         await session.start()
         try:
-            seeding = await session.add(torrent, source.parent)
+            await session.add(torrent, source.parent)
             process = await asyncio.create_subprocess_exec(
                 *lt_argv(
                     "download-from", torrent_path, tmp_path / "get", "--peer", f"127.0.0.1:{session.port}",

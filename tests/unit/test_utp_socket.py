@@ -287,3 +287,11 @@ def test_an_idle_connection_sends_keepalives() -> None:
     a.tick(deadline)
     (keepalive,) = a.datagrams_to_send(deadline)
     assert decode(keepalive.payload).type is PacketType.STATE
+
+
+def test_a_reset_naming_our_send_id_closes_the_connection_too() -> None:
+    a, b, client, server = connected_pair()
+    reset = Packet(PacketType.RESET, server.send_id, 0, 0, 0, 1, 0).encode()
+    (fact,) = b.receive(A, reset, 1.0)
+    assert isinstance(fact, ConnectionClosed)
+    assert fact.reason == "reset by peer"

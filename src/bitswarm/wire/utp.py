@@ -161,6 +161,8 @@ class UTPConnection:
         self.close_reason = ""
         # Counted reasons for datagrams dropped on this connection (hostile or stale).
         self.dropped: Counter[str] = Counter()
+        # What happened to our packets: "timeouts", "fast resends", "resent", "sent".
+        self.stats: Counter[str] = Counter()
         self.created_at = now
         # Sending.
         self.seq_nr = seq_nr  # the next one we use
@@ -387,6 +389,7 @@ class UTPConnection:
             if sent.fast_resent or sent.needs_resend:
                 continue
             sent.fast_resent = True
+            self.stats["fast resends"] += 1
             self._mark_for_resend(sent)
             if sent.is_probe:
                 self._probe_failed(sent, now)
@@ -578,6 +581,7 @@ class UTPConnection:
         return [SendDatagram(self.address, payload) for payload in payloads]
 
     def _transmit(self, sent: _Sent, now: float) -> bytes:
+        self.stats["resent" if sent.transmissions else "sent"] += 1
         sent.needs_resend = False
         sent.transmissions += 1
         sent.sent_at = now
@@ -645,6 +649,7 @@ class UTPConnection:
             self._rto_at = None
             return
         self._timeouts += 1
+        self.stats["timeouts"] += 1
         if self.state is UTPState.SYN_SENT:
             if self._timeouts >= MAX_SYN_SENDS:
                 self._finish("connect timed out")

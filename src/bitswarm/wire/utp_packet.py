@@ -24,9 +24,10 @@ VERSION = 1
 HEADER_BYTES = 20
 _HEADER = struct.Struct(">BBHIIIHH")
 EXTENSION_SACK = 1
-# BEP 29: the SACK bitmask is a multiple of 32 bits. More than 1024 packets beyond the
-# cumulative ACK is more than any reorder buffer holds (ours holds 1000).
-MAX_SACK_BYTES = 128
+# BEP 29 says the SACK bitmask is a multiple of 32 bits, but libtorrent 2.0 sends any
+# whole number of bytes (seen: 1 to 86), so only an empty one is refused; its length is
+# one byte, so it is at most 255 bytes (2040 packets) either way.
+MAX_SACK_BYTES = 255
 # An honest packet carries one or two extensions; a long chain is only work for us.
 MAX_EXTENSIONS = 4
 # Largest datagram we decode: UDP's own limit; a uTP packet is far smaller in practice.
@@ -83,8 +84,7 @@ class Packet:
 def decode(datagram: bytes) -> Packet:
     """Parse one datagram; raises ``UTPError`` for anything BEP 29 does not allow
     (short header, version other than 1, unknown type, extension chain running past the
-    end, a SACK whose length is not a multiple of 4 or is over ``MAX_SACK_BYTES``, a
-    payload on a packet type that carries none)."""
+    end, an empty SACK or two of them, more than ``MAX_EXTENSIONS`` extensions, a payload on a packet type that carries none)."""
     if len(datagram) < HEADER_BYTES:
         raise UTPError(f"datagram of {len(datagram)} bytes, shorter than a header")
     if len(datagram) > MAX_DATAGRAM_BYTES:
@@ -112,8 +112,8 @@ def decode(datagram: bytes) -> Packet:
         if extension == EXTENSION_SACK:
             if sack is not None:
                 raise UTPError("two selective ACKs in one packet")
-            if length == 0 or length % 4 or length > MAX_SACK_BYTES:
-                raise UTPError(f"selective ACK of {length} bytes (a multiple of 4 up to {MAX_SACK_BYTES})")
+            if length == 0:
+                raise UTPError("selective ACK of 0 bytes")
             sack = bytes(datagram[offset : offset + length])
         offset += length
         extension = next_extension

@@ -129,6 +129,8 @@ class UTPSocket:
         if packet.type is PacketType.SYN:
             return self._syn(address, packet, now)
         connection = self.connections.get((address, packet.connection_id))
+        if connection is None and packet.type is PacketType.RESET:
+            connection = self._by_send_id(address, packet.connection_id)
         if connection is None:
             self.dropped["unknown connection"] += 1
             return []
@@ -137,6 +139,15 @@ class UTPSocket:
             return []
         self.touch(connection)
         return self._facts(connection, before)
+
+    def _by_send_id(self, address: Address, send_id: int) -> UTPConnection | None:
+        """libtorrent sends a RESET with the id it received, which is our send id (so does
+        libutp's matching): the connection whose ids are that one and its neighbour."""
+        for recv_id in ((send_id + 1) & SEQ_MASK, (send_id - 1) & SEQ_MASK):
+            connection = self.connections.get((address, recv_id))
+            if connection is not None and connection.send_id == send_id:
+                return connection
+        return None
 
     def _facts(self, connection: UTPConnection, before: UTPState) -> list[Fact]:
         if connection.state is UTPState.CLOSED:
