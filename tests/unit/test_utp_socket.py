@@ -290,7 +290,7 @@ def test_an_idle_connection_sends_keepalives() -> None:
 
 
 def test_a_reset_naming_our_send_id_closes_the_connection_too() -> None:
-    a, b, client, server = connected_pair()
+    _, b, _, server = connected_pair()
     reset = Packet(PacketType.RESET, server.send_id, 0, 0, 0, 1, 0).encode()
     (fact,) = b.receive(A, reset, 1.0)
     assert isinstance(fact, ConnectionClosed)

@@ -84,7 +84,8 @@ class Packet:
 def decode(datagram: bytes) -> Packet:
     """Parse one datagram; raises ``UTPError`` for anything BEP 29 does not allow
     (short header, version other than 1, unknown type, extension chain running past the
-    end, an empty SACK or two of them, more than ``MAX_EXTENSIONS`` extensions, a payload on a packet type that carries none)."""
+    end, an empty SACK or two of them, more than ``MAX_EXTENSIONS`` extensions, a
+    payload on a packet type that carries none)."""
     if len(datagram) < HEADER_BYTES:
         raise UTPError(f"datagram of {len(datagram)} bytes, shorter than a header")
     if len(datagram) > MAX_DATAGRAM_BYTES:
