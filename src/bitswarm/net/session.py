@@ -73,7 +73,7 @@ from bitswarm.net.events import (
 from bitswarm.net.http_client import http_get
 from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
-from bitswarm.net.utp import UTPService
+from bitswarm.net.utp import UTPService, enlarge_buffers
 from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
@@ -1301,6 +1301,7 @@ class Session:
         service = UTPService(lambda: PeerConnection(self, None), strict=self.strict)
         if self.dht is not None:
             for family, transport in self.dht.transports.items():
+                enlarge_buffers(transport)
                 name = transport.get_extra_info("sockname")
                 service.attach(family, _sender(transport), (str(name[0]), int(name[1])))
             self.dht.foreign_datagram = service.datagram_received

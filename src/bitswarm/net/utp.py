@@ -15,6 +15,7 @@ one; the core's timers run from one ``call_at`` handle kept at its next deadline
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -29,6 +30,20 @@ from bitswarm.wire.utp_socket import ConnectionClosed, ConnectionEstablished, UT
 log = logging.getLogger("bitswarm.utp")
 
 Sender = Callable[[Address, bytes], None]
+# Kernel buffers asked for on the UDP socket: a peer's burst (its whole window at once)
+# waits here while the event loop reads one datagram per turn; the default 208 KiB holds
+# about 90 full packets, and every one past that is a loss. Linux caps it at rmem_max.
+SOCKET_BUFFER_BYTES = 4 << 20
+
+
+def enlarge_buffers(transport: asyncio.BaseTransport) -> None:
+    """Ask for ``SOCKET_BUFFER_BYTES`` both ways on the transport's socket (best effort)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
 
 
 class UTPTransport(asyncio.Transport):
@@ -213,6 +228,7 @@ class UTPService:
 
         transport, _ = await self.loop.create_datagram_endpoint(Endpoint, local_addr=(host, port), family=family)
         self._own.append(transport)
+        enlarge_buffers(transport)
         name = transport.get_extra_info("sockname")
 
         def send(address: Address, payload: bytes) -> None:
