@@ -60,6 +60,14 @@ class PortMappingError(ProtocolError):
         self.code = code
 
 
+class UTPError(ProtocolError):
+    """A uTP datagram broke BEP 29 (a bad header, extension or acknowledgement); it costs
+    that datagram, never the connection it names, since anyone can forge one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"uTP: {message}")
+
+
 class UsageError(BitswarmError):
     """Our own caller broke a rule (bad argument, call on a closed core)."""
 

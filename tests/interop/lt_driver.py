@@ -20,6 +20,9 @@ runs this script as a subprocess of `/usr/bin/python3`:
     /usr/bin/python3 tests/interop/lt_driver.py lsd TORRENT SAVE_PATH --interface ADDRESS [--pex] [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py lsd-magnet INFO_HASH SAVE_PATH --interface ADDRESS [--timeout S]
     /usr/bin/python3 tests/interop/lt_driver.py seed-here TORRENT SAVE_PATH [--max-up BYTES_PER_S] [--timeout S]
+        [--utp-only]
+    /usr/bin/python3 tests/interop/lt_driver.py download-from TORRENT SAVE_PATH --peer HOST:PORT [--utp-only]
+        [--timeout S]
 
 Each command prints one JSON object on stdout and exits 0. On failure it prints
 `{"error": "..."}` on stdout, one line `lt_driver: ...` on stderr, and exits 1.
@@ -68,6 +71,9 @@ FORMATS = ("v1", "v2", "hybrid")
 LOOPBACK = "127.0.0.1"
 ENCRYPTION_MODES = ("enabled", "required")
 ENCRYPTION_HELP = "MSE: libtorrent's default (enabled), or required (RC4 only, both ways)"
+# peer_info::utp_socket, which the 2.0 bindings do not export: bit 17 of the flags, between
+# i2p_socket and ssl_socket (rc4_encrypted, which they do export, is bit 19).
+UTP_SOCKET_FLAG = 1 << 17
 ENCRYPTION_RANK = {"none": 0, "plaintext": 1, "rc4": 2}
 
 
@@ -357,6 +363,7 @@ class _Download:
                 if flag is not None and peer.source & flag and name not in seen["sources"]:
                     seen["sources"].append(name)
             seen["outgoing"] = seen.get("outgoing", False) or bool(peer.flags & lt.peer_info.outgoing_connection)
+            seen["utp"] = seen.get("utp", False) or bool(peer.flags & UTP_SOCKET_FLAG)
             # How the connection is carried: "rc4", "plaintext" (after an MSE handshake) or "none";
             # the strongest seen, since a look taken while it connects shows none yet.
             encryption = _peer_encryption(lt, peer.flags)
@@ -857,6 +864,8 @@ def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
     params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
     deadline = time.monotonic() + args.timeout
     settings = _loopback_settings(lt)
+    if args.utp_only:
+        settings.update(_utp_only_settings())
     if args.max_up > 0:
         settings["upload_rate_limit"] = args.max_up
     session = lt.session(settings)
@@ -880,6 +889,50 @@ def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
         del session
 
 
+def _utp_only_settings() -> dict[str, Any]:
+    """uTP (BEP 29) both ways and no TCP at all, so a transfer that works was over uTP."""
+    return {
+        "enable_outgoing_tcp": False,
+        "enable_incoming_tcp": False,
+        "enable_outgoing_utp": True,
+        "enable_incoming_utp": True,
+    }
+
+
+def cmd_download_from(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
+    """Download TORRENT into SAVE_PATH from the one peer at --peer (no tracker, DHT, LSD or
+    PEX); prints one JSON object once seeding, whose peers say whether they were uTP."""
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    host, _, port = args.peer.rpartition(":")
+    params = lt.add_torrent_params()
+    params.ti = _load(lt, args.torrent)
+    params.save_path = save_path
+    flags = lt.torrent_flags
+    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    deadline = time.monotonic() + args.timeout
+    settings = _loopback_settings(lt)
+    if args.utp_only:
+        settings.update(_utp_only_settings())
+    session = lt.session(settings)
+    try:
+        handle = session.add_torrent(params)
+        download = _Download(lt, session, handle, deadline, args.timeout)
+        handle.connect_peer((host, int(port)))
+        started = time.monotonic()
+        while not handle.status().is_seeding:
+            download.pump("seeding")
+            # A dial that failed is not retried by libtorrent for a while: ask again.
+            if not handle.get_peer_info() and time.monotonic() - started > 2.0:
+                handle.connect_peer((host, int(port)))
+                started = time.monotonic()
+        elapsed_s = time.monotonic() - (deadline - args.timeout)
+        return {**download.report("seeding"), "elapsed_s": elapsed_s}
+    finally:
+        del session
+
+
 COMMANDS = {
     "version": cmd_version,
     "info": cmd_info,
@@ -893,6 +946,7 @@ COMMANDS = {
     "lsd-magnet": cmd_lsd_magnet,
     "magnet": cmd_magnet,
     "seed-here": cmd_seed_here,
+    "download-from": cmd_download_from,
 }
 
 
@@ -952,6 +1006,13 @@ def _parser() -> _Parser:
     seed_here.add_argument("save_path")
     seed_here.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     seed_here.add_argument("--max-up", type=int, default=0, help="upload limit, bytes per second (0: none)")
+    seed_here.add_argument("--utp-only", action="store_true", help="uTP both ways, no TCP")
+    download_from = sub.add_parser("download-from")
+    download_from.add_argument("torrent")
+    download_from.add_argument("save_path")
+    download_from.add_argument("--peer", required=True, help="HOST:PORT to dial")
+    download_from.add_argument("--utp-only", action="store_true", help="uTP both ways, no TCP")
+    download_from.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     lsd_magnet = sub.add_parser("lsd-magnet")
     lsd_magnet.add_argument("info_hash", help="v1 info-hash, 40 hex digits")
     lsd_magnet.add_argument("save_path")

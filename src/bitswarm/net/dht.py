@@ -86,6 +86,9 @@ class DHTService:
         self.send_errors = 0
         # The first exception of our own making, kept for tests to check (strict mode).
         self.failure: BaseException | None = None
+        # Datagrams on our port that are not KRPC (which is always a bencoded dictionary)
+        # go here: uTP shares the port (bitswarm.net.utp).
+        self.foreign_datagram: Callable[[Address, bytes], None] | None = None
         self._waiters: dict[int, asyncio.Future[LookupCompleted]] = {}
         self._wake = asyncio.Event()
         self._activity = asyncio.Event()
@@ -116,6 +119,9 @@ class DHTService:
         self.transports[family] = transport
 
     def _on_datagram(self, address: Address, data: bytes) -> None:
+        if self.foreign_datagram is not None and not data.startswith(b"d"):
+            self.foreign_datagram(address, data)
+            return
         self._activity.set()
         try:
             self._dispatch(self.node.receive(address, data, self.now()))

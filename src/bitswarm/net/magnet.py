@@ -203,9 +203,7 @@ class MagnetRuntime:
         )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await asyncio.get_running_loop().create_connection(
-                    lambda: PeerConnection(self.session, self, address, encrypt=encrypt), *address
-                )
+                await self.session.dial(address, lambda: PeerConnection(self.session, self, address, encrypt=encrypt))
         except (OSError, TimeoutError):
             self.known_addresses.discard(address)
 

@@ -83,6 +83,7 @@ from bitswarm.net.http_client import http_get
 from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
 from bitswarm.net.portmap import PortMapped, PortMapper
+from bitswarm.net.utp import UTPService, enlarge_buffers
 from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
@@ -115,6 +116,8 @@ log = logging.getLogger("bitswarm.session")
 
 MAX_PEERS_PER_TORRENT = 60
 CONNECT_TIMEOUT_S = 10.0
+# Addresses remembered as having no uTP (oldest forgotten first).
+MAX_TCP_ONLY_PEERS = 4096
 TICK_S = 1.0
 RESUME_PERIOD_S = 10.0
 # Written but unhashed data allowed in the disk queue before peers stop being read.
@@ -654,16 +657,13 @@ class TorrentRuntime:
         if address == ("127.0.0.1", self.session.port) or address[1] == 0:
             return
         self.known_addresses.add(address)
-        loop = asyncio.get_running_loop()
         policy = self.session.encryption
         encrypt = policy is EncryptionPolicy.REQUIRE or (
             policy is EncryptionPolicy.PREFER and address not in self.session.plaintext_peers
         )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await loop.create_connection(
-                    lambda: PeerConnection(self.session, self, address, encrypt=encrypt), *address
-                )
+                await self.session.dial(address, lambda: PeerConnection(self.session, self, address, encrypt=encrypt))
         except (OSError, TimeoutError):
             self.known_addresses.discard(address)
 
@@ -1194,6 +1194,13 @@ async def _udp_announce(url: str, params: AnnounceParams, rng: random.Random) ->
         transport.close()
 
 
+def _sender(transport: asyncio.DatagramTransport) -> Callable[[tuple[str, int], bytes], None]:
+    def send(address: tuple[str, int], payload: bytes) -> None:
+        transport.sendto(payload, address)
+
+    return send
+
+
 def _block_digests(data: bytes) -> list[bytes]:
     """The SHA-1 of each block of a piece (for the smart ban)."""
     view = memoryview(data)
@@ -1219,6 +1226,7 @@ class Session:
         lsd: bool = False,
         lsd_interface: str | None = None,
         port_mapping: bool = False,
+        utp: bool = False,
     ) -> None:
         """A session listening on ``host``:``port`` (port 0: any free port).
 
@@ -1229,7 +1237,9 @@ class Session:
         the local service discovery groups, on ``lsd_interface`` when given. Both serve
         public torrents only, and both are off unless asked for (the CLI asks).
         ``port_mapping`` opens the ports on the home router (off unless asked for: tests
-        must send nothing to the real gateway).
+        must send nothing to the real gateway). ``utp`` accepts uTP (BEP 29) connections on
+        the UDP port (the DHT's socket when there is one) and dials peers over uTP first,
+        falling back to TCP.
         """
         try:
             self.encryption = EncryptionPolicy(encryption)
@@ -1293,6 +1303,11 @@ class Session:
         # Set, and replaced by a fresh one, whenever ``announce_port`` changes.
         self._announce_port_changed = asyncio.Event()
 
+        self.utp_enabled = utp
+        self.utp: UTPService | None = None
+        # Peers whose uTP dial went unanswered: dialled over TCP only from then on.
+        self.tcp_only_peers: dict[tuple[str, int], None] = {}
+
     @property
     def announce_port(self) -> int:
         """The TCP port to tell trackers and the DHT: the router's external one when it
@@ -1340,6 +1355,39 @@ class Session:
             self._loops.append(loop.create_task(self.port_mapper.run()))
         for task in self._loops:
             task.add_done_callback(self._loop_ended)
+        if self.utp_enabled:
+            await self._open_utp()
+
+    async def _open_utp(self) -> None:
+        """uTP on the DHT's sockets when there is a DHT, else on a UDP socket of its own
+        with the TCP port's number; without uTP (and a warning) when that cannot be bound."""
+        service = UTPService(lambda: PeerConnection(self, None), strict=self.strict)
+        if self.dht is not None:
+            for family, transport in self.dht.transports.items():
+                enlarge_buffers(transport)
+                name = transport.get_extra_info("sockname")
+                service.attach(family, _sender(transport), (str(name[0]), int(name[1])))
+            self.dht.foreign_datagram = service.datagram_received
+        else:
+            try:
+                await service.bind(self.host or "0.0.0.0", self.port)  # noqa: S104 (as the TCP listener)
+            except OSError as error:
+                log.warning("uTP off: %s", error.strerror or error)
+                return
+        self.utp = service
+
+    async def dial(self, address: tuple[str, int], protocol_factory: Callable[[], PeerConnection]) -> None:
+        """Connect to a peer: over uTP first when it is on (as libtorrent does), over TCP
+        when uTP is off or the peer did not answer it. Raises OSError when neither works."""
+        if self.utp is not None and address not in self.tcp_only_peers:
+            try:
+                await self.utp.open_connection(address, protocol_factory)
+                return
+            except OSError:
+                if len(self.tcp_only_peers) >= MAX_TCP_ONLY_PEERS:
+                    self.tcp_only_peers.pop(next(iter(self.tcp_only_peers)))
+                self.tcp_only_peers[address] = None
+        await asyncio.get_running_loop().create_connection(protocol_factory, *address)
 
     def _dht_binds(self, port: int) -> list[list[str]]:
         """Bind lists to try in turn: both families, then IPv4 alone."""
@@ -1603,6 +1651,10 @@ class Session:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self.utp is not None:
+            # While the DHT's socket is still open: each peer hears a RESET.
+            self.utp.close()
+            self.utp = None
         for task in self._loops:
             task.cancel()
         for task in self._loops:
