@@ -9,6 +9,7 @@ lsd = true                         # local service discovery (BEP 14)
 lsd_interface = "eth0"
 pex = true                         # peer exchange (BEP 11)
 port_mapping = true                # open the port on the home router (UPnP IGD, NAT-PMP, PCP)
+utp = true                         # uTP (BEP 29) on the DHT's UDP port, tried first when dialling
 ```
 
 The file is ``--config FILE``, else ``$XDG_CONFIG_HOME/bitswarm/client.toml`` (by default
@@ -16,8 +17,8 @@ The file is ``--config FILE``, else ``$XDG_CONFIG_HOME/bitswarm/client.toml`` (b
 turns the DHT off whatever the file says, and ``--dht-bootstrap`` replaces the file's
 list (``--no-dht-bootstrap`` empties it). By default the node joins through the routers the
 big clients use (``bitswarm.dht.bootstrap``), resolved each time and asked only
-while the saved routing table gives no node. Private torrents use none of these (BEP 27). Unknown keys are errors, so
-a typo never silently leaves a default in force.
+while the saved routing table gives no node. Private torrents use none of these (BEP 27).
+Unknown keys are errors, so a typo never silently leaves a default in force.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ class ClientConfig:
     lsd_interface: str | None = None
     pex: bool = True
     port_mapping: bool = True
+    utp: bool = True
 
 
-_FLAGS = ("dht", "lsd", "pex", "port_mapping")
+_FLAGS = ("dht", "lsd", "pex", "port_mapping", "utp")
 _TEXTS = ("dht_state", "lsd_interface")
 
 

@@ -436,7 +436,7 @@ def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--config",
             "config_path",
             type=click.Path(path_type=Path),
-            help="TOML file of settings (dht, dht_bootstrap, dht_state, lsd, lsd_interface, pex, port_mapping)"
+            help="TOML file of settings (dht, dht_bootstrap, dht_state, lsd, lsd_interface, pex, port_mapping, utp)"
             " [$XDG_CONFIG_HOME/bitswarm/client.toml].",
         ),
         click.option("--no-dht", is_flag=True, help="Do not use the DHT (BEP 5) to find peers."),
@@ -465,6 +465,7 @@ def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Do not ask the home router to open the listening port (UPnP IGD, NAT-PMP, PCP).",
         ),
+        click.option("--no-utp", is_flag=True, help="Peers over TCP only: no uTP (BEP 29), in or out."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -481,6 +482,7 @@ def discovery_settings(
     lsd_interface: str | None,
     *,
     no_port_mapping: bool = False,
+    no_utp: bool = False,
 ) -> dict[str, Any]:
     """TransferPlan's discovery fields from the options, then the config (private
     torrents use none of them)."""
@@ -496,6 +498,7 @@ def discovery_settings(
         "lsd": config.lsd and not no_lsd,
         "lsd_interface": lsd_interface or config.lsd_interface,
         "port_mapping": config.port_mapping and not no_port_mapping,
+        "utp": config.utp and not no_utp,
     }
 
 
@@ -565,6 +568,7 @@ def get_command(
     no_lsd: bool,
     lsd_interface: str | None,
     no_port_mapping: bool,
+    no_utp: bool,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -589,7 +593,7 @@ def get_command(
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
         encryption=encryption,
         **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
-                             no_port_mapping=no_port_mapping),
+                             no_port_mapping=no_port_mapping, no_utp=no_utp),
     )  # fmt: skip
     with about("magnet" if link is not None else source):
         status = _run_transfer(plan)
@@ -630,6 +634,7 @@ def seed_command(
     no_lsd: bool,
     lsd_interface: str | None,
     no_port_mapping: bool,
+    no_utp: bool,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -652,7 +657,7 @@ def seed_command(
         seed_ratio=None, keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
         encryption=encryption,
         **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
-                             no_port_mapping=no_port_mapping),
+                             no_port_mapping=no_port_mapping, no_utp=no_utp),
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)

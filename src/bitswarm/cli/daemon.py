@@ -26,6 +26,7 @@ from bitswarm.web.hosts import bind_warning
 @click.option(
     "--no-port-mapping", is_flag=True, help="Do not ask the home router to open the peer port (UPnP IGD, NAT-PMP, PCP)."
 )
+@click.option("--no-utp", is_flag=True, help="Peers over TCP only: no uTP (BEP 29), in or out.")
 def daemon_command(
     config_path: Path | None,
     state_folder: Path | None,
@@ -33,6 +34,7 @@ def daemon_command(
     download_dir: Path | None,
     port: int | None,
     no_port_mapping: bool,
+    no_utp: bool,
 ) -> None:
     """Run torrents as a service, driven over the Transmission RPC at /transmission/rpc.
 
@@ -45,6 +47,7 @@ def daemon_command(
         "download_dir": str(download_dir.resolve()) if download_dir is not None else None,
         "peer_port": port,
         "port_mapping": False if no_port_mapping else None,
+        "utp": False if no_utp else None,
     }
     with about(config_path or "daemon"):
         config = load_daemon_config(config_path, overrides)

@@ -102,6 +102,7 @@ def stream_command(
     no_lsd: bool,
     lsd_interface: str | None,
     no_port_mapping: bool,
+    no_utp: bool,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -145,7 +146,7 @@ def stream_command(
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
         encryption=encryption,
         **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
-                             no_port_mapping=no_port_mapping),
+                             no_port_mapping=no_port_mapping, no_utp=no_utp),
     )  # fmt: skip
     plan = StreamPlan(
         transfer=transfer, bind_host=bind_host, bind_port=bind_port, file=file, player=player,

@@ -47,6 +47,8 @@ class DaemonConfig:
     pex: bool = True
     # Open the peer port on the home router (UPnP IGD, NAT-PMP, PCP).
     port_mapping: bool = True
+    # uTP (BEP 29) on the DHT's UDP port, tried first when dialling a peer.
+    utp: bool = True
     encryption: str = "prefer"
     # Bytes per second; 0: unlimited (session-set changes them at run time, kept in the state).
     max_down: int = 0

@@ -70,6 +70,7 @@ async def serve_daemon(
         dht_state_path=state_folder / "dht.dat",
         lsd=config.lsd,
         port_mapping=config.port_mapping,
+        utp=config.utp,
     )
     daemon = Daemon(config, StateStore(state_folder), session)
     runner: web.AppRunner | None = None

@@ -52,6 +52,7 @@ class TransferPlan:
     lsd: bool = False
     lsd_interface: str | None = None
     port_mapping: bool = False
+    utp: bool = False
 
 
 def _human_rate(rate: float) -> str:
@@ -110,6 +111,7 @@ def session_for(plan: TransferPlan) -> Session:
         port=plan.port, max_up=plan.max_up, max_down=plan.max_down, encryption=plan.encryption,
         dht=plan.dht, dht_bootstrap=plan.dht_bootstrap, dht_state_path=plan.dht_state_path,
         lsd=plan.lsd, lsd_interface=plan.lsd_interface, port_mapping=plan.port_mapping,
+        utp=plan.utp,
     )  # fmt: skip
 
 
