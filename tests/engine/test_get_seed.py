@@ -122,3 +122,55 @@ def test_ctrl_c_stops_a_seed_cleanly(tmp_path: Path, tracker: str) -> None:
     assert json.loads(out.splitlines()[-1])["event"] == "stopped"
     # The stopped announce reached the tracker before the process ended.
     assert seeders(tracker, torrent.info_hash_v1 or b"") == 0
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_state_goes_where_it_is_told_and_get_no_seed_leaves_no_resume_data(
+    tmp_path: Path, tracker: str, private: bool
+) -> None:
+    """Issue 16: `--state-dir` holds the DHT table and the resume data; a finished
+    `get --no-seed` removes its resume data; a private torrent writes no DHT table."""
+    source = tmp_path / "seed" / "data.bin"
+    source.parent.mkdir()
+    source.write_bytes(random.Random(16).randbytes(400_000))
+    torrent_path = tmp_path / "data.torrent"
+    private_flag = ["--private"] if private else []
+    created = subprocess.run(
+        [*BITSWARM, "create", str(source), "-o", str(torrent_path), "--v1", "-t", f"{tracker}/announce",
+         *private_flag],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    torrent = Torrent.decode(torrent_path.read_bytes())
+    assert torrent.private is private
+    seed_state = tmp_path / "seed-state"
+    seed = subprocess.Popen(
+        [*BITSWARM, "seed", str(torrent_path), str(tmp_path / "seed"), "--port", "0", "--json",
+         "--state-dir", str(seed_state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert seed.stdout is not None
+        assert json.loads(seed.stdout.readline())["event"] == "started"
+        wait_for(lambda: seeders(tracker, torrent.info_hash_v1 or b"") == 1, "the seed's announce")
+        got_state = tmp_path / "get-state"
+        got = subprocess.run(
+            [*BITSWARM, "get", str(torrent_path), "-o", str(tmp_path / "get"), "--port", "0", "--no-seed",
+             "--json", "--state-dir", str(got_state)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+    finally:
+        seed.terminate()
+        assert seed.wait(timeout=30) == 0
+    assert (tmp_path / "get" / "data.bin").read_bytes() == source.read_bytes()
+    hex_hash = (torrent.info_hash_v1 or b"").hex()
+    # The seed kept its resume data in its state folder, not beside the content.
+    assert (seed_state / "resume" / f"{hex_hash}.resume").is_file()
+    assert not (tmp_path / "seed" / ".bitswarm-resume").exists()
+    # The finished download left nothing behind, in the download folder or the state folder.
+    assert not (tmp_path / "get" / ".bitswarm-resume").exists()
+    assert not (got_state / "resume").exists()
+    # A public torrent's DHT table is kept in the state folder; a private one runs no DHT.
+    assert (seed_state / "dht.dat").is_file() is not private
+    assert (got_state / "dht.dat").is_file() is not private

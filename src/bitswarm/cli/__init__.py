@@ -400,6 +400,11 @@ def replace_trackers(torrent: Torrent, urls: tuple[str, ...]) -> Torrent:
     return dataclasses.replace(torrent, trackers=tuple((url,) for url in urls))
 
 
+def resume_dir(state_dir: Path | None) -> Path | None:
+    """Where --state-dir puts resume data; None: beside the content (.bitswarm-resume/)."""
+    return state_dir / "resume" if state_dir is not None else None
+
+
 def default_state_folder() -> Path:
     """Where per-user state lives: $XDG_STATE_HOME/bitswarm or ~/.local/state/bitswarm."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -466,6 +471,12 @@ def discovery_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Do not ask the home router to open the listening port (UPnP IGD, NAT-PMP, PCP).",
         ),
         click.option("--no-utp", is_flag=True, help="Peers over TCP only: no uTP (BEP 29), in or out."),
+        click.option(
+            "--state-dir",
+            type=click.Path(path_type=Path),
+            help="Keep all state here: the DHT routing table (DIR/dht.dat) and resume data (DIR/resume/)"
+            " [$XDG_STATE_HOME/bitswarm/dht.dat and .bitswarm-resume/ in the download folder].",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -483,12 +494,15 @@ def discovery_settings(
     *,
     no_port_mapping: bool = False,
     no_utp: bool = False,
+    state_dir: Path | None = None,
 ) -> dict[str, Any]:
     """TransferPlan's discovery fields from the options, then the config (private
     torrents use none of them)."""
     check_endpoints("--dht-bootstrap", dht_bootstrap)
     if no_dht_bootstrap and dht_bootstrap:
         raise Failure("--no-dht-bootstrap and --dht-bootstrap: choose one")
+    if dht_state is None and state_dir is not None:
+        dht_state = state_dir / "dht.dat"
     if dht_state is None:
         dht_state = Path(config.dht_state).expanduser() if config.dht_state else default_state_folder() / "dht.dat"
     return {
@@ -569,6 +583,7 @@ def get_command(
     lsd_interface: str | None,
     no_port_mapping: bool,
     no_utp: bool,
+    state_dir: Path | None,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -584,7 +599,9 @@ def get_command(
     link, torrent, select, wanted = read_source(source, files_spec)
     config = load_client_config(config_path)
     folder.mkdir(parents=True, exist_ok=True)
-    options = TorrentOptions(sequential=sequential, wanted_files=wanted, pex=config.pex and not no_pex)
+    options = TorrentOptions(
+        sequential=sequential, wanted_files=wanted, pex=config.pex and not no_pex, resume_dir=resume_dir(state_dir)
+    )
     if upload_slots is not None:
         options.upload_slots = upload_slots
     plan = TransferPlan(
@@ -593,7 +610,7 @@ def get_command(
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
         encryption=encryption,
         **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
-                             no_port_mapping=no_port_mapping, no_utp=no_utp),
+                             no_port_mapping=no_port_mapping, no_utp=no_utp, state_dir=state_dir),
     )  # fmt: skip
     with about("magnet" if link is not None else source):
         status = _run_transfer(plan)
@@ -635,6 +652,7 @@ def seed_command(
     lsd_interface: str | None,
     no_port_mapping: bool,
     no_utp: bool,
+    state_dir: Path | None,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -649,7 +667,7 @@ def seed_command(
     if not folder.is_dir():
         raise Failure(f"{folder}: not a folder")
     config = load_client_config(config_path)
-    options = TorrentOptions(pex=config.pex and not no_pex)
+    options = TorrentOptions(pex=config.pex and not no_pex, resume_dir=resume_dir(state_dir))
     if upload_slots is not None:
         options.upload_slots = upload_slots
     plan = TransferPlan(
@@ -657,7 +675,7 @@ def seed_command(
         seed_ratio=None, keep_seeding=True, as_json=as_json, max_up=parse_size(max_up) if max_up else 0.0,
         encryption=encryption,
         **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
-                             no_port_mapping=no_port_mapping, no_utp=no_utp),
+                             no_port_mapping=no_port_mapping, no_utp=no_utp, state_dir=state_dir),
     )  # fmt: skip
     with about(torrent_path):
         status = _run_transfer(plan)

@@ -20,6 +20,7 @@ from bitswarm.cli import (
     parse_size,
     pex_option,
     read_source,
+    resume_dir,
     run_event_loop,
     upload_slots_option,
     wanted_files,
@@ -103,6 +104,7 @@ def stream_command(
     lsd_interface: str | None,
     no_port_mapping: bool,
     no_utp: bool,
+    state_dir: Path | None,
     config_path: Path | None,
     no_pex: bool,
 ) -> None:
@@ -137,7 +139,7 @@ def stream_command(
     temporary = folder is None
     folder = temporary_folder() if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
-    options = TorrentOptions(wanted_files=wanted, pex=config.pex and not no_pex)
+    options = TorrentOptions(wanted_files=wanted, pex=config.pex and not no_pex, resume_dir=resume_dir(state_dir))
     if upload_slots is not None:
         options.upload_slots = upload_slots
     transfer = TransferPlan(
@@ -146,7 +148,7 @@ def stream_command(
         max_up=parse_size(max_up) if max_up else 0.0, max_down=parse_size(max_down) if max_down else 0.0,
         encryption=encryption,
         **discovery_settings(config, no_dht, dht_bootstrap, no_dht_bootstrap, dht_state, no_lsd, lsd_interface,
-                             no_port_mapping=no_port_mapping, no_utp=no_utp),
+                             no_port_mapping=no_port_mapping, no_utp=no_utp, state_dir=state_dir),
     )  # fmt: skip
     plan = StreamPlan(
         transfer=transfer, bind_host=bind_host, bind_port=bind_port, file=file, player=player,

@@ -106,11 +106,14 @@ class Display:
 
 
 def session_for(plan: TransferPlan) -> Session:
-    """A session (not started yet) with the plan's port, limits, encryption and discovery."""
+    """A session (not started yet) with the plan's port, limits, encryption and discovery.
+    A private torrent's session runs no DHT and no LSD (BEP 27): it would only write a
+    routing table nobody uses."""
+    public = plan.torrent is None or not plan.torrent.private
     return Session(
         port=plan.port, max_up=plan.max_up, max_down=plan.max_down, encryption=plan.encryption,
-        dht=plan.dht, dht_bootstrap=plan.dht_bootstrap, dht_state_path=plan.dht_state_path,
-        lsd=plan.lsd, lsd_interface=plan.lsd_interface, port_mapping=plan.port_mapping,
+        dht=plan.dht and public, dht_bootstrap=plan.dht_bootstrap, dht_state_path=plan.dht_state_path,
+        lsd=plan.lsd and public, lsd_interface=plan.lsd_interface, port_mapping=plan.port_mapping,
         utp=plan.utp,
     )  # fmt: skip
 
@@ -119,6 +122,7 @@ async def run_transfer(plan: TransferPlan) -> int:
     display = Display(sys.stdout if plan.as_json else sys.stderr, as_json=plan.as_json)
     session = session_for(plan)
     interrupted = False
+    runtime: TorrentRuntime | None = None
     with stop_on_signals() as stop:
         try:
             await session.start()
@@ -134,8 +138,20 @@ async def run_transfer(plan: TransferPlan) -> int:
                 stop_waiter.cancel()
         finally:
             await session.close()
+    if not plan.keep_seeding and runtime is not None and runtime.finished.is_set() and not interrupted:
+        forget_resume(runtime.resume_path)
     display.event("stopped", message="stopped cleanly")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def forget_resume(path: Path) -> None:
+    """After ``get --no-seed`` has verified every piece, its resume data has no use left (a
+    later seed of the folder checks the files anyway): remove it, and its folder if that is
+    now empty, as libtorrent's and aria2's tools leave nothing behind."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    with contextlib.suppress(OSError):  # not empty (other torrents' records) or gone
+        path.parent.rmdir()
 
 
 @contextlib.contextmanager

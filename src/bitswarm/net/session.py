@@ -173,6 +173,8 @@ class TorrentOptions:
     upload_slots: int = DEFAULT_UPLOAD_SLOTS
     # BEP 19: fetch pieces from the torrent's web seeds (url-list, a magnet link's ws).
     web_seeds: bool = True
+    # Where the resume data goes; None: ``.bitswarm-resume/`` in the download folder.
+    resume_dir: Path | None = None
 
 
 # File priorities as Transmission numbers them (tr_priority_t), and the picker's piece
@@ -253,7 +255,8 @@ class TorrentRuntime:
         # Requests to serve; a task drains them while there are any (none idles per torrent).
         self._uploads: UploadQueue[PeerConnection, ServeBlock] = UploadQueue()
         self._uploader: asyncio.Task[Any] | None = None
-        self._resume_path = folder / resume.RESUME_FOLDER / f"{self.info_hash.hex()}.resume"
+        resume_dir = options.resume_dir if options.resume_dir is not None else folder / resume.RESUME_FOLDER
+        self.resume_path = resume_dir / f"{self.info_hash.hex()}.resume"
         self._resume_dirty = False
         self._tiers = TrackerTiers(torrent.trackers, session.rng)
         # Each tracker's last answer, for the daemon's pages: URL -> what it said (one per
@@ -478,7 +481,7 @@ class TorrentRuntime:
 
     def _find_verified_pieces(self) -> list[int]:
         """Pieces on disk: those the resume file names, plus any others whose data hashes right."""
-        record = resume.load(self._resume_path, info_hash=self.info_hash, num_pieces=self.torrent.num_pieces)
+        record = resume.load(self.resume_path, info_hash=self.info_hash, num_pieces=self.torrent.num_pieces)
         trusted = {index for index in range(self.torrent.num_pieces) if record is not None and record.has(index)}
         if not any(path.exists() for path in self._content_paths()):
             return sorted(trusted)
@@ -1064,8 +1067,8 @@ class TorrentRuntime:
         # Snapshot first: what was verified before the flush is on disk after it.
         snapshot = resume.bitfield(self.swarm.picker.have, self.torrent.num_pieces)
         await self._run_disk(self.storage.flush)
-        self._resume_path.parent.mkdir(parents=True, exist_ok=True)
-        await self._run_disk(resume.save, self._resume_path, resume.ResumeData(self.info_hash, snapshot))
+        self.resume_path.parent.mkdir(parents=True, exist_ok=True)
+        await self._run_disk(resume.save, self.resume_path, resume.ResumeData(self.info_hash, snapshot))
 
     # -- trackers ----------------------------------------------------------------------
 
