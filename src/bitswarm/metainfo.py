@@ -260,7 +260,12 @@ def _build(
 
     if not any(entry.length for entry in files if not entry.is_pad):
         raise MetainfoError("the torrent holds no data", "info")
+    # After U+FFFD stands in for invalid bytes, two names may meet: a collision, refused.
     paths.check_collisions((entry.path for entry in files if not entry.is_pad), "info.files")
+    not_utf8 = _names_not_utf8(info)
+    if not_utf8:
+        warnings = (*warnings, f"{not_utf8} name{'s' if not_utf8 > 1 else ''} not valid UTF-8: each invalid "
+                    "byte is shown as U+FFFD")  # fmt: skip
 
     # Any integer but 0 makes the torrent private, as libtorrent reads it: a torrent that
     # says private=2 must not leak to the DHT. A value that is no integer is refused (_int).
@@ -311,7 +316,9 @@ def _v1_files(info: dict[bytes, bencode.Value], name: str) -> tuple[list[FileEnt
         where = f"info.files[{index}]"
         item = _as_dict(raw, where)
         length = _length(item, f"{where}.length")
-        key = b"path.utf-8" if b"path.utf-8" in item else b"path"
+        # path.utf-8 wins when it is there and really UTF-8 (some clients write it in the
+        # local code page all the same).
+        key = b"path.utf-8" if _is_utf8_list(item.get(b"path.utf-8")) else b"path"
         elements = item.get(key)
         if not isinstance(elements, list) or not all(isinstance(e, bytes) for e in elements):
             raise MetainfoError("missing or not a list of strings", f"{where}.path")
@@ -497,9 +504,40 @@ def _bytes(item: dict[bytes, bencode.Value], key: bytes, where: str) -> bytes:
 
 def _text_bytes(item: dict[bytes, bencode.Value], key: bytes, where: str, *, prefer_utf8: bool) -> bytes:
     utf8_key = key + b".utf-8"
-    if prefer_utf8 and isinstance(item.get(utf8_key), bytes):
-        return cast(bytes, item[utf8_key])
+    preferred = item.get(utf8_key)
+    if prefer_utf8 and isinstance(preferred, bytes) and _is_utf8(preferred):
+        return preferred
     return _bytes(item, key, where)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_utf8_list(value: bencode.Value | None) -> bool:
+    return isinstance(value, list) and all(isinstance(element, bytes) and _is_utf8(element) for element in value)
+
+
+def _names_not_utf8(info: dict[bytes, bencode.Value]) -> int:
+    """How many names (the torrent's, path elements of v1 files, v2 tree keys) are not
+    valid UTF-8 as read; ``paths.safe_name`` shows each invalid byte as U+FFFD."""
+    names = [_text_bytes(info, b"name", "info.name", prefer_utf8=True)]
+    listed = info.get(b"files")
+    for item in listed if isinstance(listed, list) else []:
+        if isinstance(item, dict):
+            chosen = item.get(b"path.utf-8") if _is_utf8_list(item.get(b"path.utf-8")) else item.get(b"path")
+            names += [element for element in chosen if isinstance(element, bytes)] if isinstance(chosen, list) else []
+    pending = [info.get(b"file tree")]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            names += [key for key in node if key]
+            pending += list(node.values())
+    return sum(not _is_utf8(name) for name in names)
 
 
 def _optional_text(

@@ -315,3 +315,39 @@ def test_a_private_value_that_is_not_an_integer_is_refused() -> None:
     info[b"private"] = b"1"
     with pytest.raises(MetainfoError, match=r"info\.private: missing or not an integer"):
         Torrent.decode(torrent_bytes(info))
+
+
+def multi_file_info(raw_paths: list[list[bytes]], **extra: object) -> dict[bytes, object]:
+    info = v1_info({f"f{index}": b"x" * 100 for index in range(len(raw_paths))})
+    files = info[b"files"]
+    assert isinstance(files, list)
+    for item, raw in zip(files, raw_paths, strict=True):
+        assert isinstance(item, dict)
+        item[b"path"] = raw
+    info.update(extra)  # type: ignore[arg-type]
+    return info
+
+
+def test_a_name_that_is_not_utf8_shows_each_invalid_byte_as_a_stand_in_and_says_so() -> None:
+    """Issue 16: invalid bytes and overlong encodings (C0 AE, an overlong '.') become U+FFFD."""
+    torrent = Torrent.decode(torrent_bytes(multi_file_info([[b"caf\xe9.txt"], [b"\xc0\xae"], [b"ok.txt"]])))
+    paths = [entry.path[1:] for entry in torrent.data_files()]
+    assert paths == [("caf\ufffd.txt",), ("\ufffd\ufffd",), ("ok.txt",)]
+    assert torrent.warnings == ("2 names not valid UTF-8: each invalid byte is shown as U+FFFD",)
+
+
+def test_path_utf8_wins_when_it_is_valid_and_is_ignored_when_it_is_not() -> None:
+    info = multi_file_info([[b"caf\xe9.txt"], [b"b.txt"]])
+    files = info[b"files"]
+    assert isinstance(files, list)
+    files[0][b"path.utf-8"] = ["café.txt".encode()]  # type: ignore[index]
+    files[1][b"path.utf-8"] = [b"\xff.txt"]  # type: ignore[index]
+    info[b"name.utf-8"] = b"\xfe"
+    torrent = Torrent.decode(torrent_bytes(info))
+    assert [entry.path for entry in torrent.data_files()] == [("sample", "café.txt"), ("sample", "b.txt")]
+    assert torrent.warnings == ()
+
+
+def test_two_names_that_meet_after_the_stand_in_are_a_collision() -> None:
+    with pytest.raises(UnsafePathError, match="collides"):
+        Torrent.decode(torrent_bytes(multi_file_info([[b"a\xff"], [b"a\xfe"]])))
