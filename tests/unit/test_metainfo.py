@@ -340,8 +340,8 @@ def test_path_utf8_wins_when_it_is_valid_and_is_ignored_when_it_is_not() -> None
     info = multi_file_info([[b"caf\xe9.txt"], [b"b.txt"]])
     files = info[b"files"]
     assert isinstance(files, list)
-    files[0][b"path.utf-8"] = ["café.txt".encode()]  # type: ignore[index]
-    files[1][b"path.utf-8"] = [b"\xff.txt"]  # type: ignore[index]
+    files[0][b"path.utf-8"] = ["café.txt".encode()]
+    files[1][b"path.utf-8"] = [b"\xff.txt"]
     info[b"name.utf-8"] = b"\xfe"
     torrent = Torrent.decode(torrent_bytes(info))
     assert [entry.path for entry in torrent.data_files()] == [("sample", "café.txt"), ("sample", "b.txt")]
