@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from bitswarm.create import CreateOptions, create  # noqa: E402
 from bitswarm.metainfo import Torrent, TorrentVersion  # noqa: E402
-from interop.home_network import BITSWARM, open_internet, use_dns  # noqa: E402
+from interop.home_network import BITSWARM, open_dht_seed, open_internet, use_dns  # noqa: E402
 from interop.netns import NamespaceNetwork, open_test_network  # noqa: E402
 
 LIBTORRENT_PYTHON = "/usr/bin/python3"
@@ -102,36 +102,25 @@ def main() -> int:
             open_test_network(["internet", "internet2", "seed", "home"]) as network,
             open_internet(network, work) as internet,
             use_dns(network, "home", internet.dns),
+            open_dht_seed(network, internet, torrent_path, source.parent, work / "seed.dat"),
         ):
-            seed = subprocess.Popen(
-                network.argv("seed", [*BITSWARM, "seed", str(torrent_path), str(source.parent), "--port", "7000",
-                                      "--no-lsd", "--dht-bootstrap", internet.router, "--dht-state",
-                                      str(work / "seed.dat"), "--json"]),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            try:
-                assert seed.stdout is not None
-                assert json.loads(seed.stdout.readline())["event"] == "started"
-                for round_index in range(args.rounds):
-                    order = ["bitswarm", "libtorrent"] if round_index % 2 == 0 else ["libtorrent", "bitswarm"]
-                    for client in order:
-                        out = work / f"{client}-{round_index}"
-                        state = work / f"state-{client}-{round_index}"
-                        if client == "bitswarm":
-                            argv = ["env", f"XDG_STATE_HOME={state}", *BITSWARM, "get", link, "-o", str(out),
+            for round_index in range(args.rounds):
+                order = ["bitswarm", "libtorrent"] if round_index % 2 == 0 else ["libtorrent", "bitswarm"]
+                for client in order:
+                    out = work / f"{client}-{round_index}"
+                    state = work / f"state-{client}-{round_index}"
+                    if client == "bitswarm":
+                        argv = ["env", f"XDG_STATE_HOME={state}", *BITSWARM, "get", link, "-o", str(out),
                                     "--port", "6881", "--no-seed", "--config", str(config), "--json"]  # fmt: skip
-                        else:
-                            argv = [LIBTORRENT_PYTHON, str(LT_PEER), "magnet", link, str(out), "--home"]
-                        figures = run_client(network, argv, time.monotonic())
-                        if "finished" in figures and (out / "data.bin").read_bytes() != source.read_bytes():
-                            raise RuntimeError(f"{client}: the copy differs")
-                        results[client].append(figures)
-                        print(f"# round {round_index + 1}, {client}: metadata {figures['metadata']:.2f} s, "
+                    else:
+                        argv = [LIBTORRENT_PYTHON, str(LT_PEER), "magnet", link, str(out), "--home"]
+                    figures = run_client(network, argv, time.monotonic())
+                    if "finished" in figures and (out / "data.bin").read_bytes() != source.read_bytes():
+                        raise RuntimeError(f"{client}: the copy differs")
+                    results[client].append(figures)
+                    print(f"# round {round_index + 1}, {client}: metadata {figures['metadata']:.2f} s, "
                               f"finished {figures.get('finished', float('nan')):.2f} s", flush=True)  # fmt: skip
-                        shutil.rmtree(out)
-            finally:
-                seed.terminate()
-                seed.communicate(timeout=60)
+                    shutil.rmtree(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

@@ -13,6 +13,7 @@ is pointed at that DNS server with `use_dns(network, label)`: `ip netns exec` mo
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,27 @@ def _dht_node(
     ready = process.stdout.readline()  # the node prints its line once it listens (and has joined)
     assert ready.startswith("bitswarm dht: listening on"), process.stderr.read() if process.stderr else ready
     return bind
+
+
+@contextlib.contextmanager
+def open_dht_seed(
+    network: NamespaceNetwork, internet: Internet, torrent: Path, folder: Path, state: Path
+) -> Iterator[subprocess.Popen[str]]:
+    """`bitswarm seed` in the "seed" namespace on the DHT alone (joined through the router
+    node), once it has started; stopped at the end, which must be clean."""
+    seed = subprocess.Popen(
+        network.argv("seed", [*BITSWARM, "seed", str(torrent), str(folder), "--port", "7000", "--no-lsd",
+                              "--dht-bootstrap", internet.router, "--dht-state", str(state), "--json"]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert seed.stdout is not None
+        assert json.loads(seed.stdout.readline())["event"] == "started"
+        yield seed
+    finally:
+        seed.terminate()
+        _, errors = seed.communicate(timeout=30)
+    assert seed.returncode == 0, errors
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from bitswarm.create import CreateOptions, create
 from bitswarm.metainfo import Torrent, TorrentVersion
 
 from .capture import Capture, dns_question
-from .home_network import add_default_route, disable_ipv6, open_internet, use_dns
+from .home_network import add_default_route, disable_ipv6, open_dht_seed, open_internet, use_dns
 from .netns import open_test_network
 
 pytestmark = pytest.mark.interop
@@ -51,26 +51,14 @@ def test_a_first_get_of_a_bare_info_hash_joins_the_dht_through_the_bootstrap_nam
         open_test_network(["internet", "internet2", "seed", "home"]) as network,
         open_internet(network, tmp_path) as internet,
         use_dns(network, "home", internet.dns),
+        open_dht_seed(network, internet, torrent_path, source.parent, tmp_path / "seed.dat"),
     ):
-        seed = subprocess.Popen(
-            network.argv("seed", [*BITSWARM, "seed", str(torrent_path), str(source.parent), "--port", "7000",
-                                  "--no-lsd", "--dht-bootstrap", internet.router, "--dht-state",
-                                  str(tmp_path / "seed.dat"), "--json"]),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        got = subprocess.run(
+            network.argv("home", ["env", f"XDG_STATE_HOME={state}", *BITSWARM, "get", link,
+                                  "-o", str(tmp_path / "get"), "--port", "6881", "--no-seed",
+                                  "--config", str(config), "--json"]),
+            capture_output=True, text=True, timeout=DEADLINE_S, check=False,
         )  # fmt: skip
-        try:
-            assert seed.stdout is not None
-            assert json.loads(seed.stdout.readline())["event"] == "started"
-            got = subprocess.run(
-                network.argv("home", ["env", f"XDG_STATE_HOME={state}", *BITSWARM, "get", link,
-                                      "-o", str(tmp_path / "get"), "--port", "6881", "--no-seed",
-                                      "--config", str(config), "--json"]),
-                capture_output=True, text=True, timeout=DEADLINE_S, check=False,
-            )  # fmt: skip
-        finally:
-            seed.terminate()
-            _, seed_errors = seed.communicate(timeout=30)
-        assert seed.returncode == 0, seed_errors
         asked = internet.dns_log.read_text()
     assert got.returncode == 0, got.stderr
     events = [json.loads(line)["event"] for line in got.stdout.splitlines()]

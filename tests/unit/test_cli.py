@@ -155,15 +155,21 @@ def test_upload_slots_below_one_is_a_one_line_usage_error(tmp_path: Path, comman
     assert bitswarm(command, *arguments, "--upload-slots", "many").returncode == 2
 
 
-@pytest.mark.parametrize("command", ["get", "seed"])
-def test_upload_slots_reach_the_torrent_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
-    plans: list[TransferPlan] = []
+@pytest.fixture
+def plans(monkeypatch: pytest.MonkeyPatch) -> list[TransferPlan]:
+    """The plans get and seed hand to the transfer, which does not run."""
+    made: list[TransferPlan] = []
 
     def run_transfer(plan: TransferPlan) -> int:
-        plans.append(plan)
+        made.append(plan)
         return 0
 
     monkeypatch.setattr(cli, "_run_transfer", run_transfer)
+    return made
+
+
+@pytest.mark.parametrize("command", ["get", "seed"])
+def test_upload_slots_reach_the_torrent_options(tmp_path: Path, plans: list[TransferPlan], command: str) -> None:
     torrent = tmp_path / "x.torrent"
     torrent.write_bytes(torrent_bytes(v1_info()))
     arguments = [str(torrent), "-o", str(tmp_path)] if command == "get" else [str(torrent), str(tmp_path)]
@@ -174,16 +180,7 @@ def test_upload_slots_reach_the_torrent_options(tmp_path: Path, monkeypatch: pyt
     assert [plan.options.upload_slots for plan in plans] == [3, TorrentOptions().upload_slots]
 
 
-def test_seed_announces_to_the_trackers_given_instead_of_the_torrents(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    plans: list[TransferPlan] = []
-
-    def run_transfer(plan: TransferPlan) -> int:
-        plans.append(plan)
-        return 0
-
-    monkeypatch.setattr(cli, "_run_transfer", run_transfer)
+def test_seed_announces_to_given_trackers_instead_of_the_torrents(tmp_path: Path, plans: list[TransferPlan]) -> None:
     torrent = tmp_path / "x.torrent"
     torrent.write_bytes(torrent_bytes(v1_info()))
     passkey_url = "https://site.example/announce/0123456789abcdef"
