@@ -13,7 +13,10 @@ from bitswarm.create import CreateOptions, create
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session
 from bitswarm.net.utp import UTPTransport
-from bitswarm.wire.mse import CryptoMethod
+from bitswarm.wire.messages import Handshake
+from bitswarm.wire.mse import CryptoMethod, EncryptionPolicy, MseHandshake
+from bitswarm.wire.utp import UTPState
+from bitswarm.wire.utp_socket import UTPSocket
 
 PIECE = 32 * 1024
 TRANSFER_TIMEOUT_S = 60.0
@@ -91,5 +94,83 @@ def test_a_peer_without_utp_is_dialled_over_tcp(tmp_path: Path) -> None:
         finally:
             await leecher.close()
             await seeder.close()
+
+    asyncio.run(scenario())
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait((data, (addr[0], addr[1])))
+
+
+@pytest.mark.parametrize("encryption", ["disable", "require"], ids=["plaintext", "rc4"])
+def test_an_accepted_peer_gets_our_handshake_at_the_end_of_a_packet(tmp_path: Path, encryption: str) -> None:
+    """Transmission 3.00 (libutp) reads nothing from the packet that completes the
+    handshake past the handshake until another packet comes: the seed must not put its
+    first messages (extension handshake, bitfield) in that packet, or Transmission never
+    learns that it has pieces. A raw uTP peer dials a seeding session and looks at where
+    the packets it receives end, in the BitTorrent stream after any MSE."""
+    torrent, source = make_torrent(tmp_path, 200_000)
+    info_hash = torrent.info_hash_v1
+    assert info_hash is not None
+    handshake = Handshake(info_hash, b"-TR3000-abcdefghijkl", bytes(5) + b"\x10" + bytes(2)).encode()
+
+    async def scenario() -> None:
+        session = Session(port=0, host="127.0.0.1", encryption=encryption, utp=True, strict=True)
+        await session.start()
+        loop = asyncio.get_running_loop()
+        transport, datagrams = await loop.create_datagram_endpoint(_Datagrams, local_addr=("127.0.0.1", 0))
+        try:
+            await session.add(torrent, source.parent)
+            peer = UTPSocket(random.Random(15))
+            connection = peer.connect(("127.0.0.1", session.port), loop.time())
+            mse = None
+            if encryption == "require":
+                mse = MseHandshake.initiate(
+                    info_hash=info_hash,
+                    policy=EncryptionPolicy.REQUIRE,
+                    rng=random.Random(16),
+                    initial_payload=handshake,
+                )
+            decryptor = None
+            # The BitTorrent bytes each received packet carried, in order.
+            packets: list[bytes] = []
+            wrote = False
+            async with asyncio.timeout(10.0):
+                while sum(map(len, packets)) <= len(handshake):
+                    for datagram in peer.datagrams_to_send(loop.time()):
+                        transport.sendto(datagram.payload, datagram.address)
+                    data, address = await datagrams.queue.get()
+                    peer.receive(address, data, loop.time())
+                    if connection.state is UTPState.CONNECTED and not wrote:
+                        connection.write(mse.data_to_send() if mse is not None else handshake)
+                        wrote = True
+                    received = connection.read()
+                    if not received:
+                        continue
+                    if mse is not None and decryptor is None:
+                        outcome = mse.receive(received)
+                        connection.write(mse.data_to_send())
+                        if outcome is None:
+                            continue
+                        assert outcome.decryptor is not None
+                        decryptor = outcome.decryptor
+                        received = outcome.payload
+                    elif decryptor is not None:
+                        received = decryptor.apply(received)
+                    if received:
+                        packets.append(received)
+                    peer.touch(connection)
+            assert Handshake.decode(packets[0][: len(handshake)]).info_hash == info_hash
+            # The handshake ends a packet; what follows (the extension handshake) starts one.
+            ends = [sum(map(len, packets[: count + 1])) for count in range(len(packets))]
+            assert len(handshake) in ends, [len(packet) for packet in packets]
+        finally:
+            transport.close()
+            await session.close()
+        assert not session.failures
 
     asyncio.run(scenario())

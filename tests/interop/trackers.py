@@ -2,10 +2,10 @@
 
 `run_bitswarm_tracker` and `run_opentracker` start a tracker on free 127.0.0.1 ports and
 stop it by PID; `run_transmission` starts transmission-daemon 3.00 with its own config
-folder, DHT, LPD, PEX, uTP and port mapping off, and RPC without authentication on
-127.0.0.1. The bitswarm tracker and Transmission can run in a test network's namespace
-instead (see `netns.py`): they take the address to use, a `wrap` for their command line
-and, for Transmission's RPC, a `call` that runs it in the namespace.
+folder, DHT, LPD, PEX, port mapping and (unless asked for) uTP off, and RPC without
+authentication on 127.0.0.1. The bitswarm tracker and Transmission can run in a test
+network's namespace instead (see `netns.py`): they take the address to use, a `wrap` for
+their command line and, for Transmission's RPC, a `call` that runs it in the namespace.
 
 `http_announce`, `http_scrape` and `UdpTrackerClient` speak BEP 3, 48 and 15 to any of
 the trackers; they are written from the BEPs, independent of bitswarm's tracker core, so
@@ -430,15 +430,17 @@ def run_transmission(
     wrap: Wrap = _as_given,
     call: Caller = _here,
     rpc_auth: tuple[str, str] | None = None,
+    utp: bool = False,
 ) -> Iterator[Transmission]:
     """Run transmission-daemon in the foreground with its config under ``root``.
 
     RPC listens on a free port of ``address`` without authentication; peers on another,
-    on ``address`` and ::1 only. DHT, LPD, PEX, uTP and port mapping are off, so the only
-    way peers find each other is a tracker. ``wrap`` rewrites its command line and
+    on ``address`` and ::1 only. DHT, LPD, PEX, port mapping and (unless ``utp``) uTP are
+    off, so the only way peers find each other is a tracker (or their own dial). ``wrap`` rewrites its command line and
     ``call`` makes its RPC calls (both to run them in a test network's namespace).
-    ``rpc_auth`` (user, password) turns RPC authentication on. Stopped by PID at the end;
-    it must exit with status 0.
+    ``rpc_auth`` (user, password) turns RPC authentication on; ``utp`` turns uTP (BEP 29)
+    on, in and out, on the UDP socket of the peer port. Stopped by PID at the end; it must
+    exit with status 0.
     """
     binary = require("transmission-daemon")
     config_dir = root / "config"
@@ -448,7 +450,7 @@ def run_transmission(
         "dht-enabled": False,
         "lpd-enabled": False,
         "pex-enabled": False,
-        "utp-enabled": False,
+        "utp-enabled": utp,
         "port-forwarding-enabled": False,
         "peer-port": peer_port,
         "peer-port-random-on-start": False,

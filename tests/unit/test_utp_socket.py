@@ -304,3 +304,26 @@ def test_a_reset_naming_our_send_id_closes_the_connection_too() -> None:
     (fact,) = b.receive(A, reset, 1.0)
     assert isinstance(fact, ConnectionClosed)
     assert fact.reason == "reset by peer"
+
+
+def test_end_packet_ends_a_packet_where_asked() -> None:
+    # Transmission 3.00 reads past a handshake only when another packet comes, so the
+    # peer layer ends a packet after its handshake; the bytes before go out on their own.
+    a, _b, client, _server = connected_pair()
+    client.end_packet()  # nothing written: no packet to end
+    client.write(b"h" * 68)
+    client.end_packet()
+    client.end_packet()  # twice in a row is once
+    client.write(b"e" * 100)
+    client.end_packet()
+    client.write(b"d" * 1000)
+    payloads = [decode(datagram.payload).payload for datagram in a.datagrams_to_send(1.0)]
+    assert payloads == [b"h" * 68, b"e" * 100, b"d" * 1000]
+
+
+def test_without_end_packet_small_writes_share_a_packet() -> None:
+    a, _b, client, _server = connected_pair()
+    client.write(b"h" * 68)
+    client.write(b"e" * 100)
+    (datagram,) = a.datagrams_to_send(1.0)
+    assert decode(datagram.payload).payload == b"h" * 68 + b"e" * 100

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from bitswarm.errors import PeerProtocolError, UsageError
+from bitswarm.net.utp import UTPTransport
 from bitswarm.wire.messages import HANDSHAKE_BYTES, Handshake
 from bitswarm.wire.mse import CryptoMethod, EncryptionPolicy, MseHandshake, RC4Stream, looks_plaintext
 from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol
@@ -220,6 +221,10 @@ class PeerConnection(asyncio.Protocol):
             return
         if not self.outgoing and any(isinstance(event, HandshakeCompleted) for event in events):
             self.write(core.handshake())
+            if isinstance(self.transport, UTPTransport):
+                # Transmission 3.00 reads nothing more from the packet that ends the
+                # handshake until another arrives: the messages after it go in their own.
+                self.transport.end_packet()
         runtime.handle(self, events, now)
         self.flush()
         delay = runtime.session.download_delay(len(data), now) + runtime.download_delay(len(data), now)

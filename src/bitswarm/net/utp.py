@@ -62,6 +62,8 @@ class UTPTransport(asyncio.Transport):
         self._connection = connection
         self._protocol = protocol
         self._pending = bytearray()
+        # Offsets into _pending where a packet must end, waiting for the core's room.
+        self._pending_packet_ends: list[int] = []
         self._paused = False
         self._closing = False
         self._lost = False
@@ -104,6 +106,16 @@ class UTPTransport(asyncio.Transport):
         self._pending += data
         self._push()
 
+    def end_packet(self) -> None:
+        """The bytes written so far end a uTP packet; see ``UTPConnection.end_packet``."""
+        if self.is_closing():
+            return
+        self._push()
+        if self._pending:
+            self._pending_packet_ends.append(len(self._pending))
+        else:
+            self._connection.end_packet()
+
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
             self.write(data)
@@ -137,6 +149,7 @@ class UTPTransport(asyncio.Transport):
             return
         self._closing = True
         self._pending.clear()
+        self._pending_packet_ends.clear()
         self._service.send_all(self._connection.abort())
         self._service.transports.pop(self._connection, None)
         self._tell_lost(None)
@@ -145,8 +158,19 @@ class UTPTransport(asyncio.Transport):
 
     def _push(self) -> None:
         if self._pending and self._connection.state is not UTPState.CLOSED:
-            taken = self._connection.write(bytes(self._pending[: self._connection.write_room]))
+            taken = 0
+            # Up to each packet end in turn, so the core ends its packet where we were asked.
+            while self._pending_packet_ends:
+                end = self._pending_packet_ends[0]
+                taken += self._connection.write(bytes(self._pending[taken:end]))
+                if taken < end:
+                    break
+                self._connection.end_packet()
+                self._pending_packet_ends.pop(0)
+            else:
+                taken += self._connection.write(bytes(self._pending[taken : taken + self._connection.write_room]))
             del self._pending[:taken]
+            self._pending_packet_ends = [end - taken for end in self._pending_packet_ends]
             self._service.touch(self._connection)
 
     def _finish_if_drained(self) -> None:

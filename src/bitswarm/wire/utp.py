@@ -167,6 +167,8 @@ class UTPConnection:
         # Sending.
         self.seq_nr = seq_nr  # the next one we use
         self._unsent = bytearray()
+        # Offsets into _unsent where a packet must end (``end_packet``), in order.
+        self._packet_ends: deque[int] = deque()
         self._in_flight: dict[int, _Sent] = {}  # by seq_nr, in sending order
         self._bytes_in_flight = 0  # payload bytes sent and neither acked nor awaiting resend
         self._unacked_bytes = 0  # payload bytes in _in_flight, sent or awaiting resend
@@ -222,6 +224,15 @@ class UTPConnection:
         taken = max(0, min(room, len(data)))
         self._unsent += data[:taken]
         return taken
+
+    def end_packet(self) -> None:
+        """The bytes written so far end a packet: what is written next goes in another.
+
+        Transmission 3.00 (libutp) hands the peer wire protocol only what arrives after
+        the packet that completed the handshake, so messages in that packet would wait
+        for the next one; the peer layer ends a packet after its handshake."""
+        if self._unsent and (not self._packet_ends or self._packet_ends[-1] != len(self._unsent)):
+            self._packet_ends.append(len(self._unsent))
 
     @property
     def write_room(self) -> int:
@@ -512,6 +523,7 @@ class UTPConnection:
         # The ACK of the peer's FIN is the one packet a closed connection still owes.
         self._ack_due = self._ack_due and final_ack
         self._unsent.clear()
+        self._packet_ends.clear()
         self._in_flight.clear()
         self._reorder.clear()
         self._bytes_in_flight = self._unacked_bytes = self._reorder_bytes = 0
@@ -560,11 +572,14 @@ class UTPConnection:
                 and not any(sent.is_probe for sent in self._in_flight.values())
             )
             size = min(MAX_PACKET_BYTES if probe else self.packet_bytes, len(self._unsent))
+            if self._packet_ends:
+                size = min(size, self._packet_ends[0])
             probe = probe and size == MAX_PACKET_BYTES
             if not self._fits(size):
                 break
             payload = bytes(self._unsent[:size])
             del self._unsent[:size]
+            self._consume_packet_ends(size)
             out.append(self._transmit(self._queue(PacketType.DATA, payload, is_probe=probe), now))
         if self._closing and not self._unsent and self._fin_seq is None and self.state is UTPState.CONNECTED:
             fin = self._queue(PacketType.FIN, b"")
@@ -576,6 +591,13 @@ class UTPConnection:
                 out.append(self._packet(PacketType.STATE, self.seq_nr, b"", now).encode())
             self._ack_due = False
         return self._addressed(out, now)
+
+    def _consume_packet_ends(self, size: int) -> None:
+        ends = self._packet_ends
+        for _ in range(len(ends)):
+            end = ends.popleft() - size
+            if end > 0:
+                ends.append(end)
 
     def _addressed(self, payloads: list[bytes], now: float) -> list[SendDatagram]:
         if payloads:
