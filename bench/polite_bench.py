@@ -18,6 +18,13 @@ only IP's receive path lets go of it, so a queue on the senders' side of the hop
 count against TCP Small Queues, which then keep a TCP sender's backlog to a few
 milliseconds (14 ms measured instead of 500 ms) and leave the rest of the queue to uTP's UDP.
 
+TCP's congestion control matters here: this host defaults to BBR, which keeps its own
+queue short and would never show what LEDBAT yields to. The competing flow is CUBIC (the
+desktops' default; set on its socket with TCP_CONGESTION, --tcp-cc), and the namespaces
+default to it too where the host lets them, else to reno, loss-based as CUBIC is (a
+namespace may only default to one of the host's tcp_allowed_congestion_control, here "reno
+bbr"): that is what the TCP seeders run; the header says which.
+
 Cases, each in turn in the same run, every one with a libtorrent 2.0 downloader in "net"
 (bench/lt_polite_peer.py, TCP or uTP only, stock settings) dialling a seed in "seed":
 
@@ -585,11 +592,15 @@ def report(idle_ms: float, tcp_alone: Figures, results: dict[str, CaseResult]) -
     (our_median, our_p95), (their_median, their_p95) = ours.alone.delay(idle_ms), theirs.alone.delay(idle_ms)
     use = ours.alone.link_bit_s / RATE_BIT_S
     print("bitswarm uTP / libtorrent uTP:")
-    print(f"- added delay, torrent alone: median {our_median / their_median:.2f}x, p95 {our_p95 / their_p95:.2f}x "
+    print(f"- added delay, torrent alone: median {ratio(our_median, their_median)}, p95 {ratio(our_p95, their_p95)} "
           f"(target <= 1.2x: {'met' if our_median <= 1.2 * their_median else 'NOT met'})")  # fmt: skip
-    print(f"- idle-link use: {ours.alone.link_bit_s / theirs.alone.link_bit_s:.2f}x "
+    print(f"- idle-link use: {ratio(ours.alone.link_bit_s, theirs.alone.link_bit_s)} "
           f"({100 * use:.0f} %; target >= 90 %: {'met' if use >= 0.9 else 'NOT met'})")  # fmt: skip
-    print(f"- the TCP flow's share beside it: {ours.shared.tcp_bit_s / theirs.shared.tcp_bit_s:.2f}x")
+    print(f"- the TCP flow's share beside it: {ratio(ours.shared.tcp_bit_s, theirs.shared.tcp_bit_s)}")
+
+
+def ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs > 0 else "n/a"
 
 
 def has_utp() -> bool:
