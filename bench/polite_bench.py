@@ -150,8 +150,8 @@ def bitswarm_seed(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         options: dict[str, Any] = {"port": args.port, "host": args.host}
-        if args.transport == "utp":
-            options["utp"] = True  # only a build that has it: the parent checked
+        if has_utp():  # a build without it seeds over TCP only, and the parent asks no uTP of it
+            options["utp"] = args.transport == "utp"
         session = Session(**options)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
