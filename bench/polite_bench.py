@@ -2,7 +2,7 @@
 latency of the line and to a TCP transfer sharing it, bitswarm against libtorrent.
 
     python3 bench/polite_bench.py [--size-mib 64] [--rounds 1] [--cases NAME,...]
-        [--warmup-s 5] [--window-s 10]
+        [--warmup-s 5] [--window-s 10] [--tcp-cc cubic] [--base-rtt-ms 0]
     PYTHONPATH=/work/wt-utp/src python3 bench/polite_bench.py    # another bitswarm build
 
 Needs root (iproute2's `ip netns` and `tc`), Debian's iputils-ping and python3-libtorrent.
@@ -11,8 +11,13 @@ The network is a line of three namespaces built here with iproute2: "seed" (10.2
 with a route each way through the modem and none anywhere else (the root namespace gets
 no interface). The modem's egress towards "net" is the bottleneck, a DSL modem's upload:
 `tc qdisc replace dev up0 root tbf rate 10mbit burst 15000 latency 500ms` (the queue holds
-500 ms at 10 Mbit/s; what does not fit is dropped). This kernel has no netem, so the base
-RTT is the veths' own, well under a millisecond. The queue is behind a routing hop, as a
+500 ms at 10 Mbit/s; what does not fit is dropped). This kernel has no netem (nor fq, for
+a BPF delay): the base RTT is the veths' own, well under a millisecond, unless
+--base-rtt-ms asks for a delay line: then what "net" sends "seed" is routed into a
+blackhole in the modem and carried instead by this script's `_delay` (a packet socket on
+each modem interface; TCP and UDP checksums filled in, since a veth leaves them to the
+"hardware"), that many milliseconds later; the way there, through the bottleneck, stays
+the kernel's. The queue is behind a routing hop, as a
 modem is another box: a packet keeps its sending socket across a veth or a bridge, and
 only IP's receive path lets go of it, so a queue on the senders' side of the hop would
 count against TCP Small Queues, which then keep a TCP sender's backlog to a few
@@ -60,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime
 import inspect
@@ -113,6 +119,8 @@ SEND_BLOCK = 64 * 1024
 TCP_TIMEOUT_S = 10.0
 RTT = re.compile(r"time=([0-9.]+) ms")
 BOTTLENECK = "up0"  # the modem's interface towards "net"
+DOWNLINK = "down0"  # the modem's interface towards "seed"
+ETH_P_IP = 0x0800
 IP_TIMEOUT_S = 10.0
 NETNS_DIR = "/run/netns"
 
@@ -192,6 +200,62 @@ def sink(args: argparse.Namespace) -> None:
                 next_report += REPORT_PERIOD_S
                 emit("progress", bytes=received)
     emit("progress", bytes=received)
+
+
+def with_checksum(packet: bytes) -> bytes:
+    """An IPv4 packet with its TCP or UDP checksum filled in: a veth leaves it to the
+    "hardware" (CHECKSUM_PARTIAL), so a copy taken off the wire by a packet socket has none."""
+    header_length = (packet[0] & 0x0F) * 4
+    protocol = packet[9]
+    offset = {6: 16, 17: 6}.get(protocol)
+    total = int.from_bytes(packet[2:4], "big")
+    if offset is None or total > len(packet) or total < header_length + offset + 2:
+        return packet
+    segment = bytearray(packet[header_length:total])
+    segment[offset : offset + 2] = b"\0\0"
+    pseudo = packet[12:20] + bytes((0, protocol)) + len(segment).to_bytes(2, "big")
+    data = pseudo + segment + (b"\0" if len(segment) % 2 else b"")
+    folded = sum(memoryview(data).cast("H"))  # ones' complement sums are byte-order free (RFC 1071)
+    while folded >> 16:
+        folded = (folded & 0xFFFF) + (folded >> 16)
+    checksum = (~folded & 0xFFFF) or 0xFFFF
+    segment[offset : offset + 2] = checksum.to_bytes(2, sys.byteorder)
+    return packet[:header_length] + bytes(segment) + packet[total:]
+
+
+def delay_line(args: argparse.Namespace) -> None:
+    """In the modem: take the IPv4 frames that come in on ``args.inbound`` (kernel routing
+    discards them: a blackhole rule) and send them out on ``args.outbound`` ``args.delay_ms``
+    later, with that side's Ethernet addresses. Stops on a line or EOF on stdin."""
+    delay_s = args.delay_ms / 1000
+    header = bytes.fromhex(args.to_mac.replace(":", "") + args.from_mac.replace(":", "")) + b"\x08\x00"
+    held: collections.deque[tuple[float, bytes]] = collections.deque()
+    with (
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP)) as inbound,
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as outbound,
+    ):
+        inbound.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MIB)
+        inbound.bind((args.inbound, ETH_P_IP))
+        outbound.bind((args.outbound, 0))
+        emit("ready")
+        end = time.monotonic() + CHILD_LIFETIME_S
+        while time.monotonic() < end:
+            wait_s = max(0.0, held[0][0] - time.monotonic()) if held else 1.0
+            readable, _, _ = select.select([inbound, sys.stdin], [], [], wait_s)
+            if sys.stdin in readable:
+                break
+            if inbound in readable:
+                while True:
+                    try:
+                        frame, address = inbound.recvfrom(65536, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+                    if address[2] != socket.PACKET_OUTGOING:
+                        held.append((time.monotonic() + delay_s, header + with_checksum(frame[14:])))
+            now = time.monotonic()
+            while held and held[0][0] <= now:
+                with contextlib.suppress(OSError):  # a full queue drops, as a wire would
+                    outbound.send(held.popleft()[1])
 
 
 def source(args: argparse.Namespace) -> None:
@@ -363,6 +427,25 @@ def open_line(congestion_control: str) -> Iterator[tuple[NamespaceNetwork, str]]
         left = set(os.listdir(NETNS_DIR)) & set(created) if os.path.isdir(NETNS_DIR) else set()
         if errors or left:
             print(f"polite_bench: namespaces not removed: {errors} {sorted(left)}", file=sys.stderr)
+
+
+def mac(netns: str, device: str) -> str:
+    done = subprocess.run(["ip", "-n", netns, "-j", "link", "show", "dev", device],
+                          capture_output=True, text=True, timeout=IP_TIMEOUT_S, check=True)  # fmt: skip
+    return str(json.loads(done.stdout)[0]["address"])
+
+
+def start_delay_line(network: NamespaceNetwork, started: list[Child], delay_ms: float) -> None:
+    """The base RTT, without netem: what "net" sends "seed" is routed into a blackhole in
+    the modem and carried by this script's `_delay` instead, ``delay_ms`` later."""
+    modem = network["modem"].netns
+    ip("-n", modem, "rule", "add", "priority", "100", "iif", BOTTLENECK, "to", "10.253.1.0/24", "blackhole")
+    argv = [sys.executable, str(Path(__file__).resolve()), "_delay", f"--inbound={BOTTLENECK}",
+            f"--outbound={DOWNLINK}", f"--from-mac={mac(modem, DOWNLINK)}",
+            f"--to-mac={mac(network['seed'].netns, 'eth0')}", f"--delay-ms={delay_ms}"]  # fmt: skip
+    line = Child("delay line", network.argv("modem", argv))
+    started.append(line)
+    line.wait_for("ready", READY_TIMEOUT_S)
 
 
 def tc(network: NamespaceNetwork, *args: str) -> str:
@@ -629,7 +712,7 @@ def bench(args: argparse.Namespace) -> int:
     print(
         f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, python3 bench/polite_bench.py "
         f"--size-mib {args.size_mib} --rounds {args.rounds} --warmup-s {args.warmup_s} --window-s {args.window_s} "
-        f"--tcp-cc {args.tcp_cc}"
+        f"--tcp-cc {args.tcp_cc} --base-rtt-ms {args.base_rtt_ms}"
     )
     print(f"# bitswarm from {Path(bitswarm.__file__).parent}; load average {load()}")  # fmt: skip
     if not has_utp():
@@ -652,9 +735,11 @@ def bench(args: argparse.Namespace) -> int:
             create(source_file, CreateOptions(version=TorrentVersion.V1, piece_length=PIECE_LENGTH))
         )
         runs: dict[str, list[CaseResult]] = {case.name: [] for case in wanted}
-        with open_line(args.tcp_cc) as (network, seed_cc):
+        with open_line(args.tcp_cc) as (network, seed_cc), children() as delay:
             print(f"# TCP congestion control: the competing flow {args.tcp_cc}, the TCP seeders {seed_cc}")
             tc(network, "qdisc", "replace", "dev", BOTTLENECK, "root", *SHAPER)
+            if args.base_rtt_ms > 0:
+                start_delay_line(network, delay, args.base_rtt_ms)
             idle_ms, tcp_alone = reference(network, args)
             print(f"# idle RTT {idle_ms:.3f} ms; TCP alone {mbit(tcp_alone.tcp_bit_s)} Mbit/s", flush=True)
             for round_index in range(args.rounds):
@@ -694,6 +779,10 @@ def main() -> int:
     seed.add_argument("--host", required=True)
     seed.add_argument("--port", type=int, required=True)
     seed.add_argument("--transport", choices=("tcp", "utp"), required=True)
+    delay = sub.add_parser("_delay")
+    for option in ("--inbound", "--outbound", "--from-mac", "--to-mac"):
+        delay.add_argument(option, required=True)
+    delay.add_argument("--delay-ms", type=float, required=True)
     for name in ("_sink", "_source"):
         flow = sub.add_parser(name)
         flow.add_argument("--host", required=True)
@@ -706,6 +795,9 @@ def main() -> int:
     parser.add_argument(
         "--tcp-cc", default="cubic", help="TCP congestion control in the namespaces [cubic, the desktops' default]"
     )
+    parser.add_argument(
+        "--base-rtt-ms", type=float, default=0.0, help="a delay line on the way back from net to seed [0: none]"
+    )
     parser.add_argument("--cases", type=lambda text: text.split(","), default=[], help="names, comma-separated")
     args = parser.parse_args()
     if args.child == "_bitswarm-seed":
@@ -714,6 +806,8 @@ def main() -> int:
         sink(args)
     elif args.child == "_source":
         source(args)
+    elif args.child == "_delay":
+        delay_line(args)
     else:
         return bench(args)
     return 0
