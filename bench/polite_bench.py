@@ -17,11 +17,11 @@ a BPF delay): the base RTT is the veths' own, well under a millisecond, unless
 blackhole in the modem and carried instead by this script's `_delay` (a packet socket on
 each modem interface; TCP and UDP checksums filled in, since a veth leaves them to the
 "hardware"), that many milliseconds later; the way there, through the bottleneck, stays
-the kernel's. The queue is behind a routing hop, as a
-modem is another box: a packet keeps its sending socket across a veth or a bridge, and
-only IP's receive path lets go of it, so a queue on the senders' side of the hop would
-count against TCP Small Queues, which then keep a TCP sender's backlog to a few
-milliseconds (14 ms measured instead of 500 ms) and leave the rest of the queue to uTP's UDP.
+the kernel's. The queue is behind a routing hop, as a modem is another box: a packet
+keeps its sending socket across a veth or a bridge, and only IP's receive path lets go of
+it, so on the senders' side of the hop the queue would count against the TCP sender's own
+limits (TCP Small Queues, local drops): a CUBIC flow alone kept 80-120 ms of backlog
+there, not 500 ms, and left the rest of the queue to uTP's UDP.
 
 TCP's congestion control matters here: this host defaults to BBR, which keeps its own
 queue short and would never show what LEDBAT yields to. The competing flow is CUBIC (the
