@@ -71,10 +71,11 @@ def test_a_first_get_of_a_bare_info_hash_joins_the_dht_through_the_bootstrap_nam
 
 
 def test_the_tests_settings_and_the_demo_send_nothing_beyond_their_namespace(tmp_path: Path) -> None:
-    """What the tests run with (tests/conftest.py's client.toml) and `bitswarm demo` send no
-    packet out of an otherwise empty namespace whose default route leads to a capture; the
-    same command with the defaults is seen looking up the bootstrap names there, which shows
-    the capture would see stray traffic."""
+    """A session with the defaults in a namespace with no route out sends nothing; what the
+    tests run with (tests/conftest.py's client.toml) and `bitswarm demo` send no packet out
+    of an otherwise empty namespace whose default route leads to a capture; the same command
+    with the defaults is seen looking up the bootstrap names there, which shows the capture
+    would see stray traffic."""
     torrent_path, _ = make_torrent(tmp_path)
     torrent = Torrent.decode(torrent_path.read_bytes())
     link = f"magnet:?xt=urn:btih:{(torrent.info_hash_v1 or b'').hex()}"
@@ -86,9 +87,26 @@ def test_the_tests_settings_and_the_demo_send_nothing_beyond_their_namespace(tmp
     with open_test_network(["home", "world"]) as network, use_dns(network, "home", "192.0.2.53"):
         for label in ("home", "world"):
             disable_ipv6(network, label)
-        add_default_route(network, "home", network["world"].address)
         capture = network.call("world", lambda: Capture("eth0"))
         try:
+            # The defaults themselves, in a namespace with no route out: every default that
+            # reaches out (DNS, SSDP, PCP/NAT-PMP, LSD) finds no way, and none costs more than
+            # a line. LSD's line comes once the session has tried them all.
+            bare = subprocess.Popen(
+                network.argv("home", [*BITSWARM, "get", link, "-o", str(tmp_path / "bare"), "--no-seed",
+                                      "--config", str(defaults)]),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert bare.stderr is not None
+            said = [bare.stderr.readline() for _ in range(2)]
+            while not any("local service discovery off" in line for line in said) and said[-1]:
+                said.append(bare.stderr.readline())
+            bare.terminate()
+            bare.communicate(timeout=30)
+            assert not any("Traceback" in line for line in said), said
+            stray = capture.read()
+            assert stray == [], [str(frame) for frame in stray]
+            add_default_route(network, "home", network["world"].address)
             quiet = subprocess.Popen(
                 network.argv("home", [*BITSWARM, "get", link, "-o", str(tmp_path / "quiet"), "--no-seed",
                                       "--config", str(tests_config), "--json"]),
