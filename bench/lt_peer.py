@@ -4,7 +4,7 @@
 Runs under Debian's /usr/bin/python3 (the only Python here that imports libtorrent):
 
     /usr/bin/python3 bench/lt_peer.py peer TORRENT FOLDER --role seed|download
-        [--connect PORT] [--max-up BYTES] [--max-down BYTES]
+        [--connect PORT] [--max-up BYTES] [--max-down BYTES] [--tick-ms MS]
     /usr/bin/python3 bench/lt_peer.py memory TORRENT_DIR FOLDER
 
 It speaks the same line protocol as peer_bench.py's bitswarm children: one JSON object
@@ -53,7 +53,7 @@ def read_command(timeout_s: float) -> str | None:
     return line.strip() if line else "stop"
 
 
-def new_session(lt: Any, max_up: int, max_down: int = 0) -> Any:
+def new_session(lt: Any, max_up: int, max_down: int = 0, tick_ms: int = 0) -> Any:
     settings: dict[str, Any] = {
         "listen_interfaces": "127.0.0.1:0",
         "outgoing_interfaces": "127.0.0.1",
@@ -73,6 +73,10 @@ def new_session(lt: Any, max_up: int, max_down: int = 0) -> Any:
         settings["upload_rate_limit"] = max_up
     if max_down > 0:
         settings["download_rate_limit"] = max_down
+    if tick_ms > 0:
+        # A rate-limited seed hands out its bandwidth once a tick (500 ms by default): a
+        # time measured against it moves in steps of a tick.
+        settings["tick_interval"] = tick_ms
     session = lt.session(settings)
     if max_up > 0 or max_down > 0:
         # Every address in the global class (bit 0), none in the unthrottled local class.
@@ -104,7 +108,7 @@ def raise_on_errors(lt: Any, alerts: list[Any]) -> None:
 
 
 def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
-    session = new_session(lt, args.max_up, args.max_down)
+    session = new_session(lt, args.max_up, args.max_down, args.tick_ms)
     handle = None
     if args.role == "seed":
         handle = session.add_torrent(add_params(lt, args.torrent, args.folder, seed=True, check=args.check))
@@ -189,6 +193,7 @@ def main(argv: list[str]) -> int:
     peer.add_argument("--max-up", type=int, default=0, help="upload limit, bytes per second (0: none)")
     peer.add_argument("--max-down", type=int, default=0, help="download limit, bytes per second (0: none)")
     peer.add_argument("--check", action="store_true", help="a seed checks its data before it is ready")
+    peer.add_argument("--tick-ms", type=int, default=0, help="libtorrent's tick_interval (0: its 500 ms)")
     memory = sub.add_parser("memory")
     memory.add_argument("torrent_dir")
     memory.add_argument("folder")

@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bitswarm import __version__, merkle
 from bitswarm.dht.bootstrap import DEFAULT_BOOTSTRAP
@@ -118,6 +118,10 @@ MAX_PEERS_PER_TORRENT = 60
 CONNECT_TIMEOUT_S = 10.0
 # Addresses remembered as having no uTP (oldest forgotten first).
 MAX_TCP_ONLY_PEERS = 4096
+# How long a dial waits for a uTP answer before it tries TCP as well, as Happy Eyeballs
+# (RFC 8305) waits between address families: a uTP SYN-ACK takes one round trip, a peer
+# without uTP never sends one, and a TCP handshake that then finishes first wins.
+UTP_HEAD_START_S = 0.25
 TICK_S = 1.0
 RESUME_PERIOD_S = 10.0
 # Written but unhashed data allowed in the disk queue before peers stop being read.
@@ -1381,16 +1385,45 @@ class Session:
 
     async def dial(self, address: tuple[str, int], protocol_factory: Callable[[], PeerConnection]) -> None:
         """Connect to a peer: over uTP first when it is on (as libtorrent does), over TCP
-        when uTP is off or the peer did not answer it. Raises OSError when neither works."""
-        if self.utp is not None and address not in self.tcp_only_peers:
-            try:
-                await self.utp.open_connection(address, protocol_factory)
-                return
-            except OSError:
-                if len(self.tcp_only_peers) >= MAX_TCP_ONLY_PEERS:
-                    self.tcp_only_peers.pop(next(iter(self.tcp_only_peers)))
-                self.tcp_only_peers[address] = None
-        await asyncio.get_running_loop().create_connection(protocol_factory, *address)
+        when uTP is off or the peer does not answer it. A peer silent over uTP for
+        ``UTP_HEAD_START_S`` is dialled over TCP too, and the first connection made wins:
+        waiting out uTP's three seconds of SYNs cost a stream from a TCP-only seed three
+        seconds before its first byte. Raises OSError when neither works."""
+        loop = asyncio.get_running_loop()
+        if self.utp is None or address in self.tcp_only_peers:
+            await loop.create_connection(protocol_factory, *address)
+            return
+        utp = loop.create_task(self.utp.open_connection(address, protocol_factory))
+        done, _ = await asyncio.wait({utp}, timeout=UTP_HEAD_START_S)
+        if utp in done and utp.exception() is None:
+            return
+        tcp = loop.create_task(loop.create_connection(_HeldProtocol, *address))
+        tcp_won = False
+        try:
+            pending: set[asyncio.Task[Any]] = {utp, tcp}
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if utp in done and utp.exception() is None:
+                    return
+                if tcp in done and tcp.exception() is None:
+                    tcp_won = True
+                    self._note_tcp_only(address)
+                    _, held = tcp.result()
+                    held.hand_over(protocol_factory())
+                    return
+            raise tcp.exception() or OSError(f"{address[0]}: no connection")
+        finally:
+            for task in (utp, tcp):
+                if not task.done():
+                    task.cancel()
+            if not tcp_won and tcp.done() and not tcp.cancelled() and tcp.exception() is None:
+                tcp.result()[0].close()  # made after uTP won: not used
+
+    def _note_tcp_only(self, address: tuple[str, int]) -> None:
+        """``address`` did not answer uTP: dial it over TCP alone from now on."""
+        if len(self.tcp_only_peers) >= MAX_TCP_ONLY_PEERS:
+            self.tcp_only_peers.pop(next(iter(self.tcp_only_peers)))
+        self.tcp_only_peers[address] = None
 
     def _dht_binds(self, port: int) -> list[list[str]]:
         """Bind lists to try in turn: both families, then IPv4 alone."""
@@ -1673,3 +1706,49 @@ class Session:
         self.disk.shutdown(wait=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+
+class _HeldProtocol(asyncio.Protocol):
+    """A TCP connection raced against a uTP dial: it holds the transport (and anything that
+    arrives) until the dial picks it, then hands it to the real protocol. (uvloop tells a
+    protocol of its connection only after create_connection has returned: the hand-over
+    then waits for that.)"""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.target: asyncio.Protocol | None = None
+        self.received = bytearray()
+        self.at_eof = False
+        self.lost: tuple[Exception | None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, unregistered
+        if self.target is not None:
+            self._forward()
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+    def eof_received(self) -> bool:
+        self.at_eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = (exc,)
+
+    def hand_over(self, protocol: asyncio.Protocol) -> None:
+        self.target = protocol
+        if self.transport is not None:
+            self._forward()
+
+    def _forward(self) -> None:
+        assert self.transport is not None
+        assert self.target is not None
+        self.transport.set_protocol(self.target)
+        self.target.connection_made(self.transport)
+        if self.received:
+            self.target.data_received(bytes(self.received))
+        if self.at_eof:
+            self.target.eof_received()
+        if self.lost is not None:
+            self.target.connection_lost(self.lost[0])
