@@ -18,7 +18,7 @@ from pathlib import Path
 from bitswarm import bencode, merkle, paths
 from bitswarm.errors import UnsafePathError, UsageError
 from bitswarm.metainfo import MAX_PIECE_LENGTH, FileEntry, Torrent, TorrentVersion
-from bitswarm.storage.hashing import PieceHasher
+from bitswarm.storage.hashing import PieceHasher, SegmentSource
 
 MIN_PIECE_LENGTH = merkle.BLOCK_SIZE
 # Automatic sizing keeps the piece list near this many hashes (about 40 KB for v1),
@@ -56,6 +56,7 @@ def create(
     workers: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    segment_source: SegmentSource | None = None,
 ) -> bytes:
     """Hash ``source`` and return the bytes of the .torrent file.
 
@@ -80,6 +81,7 @@ def create(
         source.parent,
         v1=version is not TorrentVersion.V2,
         v2=version is not TorrentVersion.V1,
+        source=segment_source,
     )
     if on_start is not None:
         on_start(hasher.num_pieces)

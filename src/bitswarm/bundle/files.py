@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from bitswarm.bundle import format as fmt
 from bitswarm.create import CreateOptions, auto_piece_length, create
 from bitswarm.errors import BitswarmError, UsageError
 from bitswarm.metainfo import Torrent, TorrentVersion
+from bitswarm.storage.layout import Segment
 
 PARTIAL_SUFFIX = ".bitswarm-partial"
 
@@ -44,6 +46,7 @@ def seal_folder(
     title: str | None = None,
     cover: bytes | None = None,
     options: CreateOptions | None = None,
+    on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> SealedBundle:
     """Seal the file or folder ``source`` into ``data_dir/<torrent name>/`` and make its torrent
@@ -64,12 +67,13 @@ def seal_folder(
     fmt.decode_manifest(fmt.encode_manifest(manifest))  # what we seal must be what we accept
     folder = data_dir / torrent_name(bundle_id)
     folder.mkdir(parents=True, exist_ok=True)
+    jobs: dict[str, _SealJob] = {}
     for index, (_, size, location) in enumerate(plain):
         sealer = fmt.FileSealer(fmt.file_key(content_key, bundle_id, index), size)
         target = folder / fmt.sealed_name(index, len(plain))
-        _seal_file(sealer, location, target)
-        if on_progress is not None:
-            on_progress(size)
+        with target.open("wb") as made:
+            made.truncate(sealer.sealed_size)
+        jobs[target.name] = _SealJob(location, sealer, target)
     sealed_total = sum(fmt.ciphertext_size(size) for _, size, _ in plain)
     header = fmt.BundleHeader(
         bundle_id, fmt.seal_manifest(manifest, content_key, bundle_id), cover,
@@ -77,7 +81,47 @@ def seal_folder(
     )  # fmt: skip
     piece_length = options.piece_length or max(fmt.MIN_PIECE_LENGTH, auto_piece_length(sealed_total))
     options = replace(options, piece_length=piece_length, extra_info={fmt.INFO_KEY: fmt.header_value(header)})
-    return SealedBundle(create(folder, options), folder, manifest)
+    buffers = threading.local()
+    torrent = create(
+        folder, options, on_start=on_start, on_progress=on_progress,
+        segment_source=lambda span: _seal(jobs, span, buffers, piece_length),
+    )  # fmt: skip
+    for _, size, location in plain:
+        if location.stat().st_size != size:
+            raise UsageError(f"{location}: changed while it was being sealed")
+    return SealedBundle(torrent, folder, manifest)
+
+
+@dataclass(frozen=True, slots=True)
+class _SealJob:
+    plain: Path
+    sealer: fmt.FileSealer
+    target: Path
+
+
+def _seal(jobs: dict[str, _SealJob], span: Segment, buffers: threading.local, piece_length: int) -> memoryview:
+    job = jobs[span.entry.path[-1]]
+    sealer = job.sealer
+    if not hasattr(buffers, "piece"):
+        buffers.piece = bytearray(piece_length)
+    piece: bytearray = buffers.piece
+    first = span.file_offset // fmt.SEGMENT
+    end = -(-(span.file_offset + span.length) // fmt.SEGMENT)
+    at = 0
+    with job.plain.open("rb", buffering=0) as reader, job.target.open("r+b", buffering=0) as writer:
+        for index in range(first, end):
+            wanted = sealer.plain_length(index)
+            chunk = os.pread(reader.fileno(), wanted, index * fmt.PLAIN_SEGMENT)
+            if len(chunk) != wanted:
+                raise UsageError(f"{job.plain}: changed while it was being sealed")
+            sealed = sealer.seal(index, chunk)
+            piece[at : at + len(sealed)] = sealed
+            at += len(sealed)
+        if at != span.length:
+            raise UsageError(f"{job.plain}: changed while it was being sealed")
+        view = memoryview(piece)[:at]
+        os.pwrite(writer.fileno(), view, span.file_offset)
+    return view
 
 
 def _plain_files(source: Path) -> list[tuple[tuple[str, ...], int, Path]]:
@@ -101,17 +145,6 @@ def _plain_files(source: Path) -> list[tuple[tuple[str, ...], int, Path]]:
         raise UsageError(f"{source}: more than {fmt.MAX_FILES} files")
     found.sort(key=lambda item: [element.encode() for element in item[0]])
     return found
-
-
-def _seal_file(sealer: fmt.FileSealer, source: Path, target: Path) -> None:
-    with source.open("rb") as reader, target.open("wb") as writer:
-        for index in range(sealer.segments):
-            chunk = reader.read(sealer.plain_length(index))
-            if len(chunk) != sealer.plain_length(index):
-                raise UsageError(f"{source}: changed while it was being sealed")
-            writer.write(sealer.seal(index, chunk))
-        if reader.read(1):
-            raise UsageError(f"{source}: changed while it was being sealed")
 
 
 def header_of(torrent: Torrent) -> fmt.BundleHeader:

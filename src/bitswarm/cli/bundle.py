@@ -107,11 +107,10 @@ def create_command(
         with about(cover):
             cover_bytes = cover.read_bytes()[: fmt.MAX_COVER_BYTES + 1]
             fmt.cover_type(cover_bytes)
-    with about(path), progress_bar("sealing", "bytes") as (_on_start, on_progress):
+    with about(path), progress_bar("sealing") as (on_start, on_progress):
         sealed = files.seal_folder(
             path, data_dir, content_key=content_key, bundle_id=bundle_id, title=title, cover=cover_bytes,
-            options=options,
-            on_progress=on_progress,
+            options=options, on_start=on_start, on_progress=on_progress,
         )  # fmt: skip
     with about(output):
         replace_durably(output, sealed.torrent)

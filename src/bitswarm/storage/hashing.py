@@ -38,11 +38,27 @@ class PieceDigest:
         return self.sha1 is not None or self.merkle is not None
 
 
+# Makes the bytes of one segment instead of reading them from disk (an encrypted bundle
+# seals its plaintext there, so the ciphertext is hashed as it is made, never read back);
+# None: the bytes are not all there.
+SegmentSource = Callable[[Segment], "bytes | memoryview | None"]
+
+
 class PieceHasher:
     """Reads and hashes pieces of ``files`` saved under ``root``."""
 
-    def __init__(self, files: Sequence[FileEntry], piece_length: int, root: Path, *, v1: bool, v2: bool) -> None:
+    def __init__(
+        self,
+        files: Sequence[FileEntry],
+        piece_length: int,
+        root: Path,
+        *,
+        v1: bool,
+        v2: bool,
+        source: SegmentSource | None = None,
+    ) -> None:
         self.layout = Layout(files, piece_length)
+        self.source = source
         self.piece_length = piece_length
         self.num_pieces = self.layout.num_pieces
         self.root = root
@@ -103,7 +119,9 @@ class PieceHasher:
             root = merkle.root(leaves, merkle.piece_width(owner.length, self.piece_length))
         return PieceDigest(index, sha1.digest() if sha1 is not None else None, root)
 
-    def _read(self, segment: Segment, handles: dict[int, int | None]) -> bytes | None:
+    def _read(self, segment: Segment, handles: dict[int, int | None]) -> bytes | memoryview | None:
+        if self.source is not None:
+            return self.source(segment)
         key = id(segment.entry)
         if key not in handles:
             location = self._locations[key]
