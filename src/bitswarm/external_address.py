@@ -59,8 +59,11 @@ class ExternalAddressVote:
         if address is None:
             return False
         claims = self._claims[address.version]
-        claims.pop(voter, None)
+        previous = claims.pop(voter, None)
         claims[voter] = _Claim(str(address), witness, now)
+        if previous is not None and previous.address == str(address):
+            # A witness repeating itself (every DHT reply carries the claim) changes no count.
+            return False
         while len(claims) > self.max_voters:
             claims.popitem(last=False)
         return self._decide(address.version, now)

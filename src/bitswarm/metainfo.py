@@ -262,7 +262,7 @@ def _build(
         raise MetainfoError("the torrent holds no data", "info")
     # After U+FFFD stands in for invalid bytes, two names may meet: a collision, refused.
     paths.check_collisions((entry.path for entry in files if not entry.is_pad), "info.files")
-    not_utf8 = _names_not_utf8(info)
+    not_utf8 = _names_not_utf8(info, version)
     if not_utf8:
         warnings = (*warnings, f"{not_utf8} name{'s' if not_utf8 > 1 else ''} not valid UTF-8: each invalid "
                     "byte is shown as U+FFFD")  # fmt: skip
@@ -316,10 +316,7 @@ def _v1_files(info: dict[bytes, bencode.Value], name: str) -> tuple[list[FileEnt
         where = f"info.files[{index}]"
         item = _as_dict(raw, where)
         length = _length(item, f"{where}.length")
-        # path.utf-8 wins when it is there and really UTF-8 (some clients write it in the
-        # local code page all the same).
-        key = b"path.utf-8" if _is_utf8_list(item.get(b"path.utf-8")) else b"path"
-        elements = item.get(key)
+        elements = item.get(_path_key(item))
         if not isinstance(elements, list) or not all(isinstance(e, bytes) for e in elements):
             raise MetainfoError("missing or not a list of strings", f"{where}.path")
         attr = _attr(item, where)
@@ -522,21 +519,24 @@ def _is_utf8_list(value: bencode.Value | None) -> bool:
     return isinstance(value, list) and all(isinstance(element, bytes) and _is_utf8(element) for element in value)
 
 
-def _names_not_utf8(info: dict[bytes, bencode.Value]) -> int:
+def _path_key(item: dict[bytes, bencode.Value]) -> bytes:
+    """path.utf-8 wins when it is there and really UTF-8 (some clients write it in the local
+    code page all the same), else path."""
+    return b"path.utf-8" if _is_utf8_list(item.get(b"path.utf-8")) else b"path"
+
+
+def _names_not_utf8(info: dict[bytes, bencode.Value], version: TorrentVersion) -> int:
     """How many names (the torrent's, path elements of v1 files, v2 tree keys) are not
-    valid UTF-8 as read; ``paths.safe_name`` shows each invalid byte as U+FFFD."""
+    valid UTF-8 as read; ``paths.safe_name`` shows each invalid byte as U+FFFD. Called once
+    ``_build`` has checked the parts of ``version`` it walks (the others are not read)."""
     names = [_text_bytes(info, b"name", "info.name", prefer_utf8=True)]
-    listed = info.get(b"files")
-    for item in listed if isinstance(listed, list) else []:
-        if isinstance(item, dict):
-            chosen = item.get(b"path.utf-8") if _is_utf8_list(item.get(b"path.utf-8")) else item.get(b"path")
-            names += [element for element in chosen if isinstance(element, bytes)] if isinstance(chosen, list) else []
-    pending = [info.get(b"file tree")]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            names += [key for key in node if key]
-            pending += list(node.values())
+    if version is not TorrentVersion.V2 and isinstance(info.get(b"files"), list):
+        for item in cast(list[dict[bytes, bencode.Value]], info[b"files"]):
+            names += cast(list[bytes], item[_path_key(item)])
+    if version is not TorrentVersion.V1:
+        leaves: list[tuple[tuple[bytes, ...], dict[bytes, bencode.Value]]] = []
+        _walk_tree(cast(dict[bytes, bencode.Value], info[b"file tree"]), (), leaves)
+        names += [element for path, _ in leaves for element in path]
     return sum(not _is_utf8(name) for name in names)
 
 

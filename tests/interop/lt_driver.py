@@ -412,17 +412,9 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
     So the caller can look at the tracker while libtorrent is a leecher and again once it
     is a seeder, before it announces "stopped".
     """
-    save_path = os.path.abspath(args.save_path)
-    if not os.path.isdir(save_path):
-        raise DriverError(f"{save_path}: save path is not a directory")
-    params = lt.add_torrent_params()
-    params.ti = _load(lt, args.torrent)
-    params.save_path = save_path
-    flags = lt.torrent_flags
-    # Not paused and not auto-managed: the torrent starts at once.
-    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    params = _peers_only_params(lt, args)
     if args.hold:
-        params.flags |= flags.upload_mode
+        params.flags |= lt.torrent_flags.upload_mode
     deadline = time.monotonic() + args.timeout
     session = lt.session({**_loopback_settings(lt, args.interface), **_encryption_settings(lt, args.encryption)})
     try:
@@ -432,7 +424,7 @@ def cmd_download(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any] | N
             while not any(num_peers > 0 for num_peers, _ in download.replies):
                 download.pump("a tracker reply naming a peer")
             _emit_and_wait(download.report("announced"))
-            handle.unset_flags(flags.upload_mode)
+            handle.unset_flags(lt.torrent_flags.upload_mode)
         # libtorrent announces "completed" as soon as it finishes; wait for the answer.
         while not (download.finished and any(after for _, after in download.replies)):
             download.pump("seeding, and the tracker's reply to the completed announce")
@@ -497,14 +489,7 @@ def cmd_seed(lt: ModuleType, args: argparse.Namespace) -> None:
     for --timeout seconds from the start, whichever comes first; then it prints a last line
     (stage "stopped", with "uploaded": the payload bytes it sent) and closes the session.
     """
-    save_path = os.path.abspath(args.save_path)
-    if not os.path.isdir(save_path):
-        raise DriverError(f"{save_path}: save path is not a directory")
-    params = lt.add_torrent_params()
-    params.ti = _load(lt, args.torrent)
-    params.save_path = save_path
-    flags = lt.torrent_flags
-    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    params = _peers_only_params(lt, args)
     deadline = time.monotonic() + args.timeout
     session = lt.session({**_loopback_settings(lt), **_encryption_settings(lt, args.encryption)})
     try:
@@ -854,14 +839,7 @@ def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
     class, which no rate limit touches, so every address goes into the global class instead
     (as bench/lt_peer.py does): the cap then holds for peers on 127.0.0.1 too.
     """
-    save_path = os.path.abspath(args.save_path)
-    if not os.path.isdir(save_path):
-        raise DriverError(f"{save_path}: save path is not a directory")
-    params = lt.add_torrent_params()
-    params.ti = _load(lt, args.torrent)
-    params.save_path = save_path
-    flags = lt.torrent_flags
-    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    params = _peers_only_params(lt, args)
     deadline = time.monotonic() + args.timeout
     settings = _loopback_settings(lt)
     if args.utp_only:
@@ -889,6 +867,21 @@ def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
         del session
 
 
+def _peers_only_params(lt: ModuleType, args: argparse.Namespace) -> Any:
+    """add_torrent_params for args.torrent saved in args.save_path, with no DHT, LSD or PEX:
+    the peers are the ones the test names. Not paused and not auto-managed: the torrent
+    starts at once. Raises DriverError when the save path is not a folder."""
+    save_path = os.path.abspath(args.save_path)
+    if not os.path.isdir(save_path):
+        raise DriverError(f"{save_path}: save path is not a directory")
+    params = lt.add_torrent_params()
+    params.ti = _load(lt, args.torrent)
+    params.save_path = save_path
+    flags = lt.torrent_flags
+    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    return params
+
+
 def _utp_only_settings() -> dict[str, Any]:
     """uTP (BEP 29) both ways and no TCP at all, so a transfer that works was over uTP."""
     return {
@@ -902,15 +895,8 @@ def _utp_only_settings() -> dict[str, Any]:
 def cmd_download_from(lt: ModuleType, args: argparse.Namespace) -> dict[str, Any]:
     """Download TORRENT into SAVE_PATH from the one peer at --peer (no tracker, DHT, LSD or
     PEX); prints one JSON object once seeding, whose peers say whether they were uTP."""
-    save_path = os.path.abspath(args.save_path)
-    if not os.path.isdir(save_path):
-        raise DriverError(f"{save_path}: save path is not a directory")
     host, _, port = args.peer.rpartition(":")
-    params = lt.add_torrent_params()
-    params.ti = _load(lt, args.torrent)
-    params.save_path = save_path
-    flags = lt.torrent_flags
-    params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
+    params = _peers_only_params(lt, args)
     deadline = time.monotonic() + args.timeout
     settings = _loopback_settings(lt)
     if args.utp_only:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitswarm.errors import UTPError
-from bitswarm.wire.utp import UTPState
+from bitswarm.wire.utp import UTPConnection, UTPState
 from bitswarm.wire.utp_packet import Packet, PacketType, decode, encode_sack, sack_offsets
 from bitswarm.wire.utp_socket import ConnectionEstablished, UTPSocket
 
@@ -48,16 +48,16 @@ def test_decoder_on_data_packets_only_ever_raises_utp_error(data: bytes) -> None
         decode(data)
 
 
-@settings(max_examples=200)
-@given(st.lists(st.one_of(packets().map(Packet.encode), st.binary(max_size=80)), max_size=30), st.integers(0, 3))
-def test_a_connected_socket_survives_any_datagrams(datagrams: list[bytes], seed: int) -> None:
-    a, b = UTPSocket(random.Random(seed)), UTPSocket(random.Random(seed + 1))
-    source, target = ("10.0.0.1", 1), ("10.0.0.2", 2)
-    client = a.connect(target, 0.0)
+SOURCE, TARGET = ("10.0.0.1", 1), ("10.0.0.2", 2)
+
+
+def connected(a: UTPSocket, b: UTPSocket) -> UTPConnection:
+    """``a`` at SOURCE dials ``b`` at TARGET and says hello; the connection ``b`` accepted."""
+    client = a.connect(TARGET, 0.0)
     client.write(b"hello")
     accepted = []
     for step in range(3):
-        sender, receiver, origin = (a, b, source) if step % 2 == 0 else (b, a, target)
+        sender, receiver, origin = (a, b, SOURCE) if step % 2 == 0 else (b, a, TARGET)
         for datagram in sender.datagrams_to_send(step * 0.01):
             accepted += [
                 f.connection
@@ -65,8 +65,16 @@ def test_a_connected_socket_survives_any_datagrams(datagrams: list[bytes], seed:
                 if isinstance(f, ConnectionEstablished) and f.connection.is_incoming
             ]
     (server,) = accepted
+    return server
+
+
+@settings(max_examples=200)
+@given(st.lists(st.one_of(packets().map(Packet.encode), st.binary(max_size=80)), max_size=30), st.integers(0, 3))
+def test_a_connected_socket_survives_any_datagrams(datagrams: list[bytes], seed: int) -> None:
+    a, b = UTPSocket(random.Random(seed)), UTPSocket(random.Random(seed + 1))
+    server = connected(a, b)
     for index, hostile in enumerate(datagrams):
-        b.receive(source, hostile, 1.0 + index * 0.01)
+        b.receive(SOURCE, hostile, 1.0 + index * 0.01)
         b.datagrams_to_send(1.0 + index * 0.01)
         b.tick(1.0 + index * 0.01)
     assert len(b.connections) <= 1 + b.max_half_open
@@ -93,19 +101,7 @@ def test_forged_packets_on_a_live_connection_never_break_its_rules(
     """Packets with the right connection id and sequence numbers near the live ones: the
     connection never holds more than its window, never counts unsent bytes as acked."""
     a, b = UTPSocket(random.Random(5)), UTPSocket(random.Random(6), recv_buffer_bytes=8000)
-    source, target = ("10.0.0.1", 1), ("10.0.0.2", 2)
-    client = a.connect(target, 0.0)
-    client.write(b"hello")
-    accepted = []
-    for step in range(3):
-        sender, receiver, origin = (a, b, source) if step % 2 == 0 else (b, a, target)
-        for datagram in sender.datagrams_to_send(step * 0.01):
-            accepted += [
-                f.connection
-                for f in receiver.receive(origin, datagram.payload, step * 0.01)
-                if isinstance(f, ConnectionEstablished) and f.connection.is_incoming
-            ]
-    (server,) = accepted
+    server = connected(a, b)
     server.write(b"s" * 5000)
     b.touch(server)
     b.datagrams_to_send(0.05)
@@ -122,7 +118,7 @@ def test_forged_packets_on_a_live_connection_never_break_its_rules(
             encode_sack(offsets) or None,
             payload if kind is PacketType.DATA else b"",
         )
-        b.receive(source, packet.encode(), now)
+        b.receive(SOURCE, packet.encode(), now)
         for datagram in b.datagrams_to_send(now):
             assert len(datagram.payload) <= 20 + 2 + 64 + 1400
         if server.state is UTPState.CLOSED:

@@ -239,17 +239,21 @@ def torrent_facts(torrent: Torrent) -> dict[str, Any]:
     }
 
 
+def _escaped(value: Any) -> Any:
+    """``value`` with every string in it, however nested, through ``magnet.printable``."""
+    if isinstance(value, str):
+        return magnet.printable(value)
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    return value
+
+
 def format_facts(facts: dict[str, Any]) -> str:
     """The facts as lines for a terminal: text from the torrent or link (names, comments,
     URLs) with its control characters escaped."""
-    facts = {key: magnet.printable(value) if isinstance(value, str) else value for key, value in facts.items()}
-    facts["files"] = [{**entry, "path": magnet.printable(entry["path"])} for entry in facts.get("files", [])]
-    facts["trackers"] = [
-        [magnet.printable(url) for url in tier] if isinstance(tier, list) else magnet.printable(tier)
-        for tier in facts["trackers"]
-    ]
-    facts["web_seeds"] = [magnet.printable(url) for url in facts["web_seeds"]]
-    facts["peers"] = [magnet.printable(peer) for peer in facts.get("peers", [])]
+    facts = _escaped(facts)
     name = facts["name"] if facts["name"] is not None else "(not given: the metadata will name it)"
     lines = [f"name:          {name}"]
     if facts["kind"] == "torrent":

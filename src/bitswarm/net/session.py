@@ -84,7 +84,7 @@ from bitswarm.net.http_client import http_get
 from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
 from bitswarm.net.portmap import PortMapped, PortMapper
-from bitswarm.net.utp import UTPService, enlarge_buffers
+from bitswarm.net.utp import UTPService, enlarge_buffers, sender_for
 from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
 from bitswarm.storage.backend import FileStorage
@@ -1205,13 +1205,6 @@ async def _udp_announce(url: str, params: AnnounceParams, rng: random.Random) ->
         transport.close()
 
 
-def _sender(transport: asyncio.DatagramTransport) -> Callable[[tuple[str, int], bytes], None]:
-    def send(address: tuple[str, int], payload: bytes) -> None:
-        transport.sendto(payload, address)
-
-    return send
-
-
 def _block_digests(data: bytes) -> list[bytes]:
     """The SHA-1 of each block of a piece (for the smart ban)."""
     view = memoryview(data)
@@ -1377,7 +1370,7 @@ class Session:
             for family, transport in self.dht.transports.items():
                 enlarge_buffers(transport)
                 name = transport.get_extra_info("sockname")
-                service.attach(family, _sender(transport), (str(name[0]), int(name[1])))
+                service.attach(family, sender_for(transport), (str(name[0]), int(name[1])))
             self.dht.foreign_datagram = service.datagram_received
         else:
             try:
@@ -1399,13 +1392,14 @@ class Session:
             await loop.create_connection(protocol_factory, *address)
             return
         utp = loop.create_task(self.utp.open_connection(address, protocol_factory))
-        head_start_s = UTP_LOCAL_HEAD_START_S if _on_local_network(address[0]) else UTP_HEAD_START_S
-        done, _ = await asyncio.wait({utp}, timeout=head_start_s)
-        if utp in done and utp.exception() is None:
-            return
-        tcp = loop.create_task(loop.create_connection(_HeldProtocol, *address))
+        tcp: asyncio.Task[tuple[asyncio.Transport, _HeldProtocol]] | None = None
         tcp_won = False
         try:
+            head_start_s = UTP_LOCAL_HEAD_START_S if _on_local_network(address[0]) else UTP_HEAD_START_S
+            done, _ = await asyncio.wait({utp}, timeout=head_start_s)
+            if utp in done and utp.exception() is None:
+                return
+            tcp = loop.create_task(loop.create_connection(_HeldProtocol, *address))
             pending: set[asyncio.Task[Any]] = {utp, tcp}
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -1419,14 +1413,16 @@ class Session:
                     return
             raise tcp.exception() or OSError(f"{address[0]}: no connection")
         finally:
+            # Also when the dial itself is cancelled (its timeout, the session closing):
+            # no attempt outlives it to connect a peer nobody waits for.
             for task in (utp, tcp):
-                if not task.done():
+                if task is not None and not task.done():
                     task.cancel()
-            if not tcp_won and tcp.done() and not tcp.cancelled() and tcp.exception() is None:
+            if tcp is not None and not tcp_won and tcp.done() and not tcp.cancelled() and tcp.exception() is None:
                 tcp.result()[0].close()  # made after uTP won: not used
 
     def _note_tcp_only(self, address: tuple[str, int]) -> None:
-        """``address`` did not answer uTP: dial it over TCP alone from now on."""
+        """``address`` did not answer uTP before TCP did: dial it over TCP alone from now on."""
         if len(self.tcp_only_peers) >= MAX_TCP_ONLY_PEERS:
             self.tcp_only_peers.pop(next(iter(self.tcp_only_peers)))
         self.tcp_only_peers[address] = None

@@ -51,6 +51,15 @@ def enlarge_buffers(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
 
 
+def sender_for(transport: asyncio.DatagramTransport) -> Sender:
+    """A ``Sender`` writing through ``transport`` (ours, or the DHT's)."""
+
+    def send(address: Address, payload: bytes) -> None:
+        transport.sendto(payload, address)
+
+    return send
+
+
 class UTPTransport(asyncio.Transport):
     """One uTP connection as an asyncio transport: bytes written wait here until the
     core's send buffer has room; bytes received wait in the core (shrinking the window
@@ -282,11 +291,7 @@ class UTPService:
         self._own.append(transport)
         enlarge_buffers(transport)
         name = transport.get_extra_info("sockname")
-
-        def send(address: Address, payload: bytes) -> None:
-            transport.sendto(payload, address)
-
-        self.attach(6 if family == socket.AF_INET6 else 4, send, (str(name[0]), int(name[1])))
+        self.attach(6 if family == socket.AF_INET6 else 4, sender_for(transport), (str(name[0]), int(name[1])))
 
     def sockname(self) -> Address | None:
         return self._sockname
