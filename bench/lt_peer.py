@@ -17,7 +17,7 @@ A seed adds its torrent at once (seed_mode: no check; with --check it checks fir
 is ready once seeding; once it has every piece a peer reports its payload bytes sent
 ("uploaded") every PROGRESS_PERIOD_S.
 
-The session listens on 127.0.0.1 only, TCP only, no DHT, LSD, PEX, UPnP or NAT-PMP, and
+The session listens on 127.0.0.1 only, TCP only (with --stock TCP and uTP, as libtorrent comes), no DHT, LSD, PEX, UPnP or NAT-PMP, and
 allows several connections per IP, since every peer on loopback is 127.0.0.1. libtorrent
 puts loopback peers in its local peer class, which no rate limit touches; with --max-up
 every address is put in the global class instead (`set_peer_class_filter`), so the
@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 ALERT_POLL_MS = 100
+UTP_SOCKET = 1 << 17  # peer_info::utp_socket, which the Python bindings do not name
 PROGRESS_PERIOD_S = 2.0
 # Bounds on the waits of this process; the parent has its own, shorter ones.
 SEED_READY_TIMEOUT_S = 600.0
@@ -53,7 +54,8 @@ def read_command(timeout_s: float) -> str | None:
     return line.strip() if line else "stop"
 
 
-def new_session(lt: Any, max_up: int, max_down: int = 0, tick_ms: int = 0) -> Any:
+def new_session(lt: Any, max_up: int, max_down: int = 0, tick_ms: int = 0, *, stock: bool = False,
+                encryption: str = "") -> Any:
     settings: dict[str, Any] = {
         "listen_interfaces": "127.0.0.1:0",
         "outgoing_interfaces": "127.0.0.1",
@@ -63,12 +65,16 @@ def new_session(lt: Any, max_up: int, max_down: int = 0, tick_ms: int = 0) -> An
         "enable_natpmp": False,
         "enable_ip_notifier": False,
         "allow_multiple_connections_per_ip": True,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
         "alert_mask": int(
             lt.alert_category.status | lt.alert_category.error | lt.alert_category.storage | lt.alert_category.tracker
         ),
     }
+    if not stock:
+        settings["enable_outgoing_utp"] = False
+        settings["enable_incoming_utp"] = False
+    if encryption:
+        policy = {"require": lt.enc_policy.forced, "disable": lt.enc_policy.disabled}[encryption]
+        settings.update(out_enc_policy=policy, in_enc_policy=policy, allowed_enc_level=lt.enc_level.rc4)
     if max_up > 0:
         settings["upload_rate_limit"] = max_up
     if max_down > 0:
@@ -108,7 +114,7 @@ def raise_on_errors(lt: Any, alerts: list[Any]) -> None:
 
 
 def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
-    session = new_session(lt, args.max_up, args.max_down, args.tick_ms)
+    session = new_session(lt, args.max_up, args.max_down, args.tick_ms, stock=args.stock, encryption=args.encryption)
     handle = None
     if args.role == "seed":
         handle = session.add_torrent(add_params(lt, args.torrent, args.folder, seed=True, check=args.check))
@@ -126,7 +132,7 @@ def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
         command = read_command(0.0)
         if command == "stop":
             break
-        if command == "start" and handle is None:
+        if (command == "start" or args.start) and handle is None:
             handle = session.add_torrent(add_params(lt, args.torrent, args.folder, seed=False))
             if args.connect:
                 handle.connect_peer(("127.0.0.1", args.connect))
@@ -135,7 +141,11 @@ def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
         raise_on_errors(lt, alerts)
         if not finished and any(isinstance(alert, lt.torrent_finished_alert) for alert in alerts):
             finished = True
-            emit("finished")
+            # How the bytes came: over uTP or TCP (libtorrent dials uTP first when it may).
+            transports = sorted({("utp" if peer.flags & UTP_SOCKET else "tcp")
+                                 + ("/rc4" if peer.flags & lt.peer_info.rc4_encrypted else "")
+                                 for peer in handle.get_peer_info()})
+            emit("finished", transports=transports)
         if handle is not None and time.monotonic() >= next_progress:
             next_progress = time.monotonic() + PROGRESS_PERIOD_S
             status = handle.status()
@@ -194,6 +204,9 @@ def main(argv: list[str]) -> int:
     peer.add_argument("--max-down", type=int, default=0, help="download limit, bytes per second (0: none)")
     peer.add_argument("--check", action="store_true", help="a seed checks its data before it is ready")
     peer.add_argument("--tick-ms", type=int, default=0, help="libtorrent's tick_interval (0: its 500 ms)")
+    peer.add_argument("--stock", action="store_true", help="libtorrent's own settings (uTP on) but for loopback's")
+    peer.add_argument("--start", action="store_true", help="a downloader starts at once, without a 'start' command")
+    peer.add_argument("--encryption", choices=("require", "disable"), help="MSE: RC4 both ways, or none")
     memory = sub.add_parser("memory")
     memory.add_argument("torrent_dir")
     memory.add_argument("folder")

@@ -550,9 +550,9 @@ def run_limited(
 
 
 @contextlib.contextmanager
-def run_tracker(log_path: Path) -> Iterator[str]:
+def run_tracker(log_path: Path, port: int = 0) -> Iterator[str]:
     """A fresh `bitswarm tracker` (memory store, HTTP only) on 127.0.0.1; yields its announce URL."""
-    argv = [sys.executable, "-m", "bitswarm", "tracker", "--http", "127.0.0.1:0", "--udp", "off"]
+    argv = [sys.executable, "-m", "bitswarm", "tracker", "--http", f"127.0.0.1:{port}", "--udp", "off"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True)
         try:
