@@ -10,8 +10,9 @@ subprocess, as a user runs it) and libtorrent 2.0.8 (tests/lt_webseed.py under
 /usr/bin/python3) download it into an empty folder. Time is wall time from starting the
 process to its exit, start-up included (libtorrent's own add-to-complete time is shown
 too). nginx's access log gives each client's requests and connections. Every copy is
-compared with the original. Only processes this benchmark started are stopped, by PID.
-This is a measurement, not a test.
+compared with the original. Each run prints the CPU seconds other processes used during it
+(``measure.Noise``: the machine is shared), so a noisy round shows. Only processes this
+benchmark started are stopped, by PID. This is a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from bitswarm.create import CreateOptions, create  # noqa: E402
+from measure import Noise, commit, machine  # noqa: E402
 from bitswarm.metainfo import Torrent, TorrentVersion  # noqa: E402
 from webseed_nginx import Nginx, nginx_binary, serve_with_nginx  # noqa: E402
 
@@ -88,6 +91,7 @@ def main() -> None:
             torrent_path = work / "bench.torrent"
             torrent_path.write_bytes(data)
             piece_kib = Torrent.decode(data).piece_length >> 10
+            print(f"{machine()}; bitswarm at {commit()}")
             print(f"{args.size_mib} MiB, {piece_kib} KiB pieces, nginx at {nginx.url}, {args.repeat} rounds")
             times: dict[str, list[float]] = {"bitswarm": [], "libtorrent": []}
             for round_number in range(args.repeat):
@@ -95,7 +99,9 @@ def main() -> None:
                     out = work / f"{name}-{round_number}"
                     out.mkdir()
                     skip = len(nginx.requests())
+                    noise = Noise()
                     result = runner(torrent_path, out)
+                    other_cpu_s, _wall_s = noise.measure()
                     if not filecmp.cmp(original, out / "bench.bin", shallow=False):
                         raise SystemExit(f"{name}: the copy differs from the original")
                     requests, connections, sent = traffic(nginx, skip)
@@ -103,7 +109,8 @@ def main() -> None:
                     own = f" (own {result['own_s']:.3f} s)" if "own_s" in result else ""
                     print(
                         f"round {round_number + 1} {name:10} {result['wall_s']:.3f} s{own}  "
-                        f"{requests} requests over {connections} connections, {sent >> 20} MiB"
+                        f"{requests} requests over {connections} connections, {sent >> 20} MiB, "
+                        f"other processes {other_cpu_s:.2f} CPU s"
                     )
                     shutil.rmtree(out)
     best = {name: min(values) for name, values in times.items()}
