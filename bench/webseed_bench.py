@@ -85,7 +85,10 @@ def main() -> None:
         www = work / "www"
         www.mkdir()
         original = www / "bench.bin"
-        original.write_bytes(random.Random(19).randbytes(args.size_mib << 20))
+        rng = random.Random(19)
+        with original.open("wb") as file:
+            for _mib in range(args.size_mib):  # randbytes takes at most 256 MiB at once
+                file.write(rng.randbytes(1 << 20))
         with serve_with_nginx(www, work / "nginx", binary) as nginx:
             data = create(original, CreateOptions(version=TorrentVersion.V1, web_seeds=[nginx.url + "bench.bin"]))
             torrent_path = work / "bench.torrent"
