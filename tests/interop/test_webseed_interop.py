@@ -22,6 +22,7 @@ from urllib.parse import unquote
 import pytest
 
 from bitswarm.create import CreateOptions, create
+from bitswarm.engine.webseed import MAX_CONNECTIONS
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentOptions
@@ -120,9 +121,9 @@ def test_bitswarm_and_libtorrent_download_the_same_torrent_from_nginx_alone(
         by_bitswarm = nginx.requests()[len(by_libtorrent) :]
     # Pad files (hybrid) are zeros of our own making: neither client asks for them.
     assert requested_paths(by_libtorrent) == requested_paths(by_bitswarm) == expected_paths()
-    # No peer, one web seed: every byte came from nginx, and only once, over one connection.
+    # No peer, one web seed: every byte came from nginx, and only once, over a few connections.
     assert sum(sent for _, _, _, sent, _ in by_bitswarm) == sum(FILES.values())
-    assert len({connection for connection, *_ in by_bitswarm}) == 1
+    assert 1 <= len({connection for connection, *_ in by_bitswarm}) <= MAX_CONNECTIONS
     assert torrent.name == NAME
 
 

@@ -8,14 +8,16 @@ from bitswarm.engine.webseed import (
     BACKOFF_FIRST_S,
     BACKOFF_MAX_S,
     MAX_BAD_PIECES,
+    MAX_CONNECTIONS,
+    BodySlice,
     PadBytes,
     RangeRequest,
+    RunPlan,
     WebSeedState,
     file_url,
-    merge_ranges,
     plan_piece,
+    plan_run,
     response_body_is_acceptable,
-    split_bodies,
 )
 from bitswarm.metainfo import FileEntry
 from bitswarm.storage.layout import Layout
@@ -63,22 +65,36 @@ def test_pad_files_are_zeros_not_requests() -> None:
     ]
 
 
-def _serve(content: dict[str, bytes], requests: list[RangeRequest]) -> list[bytes]:
+def _serve(content: dict[str, bytes], requests: tuple[RangeRequest, ...]) -> list[bytes]:
     """What a web seed holding ``content`` (URL -> file bytes) answers to ``requests``."""
     return [content[request.url][request.first : request.first + request.length] for request in requests]
+
+
+def _fill(run: RunPlan, piece_sizes: list[int], bodies: list[bytes]) -> list[bytes]:
+    """The pieces as the I/O layer fills them: zeroed buffers, each body cut by its slices."""
+    pieces = [bytearray(size) for size in piece_sizes]
+    for body, parts in zip(bodies, run.slices, strict=True):
+        assert sum(part.length for part in parts) == len(body)
+        at = 0
+        for part in parts:
+            assert part.begin + part.length <= piece_sizes[part.piece]
+            pieces[part.piece][part.begin : part.begin + part.length] = body[at : at + part.length]
+            at += part.length
+    return [bytes(piece) for piece in pieces]
 
 
 def _torrent_bytes(files: list[FileEntry], content: dict[str, bytes]) -> bytes:
     return b"".join(bytes(entry.length) if entry.is_pad else content["http://h/t/" + entry.path[-1]] for entry in files)
 
 
-def test_a_run_of_pieces_of_one_file_is_one_request_and_splits_back_into_its_pieces() -> None:
+def test_a_run_of_pieces_of_one_file_is_one_request_whose_body_fills_its_pieces() -> None:
     layout = Layout([FileEntry(("movie.mkv",), 300, 0)], 64)
-    plans = [plan_piece("http://h/m", "movie.mkv", layout, index, is_multi_file=False) for index in (1, 2, 3, 4)]
-    requests = merge_ranges(plans)
-    assert requests == [RangeRequest("http://h/m", 64, 236, 300)]  # pieces 1..4, the last one short
+    run = plan_run("http://h/m", "movie.mkv", layout, [1, 2, 3, 4], is_multi_file=False)
+    assert run.requests == (RangeRequest("http://h/m", 64, 236, 300),)  # pieces 1..4, the last one short
+    assert run.slices == ((BodySlice(0, 0, 64), BodySlice(1, 0, 64), BodySlice(2, 0, 64), BodySlice(3, 0, 44)),)
+    assert run.sizes == (64, 64, 64, 44)
     content = bytes(range(256)) + bytes(range(44))
-    assert split_bodies(plans, _serve({"http://h/m": content}, requests)) == [
+    assert _fill(run, [64, 64, 64, 44], _serve({"http://h/m": content}, run.requests)) == [
         content[64:128],
         content[128:192],
         content[192:256],
@@ -88,8 +104,9 @@ def test_a_run_of_pieces_of_one_file_is_one_request_and_splits_back_into_its_pie
 
 def test_pieces_that_are_not_consecutive_are_separate_requests() -> None:
     layout = Layout([FileEntry(("movie.mkv",), 300, 0)], 64)
-    plans = [plan_piece("http://h/m", "movie.mkv", layout, index, is_multi_file=False) for index in (0, 2)]
-    assert merge_ranges(plans) == [RangeRequest("http://h/m", 0, 64, 300), RangeRequest("http://h/m", 128, 64, 300)]
+    run = plan_run("http://h/m", "movie.mkv", layout, [0, 2], is_multi_file=False)
+    assert run.requests == (RangeRequest("http://h/m", 0, 64, 300), RangeRequest("http://h/m", 128, 64, 300))
+    assert run.slices == ((BodySlice(0, 0, 64),), (BodySlice(1, 0, 64),))
 
 
 def test_a_run_across_files_and_a_pad_file_asks_each_file_once_and_keeps_pad_bytes_zeros() -> None:
@@ -105,27 +122,35 @@ def test_a_run_across_files_and_a_pad_file_asks_each_file_once_and_keeps_pad_byt
         "http://h/t/c": bytes(range(141, 231)),
     }
     layout = Layout(files, 64)
-    plans = [plan_piece("http://h/", "t", layout, index, is_multi_file=True) for index in range(layout.num_pieces)]
-    requests = merge_ranges(plans)
-    assert requests == [
+    indexes = list(range(layout.num_pieces))
+    run = plan_run("http://h/", "t", layout, indexes, is_multi_file=True)
+    assert run.requests == (
         RangeRequest("http://h/t/a", 0, 100, 100),
         RangeRequest("http://h/t/b", 0, 40, 40),
         RangeRequest("http://h/t/c", 0, 90, 90),
-    ]
-    pieces = split_bodies(plans, _serve(content, requests))
+    )
+    sizes = [layout.piece_size(index) for index in indexes]
+    assert list(run.sizes) == sizes  # pad bytes included
+    pieces = _fill(run, sizes, _serve(content, run.requests))
     whole = _torrent_bytes(files, content)
     assert pieces == [whole[at : at + 64] for at in range(0, len(whole), 64)]
     assert pieces[2][12:] == bytes(52)  # the pad file's bytes, never fetched
     # The same bytes as asking piece by piece.
-    single = [split_bodies([plan], _serve(content, merge_ranges([plan])))[0] for plan in plans]
+    single = []
+    for index in indexes:
+        alone = plan_run("http://h/", "t", layout, [index], is_multi_file=True)
+        single += _fill(alone, [layout.piece_size(index)], _serve(content, alone.requests))
     assert single == pieces
 
 
-def test_replies_of_the_wrong_total_length_are_refused() -> None:
-    layout = Layout([FileEntry(("x",), 128, 0)], 64)
-    plans = [plan_piece("http://h/x", "x", layout, index, is_multi_file=False) for index in (0, 1)]
-    with pytest.raises(ValueError, match="127 bytes"):
-        split_bodies(plans, [bytes(127)])
+def test_a_v2_files_last_piece_leaves_its_tail_to_the_buffers_zeros() -> None:
+    # v2: each file starts on a piece boundary, with no pad file between (BEP 52).
+    files = [FileEntry(("t", "a"), 100, 0), FileEntry(("t", "b"), 30, 128)]
+    layout = Layout(files, 64)
+    run = plan_run("http://h/", "t", layout, [1, 2], is_multi_file=True)
+    assert run.requests == (RangeRequest("http://h/t/a", 64, 36, 100), RangeRequest("http://h/t/b", 0, 30, 30))
+    assert run.slices == ((BodySlice(0, 0, 36),), (BodySlice(1, 0, 30),))
+    assert run.sizes == (36, 30)
 
 
 def test_range_header_is_inclusive() -> None:
@@ -156,6 +181,28 @@ def test_failures_back_off_doubling_up_to_a_ceiling() -> None:
     assert state.retry_at == 100.0 + BACKOFF_MAX_S
     state.piece_served()
     assert state.may_request(100.0)
+
+
+def test_a_seed_gains_a_connection_per_run_served_up_to_the_cap_and_loses_one_per_failure() -> None:
+    state = WebSeedState("http://h/")
+    assert state.connections_wanted == 1
+    wanted = []
+    for _ in range(MAX_CONNECTIONS + 2):
+        state.run_served()
+        wanted.append(state.connections_wanted)
+    assert wanted == [min(MAX_CONNECTIONS, count) for count in range(2, MAX_CONNECTIONS + 4)]
+    state.request_failed(0.0)
+    assert state.connections_wanted == MAX_CONNECTIONS - 1
+    for _ in range(MAX_CONNECTIONS + 2):
+        state.request_failed(0.0)
+    assert state.connections_wanted == 1  # never none: the first connection waits out the backoff
+
+
+def test_a_seed_held_to_one_connection_never_asks_for_a_second() -> None:
+    state = WebSeedState("http://h/", max_connections=1)
+    for _ in range(5):
+        state.run_served()
+    assert state.connections_wanted == 1
 
 
 def test_seed_is_banned_after_repeated_bad_pieces() -> None:

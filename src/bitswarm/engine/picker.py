@@ -461,12 +461,21 @@ class PiecePicker:
             self._give_to_webseed(index, seed)
         return index
 
-    def start_run_for_webseed(self, seed: PeerKey, max_pieces: int) -> list[int]:
+    def start_run_for_webseed(self, seed: PeerKey, max_pieces: int, after: int | None = None) -> list[int]:
         """Up to ``max_pieces`` consecutive pieces for ``seed``: the one
         ``start_piece_for_webseed`` picks, then those after it while they wait unstarted
         (wanted, not held back, nobody on them), every block of each asked of ``seed``.
-        A run of a file's pieces is one HTTP range; empty when there is no piece."""
-        first = self.start_piece_for_webseed(seed)
+        A run of a file's pieces is one HTTP range; empty when there is no piece.
+
+        ``after`` (the piece after the seed's last run) starts the run when it waits
+        unstarted and no piece has a deadline: a seed going on where it left off asks for
+        long stretches of a file rather than runs cut short by pieces started at random."""
+        if after is not None and not self._deadlines and 0 <= after < self.num_pieces and self._is_untouched(after):
+            self._begin(after)
+            self._give_to_webseed(after, seed)
+            first: int | None = after
+        else:
+            first = self.start_piece_for_webseed(seed)
         if first is None:
             return []
         run = [first]

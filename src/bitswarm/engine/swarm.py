@@ -163,7 +163,7 @@ class WriteCheckedPiece:
     already), then call ``Swarm.piece_checked`` with ``ok=True``: it is hashed once."""
 
     index: int
-    data: bytes
+    data: bytes | bytearray  # a web seed reads a piece into a bytearray: not copied into bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -900,7 +900,7 @@ class Swarm:
             actions.append(CheckPiece(piece.index))
         return actions
 
-    def webseed_piece(self, seed: PeerKey, index: int, data: bytes, now: float) -> list[Action]:
+    def webseed_piece(self, seed: PeerKey, index: int, data: bytes | bytearray, now: float) -> list[Action]:
         """A BEP 19 web seed delivered the whole of piece ``index``, and the caller matched
         ``data`` against the torrent's hashes (to blame the seed for a bad piece). The
         blocks still missing are taken, and the piece is written whole and counted once on

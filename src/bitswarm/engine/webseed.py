@@ -4,16 +4,19 @@ Sans-IO. ``plan_piece`` maps one piece to byte ranges of files on a web seed, pe
 for a single-file torrent the URL names the file itself (a URL ending in ``/`` gets the
 torrent's name appended); for a multi-file torrent the file is at URL + ``/`` + name +
 ``/`` + path elements, each percent-encoded. Pad files (BEP 47) are never fetched: their
-bytes are zeros. ``merge_ranges`` joins the ranges of a run of consecutive pieces into one
-request per stretch of a file (as libtorrent asks), and ``split_bodies`` cuts the replies
-back into pieces. ``WebSeedState`` keeps one web seed's failures (backoff, doubling from
-``BACKOFF_FIRST_S`` to ``BACKOFF_MAX_S``) and bans it after ``MAX_BAD_PIECES`` pieces
-that failed their hash check.
+bytes are zeros. ``plan_run`` joins the ranges of a run of consecutive pieces into one
+request per stretch of a file (as libtorrent asks, up to ``MAX_SPAN_BYTES`` at a time)
+and says where each reply's bytes go in the pieces, so the I/O layer reads them straight
+into the piece buffers. ``WebSeedState`` keeps one web seed's failures (backoff, doubling
+from ``BACKOFF_FIRST_S`` to ``BACKOFF_MAX_S``), bans it after ``MAX_BAD_PIECES`` pieces
+that failed their hash check, and says how many connections to keep open to it: one at
+first, one more after each run it served, up to ``MAX_CONNECTIONS``, one fewer after a
+failure, so a server that refuses a second connection is asked over one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
@@ -23,8 +26,16 @@ BACKOFF_FIRST_S = 5.0
 BACKOFF_MAX_S = 300.0
 # A seed that served this many pieces with wrong bytes is not asked again.
 MAX_BAD_PIECES = 3
-# One request covers at most one batch of pieces (the caller caps a batch's bytes), so a
-# reply is never larger than what was asked for in one go.
+# Bytes of pieces asked for in one run (one request per file it touches): long enough that
+# a request's round trip and headers are lost in its body (libtorrent asks up to 16 MiB),
+# short enough that a few runs in flight over a few connections stay a few tens of MiB of
+# memory, and that a failure gives back little.
+MAX_SPAN_BYTES = 8 << 20
+# Connections to one web seed at most: they hide a connection's round trips between runs
+# and a server's per-connection pace; more would be rude to a mirror.
+MAX_CONNECTIONS = 3
+# A run is at most ``MAX_SPAN_BYTES`` on one connection, so a healthy server answers it in
+# well under this even at a few hundred KiB/s.
 REQUEST_TIMEOUT_S = 60.0
 
 
@@ -73,51 +84,57 @@ def plan_piece(
     return plan
 
 
-def merge_ranges(plans: Iterable[Sequence[RangeRequest | PadBytes]]) -> list[RangeRequest]:
-    """The ranges of ``plans`` (pieces in order), a range that continues the one before it
-    in the same file joined to it: a run of consecutive pieces of one file is one request.
-    Pad bytes are skipped, so a pad file between two files ends a request. Their bodies,
-    joined, are the plans' ranges' bodies joined."""
-    merged: list[RangeRequest] = []
-    for plan in plans:
-        for item in plan:
-            if isinstance(item, PadBytes):
-                continue
-            last = merged[-1] if merged else None
-            if last is not None and last.url == item.url and last.first + last.length == item.first:
-                merged[-1] = replace(last, length=last.length + item.length)
-            else:
-                merged.append(item)
-    return merged
+@dataclass(frozen=True, slots=True)
+class BodySlice:
+    """``length`` bytes of a reply that belong at ``begin`` of the run's ``piece``-th piece."""
+
+    piece: int
+    begin: int
+    length: int
 
 
-def split_bodies(plans: Sequence[Sequence[RangeRequest | PadBytes]], bodies: Sequence[bytes]) -> list[bytes]:
-    """Each plan's piece, cut from ``bodies`` (the replies to ``merge_ranges(plans)``, in
-    order), its pad bytes zeros. Raises ``ValueError`` when the bodies' length is not the
-    plans' ranges' length (the caller checked each reply's length, so our bug)."""
-    stream = memoryview(bodies[0] if len(bodies) == 1 else b"".join(bodies))
-    needed = sum(item.length for plan in plans for item in plan if isinstance(item, RangeRequest))
-    if needed != len(stream):
-        raise ValueError(f"{len(stream)} bytes of replies for {needed} bytes of ranges")
-    pieces = []
-    at = 0
-    for plan in plans:
-        parts: list[bytes | memoryview] = []
-        for item in plan:
-            if isinstance(item, PadBytes):
-                parts.append(bytes(item.length))
-            else:
-                parts.append(stream[at : at + item.length])
-                at += item.length
-        pieces.append(bytes(parts[0]) if len(parts) == 1 else b"".join(parts))
-    return pieces
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """The requests for a run of pieces, and where each reply's body goes: ``slices[i]``,
+    in order, cover ``requests[i].length`` bytes. Bytes no slice covers (pad files, and a
+    v2 file's tail past its end) stay zeros. ``sizes`` are the bytes of the torrent's
+    stream each piece covers, pad bytes included."""
+
+    requests: tuple[RangeRequest, ...]
+    slices: tuple[tuple[BodySlice, ...], ...]
+    sizes: tuple[int, ...]
+
+
+def plan_run(base_url: str, name: str, layout: Layout, indexes: Sequence[int], *, is_multi_file: bool) -> RunPlan:
+    """The requests whose bodies fill pieces ``indexes`` (in that order), a range that
+    continues the one before it in the same file joined to it: a run of consecutive
+    pieces of one file is one request. A pad file between two files ends a request."""
+    requests: list[RangeRequest] = []
+    slices: list[list[BodySlice]] = []
+    sizes: list[int] = []
+    for position, index in enumerate(indexes):
+        begin = 0
+        for item in plan_piece(base_url, name, layout, index, is_multi_file=is_multi_file):
+            if isinstance(item, RangeRequest):
+                last = requests[-1] if requests else None
+                if last is not None and last.url == item.url and last.first + last.length == item.first:
+                    requests[-1] = replace(last, length=last.length + item.length)
+                    slices[-1].append(BodySlice(position, begin, item.length))
+                else:
+                    requests.append(item)
+                    slices.append([BodySlice(position, begin, item.length)])
+            begin += item.length
+        sizes.append(begin)
+    return RunPlan(tuple(requests), tuple(tuple(parts) for parts in slices), tuple(sizes))
 
 
 def response_body_is_acceptable(
     request: RangeRequest, status: int, content_range: str | None, body_length: int
 ) -> bool:
     """Whether a response answers ``request`` exactly: 206 with the asked range, or 200 when
-    the range is the whole file. Anything else (a whole file for a part, a short body) is refused."""
+    the range is the whole file. Anything else (a whole file for a part, a short body) is
+    refused. ``body_length`` is the reply's Content-Length: it is checked before the body
+    is read."""
     if body_length != request.length:
         return False
     if status == 206:
@@ -129,12 +146,15 @@ def response_body_is_acceptable(
 class WebSeedState:
     """One web seed's standing: when it may be asked next, and whether it is banned."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self.url = url
         self.failures = 0
         self.bad_pieces = 0
         self.retry_at = 0.0
         self.pieces_served = 0
+        self.max_connections = max_connections
+        # How many connections to keep to the seed now (``run_served``, ``request_failed``).
+        self.connections_wanted = 1
 
     @property
     def is_banned(self) -> bool:
@@ -147,9 +167,15 @@ class WebSeedState:
         return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** min(16, max(0, self.failures - 1)))
 
     def request_failed(self, now: float) -> None:
-        """The server did not answer properly (error, timeout, wrong range): wait before the next try."""
+        """The server did not answer properly (error, timeout, wrong range, a refused second
+        connection): one connection fewer, and wait before the next try."""
         self.failures += 1
         self.retry_at = now + self.backoff_s()
+        self.connections_wanted = max(1, self.connections_wanted - 1)
+
+    def run_served(self) -> None:
+        """A run of pieces came whole over one connection: one more is welcome, up to the cap."""
+        self.connections_wanted = min(self.max_connections, self.connections_wanted + 1)
 
     def piece_failed_hash(self) -> None:
         """The seed answered, with wrong bytes. No backoff: only some of its files may be

@@ -523,7 +523,7 @@ class TorrentRuntime:
         start = index * self.torrent.piece_length
         return min(self.torrent.piece_length, owner.offset + owner.length - start)
 
-    def piece_matches(self, index: int, data: bytes) -> bool:
+    def piece_matches(self, index: int, data: bytes | bytearray) -> bool:
         """Does ``data`` (piece ``index`` as fetched, ``request_size`` bytes) match the
         torrent's hashes? BEP 52: a hybrid's pieces must match both kinds. A v2 hash not
         known yet (a magnet link's piece layers not in) fails a v2-only piece (its pieces
@@ -931,7 +931,7 @@ class TorrentRuntime:
             self._add_backlog(-len(piece.data))
         self.run_actions(self.swarm.piece_checked(piece.index, True, digests, time.monotonic()))
 
-    def _write_piece(self, index: int, data: bytes, block_digests: bool) -> list[bytes]:
+    def _write_piece(self, index: int, data: bytes | bytearray, block_digests: bool) -> list[bytes]:
         self.storage.write_block(index, 0, data)
         return _block_digests(data) if block_digests else []
 
@@ -1205,7 +1205,7 @@ async def _udp_announce(url: str, params: AnnounceParams, rng: random.Random) ->
         transport.close()
 
 
-def _block_digests(data: bytes) -> list[bytes]:
+def _block_digests(data: bytes | bytearray) -> list[bytes]:
     """The SHA-1 of each block of a piece (for the smart ban)."""
     view = memoryview(data)
     return [hashlib.sha1(view[at : at + BLOCK_SIZE]).digest() for at in range(0, len(data), BLOCK_SIZE)]  # noqa: S324

@@ -1,11 +1,21 @@
-"""The asyncio side of BEP 19 web seeding: one task per web seed of a torrent.
+"""The asyncio side of BEP 19 web seeding: a few connections per web seed of a torrent.
 
-Each task asks the picker for a batch of whole pieces nobody is downloading, in runs of
-consecutive pieces, fetches their ranges (planned by ``bitswarm.engine.webseed``, a run of
-a file's pieces in one request) pipelined on one keep-alive connection, checks each
-piece's hash, and hands it to the swarm, which writes it and counts it verified without
-hashing it again. A seed that fails waits (backoff); one whose pieces keep failing their
-hash is dropped.
+Each connection's task asks the picker for a run of consecutive pieces nobody is
+downloading (going on after its last run where it can), up to ``MAX_SPAN_BYTES``, fetches
+their ranges (planned by ``bitswarm.engine.webseed``: a run of a file's pieces in one
+request) and reads each reply's body straight into the pieces' buffers. Each piece's hash
+is checked once, on the disk thread, and the piece is handed to the swarm, which writes
+it and counts it verified without hashing it again. The seed starts with one connection
+and gains one after each run it served, up to ``MAX_CONNECTIONS`` (``WebSeedState``); a
+failure takes one away and makes the seed wait (backoff); one whose pieces keep failing
+their hash is dropped.
+
+HTTP: httptools parses every status line and header block; a body is framed by its
+Content-Length, which must be the length asked for, and read into the pieces by the
+transport (``asyncio.BufferedProtocol``) rather than through the parser, which would hand
+it over in fresh ``bytes`` to be copied again. Chunked replies are refused: a range's
+reply has a length (nginx, Apache, S3 and every CDN send it), and one without can't be
+checked against the ask before its body is read.
 """
 
 from __future__ import annotations
@@ -18,26 +28,18 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urljoin, urlsplit
 
 import httptools
 
-from bitswarm.engine.webseed import (
-    REQUEST_TIMEOUT_S,
-    RangeRequest,
-    WebSeedState,
-    merge_ranges,
-    plan_piece,
-    response_body_is_acceptable,
-    split_bodies,
-)
+from bitswarm.engine import webseed as plan
+from bitswarm.engine.webseed import RangeRequest, WebSeedState, plan_run, response_body_is_acceptable
 from bitswarm.errors import WebSeedError
 from bitswarm.net.http_client import USER_AGENT
 from bitswarm.storage.layout import Layout
 
 if TYPE_CHECKING:
-    from bitswarm.metainfo import Torrent
     from bitswarm.net.session import TorrentRuntime
 
 log = logging.getLogger(__name__)
@@ -45,18 +47,20 @@ log = logging.getLogger(__name__)
 # A status line and headers longer than this are not a web seed's answer.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
-READ_BYTES = 256 * 1024
-# Pieces asked for at once, their requests pipelined: enough to hide the round trip and
-# the hashing behind each other, few enough that a failure gives back little.
-BATCH_BYTES = 1 << 20
-MAX_BATCH_PIECES = 32
+# Reads while a reply's headers are awaited: the bytes after the headers in the same read
+# are copied into the pieces; the rest of a body is read into them directly.
+HEAD_READ_BYTES = 16 * 1024
+# Longest digits of a Content-Length we parse (a petabyte has 16).
+MAX_CONTENT_LENGTH_DIGITS = 19
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Hops from a file's URL to where it is served (mirrors redirect once or twice); more is a loop.
 MAX_REDIRECTS = 5
-# Redirects remembered per web seed: one per file in practice.
+# Redirects remembered per connection: one per file in practice.
 MAX_LOCATIONS = 10_000
 # While the picker has no piece for a seed (peers hold them all), look again this often.
 IDLE_POLL_S = 0.5
+# Tests shorten it; a connection reads it when it fetches.
+REQUEST_TIMEOUT_S = plan.REQUEST_TIMEOUT_S
 
 
 class WebSeedKey:
@@ -72,66 +76,217 @@ class WebSeedKey:
 
 
 class _Reply:
-    """One response: status, headers and a body capped at the length asked for."""
+    """One reply still to come or just come: where its body goes, and its head once read."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    __slots__ = ("keep_alive", "location", "request", "status", "views")
+
+    def __init__(self, request: RangeRequest, views: Sequence[memoryview]) -> None:
+        self.request = request
+        self.views = views  # their lengths add up to request.length
         self.status = 0
-        self.headers: dict[bytes, bytes] = {}
-        self.body = bytearray()
-        self.headers_complete = False
         self.keep_alive = False
-        self.too_large = False
+        self.location: bytes | None = None
 
 
-class _Replies:
-    """httptools callbacks for one connection: the replies read so far, in request order.
-    One parser per connection, since a read may end in the middle of the next reply."""
+class _Head:
+    """httptools callbacks for one status line and header block."""
 
     def __init__(self) -> None:
+        self.headers: dict[bytes, bytes] = {}
+        self.count = 0
+        self.is_complete = False
+        self.keep_alive = False
         self.parser = httptools.HttpResponseParser(self)
-        self.limits: deque[int] = deque()  # the body cap of each reply still to come
-        self.done: deque[_Reply] = deque()
-        self.current: _Reply | None = None
-        self.unexpected = False
-
-    def on_message_begin(self) -> None:
-        if self.limits:
-            self.current = _Reply(self.limits.popleft())
-        else:
-            self.unexpected = True  # a reply nobody asked for
-            self.current = _Reply(0)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.current is not None and len(self.current.headers) < MAX_HEADERS:
-            self.current.headers[name.lower()] = value
+        self.count += 1
+        if self.count > MAX_HEADERS:
+            raise WebSeedError(f"more than {MAX_HEADERS} headers")
+        self.headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
-        if self.current is not None:
-            self.current.headers_complete = True
-            self.current.status = self.parser.get_status_code()
-            # Asked here: llhttp forgets the answer once the message is complete.
-            self.current.keep_alive = self.parser.should_keep_alive()
+        self.is_complete = True
+        # Asked here: llhttp forgets the answer once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
 
-    def on_body(self, body: bytes) -> None:
-        reply = self.current
-        if reply is None:
+
+class _ReplyReader(asyncio.BufferedProtocol):
+    """One connection's replies, in request order (pipelined requests, RFC 9112 9.3.2).
+
+    Between replies, reads go to a small buffer and collect the next head; once the head
+    is parsed and accepted, reads go straight into the reply's views until its
+    Content-Length bytes are in. Anything wrong (a bad head, a refused reply, bytes nobody
+    asked for, a close in the middle of a reply) ends the connection: ``error`` is set and
+    the transport aborted, so a hostile server is not read any further."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending: deque[_Reply] = deque()  # asked for, not complete, in order
+        self.done: deque[_Reply] = deque()
+        self.error: WebSeedError | None = None
+        self.is_closed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._scratch = memoryview(bytearray(HEAD_READ_BYTES))
+        self._head = bytearray()
+        self._body: _Reply | None = None  # the reply whose body is being read
+        self._view = 0  # which of its views is being filled
+        self._view_at = 0  # bytes of that view filled
+
+    # -- asyncio.BufferedProtocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, but has its methods).
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._body is not None:
+            return self._body.views[self._view][self._view_at :]
+        return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.error is not None:
             return
-        # Refused past the asked length: a server sending the whole file costs us nothing more.
-        if len(reply.body) + len(body) > reply.max_bytes:
-            reply.too_large = True
-        elif not reply.too_large:
-            reply.body += body
+        if self._body is not None:
+            self._filled(nbytes)
+        else:
+            self._take(self._scratch[:nbytes])
 
-    def on_message_complete(self) -> None:
-        if self.current is not None:
-            self.done.append(self.current)
-            self.current = None
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_closed = True
+        # Between replies, a close (or a reset) ends a keep-alive connection: an idle one
+        # the server dropped, or one it closed with our later requests unread.
+        if self.error is None and (self._body is not None or self._head):
+            self.error = WebSeedError("connection closed in the middle of a reply")
+        self._wake()
+
+    # -- for WebSeedConnection ---------------------------------------------------------
+
+    def expect(self, requests: Sequence[RangeRequest], targets: Sequence[Sequence[memoryview]]) -> None:
+        for request, views in zip(requests, targets, strict=True):
+            if sum(len(view) for view in views) != request.length:
+                raise ValueError(f"views for {sum(len(view) for view in views)} bytes, asked {request.length}")
+            self.pending.append(_Reply(request, [view for view in views if len(view)]))
+
+    async def wait_reply(self) -> _Reply | None:
+        """The next reply whose head (and body, unless a redirect) came; None when the
+        server closed the connection cleanly before it. Raises ``WebSeedError``."""
+        while True:
+            if self.done:
+                return self.done.popleft()
+            if self.error is not None:
+                raise self.error
+            if self.is_closed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, message: str) -> None:
+        self.error = WebSeedError(message)
+        if self.transport is not None:
+            self.transport.abort()
+        self._wake()
+
+    def _filled(self, nbytes: int) -> None:
+        """``nbytes`` more of the current body are in its current view."""
+        reply = self._body
+        assert reply is not None
+        self._view_at += nbytes
+        if self._view_at == len(reply.views[self._view]):
+            self._view += 1
+            self._view_at = 0
+            if self._view == len(reply.views):
+                self._body = None
+                self.pending.popleft()
+                self.done.append(reply)
+                self._wake()
+
+    def _take(self, data: memoryview) -> None:
+        """Bytes read between replies or at a body's start: a head, body bytes, the next head."""
+        while data:
+            if self._body is not None:
+                view = self._body.views[self._view]
+                count = min(len(data), len(view) - self._view_at)
+                view[self._view_at : self._view_at + count] = data[:count]
+                data = data[count:]
+                self._filled(count)
+                continue
+            if not self.pending:
+                self._fail("more replies than requests")
+                return
+            searched = max(0, len(self._head) - 3)
+            self._head += data
+            end = self._head.find(b"\r\n\r\n", searched)
+            if end < 0 or end + 4 > MAX_HEADER_BYTES:
+                if len(self._head) > MAX_HEADER_BYTES:
+                    self._fail(f"headers longer than {MAX_HEADER_BYTES} bytes")
+                return
+            block = bytes(self._head[: end + 4])
+            data = memoryview(bytes(self._head[end + 4 :]))
+            self._head.clear()
+            if not self._start_reply(self.pending[0], block):
+                return
+
+    def _start_reply(self, reply: _Reply, block: bytes) -> bool:
+        """Parse a reply's head and decide: read its body into the pieces (True), or the
+        reply is a redirect or refused and the connection ends (False)."""
+        head = _Head()
+        try:
+            head.parser.feed_data(block)
+        except httptools.HttpParserError as error:
+            self._fail(f"a malformed reply: {error}")
+            return False
+        except WebSeedError as error:
+            self._fail(str(error))
+            return False
+        if not head.is_complete:
+            self._fail("a malformed reply head")
+            return False
+        reply.status = head.parser.get_status_code()
+        reply.keep_alive = head.keep_alive
+        request = reply.request
+        if reply.status in REDIRECT_STATUSES:
+            # The connection ends here (its body is not read); the caller asks again.
+            reply.location = head.headers.get(b"location")
+            self.pending.popleft()
+            self.done.append(reply)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            self._wake()
+            return False
+        if b"transfer-encoding" in head.headers:
+            self._fail(f"HTTP {reply.status}: a reply without Content-Length for {request.header}")
+            return False
+        length = _content_length(head.headers.get(b"content-length"))
+        content_range = head.headers.get(b"content-range")
+        text = content_range.decode("latin-1") if content_range is not None else None
+        if length is None or not response_body_is_acceptable(request, reply.status, text, length):
+            self._fail(f"HTTP {reply.status}: not the {request.length} bytes of {request.header}")
+            return False
+        self._body, self._view, self._view_at = reply, 0, 0
+        return True
+
+
+def _content_length(value: bytes | None) -> int | None:
+    if value is None or not 0 < len(value.strip()) <= MAX_CONTENT_LENGTH_DIGITS or not value.strip().isdigit():
+        return None
+    return int(value)
 
 
 class WebSeedConnection:
     """One keep-alive HTTP/1.1 connection to a web seed's server. Requests are pipelined:
-    all of a batch are sent at once, and the replies come back in order (RFC 9112, 9.3.2).
+    all of a run's are sent at once, and the replies come back in order.
 
     Opened when first needed and again after the server closed it, asked for a close, or a
     request failed (the stream's state is then unknown). Requests whose replies did not
@@ -141,46 +296,55 @@ class WebSeedConnection:
 
     def __init__(self) -> None:
         self._origin: tuple[str, str, int] | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._replies = _Replies()
-        # A file's URL -> the URL it was redirected to, for this web seed's lifetime.
+        self._transport: asyncio.Transport | None = None
+        self._reader: _ReplyReader | None = None
+        # A file's URL -> the URL it was redirected to, for this connection's lifetime.
         self._locations: dict[str, str] = {}
 
     @property
     def is_open(self) -> bool:
-        return self._writer is not None
+        reader = self._reader
+        return reader is not None and not reader.is_closed and reader.error is None
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._origin = self._reader = self._writer = None
-        self._replies = _Replies()
+        if self._transport is not None:
+            self._transport.abort()  # nothing of ours is left to send; a hostile server is not waited for
+        self._origin = self._transport = self._reader = None
 
     async def fetch(self, requests: Sequence[RangeRequest]) -> list[bytes]:
-        """The bytes of each of ``requests``; raises ``WebSeedError`` unless the server sent
+        """The bytes of each of ``requests`` (``fetch_into`` new buffers)."""
+        buffers = [bytearray(request.length) for request in requests]
+        await self.fetch_into(requests, [[memoryview(buffer)] for buffer in buffers])
+        return [bytes(buffer) for buffer in buffers]
+
+    async def fetch_into(self, requests: Sequence[RangeRequest], targets: Sequence[Sequence[memoryview]]) -> None:
+        """Read each of ``requests``' bytes into its ``targets`` views, in order (their
+        lengths add up to the request's); raises ``WebSeedError`` unless the server sent
         exactly them within ``REQUEST_TIMEOUT_S``. Redirects are followed (and remembered)
         up to ``MAX_REDIRECTS`` hops from a file's URL."""
         timeout_s = REQUEST_TIMEOUT_S
-        bodies: list[bytes] = []
+        done = 0
         try:
             async with asyncio.timeout(timeout_s):
-                while len(bodies) < len(requests):
-                    rest = [replace(request, url=self._located(request.url)) for request in requests[len(bodies) :]]
+                while done < len(requests):
+                    rest = [replace(request, url=self._located(request.url)) for request in requests[done:]]
                     origin = _origin(rest[0].url)
-                    group = rest[: next((i for i, r in enumerate(rest) if _origin(r.url) != origin), len(rest))]
+                    count = next((i for i, request in enumerate(rest) if _origin(request.url) != origin), len(rest))
                     reused = self.is_open and self._origin == origin
-                    got, moved = await self._exchange(origin, group, bodies)
+                    got, moved = await self._exchange(origin, rest[:count], targets[done : done + count])
+                    done += got
                     # A reused connection may have been dropped while idle: then once more on a new one.
                     if not (got or moved or reused):
                         raise WebSeedError("connection closed before the reply was complete")
         except TimeoutError:
             self.close()
             raise WebSeedError(f"no reply within {timeout_s:.0f} s") from None
-        except (OSError, httptools.HttpParserError, WebSeedError) as error:
+        except (OSError, WebSeedError) as error:
             self.close()
             raise WebSeedError(str(error) or type(error).__name__) from None
-        return bodies
+        except BaseException:
+            self.close()  # cancelled mid-reply: the stream's state is unknown
+            raise
 
     def _located(self, url: str) -> str:
         """Where ``url`` is served, after the redirects seen so far."""
@@ -200,60 +364,35 @@ class WebSeedConnection:
         self._locations[url] = target
 
     async def _exchange(
-        self, origin: tuple[str, str, int], requests: Sequence[RangeRequest], bodies: list[bytes]
+        self, origin: tuple[str, str, int], requests: Sequence[RangeRequest], targets: Sequence[Sequence[memoryview]]
     ) -> tuple[int, bool]:
         """Send ``requests`` (all to ``origin``) on the connection, a new one unless an open
-        one goes there, and add their bodies to ``bodies`` until all came, one was
+        one goes there, and read their bodies into ``targets`` until all came, one was
         redirected, or the connection ended; returns how many came and whether one was
         redirected. Raises ``WebSeedError`` for a wrong reply."""
         if self._origin != origin or not self.is_open:
             self.close()
             context = ssl.create_default_context() if origin[0] == "https" else None
-            self._reader, self._writer = await asyncio.open_connection(origin[1], origin[2], ssl=context)
+            loop = asyncio.get_running_loop()
+            self._transport, self._reader = await loop.create_connection(
+                _ReplyReader, origin[1], origin[2], ssl=context
+            )
             self._origin = origin
-        reader, writer, replies = self._reader, self._writer, self._replies
+        transport, reader = self._transport, self._reader
+        assert transport is not None
         assert reader is not None
-        assert writer is not None
-        writer.write(b"".join(_encode(request) for request in requests))
-        replies.limits.extend(request.length for request in requests)
+        reader.expect(requests, targets)
+        transport.write(b"".join(_encode(request) for request in requests))
         got = 0
-        unframed = 0  # bytes read while a reply's headers are incomplete
         while got < len(requests):
-            if not replies.done:
-                try:
-                    chunk = await reader.read(READ_BYTES)
-                except ConnectionError:
-                    if replies.current is not None:
-                        raise
-                    # Between replies, a reset is a close: an idle connection the server had
-                    # dropped, or one it closed with our later requests unread.
-                    chunk = b""
-                if not chunk:
-                    if replies.current is not None:
-                        raise WebSeedError("connection closed in the middle of a reply")
-                    self.close()
-                    return got, False
-                replies.parser.feed_data(chunk)
-                incomplete = replies.current is not None and not replies.current.headers_complete
-                unframed = unframed + len(chunk) if incomplete else 0
-                if unframed > MAX_HEADER_BYTES + READ_BYTES:  # the last read may hold one reply's start
-                    raise WebSeedError(f"headers longer than {MAX_HEADER_BYTES} bytes")
-                if replies.current is not None and replies.current.too_large:
-                    raise WebSeedError(f"reply larger than the {replies.current.max_bytes} bytes asked for")
-                if replies.unexpected:
-                    raise WebSeedError("more replies than requests")
-                continue
-            reply = replies.done.popleft()
-            request = requests[got]
+            reply = await reader.wait_reply()
+            if reply is None:
+                self.close()
+                return got, False
             if reply.status in REDIRECT_STATUSES:
-                self._moved(request.url, reply.headers.get(b"location"))
+                self._moved(reply.request.url, reply.location)
                 self.close()  # the replies still to come are asked for again, where they moved
                 return got, True
-            content_range = reply.headers.get(b"content-range")
-            text = content_range.decode("latin-1") if content_range is not None else None
-            if reply.too_large or not response_body_is_acceptable(request, reply.status, text, len(reply.body)):
-                raise WebSeedError(f"HTTP {reply.status}: not the {request.length} bytes of {request.header}")
-            bodies.append(bytes(reply.body))
             got += 1
             if not reply.keep_alive:
                 self.close()
@@ -278,97 +417,131 @@ def _encode(request: RangeRequest) -> bytes:
     ).encode()
 
 
-async def fetch_pieces(
-    connection: WebSeedConnection, base_url: str, torrent: Torrent, layout: Layout, indexes: Sequence[int]
-) -> list[bytes]:
-    """Pieces ``indexes`` from the web seed at ``base_url``, their ranges pipelined on
-    ``connection`` (a run of consecutive pieces of a file in one request), their pad bytes
-    (BEP 47) made here."""
-    plans = [
-        plan_piece(base_url, torrent.name, layout, index, is_multi_file=torrent.is_multi_file) for index in indexes
-    ]
-    requests = merge_ranges(plans)
-    bodies = await connection.fetch(requests) if requests else []
-    return split_bodies(plans, bodies)
-
-
 async def run_webseed(runtime: TorrentRuntime, state: WebSeedState) -> None:
     """Download pieces from the web seed ``state`` stands for until the torrent is complete,
-    paused or the seed is banned: a batch of pieces at a time, pipelined on one connection."""
-    connection = WebSeedConnection()
-    try:
-        await _fetch_batches(runtime, state, connection)
-    finally:
-        connection.close()
+    paused or the seed is banned: runs of pieces over up to ``state.max_connections``
+    connections, as many as ``state.connections_wanted`` says."""
+    seed = _WebSeed(runtime, state)
+    async with asyncio.TaskGroup() as group:
+        seed.group = group
+        await seed.serve(is_first=True)
+        # The first connection's task ends the seed (finished, paused, banned): the others
+        # end with it rather than after their run's timeout.
+        for task in seed.extra:
+            task.cancel()
 
 
-async def _fetch_batches(runtime: TorrentRuntime, state: WebSeedState, connection: WebSeedConnection) -> None:
-    url = state.url
-    key = WebSeedKey(url)
-    torrent = runtime.torrent
-    layout = Layout(torrent.files, torrent.piece_length)
-    swarm = runtime.swarm
-    assert swarm is not None
-    batch_pieces = max(1, min(MAX_BATCH_PIECES, BATCH_BYTES // torrent.piece_length))
-    while not runtime.paused and not runtime.finished.is_set():
-        now = time.monotonic()
-        if state.is_banned:
-            log.info("web seed dropped after %d pieces that failed their hash", state.bad_pieces)
+class _WebSeed:
+    """One web seed of a torrent: its connections' tasks, and the runs they fetch."""
+
+    def __init__(self, runtime: TorrentRuntime, state: WebSeedState) -> None:
+        self.runtime = runtime
+        self.state = state
+        self.key = WebSeedKey(state.url)
+        torrent = runtime.torrent
+        self.layout = Layout(torrent.files, torrent.piece_length)
+        self.run_pieces = max(1, plan.MAX_SPAN_BYTES // torrent.piece_length)
+        self.group: asyncio.TaskGroup | None = None
+        self.connections = 1
+        self.extra: set[asyncio.Task[None]] = set()
+
+    def _add_connection(self) -> None:
+        """One more connection's task, when the seed wants one more."""
+        if self.group is None or self.connections >= min(self.state.connections_wanted, self.state.max_connections):
             return
-        if not state.may_request(now):
-            await asyncio.sleep(state.retry_at - now)
-            continue
-        # Runs of consecutive pieces, each run one range per file.
-        indexes: list[int] = []
-        while len(indexes) < batch_pieces:
-            run = swarm.picker.start_run_for_webseed(key, batch_pieces - len(indexes))
-            if not run:
-                break
-            indexes += run
-        if not indexes:
-            # A reader's new deadline (a seek past what peers hold) wakes the seed at once.
-            runtime.deadlines_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.deadlines_changed.wait(), IDLE_POLL_S)
-            continue
+        self.connections += 1
+        task = self.group.create_task(self.serve(is_first=False))
+        self.extra.add(task)
+        task.add_done_callback(self.extra.discard)
+
+    async def serve(self, *, is_first: bool) -> None:
+        """Fetch runs on one connection. The first connection's task waits out backoffs and
+        idle spells; another ends then, and when the seed wants fewer connections."""
+        runtime, state = self.runtime, self.state
+        swarm = runtime.swarm
+        assert swarm is not None
+        connection = WebSeedConnection()
+        after: int | None = None
         try:
+            while not runtime.paused and not runtime.finished.is_set():
+                now = time.monotonic()
+                if state.is_banned:
+                    if is_first:
+                        log.info("web seed dropped after %d pieces that failed their hash", state.bad_pieces)
+                    return
+                if not is_first and self.connections > state.connections_wanted:
+                    return
+                if not state.may_request(now):
+                    if not is_first:
+                        return
+                    await asyncio.sleep(state.retry_at - now)
+                    continue
+                indexes = swarm.picker.start_run_for_webseed(self.key, self.run_pieces, after)
+                if not indexes:
+                    if not is_first:
+                        return
+                    # A reader's new deadline (a seek past what peers hold) wakes the seed at once.
+                    runtime.deadlines_changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(runtime.deadlines_changed.wait(), IDLE_POLL_S)
+                    after = None
+                    continue
+                after = indexes[-1] + 1
+                if await self._fetch_run(connection, indexes):
+                    state.run_served()
+                    self._add_connection()
+                else:
+                    after = None
+        finally:
+            connection.close()
+            if not is_first:
+                self.connections -= 1
+
+    async def _fetch_run(self, connection: WebSeedConnection, indexes: list[int]) -> bool:
+        """Fetch, check and hand over pieces ``indexes``; False when the seed failed to send them."""
+        runtime, state, key = self.runtime, self.state, self.key
+        torrent = runtime.torrent
+        swarm = runtime.swarm
+        assert swarm is not None
+        # Each piece as the swarm takes it from peers (``request_size`` bytes): a v2-only
+        # torrent's files start at piece boundaries with no pad files between them (BEP 52),
+        # so a file's last piece as fetched is its bytes alone, and peers send the blocks
+        # holding them whole, the tail past the file's end zeros. Pad files' bytes are zeros
+        # too: no slice covers them.
+        pieces = [bytearray(runtime.request_size(index)) for index in indexes]
+        run = plan_run(state.url, torrent.name, self.layout, indexes, is_multi_file=torrent.is_multi_file)
+        views = [memoryview(piece) for piece in pieces]
+        targets = [[views[part.piece][part.begin : part.begin + part.length] for part in parts] for parts in run.slices]
+        try:
+            now = time.monotonic()
             delay = runtime.download_delay(sum(torrent.piece_size(index) for index in indexes), now)
             if delay > 0:
                 await asyncio.sleep(delay)
-            fetched = await fetch_pieces(connection, url, torrent, layout, indexes)
-            pieces = [_as_requested(runtime, index, data) for index, data in zip(indexes, fetched, strict=True)]
+            if run.requests:
+                await connection.fetch_into(run.requests, targets)
             matches = await runtime.run_off_loop(_pieces_match, runtime, indexes, pieces)
         except WebSeedError as error:
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
             state.request_failed(time.monotonic())
             log.debug("web seed failed on pieces %s: %s", indexes[:4], error)
-            continue
+            return False
         except BaseException:
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
             raise
-        for index, raw, data, ok in zip(indexes, fetched, pieces, matches, strict=True):
+        for index, size, data, ok in zip(indexes, run.sizes, pieces, matches, strict=True):
             if not ok:
                 swarm.picker.piece_abandoned(index, key)
                 state.piece_failed_hash()
                 continue
             state.piece_served()
-            runtime.webseed_bytes += len(raw)
+            runtime.webseed_bytes += size
             runtime.run_actions(swarm.webseed_piece(key, index, data, time.monotonic()))
+        return True
 
 
-def _as_requested(runtime: TorrentRuntime, index: int, data: bytes) -> bytes:
-    """Piece ``index`` as the swarm takes it from peers (``request_size`` bytes). A v2-only
-    torrent's files start at piece boundaries with no pad files between them (BEP 52), so
-    a file's last piece as fetched is its bytes alone; peers send the blocks holding them
-    whole, the tail past the file's end zeros, and so it is made here."""
-    size = runtime.request_size(index)
-    # Every other piece is fetched whole (pad files included): its length is already right.
-    return data + bytes(size - len(data)) if len(data) < size else data
-
-
-def _pieces_match(runtime: TorrentRuntime, indexes: list[int], pieces: list[bytes]) -> list[bool]:
+def _pieces_match(runtime: TorrentRuntime, indexes: list[int], pieces: list[bytearray]) -> list[bool]:
     # The torrent's own check (a hybrid's pieces against both hashes), so that a seed is
     # blamed for exactly the pieces the swarm would refuse; the swarm trusts this check
     # (``Swarm.webseed_piece``) rather than hashing the piece again.
