@@ -83,7 +83,6 @@ from bitswarm.net.events import (
 from bitswarm.net.http_client import http_get
 from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
-from bitswarm.net.portmap import PortMapped, PortMapper
 from bitswarm.net.utp import UTPService, enlarge_buffers, sender_for
 from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
@@ -111,6 +110,7 @@ from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol, PeerState
 if TYPE_CHECKING:
     from bitswarm.magnet import Magnet
     from bitswarm.net.magnet import MagnetRuntime
+    from bitswarm.net.portmap import PortMapped, PortMapper
     from bitswarm.stream.reader import FileReader
 
 log = logging.getLogger("bitswarm.session")
@@ -243,7 +243,11 @@ class TorrentRuntime:
         # are written; its reader thread serves verified pieces through handles of its own.
         self.disk = session.disk
         self.readers = session.readers
+        self.hashers = session.hashers
         self.read_storage = self.storage.twin()
+        # Set while the disk thread's backlog is short enough to take more (``_add_backlog``).
+        self.disk_caught_up = asyncio.Event()
+        self.disk_caught_up.set()
         self.swarm: Swarm | None = None
         self.peers: set[PeerConnection] = set()
         self.known_addresses: set[tuple[str, int]] = set()
@@ -563,6 +567,12 @@ class TorrentRuntime:
     def run_off_loop(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         """Run ``function`` in the session's disk thread (hashing, say), off the event loop."""
         return self._run_disk(function, *args)
+
+    def hash_off_loop(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Run ``function`` (hashing pieces held in memory) in the session's hashing thread,
+        beside the disk thread's writes. The caller bounds what it queues here, and waits
+        for ``disk_caught_up`` before handing more to the disk thread."""
+        return asyncio.get_running_loop().run_in_executor(self.hashers, function, *args)
 
     def _run_disk(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return asyncio.get_running_loop().run_in_executor(self.disk, function, *args)
@@ -940,11 +950,13 @@ class TorrentRuntime:
         self.disk_backlog += size
         if size > 0 and self.disk_backlog > MAX_DISK_BACKLOG_BYTES and not self._reading_paused:
             self._reading_paused = True
+            self.disk_caught_up.clear()
             for peer in self.peers:
                 if peer.transport is not None:
                     peer.transport.pause_reading()
         elif size < 0 and self._reading_paused and self.disk_backlog <= MAX_DISK_BACKLOG_BYTES // 2:
             self._reading_paused = False
+            self.disk_caught_up.set()
             for peer in self.peers:
                 if peer.transport is not None and not peer.transport.is_closing():
                     peer.transport.resume_reading()
@@ -1286,6 +1298,9 @@ class Session:
         # memory than the torrent itself (bench/RESULTS.md, 200 torrents).
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-disk")
         self.readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-read")
+        # Web seeds' pieces are hashed here, beside the disk thread's writes: on one thread
+        # hashing and writing took turns, and a fast web seed waited on both.
+        self.hashers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-hash")
         self._server: asyncio.Server | None = None
         self.dht_enabled = dht
         self.dht_bootstrap = list(DEFAULT_BOOTSTRAP if dht_bootstrap is None else dht_bootstrap)
@@ -1353,6 +1368,10 @@ class Session:
             self._loops.append(loop.create_task(run(opened)))
             await asyncio.shield(opened)
         if self.port_mapping_enabled:
+            # Imported only here: UPnP brings in aiohttp, a tenth of a second of every
+            # start-up (`get` of a small torrent) that most sessions never use.
+            from bitswarm.net.portmap import PortMapper  # noqa: PLC0415
+
             # After the DHT, whose UDP port is mapped too (uTP shares it).
             udp_port = self.dht.addresses[0][1] if self.dht is not None and self.dht.addresses else None
             self.port_mapper = PortMapper(self.port, udp_port, self._port_mapping_changed, rng=self.rng)
@@ -1705,6 +1724,7 @@ class Session:
             await runtime.close()
         self.torrents.clear()
         self.readers.shutdown(wait=True)
+        self.hashers.shutdown(wait=True)
         self.disk.shutdown(wait=True)
         if self._server is not None:
             await self._server.wait_closed()

@@ -4,8 +4,9 @@ Each connection's task asks the picker for a run of consecutive pieces nobody is
 downloading (going on after its last run where it can), up to ``MAX_SPAN_BYTES``, fetches
 their ranges (planned by ``bitswarm.engine.webseed``: a run of a file's pieces in one
 request) and reads each reply's body straight into the pieces' buffers. Each piece's hash
-is checked once, on the disk thread, and the piece is handed to the swarm, which writes
-it and counts it verified without hashing it again. The seed starts with one connection
+is checked once, on the session's hashing thread (beside the disk thread's writes), and
+the piece is handed to the swarm, which writes it and counts it verified without hashing
+it again; a run is not fetched while the disk thread is too far behind. The seed starts with one connection
 and gains one after each run it served, up to ``MAX_CONNECTIONS`` (``WebSeedState``); a
 failure takes one away and makes the seed wait (backoff); one whose pieces keep failing
 their hash is dropped.
@@ -513,13 +514,15 @@ class _WebSeed:
         views = [memoryview(piece) for piece in pieces]
         targets = [[views[part.piece][part.begin : part.begin + part.length] for part in parts] for parts in run.slices]
         try:
+            # The pieces go to the disk thread: not faster than it writes them.
+            await runtime.disk_caught_up.wait()
             now = time.monotonic()
             delay = runtime.download_delay(sum(torrent.piece_size(index) for index in indexes), now)
             if delay > 0:
                 await asyncio.sleep(delay)
             if run.requests:
                 await connection.fetch_into(run.requests, targets)
-            matches = await runtime.run_off_loop(_pieces_match, runtime, indexes, pieces)
+            matches = await runtime.hash_off_loop(_pieces_match, runtime, indexes, pieces)
         except WebSeedError as error:
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
