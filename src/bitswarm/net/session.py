@@ -834,17 +834,14 @@ class TorrentRuntime:
     # -- actions -------------------------------------------------------------------------
 
     def run_actions(self, actions: list[Action]) -> None:
+        checked: list[WriteCheckedPiece] = []
         for action in actions:
             if isinstance(action, WriteBlock):
                 self._take_block(action)
-            elif isinstance(action, CheckPiece | WriteCheckedPiece):
-                check = self.spawn(
-                    self._check_piece(action.index)
-                    if isinstance(action, CheckPiece)
-                    else self._write_checked_piece(action)
-                )
-                self._checks.add(check)
-                check.add_done_callback(self._checks.discard)
+            elif isinstance(action, CheckPiece):
+                self._track_check(self.spawn(self._check_piece(action.index)))
+            elif isinstance(action, WriteCheckedPiece):
+                checked.append(action)
             elif isinstance(action, ServeBlock):
                 self._uploads.push(action.peer, action.index, action)  # type: ignore[arg-type]
                 if self._uploader is None or self._uploader.done():
@@ -877,8 +874,15 @@ class TorrentRuntime:
                 self._emit(action)
                 if self.torrent.trackers:
                     self._completed_announce = self.spawn(self._announce_once(Event.COMPLETED))
+        if checked:
+            # A web seed's run of pieces in one trip to the disk thread, not one each.
+            self._track_check(self.spawn(self._write_checked_pieces(checked)))
         for peer in list(self.peers):
             peer.flush()
+
+    def _track_check(self, check: asyncio.Task[Any]) -> None:
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
 
     def _take_block(self, block: WriteBlock) -> None:
         """Gather a piece's blocks in memory, so it is hashed and written in one disk trip.
@@ -925,25 +929,37 @@ class TorrentRuntime:
             self._add_backlog(-queued)
         self.run_actions(self.swarm.piece_checked(index, ok, digests, time.monotonic()))
 
-    async def _write_checked_piece(self, piece: WriteCheckedPiece) -> None:
-        """Write a piece whose hash matched already (a web seed's) and report it checked."""
-        assert self.swarm is not None
-        # Blocks peers sent of it are dropped: the checked copy replaces them, and blocks
-        # already written go first on the one disk thread, so the copy lands last.
-        if self._buffers.pop(piece.index, None) is not None:
-            self._buffered_bytes -= self.request_size(piece.index)
-        self._unbuffered.discard(piece.index)
-        digests_wanted = self.swarm.needs_block_digests(piece.index)
-        self._add_backlog(len(piece.data))
+    async def _write_checked_pieces(self, pieces: list[WriteCheckedPiece]) -> None:
+        """Write pieces whose hashes matched already (a web seed's), in one trip to the
+        disk thread, and report each checked."""
+        swarm = self.swarm
+        assert swarm is not None
+        for piece in pieces:
+            # Blocks peers sent of it are dropped: the checked copy replaces them, and blocks
+            # already written go first on the one disk thread, so the copy lands last.
+            if self._buffers.pop(piece.index, None) is not None:
+                self._buffered_bytes -= self.request_size(piece.index)
+            self._unbuffered.discard(piece.index)
+        writes = [(piece.index, piece.data, swarm.needs_block_digests(piece.index)) for piece in pieces]
+        size = sum(len(piece.data) for piece in pieces)
+        self._add_backlog(size)
         try:
-            digests = await self._run_disk(self._write_piece, piece.index, piece.data, digests_wanted)
+            digests = await self._run_disk(self._write_pieces, writes)
         finally:
-            self._add_backlog(-len(piece.data))
-        self.run_actions(self.swarm.piece_checked(piece.index, True, digests, time.monotonic()))
+            self._add_backlog(-size)
+        now = time.monotonic()
+        actions: list[Action] = []
+        for piece, piece_digests in zip(pieces, digests, strict=True):
+            actions += swarm.piece_checked(piece.index, True, piece_digests, now)
+        self.run_actions(actions)
 
-    def _write_piece(self, index: int, data: bytes | bytearray, block_digests: bool) -> list[bytes]:
-        self.storage.write_block(index, 0, data)
-        return _block_digests(data) if block_digests else []
+    def _write_pieces(self, writes: list[tuple[int, bytes | bytearray, bool]]) -> list[list[bytes]]:
+        """Write each (index, data, block digests wanted); the block digests of each."""
+        digests = []
+        for index, data, block_digests in writes:
+            self.storage.write_block(index, 0, data)
+            digests.append(_block_digests(data) if block_digests else [])
+        return digests
 
     def _add_backlog(self, size: int) -> None:
         """Track bytes waiting for the disk thread; stop reading peers while it is too far behind."""

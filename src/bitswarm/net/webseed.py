@@ -41,6 +41,7 @@ from bitswarm.net.http_client import USER_AGENT
 from bitswarm.storage.layout import Layout
 
 if TYPE_CHECKING:
+    from bitswarm.engine.swarm import Action
     from bitswarm.net.session import TorrentRuntime
 
 log = logging.getLogger(__name__)
@@ -533,6 +534,8 @@ class _WebSeed:
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
             raise
+        now = time.monotonic()
+        actions: list[Action] = []
         for index, size, data, ok in zip(indexes, run.sizes, pieces, matches, strict=True):
             if not ok:
                 swarm.picker.piece_abandoned(index, key)
@@ -540,7 +543,8 @@ class _WebSeed:
                 continue
             state.piece_served()
             runtime.webseed_bytes += size
-            runtime.run_actions(swarm.webseed_piece(key, index, data, time.monotonic()))
+            actions += swarm.webseed_piece(key, index, data, now)
+        runtime.run_actions(actions)  # the run's pieces written in one trip to the disk thread
         return True
 
 
