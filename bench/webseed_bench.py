@@ -10,10 +10,11 @@ subprocess, as a user runs it) and libtorrent 2.0.8 (tests/lt_webseed.py under
 /usr/bin/python3) download it into an empty folder. Time is wall time from starting the
 process to its exit, start-up included (libtorrent's own add-to-complete time is shown
 too); bitswarm's bytecode is compiled first, as an install does (without it each run
-compiles its modules again: a tenth of a second). nginx's access log gives each client's requests and connections. Every copy is
-compared with the original. Each run prints the CPU seconds other processes used during it
-(``measure.Noise``: the machine is shared), so a noisy round shows. Only processes this
-benchmark started are stopped, by PID. This is a measurement, not a test.
+compiles its modules again: a tenth of a second). nginx's access log gives each client's
+requests and connections. Every copy is compared with the original. Each run prints the
+CPU seconds other processes used during it (``measure.Noise``: the machine is shared), so
+a noisy round shows. Only processes this benchmark started are stopped, by PID. This is a
+measurement, not a test.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from measure import Noise, commit, machine  # noqa: E402
+
 import bitswarm  # noqa: E402
 from bitswarm.create import CreateOptions, create  # noqa: E402
-from measure import Noise, commit, machine  # noqa: E402
 from bitswarm.metainfo import Torrent, TorrentVersion  # noqa: E402
 from webseed_nginx import Nginx, nginx_binary, serve_with_nginx  # noqa: E402
 

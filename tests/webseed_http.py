@@ -41,12 +41,19 @@ def serve_folder(
     requests: list[str] | None = None,
     keep_alive_requests: int = 0,
     clients: list[tuple[str, int]] | None = None,
+    max_connections: int = 0,
+    refused: list[tuple[str, int]] | None = None,
 ) -> Iterator[str]:
     """Serve ``root`` at the yielded base URL; files whose URL path ``corrupt`` picks are served inverted.
 
     HTTP/1.0 (a connection per request) unless ``keep_alive_requests``: then HTTP/1.1, and
     each connection is closed after that many requests without a word to the client, as a
-    server drops an idle keep-alive connection. ``clients`` gets each request's client address."""
+    server drops an idle keep-alive connection. ``clients`` gets each request's client address.
+    With ``max_connections``, a request on a connection beyond that many open at once is
+    answered 503 and its connection closed (as a server limiting connections per client);
+    ``refused`` gets its client address."""
+    open_connections: set[tuple[str, int]] = set()
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1" if keep_alive_requests else "HTTP/1.0"
@@ -55,7 +62,25 @@ def serve_folder(
         def log_message(self, format: str, *args: object) -> None:
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            with lock:
+                self.is_over_limit = bool(max_connections) and len(open_connections) >= max_connections
+                if not self.is_over_limit:
+                    open_connections.add(self.client_address)
+
+        def finish(self) -> None:
+            with lock:
+                open_connections.discard(self.client_address)
+            super().finish()
+
         def do_GET(self) -> None:
+            if self.is_over_limit:
+                if refused is not None:
+                    refused.append(self.client_address)
+                self.close_connection = True
+                self.send_error(503)
+                return
             path = unquote(urlsplit(self.path).path)
             if requests is not None:
                 requests.append(path)
@@ -96,7 +121,9 @@ class Hostile:
     REDIRECT_LOOP = "redirect loop"  # 302 to the URL asked for
     SLOW_DRIP = "slow drip"  # 206 headers, then one byte every 50 ms
     HUGE_HEADERS = "huge headers"  # header lines until the client leaves
-    ALL = (HUGE_BODY, WRONG_RANGE, REDIRECT_LOOP, SLOW_DRIP, HUGE_HEADERS)
+    SHORT_BODY = "short body"  # 206 and the asked range's headers, half its bytes, then a close
+    CHUNKED = "chunked"  # 206, the asked range, its bytes in chunks with no Content-Length
+    ALL = (HUGE_BODY, WRONG_RANGE, REDIRECT_LOOP, SLOW_DRIP, HUGE_HEADERS, SHORT_BODY, CHUNKED)
 
 
 @dataclass
@@ -158,6 +185,15 @@ def serve_hostile(behaviour: str) -> Iterator[tuple[str, HostileLog]]:
                 self.send(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 16384\r\n\r\n")
                 while not stop.wait(0.05) and time.monotonic() < deadline:  # the drip's pace
                     self.send(b"x")
+            elif behaviour in (Hostile.SHORT_BODY, Hostile.CHUNKED):
+                first, last = self.asked
+                length = last - first + 1
+                head = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %d-%d/1073741824\r\n" % (first, last)
+                if behaviour == Hostile.SHORT_BODY:
+                    self.send(head + b"Content-Length: %d\r\n\r\n%s" % (length, bytes(length // 2)))
+                else:
+                    body = b"%x\r\n%s\r\n0\r\n\r\n" % (length, bytes(length))
+                    self.send(head + b"Transfer-Encoding: chunked\r\n\r\n" + body)
             elif behaviour == Hostile.HUGE_HEADERS:
                 self.send(b"HTTP/1.1 206 Partial Content\r\n")
                 line = b"X-Filler: " + b"y" * 1000 + b"\r\n"

@@ -43,6 +43,7 @@ http {{
     scgi_temp_path {prefix}/scgi;
     sendfile on;
     keepalive_requests 10000;
+    {http_extra}
     server {{
         listen 127.0.0.1:{port};
         {server_body}
@@ -92,10 +93,13 @@ def _accepts(port: int) -> bool:
 
 
 @contextmanager
-def serve_with_nginx(root: Path, prefix: Path, binary: str, *, server_body: str | None = None) -> Iterator[Nginx]:
+def serve_with_nginx(
+    root: Path, prefix: Path, binary: str, *, server_body: str | None = None, http_extra: str = ""
+) -> Iterator[Nginx]:
     """nginx serving ``root`` at the yielded ``Nginx.url`` until the block ends; then it is
     stopped (SIGTERM, then SIGKILL) by its PID. Raises RuntimeError when it does not start.
-    ``server_body`` replaces the ``root`` directive (a reverse proxy's locations, say)."""
+    ``server_body`` replaces the ``root`` directive (a reverse proxy's locations, say);
+    ``http_extra`` goes in the ``http`` block (a ``limit_conn_zone``, say)."""
     prefix.mkdir(parents=True, exist_ok=True)
     prefix = prefix.resolve()
     errors: list[str] = []
@@ -103,7 +107,7 @@ def serve_with_nginx(root: Path, prefix: Path, binary: str, *, server_body: str 
         port = _free_port()
         config = prefix / "nginx.conf"
         body = server_body if server_body is not None else f"root {root.resolve()};"
-        config.write_text(CONFIG.format(prefix=prefix, port=port, server_body=body))
+        config.write_text(CONFIG.format(prefix=prefix, port=port, server_body=body, http_extra=http_extra))
         process = subprocess.Popen(
             [binary, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")],
             stdin=subprocess.DEVNULL,

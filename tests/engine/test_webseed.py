@@ -257,3 +257,49 @@ def test_v2_pieces_wait_for_their_piece_layer_before_the_web_seed_fetches_them(t
 
         asyncio.run(scenario())
     assert same_album(album, tmp_path / "get" / album.name)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [(Hostile.SHORT_BODY, "closed in the middle of a reply"), (Hostile.CHUNKED, "without Content-Length")],
+)
+def test_a_reply_cut_short_or_without_a_length_is_refused_for_its_reason(behaviour: str, reason: str) -> None:
+    with serve_hostile(behaviour) as (base, log):
+
+        async def fetch() -> None:
+            connection = WebSeedConnection()
+            with pytest.raises(WebSeedError, match=reason):
+                await connection.fetch([RangeRequest(base + "f.bin", 16_384, 16_384, 1 << 30)])
+            assert not connection.is_open
+
+        asyncio.run(fetch())
+    assert log.requests == 1
+
+
+def test_a_server_that_allows_one_connection_keeps_the_seed_at_one_without_a_wait(tmp_path: Path) -> None:
+    data = random.Random(7).randbytes(40 * 16 * 1024)
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "f.bin").write_bytes(data)
+    refused: list[tuple[str, int]] = []
+    clients: list[tuple[str, int]] = []
+    with serve_folder(
+        tmp_path / "www", keep_alive_requests=1000, max_connections=1, refused=refused, clients=clients
+    ) as base:
+        options = CreateOptions(version=TorrentVersion.V1, piece_length=16 * 1024, web_seeds=[base + "f.bin"])
+        torrent = Torrent.decode(create(tmp_path / "www" / "f.bin", options))
+
+        async def scenario() -> None:
+            async with running_sessions(1) as (session,):
+                download = await session.add(torrent, tmp_path / "get")
+                await asyncio.wait_for(download.finished.wait(), 30)
+                state = download.webseed_states[base + "f.bin"]
+                assert state.max_connections == 1  # learnt from the 503
+                assert state.failures == 0  # the first connection never failed: no backoff
+                assert download.webseed_bytes == len(data)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(webseed.plan, "MAX_SPAN_BYTES", 4 * 16 * 1024)  # ten runs
+            asyncio.run(scenario())
+    assert (tmp_path / "get" / "f.bin").read_bytes() == data
+    assert len(refused) == 1  # the second connection, once; no third was tried
+    assert len(set(clients) - set(refused)) == 1  # everything else over the first

@@ -61,3 +61,35 @@ def test_a_second_copy_of_a_block_is_not_written() -> None:
     s.piece_checked(0, True, [], 2.0)
     assert s.has_piece(0)
     assert s.handle("peer", [late], 2.5) == []
+
+
+def test_a_web_seed_run_goes_on_where_its_last_run_ended() -> None:
+    s = swarm(64)
+    seed = "web seed"
+    first = s.picker.start_run_for_webseed(seed, 8)
+    assert first == list(range(first[0], min(64, first[0] + 8)))  # consecutive from where it was picked
+    after = first[-1] + 1
+    if after < 64:
+        assert s.picker.start_run_for_webseed(seed, 8, after) == list(range(after, min(64, after + 8)))
+
+
+def test_a_web_seed_run_goes_elsewhere_when_the_piece_after_its_last_is_taken_or_held() -> None:
+    s = swarm(16)
+    one, other = "web seed 1", "web seed 2"
+    taken = s.picker.start_run_for_webseed(one, 4, 4)
+    assert taken == [4, 5, 6, 7]
+    again = s.picker.start_run_for_webseed(other, 4, 4)  # piece 4 is the other seed's
+    assert again
+    assert not set(again) & set(taken)
+    s.picker.piece_verified(12)
+    run = s.picker.start_run_for_webseed(other, 4, 12)  # piece 12 is here already
+    assert run
+    assert 12 not in run
+    assert not set(run) & (set(taken) | set(again))
+
+
+def test_a_piece_with_a_deadline_comes_before_the_piece_after_the_last_run() -> None:
+    s = swarm(16)
+    seed = "web seed"
+    s.set_deadlines("player", {10: 1.0}, 0.0)
+    assert s.picker.start_run_for_webseed(seed, 1, 3) == [10]  # a reader waits for 10

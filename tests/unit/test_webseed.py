@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bitswarm.engine.webseed import (
     BACKOFF_FIRST_S,
     BACKOFF_MAX_S,
@@ -196,6 +194,22 @@ def test_a_seed_gains_a_connection_per_run_served_up_to_the_cap_and_loses_one_pe
     for _ in range(MAX_CONNECTIONS + 2):
         state.request_failed(0.0)
     assert state.connections_wanted == 1  # never none: the first connection waits out the backoff
+
+
+def test_a_failed_extra_connection_lowers_the_cap_without_a_wait() -> None:
+    state = WebSeedState("http://h/")
+    state.run_served()
+    state.run_served()
+    assert state.connections_wanted == 3
+    state.extra_connection_failed()  # the third was refused: two work
+    assert (state.connections_wanted, state.max_connections) == (2, 2)
+    assert state.may_request(0.0)  # the others carry on at once
+    assert state.failures == 0
+    state.run_served()
+    assert state.connections_wanted == 2  # the cap holds
+    state.extra_connection_failed()
+    state.extra_connection_failed()
+    assert (state.connections_wanted, state.max_connections) == (1, 1)
 
 
 def test_a_seed_held_to_one_connection_never_asks_for_a_second() -> None:

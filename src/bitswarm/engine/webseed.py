@@ -10,8 +10,10 @@ and says where each reply's bytes go in the pieces, so the I/O layer reads them 
 into the piece buffers. ``WebSeedState`` keeps one web seed's failures (backoff, doubling
 from ``BACKOFF_FIRST_S`` to ``BACKOFF_MAX_S``), bans it after ``MAX_BAD_PIECES`` pieces
 that failed their hash check, and says how many connections to keep open to it: one at
-first, one more after each run it served, up to ``MAX_CONNECTIONS``, one fewer after a
-failure, so a server that refuses a second connection is asked over one.
+first, one more after each run it served, up to ``MAX_CONNECTIONS``. A failure on the
+first connection makes the seed wait and drops a connection; one on another connection
+(a server that limits connections per client answers it 503, or resets it) lowers the
+cap to the connections that worked, with no wait: the first connection carries on.
 """
 
 from __future__ import annotations
@@ -176,6 +178,12 @@ class WebSeedState:
     def run_served(self) -> None:
         """A run of pieces came whole over one connection: one more is welcome, up to the cap."""
         self.connections_wanted = min(self.max_connections, self.connections_wanted + 1)
+
+    def extra_connection_failed(self) -> None:
+        """A connection beside the first failed: the server allows fewer (or that one met
+        trouble); the cap falls to one below what was wanted, for the seed's lifetime."""
+        self.max_connections = max(1, self.connections_wanted - 1)
+        self.connections_wanted = self.max_connections
 
     def piece_failed_hash(self) -> None:
         """The seed answered, with wrong bytes. No backoff: only some of its files may be

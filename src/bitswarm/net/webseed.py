@@ -5,11 +5,12 @@ downloading (going on after its last run where it can), up to ``MAX_SPAN_BYTES``
 their ranges (planned by ``bitswarm.engine.webseed``: a run of a file's pieces in one
 request) and reads each reply's body straight into the pieces' buffers. Each piece's hash
 is checked once, on the session's hashing thread (beside the disk thread's writes), and
-the piece is handed to the swarm, which writes it and counts it verified without hashing
-it again; a run is not fetched while the disk thread is too far behind. The seed starts with one connection
-and gains one after each run it served, up to ``MAX_CONNECTIONS`` (``WebSeedState``); a
-failure takes one away and makes the seed wait (backoff); one whose pieces keep failing
-their hash is dropped.
+the run's pieces go to the swarm, which writes them in one trip to the disk thread and
+counts them verified without hashing them again; no run is fetched while the disk thread
+is too far behind. The seed starts with one connection and gains one after each run it
+served, up to ``MAX_CONNECTIONS`` (``WebSeedState``); a failure on the first makes the
+seed wait (backoff), one on another lowers the cap (a server that limits connections per
+client); a seed whose pieces keep failing their hash is dropped.
 
 HTTP: httptools parses every status line and header block; a body is framed by its
 Content-Length, which must be the length asked for, and read into the pieces by the
@@ -489,7 +490,7 @@ class _WebSeed:
                     after = None
                     continue
                 after = indexes[-1] + 1
-                if await self._fetch_run(connection, indexes):
+                if await self._fetch_run(connection, indexes, is_first=is_first):
                     state.run_served()
                     self._add_connection()
                 else:
@@ -499,8 +500,9 @@ class _WebSeed:
             if not is_first:
                 self.connections -= 1
 
-    async def _fetch_run(self, connection: WebSeedConnection, indexes: list[int]) -> bool:
-        """Fetch, check and hand over pieces ``indexes``; False when the seed failed to send them."""
+    async def _fetch_run(self, connection: WebSeedConnection, indexes: list[int], *, is_first: bool) -> bool:
+        """Fetch, check and hand over pieces ``indexes``; False when the seed failed to send
+        them (on the first connection the seed then waits; on another, fewer are kept)."""
         runtime, state, key = self.runtime, self.state, self.key
         torrent = runtime.torrent
         swarm = runtime.swarm
@@ -527,7 +529,10 @@ class _WebSeed:
         except WebSeedError as error:
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
-            state.request_failed(time.monotonic())
+            if is_first:
+                state.request_failed(time.monotonic())
+            else:
+                state.extra_connection_failed()
             log.debug("web seed failed on pieces %s: %s", indexes[:4], error)
             return False
         except BaseException:
