@@ -33,6 +33,9 @@ MAX_BAD_PIECES = 3
 # short enough that a few runs in flight over a few connections stay a few tens of MiB of
 # memory, and that a failure gives back little.
 MAX_SPAN_BYTES = 8 << 20
+# Runs while a reader waits for pieces (a player streaming): a run's pieces are handed over
+# once the whole run is in, so a short run brings the piece a player needs sooner.
+DEADLINE_SPAN_BYTES = 1 << 20
 # Connections to one web seed at most: they hide a connection's round trips between runs
 # and a server's per-connection pace; more would be rude to a mirror.
 MAX_CONNECTIONS = 3

@@ -444,6 +444,7 @@ class _WebSeed:
         torrent = runtime.torrent
         self.layout = Layout(torrent.files, torrent.piece_length)
         self.run_pieces = max(1, plan.MAX_SPAN_BYTES // torrent.piece_length)
+        self.deadline_run_pieces = max(1, min(plan.MAX_SPAN_BYTES, plan.DEADLINE_SPAN_BYTES) // torrent.piece_length)
         self.group: asyncio.TaskGroup | None = None
         self.connections = 1
         self.extra: set[asyncio.Task[None]] = set()
@@ -479,7 +480,9 @@ class _WebSeed:
                         return
                     await asyncio.sleep(state.retry_at - now)
                     continue
-                indexes = swarm.picker.start_run_for_webseed(self.key, self.run_pieces, after)
+                waited_for = bool(swarm.picker.deadline_pieces())
+                run_pieces = self.deadline_run_pieces if waited_for else self.run_pieces
+                indexes = swarm.picker.start_run_for_webseed(self.key, run_pieces, after)
                 if not indexes:
                     if not is_first:
                         return
