@@ -8,8 +8,10 @@ One nginx (Debian's nginx-light, single process, tests/webseed_nginx.py) serves 
 the whole run. Each round, interleaved, --repeat times: `bitswarm get --no-seed` (a
 subprocess, as a user runs it) and libtorrent 2.0.8 (tests/lt_webseed.py under
 /usr/bin/python3) download it into an empty folder. Time is wall time from starting the
-process to its exit, start-up included (libtorrent's own add-to-complete time is shown
-too); bitswarm's bytecode is compiled first, as an install does (without it each run
+process to its exit, start-up included, and to its completion (bitswarm's ``finished``
+event; libtorrent's ``is_seeding``, then its own add-to-complete time is shown too).
+bitswarm's stop after ``finished`` makes the files durable (fsync), which libtorrent's
+does not. bitswarm's bytecode is compiled first, as an install does (without it each run
 compiles its modules again: a tenth of a second). nginx's access log gives each client's
 requests and connections. Every copy is compared with the original. Each run prints the
 CPU seconds other processes used during it (``measure.Noise``: the machine is shared), so
@@ -49,18 +51,27 @@ RUN_TIMEOUT_S = 300.0
 
 
 def run_bitswarm(torrent_path: Path, out: Path) -> dict[str, float]:
+    """Wall time to exit, and to the ``finished`` event (every piece verified and written;
+    what follows is the stop: the files' fsync, the resume data, closing)."""
     started = time.monotonic()
-    done = subprocess.run(
+    finished_s = 0.0
+    with subprocess.Popen(
         [sys.executable, "-m", "bitswarm", "get", str(torrent_path), "-o", str(out), "--port", "0", "--no-seed",
-         "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"bitswarm get failed: {done.stderr.strip()}")
-    return {"wall_s": time.monotonic() - started}
+         "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:  # each event is flushed as it happens
+            if not finished_s and json.loads(line).get("event") == "finished":
+                finished_s = time.monotonic() - started
+        _stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+    if process.returncode != 0 or not finished_s:
+        raise SystemExit(f"bitswarm get failed: {stderr.strip()}")
+    return {"wall_s": time.monotonic() - started, "finished_s": finished_s}
 
 
 def run_libtorrent(torrent_path: Path, out: Path) -> dict[str, float]:
+    """Wall time to exit, and to completion (``completed_monotonic``: the same clock)."""
     started = time.monotonic()
     done = subprocess.run(
         [LIBTORRENT_PYTHON, str(LT_WEBSEED), str(torrent_path), str(out), "--timeout", str(RUN_TIMEOUT_S)],
@@ -68,7 +79,12 @@ def run_libtorrent(torrent_path: Path, out: Path) -> dict[str, float]:
     )  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"libtorrent failed: {done.stdout.strip()} {done.stderr.strip()}")
-    return {"wall_s": time.monotonic() - started, "own_s": float(json.loads(done.stdout)["elapsed_s"])}
+    result = json.loads(done.stdout)
+    return {
+        "wall_s": time.monotonic() - started,
+        "finished_s": float(result["completed_monotonic"]) - started,
+        "own_s": float(result["elapsed_s"]),
+    }
 
 
 def traffic(nginx: Nginx, skip: int) -> tuple[int, int, int]:
@@ -104,6 +120,7 @@ def main() -> None:
             print(f"{machine()}; bitswarm at {commit()}")
             print(f"{args.size_mib} MiB, {piece_kib} KiB pieces, nginx at {nginx.url}, {args.repeat} rounds")
             times: dict[str, list[float]] = {"bitswarm": [], "libtorrent": []}
+            finished: dict[str, list[float]] = {"bitswarm": [], "libtorrent": []}
             for round_number in range(args.repeat):
                 for name, runner in (("bitswarm", run_bitswarm), ("libtorrent", run_libtorrent)):
                     out = work / f"{name}-{round_number}"
@@ -116,19 +133,22 @@ def main() -> None:
                         raise SystemExit(f"{name}: the copy differs from the original")
                     requests, connections, sent = traffic(nginx, skip)
                     times[name].append(result["wall_s"])
-                    own = f" (own {result['own_s']:.3f} s)" if "own_s" in result else ""
+                    finished[name].append(result["finished_s"])
+                    own = f", own {result['own_s']:.3f} s" if "own_s" in result else ""
                     print(
-                        f"round {round_number + 1} {name:10} {result['wall_s']:.3f} s{own}  "
+                        f"round {round_number + 1} {name:10} {result['wall_s']:.3f} s "
+                        f"(finished {result['finished_s']:.3f} s{own})  "
                         f"{requests} requests over {connections} connections, {sent >> 20} MiB, "
                         f"other processes {other_cpu_s:.2f} CPU s"
                     )
                     shutil.rmtree(out)
-    best = {name: min(values) for name, values in times.items()}
-    median = {name: statistics.median(values) for name, values in times.items()}
-    for name in times:
-        print(f"{name:10} best {best[name]:.3f} s  median {median[name]:.3f} s")
-    print(f"bitswarm / libtorrent: best {best['bitswarm'] / best['libtorrent']:.2f}x, "
-          f"median {median['bitswarm'] / median['libtorrent']:.2f}x")  # fmt: skip
+    for label, table in (("to exit", times), ("to finished", finished)):
+        best = {name: min(values) for name, values in table.items()}
+        median = {name: statistics.median(values) for name, values in table.items()}
+        for name in table:
+            print(f"{label:11} {name:10} best {best[name]:.3f} s  median {median[name]:.3f} s")
+        print(f"{label:11} bitswarm / libtorrent: best {best['bitswarm'] / best['libtorrent']:.2f}x, "
+              f"median {median['bitswarm'] / median['libtorrent']:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ Runs under Debian's /usr/bin/python3 (the only Python here that imports libtorre
 
 The torrent's url-list is all libtorrent has: no trackers, DHT, LSD, PEX, UPnP or
 NAT-PMP, and the session listens on 127.0.0.1 only. Prints one JSON object once every
-piece is verified: {"elapsed_s": seconds from adding the torrent, "web_seeds": [url],
-"downloaded": payload bytes} and exits 0; on failure {"error": "..."} and exit 1.
+piece is verified: {"elapsed_s": seconds from adding the torrent, "completed_monotonic":
+time.monotonic() then (the system's clock: a caller times from its own start), "web_seeds":
+[url], "downloaded": payload bytes} and exits 0; on failure {"error": "..."} and exit 1.
 Used by tests/interop/test_webseed_interop.py and bench/webseed_bench.py.
 """
 
@@ -50,6 +51,7 @@ def download(torrent: str, save_path: str, timeout_s: float) -> dict[str, Any]:
         if status.is_seeding:
             return {
                 "elapsed_s": time.monotonic() - started,
+                "completed_monotonic": time.monotonic(),
                 "web_seeds": sorted(handle.url_seeds()),
                 "downloaded": status.total_payload_download,
             }
