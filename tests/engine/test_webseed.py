@@ -301,5 +301,6 @@ def test_a_server_that_allows_one_connection_keeps_the_seed_at_one_without_a_wai
             patch.setattr(webseed.plan, "MAX_SPAN_BYTES", 4 * 16 * 1024)  # ten runs
             asyncio.run(scenario())
     assert (tmp_path / "get" / "f.bin").read_bytes() == data
-    assert len(refused) == 1  # the second connection, once; no third was tried
+    # The extra connections opened before the first refusal came back, and no more after it.
+    assert 1 <= len(refused) <= webseed.plan.MAX_CONNECTIONS - 1
     assert len(set(clients) - set(refused)) == 1  # everything else over the first

@@ -5,8 +5,12 @@ from __future__ import annotations
 from bitswarm.engine.webseed import (
     BACKOFF_FIRST_S,
     BACKOFF_MAX_S,
+    FIRST_SPAN_BYTES,
     MAX_BAD_PIECES,
     MAX_CONNECTIONS,
+    MAX_SPAN_BYTES,
+    MIN_SPAN_BYTES,
+    RUN_TARGET_S,
     BodySlice,
     PadBytes,
     RangeRequest,
@@ -186,7 +190,7 @@ def test_a_seed_gains_a_connection_per_run_served_up_to_the_cap_and_loses_one_pe
     assert state.connections_wanted == 1
     wanted = []
     for _ in range(MAX_CONNECTIONS + 2):
-        state.run_served()
+        state.run_served(1 << 20, 0.01)
         wanted.append(state.connections_wanted)
     assert wanted == [min(MAX_CONNECTIONS, count) for count in range(2, MAX_CONNECTIONS + 4)]
     state.request_failed(0.0)
@@ -198,14 +202,14 @@ def test_a_seed_gains_a_connection_per_run_served_up_to_the_cap_and_loses_one_pe
 
 def test_a_failed_extra_connection_lowers_the_cap_without_a_wait() -> None:
     state = WebSeedState("http://h/")
-    state.run_served()
-    state.run_served()
+    state.run_served(1 << 20, 0.01)
+    state.run_served(1 << 20, 0.01)
     assert state.connections_wanted == 3
     state.extra_connection_failed()  # the third was refused: two work
     assert (state.connections_wanted, state.max_connections) == (2, 2)
     assert state.may_request(0.0)  # the others carry on at once
     assert state.failures == 0
-    state.run_served()
+    state.run_served(1 << 20, 0.01)
     assert state.connections_wanted == 2  # the cap holds
     state.extra_connection_failed()
     state.extra_connection_failed()
@@ -215,7 +219,7 @@ def test_a_failed_extra_connection_lowers_the_cap_without_a_wait() -> None:
 def test_a_seed_held_to_one_connection_never_asks_for_a_second() -> None:
     state = WebSeedState("http://h/", max_connections=1)
     for _ in range(5):
-        state.run_served()
+        state.run_served(1 << 20, 0.01)
     assert state.connections_wanted == 1
 
 
@@ -227,3 +231,20 @@ def test_seed_is_banned_after_repeated_bad_pieces() -> None:
     state.piece_failed_hash()
     assert state.is_banned
     assert not state.may_request(1e9)
+
+
+def test_a_run_is_sized_to_the_seeds_pace_between_its_bounds_and_halved_by_a_failure() -> None:
+    state = WebSeedState("http://h/")
+    assert state.span_bytes == FIRST_SPAN_BYTES  # the pace is not known yet
+    state.run_served(1 << 20, 1.0)  # 1 MiB/s
+    assert state.span_bytes == int(RUN_TARGET_S * (1 << 20))
+    state.run_served(1 << 20, 0.001)  # loopback
+    assert state.span_bytes == MAX_SPAN_BYTES
+    state.run_served(16 * 1024, 10.0)  # a crawl: the least run still asks for more than a piece
+    assert state.span_bytes == MIN_SPAN_BYTES
+    state.run_served(1 << 20, 1.0)
+    state.request_failed(0.0)
+    assert state.span_bytes == int(RUN_TARGET_S * (1 << 20)) // 2
+    for _ in range(20):
+        state.request_failed(0.0)
+    assert state.span_bytes == MIN_SPAN_BYTES

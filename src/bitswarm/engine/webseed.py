@@ -10,7 +10,9 @@ and says where each reply's bytes go in the pieces, so the I/O layer reads them 
 into the piece buffers. ``WebSeedState`` keeps one web seed's failures (backoff, doubling
 from ``BACKOFF_FIRST_S`` to ``BACKOFF_MAX_S``), bans it after ``MAX_BAD_PIECES`` pieces
 that failed their hash check, and says how many connections to keep open to it: one at
-first, one more after each run it served, up to ``MAX_CONNECTIONS``. A failure on the
+first, one more after each run it served, up to ``MAX_CONNECTIONS``, and how long a run
+to ask for (``RUN_TARGET_S`` at the pace the last run came at, from ``FIRST_SPAN_BYTES``
+up to ``MAX_SPAN_BYTES``, halved by a failure). A failure on the
 first connection makes the seed wait and drops a connection; one on another connection
 (a server that limits connections per client answers it 503, or resets it) lowers the
 cap to the connections that worked, with no wait: the first connection carries on.
@@ -28,19 +30,25 @@ BACKOFF_FIRST_S = 5.0
 BACKOFF_MAX_S = 300.0
 # A seed that served this many pieces with wrong bytes is not asked again.
 MAX_BAD_PIECES = 3
-# Bytes of pieces asked for in one run (one request per file it touches): long enough that
-# a request's round trip and headers are lost in its body (libtorrent asks up to 16 MiB),
-# short enough that a few runs in flight over a few connections stay a few tens of MiB of
-# memory, and that a failure gives back little.
+# Bytes of pieces asked for in one run (one request per file it touches) at most: long
+# enough that a request's round trip and headers are lost in its body (libtorrent asks up
+# to 16 MiB), short enough that a few runs in flight over a few connections stay a few
+# tens of MiB of memory, and that a failure gives back little.
 MAX_SPAN_BYTES = 8 << 20
+# A run's size follows the seed's pace: this long a run at the pace its last run came at,
+# so a fast seed gets long runs and a slow one runs far inside ``REQUEST_TIMEOUT_S``.
+RUN_TARGET_S = 2.0
+# The first run, before the pace is known (and the least a run is cut to after failures).
+FIRST_SPAN_BYTES = 1 << 20
+MIN_SPAN_BYTES = 256 * 1024
 # Runs while a reader waits for pieces (a player streaming): a run's pieces are handed over
 # once the whole run is in, so a short run brings the piece a player needs sooner.
 DEADLINE_SPAN_BYTES = 1 << 20
 # Connections to one web seed at most: they hide a connection's round trips between runs
 # and a server's per-connection pace; more would be rude to a mirror.
 MAX_CONNECTIONS = 3
-# A run is at most ``MAX_SPAN_BYTES`` on one connection, so a healthy server answers it in
-# well under this even at a few hundred KiB/s.
+# A run is sized to come in about ``RUN_TARGET_S``: a server that takes this long for one
+# has stalled.
 REQUEST_TIMEOUT_S = 60.0
 
 
@@ -160,6 +168,8 @@ class WebSeedState:
         self.max_connections = max_connections
         # How many connections to keep to the seed now (``run_served``, ``request_failed``).
         self.connections_wanted = 1
+        # Bytes to ask for in the next run (``run_served``, ``request_failed``).
+        self.span_bytes = min(FIRST_SPAN_BYTES, MAX_SPAN_BYTES)
 
     @property
     def is_banned(self) -> bool:
@@ -177,10 +187,14 @@ class WebSeedState:
         self.failures += 1
         self.retry_at = now + self.backoff_s()
         self.connections_wanted = max(1, self.connections_wanted - 1)
+        self.span_bytes = max(min(MIN_SPAN_BYTES, MAX_SPAN_BYTES), self.span_bytes // 2)
 
-    def run_served(self) -> None:
-        """A run of pieces came whole over one connection: one more is welcome, up to the cap."""
+    def run_served(self, size: int, elapsed_s: float) -> None:
+        """A run of ``size`` bytes came whole over one connection in ``elapsed_s``: one more
+        connection is welcome, up to the cap, and the next run is sized to the pace."""
         self.connections_wanted = min(self.max_connections, self.connections_wanted + 1)
+        pace = size / max(elapsed_s, 1e-3)
+        self.span_bytes = int(min(MAX_SPAN_BYTES, max(min(MIN_SPAN_BYTES, MAX_SPAN_BYTES), pace * RUN_TARGET_S)))
 
     def extra_connection_failed(self) -> None:
         """A connection beside the first failed: the server allows fewer (or that one met

@@ -1,7 +1,8 @@
 """The asyncio side of BEP 19 web seeding: a few connections per web seed of a torrent.
 
 Each connection's task asks the picker for a run of consecutive pieces nobody is
-downloading (going on after its last run where it can), up to ``MAX_SPAN_BYTES``, fetches
+downloading (going on after its last run where it can), as long as the seed's pace
+warrants (``WebSeedState.span_bytes``, up to ``MAX_SPAN_BYTES``), fetches
 their ranges (planned by ``bitswarm.engine.webseed``: a run of a file's pieces in one
 request) and reads each reply's body straight into the pieces' buffers. Each piece's hash
 is checked once, on the session's hashing thread (beside the disk thread's writes), and
@@ -443,8 +444,7 @@ class _WebSeed:
         self.key = WebSeedKey(state.url)
         torrent = runtime.torrent
         self.layout = Layout(torrent.files, torrent.piece_length)
-        self.run_pieces = max(1, plan.MAX_SPAN_BYTES // torrent.piece_length)
-        self.deadline_run_pieces = max(1, min(plan.MAX_SPAN_BYTES, plan.DEADLINE_SPAN_BYTES) // torrent.piece_length)
+        self.piece_length = torrent.piece_length
         self.group: asyncio.TaskGroup | None = None
         self.connections = 1
         self.extra: set[asyncio.Task[None]] = set()
@@ -480,9 +480,10 @@ class _WebSeed:
                         return
                     await asyncio.sleep(state.retry_at - now)
                     continue
-                waited_for = bool(swarm.picker.deadline_pieces())
-                run_pieces = self.deadline_run_pieces if waited_for else self.run_pieces
-                indexes = swarm.picker.start_run_for_webseed(self.key, run_pieces, after)
+                span = state.span_bytes
+                if swarm.picker.deadline_pieces():
+                    span = min(span, plan.DEADLINE_SPAN_BYTES)  # a reader waits: a short run
+                indexes = swarm.picker.start_run_for_webseed(self.key, max(1, span // self.piece_length), after)
                 if not indexes:
                     if not is_first:
                         return
@@ -494,7 +495,6 @@ class _WebSeed:
                     continue
                 after = indexes[-1] + 1
                 if await self._fetch_run(connection, indexes, is_first=is_first):
-                    state.run_served()
                     self._add_connection()
                 else:
                     after = None
@@ -526,8 +526,10 @@ class _WebSeed:
             delay = runtime.download_delay(sum(torrent.piece_size(index) for index in indexes), now)
             if delay > 0:
                 await asyncio.sleep(delay)
+            started = time.monotonic()
             if run.requests:
                 await connection.fetch_into(run.requests, targets)
+            state.run_served(sum(request.length for request in run.requests), time.monotonic() - started)
             matches = await runtime.hash_off_loop(_pieces_match, runtime, indexes, pieces)
         except WebSeedError as error:
             for index in indexes:
