@@ -26,6 +26,7 @@ import compileall
 import filecmp
 import json
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -127,7 +128,10 @@ def main() -> None:
                     out.mkdir()
                     skip = len(nginx.requests())
                     noise = Noise()
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     result = runner(torrent_path, out)
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                     other_cpu_s, _wall_s = noise.measure()
                     if not filecmp.cmp(original, out / "bench.bin", shallow=False):
                         raise SystemExit(f"{name}: the copy differs from the original")
@@ -137,7 +141,7 @@ def main() -> None:
                     own = f", own {result['own_s']:.3f} s" if "own_s" in result else ""
                     print(
                         f"round {round_number + 1} {name:10} {result['wall_s']:.3f} s "
-                        f"(finished {result['finished_s']:.3f} s{own})  "
+                        f"(finished {result['finished_s']:.3f} s{own}, CPU {cpu_s:.2f} s)  "
                         f"{requests} requests over {connections} connections, {sent >> 20} MiB, "
                         f"other processes {other_cpu_s:.2f} CPU s"
                     )
