@@ -130,6 +130,10 @@ TICK_S = 1.0
 RESUME_PERIOD_S = 10.0
 # Written but unhashed data allowed in the disk queue before peers stop being read.
 MAX_DISK_BACKLOG_BYTES = 64 << 20
+# Threads hashing web seeds' pieces in memory: two keep hashing while one waits for the GIL
+# between pieces (a GiB from nginx on loopback, in-process: 1.27-1.40 s against 1.33-1.51 s
+# with one, alternated four times).
+HASH_THREADS = 2
 RETRY_ANNOUNCE_S = 60.0
 STOP_ANNOUNCE_TIMEOUT_S = 5.0
 # Unfinished pieces gathered in memory per torrent before blocks go straight to disk.
@@ -244,6 +248,7 @@ class TorrentRuntime:
         self.disk = session.disk
         self.readers = session.readers
         self.hashers = session.hashers
+        self.hash_threads = HASH_THREADS
         self.read_storage = self.storage.twin()
         # Set while the disk thread's backlog is short enough to take more (``_add_backlog``).
         self.disk_caught_up = asyncio.Event()
@@ -569,9 +574,10 @@ class TorrentRuntime:
         return self._run_disk(function, *args)
 
     def hash_off_loop(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        """Run ``function`` (hashing pieces held in memory) in the session's hashing thread,
-        beside the disk thread's writes. The caller bounds what it queues here, and waits
-        for ``disk_caught_up`` before handing more to the disk thread."""
+        """Run ``function`` (hashing pieces held in memory) in one of the session's
+        ``HASH_THREADS`` hashing threads, beside the disk thread's writes. The caller bounds
+        what it queues here, and waits for ``disk_caught_up`` before handing more to the
+        disk thread."""
         return asyncio.get_running_loop().run_in_executor(self.hashers, function, *args)
 
     def _run_disk(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
@@ -1317,7 +1323,7 @@ class Session:
         self.readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-read")
         # Web seeds' pieces are hashed here, beside the disk thread's writes: on one thread
         # hashing and writing took turns, and a fast web seed waited on both.
-        self.hashers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-hash")
+        self.hashers = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="bitswarm-hash")
         self._server: asyncio.Server | None = None
         self.dht_enabled = dht
         self.dht_bootstrap = list(DEFAULT_BOOTSTRAP if dht_bootstrap is None else dht_bootstrap)

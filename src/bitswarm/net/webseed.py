@@ -530,7 +530,15 @@ class _WebSeed:
             if run.requests:
                 await connection.fetch_into(run.requests, targets)
             state.run_served(sum(request.length for request in run.requests), time.monotonic() - started)
-            matches = await runtime.hash_off_loop(_pieces_match, runtime, indexes, pieces)
+            # The run's pieces in a part per hashing thread.
+            parts = -(-len(indexes) // runtime.hash_threads)
+            matched = await asyncio.gather(
+                *(
+                    runtime.hash_off_loop(_pieces_match, runtime, indexes[at : at + parts], pieces[at : at + parts])
+                    for at in range(0, len(indexes), parts)
+                )
+            )
+            matches = [ok for part in matched for ok in part]
         except WebSeedError as error:
             for index in indexes:
                 swarm.picker.piece_abandoned(index, key)
