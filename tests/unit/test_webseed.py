@@ -5,6 +5,7 @@ from __future__ import annotations
 from bitswarm.engine.webseed import (
     BACKOFF_FIRST_S,
     BACKOFF_MAX_S,
+    DEADLINE_SPAN_BYTES,
     FIRST_SPAN_BYTES,
     MAX_BAD_PIECES,
     MAX_CONNECTIONS,
@@ -248,3 +249,12 @@ def test_a_run_is_sized_to_the_seeds_pace_between_its_bounds_and_halved_by_a_fai
     for _ in range(20):
         state.request_failed(0.0)
     assert state.span_bytes == MIN_SPAN_BYTES
+
+
+def test_a_run_is_short_while_a_reader_waits_for_pieces() -> None:
+    state = WebSeedState("http://h/")
+    state.run_served(1 << 20, 0.001)
+    assert state.next_span_bytes(reader_waits=False) == MAX_SPAN_BYTES
+    assert state.next_span_bytes(reader_waits=True) == DEADLINE_SPAN_BYTES < MAX_SPAN_BYTES
+    state.run_served(16 * 1024, 10.0)  # slower than the short run already
+    assert state.next_span_bytes(reader_waits=True) == MIN_SPAN_BYTES

@@ -196,6 +196,11 @@ class WebSeedState:
         pace = size / max(elapsed_s, 1e-3)
         self.span_bytes = int(min(MAX_SPAN_BYTES, max(min(MIN_SPAN_BYTES, MAX_SPAN_BYTES), pace * RUN_TARGET_S)))
 
+    def next_span_bytes(self, *, reader_waits: bool) -> int:
+        """Bytes to ask for in the next run: ``span_bytes``, or at most
+        ``DEADLINE_SPAN_BYTES`` while a reader waits for pieces."""
+        return min(self.span_bytes, DEADLINE_SPAN_BYTES) if reader_waits else self.span_bytes
+
     def extra_connection_failed(self) -> None:
         """A connection beside the first failed: the server allows fewer (or that one met
         trouble); the cap falls to one below what was wanted, for the seed's lifetime."""

@@ -480,9 +480,7 @@ class _WebSeed:
                         return
                     await asyncio.sleep(state.retry_at - now)
                     continue
-                span = state.span_bytes
-                if swarm.picker.deadline_pieces():
-                    span = min(span, plan.DEADLINE_SPAN_BYTES)  # a reader waits: a short run
+                span = state.next_span_bytes(reader_waits=bool(swarm.picker.deadline_pieces()))
                 indexes = swarm.picker.start_run_for_webseed(self.key, max(1, span // self.piece_length), after)
                 if not indexes:
                     if not is_first:
