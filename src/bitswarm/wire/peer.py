@@ -175,20 +175,22 @@ class PeerProtocol:
         ]
         return Handshake(self.info_hash, self.our_peer_id, reserved_bits(*flags)).encode()
 
-    def receive(self, data: bytes, now: float) -> list[Event]:
+    def receive(self, data: bytes | memoryview, now: float, *, lend: bool = False) -> list[Event]:
         """Events from ``data``: the handshake, then messages that passed every check.
 
+        ``lend``: blocks may be views of ``data``, which the caller then keeps unchanged
+        until it has handled the events (``bytes`` never change: their blocks are views).
         Raises ``PeerProtocolError`` for a broken rule; the core is CLOSED after that.
         """
         self._require_open()
         self._last_received = now
         try:
-            return self._receive(data)
+            return self._receive(data, lend)
         except PeerProtocolError:
             self.state = PeerState.CLOSED
             raise
 
-    def _receive(self, data: bytes) -> list[Event]:
+    def _receive(self, data: bytes | memoryview, lend: bool) -> list[Event]:
         events: list[Event] = []
         if self.state is PeerState.AWAITING_HANDSHAKE:
             self._handshake_buffer += data
@@ -198,8 +200,11 @@ class PeerProtocol:
             data = bytes(self._handshake_buffer[HANDSHAKE_BYTES:])
             self._handshake_buffer.clear()
             events.append(self._accept_handshake(handshake))
-        for message in self._frames.feed(data):
-            if self.metadata_only:
+        for message in self._frames.feed(data, lend=lend):
+            if type(message) is Piece and self.state is PeerState.OPEN and not self.metadata_only:
+                if self._check_piece(message):  # the common case first, without the dispatch
+                    events.append(message)
+            elif self.metadata_only:
                 if self._check_metadata_phase(message):
                     events.append(message)
             elif self.state is PeerState.OPEN and isinstance(message, Bitfield | HaveAll | HaveNone):
@@ -324,11 +329,12 @@ class PeerProtocol:
         return True
 
     def _check_piece(self, message: Piece) -> bool:
-        self._block(message.index, message.begin, len(message.block), "piece")
         key = (message.index, message.begin, len(message.block))
         if key in self.our_requests:
+            # Only blocks that passed _block were requested: this one passes it too.
             self.our_requests.discard(key)
             return True
+        self._block(message.index, message.begin, len(message.block), "piece")
         if key in self._cancelled:
             self._forget_cancelled(key)
             return False  # arrived after our cancel: not needed
