@@ -265,10 +265,14 @@ class PeerConnection(asyncio.BufferedProtocol):
         """Send whatever the core owes the peer (once any MSE handshake is over)."""
         if self.core is None or self._mse is not None:
             return
-        data = self.core.data_to_send()
-        if data:
-            self.write(data)
-            self.core.note_sent(time.monotonic())
+        chunks = self.core.chunks_to_send()
+        if not chunks:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            # Blocks go out as they were read (one vectored write), not copied into a message.
+            encryptor = self._encryptor
+            self.transport.writelines(chunks if encryptor is None else [encryptor.apply(chunk) for chunk in chunks])
+        self.core.note_sent(time.monotonic())
 
     def close(self, reason: str) -> None:
         log.debug("closing a peer connection: %s", reason)

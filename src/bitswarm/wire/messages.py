@@ -260,13 +260,18 @@ _TRIPLE_MESSAGES: dict[int, type[Request] | type[Cancel] | type[Reject]] = {
 _TRIPLE_IDS = {kind: message_id for message_id, kind in _TRIPLE_MESSAGES.items()}
 
 
+def piece_header(message: Piece) -> bytes:
+    """The frame of a piece message up to its block (which can then be sent without a copy)."""
+    return _PIECE_HEAD.pack(9 + len(message.block), PIECE, message.index, message.begin)
+
+
 def encode(message: Message) -> bytes:
     """The framed bytes of one message."""
     kind = type(message)
     if kind in _SIMPLE_IDS:
         return b"\x00\x00\x00\x01" + bytes([_SIMPLE_IDS[kind]])
     if isinstance(message, Piece):
-        return _PIECE_HEAD.pack(9 + len(message.block), PIECE, message.index, message.begin) + message.block
+        return piece_header(message) + message.block
     if isinstance(message, Request | Cancel | Reject):
         return (
             b"\x00\x00\x00\x0d"

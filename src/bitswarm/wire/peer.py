@@ -64,6 +64,7 @@ from bitswarm.wire.messages import (
     Suggest,
     Unchoke,
     encode,
+    piece_header,
     reserved_bits,
 )
 
@@ -153,7 +154,10 @@ class PeerProtocol:
         bitfield_bytes = len(self.peer_pieces)
         self._frames = FrameDecoder(max(MAX_EXTENDED_BYTES, bitfield_bytes + 1, BLOCK_SIZE + 9))
         self._handshake_buffer = bytearray()
-        self._outbox = bytearray()
+        # What is owed to the peer, in order: small messages gathered in _small, each
+        # block as the chunk it was read into (never copied into a message).
+        self._outbox: list[bytes | memoryview] = []
+        self._small = bytearray()
         self._last_received = now
         self._last_sent = now
         self._wants_fast = fast
@@ -447,13 +451,27 @@ class PeerProtocol:
         self.peer_requests = keep
 
     def _queue(self, message: Message) -> None:
-        self._outbox += encode(message)
+        if type(message) is Piece:
+            self._small += piece_header(message)
+            self._end_small()
+            self._outbox.append(message.block)
+        else:
+            self._small += encode(message)
+
+    def _end_small(self) -> None:
+        if self._small:
+            self._outbox.append(bytes(self._small))
+            self._small.clear()
 
     def data_to_send(self) -> bytes:
         """The bytes owed to the peer since the last call."""
-        data = bytes(self._outbox)
-        self._outbox.clear()
-        return data
+        return b"".join(self.chunks_to_send())
+
+    def chunks_to_send(self) -> list[bytes | memoryview]:
+        """``data_to_send`` as the chunks it is made of, for a transport's ``writelines``."""
+        self._end_small()
+        chunks, self._outbox = self._outbox, []
+        return chunks
 
     def note_sent(self, now: float) -> None:
         """The I/O layer wrote something at ``now``: the keep-alive clock restarts."""
