@@ -527,13 +527,14 @@ class TorrentRuntime:
         start = index * self.torrent.piece_length
         return min(self.torrent.piece_length, owner.offset + owner.length - start)
 
-    def piece_matches(self, index: int, data: bytes | memoryview) -> bool:
+    def piece_matches(self, index: int, data: bytes | memoryview, sha1: bytes | None = None) -> bool:
         """Does ``data`` (piece ``index`` as fetched, ``request_size`` bytes) match the
         torrent's hashes? BEP 52: a hybrid's pieces must match both kinds. A v2 hash not
         known yet (a magnet link's piece layers not in) fails a v2-only piece (its pieces
-        are not fetched before) and is not checked for a hybrid, which has its SHA-1."""
+        are not fetched before) and is not checked for a hybrid, which has its SHA-1.
+        ``sha1``: the SHA-1 of ``data`` when the caller has it already."""
         torrent = self.torrent
-        if torrent.has_v1 and hashlib.sha1(data).digest() != torrent.v1_piece_hash(index):  # noqa: S324
+        if torrent.has_v1 and (sha1 or hashlib.sha1(data).digest()) != torrent.v1_piece_hash(index):  # noqa: S324
             return False
         owner = self._owners.get(index)
         expected = torrent.v2_piece_hash(owner, index) if owner is not None else None
@@ -888,13 +889,22 @@ class TorrentRuntime:
         if buffer is None and block.index not in self._unbuffered:
             size = self.request_size(block.index)
             if self._buffered_bytes + size <= MAX_BUFFERED_BYTES:
-                buffer = self._buffers[block.index] = _PieceBuffer(self._new_piece_buffer(), size)
+                buffer = self._buffers[block.index] = _PieceBuffer(
+                    self._new_piece_buffer(), size, sha1=hashlib.sha1() if self.torrent.has_v1 else None  # noqa: S324
+                )
                 self._buffered_bytes += size
             else:
                 self._unbuffered.add(block.index)
         if buffer is not None:
-            buffer.data[block.begin : block.begin + len(block.data)] = block.data
+            end = block.begin + len(block.data)
+            buffer.data[block.begin : end] = block.data
             buffer.filled += len(block.data)
+            if buffer.sha1 is not None and block.begin == buffer.hashed:
+                # Hashed now, while the block is in the cache: the disk thread would read
+                # the piece back from memory (twice the cost), and hashes only what came
+                # out of order.
+                buffer.sha1.update(block.data)
+                buffer.hashed = end
             return
         data = bytes(block.data)  # the disk queue holds a copy, not the whole read
         self._add_backlog(len(data))
@@ -980,16 +990,20 @@ class TorrentRuntime:
         """
         size = self.request_size(index)
         data: bytes | memoryview
+        sha1 = None
         if buffer is not None:
             if buffer.filled != size:
                 return False, []  # cannot happen for a piece the picker calls complete
             data = memoryview(buffer.data)[:size]
+            if buffer.sha1 is not None:
+                buffer.sha1.update(data[buffer.hashed :])
+                sha1 = buffer.sha1.digest()
         else:
             try:
                 data = self.storage.read_block(index, 0, size)
             except StorageError:
                 return False, []
-        ok = self.piece_matches(index, data)
+        ok = self.piece_matches(index, data, sha1)
         if ok and buffer is not None:
             self.storage.write_block(index, 0, data)
         if ok and not block_digests:
@@ -1803,6 +1817,9 @@ class _PieceBuffer:
     data: bytearray
     size: int
     filled: int = 0
+    # The SHA-1 of data[:hashed] (a v1 piece): blocks in order are hashed as they come.
+    sha1: Any = None
+    hashed: int = 0
 
 
 def _is_loopback(host: str) -> bool:
