@@ -118,7 +118,13 @@ def wait_listed(announce_url: str, info_hash: bytes) -> None:
 
 
 def run_transfer(
-    pair: Pair, work: Path, data: Path, tracker_port: int, size_mib: int, extra: list[str], lt_utp: bool,
+    pair: Pair,
+    work: Path,
+    data: Path,
+    tracker_port: int,
+    size_mib: int,
+    extra: list[str],
+    lt_utp: bool,
     timeout_s: float,
 ) -> None:
     events: queue.Queue[tuple[Child, dict[str, Any]]] = queue.Queue()
@@ -136,8 +142,8 @@ def run_transfer(
                 children.append(seeder)
                 wait_events(events, "started", [seeder], peer_bench.START_TIMEOUT_S)
             else:
-                seeder = start_child("seeder", pair.seeder, libtorrent_argv("seed", torrent_path, data.parent,
-                                                                            pair.encryption, lt_utp), events)  # fmt: skip
+                argv = libtorrent_argv("seed", torrent_path, data.parent, pair.encryption, lt_utp)
+                seeder = start_child("seeder", pair.seeder, argv, events)
                 children.append(seeder)
                 wait_events(events, "ready", [seeder], peer_bench.START_TIMEOUT_S)
             wait_listed(announce_url, info_hash)
@@ -181,8 +187,8 @@ def report(pairs: list[Pair], size_mib: int) -> None:
     }
     for pair in pairs:
         if not pair.times_s:
-            print(f"| {pair.seeder} -> {pair.downloader} | {pair.piece_kib} KiB | {pair.encryption} | - | - | - | - | - "
-                  f"| {len(pair.failures)} |")  # fmt: skip
+            cells = f"{pair.seeder} -> {pair.downloader} | {pair.piece_kib} KiB | {pair.encryption}"
+            print(f"| {cells} | - | - | - | - | - | {len(pair.failures)} |")
             continue
         median = size_mib / statistics.median(pair.times_s)
         low, high = size_mib / max(pair.times_s), size_mib / min(pair.times_s)
@@ -209,7 +215,9 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--piece-kib", default="512,1024", help="comma-separated piece sizes [512,1024]")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--pairs", default="bitswarm-bitswarm,libtorrent-libtorrent,libtorrent-bitswarm,bitswarm-libtorrent")
+    parser.add_argument(
+        "--pairs", default="bitswarm-bitswarm,libtorrent-libtorrent,libtorrent-bitswarm,bitswarm-libtorrent"
+    )
     parser.add_argument("--encryption", default="default", help="comma-separated: default, require [default]")
     parser.add_argument("--libtorrent-utp", action="store_true", help="libtorrent with uTP on, as it comes")
     parser.add_argument("--bitswarm-option", action="append", default=[], help="one more option for bitswarm's side")
@@ -238,7 +246,9 @@ def main() -> int:
         noise = measure.Noise()
         for _round in range(args.repeat):
             for pair in pairs:
-                run_transfer(pair, work, data, tracker_port, args.size_mib, args.bitswarm_option, args.libtorrent_utp, timeout_s)
+                run_transfer(
+                    pair, work, data, tracker_port, args.size_mib, args.bitswarm_option, args.libtorrent_utp, timeout_s
+                )
         other_s, wall_s = noise.measure()
     report(pairs, args.size_mib)
     print(f"noise: other processes used {other_s:.1f} CPU s in {wall_s:.0f} s")

@@ -17,10 +17,11 @@ A seed adds its torrent at once (seed_mode: no check; with --check it checks fir
 is ready once seeding; once it has every piece a peer reports its payload bytes sent
 ("uploaded") every PROGRESS_PERIOD_S.
 
-The session listens on 127.0.0.1 only, TCP only (with --stock TCP and uTP, as libtorrent comes), no DHT, LSD, PEX, UPnP or NAT-PMP, and
-allows several connections per IP, since every peer on loopback is 127.0.0.1. libtorrent
-puts loopback peers in its local peer class, which no rate limit touches; with --max-up
-every address is put in the global class instead (`set_peer_class_filter`), so the
+The session listens on 127.0.0.1 only, TCP only (with --stock TCP and uTP, as libtorrent
+comes), no DHT, LSD, PEX, UPnP or NAT-PMP, and allows several connections per IP, since
+every peer on loopback is 127.0.0.1. libtorrent puts loopback peers in its local peer
+class, which no rate limit touches; with --max-up every address is put in the global
+class instead (`set_peer_class_filter`), so the
 session-wide upload limit applies to them. Every wait is bounded.
 """
 
@@ -54,8 +55,9 @@ def read_command(timeout_s: float) -> str | None:
     return line.strip() if line else "stop"
 
 
-def new_session(lt: Any, max_up: int, max_down: int = 0, tick_ms: int = 0, *, stock: bool = False,
-                encryption: str = "") -> Any:
+def new_session(
+    lt: Any, max_up: int, max_down: int = 0, tick_ms: int = 0, *, stock: bool = False, encryption: str = ""
+) -> Any:
     settings: dict[str, Any] = {
         "listen_interfaces": "127.0.0.1:0",
         "outgoing_interfaces": "127.0.0.1",
@@ -142,9 +144,13 @@ def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
         if not finished and any(isinstance(alert, lt.torrent_finished_alert) for alert in alerts):
             finished = True
             # How the bytes came: over uTP or TCP (libtorrent dials uTP first when it may).
-            transports = sorted({("utp" if peer.flags & UTP_SOCKET else "tcp")
-                                 + ("/rc4" if peer.flags & lt.peer_info.rc4_encrypted else "")
-                                 for peer in handle.get_peer_info()})
+            transports = sorted(
+                {
+                    ("utp" if peer.flags & UTP_SOCKET else "tcp")
+                    + ("/rc4" if peer.flags & lt.peer_info.rc4_encrypted else "")
+                    for peer in handle.get_peer_info()
+                }
+            )
             emit("finished", transports=transports)
         if handle is not None and time.monotonic() >= next_progress:
             next_progress = time.monotonic() + PROGRESS_PERIOD_S

@@ -65,7 +65,7 @@ def test_bitswarm_downloads_from_libtorrent_over_utp_only(tmp_path: Path) -> Non
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        session = Session(port=0, host="127.0.0.1", utp=True, strict=True)
+        session = Session(port=0, host="127.0.0.1", utp=True, strict=True, loopback_tcp_first=False)
         try:
             seeding = await read_json_line(process, 60.0)
             await session.start()
@@ -96,7 +96,7 @@ def test_libtorrent_downloads_from_bitswarm_over_utp_only(tmp_path: Path) -> Non
     (tmp_path / "get").mkdir()
 
     async def scenario() -> None:
-        session = Session(port=0, host="127.0.0.1", utp=True, strict=True)
+        session = Session(port=0, host="127.0.0.1", utp=True, strict=True, loopback_tcp_first=False)
         await session.start()
         try:
             await session.add(torrent, source.parent)

@@ -56,7 +56,7 @@ class StreamNetwork:
             local.cores[remote.name] = core
             local.swarm.add_peer(remote.name, core, self.now)
         for local, remote in ((self.seed, self.viewer), (self.viewer, self.seed)):
-            local.cores[remote.name]._outbox += local.cores[remote.name].handshake()
+            local.cores[remote.name]._small += local.cores[remote.name].handshake()
 
     def _node(self, name: str, *, have_all: bool) -> Node:
         swarm = Swarm(

@@ -97,7 +97,7 @@ class SimNetwork:
             else:
                 node.swarm.add_peer(remote, core, self.now)
         for local, remote in ((a, b), (b, a)):
-            self.nodes[local].cores[remote]._outbox += self.nodes[local].cores[remote].handshake()
+            self.nodes[local].cores[remote]._small += self.nodes[local].cores[remote].handshake()
 
     def deliver(self) -> bool:
         moved = False

@@ -152,7 +152,7 @@ class ViewerSwarm:
                 local.cores[remote.name] = core
                 local.swarm.add_peer(remote.name, core, self.now)
             for local, remote in ((viewer, other), (other, viewer)):
-                local.cores[remote.name]._outbox += local.cores[remote.name].handshake()
+                local.cores[remote.name]._small += local.cores[remote.name].handshake()
         self.nodes.append(viewer)
         viewer.window = ReadAhead(0, len(self.data), PIECE_LENGTH, self.now)
         viewer.window.set_media_rate(BITRATE, self.now)  # as the server learns it from the container

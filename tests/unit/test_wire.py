@@ -97,6 +97,24 @@ def test_any_split_of_the_stream_gives_the_same_messages(cuts: list[int]) -> Non
     assert got == ALL_MESSAGES * 3
 
 
+@given(st.lists(st.integers(min_value=0, max_value=4096), max_size=30), st.booleans())
+def test_a_reused_read_buffer_gives_the_same_messages(cuts: list[int], lend: bool) -> None:
+    """As a peer connection reads: each chunk lands in one buffer that the next overwrites.
+    Lent blocks are views of it, handled (here: copied) before the next read; blocks not
+    lent are copies that the next read leaves alone."""
+    data = b"".join(encode(message) for message in ALL_MESSAGES) * 3
+    points = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
+    decoder = FrameDecoder(1 << 20)
+    read_buffer = memoryview(bytearray(len(data)))
+    got: list[object] = []
+    for start, stop in itertools.pairwise(points):
+        read_buffer[: stop - start] = data[start:stop]
+        messages = decoder.feed(read_buffer[: stop - start], lend=lend)
+        got += [Piece(m.index, m.begin, bytes(m.block)) if lend and isinstance(m, Piece) else m for m in messages]
+        read_buffer[:] = bytes(len(data))  # the next read
+    assert got == ALL_MESSAGES * 3
+
+
 @pytest.mark.parametrize(
     "body",
     [b"\x00x", b"\x04\x00\x00", b"\x06" + b"\x00" * 11, b"\x07\x00", b"\x09\x00", b"\x14", b"\x63"],

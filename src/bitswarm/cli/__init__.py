@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -359,6 +360,9 @@ def _run_transfer(plan: object) -> int:
     from bitswarm.net import client  # noqa: PLC0415
 
     assert isinstance(plan, client.TransferPlan)
+    # What the imports made lives as long as the process: out of the collector's view, a
+    # download's full collections (a few a second, from its per-block objects) skip it.
+    gc.freeze()
     return run_event_loop(client.run_transfer(plan))
 
 

@@ -149,7 +149,7 @@ FIRST_COPY_STALL_S = 3.0
 class WriteBlock:
     index: int
     begin: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,7 +594,12 @@ class Swarm:
         self._now = now
         peer = self.peers[key]
         actions: list[Action] = []
+        received = 0
         for event in events:
+            if type(event) is Piece:  # nearly every event of a download: first, and counted once
+                received += len(event.block)
+                actions += self._block_arrived(key, peer, event)
+                continue
             if isinstance(event, HandshakeCompleted):
                 if peer.core.extensions:
                     # BEP 10: both sides set the bit, so both send the extended handshake;
@@ -621,8 +626,6 @@ class Swarm:
                 except PeerProtocolError as error:
                     actions.append(ClosePeer(key, str(error)))
                     return actions
-            elif isinstance(event, Piece):
-                actions += self._block_arrived(key, peer, event, now)
             elif isinstance(event, Request):
                 actions.append(ServeBlock(key, event.index, event.begin, event.length))
             elif isinstance(event, Interested):
@@ -638,6 +641,8 @@ class Swarm:
                 except PeerProtocolError as error:
                     actions.append(ClosePeer(key, str(error)))
                     return actions
+        if received:
+            self._count_download(peer, received, now)
         self._update_interest(peer)
         self._fill_deadline_requests()
         self._fill_requests(key, peer)
@@ -876,14 +881,17 @@ class Swarm:
 
     # -- data ----------------------------------------------------------------------------
 
-    def _block_arrived(self, key: PeerKey, peer: _Peer, piece: Piece, now: float) -> list[Action]:
-        size = len(piece.block)
+    def _count_download(self, peer: _Peer, size: int, now: float) -> None:
+        """``size`` bytes of blocks came from ``peer`` in one read: its rate and queue follow."""
         peer.download.add(size, now)
         peer.last_block_at = now
         peer.is_snubbed = False
         self.downloaded += size
         rate = peer.download.rate(now)
         peer.queue_target = max(MIN_QUEUE, min(MAX_QUEUE, int(rate * REQUEST_QUEUE_TIME_S / BLOCK_SIZE) + 1))
+
+    def _block_arrived(self, key: PeerKey, peer: _Peer, piece: Piece) -> list[Action]:
+        size = len(piece.block)
         if not self.picker.is_block_missing(piece.index, piece.begin):
             # A second copy (endgame, or a web seed was first): the first is kept. Writing it
             # would reopen a buffer for a piece already checked, or put a stranger's bytes

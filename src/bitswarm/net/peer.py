@@ -40,7 +40,7 @@ MAX_UNROUTED = 256
 _SYSTEM_RANDOM = random.SystemRandom()
 
 
-class PeerConnection(asyncio.Protocol):
+class PeerConnection(asyncio.BufferedProtocol):
     def __init__(
         self,
         session: Session,
@@ -101,7 +101,22 @@ class PeerConnection(asyncio.Protocol):
         elif self.core is None:
             self._give_up("no handshake in time")
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # The session's one read buffer: each read is handled whole (every block copied
+        # out) before the loop reads again, so a connection holds no buffer of its own.
+        return self.session.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        with self.session.read_buffer[:nbytes] as data:
+            if self.core is None or self._mse is not None:
+                self.data_received(bytes(data))  # the handshakes, which keep what they get
+                return
+            if self._decryptor is not None:
+                self._decryptor.apply_in_place(data)
+            self._feed(data, lend=True)
+
     def data_received(self, data: bytes) -> None:
+        """Bytes from a transport that does not lend its buffer (uTP's, a raced TCP dial's)."""
         if self._decryptor is not None:
             data = self._decryptor.apply(data)
         elif self._mse is not None:
@@ -208,13 +223,15 @@ class PeerConnection(asyncio.Protocol):
         if self.session.remember_plaintext_peer(address):
             runtime.spawn(runtime.connect(address))
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview, *, lend: bool = False) -> None:
+        """``lend``: ``data`` is the session's read buffer, which the next read overwrites:
+        the events (blocks that are views of it) are handled here and kept by no one."""
         core, runtime = self.core, self.runtime
         assert core is not None  # attached before feeding
         assert runtime is not None
         now = time.monotonic()
         try:
-            events = core.receive(data, now)
+            events = core.receive(data, now, lend=lend)
         except (PeerProtocolError, UsageError) as error:
             runtime.count_close(str(error))
             self.close(str(error))
@@ -248,10 +265,14 @@ class PeerConnection(asyncio.Protocol):
         """Send whatever the core owes the peer (once any MSE handshake is over)."""
         if self.core is None or self._mse is not None:
             return
-        data = self.core.data_to_send()
-        if data:
-            self.write(data)
-            self.core.note_sent(time.monotonic())
+        chunks = self.core.chunks_to_send()
+        if not chunks:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            # Blocks go out as they were read (one vectored write), not copied into a message.
+            encryptor = self._encryptor
+            self.transport.writelines(chunks if encryptor is None else [encryptor.apply(chunk) for chunk in chunks])
+        self.core.note_sent(time.monotonic())
 
     def close(self, reason: str) -> None:
         log.debug("closing a peer connection: %s", reason)

@@ -27,13 +27,17 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bitswarm.errors import PortMappingError
 from bitswarm.net.natpmp import GatewayClient, default_gateway, open_gateway_client
-from bitswarm.net.upnp import SEARCH_S, UpnpGateway, open_upnp_gateway
 from bitswarm.portmap.lease import Lease, LeaseState
 from bitswarm.portmap.pcp import SERVER_PORT, MappingProtocol
+
+if TYPE_CHECKING:
+    # UPnP's libraries (aiohttp among them) take a tenth of a second to import: only a
+    # session that maps its port, and then only when PCP and NAT-PMP failed, pays that.
+    from bitswarm.net.upnp import UpnpGateway
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +133,12 @@ class PortMapper:
         gateway_port: int = SERVER_PORT,
         pmp: bool = True,
         upnp: bool = True,
-        search_s: float = SEARCH_S,
+        search_s: float | None = None,
         retry_s: float = RETRY_S,
     ) -> None:
         """``gateway`` and ``gateway_port`` override the default route's gateway and port
         5351 (for PCP and NAT-PMP; tests use them); ``pmp`` and ``upnp`` choose the methods
-        tried."""
+        tried; ``search_s`` bounds the UPnP search [``bitswarm.net.upnp.SEARCH_S``]."""
         self.ports = {MappingProtocol.TCP: tcp_port}
         if udp_port is not None:
             self.ports[MappingProtocol.UDP] = udp_port
@@ -188,7 +192,9 @@ class PortMapper:
             failures.append("PCP and NAT-PMP: no default gateway")
         if self.upnp:
             try:
-                upnp = await open_upnp_gateway(self.search_s)
+                from bitswarm.net.upnp import SEARCH_S, open_upnp_gateway  # noqa: PLC0415
+
+                upnp = await open_upnp_gateway(SEARCH_S if self.search_s is None else self.search_s)
                 await self._hold(_UpnpRouter(upnp, self.lifetime_s))
                 return
             except (PortMappingError, OSError) as error:

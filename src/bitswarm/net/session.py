@@ -83,6 +83,7 @@ from bitswarm.net.events import (
 from bitswarm.net.http_client import http_get
 from bitswarm.net.lsd import LocalDiscoveryService, open_local_discovery
 from bitswarm.net.peer import PeerConnection
+from bitswarm.net.portmap import PortMapped, PortMapper
 from bitswarm.net.utp import UTPService, enlarge_buffers, sender_for
 from bitswarm.net.webseed import run_webseed
 from bitswarm.storage import resume
@@ -110,7 +111,6 @@ from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol, PeerState
 if TYPE_CHECKING:
     from bitswarm.magnet import Magnet
     from bitswarm.net.magnet import MagnetRuntime
-    from bitswarm.net.portmap import PortMapped, PortMapper
     from bitswarm.stream.reader import FileReader
 
 log = logging.getLogger("bitswarm.session")
@@ -138,6 +138,9 @@ RETRY_ANNOUNCE_S = 60.0
 STOP_ANNOUNCE_TIMEOUT_S = 5.0
 # Unfinished pieces gathered in memory per torrent before blocks go straight to disk.
 MAX_BUFFERED_BYTES = 64 << 20
+# A read from a peer: as much as a fast peer's socket buffer holds, for one pass of the
+# engine over many blocks.
+READ_BUFFER_BYTES = 1 << 20
 # An incoming connection must name its torrent within this time.
 HANDSHAKE_TIMEOUT_S = 10.0
 # Blocks read in one trip to a reader thread when no rate limit applies (1 MiB).
@@ -263,8 +266,9 @@ class TorrentRuntime:
         self.finished = asyncio.Event()
         self.paused = True  # until start()
         self.disk_backlog = 0
-        # Unfinished pieces: index -> {begin: block}, joined once, in the disk thread.
-        self._buffers: dict[int, dict[int, bytes]] = {}
+        # Unfinished pieces gathered in memory, and piece buffers kept for reuse.
+        self._buffers: dict[int, _PieceBuffer] = {}
+        self._spare_buffers: list[bytearray] = []
         self._unbuffered: set[int] = set()
         self._buffered_bytes = 0
         self._reading_paused = False
@@ -532,13 +536,14 @@ class TorrentRuntime:
         start = index * self.torrent.piece_length
         return min(self.torrent.piece_length, owner.offset + owner.length - start)
 
-    def piece_matches(self, index: int, data: bytes | bytearray) -> bool:
+    def piece_matches(self, index: int, data: bytes | bytearray | memoryview, sha1: bytes | None = None) -> bool:
         """Does ``data`` (piece ``index`` as fetched, ``request_size`` bytes) match the
         torrent's hashes? BEP 52: a hybrid's pieces must match both kinds. A v2 hash not
         known yet (a magnet link's piece layers not in) fails a v2-only piece (its pieces
-        are not fetched before) and is not checked for a hybrid, which has its SHA-1."""
+        are not fetched before) and is not checked for a hybrid, which has its SHA-1.
+        ``sha1``: the SHA-1 of ``data`` when the caller has it already."""
         torrent = self.torrent
-        if torrent.has_v1 and hashlib.sha1(data).digest() != torrent.v1_piece_hash(index):  # noqa: S324
+        if torrent.has_v1 and (sha1 or hashlib.sha1(data).digest()) != torrent.v1_piece_hash(index):  # noqa: S324
             return False
         owner = self._owners.get(index)
         expected = torrent.v2_piece_hash(owner, index) if owner is not None else None
@@ -842,7 +847,7 @@ class TorrentRuntime:
     def run_actions(self, actions: list[Action]) -> None:
         checked: list[WriteCheckedPiece] = []
         for action in actions:
-            if isinstance(action, WriteBlock):
+            if type(action) is WriteBlock:
                 self._take_block(action)
             elif isinstance(action, CheckPiece):
                 self._track_check(self.spawn(self._check_piece(action.index)))
@@ -877,6 +882,7 @@ class TorrentRuntime:
                 self.session.external_address.vote(Witness.PEER, action.peer_host, action.address, time.monotonic())
             elif isinstance(action, DownloadFinished):
                 self.finished.set()
+                self._spare_buffers.clear()
                 self._emit(action)
                 if self.torrent.trackers:
                     self._completed_announce = self.spawn(self._announce_once(Event.COMPLETED))
@@ -896,22 +902,47 @@ class TorrentRuntime:
         Past ``MAX_BUFFERED_BYTES`` of unfinished pieces, blocks go straight to disk instead
         and the piece is read back to be hashed.
         """
-        # Blocks are kept as they came (the codec made them bytes) rather than copied into
-        # a zeroed piece-sized buffer: two copies a block fewer on the event loop.
-        blocks = self._buffers.get(block.index)
-        if blocks is None and block.index not in self._unbuffered:
+        # Each block is copied once, from the read it came in (the codec hands a view of
+        # it) into a piece buffer reused from piece to piece: no allocation per block or
+        # piece, and the disk thread hashes and writes the buffer as it is.
+        buffer = self._buffers.get(block.index)
+        if buffer is None and block.index not in self._unbuffered:
             size = self.request_size(block.index)
             if self._buffered_bytes + size <= MAX_BUFFERED_BYTES:
-                blocks = self._buffers[block.index] = {}
+                buffer = self._buffers[block.index] = _PieceBuffer(
+                    self._new_piece_buffer(),
+                    size,
+                    sha1=hashlib.sha1() if self.torrent.has_v1 else None,  # noqa: S324
+                )
                 self._buffered_bytes += size
             else:
                 self._unbuffered.add(block.index)
-        if blocks is not None:
-            blocks[block.begin] = block.data
+        if buffer is not None:
+            end = block.begin + len(block.data)
+            buffer.data[block.begin : end] = block.data
+            buffer.filled += len(block.data)
+            if buffer.sha1 is not None and block.begin == buffer.hashed:
+                # Hashed now, while the block is in the cache: the disk thread would read
+                # the piece back from memory (twice the cost), and hashes only what came
+                # out of order.
+                buffer.sha1.update(block.data)
+                buffer.hashed = end
             return
-        self._add_backlog(len(block.data))
-        future = self._run_disk(self.storage.write_block, block.index, block.begin, block.data)
-        future.add_done_callback(self._written(len(block.data)))  # type: ignore[attr-defined]
+        data = bytes(block.data)  # the disk queue holds a copy, not the whole read
+        self._add_backlog(len(data))
+        future = self._run_disk(self.storage.write_block, block.index, block.begin, data)
+        future.add_done_callback(self._written(len(data)))  # type: ignore[attr-defined]
+
+    def _new_piece_buffer(self) -> bytearray:
+        return self._spare_buffers.pop() if self._spare_buffers else bytearray(self.torrent.piece_length)
+
+    def _recycle(self, buffer: _PieceBuffer) -> None:
+        """``buffer``'s piece is written (or dropped): keep its memory for the next piece
+        while the download lasts, within ``MAX_BUFFERED_BYTES`` with the pieces gathering
+        (a fresh buffer costs a page fault per 4 KiB)."""
+        spare = (len(self._spare_buffers) + 1) * self.torrent.piece_length
+        if not self.finished.is_set() and spare + self._buffered_bytes <= MAX_BUFFERED_BYTES:
+            self._spare_buffers.append(buffer.data)
 
     def _written(self, size: int) -> Callable[[asyncio.Future[Any]], None]:
         def done(future: asyncio.Future[Any]) -> None:
@@ -923,16 +954,18 @@ class TorrentRuntime:
 
     async def _check_piece(self, index: int) -> None:
         assert self.swarm is not None
-        blocks = self._buffers.pop(index, None)
+        buffer = self._buffers.pop(index, None)
         self._unbuffered.discard(index)
-        queued = self.request_size(index) if blocks is not None else 0
+        queued = buffer.size if buffer is not None else 0
         self._buffered_bytes -= queued
         digests_wanted = self.swarm.needs_block_digests(index)
         self._add_backlog(queued)
         try:
-            ok, digests = await self._run_disk(self._hash_piece, index, blocks, digests_wanted)
+            ok, digests = await self._run_disk(self._hash_piece, index, buffer, digests_wanted)
         finally:
             self._add_backlog(-queued)
+        if buffer is not None:
+            self._recycle(buffer)  # not when cancelled: the disk thread may still read it
         self.run_actions(self.swarm.piece_checked(index, ok, digests, time.monotonic()))
 
     async def _write_checked_pieces(self, pieces: list[WriteCheckedPiece]) -> None:
@@ -943,8 +976,10 @@ class TorrentRuntime:
         for piece in pieces:
             # Blocks peers sent of it are dropped: the checked copy replaces them, and blocks
             # already written go first on the one disk thread, so the copy lands last.
-            if self._buffers.pop(piece.index, None) is not None:
-                self._buffered_bytes -= self.request_size(piece.index)
+            dropped = self._buffers.pop(piece.index, None)
+            if dropped is not None:
+                self._buffered_bytes -= dropped.size
+                self._recycle(dropped)
             self._unbuffered.discard(piece.index)
         writes = [(piece.index, piece.data, swarm.needs_block_digests(piece.index)) for piece in pieces]
         size = sum(len(piece.data) for piece in pieces)
@@ -983,24 +1018,29 @@ class TorrentRuntime:
                 if peer.transport is not None and not peer.transport.is_closing():
                     peer.transport.resume_reading()
 
-    def _hash_piece(self, index: int, blocks: dict[int, bytes] | None, block_digests: bool) -> tuple[bool, list[bytes]]:
+    def _hash_piece(self, index: int, buffer: _PieceBuffer | None, block_digests: bool) -> tuple[bool, list[bytes]]:
         """(hash matches, SHA-1 per block when the smart ban needs them: on failure or on request).
 
         A piece gathered in memory is written only once its hash matches; otherwise its
         blocks are on disk already and are read back.
         """
         size = self.request_size(index)
-        if blocks is not None:
-            data = b"".join(blocks[begin] for begin in sorted(blocks))
-            if len(data) != size:
+        data: bytes | memoryview
+        sha1 = None
+        if buffer is not None:
+            if buffer.filled != size:
                 return False, []  # cannot happen for a piece the picker calls complete
+            data = memoryview(buffer.data)[:size]
+            if buffer.sha1 is not None:
+                buffer.sha1.update(data[buffer.hashed :])
+                sha1 = buffer.sha1.digest()
         else:
             try:
                 data = self.storage.read_block(index, 0, size)
             except StorageError:
                 return False, []
-        ok = self.piece_matches(index, data)
-        if ok and blocks is not None:
+        ok = self.piece_matches(index, data, sha1)
+        if ok and buffer is not None:
             self.storage.write_block(index, 0, data)
         if ok and not block_digests:
             return True, []
@@ -1239,7 +1279,7 @@ async def _udp_announce(url: str, params: AnnounceParams, rng: random.Random) ->
         transport.close()
 
 
-def _block_digests(data: bytes | bytearray) -> list[bytes]:
+def _block_digests(data: bytes | bytearray | memoryview) -> list[bytes]:
     """The SHA-1 of each block of a piece (for the smart ban)."""
     view = memoryview(data)
     return [hashlib.sha1(view[at : at + BLOCK_SIZE]).digest() for at in range(0, len(data), BLOCK_SIZE)]  # noqa: S324
@@ -1265,6 +1305,7 @@ class Session:
         lsd_interface: str | None = None,
         port_mapping: bool = False,
         utp: bool = False,
+        loopback_tcp_first: bool = True,
     ) -> None:
         """A session listening on ``host``:``port`` (port 0: any free port).
 
@@ -1277,7 +1318,8 @@ class Session:
         ``port_mapping`` opens the ports on the home router (off unless asked for: tests
         must send nothing to the real gateway). ``utp`` accepts uTP (BEP 29) connections on
         the UDP port (the DHT's socket when there is one) and dials peers over uTP first,
-        falling back to TCP.
+        falling back to TCP; a peer on this machine is dialled over TCP first unless
+        ``loopback_tcp_first`` is False (tests of uTP itself).
         """
         try:
             self.encryption = EncryptionPolicy(encryption)
@@ -1307,6 +1349,8 @@ class Session:
         # BEP 52: a hybrid's truncated v2 hash -> the v1 hash it runs under (torrent or magnet).
         self.aliases: dict[bytes, bytes] = {}
         self.unrouted: set[PeerConnection] = set()
+        # What every TCP peer connection reads into (PeerConnection.get_buffer).
+        self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
         self._loops: list[asyncio.Task[None]] = []
         # The torrents the tick visits (insertion-ordered, so the shared rng is drawn in a
         # stable order): woken by a peer, a deadline or a resume, dropped by the tick once
@@ -1345,6 +1389,7 @@ class Session:
         self._announce_port_changed = asyncio.Event()
 
         self.utp_enabled = utp
+        self.loopback_tcp_first = loopback_tcp_first
         self.utp: UTPService | None = None
         # Peers whose uTP dial went unanswered: dialled over TCP only from then on.
         self.tcp_only_peers: dict[tuple[str, int], None] = {}
@@ -1390,10 +1435,6 @@ class Session:
             self._loops.append(loop.create_task(run(opened)))
             await asyncio.shield(opened)
         if self.port_mapping_enabled:
-            # Imported only here: UPnP brings in aiohttp, a tenth of a second of every
-            # start-up (`get` of a small torrent) that most sessions never use.
-            from bitswarm.net.portmap import PortMapper  # noqa: PLC0415
-
             # After the DHT, whose UDP port is mapped too (uTP shares it).
             udp_port = self.dht.addresses[0][1] if self.dht is not None and self.dht.addresses else None
             self.port_mapper = PortMapper(self.port, udp_port, self._port_mapping_changed, rng=self.rng)
@@ -1431,6 +1472,16 @@ class Session:
         loop = asyncio.get_running_loop()
         if self.utp is None or address in self.tcp_only_peers:
             await loop.create_connection(protocol_factory, *address)
+            return
+        if self.loopback_tcp_first and _is_loopback(address[0]):
+            # uTP yields to other traffic on a shared link; a peer on this machine shares
+            # none with us, and the kernel's TCP is several times faster than uTP in Python.
+            try:
+                await loop.create_connection(protocol_factory, *address)
+                return
+            except OSError:
+                pass  # refused: no TCP listener, maybe uTP alone
+            await self.utp.open_connection(address, protocol_factory)
             return
         utp = loop.create_task(self.utp.open_connection(address, protocol_factory))
         tcp: asyncio.Task[tuple[asyncio.Transport, _HeldProtocol]] | None = None
@@ -1760,7 +1811,7 @@ class _HeldProtocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.target: asyncio.Protocol | None = None
+        self.target: PeerConnection | None = None
         self.received = bytearray()
         self.at_eof = False
         self.lost: tuple[Exception | None] | None = None
@@ -1780,7 +1831,7 @@ class _HeldProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = (exc,)
 
-    def hand_over(self, protocol: asyncio.Protocol) -> None:
+    def hand_over(self, protocol: PeerConnection) -> None:
         self.target = protocol
         if self.transport is not None:
             self._forward()
@@ -1796,6 +1847,26 @@ class _HeldProtocol(asyncio.Protocol):
             self.target.eof_received()
         if self.lost is not None:
             self.target.connection_lost(self.lost[0])
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _PieceBuffer:
+    """A piece being gathered: ``data`` (a reused buffer, maybe longer than the piece) holds
+    its first ``size`` bytes once ``filled`` reaches ``size``."""
+
+    data: bytearray
+    size: int
+    filled: int = 0
+    # The SHA-1 of data[:hashed] (a v1 piece): blocks in order are hashed as they come.
+    sha1: Any = None
+    hashed: int = 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _on_local_network(host: str) -> bool:

@@ -21,7 +21,7 @@ import random
 import socket
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 from bitswarm.errors import UsageError
 from bitswarm.wire.utp import Address, UTPConnection, UTPState
@@ -60,12 +60,25 @@ def sender_for(transport: asyncio.DatagramTransport) -> Sender:
     return send
 
 
+class ByteStreamProtocol(Protocol):
+    """What a uTP connection hands its bytes to: an ``asyncio.Protocol``, or a peer
+    connection (an ``asyncio.BufferedProtocol`` over TCP that takes bytes pushed to it too)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> bool | None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+
 class UTPTransport(asyncio.Transport):
     """One uTP connection as an asyncio transport: bytes written wait here until the
     core's send buffer has room; bytes received wait in the core (shrinking the window
     we advertise) while reading is paused."""
 
-    def __init__(self, service: UTPService, connection: UTPConnection, protocol: asyncio.Protocol) -> None:
+    def __init__(self, service: UTPService, connection: UTPConnection, protocol: ByteStreamProtocol) -> None:
         super().__init__()
         self._service = service
         self._connection = connection
@@ -92,11 +105,11 @@ class UTPTransport(asyncio.Transport):
         return self._closing or self._lost
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        assert isinstance(protocol, asyncio.Protocol)
-        self._protocol = protocol
+        assert hasattr(protocol, "data_received")
+        self._protocol = cast(ByteStreamProtocol, protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
+        return cast(asyncio.BaseProtocol, self._protocol)
 
     def is_reading(self) -> bool:
         return not self._paused and not self.is_closing()
@@ -245,7 +258,7 @@ class UTPService:
 
     def __init__(
         self,
-        accept: Callable[[], asyncio.Protocol] | None,
+        accept: Callable[[], ByteStreamProtocol] | None,
         *,
         rng: random.Random | None = None,
         strict: bool = False,
@@ -340,7 +353,7 @@ class UTPService:
         if transport is not None:
             transport.update()
 
-    def _open(self, connection: UTPConnection, protocol: asyncio.Protocol) -> UTPTransport:
+    def _open(self, connection: UTPConnection, protocol: ByteStreamProtocol) -> UTPTransport:
         self.opened["incoming" if connection.is_incoming else "outgoing"] += 1
         transport = UTPTransport(self, connection, protocol)
         self.transports[connection] = transport
@@ -394,8 +407,8 @@ class UTPService:
     # -- connections -------------------------------------------------------------------
 
     async def open_connection(
-        self, address: Address, protocol_factory: Callable[[], asyncio.Protocol]
-    ) -> tuple[UTPTransport, asyncio.Protocol]:
+        self, address: Address, protocol_factory: Callable[[], ByteStreamProtocol]
+    ) -> tuple[UTPTransport, ByteStreamProtocol]:
         """Dial ``address``; returns once it answers. Raises ConnectionRefusedError when it
         does not (after about three seconds of SYNs) and OSError when we cannot send."""
         if (6 if ":" in address[0] else 4) not in self._senders:

@@ -30,7 +30,7 @@ PARTS_FOLDER = ".bitswarm-parts"
 
 
 class Storage(Protocol):
-    def write_block(self, index: int, begin: int, data: bytes | bytearray) -> None: ...
+    def write_block(self, index: int, begin: int, data: bytes | bytearray | memoryview) -> None: ...
 
     def read_block(self, index: int, begin: int, length: int) -> bytes: ...
 
@@ -117,7 +117,7 @@ class FileStorage:
             except OSError as error:
                 raise StorageError(f"{location}: {error.strerror}") from None
 
-    def write_block(self, index: int, begin: int, data: bytes | bytearray) -> None:
+    def write_block(self, index: int, begin: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         at = 0
         for segment in self.layout.segments(index, begin, len(data)):

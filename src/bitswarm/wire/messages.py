@@ -109,7 +109,8 @@ class Request:
 class Piece:
     index: int
     begin: int
-    block: bytes
+    # A received block is a view of the read it came in: kept longer, it keeps the whole read.
+    block: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +234,7 @@ Message = (
 _INDEX = struct.Struct(">I")
 _PAIR = struct.Struct(">II")
 _TRIPLE = struct.Struct(">III")
-_PIECE_HEAD = struct.Struct(">IBII")
+_PIECE_HEAD = struct.Struct(">IBII")  # length, id, index, begin
 _HASH_FIELDS = struct.Struct(">32sIIII")
 _HASH_BODY = 1 + _HASH_FIELDS.size
 _SIMPLE: dict[int, Message] = {
@@ -259,13 +260,18 @@ _TRIPLE_MESSAGES: dict[int, type[Request] | type[Cancel] | type[Reject]] = {
 _TRIPLE_IDS = {kind: message_id for message_id, kind in _TRIPLE_MESSAGES.items()}
 
 
+def piece_header(message: Piece) -> bytes:
+    """The frame of a piece message up to its block (which can then be sent without a copy)."""
+    return _PIECE_HEAD.pack(9 + len(message.block), PIECE, message.index, message.begin)
+
+
 def encode(message: Message) -> bytes:
     """The framed bytes of one message."""
     kind = type(message)
     if kind in _SIMPLE_IDS:
         return b"\x00\x00\x00\x01" + bytes([_SIMPLE_IDS[kind]])
     if isinstance(message, Piece):
-        return _PIECE_HEAD.pack(9 + len(message.block), PIECE, message.index, message.begin) + message.block
+        return piece_header(message) + message.block
     if isinstance(message, Request | Cancel | Reject):
         return (
             b"\x00\x00\x00\x0d"
@@ -360,11 +366,17 @@ class FrameDecoder:
         self.max_frame_bytes = max_frame_bytes
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Message]:
-        """Messages completed by ``data``; raises ``PeerProtocolError`` for an oversized frame."""
+    def feed(self, data: bytes | memoryview, *, lend: bool = False) -> list[Message]:
+        """Messages completed by ``data``; raises ``PeerProtocolError`` for an oversized frame.
+
+        Blocks of whole frames are views of ``data`` when it is ``bytes`` or ``lend`` says
+        the caller keeps it unchanged until it has handled them; else copies."""
         messages: list[Message] = []
         buffer = self._buffer
         at, end = 0, len(data)
+        # A block is handed on as a view of the read, not a copy: the layer above copies
+        # it once, into its piece.
+        zero_copy = lend or type(data) is bytes
         with memoryview(data) as view:
             if buffer:
                 # Finish the pending frame with just the bytes it lacks; whole frames after
@@ -384,7 +396,18 @@ class FrameDecoder:
                 with memoryview(buffer) as pending:
                     messages.append(decode_body(pending[4:]))
                 del buffer[:]
+            limit = self.max_frame_bytes
             while end - at >= 4:
+                if end - at >= _PIECE_HEAD.size:
+                    # Nearly every frame of a download is a block: its fields in one unpack.
+                    length, message_id, index, begin = _PIECE_HEAD.unpack_from(view, at)
+                    if message_id == PIECE and 9 <= length <= limit:
+                        if end - at - 4 < length:
+                            break
+                        block = view[at + 13 : at + 4 + length]
+                        messages.append(Piece(index, begin, block if zero_copy else bytes(block)))
+                        at += 4 + length
+                        continue
                 length = self._frame_length(view, at)
                 if end - at - 4 < length:
                     break

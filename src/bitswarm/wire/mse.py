@@ -109,6 +109,10 @@ class RC4Stream:
         """``data`` xor the next ``len(data)`` keystream bytes (encrypts and decrypts alike)."""
         return self._context.update(data)
 
+    def apply_in_place(self, data: memoryview) -> None:
+        """``apply`` over a writable buffer, without a copy."""
+        self._context.update_into(data, data)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class EncryptionNegotiated:

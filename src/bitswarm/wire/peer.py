@@ -64,6 +64,7 @@ from bitswarm.wire.messages import (
     Suggest,
     Unchoke,
     encode,
+    piece_header,
     reserved_bits,
 )
 
@@ -153,7 +154,10 @@ class PeerProtocol:
         bitfield_bytes = len(self.peer_pieces)
         self._frames = FrameDecoder(max(MAX_EXTENDED_BYTES, bitfield_bytes + 1, BLOCK_SIZE + 9))
         self._handshake_buffer = bytearray()
-        self._outbox = bytearray()
+        # What is owed to the peer, in order: small messages gathered in _small, each
+        # block as the chunk it was read into (never copied into a message).
+        self._outbox: list[bytes | memoryview] = []
+        self._small = bytearray()
         self._last_received = now
         self._last_sent = now
         self._wants_fast = fast
@@ -175,20 +179,22 @@ class PeerProtocol:
         ]
         return Handshake(self.info_hash, self.our_peer_id, reserved_bits(*flags)).encode()
 
-    def receive(self, data: bytes, now: float) -> list[Event]:
+    def receive(self, data: bytes | memoryview, now: float, *, lend: bool = False) -> list[Event]:
         """Events from ``data``: the handshake, then messages that passed every check.
 
+        ``lend``: blocks may be views of ``data``, which the caller then keeps unchanged
+        until it has handled the events (``bytes`` never change: their blocks are views).
         Raises ``PeerProtocolError`` for a broken rule; the core is CLOSED after that.
         """
         self._require_open()
         self._last_received = now
         try:
-            return self._receive(data)
+            return self._receive(data, lend)
         except PeerProtocolError:
             self.state = PeerState.CLOSED
             raise
 
-    def _receive(self, data: bytes) -> list[Event]:
+    def _receive(self, data: bytes | memoryview, lend: bool) -> list[Event]:
         events: list[Event] = []
         if self.state is PeerState.AWAITING_HANDSHAKE:
             self._handshake_buffer += data
@@ -198,8 +204,11 @@ class PeerProtocol:
             data = bytes(self._handshake_buffer[HANDSHAKE_BYTES:])
             self._handshake_buffer.clear()
             events.append(self._accept_handshake(handshake))
-        for message in self._frames.feed(data):
-            if self.metadata_only:
+        for message in self._frames.feed(data, lend=lend):
+            if type(message) is Piece and self.state is PeerState.OPEN and not self.metadata_only:
+                if self._check_piece(message):  # the common case first, without the dispatch
+                    events.append(message)
+            elif self.metadata_only:
                 if self._check_metadata_phase(message):
                     events.append(message)
             elif self.state is PeerState.OPEN and isinstance(message, Bitfield | HaveAll | HaveNone):
@@ -324,11 +333,12 @@ class PeerProtocol:
         return True
 
     def _check_piece(self, message: Piece) -> bool:
-        self._block(message.index, message.begin, len(message.block), "piece")
         key = (message.index, message.begin, len(message.block))
         if key in self.our_requests:
+            # Only blocks that passed _block were requested: this one passes it too.
             self.our_requests.discard(key)
             return True
+        self._block(message.index, message.begin, len(message.block), "piece")
         if key in self._cancelled:
             self._forget_cancelled(key)
             return False  # arrived after our cancel: not needed
@@ -441,13 +451,27 @@ class PeerProtocol:
         self.peer_requests = keep
 
     def _queue(self, message: Message) -> None:
-        self._outbox += encode(message)
+        if type(message) is Piece:
+            self._small += piece_header(message)
+            self._end_small()
+            self._outbox.append(message.block)
+        else:
+            self._small += encode(message)
+
+    def _end_small(self) -> None:
+        if self._small:
+            self._outbox.append(bytes(self._small))
+            self._small.clear()
 
     def data_to_send(self) -> bytes:
         """The bytes owed to the peer since the last call."""
-        data = bytes(self._outbox)
-        self._outbox.clear()
-        return data
+        return b"".join(self.chunks_to_send())
+
+    def chunks_to_send(self) -> list[bytes | memoryview]:
+        """``data_to_send`` as the chunks it is made of, for a transport's ``writelines``."""
+        self._end_small()
+        chunks, self._outbox = self._outbox, []
+        return chunks
 
     def note_sent(self, now: float) -> None:
         """The I/O layer wrote something at ``now``: the keep-alive clock restarts."""
