@@ -140,3 +140,36 @@ def test_a_twin_shares_the_layout_but_not_the_handles(tmp_path: Path) -> None:
     writer.close()
     assert reader.read_block(2, 0, 700) == data[2 * PIECE : 2 * PIECE + 700]
     reader.close()
+
+
+def test_writeback_started_early_keeps_the_bytes_and_asks_for_each_file_s_own_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    advised: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def recording(handle: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, length, advice))
+        real(handle, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", recording)
+    storage = FileStorage(FILES, PIECE, tmp_path)
+    data = stream()
+    storage.start_writeback(0, 2 * PIECE)  # nothing opened yet: nothing to start
+    assert advised == []
+    for index in range(3):
+        storage.write_block(index, 0, data[index * PIECE : (index + 1) * PIECE])
+    storage.start_writeback(1, 2 * PIECE)  # a's tail, the pad (never written), b and c
+    assert advised == [
+        (1000, 500, os.POSIX_FADV_DONTNEED),
+        (0, 700, os.POSIX_FADV_DONTNEED),
+        (0, 300, os.POSIX_FADV_DONTNEED),
+    ]
+    assert storage.read_block(0, 0, 3 * PIECE) == data  # the bytes stay as written
+    storage.close()
+    monkeypatch.delattr(os, "posix_fadvise")  # where the call is missing, nothing happens
+    other = FileStorage(FILES, PIECE, tmp_path)
+    other.write_block(2, 0, data[2 * PIECE :])
+    other.start_writeback(2, PIECE)
+    other.close()
+    assert (tmp_path / "t" / "c").read_bytes() == CONTENT["c"]

@@ -999,6 +999,7 @@ class TorrentRuntime:
         digests = []
         for index, data, block_digests in writes:
             self.storage.write_block(index, 0, data)
+            self.storage.start_writeback(index, len(data))
             digests.append(_block_digests(data) if block_digests else [])
         return digests
 
