@@ -995,12 +995,23 @@ class TorrentRuntime:
         self.run_actions(actions)
 
     def _write_pieces(self, writes: list[tuple[int, bytes | bytearray, bool]]) -> list[list[bytes]]:
-        """Write each (index, data, block digests wanted); the block digests of each."""
+        """Write each (index, data, block digests wanted), and start the writeback of each
+        stretch of consecutive whole pieces in one call (a run's pieces: one call); the
+        block digests of each."""
         digests = []
+        piece_length = self.torrent.piece_length
+        first, length = -1, 0  # the stretch written and not yet handed to writeback
         for index, data, block_digests in writes:
             self.storage.write_block(index, 0, data)
-            self.storage.start_writeback(index, len(data))
+            if first >= 0 and length % piece_length == 0 and index == first + length // piece_length:
+                length += len(data)
+            else:
+                if first >= 0:
+                    self.storage.start_writeback(first, length)
+                first, length = index, len(data)
             digests.append(_block_digests(data) if block_digests else [])
+        if first >= 0:
+            self.storage.start_writeback(first, length)
         return digests
 
     def _add_backlog(self, size: int) -> None:
