@@ -2,24 +2,26 @@
 
     python3 bench/cli_pair_bench.py [--size-mib 1024] [--piece-kib 512,1024] [--repeat 5]
         [--pairs bitswarm-bitswarm,libtorrent-libtorrent,libtorrent-bitswarm,bitswarm-libtorrent]
-        [--encryption default,require] [--bitswarm-option=--no-utp ...]
+        [--encryption default,require] [--libtorrent-utp] [--bitswarm-option=--no-utp ...]
 
 bitswarm runs as its users run it: `bitswarm seed` and `bitswarm get --no-seed`, default
 settings but for what keeps the traffic on loopback (--no-dht, --no-lsd,
---no-port-mapping) and --port 0. libtorrent 2.0.8 runs `bench/lt_peer.py --stock`:
-libtorrent's own settings (uTP and TCP, its encryption defaults) but for the same
-loopback allowances (listen on 127.0.0.1, several connections per IP, no DHT, LSD, UPnP
-or NAT-PMP); its seed checks its data when added, as a seeding user's does. A .torrent of
-one file of pseudo-random bytes (in the page cache) per piece size, announcing to a fresh
-`bitswarm tracker` on loopback for each transfer, so the downloader finds exactly one seed.
-The seed starts first and counts as ready once the tracker lists it; then the downloader
-starts. Time runs from the downloader's process start (interpreter start-up, session
-start, announce included, for both clients) to its "finished" event (every piece
-verified). CPU seconds: the downloader's over its whole life until then, the seed's over
-the same window, from /proc/PID/stat; printed per GiB. `--encryption require` has both
-clients insist on RC4 on every byte (bitswarm `--encryption require`; libtorrent's
-forced policy at the RC4 level). Pairs, piece sizes and policies are interleaved within a
-round. Every copy is compared with the original.
+--no-port-mapping) and --port 0, its bytecode compiled first as an install does.
+libtorrent 2.0.8 runs `bench/lt_peer.py`: libtorrent's own settings (its encryption
+defaults among them) but for the loopback allowances (listen on 127.0.0.1, several
+connections per IP, no DHT, LSD, UPnP or NAT-PMP) and with uTP off: as it comes,
+libtorrent dials a loopback peer over uTP and moves about 10 MiB/s there
+(`--libtorrent-utp` measures that). Its seed checks its data when added, as a seeding
+user's does. A .torrent of one file of pseudo-random bytes (in the page cache) per piece
+size, announcing to a fresh `bitswarm tracker` on loopback for each transfer, so the
+downloader finds exactly one seed. The seed starts first and counts as ready once the
+tracker lists it; then the downloader starts. Time runs from the downloader's process
+start (interpreter start-up, session start, announce included, for both clients) to its
+"finished" event (every piece verified). CPU seconds: the downloader's over its whole
+life until then, the seed's over the same window, from /proc/PID/stat; printed per GiB.
+`--encryption require` has both clients insist on RC4 on every byte (bitswarm
+`--encryption require`; libtorrent's forced policy at the RC4 level). Pairs, piece sizes
+and policies are interleaved within a round. Every copy is compared with the original.
 
 Only processes this benchmark started are stopped, by PID. Every wait has a deadline.
 This is a measurement, not a test: nothing is asserted about speed.
@@ -28,6 +30,7 @@ This is a measurement, not a test: nothing is asserted about speed.
 from __future__ import annotations
 
 import argparse
+import compileall
 import filecmp
 import itertools
 import os
@@ -47,6 +50,7 @@ import measure
 import peer_bench
 from peer_bench import MIB, Child, scrape_counts, start_child, stop_children, wait_events
 
+import bitswarm
 from bitswarm.metainfo import Torrent
 
 KINDS = ("bitswarm", "libtorrent")
@@ -234,6 +238,9 @@ def main() -> int:
     print(f"# bitswarm CLI pair benchmark at {measure.commit()}, {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"# {' '.join(sys.argv)}")
     print(f"# {measure.machine()}")
+    # As an install does: without it each run compiles bitswarm's modules again (a tenth of a
+    # second here, where PYTHONDONTWRITEBYTECODE is set).
+    compileall.compile_dir(Path(bitswarm.__file__).parent, quiet=1)
     timeout_s = 60.0 + args.size_mib / peer_bench.STALL_FLOOR_MIB_S
     with peer_bench.work_folder(args.dir, "bitswarm-cli-pair-") as work:
         data = work / "seed" / "payload.bin"
