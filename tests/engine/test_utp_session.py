@@ -77,12 +77,19 @@ def test_two_sessions_transfer_a_torrent_over_utp(tmp_path: Path, encryption: st
     asyncio.run(scenario())
 
 
-def test_a_peer_without_utp_is_dialled_over_tcp(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("seeder_utp", "loopback_tcp_first"),
+    [(False, False), (True, True)],
+    ids=["a-peer-without-utp-after-the-utp-dial", "a-peer-on-this-machine-first"],
+)
+def test_these_peers_are_dialled_over_tcp(tmp_path: Path, seeder_utp: bool, loopback_tcp_first: bool) -> None:
+    """A peer that does not answer uTP gets TCP (and is remembered as TCP-only); a peer on
+    this machine gets TCP first, uTP untried: uTP has no link to share there."""
     torrent, source = make_torrent(tmp_path, 200_000)
 
     async def scenario() -> None:
-        seeder = Session(port=0, host="127.0.0.1", strict=True)  # TCP only
-        leecher = Session(port=0, host="127.0.0.1", utp=True, strict=True, loopback_tcp_first=False)
+        seeder = Session(port=0, host="127.0.0.1", utp=seeder_utp, strict=True)
+        leecher = Session(port=0, host="127.0.0.1", utp=True, strict=True, loopback_tcp_first=loopback_tcp_first)
         await seeder.start()
         await leecher.start()
         try:
@@ -92,30 +99,8 @@ def test_a_peer_without_utp_is_dialled_over_tcp(tmp_path: Path) -> None:
             await asyncio.wait_for(download.finished.wait(), TRANSFER_TIMEOUT_S)
             [ours] = download.peers
             assert not isinstance(ours.transport, UTPTransport)
-            assert list(leecher.tcp_only_peers) == [("127.0.0.1", seeder.port)]
-        finally:
-            await leecher.close()
-            await seeder.close()
-
-    asyncio.run(scenario())
-
-
-def test_a_peer_on_this_machine_is_dialled_over_tcp_first(tmp_path: Path) -> None:
-    """Both speak uTP, but on loopback TCP is tried first: uTP has no link to share there."""
-    torrent, source = make_torrent(tmp_path, 200_000)
-
-    async def scenario() -> None:
-        seeder = Session(port=0, host="127.0.0.1", utp=True, strict=True)
-        leecher = Session(port=0, host="127.0.0.1", utp=True, strict=True)
-        await seeder.start()
-        await leecher.start()
-        try:
-            await seeder.add(torrent, source.parent)
-            download = await leecher.add(torrent, tmp_path / "get")
-            await download.connect(("127.0.0.1", seeder.port))
-            await asyncio.wait_for(download.finished.wait(), TRANSFER_TIMEOUT_S)
-            [ours] = download.peers
-            assert not isinstance(ours.transport, UTPTransport)
+            tried_utp = not loopback_tcp_first
+            assert list(leecher.tcp_only_peers) == ([("127.0.0.1", seeder.port)] if tried_utp else [])
             assert leecher.utp is not None
             assert leecher.utp.opened == {}
         finally:
