@@ -921,17 +921,32 @@ class TorrentRuntime:
             end = block.begin + len(block.data)
             buffer.data[block.begin : end] = block.data
             buffer.filled += len(block.data)
-            if buffer.sha1 is not None and block.begin == buffer.hashed:
-                # Hashed now, while the block is in the cache: the disk thread would read
-                # the piece back from memory (twice the cost), and hashes only what came
-                # out of order.
-                buffer.sha1.update(block.data)
-                buffer.hashed = end
+            if buffer.sha1 is not None:
+                self._hash_ahead(buffer, block.begin, block.data)
             return
         data = bytes(block.data)  # the disk queue holds a copy, not the whole read
         self._add_backlog(len(data))
         future = self._run_disk(self.storage.write_block, block.index, block.begin, data)
         future.add_done_callback(self._written(len(data)))  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _hash_ahead(buffer: _PieceBuffer, begin: int, data: bytes | memoryview) -> None:
+        """Hash the block at ``begin`` now, while it is in the cache, if the piece's hash has
+        reached it, and the blocks after it that came early; else keep it for later. (The
+        disk thread would read the piece back from memory, at twice the cost; libtorrent
+        sends blocks in the order its disk reads finish, not always as asked.)"""
+        assert buffer.sha1 is not None
+        if begin != buffer.hashed:
+            buffer.early[begin] = len(data)
+            return
+        buffer.sha1.update(data)
+        buffer.hashed += len(data)
+        early = buffer.early
+        while buffer.hashed in early:
+            length = early.pop(buffer.hashed)
+            with memoryview(buffer.data) as whole:
+                buffer.sha1.update(whole[buffer.hashed : buffer.hashed + length])
+            buffer.hashed += length
 
     def _new_piece_buffer(self) -> bytearray:
         return self._spare_buffers.pop() if self._spare_buffers else bytearray(self.torrent.piece_length)
@@ -1869,9 +1884,11 @@ class _PieceBuffer:
     data: bytearray
     size: int
     filled: int = 0
-    # The SHA-1 of data[:hashed] (a v1 piece): blocks in order are hashed as they come.
+    # The SHA-1 of data[:hashed] (a v1 piece), taken as blocks arrive; blocks that came
+    # before their turn wait in ``early`` (begin -> length).
     sha1: Any = None
     hashed: int = 0
+    early: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 def _is_loopback(host: str) -> bool:
