@@ -206,8 +206,8 @@ def report(pairs: list[Pair], size_mib: int) -> None:
     for pair in pairs:
         other = encrypted.get((pair.seeder, pair.downloader, pair.piece_kib))
         if pair.encryption == "default" and pair.times_s and other is not None:
-            ratio = statistics.median(pair.times_s) / statistics.median(other.times_s)
-            print(f"- {pair.seeder} -> {pair.downloader}, {pair.piece_kib} KiB: RC4 throughput / default: {ratio:.2f}")
+            share = statistics.median(pair.times_s) / statistics.median(other.times_s)
+            print(f"- {pair.seeder} -> {pair.downloader}, {pair.piece_kib} KiB: RC4 throughput / default: {share:.2f}")
     for pair in pairs:
         for failure in pair.failures:
             print(f"- {pair.label}: {failure}")

@@ -148,7 +148,7 @@ def cmd_peer(lt: Any, args: argparse.Namespace) -> None:
                 {
                     ("utp" if peer.flags & UTP_SOCKET else "tcp")
                     + ("/rc4" if peer.flags & lt.peer_info.rc4_encrypted else "")
-                    for peer in handle.get_peer_info()
+                    for peer in (handle.get_peer_info() if handle is not None else [])
                 }
             )
             emit("finished", transports=transports)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bitswarm.create import CreateOptions, create
+from bitswarm.engine import webseed as webseed_plan
 from bitswarm.engine.webseed import RangeRequest
 from bitswarm.errors import WebSeedError
 from bitswarm.metainfo import Torrent, TorrentVersion
@@ -298,9 +299,9 @@ def test_a_server_that_allows_one_connection_keeps_the_seed_at_one_without_a_wai
                 assert download.webseed_bytes == len(data)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(webseed.plan, "MAX_SPAN_BYTES", 4 * 16 * 1024)  # ten runs
+            patch.setattr(webseed_plan, "MAX_SPAN_BYTES", 4 * 16 * 1024)  # ten runs
             asyncio.run(scenario())
     assert (tmp_path / "get" / "f.bin").read_bytes() == data
     # The extra connections opened before the first refusal came back, and no more after it.
-    assert 1 <= len(refused) <= webseed.plan.MAX_CONNECTIONS - 1
+    assert 1 <= len(refused) <= webseed_plan.MAX_CONNECTIONS - 1
     assert len(set(clients) - set(refused)) == 1  # everything else over the first
