@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from webseed_nginx import nginx_binary
+
 
 @pytest.fixture(autouse=True)
 def private_user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,3 +36,12 @@ def sample_folder(tmp_path: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(rng.randbytes(size))
     return root
+
+
+@pytest.fixture
+def nginx_path() -> str:
+    """Debian's nginx, which the web seed interop tests serve files with."""
+    found = nginx_binary()
+    if found is None:
+        pytest.fail("nginx is not installed (Debian package: nginx-light); interop tests need it", pytrace=False)
+    return found

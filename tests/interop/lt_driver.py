@@ -700,12 +700,7 @@ def cmd_lsd(lt: ModuleType, args: argparse.Namespace) -> None:
     - "lsd_peer": libtorrent has heard an LSD announce for the torrent, with "peers": the
       [ip, port] pairs it took from announces so far.
     """
-    save_path = os.path.abspath(args.save_path)
-    if not os.path.isdir(save_path):
-        raise DriverError(f"{save_path}: save path is not a directory")
-    params = lt.add_torrent_params()
-    params.ti = _load(lt, args.torrent)
-    params.save_path = save_path
+    params = _saved_params(lt, args)
     params.trackers = []
     flags = lt.torrent_flags
     params.flags = flags.override_trackers | flags.disable_dht | (0 if args.pex else flags.disable_pex)
@@ -867,16 +862,22 @@ def cmd_seed_here(lt: ModuleType, args: argparse.Namespace) -> None:
         del session
 
 
-def _peers_only_params(lt: ModuleType, args: argparse.Namespace) -> Any:
-    """add_torrent_params for args.torrent saved in args.save_path, with no DHT, LSD or PEX:
-    the peers are the ones the test names. Not paused and not auto-managed: the torrent
-    starts at once. Raises DriverError when the save path is not a folder."""
+def _saved_params(lt: ModuleType, args: argparse.Namespace) -> Any:
+    """add_torrent_params for args.torrent saved in args.save_path. Not paused and not
+    auto-managed: the torrent starts at once. Raises DriverError when the save path is
+    not a folder."""
     save_path = os.path.abspath(args.save_path)
     if not os.path.isdir(save_path):
         raise DriverError(f"{save_path}: save path is not a directory")
     params = lt.add_torrent_params()
     params.ti = _load(lt, args.torrent)
     params.save_path = save_path
+    return params
+
+
+def _peers_only_params(lt: ModuleType, args: argparse.Namespace) -> Any:
+    """``_saved_params`` with no DHT, LSD or PEX: the peers are the ones the test names."""
+    params = _saved_params(lt, args)
     flags = lt.torrent_flags
     params.flags = flags.disable_dht | flags.disable_lsd | flags.disable_pex
     return params

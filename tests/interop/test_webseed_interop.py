@@ -26,7 +26,7 @@ from bitswarm.engine.webseed import MAX_CONNECTIONS
 from bitswarm.magnet import Magnet
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentOptions
-from webseed_nginx import nginx_binary, serve_with_nginx
+from webseed_nginx import serve_with_nginx
 
 from .tools import SYSTEM_PYTHON, require
 from .trackers import wait_for
@@ -77,14 +77,6 @@ def requested_paths(rows: list[tuple[int, int, int, int, str]]) -> set[str]:
 
 def expected_paths() -> set[str]:
     return {f"/{NAME}/{relative}" for relative, size in FILES.items() if size}
-
-
-@pytest.fixture
-def nginx_path() -> str:
-    found = nginx_binary()
-    if found is None:
-        pytest.fail("nginx is not installed (Debian package: nginx-light); interop tests need it", pytrace=False)
-    return found
 
 
 def bitswarm_get(source: str, folder: Path) -> list[dict[str, object]]:

@@ -18,20 +18,12 @@ from bitswarm.create import CreateOptions, create
 from bitswarm.engine import webseed as plan
 from bitswarm.metainfo import Torrent, TorrentVersion
 from bitswarm.net.session import Session, TorrentRuntime
-from webseed_nginx import nginx_binary, serve_with_nginx
+from webseed_nginx import serve_with_nginx
 
 PIECE = 64 * 1024
 SPAN = 8 * PIECE  # runs of 8 pieces (monkeypatched below), so a few MiB make many runs
 SIZE = 3 * 1024 * 1024 + 12_345  # a short last piece
 DEADLINE_S = 60.0
-
-
-@pytest.fixture
-def nginx_path() -> str:
-    found = nginx_binary()
-    if found is None:
-        pytest.fail("nginx is not installed (Debian package: nginx-light); interop tests need it", pytrace=False)
-    return found
 
 
 @pytest.fixture(autouse=True)

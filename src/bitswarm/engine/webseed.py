@@ -182,8 +182,8 @@ class WebSeedState:
         return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** min(16, max(0, self.failures - 1)))
 
     def request_failed(self, now: float) -> None:
-        """The server did not answer properly (error, timeout, wrong range, a refused second
-        connection): one connection fewer, and wait before the next try."""
+        """The server did not answer the first connection properly (error, timeout, wrong
+        range): one connection fewer, and wait before the next try."""
         self.failures += 1
         self.retry_at = now + self.backoff_s()
         self.connections_wanted = max(1, self.connections_wanted - 1)
