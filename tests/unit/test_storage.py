@@ -7,7 +7,7 @@ import pytest
 
 from bitswarm.errors import StorageError, UnsafePathError
 from bitswarm.metainfo import FileEntry
-from bitswarm.storage import resume
+from bitswarm.storage import backend, resume
 from bitswarm.storage.backend import PARTS_FOLDER, FileStorage
 from bitswarm.storage.layout import Layout
 
@@ -173,3 +173,57 @@ def test_writeback_started_early_keeps_the_bytes_and_asks_for_each_file_s_own_ra
     other.start_writeback(2, PIECE)
     other.close()
     assert (tmp_path / "t" / "c").read_bytes() == CONTENT["c"]
+
+
+def test_whole_piece_writes_turn_block_sized_while_they_cost_what_cold_memory_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a virtual machine whose freed memory goes back to the host a whole-piece write
+    costs 10 times a warm one; block-sized calls get warm pages. The storage measures its
+    whole writes and switches for a while; the bytes are the same either way."""
+    piece = 4 * backend.WRITE_CALL_BYTES
+    files = [FileEntry(("big",), 40 * piece, 0)]
+    data = os.urandom(40 * piece)
+    sizes: list[int] = []
+    real = os.pwrite
+
+    def recording(handle: int, chunk: memoryview, offset: int) -> int:
+        sizes.append(len(chunk))
+        return real(handle, chunk, offset)
+
+    monkeypatch.setattr(os, "pwrite", recording)
+    monkeypatch.setattr(backend, "BLOCK_WRITES_BEFORE_PROBE", 3)
+    monkeypatch.setattr(backend, "COLD_WRITE_NS_PER_BYTE", 0.0)  # every whole write looks cold
+    storage = FileStorage(files, piece, tmp_path)
+    for index in range(9):
+        storage.write_block(index, 0, data[index * piece : (index + 1) * piece])
+    whole, block = piece, backend.WRITE_CALL_BYTES
+    assert sizes == ([whole] + [block] * 12) * 2 + [whole]
+    sizes.clear()
+    monkeypatch.setattr(backend, "COLD_WRITE_NS_PER_BYTE", float("inf"))  # warm: whole pieces from the next probe on
+    for index in range(9, 40):
+        storage.write_block(index, 0, data[index * piece : (index + 1) * piece])
+    storage.close()
+    assert sizes == [block] * 12 + [whole] * 28
+    assert (tmp_path / "big").read_bytes() == data
+
+
+def test_a_short_write_in_block_sized_calls_stops_there_and_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.pwrite
+    calls: list[int] = []
+
+    def disk_full_after_one_call(handle: int, chunk: memoryview, offset: int) -> int:
+        calls.append(len(chunk))
+        return real(handle, chunk, offset) if len(calls) == 1 else real(handle, chunk[:100], offset)
+
+    monkeypatch.setattr(os, "pwrite", disk_full_after_one_call)
+    monkeypatch.setattr(backend, "COLD_WRITE_NS_PER_BYTE", 0.0)
+    piece = 4 * backend.WRITE_CALL_BYTES
+    storage = FileStorage([FileEntry(("big",), 2 * piece, 0)], piece, tmp_path)
+    storage.write_block(0, 0, bytes(piece))  # whole, measured "cold"
+    with pytest.raises(StorageError, match="short write"):
+        storage.write_block(1, 0, bytes(piece))  # in blocks: the second call is short
+    assert calls == [piece, backend.WRITE_CALL_BYTES]
+    storage.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,20 @@ from bitswarm.storage.layout import Layout, Segment
 
 # Open file descriptors kept per torrent; more files than this are reopened as needed.
 MAX_OPEN_FILES = 128
+# Writing a piece in one call is the cheapest way to the page cache, unless the memory it
+# takes has to be faulted in again: Linux sizes the page cache's folios by the write, a whole
+# piece takes large ones, and a virtual machine whose free memory goes back to its host
+# (free page reporting) hands out large blocks that cost 1.5-2 CPU s per GiB to touch again,
+# where block-sized calls are given small pages, recycled warm, for about 0.3 s
+# (bench/RESULTS.md). Block-sized calls cost 0.3 s per GiB more where memory is warm (each
+# call gives up the GIL), so a storage writes whole chunks and measures them, switching to
+# block-sized calls for a while when one costs as much as cold memory does.
+WRITE_CALL_BYTES = 16 * 1024
+# Thread CPU per byte of a whole-chunk write above which memory counts as cold: measured
+# here 0.18 ns warm, 1.5-2.3 ns cold.
+COLD_WRITE_NS_PER_BYTE = 0.8
+# Chunks written in block-sized calls before a whole-chunk write measures again.
+BLOCK_WRITES_BEFORE_PROBE = 64
 PARTS_FOLDER = ".bitswarm-parts"
 
 
@@ -38,6 +53,18 @@ class Storage(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def pwrite_in_blocks(handle: int, data: memoryview, offset: int) -> int:
+    """Bytes written of ``data`` at ``offset``, in calls of WRITE_CALL_BYTES; stops at a short write."""
+    written = 0
+    for at in range(0, len(data), WRITE_CALL_BYTES):
+        chunk = data[at : at + WRITE_CALL_BYTES]
+        done = os.pwrite(handle, chunk, offset + at)
+        written += done
+        if done != len(chunk):
+            break
+    return written
 
 
 class FileStorage:
@@ -61,6 +88,7 @@ class FileStorage:
         }
         self._handles: OrderedDict[int, int] = OrderedDict()
         self._dirty: set[int] = set()
+        self._block_writes_left = 0
         # Zero-byte files hold no piece data, so no block write ever creates them.
         self._empty_files = [
             entry for entry in files if not entry.length and not entry.is_pad and entry.symlink_target is None
@@ -135,12 +163,24 @@ class FileStorage:
         handle = self._handle(segment.entry, create=True)
         assert handle is not None  # create=True opens or raises
         try:
-            written = os.pwrite(handle, chunk, segment.file_offset)
+            written = self._pwrite(handle, chunk, segment.file_offset)
         except OSError as error:
             raise StorageError(f"{self._locations[id(segment.entry)]}: {error.strerror}") from None
         if written != len(chunk):
             raise StorageError(f"{self._locations[id(segment.entry)]}: short write (disk full?)")
         self._dirty.add(id(segment.entry))
+
+    def _pwrite(self, handle: int, chunk: memoryview, offset: int) -> int:
+        if len(chunk) <= WRITE_CALL_BYTES:
+            return os.pwrite(handle, chunk, offset)
+        if self._block_writes_left:
+            self._block_writes_left -= 1
+            return pwrite_in_blocks(handle, chunk, offset)
+        began_ns = time.thread_time_ns()
+        written = os.pwrite(handle, chunk, offset)
+        if time.thread_time_ns() - began_ns > COLD_WRITE_NS_PER_BYTE * written:
+            self._block_writes_left = BLOCK_WRITES_BEFORE_PROBE
+        return written
 
     def start_writeback(self, index: int, length: int) -> None:
         """Start writing ``length`` bytes of the pieces from ``index`` on (written just now)
