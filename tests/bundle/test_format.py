@@ -43,6 +43,23 @@ def test_round_trips_at_segment_boundaries(size: int) -> None:
     assert b"".join(parts) == data
 
 
+@pytest.mark.parametrize("size", SIZES[1:])
+def test_sealing_into_a_buffer_writes_what_seal_returns(size: int) -> None:
+    """bundle create seals into a reused piece buffer; the bytes must be the format's."""
+    data = plaintext(size)
+    one = sealer(size)
+    out = bytearray(fmt.ciphertext_size(size) + 5)
+    at = 0
+    for index in range(one.segments):
+        chunk = memoryview(data)[index * P : index * P + one.plain_length(index)]
+        one.seal_into(index, chunk, memoryview(out)[at : at + len(chunk) + fmt.TAG_BYTES])
+        at += len(chunk) + fmt.TAG_BYTES
+    assert bytes(out[:at]) == sealed(data)
+    assert out[at:] == bytes(5)
+    with pytest.raises(fmt.BundleError):
+        one.seal_into(0, memoryview(data)[: one.plain_length(0) - 1], memoryview(out)[: one.plain_length(0) + 15])
+
+
 def test_sizes_that_no_sealed_file_has_are_refused() -> None:
     for size in (0, 1, 15, fmt.SEGMENT + 1, fmt.SEGMENT + 16, fmt.SEGMENT + 15):
         with pytest.raises(fmt.BundleError):

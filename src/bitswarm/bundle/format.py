@@ -148,6 +148,12 @@ class FileSealer:
             raise BundleError(f"segment {index} takes {self.plain_length(index)} bytes, not {len(plaintext)}")
         return self._aead.encrypt(_nonce(index, index == self.segments - 1), plaintext, None)
 
+    def seal_into(self, index: int, plaintext: memoryview, out: memoryview) -> None:
+        """``seal`` written into ``out`` (exactly the sealed segment's length), with no new buffer."""
+        if len(plaintext) != self.plain_length(index):
+            raise BundleError(f"segment {index} takes {self.plain_length(index)} bytes, not {len(plaintext)}")
+        self._aead.encrypt_into(_nonce(index, index == self.segments - 1), plaintext, None, out)
+
     def open(self, index: int, sealed: bytes) -> bytes:
         """The plaintext of segment ``index``; BundleError unless it authenticates there."""
         last = self._check_index(index)

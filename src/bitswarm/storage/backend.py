@@ -55,7 +55,7 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-def pwrite_in_blocks(handle: int, data: memoryview, offset: int) -> int:
+def _pwrite_in_blocks(handle: int, data: memoryview, offset: int) -> int:
     """Bytes written of ``data`` at ``offset``, in calls of WRITE_CALL_BYTES; stops at a short write."""
     written = 0
     for at in range(0, len(data), WRITE_CALL_BYTES):
@@ -65,6 +65,27 @@ def pwrite_in_blocks(handle: int, data: memoryview, offset: int) -> int:
         if done != len(chunk):
             break
     return written
+
+
+class ChunkWriter:
+    """``pwrite`` for one thread: whole chunks, measured, or block-sized calls while whole
+    ones cost what cold memory does (see WRITE_CALL_BYTES)."""
+
+    def __init__(self) -> None:
+        self._block_writes_left = 0
+
+    def pwrite(self, handle: int, chunk: memoryview, offset: int) -> int:
+        """Bytes written (fewer only when the disk is full); raises OSError as ``os.pwrite``."""
+        if len(chunk) <= WRITE_CALL_BYTES:
+            return os.pwrite(handle, chunk, offset)
+        if self._block_writes_left:
+            self._block_writes_left -= 1
+            return _pwrite_in_blocks(handle, chunk, offset)
+        began_ns = time.thread_time_ns()
+        written = os.pwrite(handle, chunk, offset)
+        if time.thread_time_ns() - began_ns > COLD_WRITE_NS_PER_BYTE * written:
+            self._block_writes_left = BLOCK_WRITES_BEFORE_PROBE
+        return written
 
 
 class FileStorage:
@@ -88,7 +109,7 @@ class FileStorage:
         }
         self._handles: OrderedDict[int, int] = OrderedDict()
         self._dirty: set[int] = set()
-        self._block_writes_left = 0
+        self._writer = ChunkWriter()  # used by the one thread that writes
         # Zero-byte files hold no piece data, so no block write ever creates them.
         self._empty_files = [
             entry for entry in files if not entry.length and not entry.is_pad and entry.symlink_target is None
@@ -101,6 +122,7 @@ class FileStorage:
         twin = copy.copy(self)
         twin._handles = OrderedDict()
         twin._dirty = set()
+        twin._writer = ChunkWriter()
         return twin
 
     def _handle(self, entry: FileEntry, *, create: bool) -> int | None:
@@ -163,24 +185,12 @@ class FileStorage:
         handle = self._handle(segment.entry, create=True)
         assert handle is not None  # create=True opens or raises
         try:
-            written = self._pwrite(handle, chunk, segment.file_offset)
+            written = self._writer.pwrite(handle, chunk, segment.file_offset)
         except OSError as error:
             raise StorageError(f"{self._locations[id(segment.entry)]}: {error.strerror}") from None
         if written != len(chunk):
             raise StorageError(f"{self._locations[id(segment.entry)]}: short write (disk full?)")
         self._dirty.add(id(segment.entry))
-
-    def _pwrite(self, handle: int, chunk: memoryview, offset: int) -> int:
-        if len(chunk) <= WRITE_CALL_BYTES:
-            return os.pwrite(handle, chunk, offset)
-        if self._block_writes_left:
-            self._block_writes_left -= 1
-            return pwrite_in_blocks(handle, chunk, offset)
-        began_ns = time.thread_time_ns()
-        written = os.pwrite(handle, chunk, offset)
-        if time.thread_time_ns() - began_ns > COLD_WRITE_NS_PER_BYTE * written:
-            self._block_writes_left = BLOCK_WRITES_BEFORE_PROBE
-        return written
 
     def start_writeback(self, index: int, length: int) -> None:
         """Start writing ``length`` bytes of the pieces from ``index`` on (written just now)
