@@ -175,6 +175,19 @@ def test_writeback_started_early_keeps_the_bytes_and_asks_for_each_file_s_own_ra
     assert (tmp_path / "t" / "c").read_bytes() == CONTENT["c"]
 
 
+class CpuClock:
+    """A thread-CPU clock whose every reading is ``step_ns`` after the last: what a write
+    measured between two readings seems to have cost."""
+
+    def __init__(self, step_ns: int) -> None:
+        self.step_ns = step_ns
+        self.now_ns = 0
+
+    def __call__(self) -> int:
+        self.now_ns += self.step_ns
+        return self.now_ns
+
+
 def test_whole_piece_writes_turn_block_sized_while_they_cost_what_cold_memory_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,19 +206,25 @@ def test_whole_piece_writes_turn_block_sized_while_they_cost_what_cold_memory_do
 
     monkeypatch.setattr(os, "pwrite", recording)
     monkeypatch.setattr(backend, "BLOCK_WRITES_BEFORE_PROBE", 3)
-    monkeypatch.setattr(backend, "COLD_WRITE_NS_PER_BYTE", 0.0)  # every whole write looks cold
-    storage = FileStorage(files, piece, tmp_path)
+    cold = int(2 * backend.COLD_WRITE_NS_PER_BYTE * piece)  # each whole write seems to cost this
+    clock = CpuClock(cold)
+    storage = FileStorage(files, piece, tmp_path, cpu_clock=clock)
     for index in range(9):
         storage.write_block(index, 0, data[index * piece : (index + 1) * piece])
     whole, block = piece, backend.WRITE_CALL_BYTES
     assert sizes == ([whole] + [block] * 12) * 2 + [whole]
     sizes.clear()
-    monkeypatch.setattr(backend, "COLD_WRITE_NS_PER_BYTE", float("inf"))  # warm: whole pieces from the next probe on
+    clock.step_ns = int(0.5 * backend.COLD_WRITE_NS_PER_BYTE * piece)  # warm: whole pieces from the next probe on
     for index in range(9, 40):
         storage.write_block(index, 0, data[index * piece : (index + 1) * piece])
     storage.close()
     assert sizes == [block] * 12 + [whole] * 28
     assert (tmp_path / "big").read_bytes() == data
+    sizes.clear()
+    unmeasured = FileStorage(files, piece, tmp_path)  # no clock: whole pieces always
+    unmeasured.write_block(0, 0, data[:piece])
+    unmeasured.close()
+    assert sizes == [whole]
 
 
 def test_a_short_write_in_block_sized_calls_stops_there_and_is_an_error(
@@ -219,9 +238,9 @@ def test_a_short_write_in_block_sized_calls_stops_there_and_is_an_error(
         return real(handle, chunk, offset) if len(calls) == 1 else real(handle, chunk[:100], offset)
 
     monkeypatch.setattr(os, "pwrite", disk_full_after_one_call)
-    monkeypatch.setattr(backend, "COLD_WRITE_NS_PER_BYTE", 0.0)
     piece = 4 * backend.WRITE_CALL_BYTES
-    storage = FileStorage([FileEntry(("big",), 2 * piece, 0)], piece, tmp_path)
+    clock = CpuClock(int(2 * backend.COLD_WRITE_NS_PER_BYTE * piece))
+    storage = FileStorage([FileEntry(("big",), 2 * piece, 0)], piece, tmp_path, cpu_clock=clock)
     storage.write_block(0, 0, bytes(piece))  # whole, measured "cold"
     with pytest.raises(StorageError, match="short write"):
         storage.write_block(1, 0, bytes(piece))  # in blocks: the second call is short

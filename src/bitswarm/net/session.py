@@ -245,6 +245,7 @@ class TorrentRuntime:
             folder,
             is_wanted=lambda entry: id(entry) in self.wanted_entries,
             parts_name=self.info_hash.hex(),
+            cpu_clock=time.thread_time_ns,
         )
         # The session's disk thread writes and hashes, so a piece is hashed after its blocks
         # are written; its reader thread serves verified pieces through handles of its own.

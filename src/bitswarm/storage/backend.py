@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,22 +67,26 @@ def _pwrite_in_blocks(handle: int, data: memoryview, offset: int) -> int:
 
 
 class ChunkWriter:
-    """``pwrite`` for one thread: whole chunks, measured, or block-sized calls while whole
-    ones cost what cold memory does (see WRITE_CALL_BYTES)."""
+    """``pwrite`` for one thread: whole chunks, measured with ``cpu_clock`` (the calling
+    thread's CPU time in ns: the I/O layer passes ``time.thread_time_ns``), or block-sized
+    calls while whole ones cost what cold memory does (see WRITE_CALL_BYTES). With no clock,
+    whole chunks always."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_clock: Callable[[], int] | None = None) -> None:
+        self._cpu_clock = cpu_clock
         self._block_writes_left = 0
 
     def pwrite(self, handle: int, chunk: memoryview, offset: int) -> int:
         """Bytes written (fewer only when the disk is full); raises OSError as ``os.pwrite``."""
-        if len(chunk) <= WRITE_CALL_BYTES:
+        clock = self._cpu_clock
+        if clock is None or len(chunk) <= WRITE_CALL_BYTES:
             return os.pwrite(handle, chunk, offset)
         if self._block_writes_left:
             self._block_writes_left -= 1
             return _pwrite_in_blocks(handle, chunk, offset)
-        began_ns = time.thread_time_ns()
+        began_ns = clock()
         written = os.pwrite(handle, chunk, offset)
-        if time.thread_time_ns() - began_ns > COLD_WRITE_NS_PER_BYTE * written:
+        if clock() - began_ns > COLD_WRITE_NS_PER_BYTE * written:
             self._block_writes_left = BLOCK_WRITES_BEFORE_PROBE
         return written
 
@@ -99,6 +102,7 @@ class FileStorage:
         *,
         is_wanted: Callable[[FileEntry], bool] = lambda entry: True,
         parts_name: str = "parts",
+        cpu_clock: Callable[[], int] | None = None,
     ) -> None:
         self.layout = Layout(files, piece_length)
         self.root = root
@@ -109,7 +113,7 @@ class FileStorage:
         }
         self._handles: OrderedDict[int, int] = OrderedDict()
         self._dirty: set[int] = set()
-        self._writer = ChunkWriter()  # used by the one thread that writes
+        self._writer = ChunkWriter(cpu_clock)  # used by the one thread that writes
         # Zero-byte files hold no piece data, so no block write ever creates them.
         self._empty_files = [
             entry for entry in files if not entry.length and not entry.is_pad and entry.symlink_target is None
@@ -122,7 +126,7 @@ class FileStorage:
         twin = copy.copy(self)
         twin._handles = OrderedDict()
         twin._dirty = set()
-        twin._writer = ChunkWriter()
+        twin._writer = ChunkWriter(cpu_clock=None)  # a reader's
         return twin
 
     def _handle(self, entry: FileEntry, *, create: bool) -> int | None:
