@@ -188,15 +188,6 @@ def run_transfer(
             stop(children)
 
 
-def write_scratch(path: Path, size: int) -> None:
-    """Page cache of ``size`` bytes for the first downloader to find freed, as the others find a copy's."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    zeros = bytes(MIB)
-    with path.open("wb") as stream:
-        for _at in range(0, size, MIB):
-            stream.write(zeros)
-
-
 def report(pairs: list[Pair], size_mib: int) -> None:
     gib = size_mib / 1024
     print()
@@ -266,7 +257,8 @@ def main() -> int:
         data = work / "seed" / "payload.bin"
         peer_bench.write_data(data, args.size_mib * MIB)
         peer_bench.warm_page_cache(data)
-        write_scratch(work / "get" / "scratch", args.size_mib * MIB)
+        # Page cache for the first downloader to find freed, as the others find a copy's.
+        peer_bench.write_data(work / "get" / "scratch", args.size_mib * MIB)
         tracker_port = free_port()
         for piece_kib in pieces:
             announce_url = f"http://127.0.0.1:{tracker_port}/announce"
