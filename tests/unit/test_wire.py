@@ -37,7 +37,7 @@ from bitswarm.wire.messages import (
     encode,
     reserved_bits,
 )
-from bitswarm.wire.peer import HandshakeCompleted, PeerProtocol, PeerState, PeerTimedOut
+from bitswarm.wire.peer import MAX_OUR_REQUESTS, HandshakeCompleted, PeerProtocol, PeerState, PeerTimedOut
 
 INFO_HASH = b"i" * 20
 OURS = b"-BS0100-" + b"o" * 12
@@ -266,6 +266,30 @@ def test_our_requests_pieces_cancels_and_rejects() -> None:
     assert peer.receive(encode(Piece(0, BLOCK_SIZE, block)), now=1.0) == []
     assert peer.receive(encode(Reject(1, 0, BLOCK_SIZE)), now=1.0) == [Reject(1, 0, BLOCK_SIZE)]
     assert peer.our_requests == set()
+
+
+BLOCKS = st.tuples(st.integers(0, NUM_PIECES - 1), st.integers(0, 2**32 - 1), st.integers(1, BLOCK_SIZE))
+
+
+@given(st.lists(BLOCKS, max_size=40))
+def test_requests_sent_in_one_call_are_those_sent_one_by_one(blocks: list[tuple[int, int, int]]) -> None:
+    one_by_one, batched = opened(), opened()
+    one_by_one.data_to_send(), batched.data_to_send()
+    for index, begin, length in blocks:
+        one_by_one.send(Request(index, begin, length))
+    batched.send_requests(blocks)
+    assert batched.data_to_send() == one_by_one.data_to_send() == b"".join(encode(Request(*block)) for block in blocks)
+    assert batched.our_requests == one_by_one.our_requests
+
+
+def test_a_batch_of_requests_over_the_limit_is_refused_whole() -> None:
+    peer = opened()
+    peer.data_to_send()
+    blocks = [(0, begin * BLOCK_SIZE, BLOCK_SIZE) for begin in range(MAX_OUR_REQUESTS + 1)]
+    with pytest.raises(UsageError):
+        peer.send_requests(blocks)
+    assert peer.our_requests == set()
+    assert peer.data_to_send() == b""
 
 
 def test_without_fast_a_choke_drops_our_requests() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 BLOCK_SIZE = 16 * 1024
 RANDOM_FIRST_PIECES = 4
@@ -46,18 +46,22 @@ LATE_DUPLICATES = 2
 PeerKey = Hashable
 
 
-@dataclass(frozen=True, slots=True)
-class BlockRequest:
-    index: int
+class BlockRequest(NamedTuple):
+    # A tuple, not a dataclass: one is made per block requested (65,536 per GiB), and it
+    # is also the key a peer core files its outstanding requests under. (The field hides
+    # tuple.index, which nothing here calls.)
+    index: int  # type: ignore[assignment]
     begin: int
     length: int
 
 
 class _Partial:
-    __slots__ = ("received", "requesters", "unrequested")
+    __slots__ = ("blocks", "received", "requesters", "size", "unrequested")
 
-    def __init__(self, blocks: int) -> None:
-        self.unrequested = list(range(blocks - 1, -1, -1))  # popped from the end: block 0 first
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.blocks = -(-size // BLOCK_SIZE)
+        self.unrequested = list(range(self.blocks - 1, -1, -1))  # popped from the end: block 0 first
         self.requesters: dict[int, set[PeerKey]] = {}
         self.received: set[int] = set()
 
@@ -219,10 +223,12 @@ class PiecePicker:
     def _take_blocks(
         self, index: int, partial: _Partial, peer: PeerKey, count: int, picked: list[BlockRequest]
     ) -> None:
-        while partial.unrequested and len(picked) < count:
-            block = partial.unrequested.pop()
-            partial.requesters[block] = {peer}
-            picked.append(self._block(index, block))
+        unrequested, requesters, size = partial.unrequested, partial.requesters, partial.size
+        while unrequested and len(picked) < count:
+            block = unrequested.pop()
+            requesters[block] = {peer}
+            begin = block * BLOCK_SIZE
+            picked.append(BlockRequest(index, begin, min(BLOCK_SIZE, size - begin)))
 
     def _block(self, index: int, block: int) -> BlockRequest:
         begin = block * BLOCK_SIZE
@@ -237,7 +243,7 @@ class PiecePicker:
     def _begin(self, index: int) -> None:
         """Waiting piece ``index`` is started: out of its bucket, every block missing."""
         self._unfile(index)
-        self._partial[index] = _Partial(-(-self.piece_size(index) // BLOCK_SIZE))
+        self._partial[index] = _Partial(self.piece_size(index))
 
     def _choose_new_piece(
         self, peer_has: Callable[[int], bool], has_all: bool, priority: int | None = None
@@ -401,9 +407,8 @@ class PiecePicker:
         if block in partial.unrequested:
             partial.unrequested.remove(block)
         partial.received.add(block)
-        others = [other for other in requesters if other != peer]
-        total = -(-self.piece_size(index) // BLOCK_SIZE)
-        return len(partial.received) == total, others
+        others = [] if len(requesters) == 1 and peer in requesters else [other for other in requesters if other != peer]
+        return len(partial.received) == partial.blocks, others
 
     def is_block_missing(self, index: int, begin: int) -> bool:
         """Whether the block at ``begin`` of started piece ``index`` is still to come."""

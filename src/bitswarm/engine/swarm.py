@@ -479,8 +479,7 @@ class Swarm:
             if not blocks:
                 continue
             self._clear_way_for(key, peer, blocks, rate, now)
-            for block in blocks:
-                core.send(Request(block.index, block.begin, block.length))
+            core.send_requests(blocks)
 
     @staticmethod
     def _request_limit(peer: _Peer) -> int:
@@ -876,8 +875,9 @@ class Swarm:
         room = target - len(core.our_requests)
         if room <= 0 or (room < target // REFILL_FRACTION and core.our_requests):
             return
-        for block in self.picker.pick(key, core.peer_has, room, has_all=core.peer_is_seed):
-            core.send(Request(block.index, block.begin, block.length))
+        blocks = self.picker.pick(key, core.peer_has, room, has_all=core.peer_is_seed)
+        if blocks:
+            core.send_requests(blocks)
 
     # -- data ----------------------------------------------------------------------------
 
@@ -891,22 +891,25 @@ class Swarm:
         peer.queue_target = max(MIN_QUEUE, min(MAX_QUEUE, int(rate * REQUEST_QUEUE_TIME_S / BLOCK_SIZE) + 1))
 
     def _block_arrived(self, key: PeerKey, peer: _Peer, piece: Piece) -> list[Action]:
-        size = len(piece.block)
-        if not self.picker.is_block_missing(piece.index, piece.begin):
+        index, begin = piece.index, piece.begin
+        picker = self.picker
+        if not picker.is_block_missing(index, begin):
             # A second copy (endgame, or a web seed was first): the first is kept. Writing it
             # would reopen a buffer for a piece already checked, or put a stranger's bytes
             # over a verified piece on disk.
             return []
-        complete, others = self.picker.block_received(piece.index, piece.begin, key)
-        actions: list[Action] = [WriteBlock(piece.index, piece.begin, piece.block)]
-        self._senders.setdefault(piece.index, {})[piece.begin // BLOCK_SIZE] = key
+        complete, others = picker.block_received(index, begin, key)
+        senders = self._senders.get(index)
+        if senders is None:
+            senders = self._senders[index] = {}
+        senders[begin // BLOCK_SIZE] = key
         for other in others:
             other_peer = self.peers.get(other)
             if other_peer is not None and other_peer.core.state is PeerState.OPEN:
-                other_peer.core.send(Cancel(piece.index, piece.begin, size))
+                other_peer.core.send(Cancel(index, begin, len(piece.block)))
         if complete:
-            actions.append(CheckPiece(piece.index))
-        return actions
+            return [WriteBlock(index, begin, piece.block), CheckPiece(index)]
+        return [WriteBlock(index, begin, piece.block)]
 
     def webseed_piece(self, seed: PeerKey, index: int, data: bytes | bytearray, now: float) -> list[Action]:
         """A BEP 19 web seed delivered the whole of piece ``index``, and the caller matched

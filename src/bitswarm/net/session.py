@@ -919,11 +919,17 @@ class TorrentRuntime:
             else:
                 self._unbuffered.add(block.index)
         if buffer is not None:
-            end = block.begin + len(block.data)
-            buffer.data[block.begin : end] = block.data
-            buffer.filled += len(block.data)
-            if buffer.sha1 is not None:
-                self._hash_ahead(buffer, block.begin, block.data)
+            begin, data = block.begin, block.data
+            size = len(data)
+            buffer.data[begin : begin + size] = data
+            buffer.filled += size
+            sha1 = buffer.sha1
+            if sha1 is not None:
+                if begin == buffer.hashed and not buffer.early:  # in order: nearly always
+                    sha1.update(data)
+                    buffer.hashed += size
+                else:
+                    self._hash_ahead(buffer, begin, data)
             return
         data = bytes(block.data)  # the disk queue holds a copy, not the whole read
         self._add_backlog(len(data))

@@ -11,6 +11,7 @@ are checked against the torrent by the connection core (peer.py), which knows it
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bitswarm.errors import PeerProtocolError
@@ -235,6 +236,7 @@ _INDEX = struct.Struct(">I")
 _PAIR = struct.Struct(">II")
 _TRIPLE = struct.Struct(">III")
 _PIECE_HEAD = struct.Struct(">IBII")  # length, id, index, begin
+_REQUEST_FRAME = struct.Struct(">IBIII")  # length, id, index, begin, block length
 _HASH_FIELDS = struct.Struct(">32sIIII")
 _HASH_BODY = 1 + _HASH_FIELDS.size
 _SIMPLE: dict[int, Message] = {
@@ -263,6 +265,13 @@ _TRIPLE_IDS = {kind: message_id for message_id, kind in _TRIPLE_MESSAGES.items()
 def piece_header(message: Piece) -> bytes:
     """The frame of a piece message up to its block (which can then be sent without a copy)."""
     return _PIECE_HEAD.pack(9 + len(message.block), PIECE, message.index, message.begin)
+
+
+def encode_requests(blocks: Iterable[tuple[int, int, int]]) -> bytes:
+    """The framed request messages for ``(index, begin, length)`` blocks, one after another
+    (``encode(Request(...))`` of each: a download sends one per block it receives)."""
+    pack = _REQUEST_FRAME.pack
+    return b"".join([pack(13, REQUEST, index, begin, length) for index, begin, length in blocks])
 
 
 def encode(message: Message) -> bytes:

@@ -30,7 +30,7 @@ rules.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bitswarm.errors import PeerProtocolError, UsageError
@@ -64,6 +64,7 @@ from bitswarm.wire.messages import (
     Suggest,
     Unchoke,
     encode,
+    encode_requests,
     piece_header,
     reserved_bits,
 )
@@ -204,17 +205,20 @@ class PeerProtocol:
             data = bytes(self._handshake_buffer[HANDSHAKE_BYTES:])
             self._handshake_buffer.clear()
             events.append(self._accept_handshake(handshake))
+        downloading = self.state is PeerState.OPEN and not self.metadata_only
         for message in self._frames.feed(data, lend=lend):
-            if type(message) is Piece and self.state is PeerState.OPEN and not self.metadata_only:
+            if downloading and type(message) is Piece:
                 if self._check_piece(message):  # the common case first, without the dispatch
                     events.append(message)
-            elif self.metadata_only:
+                continue
+            if self.metadata_only:
                 if self._check_metadata_phase(message):
                     events.append(message)
             elif self.state is PeerState.OPEN and isinstance(message, Bitfield | HaveAll | HaveNone):
                 events += self._late_bitfield(message)
             elif self._check(message):
                 events.append(message)
+            downloading = self.state is PeerState.OPEN and not self.metadata_only  # it may have changed
         return events
 
     def _check_metadata_phase(self, message: Message) -> bool:
@@ -441,6 +445,14 @@ class PeerProtocol:
         elif isinstance(message, AllowedFast):
             self.allowed_fast_for_peer.add(message.index)
         self._queue(message)
+
+    def send_requests(self, blocks: Sequence[tuple[int, int, int]]) -> None:
+        """``send(Request(index, begin, length))`` for each block, in one call."""
+        self._require_open()
+        if len(self.our_requests) + len(blocks) > MAX_OUR_REQUESTS:
+            raise UsageError("too many requests outstanding")
+        self.our_requests.update(blocks)
+        self._small += encode_requests(blocks)
 
     def _drop_peer_requests_on_choke(self) -> None:
         keep = {key: None for key in self.peer_requests if key[0] in self.allowed_fast_for_peer}
