@@ -218,7 +218,7 @@ def test_libtorrent_asks_bitswarm_for_block_hashes_after_a_corrupt_block_and_fin
             good = await seeders[1].add(torrent, payload.parent, slow)
             read_blocks = bad._read_blocks
 
-            def corrupt_once(spans: list[tuple[int, int, int]]) -> list[bytes | None]:
+            def corrupt_once(spans: list[tuple[int, int, int]]) -> list[bytes | memoryview | None]:
                 blocks = read_blocks(spans)
                 for position, (span, block) in enumerate(zip(spans, blocks, strict=True)):
                     if not corrupted and span[0] in multi_block and block is not None:

@@ -599,6 +599,9 @@ class Swarm:
                 received += len(event.block)
                 actions += self._block_arrived(key, peer, event)
                 continue
+            if type(event) is Request:  # nearly every event of an upload
+                actions.append(ServeBlock(key, event.index, event.begin, event.length))
+                continue
             if isinstance(event, HandshakeCompleted):
                 if peer.core.extensions:
                     # BEP 10: both sides set the bit, so both send the extended handshake;
@@ -625,8 +628,6 @@ class Swarm:
                 except PeerProtocolError as error:
                     actions.append(ClosePeer(key, str(error)))
                     return actions
-            elif isinstance(event, Request):
-                actions.append(ServeBlock(key, event.index, event.begin, event.length))
             elif isinstance(event, Interested):
                 self._unchoke_if_slot_free(peer)
             elif isinstance(event, Reject):

@@ -850,14 +850,14 @@ class TorrentRuntime:
         for action in actions:
             if type(action) is WriteBlock:
                 self._take_block(action)
+            elif type(action) is ServeBlock:
+                self._uploads.push(action.peer, action.index, action)  # type: ignore[arg-type]
+                if self._uploader is None or self._uploader.done():
+                    self._uploader = self.spawn(self._upload_loop())
             elif isinstance(action, CheckPiece):
                 self._track_check(self.spawn(self._check_piece(action.index)))
             elif isinstance(action, WriteCheckedPiece):
                 checked.append(action)
-            elif isinstance(action, ServeBlock):
-                self._uploads.push(action.peer, action.index, action)  # type: ignore[arg-type]
-                if self._uploader is None or self._uploader.done():
-                    self._uploader = self.spawn(self._upload_loop())
             elif isinstance(action, BanPeer | ClosePeer):
                 peer = action.peer
                 assert isinstance(peer, PeerConnection)
@@ -1144,13 +1144,37 @@ class TorrentRuntime:
         key = (request.index, request.begin, request.length)
         return core is not None and connection in self.peers and key in core.peer_requests
 
-    def _read_blocks(self, spans: list[tuple[int, int, int]]) -> list[bytes | None]:
-        blocks: list[bytes | None] = []
-        for index, begin, length in spans:
+    def _read_blocks(self, spans: list[tuple[int, int, int]]) -> list[bytes | memoryview | None]:
+        """The blocks of ``spans`` (None for one that cannot be read). A run of blocks one
+        after another in a piece, as peers ask for them, is one read, handed out as views."""
+        blocks: list[bytes | memoryview | None] = []
+        at = 0
+        while at < len(spans):
+            index, begin, length = spans[at]
+            run_end, total = at + 1, length
+            while run_end < len(spans) and spans[run_end][0] == index and spans[run_end][1] == begin + total:
+                total += spans[run_end][2]
+                run_end += 1
             try:
-                blocks.append(self.read_storage.read_block(index, begin, length))
+                data = self.read_storage.read_block(index, begin, total)
             except StorageError:
-                blocks.append(None)
+                if run_end - at == 1:
+                    blocks.append(None)
+                    at += 1
+                    continue
+                # One bad block must not fail its neighbours: read the run block by block.
+                for one in range(at, run_end):
+                    blocks += self._read_blocks([spans[one]])
+                at = run_end
+                continue
+            if run_end - at == 1:
+                blocks.append(data)
+            else:
+                whole, offset = memoryview(data), 0
+                for _index, _begin, block_length in spans[at:run_end]:
+                    blocks.append(whole[offset : offset + block_length])
+                    offset += block_length
+            at = run_end
         return blocks
 
     def tick(self, now: float) -> None:

@@ -417,6 +417,11 @@ class FrameDecoder:
                         messages.append(Piece(index, begin, block if zero_copy else bytes(block)))
                         at += 4 + length
                         continue
+                    # A seed's frames: requests, read whole the same way.
+                    if message_id == REQUEST and length == 13 and end - at >= 17:
+                        messages.append(Request(index, begin, _INDEX.unpack_from(view, at + 13)[0]))
+                        at += 17
+                        continue
                 length = self._frame_length(view, at)
                 if end - at - 4 < length:
                     break

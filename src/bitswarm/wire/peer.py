@@ -211,6 +211,10 @@ class PeerProtocol:
                 if self._check_piece(message):  # the common case first, without the dispatch
                     events.append(message)
                 continue
+            if downloading and type(message) is Request:  # a seed's common case
+                if self._check_request(message):
+                    events.append(message)
+                continue
             if self.metadata_only:
                 if self._check_metadata_phase(message):
                     events.append(message)
@@ -414,6 +418,12 @@ class PeerProtocol:
     def send(self, message: Message) -> None:
         """Queue ``message`` and record what it changes; raises UsageError for a bad send."""
         self._require_open()
+        if type(message) is Piece:  # a seed's every block: first
+            self.peer_requests.pop((message.index, message.begin, len(message.block)), None)
+            self._small += piece_header(message)
+            self._end_small()
+            self._outbox.append(message.block)
+            return
         if isinstance(message, Request):
             if len(self.our_requests) >= MAX_OUR_REQUESTS:
                 raise UsageError("too many requests outstanding")
@@ -429,8 +439,6 @@ class PeerProtocol:
                 self._cancelled[key] = self._cancelled.get(key, 0) + 1
                 if len(self._cancelled) > MAX_CANCELLED:
                     del self._cancelled[next(iter(self._cancelled))]
-        elif isinstance(message, Piece):
-            self.peer_requests.pop((message.index, message.begin, len(message.block)), None)
         elif isinstance(message, Choke):
             self.am_choking = True
             self._queue(message)
