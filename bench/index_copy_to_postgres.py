@@ -36,6 +36,10 @@ def log(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
+def _words(text: str | None) -> list[str]:
+    return [token for token in (text or "").split() if "_" not in token]
+
+
 async def copy_table(
     source: sqlite3.Connection,
     target: asyncpg.Connection,
@@ -81,14 +85,15 @@ async def main(sqlite_file: str, url: str) -> None:
     await copy_table(source, target, "entries", "id", since, upto, entry)
     await copy_table(source, target, "entry_files", "entry_id", since, upto)
     await copy_table(source, target, "entry_torrents", "entry_id", since, upto)
-    # FTS5's content table holds each entry's indexed words per column, joined by spaces.
+    # FTS5's content table holds each entry's indexed words per column, joined by spaces,
+    # then its pairs of neighbouring words (joined by "_", which no word holds): dropped.
     await target.execute("CREATE TEMP TABLE search_literals (entry_id integer, literal text)")
     cursor = source.execute(
         "SELECT id, c0, c1, c2, c3 FROM entry_search_content WHERE id > ? AND id <= ? ORDER BY id", (since, upto)
     )
     while rows := cursor.fetchmany(CHUNK):
         literals = [
-            (row[0], document_literal(SearchDocument(row[0], *((text or "").split() for text in row[1:5]))))
+            (row[0], document_literal(SearchDocument(row[0], *(_words(text) for text in row[1:5]))))
             for row in rows
         ]
         await target.copy_records_to_table("search_literals", records=literals)

@@ -35,18 +35,18 @@ def _schema_differences(connection: sa.Connection) -> list[Any]:
 def test_a_fresh_database_gets_the_newest_schema_and_a_second_start_changes_nothing(index_url: str) -> None:
     async def scenario() -> None:
         async with await open_database(index_url) as db:
-            assert await db.revision() == head_revision() == "0006"
+            assert await db.revision() == head_revision() == "0007"
             entry = await db.entries.add_magnet("magnet:?xt=urn:btih:" + "1" * 40 + "&dn=kept")
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0006"]
+                assert [row.version_num for row in versions] == ["0007"]
                 assert await connection.run_sync(_schema_differences) == []
         async with await open_database(index_url) as db:
-            assert await db.revision() == "0006"
+            assert await db.revision() == "0007"
             assert [listed.id for listed in await db.entries.list_newest()] == [entry.id]
             async with db.engine.connect() as connection:
                 versions = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-                assert [row.version_num for row in versions] == ["0006"]
+                assert [row.version_num for row in versions] == ["0007"]
 
     run(scenario())
 
@@ -55,7 +55,7 @@ def test_processes_starting_together_migrate_once(index_url: str) -> None:
     async def scenario() -> None:
         databases = await asyncio.gather(*(open_database(index_url) for _ in range(3)))
         try:
-            assert [await db.revision() for db in databases] == ["0006"] * 3
+            assert [await db.revision() for db in databases] == ["0007"] * 3
         finally:
             for db in databases:
                 await db.close()
@@ -106,7 +106,7 @@ def test_the_torrent_bytes_move_out_of_the_entries_rows_and_stay_downloadable(in
         await engine.dispose()
         db = await open_database(index_url)
         async with db:
-            assert await db.revision() == "0006"
+            assert await db.revision() == "0007"
             (entry,) = await db.entries.list_newest(limit=10)
             assert await db.entries.torrent_bytes(entry.id) == data
             assert await db.entries.torrent_lengths([entry.id]) == {entry.id: len(data)}
@@ -114,9 +114,10 @@ def test_the_torrent_bytes_move_out_of_the_entries_rows_and_stay_downloadable(in
     run(scenario())
 
 
-def test_phrases_find_entries_indexed_before_0005(index_url: str, tmp_path: Path) -> None:
+def test_phrases_find_entries_indexed_before_the_word_pairs(index_url: str, tmp_path: Path) -> None:
     """Revision 0005 rebuilds PostgreSQL's documents with the word pairs phrases are
-    searched by: an entry indexed at 0004 (words only) is found by a phrase after it."""
+    searched by, 0007 SQLite's full-text table: an entry indexed before (words only) is
+    found by a phrase after it."""
     data = make_torrent(tmp_path, "Quiet River Tales", {"quiet_river_s01e01.mkv": b"q" * 3000})
 
     async def scenario() -> None:
@@ -141,8 +142,28 @@ def test_phrases_find_entries_indexed_before_0005(index_url: str, tmp_path: Path
                 )
                 await connection.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
             await engine.dispose()
+        else:
+            # As 0006 left it: the table's first tokenizer, the words alone.
+            engine = create_async_engine(database_url(index_url))
+            async with engine.begin() as connection:
+                await connection.execute(sa.text("DROP TABLE entry_search"))
+                await connection.execute(
+                    sa.text(
+                        "CREATE VIRTUAL TABLE entry_search USING fts5(title, tags, files, description, "
+                        "tokenize='unicode61 remove_diacritics 0', prefix='2 3')"
+                    )
+                )
+                await connection.execute(
+                    sa.text(
+                        "INSERT INTO entry_search (rowid, title, tags, files, description) VALUES (:id, "
+                        "'quiet river tales', '', 'quiet river s01e01 mkv', 'told by the old river keeper')"
+                    ),
+                    {"id": entry.id},
+                )
+                await connection.execute(sa.text("UPDATE alembic_version SET version_num = '0006'"))
+            await engine.dispose()
         async with await open_database(index_url) as db:
-            assert await db.revision() == "0006"
+            assert await db.revision() == "0007"
             for text in ('"quiet river"', '"river tales"', '"quiet river s01e01"', '"old riv"*', '"river s01e01"'):
                 assert [found.id for found in (await db.search(text)).entries] == [entry.id], text
             for text in ('"quiet tales"', '"river quiet"', '"tales s01e01"'):  # not neighbours in one field

@@ -65,9 +65,10 @@ def test_limits_cut_rather_than_refuse() -> None:
 
 def test_rendering_quotes_every_word() -> None:
     query = parse('near "a bc"* -not')
-    assert to_fts5(query.required) == '"near" AND "a bc"*'
     assert to_fts5(query.excluded, any_of=True) == '"not"'
     # Phrases are searched by their pairs of neighbouring words.
+    assert to_fts5(query.required) == '"near" AND "a_bc"*'
+    assert to_fts5(parse('"a b c" "it\'s"').required, any_of=True) == '"a_b b_c" OR "it_s"'
     assert to_tsquery(query.required) == "'near' & 'a bc':*"
     assert to_tsquery(query.required, any_of=True) == "'near' | 'a bc':*"
     assert to_tsquery(parse('"a b c" "it\'s"').required) == "('a b' <-> 'b c') & 'it s'"
@@ -78,7 +79,7 @@ def fts5() -> Iterator[sqlite3.Connection]:
     connection = sqlite3.connect(":memory:")
     connection.execute(
         "CREATE VIRTUAL TABLE t USING fts5(title, tags, files, description, "
-        "tokenize='unicode61 remove_diacritics 0', prefix='2 3')"
+        "tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\", prefix='2 3')"
     )
     connection.execute("INSERT INTO t VALUES ('big buck bunny', 'x', 'y', 'z')")
     yield connection

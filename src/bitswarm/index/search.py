@@ -5,7 +5,8 @@ description, from words normalised by ``bitswarm.index.query.search_words``, and
 same parsed ``Query``; the engines' own text parsers never see what a visitor typed.
 
 - SQLite: an FTS5 table (``entry_search``, rowid = entry id), ranked by ``bm25`` with
-  per-column weights.
+  per-column weights; each column also holds a token per pair of neighbouring words, which
+  phrases are searched by.
 - PostgreSQL: a ``tsvector`` per entry with a GIN index, built from quoted lexemes with
   positions and weights (A title, B tags, C files, D description) so that no locale or
   text parser changes a word, ranked by ``ts_rank``.
@@ -19,6 +20,7 @@ would otherwise have every one of them scored for each page.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -273,13 +275,21 @@ _fts_self: sa.ColumnClause[Any] = sa.literal_column("entry_search")
 _FTS_WEIGHTS = (10.0, 5.0, 2.0, 1.0)
 
 
+def fts5_field(words: Sequence[str]) -> str:
+    """An FTS5 column's text: the field's words, then a token per pair of neighbouring
+    words (``query.fts5_pair``), which phrases are searched by. The pairs come after the
+    words, so the words keep their own neighbours."""
+    pairs = [query_language.fts5_pair(first, second) for first, second in itertools.pairwise(words)]
+    return " ".join([*words, *pairs])
+
+
 def _fts5_row(document: SearchDocument) -> dict[str, Any]:
     return {
         "entry_id": document.entry_id,
-        "title": " ".join(document.title),
-        "tags": " ".join(document.tags),
-        "files": " ".join(document.files),
-        "description": " ".join(document.description),
+        "title": fts5_field(document.title),
+        "tags": fts5_field(document.tags),
+        "files": fts5_field(document.files),
+        "description": fts5_field(document.description),
     }
 
 
