@@ -93,8 +93,7 @@ async def main(sqlite_file: str, url: str) -> None:
     )
     while rows := cursor.fetchmany(CHUNK):
         literals = [
-            (row[0], document_literal(SearchDocument(row[0], *(_words(text) for text in row[1:5]))))
-            for row in rows
+            (row[0], document_literal(SearchDocument(row[0], *(_words(text) for text in row[1:5])))) for row in rows
         ]
         await target.copy_records_to_table("search_literals", records=literals)
     await target.execute(

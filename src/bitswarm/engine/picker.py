@@ -29,6 +29,7 @@ Sans-IO: peers are opaque hashable keys, chance is a ``random.Random``.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import NamedTuple
@@ -269,6 +270,11 @@ class PiecePicker:
                     return self.rng.choice(pool)
             return None
         for key in keys:
+            if has_all:
+                # rng.choice(list(bucket)) without the list (a set of up to every piece per
+                # piece started): the same draw, the same piece.
+                bucket = buckets[key]
+                return next(itertools.islice(bucket, self.rng.randrange(len(bucket)), None))
             candidates = having(buckets[key])
             if candidates:
                 return self.rng.choice(candidates)
