@@ -691,6 +691,9 @@ def main() -> None:
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     if not set(backends) <= {"sqlite", "postgresql"} or not 1 <= args.entries <= 10_000_000:
         parser.error("--backends: sqlite and/or postgresql; --entries: 1 to 10,000,000")
+    if not args.no_wrk and not os.access(WRK, os.X_OK):
+        # Checked first: the pages come after an import of up to an hour.
+        parser.error(f"{WRK} is missing: install Debian's wrk (apt-get install wrk), or pass --no-wrk")
     print(f"# index bench, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}")
     print(f"machine: {machine()}")
     print(f"command: {' '.join(sys.argv)}")
