@@ -246,3 +246,38 @@ def test_a_seed_at_rest_is_not_ticked_until_a_peer_wakes_it(tmp_path: Path) -> N
             await seeder.close()
 
     asyncio.run(scenario())
+
+
+def test_a_seed_reads_a_run_of_blocks_at_once_and_an_unreadable_block_on_its_own(tmp_path: Path) -> None:
+    """Blocks asked one after another in a piece are read in one go (views of that read);
+    when the run cannot be read, each of its blocks is read alone, so a missing file costs
+    only the blocks it holds."""
+    block = 16 * 1024
+    folder = tmp_path / "set"
+    folder.mkdir()
+    first, second = random.Random(3).randbytes(block + block // 2), random.Random(4).randbytes(3 * block)
+    (folder / "a.bin").write_bytes(first)
+    (folder / "b.bin").write_bytes(second)
+    torrent = Torrent.decode(create(folder, CreateOptions(version=TorrentVersion.V1, piece_length=4 * block)))
+    stream = first + second
+    spans = [(0, n * block, block) for n in range(4)] + [(1, 0, block // 2), (0, block, block)]
+    expected = [stream[n * block : (n + 1) * block] for n in range(4)]
+    expected += [stream[4 * block :], stream[block : 2 * block]]
+
+    async def scenario() -> None:
+        session = Session(port=0, host="127.0.0.1", strict=True)
+        whole = TorrentRuntime(session, torrent, tmp_path, TorrentOptions())
+        read = whole._read_blocks(spans)
+        assert [bytes(part) if part is not None else None for part in read] == expected
+        assert all(isinstance(part, memoryview) for part in read[:4])  # the run: one read
+        whole.read_storage.close()
+        (folder / "b.bin").unlink()
+        partial = TorrentRuntime(session, torrent, tmp_path, TorrentOptions())
+        read = partial._read_blocks(spans)
+        # Block 0 is all in a.bin; block 1 ends in b.bin; the rest are b.bin's.
+        assert [bytes(part) if part is not None else None for part in read] == [
+            expected[0], None, None, None, None, None
+        ]  # fmt: skip
+        partial.read_storage.close()
+
+    asyncio.run(scenario())

@@ -413,7 +413,7 @@ class PiecePicker:
         if block in partial.unrequested:
             partial.unrequested.remove(block)
         partial.received.add(block)
-        others = [] if len(requesters) == 1 and peer in requesters else [other for other in requesters if other != peer]
+        others = [other for other in requesters if other != peer]
         return len(partial.received) == partial.blocks, others
 
     def is_block_missing(self, index: int, begin: int) -> bool:

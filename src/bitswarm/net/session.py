@@ -1155,27 +1155,27 @@ class TorrentRuntime:
             while run_end < len(spans) and spans[run_end][0] == index and spans[run_end][1] == begin + total:
                 total += spans[run_end][2]
                 run_end += 1
+            run, at = spans[at:run_end], run_end
             try:
                 data = self.read_storage.read_block(index, begin, total)
             except StorageError:
-                if run_end - at == 1:
-                    blocks.append(None)
-                    at += 1
-                    continue
-                # One bad block must not fail its neighbours: read the run block by block.
-                for one in range(at, run_end):
-                    blocks += self._read_blocks([spans[one]])
-                at = run_end
+                # One unreadable block must not fail its neighbours: each is read alone.
+                blocks += [self._read_block_or_none(*span) for span in run] if len(run) > 1 else [None]
                 continue
-            if run_end - at == 1:
+            if len(run) == 1:
                 blocks.append(data)
-            else:
-                whole, offset = memoryview(data), 0
-                for _index, _begin, block_length in spans[at:run_end]:
-                    blocks.append(whole[offset : offset + block_length])
-                    offset += block_length
-            at = run_end
+                continue
+            whole, offset = memoryview(data), 0
+            for _index, _begin, block_length in run:
+                blocks.append(whole[offset : offset + block_length])
+                offset += block_length
         return blocks
+
+    def _read_block_or_none(self, index: int, begin: int, length: int) -> bytes | None:
+        try:
+            return self.read_storage.read_block(index, begin, length)
+        except StorageError:
+            return None
 
     def tick(self, now: float) -> None:
         """Keep-alives, timeouts, snubbing and choking; the session calls it every ``TICK_S``."""

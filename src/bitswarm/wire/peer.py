@@ -420,9 +420,7 @@ class PeerProtocol:
         self._require_open()
         if type(message) is Piece:  # a seed's every block: first
             self.peer_requests.pop((message.index, message.begin, len(message.block)), None)
-            self._small += piece_header(message)
-            self._end_small()
-            self._outbox.append(message.block)
+            self._queue(message)
             return
         if isinstance(message, Request):
             if len(self.our_requests) >= MAX_OUR_REQUESTS:
