@@ -3,7 +3,7 @@
     PYTHONPATH=src python3 bench/index_copy_to_postgres.py SQLITE_FILE POSTGRESQL_URL
 
 The same rows and ids; the search documents are built from the FTS5 table's words by the
-same ``document_literal`` the PostgreSQL backend indexes with (so a copy searches as an
+same ``document_literals`` the PostgreSQL backend indexes with (so a copy searches as an
 import does; checked for 4,500 entries by the md5 of every document and file row). Much
 cheaper than importing a million entries a second time (generation, parsing and the
 site's inserts: 1.1 hours on a busy 2-core machine). Incremental: it copies the entries
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import asyncpg  # type: ignore[import-untyped]
 
 from bitswarm.index import open_database
-from bitswarm.index.search import SearchDocument, document_literal
+from bitswarm.index.search import SearchDocument, document_literals
 
 CHUNK = 20_000
 
@@ -87,17 +87,20 @@ async def main(sqlite_file: str, url: str) -> None:
     await copy_table(source, target, "entry_torrents", "entry_id", since, upto)
     # FTS5's content table holds each entry's indexed words per column, joined by spaces,
     # then its pairs of neighbouring words (joined by "_", which no word holds): dropped.
-    await target.execute("CREATE TEMP TABLE search_literals (entry_id integer, literal text)")
+    await target.execute("CREATE TEMP TABLE search_literals (entry_id integer, words text, pairs text)")
     cursor = source.execute(
         "SELECT id, c0, c1, c2, c3 FROM entry_search_content WHERE id > ? AND id <= ? ORDER BY id", (since, upto)
     )
     while rows := cursor.fetchmany(CHUNK):
         literals = [
-            (row[0], document_literal(SearchDocument(row[0], *(_words(text) for text in row[1:5])))) for row in rows
+            (row[0], *document_literals(SearchDocument(row[0], *(_words(text) for text in row[1:5])))) for row in rows
         ]
         await target.copy_records_to_table("search_literals", records=literals)
     await target.execute(
-        "INSERT INTO entry_search (entry_id, document) SELECT entry_id, literal::tsvector FROM search_literals"
+        "INSERT INTO entry_search (entry_id, document) SELECT entry_id, words::tsvector FROM search_literals"
+    )
+    await target.execute(
+        "INSERT INTO entry_search_pairs (entry_id, document) SELECT entry_id, pairs::tsvector FROM search_literals"
     )
     await target.execute("SELECT setval('entries_id_seq', (SELECT max(id) FROM entries))")
     await target.execute("ANALYZE")

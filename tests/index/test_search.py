@@ -120,6 +120,9 @@ def test_a_title_match_outranks_a_description_match(index_url: str, tmp_path: Pa
         ("ubun*", ["ubuntu"]),  # a prefix
         ("drag*", ["sintel"]),
         ('"big buc"*', ["bunny"]),  # a phrase whose last word is a prefix
+        ('blender "big buck"', ["bunny"]),  # a word and a phrase
+        ('sintel "open movie"', []),  # the phrase here, the word there
+        ('"open movie" -bunny', ["elephants"]),
         ("u*", []),  # a one-letter prefix is a plain word
         ("movie -bunny", ["elephants"]),  # an exclusion
         ('movie -"buck bunny"', ["elephants"]),
@@ -244,9 +247,13 @@ def test_relevance_ranks_only_the_newest_matches_of_a_common_word(
     run(scenario())
 
 
-def test_relevance_skips_filtered_matches_and_looks_further(index_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("text", ["river", '"big river"', 'river "big river"'])
+def test_relevance_skips_filtered_matches_and_looks_further(
+    index_url: str, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
     """The newest matches are hidden: the ranked candidates are the newest visible ones
-    (PostgreSQL's windows go on below matches the filters dropped)."""
+    (PostgreSQL's windows go on below matches the filters dropped, led by the words or by
+    the pairs of a phrase)."""
     monkeypatch.setattr(search_module, "RANKED_CANDIDATES", 3)
     monkeypatch.setattr(search_module, "_FIRST_WINDOW_IDS", 2)
 
@@ -254,11 +261,11 @@ def test_relevance_skips_filtered_matches_and_looks_further(index_url: str, monk
         async with await open_database(index_url) as db:
             added = []
             for number in range(1, 10):
-                link = f"magnet:?xt=urn:btih:{number:040x}&dn=river+{number}"
+                link = f"magnet:?xt=urn:btih:{number:040x}&dn=big+river+{number}"
                 added.append((await db.entries.add_magnet(link)).id)
             for entry_id in added[-4:]:
                 await db.entries.set_hidden(entry_id, True)
-            page = await db.search("river")
+            page = await db.search(text)
             assert sorted(entry.id for entry in page.entries) == sorted(added[-7:-4])
             assert (page.total, page.total_is_exact) == (5, True)
 

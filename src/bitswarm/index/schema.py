@@ -42,6 +42,9 @@ entries = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Index("ix_entries_created_at_id", "created_at", "id"),
+    # Few entries are hidden: a search finds which of its candidates are without reading
+    # each one's row.
+    sa.Index("ix_entries_hidden", "id", postgresql_where=sa.text("is_hidden"), sqlite_where=sa.text("is_hidden")),
     # Ids are never reused (SQLite would reuse the highest after a delete): links and
     # feed items name entries by id.
     sqlite_autoincrement=True,

@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-# The indexing code of today builds the documents, as EntryStore._reindex does for one.
-from bitswarm.index.search import SearchDocument, document_literal
+# The indexing code of today builds the documents (words and pairs: 0008 parts them).
+from bitswarm.index.search import SearchDocument, document_literals
 
 revision = "0005"
 down_revision = "0004"
@@ -56,7 +56,7 @@ def upgrade() -> None:
         documents = []
         for row in rows:
             document = SearchDocument.of(row.id, row.title, row.tags.split(), paths[row.id], row.description)
-            documents.append({"entry_id": row.id, "literal": document_literal(document)})
+            documents.append({"entry_id": row.id, "literal": " ".join(filter(None, document_literals(document)))})
         connection.execute(
             sa.text("UPDATE entry_search SET document = CAST(:literal AS tsvector) WHERE entry_id = :entry_id"),
             documents,
