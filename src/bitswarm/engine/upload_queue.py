@@ -8,9 +8,8 @@ of a piece's way through the swarm. Serving the oldest (peer, piece) pair's bloc
 gets each piece to its requester as fast as our upload allows, at the same total rate,
 and no pair waits behind more than the pairs that were asked for before it.
 
-A ``rank`` (``Swarm.upload_rank``) puts some peers' pairs first: a viewer that just
-joined a swarm of video viewers has nothing to play, and behind the other viewers'
-read-ahead its first seconds took up to 6.5 s to arrive (tests/sim/test_viewer_swarm_sim.py).
+A ``rank`` (``Swarm.upload_rank``) puts some pairs first: in a swarm of video viewers, the
+pieces a viewer's player needs soonest (tests/sim/test_viewer_swarm_sim.py).
 """
 
 from __future__ import annotations
@@ -38,24 +37,22 @@ class UploadQueue(Generic[Peer, Request]):
         group.append(request)
         self._count += 1
 
-    def pop_batch(self, limit: int, rank: Callable[[Peer], int] | None = None) -> list[tuple[Peer, Request]]:
-        """Up to ``limit`` requests, the oldest pair's first; with ``rank``, the oldest pair
-        of the peers ranked lowest (ranks are 0 or more; each peer is ranked once per call)."""
+    def pop_batch(self, limit: int, rank: Callable[[Peer, int], int] | None = None) -> list[tuple[Peer, Request]]:
+        """Up to ``limit`` requests, the oldest pair's first; with ``rank`` (of a peer and
+        a piece index), the oldest of the pairs ranked lowest (each pair ranked once per call)."""
         batch: list[tuple[Peer, Request]] = []
         groups = self._groups
-        ranks: dict[Peer, int] = {}
+        ranks: dict[tuple[Peer, int], int] = {}
         while groups and len(batch) < limit:
             key = next(iter(groups))
             if rank is not None:
                 best = None
                 for candidate in groups:
-                    value = ranks.get(candidate[0])
+                    value = ranks.get(candidate)
                     if value is None:
-                        value = ranks[candidate[0]] = rank(candidate[0])
+                        value = ranks[candidate] = rank(*candidate)
                     if best is None or value < best:
                         best, key = value, candidate
-                    if value <= 0:
-                        break  # nobody comes before rank 0: the oldest of them goes
             peer = key[0]
             group = groups[key]
             while group and len(batch) < limit:

@@ -1085,7 +1085,7 @@ class TorrentRuntime:
         while self._uploads:
             limit = self._upload_batch_limit()
             assert self.swarm is not None
-            # A peer that just connected first (Swarm.upload_rank: a viewer that just joined).
+            # The pieces a player reading in order needs soonest first (Swarm.upload_rank).
             batch = self._uploads.pop_batch(limit, functools.partial(self.swarm.upload_rank, now=time.monotonic()))
             wanted = [(connection, request) for connection, request in batch if self._still_wanted(connection, request)]
             if not wanted:

@@ -144,6 +144,9 @@ class PeerProtocol:
         self.peer_interested = False
         self.peer_pieces = bytearray((self.num_pieces + 7) // 8)
         self.peer_piece_count = 0
+        # The lowest piece the peer lacks (num_pieces: none): where a player reading the
+        # file in order would be waiting.
+        self.peer_first_missing = 0
         self.our_requests: set[tuple[int, int, int]] = set()
         self.peer_requests: dict[tuple[int, int, int], None] = {}
         self.our_hash_requests: set[HashRequest] = set()
@@ -399,12 +402,22 @@ class PeerProtocol:
         self._check_bitfield(bits)
         self.peer_pieces[:] = bits
         self.peer_piece_count = sum(byte.bit_count() for byte in bits)
+        self.peer_first_missing = 8 * (len(bits) - len(bits.lstrip(b"\xff")))
+        self._find_first_missing()
 
     def _set_peer_piece(self, index: int) -> None:
         mask = 0x80 >> (index & 7)
         if not self.peer_pieces[index >> 3] & mask:
             self.peer_pieces[index >> 3] |= mask
             self.peer_piece_count += 1
+            if index == self.peer_first_missing:
+                self._find_first_missing()
+
+    def _find_first_missing(self) -> None:
+        at = self.peer_first_missing
+        while at < self.num_pieces and self.peer_has(at):
+            at += 1
+        self.peer_first_missing = at
 
     def peer_has(self, index: int) -> bool:
         return bool(self.peer_pieces[index >> 3] & (0x80 >> (index & 7)))
