@@ -234,7 +234,7 @@ async def next_command(reader: asyncio.StreamReader, timeout_s: float) -> str | 
 
 
 async def bitswarm_peer(args: argparse.Namespace) -> None:
-    from bitswarm.net.session import Session, TorrentRuntime  # noqa: PLC0415
+    from bitswarm.net.session import Session, TorrentOptions, TorrentRuntime  # noqa: PLC0415
 
     torrent = Torrent.decode(Path(args.torrent).read_bytes())
     session = Session(port=0, host="127.0.0.1", max_up=float(args.max_up), max_down=float(args.max_down))
@@ -243,7 +243,8 @@ async def bitswarm_peer(args: argparse.Namespace) -> None:
     runtime: TorrentRuntime | None = None
     try:
         if args.role == "seed":
-            runtime = await session.add(torrent, Path(args.folder))
+            options = TorrentOptions(super_seed=False) if args.no_super_seed else None
+            runtime = await session.add(torrent, Path(args.folder), options)
             if not runtime.finished.is_set():
                 raise RuntimeError("the seed's data does not match the torrent")
         emit("ready", port=session.port)
@@ -796,6 +797,8 @@ def main() -> int:
     child.add_argument("--connect", type=int, default=0)
     child.add_argument("--max-up", type=int, default=0)
     child.add_argument("--max-down", type=int, default=0)
+    # A capped bitswarm seed super-seeds by default (BEP 16), revealing its pieces one at a time.
+    child.add_argument("--no-super-seed", action="store_true")
     child_memory = sub.add_parser("bitswarm-memory", help=argparse.SUPPRESS)
     child_memory.add_argument("torrent_dir")
     child_memory.add_argument("folder")

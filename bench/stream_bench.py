@@ -4,7 +4,7 @@
     python3 bench/stream_bench.py start [--rounds 3] [--warmup 1] [--seed-kib 1024] [--faststart]
         [--clients bitswarm,webtorrent]
     python3 bench/stream_bench.py swarm [--viewers 8] [--interval-s 5] [--limit-s 170] [--lt-deadline-s 10]
-        [--clients bitswarm,libtorrent,webtorrent]
+        [--clients bitswarm,libtorrent,webtorrent] [--seed-client libtorrent|bitswarm]
 
 Common options: --video MP4 (play that file instead of generating one), --piece-kib,
 --dir (work folder, /tmp), --webtorrent-dir (/tmp/bitswarm-webtorrent).
@@ -26,7 +26,8 @@ with its upload capped through the peer-class filter, so the cap holds on loopba
   compared with the file. --warmup rounds not counted, then --rounds rounds, the clients'
   order alternating; medians.
 - swarm: "the swarm plays". One seed capped at 2x the video's bitrate (its size over its
-  duration), --viewers viewers started --interval-s apart, each capped at 1x the bitrate
+  duration; libtorrent, or with --seed-client bitswarm a bitswarm session: bench/peer_bench.py's
+  bitswarm-peer), --viewers viewers started --interval-s apart, each capped at 1x the bitrate
   upload (both caps in whole KiB/s, as webtorrent-cli takes them), all finding each other
   through a fresh `bitswarm tracker` on loopback (the torrent's announce URL). Each
   viewer is a player (bench/playback.py): it starts once 2 s of video are buffered, then
@@ -82,6 +83,7 @@ from peer_bench import (
     REPO,
     Child,
     machine_busy_s,
+    peer_argv,
     run_tracker,
     scrape_counts,
     start_child,
@@ -733,9 +735,15 @@ def run_swarm(kind: str, args: argparse.Namespace, setup: Setup, video: bytes, p
             torrent_path = folder / "video.torrent"
             torrent = make_torrent(setup.video, torrent_path, args.piece_kib, (announce,))
             assert torrent.info_hash_v1 is not None
-            argv = [LIBTORRENT_PYTHON, str(LT_PEER), "peer", str(torrent_path), str(setup.video.parent),
-                    "--role", "seed", "--check", "--max-up", str(player.seed_up)]  # fmt: skip
-            seed = start_child("seed", "libtorrent", argv, events)
+            if args.seed_client == "bitswarm":
+                # Not super-seeding (BEP 16, a capped bitswarm seed's default): revealing one piece at a
+                # time to each peer, it kept a lone viewer from playing for 28.5 s.
+                argv = peer_argv("bitswarm", torrent_path, setup.video.parent, "seed", max_up=player.seed_up)
+                argv.append("--no-super-seed")
+            else:
+                argv = [LIBTORRENT_PYTHON, str(LT_PEER), "peer", str(torrent_path), str(setup.video.parent),
+                        "--role", "seed", "--check", "--max-up", str(player.seed_up)]  # fmt: skip
+            seed = start_child("seed", args.seed_client, argv, events)
             children.append(seed)
             wait_events(events, "ready", [seed], CLIENT_TIMEOUT_S)
             deadline = time.monotonic() + TRACKER_SEED_TIMEOUT_S
@@ -845,7 +853,8 @@ def swarm(args: argparse.Namespace) -> int:
         player = Player.at(len(video) / probe_duration_s(setup.video), args.lt_deadline_s)
         player.lt_sequential = args.lt_sequential
         rate = player.rate
-        print(f"# bitrate {rate * 8 / 1e6:.3f} Mbit/s ({rate:.0f} B/s): seed capped at {player.seed_up} B/s, each "
+        print(f"# bitrate {rate * 8 / 1e6:.3f} Mbit/s ({rate:.0f} B/s): {args.seed_client} seed capped at "
+              f"{player.seed_up} B/s, each "
               f"viewer's upload at {player.viewer_up} B/s; {args.viewers} viewers, {args.interval_s:g} s "
               f"apart; a player starts with {STARTUP_S:g} s buffered, resumes with {REBUFFER_S:g} s, fetches at "
               f"most {FORWARD_BUFFER_S:g} s ahead (libtorrent: deadlines {args.lt_deadline_s:g} s ahead"
@@ -1043,6 +1052,8 @@ def main() -> int:
     swarm_parser.add_argument("--lt-deadline-s", type=float, default=LT_DEADLINE_WINDOW_S,
                               help=f"libtorrent's deadlines, in seconds ahead [{LT_DEADLINE_WINDOW_S:g}]")  # fmt: skip
     swarm_parser.add_argument("--lt-sequential", action="store_true", help="libtorrent viewers download in order")
+    swarm_parser.add_argument("--seed-client", choices=("libtorrent", "bitswarm"), default="libtorrent",
+                              help="who seeds [libtorrent]")  # fmt: skip
     args = parser.parse_args()
     if args.command == "install-webtorrent":
         return install_webtorrent(args)
