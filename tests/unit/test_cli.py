@@ -180,6 +180,16 @@ def test_upload_slots_reach_the_torrent_options(tmp_path: Path, plans: list[Tran
     assert [plan.options.upload_slots for plan in plans] == [3, TorrentOptions().upload_slots]
 
 
+def test_seed_super_seeds_as_asked_or_by_its_upload_limit(tmp_path: Path, plans: list[TransferPlan]) -> None:
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(torrent_bytes(v1_info()))
+    arguments = ["seed", str(torrent), str(tmp_path), "--no-dht", "--no-lsd", "--no-port-mapping"]
+    for extra in (["--no-super-seed", "--max-up", "500K"], ["--super-seed"], []):
+        result = CliRunner().invoke(cli.cli, [*arguments, *extra])
+        assert result.exit_code == 0, result.output
+    assert [plan.options.super_seed for plan in plans] == [False, True, None]
+
+
 def test_seed_announces_to_given_trackers_instead_of_the_torrents(tmp_path: Path, plans: list[TransferPlan]) -> None:
     torrent = tmp_path / "x.torrent"
     torrent.write_bytes(torrent_bytes(v1_info()))

@@ -639,6 +639,12 @@ def get_command(
     metavar="URL",
     help="Announce here instead of to the torrent's trackers (a private tracker's passkey URL); repeatable.",
 )
+@click.option(
+    "--super-seed/--no-super-seed",
+    default=None,
+    help="Reveal pieces one at a time (BEP 16) [on with --max-up]. Off for video that viewers stream: "
+    "a player needs the pieces in order.",
+)
 @upload_slots_option
 @encryption_option
 @discovery_options
@@ -650,6 +656,7 @@ def seed_command(
     max_up: str | None,
     as_json: bool,
     trackers: tuple[str, ...],
+    super_seed: bool | None,
     upload_slots: int | None,
     encryption: str,
     no_dht: bool,
@@ -675,7 +682,7 @@ def seed_command(
     if not folder.is_dir():
         raise Failure(f"{folder}: not a folder")
     config = load_client_config(config_path)
-    options = TorrentOptions(pex=config.pex and not no_pex, resume_dir=resume_dir(state_dir))
+    options = TorrentOptions(pex=config.pex and not no_pex, resume_dir=resume_dir(state_dir), super_seed=super_seed)
     if upload_slots is not None:
         options.upload_slots = upload_slots
     plan = TransferPlan(
