@@ -106,6 +106,13 @@ def test_a_seed_gives_no_head_start() -> None:
     assert swarm.upload_rank("newcomer", 1, 10.5) == swarm.upload_rank("viewer", 1, 10.5)
 
 
+def test_a_request_for_a_piece_the_peer_says_it_has_is_not_urgent() -> None:
+    # Otherwise a peer could jump the queue by asking for pieces below its first missing one.
+    swarm = swarm_with({"greedy": (0.0, range(8))}, have=range(NUM_PIECES))
+    assert swarm.upload_rank("greedy", 2, 10.0) == URGENT_SERVE_BYTES
+    assert swarm.upload_rank("greedy", 8, 10.0) == 0
+
+
 def test_a_peer_that_left_is_ranked_with_the_rest() -> None:
     swarm = swarm_with({"newcomer": (10.0, range(0))}, have=range(4))
     swarm.remove_peer("newcomer")

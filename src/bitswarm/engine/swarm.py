@@ -503,7 +503,7 @@ class Swarm:
         missing piece to this one, less a newcomer's head start, and URGENT_SERVE_BYTES for
         everything at least that far (served in the order asked)."""
         peer = self.peers.get(key)
-        if peer is None:
+        if peer is None or peer.core.peer_has(index):  # gone, or asking for what it says it has
             return URGENT_SERVE_BYTES
         ahead = (index - peer.core.peer_first_missing) * self._piece_bytes
         if not self.is_seeding and now - peer.connected_at < NEWCOMER_SERVE_S:
