@@ -735,14 +735,10 @@ def run_swarm(kind: str, args: argparse.Namespace, setup: Setup, video: bytes, p
             torrent_path = folder / "video.torrent"
             torrent = make_torrent(setup.video, torrent_path, args.piece_kib, (announce,))
             assert torrent.info_hash_v1 is not None
-            if args.seed_client == "bitswarm":
-                # Not super-seeding (BEP 16, a capped bitswarm seed's default): revealing one piece at a
-                # time to each peer, it kept a lone viewer from playing for 28.5 s.
-                argv = peer_argv("bitswarm", torrent_path, setup.video.parent, "seed", max_up=player.seed_up)
-                argv.append("--no-super-seed")
-            else:
-                argv = [LIBTORRENT_PYTHON, str(LT_PEER), "peer", str(torrent_path), str(setup.video.parent),
-                        "--role", "seed", "--check", "--max-up", str(player.seed_up)]  # fmt: skip
+            argv = peer_argv(args.seed_client, torrent_path, setup.video.parent, "seed", max_up=player.seed_up)
+            # bitswarm: not super-seeding (BEP 16, a capped bitswarm seed's default): revealing one
+            # piece at a time to each peer, it kept a lone viewer from playing for 28.5 s.
+            argv.append("--no-super-seed" if args.seed_client == "bitswarm" else "--check")
             seed = start_child("seed", args.seed_client, argv, events)
             children.append(seed)
             wait_events(events, "ready", [seed], CLIENT_TIMEOUT_S)

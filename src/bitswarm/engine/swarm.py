@@ -124,9 +124,9 @@ SEED_SPARING_S = 5.0
 # player that just joined, with nothing to show until its first seconds arrive. In
 # tests/sim/test_viewer_swarm_sim.py (64 KiB pieces, three seeds): 0 stalls and starts of
 # at most 1.35 s, against 9-11 stalls (22-24 s) and 1.9 s with newcomers first and then the
-# order asked; nearest first without the head start, no stall but starts up to 3.8 s; a
-# head start of 128 KiB, 1-3 stalls; 256 KiB, 2-4; an urgent span of 256 KiB, 12-16 stalls
-# (the nearest-first order then covered too little of the read-ahead), 512 KiB, 0-1.
+# order asked. Nearest first with no urgent span: no stall but starts up to 3.8 s; with a
+# head start of 64 KiB, 1-2 stalls, 128 KiB, 2, 256 KiB, 2-4. An urgent span of 256 KiB:
+# 12-16 stalls (the nearest-first order then covered too little of the read-ahead); 512 KiB, 0-1.
 URGENT_SERVE_BYTES = 1 << 20
 NEWCOMER_HEAD_START_BYTES = 64 * 1024
 NEWCOMER_SERVE_S = 2.0

@@ -350,7 +350,7 @@ class Fts5Search:
 
 # PostgreSQL: the words of each entry (``entry_search``) and their pairs, which phrases are
 # searched by (``entry_search_pairs``), in tables of their own: a word's matches then read
-# rows half the size, none of them in the TOAST table (at a million entries: 439 MB against
+# rows half the size, none of them in the TOAST table (at a million entries: 425 MB against
 # 734 MB and 191 MB of TOAST), and the p50 of a one-word search fell from 21 to 12-14 ms.
 # ``ctid``: a row's address, valid within one statement's snapshot.
 _pg_search = sa.table(
