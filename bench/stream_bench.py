@@ -831,6 +831,9 @@ def report_run(run: SwarmRun, size: int) -> None:
         extra += f"; {viewer.peers} peers at the end" if viewer.peers is not None else ""
         extra += f"; {viewer.reconnects} reconnects" if viewer.reconnects else ""
         extra += f"; FAILED: {viewer.failure}" if viewer.failure else ""
+        if viewer.playhead.stalls:
+            extra += "; stalled " + ", ".join(f"{begin - run.first_launch_s:.1f}-{end - run.first_launch_s:.1f} s"
+                                              for begin, end in viewer.playhead.stalls)  # fmt: skip
         print(f"# {viewer.name}: launched at {viewer.launched_s - run.first_launch_s:.1f} s, {start}, "
               f"{result.get('stalls', '?')} stalls ({float(result.get('stalled_s') or 0):.2f} s), {played}{extra}",
               flush=True)  # fmt: skip

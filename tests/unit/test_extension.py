@@ -74,7 +74,7 @@ def test_our_handshake_round_trips_through_the_strict_decoder() -> None:
     )
     fields = bencode.decode(payload)
     assert isinstance(fields, dict)
-    assert fields[b"m"] == {b"ut_metadata": 1, b"ut_pex": 2}
+    assert fields[b"m"] == {b"ut_metadata": 1, b"ut_pex": 2, b"bs_due": 3}
 
 
 def test_a_libtorrent_like_handshake_with_unknown_keys_is_read() -> None:

@@ -13,6 +13,7 @@ from bitswarm.engine.magnet import MetadataReceived, MetadataSwarm
 from bitswarm.engine.swarm import BanPeer, ClosePeer, ConnectPeers, PeerSawOurAddress, Swarm
 from bitswarm.errors import PeerProtocolError
 from bitswarm.wire.extension import (
+    BS_DUE,
     UT_METADATA,
     UT_PEX,
     MetadataData,
@@ -249,7 +250,7 @@ def test_a_seeding_swarm_offers_and_serves_its_metadata() -> None:
     swarm.handle("fetcher", core.receive(their_handshake() + their_extended_handshake(None), 0.0), 0.0)
     ours = decode_handshake(next(m for m in sent(core) if isinstance(m, Extended)).payload)
     assert ours.metadata_size == len(info)
-    assert ours.extensions == {UT_METADATA: 1, UT_PEX: 2}
+    assert ours.extensions == {UT_METADATA: 1, UT_PEX: 2, BS_DUE: 3}
     assert ours.yourip == "10.0.0.9"
     assert ours.listen_port == 6881
     swarm.handle("fetcher", core.receive(encode(Extended(1, encode_metadata(MetadataRequest(1)))), 0.0), 0.0)

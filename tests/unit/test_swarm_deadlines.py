@@ -21,10 +21,13 @@ from bitswarm.engine.swarm import (
     PieceVerified,
     Swarm,
 )
+from bitswarm.wire.extension import BS_DUE, decode_due, encode_handshake
 from bitswarm.wire.messages import (
+    EXTENSION_PROTOCOL,
     FAST_EXTENSION,
     Bitfield,
     Cancel,
+    Extended,
     FrameDecoder,
     Handshake,
     Have,
@@ -89,8 +92,8 @@ class Viewer:
             for index in pieces:
                 bits[index >> 3] |= 0x80 >> (index & 7)
             what = Bitfield(bytes(bits))
-        hello = Handshake(INFO_HASH, name.encode().ljust(20, b"-"), reserved_bits(FAST_EXTENSION)).encode()
-        data = hello + encode(what) + (encode(Unchoke()) if unchoke else b"")
+        hello = Handshake(INFO_HASH, name.encode().ljust(20, b"-"), reserved_bits(FAST_EXTENSION, EXTENSION_PROTOCOL))
+        data = hello.encode() + encode(what) + (encode(Unchoke()) if unchoke else b"")
         for at in range(0, len(data), 1 if self.bytewise else len(data)):
             self.receive(name, data[at : at + 1] if self.bytewise else data, now)
         return remote
@@ -255,7 +258,7 @@ def test_while_the_reader_stays_its_pieces_come_first_even_from_a_rarer_choice()
 def test_a_seed_is_spared_deadline_pieces_until_they_are_urgent() -> None:
     """In a swarm of viewers the seed is everyone's fastest peer: a viewer whose player has
     time asks the viewer ahead for what it holds, or waits until it does, and the seed only
-    for what is due within SEED_SPARING_S."""
+    for what is due within SEED_SPARING_S, or what no other peer has."""
     viewer = Viewer(64, sequential=True)
     seed = viewer.connect("seed", 0.0)
     ahead = viewer.connect("ahead", 0.0, pieces=range(40, 44), unchoke=False)
@@ -265,13 +268,24 @@ def test_a_seed_is_spared_deadline_pieces_until_they_are_urgent() -> None:
     due = {index: later + index for index in range(40, 46)}
     viewer.swarm.set_deadlines("reader", due, 1.0)
     viewer.flush()
-    assert not set(pieces_of(seed.requested[seed_before:])) & set(range(40, 46))
-    viewer.receive("ahead", encode(Unchoke()), 1.1)
-    assert pieces_of(ahead.requested) == [40, 41, 42, 43]
-    # Once due within SEED_SPARING_S, the seed is asked: for 44 and 45, which only it has.
-    viewer.swarm.tick(later + 45 - SEED_SPARING_S)
+    # 44 and 45 only the seed has: asked at once; the rest wait for the viewer ahead.
+    assert set(pieces_of(seed.requested[seed_before:])) & set(range(40, 46)) == {44, 45}
+    # It keeps choking us: once 40 is due within SEED_SPARING_S, the seed is asked.
+    viewer.swarm.tick(later + 40 - SEED_SPARING_S)
     viewer.flush()
-    assert {44, 45} <= set(pieces_of(seed.requested[seed_before:]))
+    assert 40 in pieces_of(seed.requested[seed_before:])
+    assert not ahead.requested
+
+
+def test_a_spared_seed_is_asked_for_no_piece_rarest_first_while_we_stream() -> None:
+    # The reader's piece is due in a while and the other viewer has it: the seed, asked
+    # for nothing, keeps its upload for the players that need it now.
+    viewer = Viewer(64)
+    viewer.connect("other", 0.0, pieces=range(8), unchoke=False)
+    viewer.swarm.set_deadlines("reader", {5: 100.0}, 1.0)
+    seed = viewer.connect("seed", 1.0)
+    assert viewer.swarm.peers["seed"].core.am_interested
+    assert not seed.requested
 
 
 def test_seeds_are_not_spared_when_every_peer_is_one() -> None:
@@ -318,3 +332,67 @@ def test_a_piece_verified_before_a_peers_first_message_is_announced_to_it() -> N
     assert viewer.verified
     announced = sorted(message.index for message in newcomer.received if isinstance(message, Have))
     assert announced == sorted(viewer.verified)
+
+
+def hinting_peer(viewer: Viewer, name: str, now: float, *, pieces: Iterable[int] | None = None) -> Remote:
+    """A peer (a seed unless ``pieces``) that offers ``bs_due`` and unchokes us."""
+    remote = viewer.connect(name, now, pieces=pieces, unchoke=False)
+    said = encode(Extended(0, encode_handshake(extensions={BS_DUE: THEIR_DUE_ID}))) + encode(Unchoke())
+    viewer.receive(name, said, now)
+    return remote
+
+
+THEIR_DUE_ID = 5
+
+
+def due_told(remote: Remote) -> list[tuple[int, int]]:
+    told: list[tuple[int, int]] = []
+    for message in remote.received:
+        if isinstance(message, Extended) and message.extension_id == THEIR_DUE_ID:
+            told += decode_due(message.payload).due_ms
+    return told
+
+
+def test_a_peer_that_takes_hints_is_told_when_each_requested_piece_is_due() -> None:
+    viewer = Viewer(64, sequential=True)
+    told = hinting_peer(viewer, "told", 0.0)
+    plain = viewer.connect("plain", 0.0)  # offered no bs_due: hears nothing of it
+    viewer.swarm.set_deadlines("reader", {10: 1.5, 11: 3.0}, 1.0)
+    viewer.flush()
+    asked = set(pieces_of(told.requested))
+    assert {10, 11} & asked
+    assert due_told(told) == [(index, {10: 500, 11: 2000}[index]) for index in (10, 11) if index in asked]
+    assert not [message for message in plain.received if isinstance(message, Extended) and message.extension_id]
+    # The window refreshed with the same due times: nothing is told twice.
+    viewer.swarm.set_deadlines("reader", {10: 1.5, 11: 3.0}, 1.2)
+    viewer.flush()
+    assert len(due_told(told)) == len(asked & {10, 11})
+
+
+def test_a_piece_asked_for_before_it_had_a_deadline_is_told_once_it_has_one() -> None:
+    # Asked rarest first, it would wait at the peer behind every deadline piece of the
+    # others: the player's front stalled while the pieces after it came.
+    viewer = Viewer(64, sequential=True)
+    told = hinting_peer(viewer, "told", 0.0)
+    ordinary = pieces_of(told.requested)
+    assert ordinary
+    assert not due_told(told)
+    viewer.swarm.set_deadlines("reader", {ordinary[0]: 2.0}, 1.0)
+    viewer.flush()
+    assert due_told(told) == [(ordinary[0], 1000)]
+    # Due sooner after a seek: told again.
+    viewer.swarm.set_deadlines("reader", {ordinary[0]: 1.4}, 1.0)
+    viewer.flush()
+    assert due_told(told)[-1] == (ordinary[0], 400)
+
+
+def test_a_seed_that_takes_hints_is_asked_for_the_whole_window() -> None:
+    """It serves the earliest due first itself: sparing it only left viewers with a few
+    seconds of video in hand (bench/stream_bench.py swarm)."""
+    viewer = Viewer(64, sequential=True)
+    seed = hinting_peer(viewer, "seed", 0.0)
+    viewer.connect("ahead", 0.0, pieces=range(40, 44))
+    before = len(seed.requested)
+    viewer.swarm.set_deadlines("reader", {50: 1.0 + SEED_SPARING_S * 4}, 1.0)
+    viewer.flush()
+    assert 50 in pieces_of(seed.requested[before:])

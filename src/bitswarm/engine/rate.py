@@ -53,6 +53,13 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
+    def wait_s(self, amount: int, now: float) -> float:
+        """Seconds until ``amount`` bytes may go without debt (no tokens taken)."""
+        if self.rate <= 0:
+            return 0.0
+        self._refill(now)
+        return max(0.0, (min(amount, self.burst) - self._tokens) / self.rate)
+
     def delay_for(self, amount: int, now: float) -> float:
         """Seconds to wait before ``amount`` bytes may go; takes the tokens (possibly into debt)."""
         if self.rate <= 0:

@@ -48,11 +48,15 @@ from bitswarm import __version__
 from bitswarm.engine.choker import ChokeDecision, Choker, PeerRates
 from bitswarm.engine.picker import BLOCK_SIZE, BlockRequest, PiecePicker
 from bitswarm.engine.rate import RateMeter
+from bitswarm.engine.upload_queue import DueTimes
 from bitswarm.errors import PeerProtocolError
 from bitswarm.wire.extension import (
+    BS_DUE,
+    MAX_DUE_HINTS,
     OUR_EXTENSION_IDS,
     UT_METADATA,
     UT_PEX,
+    DueHints,
     ExtendedHandshake,
     MetadataReject,
     MetadataRequest,
@@ -62,6 +66,7 @@ from bitswarm.wire.extension import (
     PexFlags,
     PexMessage,
     PexState,
+    encode_due,
     encode_handshake,
     encode_metadata,
     encode_pex,
@@ -116,20 +121,31 @@ DEADLINE_MIN_BLOCKS = 16
 # While peers that are not seeds are connected, a deadline piece is asked of a seed only once it is due
 # within this long (see ``_spares_seed``; 3, 4, 6, 8 and 10 s measured worse in simulation).
 SEED_SPARING_S = 5.0
-# The order we serve requests in (``upload_rank``): a request for a piece less than
-# URGENT_SERVE_BYTES beyond the requester's first missing piece (where a player reading the
-# file in order waits) is urgent, and urgent ones go first, the nearest first; the rest in
-# the order asked. A peer connected within NEWCOMER_SERVE_S, while we still download, has
-# its requests taken as NEWCOMER_HEAD_START_BYTES nearer: in a swarm of viewers it is a
-# player that just joined, with nothing to show until its first seconds arrive. In
-# tests/sim/test_viewer_swarm_sim.py (64 KiB pieces, three seeds): 0 stalls and starts of
-# at most 1.35 s, against 9-11 stalls (22-24 s) and 1.9 s with newcomers first and then the
-# order asked. Nearest first with no urgent span: no stall but starts up to 3.8 s; with a
-# head start of 64 KiB, 1-2 stalls, 128 KiB, 2, 256 KiB, 2-4. An urgent span of 256 KiB:
-# 12-16 stalls (the nearest-first order then covered too little of the read-ahead); 512 KiB, 0-1.
+# The order we serve requests in (``upload_rank``, in milliseconds, lowest first). A peer
+# that sends ``bs_due`` hints (bitswarm) says when its player needs each piece it asked
+# for: those go earliest due first, everything else it asked for in the order asked
+# (SERVE_IN_ORDER_MS). In bench/stream_bench.py swarm, ranked by distance alone (below),
+# a viewer that had just joined with seconds to fill took its peers' uploads from the
+# viewers about to stall: viewers 3 to 8 of 8 stalled (11-16 stalls, 33-57 s).
+SERVE_IN_ORDER_MS = 60_000
+# For a peer that gives no hints: a request for a piece less than URGENT_SERVE_BYTES beyond
+# the requester's first missing piece (where a player reading the file in order waits) is
+# urgent, the nearest first, counted in time at ASSUMED_PLAY_RATE; the rest in the order
+# asked. A peer connected within NEWCOMER_SERVE_S, while we still download, has its
+# requests taken as NEWCOMER_HEAD_START_BYTES nearer: in a swarm of viewers it is a player
+# that just joined, with nothing to show until its first seconds arrive. In
+# tests/sim/test_viewer_swarm_sim.py without hints (64 KiB pieces, three seeds): 0 stalls
+# and starts of at most 1.35 s, against 9-11 stalls (22-24 s) and 1.9 s with newcomers
+# first and then the order asked. Nearest first with no urgent span: no stall but starts
+# up to 3.8 s; with a head start of 64 KiB, 1-2 stalls, 128 KiB, 2, 256 KiB, 2-4. An urgent
+# span of 256 KiB: 12-16 stalls (the nearest-first order then covered too little of the
+# read-ahead); 512 KiB, 0-1.
 URGENT_SERVE_BYTES = 1 << 20
+ASSUMED_PLAY_RATE = 512 * 1024
 NEWCOMER_HEAD_START_BYTES = 64 * 1024
 NEWCOMER_SERVE_S = 2.0
+# A piece's due time is told a peer again only when it moved this much earlier (a seek).
+DUE_RETELL_S = 0.5
 # While any reader has deadlines, a peer's whole request queue (beyond the deadline share)
 # holds about this many seconds of its rate, not REQUEST_QUEUE_TIME_S (what is queued when
 # the player seeks is sent before the new play head: see DEADLINE_QUEUE_S).
@@ -328,6 +344,8 @@ class _Peer:
     block_hash_reads_this_tick: int = 0
     counted_pieces: set[int] = field(default_factory=set)
     link: PeerLink = field(default_factory=lambda: PeerLink(PeerExtensions()))
+    due_hints: DueTimes | None = None  # when its player needs what it asked (bs_due); None: never said
+    due_told: DueTimes = field(default_factory=DueTimes)  # the due times we told it
 
 
 class Swarm:
@@ -349,7 +367,7 @@ class Swarm:
         hash_fetch: HashFetch | None = None,
     ) -> None:
         """``info`` is the info dictionary we serve over ut_metadata (None: we serve none);
-        ``extension_ids`` those we offer (``{UT_METADATA: 1}`` keeps PEX off);
+        ``extension_ids`` those we offer (``NO_PEX_EXTENSION_IDS`` keeps PEX off);
         ``hash_serve`` answers BEP 52 hash requests, ``hash_fetch`` fetches piece layers."""
         self.hash_serve = hash_serve
         self.hash_fetch = hash_fetch if hash_fetch is not None and not hash_fetch.is_done else None
@@ -426,6 +444,10 @@ class Swarm:
         self.picker.set_deadlines(owner, deadlines)
         for peer in self.peers.values():
             self._update_interest(peer)
+            if peer.core.our_requests and peer.link.extensions.id_for(BS_DUE) is not None:
+                # Pieces asked for before they had a deadline: the peer serves them in the
+                # order asked unless told.
+                self._tell_due(peer, [index for index, _, _ in peer.core.our_requests], now)
         self._fill_deadline_requests()
 
     def clear_deadlines(self, owner: PeerKey, now: float) -> None:
@@ -457,10 +479,12 @@ class Swarm:
             and not peer.is_snubbed
         ]
         ready.sort(key=lambda item: -item[0])
-        spare_seeds = any(not peer.core.peer_is_seed for peer in self.peers.values())
         for rate, key, peer in ready:
             core = peer.core
-            peer_has = (self._spares_seed(now) if spare_seeds else None) if core.peer_is_seed else core.peer_has
+            if core.peer_is_seed:
+                peer_has = self._seed_pieces(now) if self._spares_seed(peer) else None
+            else:
+                peer_has = core.peer_has
             # Only blocks due no later than the earliest piece this peer could be given fill
             # its share: after a seek, requests far into the new window must not keep the
             # play head waiting. (Judged by the earliest piece anyone could be given, a peer
@@ -487,6 +511,7 @@ class Swarm:
                 continue
             self._clear_way_for(key, peer, blocks, rate, now)
             core.send_requests(blocks)
+            self._tell_due(peer, (block.index for block in blocks), now)
 
     @staticmethod
     def _request_limit(peer: _Peer) -> int:
@@ -499,30 +524,71 @@ class Swarm:
 
     def upload_rank(self, key: PeerKey, index: int, now: float) -> int:
         """Where ``key``'s requests for piece ``index`` go in our upload order
-        (``UploadQueue.pop_batch``, lowest first): the bytes from the requester's first
-        missing piece to this one, less a newcomer's head start, and URGENT_SERVE_BYTES for
-        everything at least that far (served in the order asked)."""
+        (``UploadQueue.pop_batch``, lowest first), in milliseconds: until the requester's
+        player needs the piece, by its hints or, from a peer that gives none, from the
+        bytes between its first missing piece and this one; SERVE_IN_ORDER_MS for the rest.
+
+        A peer may claim any due time: lying, it gains the place in our upload order of a
+        player about to stall, among the peers we unchoke; whom we unchoke at all stays
+        the choker's decision (by what they send us, or take from a seed)."""
         peer = self.peers.get(key)
         if peer is None or peer.core.peer_has(index):  # gone, or asking for what it says it has
-            return URGENT_SERVE_BYTES
+            return SERVE_IN_ORDER_MS
+        if peer.due_hints is not None:
+            # It says what its player needs and when: what else it asks for can wait.
+            due = peer.due_hints.get(index)
+            return SERVE_IN_ORDER_MS if due is None else min(SERVE_IN_ORDER_MS, int((due - now) * 1000))
         ahead = (index - peer.core.peer_first_missing) * self._piece_bytes
         if not self.is_seeding and now - peer.connected_at < NEWCOMER_SERVE_S:
             ahead -= NEWCOMER_HEAD_START_BYTES
-        return min(ahead, URGENT_SERVE_BYTES)
+        return SERVE_IN_ORDER_MS if ahead >= URGENT_SERVE_BYTES else ahead * 1000 // ASSUMED_PLAY_RATE
 
-    def _spares_seed(self, now: float) -> Callable[[int], bool]:
-        """Which deadline pieces to ask a seed for while peers that are not seeds are
-        connected: those due within ``SEED_SPARING_S``. In a swarm of viewers the seed is
-        everyone's fastest peer; a viewer whose player has time asks the viewers ahead for
-        what they hold, or waits
-        until they do, and leaves the seed's upload to the viewer whose player needs the
-        piece first (measured in tests/sim/test_viewer_swarm_sim.py: with a seed at twice
-        the bitrate, 10 stalls instead of 67, the seed sending 2.2 copies instead of 4.2)."""
+    def _tell_due(self, peer: _Peer, pieces: Iterable[int], now: float) -> None:
+        """Tell a peer that takes ``bs_due`` hints when we need the pieces we asked of it."""
+        number = peer.link.extensions.id_for(BS_DUE)
+        if number is None:
+            return
+        told = peer.due_told
+        hints = []
+        for index in dict.fromkeys(pieces):
+            due = self.picker.deadline_of(index)
+            if due is None:
+                continue
+            before = told.get(index)
+            if before is not None and before <= due + DUE_RETELL_S:
+                continue
+            told.set(index, due)
+            hints.append((index, round((due - now) * 1000)))
+        for first in range(0, len(hints), MAX_DUE_HINTS):
+            peer.core.send(Extended(number, encode_due(DueHints(tuple(hints[first : first + MAX_DUE_HINTS])))))
+
+    def _spares_seed(self, seed: _Peer) -> bool:
+        """Whether to spare ``seed``'s upload for the players: while we stream and peers
+        that are not seeds are connected, a seed that takes no ``bs_due`` hints (and so
+        serves in the order asked) is asked for no ordinary piece, and for a deadline piece
+        only once it is due within SEED_SPARING_S or no other peer has it (``_seed_pieces``).
+
+        In a swarm of viewers the seed is everyone's fastest peer; a viewer whose player has
+        time asks the viewers ahead for what they hold, or waits until they do, and leaves
+        the seed's upload to the viewer whose player needs the piece first (measured in
+        tests/sim/test_viewer_swarm_sim.py: with a seed at twice the bitrate, 10 stalls
+        instead of 67, the seed sending 2.2 copies instead of 4.2). bench/stream_bench.py
+        swarm with a libtorrent seed: 5-9 stalls (11-18 s) while the viewers also asked it
+        for pieces rarest first, 2-4 (2-10 s) since. A seed that takes hints serves the
+        earliest due first itself: sparing it only left viewers with a few seconds in hand."""
+        return seed.link.extensions.id_for(BS_DUE) is None and any(
+            not other.core.peer_is_seed for other in self.peers.values()
+        )
+
+    def _seed_pieces(self, now: float) -> Callable[[int], bool]:
+        """The deadline pieces to ask a spared seed for (``_spares_seed``)."""
         picker = self.picker
+        availability = picker.availability
 
         def wanted_of_seed(index: int) -> bool:
             due = picker.deadline_of(index)
-            return due is not None and due <= now + SEED_SPARING_S
+            # A piece no other peer has is the seed's to send whenever it is due.
+            return due is not None and (due <= now + SEED_SPARING_S or not availability[index])
 
         return wanted_of_seed
 
@@ -728,6 +794,14 @@ class Swarm:
             if number is not None:
                 answer = self.metadata.answer(key, value) if self.metadata is not None else MetadataReject(value.piece)
                 peer.core.send(Extended(number, encode_metadata(answer)))
+        elif isinstance(value, DueHints):
+            hints = peer.due_hints
+            if hints is None:
+                hints = peer.due_hints = DueTimes()
+            for index, ms in value.due_ms:
+                if index >= self.num_pieces:
+                    raise PeerProtocolError(f"bs_due: piece {index} of {self.num_pieces}")
+                hints.set(index, now + ms / 1000)
         elif isinstance(value, PexMessage) and link.pex is not None:
             added = link.pex.receive(value, now)
             if added:
@@ -884,6 +958,8 @@ class Swarm:
             # While a player waits, a short queue: what is queued delays its next block.
             target = max(MIN_QUEUE, min(target, int(peer.download.rate(self._now) * STREAMING_QUEUE_S / BLOCK_SIZE)))
         target = min(target, self._request_limit(peer))
+        if core.peer_is_seed and self.picker.has_deadlines and self._spares_seed(peer):
+            return  # rarest first from the other viewers only (see _spares_seed)
         room = target - len(core.our_requests)
         if room <= 0 or (room < target // REFILL_FRACTION and core.our_requests):
             return

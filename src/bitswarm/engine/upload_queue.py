@@ -9,7 +9,8 @@ gets each piece to its requester as fast as our upload allows, at the same total
 and no pair waits behind more than the pairs that were asked for before it.
 
 A ``rank`` (``Swarm.upload_rank``) puts some pairs first: in a swarm of video viewers, the
-pieces a viewer's player needs soonest (tests/sim/test_viewer_swarm_sim.py).
+pieces a viewer's player needs soonest (tests/sim/test_viewer_swarm_sim.py), as the viewer
+says in its ``bs_due`` hints (``DueTimes``) or as guessed from where its download stands.
 """
 
 from __future__ import annotations
@@ -20,6 +21,34 @@ from typing import Generic, TypeVar
 
 Peer = TypeVar("Peer", bound=Hashable)
 Request = TypeVar("Request")
+
+
+# Hints remembered per peer: a viewer's read-ahead is a few hundred pieces at most.
+MAX_DUE_TIMES = 1024
+
+
+class DueTimes:
+    """Pieces and the times they are due (on our clock), the oldest entry forgotten first
+    beyond ``limit``: what a peer told us in its ``bs_due`` hints, or what we told it."""
+
+    __slots__ = ("_due", "limit")
+
+    def __init__(self, limit: int = MAX_DUE_TIMES) -> None:
+        self._due: dict[int, float] = {}
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def get(self, index: int) -> float | None:
+        return self._due.get(index)
+
+    def set(self, index: int, due: float) -> None:
+        due_times = self._due
+        due_times.pop(index, None)  # the newest entry goes last, to be forgotten last
+        due_times[index] = due
+        while len(due_times) > self.limit:
+            del due_times[next(iter(due_times))]
 
 
 class UploadQueue(Generic[Peer, Request]):

@@ -102,7 +102,7 @@ from bitswarm.tracker.announce import (
     tracker_kind,
 )
 from bitswarm.tracker.swarm import Event
-from bitswarm.wire.extension import OUR_EXTENSION_IDS, UT_METADATA, UT_PEX
+from bitswarm.wire.extension import NO_PEX_EXTENSION_IDS, OUR_EXTENSION_IDS, UT_PEX
 from bitswarm.wire.hashes import HashFetch, HashServe, PieceLayerReceived, V2File
 from bitswarm.wire.messages import Piece, Port
 from bitswarm.wire.mse import EncryptionPolicy
@@ -703,7 +703,7 @@ class TorrentRuntime:
     @property
     def extension_ids(self) -> Mapping[str, int]:
         """The BEP 10 extensions we offer: ut_metadata always, ut_pex unless private or off."""
-        return OUR_EXTENSION_IDS if self.is_public and self.options.pex else {UT_METADATA: 1}
+        return OUR_EXTENSION_IDS if self.is_public and self.options.pex else NO_PEX_EXTENSION_IDS
 
     @property
     def is_public(self) -> bool:
@@ -1083,18 +1083,24 @@ class TorrentRuntime:
     async def _upload_loop(self) -> None:
         """Serve queued requests in batches: one disk-thread round trip for many blocks."""
         while self._uploads:
+            # Wait for the rate limits before choosing what to send: requests that come
+            # meanwhile may be due sooner than those waiting now.
             limit = self._upload_batch_limit()
+            now = time.monotonic()
+            room = limit * BLOCK_SIZE
+            delay = max(self.session.up_limit.wait_s(room, now), self.up_limit.wait_s(room, now))
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
             assert self.swarm is not None
-            # The pieces a player reading in order needs soonest first (Swarm.upload_rank).
-            batch = self._uploads.pop_batch(limit, functools.partial(self.swarm.upload_rank, now=time.monotonic()))
+            # The pieces a player needs soonest first (Swarm.upload_rank).
+            batch = self._uploads.pop_batch(limit, functools.partial(self.swarm.upload_rank, now=now))
             wanted = [(connection, request) for connection, request in batch if self._still_wanted(connection, request)]
             if not wanted:
                 continue
             size = sum(request.length for _, request in wanted)
-            now = time.monotonic()
-            delay = max(self.session.upload_delay(size, now), self.up_limit.delay_for(size, now))
-            if delay > 0:
-                await asyncio.sleep(delay)
+            self.session.up_limit.delay_for(size, now)  # no wait: the tokens are there
+            self.up_limit.delay_for(size, now)
             spans = [(request.index, request.begin, request.length) for _, request in wanted]
             blocks = await asyncio.get_running_loop().run_in_executor(self.readers, self._read_blocks, spans)
             assert self.swarm is not None
@@ -1829,9 +1835,6 @@ class Session:
             del self.plaintext_peers[next(iter(self.plaintext_peers))]  # the oldest goes
         self.plaintext_peers[address] = None
         return True
-
-    def upload_delay(self, size: int, now: float) -> float:
-        return self.up_limit.delay_for(size, now)
 
     def download_delay(self, size: int, now: float) -> float:
         return self.down_limit.delay_for(size, now)

@@ -1,4 +1,4 @@
-"""Extension messages over BEP 10: the handshake, ut_metadata (BEP 9) and ut_pex (BEP 11).
+"""Extension messages over BEP 10: the handshake, ut_metadata (BEP 9), ut_pex (BEP 11) and bs_due.
 
 Everything here is sans-IO and per torrent or per connection; the swarm owns the objects.
 
@@ -13,6 +13,11 @@ Everything here is sans-IO and per torrent or per connection; the swarm owns the
   against the info-hash; ``MetadataServe`` answers other peers from the bytes we have.
 - BEP 11: ``PexMessage`` and its codec, and ``PexState``, one per peer: what we have told
   that peer about our connections, and what it has told us.
+- ``bs_due`` (bitswarm's own): ``DueHints``, pieces the sender has asked us for and in how
+  many milliseconds its player needs each. A peer serving several viewers cannot tell a
+  viewer about to stall from one with seconds buffered: both ask for the pieces at their
+  own play heads. The payload is a dictionary whose ``due`` is a string of 8-byte records,
+  a piece index and a number of milliseconds (big-endian, unsigned 32 bits each).
 
 A peer's garbage (bad bencode, wrong types, sizes no message can have) raises
 ``PeerProtocolError``: one bad peer costs its connection. ``MetadataFetch`` never raises
@@ -25,6 +30,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import struct
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -38,11 +44,13 @@ PeerAddress = tuple[str, int]
 
 UT_METADATA = "ut_metadata"
 UT_PEX = "ut_pex"
+BS_DUE = "bs_due"
 HANDSHAKE_ID = 0
 # The ids peers use to send us each extension (BEP 10: ours to choose, 1..255, unique).
-# A private torrent (BEP 27) offers ut_metadata alone: pass {UT_METADATA: 1} to both
+# A private torrent (BEP 27) offers no ut_pex: pass NO_PEX_EXTENSION_IDS to both
 # encode_handshake and PeerExtensions, and a ut_pex message becomes a protocol error.
-OUR_EXTENSION_IDS: Mapping[str, int] = MappingProxyType({UT_METADATA: 1, UT_PEX: 2})
+OUR_EXTENSION_IDS: Mapping[str, int] = MappingProxyType({UT_METADATA: 1, UT_PEX: 2, BS_DUE: 3})
+NO_PEX_EXTENSION_IDS: Mapping[str, int] = MappingProxyType({UT_METADATA: 1, BS_DUE: 3})
 
 # Extension handshakes of real clients have about twenty values; these bound a hostile one.
 MAX_HANDSHAKE_TOKENS = 1000
@@ -77,6 +85,9 @@ PEX_MAX_INCOMING = 2 * PEX_MAX_ADDED
 PEX_MIN_INCOMING_INTERVAL_S = 45.0
 MAX_PEX_TOKENS = 64
 MAX_PEX_DEPTH = 4
+# A bs_due message names the pieces of one batch of requests: a few dozen at most.
+MAX_DUE_HINTS = 256
+DUE_RECORD = struct.Struct(">II")
 
 
 class PexFlags(enum.IntFlag):
@@ -377,6 +388,32 @@ def _is_peer_address(address: PeerAddress) -> bool:
     return address[1] != 0 and not (ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address(0xFFFFFFFF))
 
 
+# -- bs_due ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DueHints:
+    """Pieces the sender asked for, each with the milliseconds until its player needs it."""
+
+    due_ms: tuple[tuple[int, int], ...]
+
+
+def encode_due(hints: DueHints) -> bytes:
+    records = b"".join(DUE_RECORD.pack(index, min(max(ms, 0), 0xFFFFFFFF)) for index, ms in hints.due_ms)
+    return bencode.encode({"due": records})
+
+
+def decode_due(payload: bytes) -> DueHints:
+    """One bs_due message; raises ``PeerProtocolError`` unless ``due`` is whole records, at
+    most ``MAX_DUE_HINTS`` of them."""
+    records = _decode_dict(payload, "bs_due", 8, 2).get(b"due")
+    if not isinstance(records, bytes) or len(records) % DUE_RECORD.size:
+        raise PeerProtocolError("bs_due: 'due' is not a string of 8-byte records")
+    if len(records) > MAX_DUE_HINTS * DUE_RECORD.size:
+        raise PeerProtocolError(f"bs_due: more than {MAX_DUE_HINTS} pieces in one message")
+    return DueHints(tuple(DUE_RECORD.iter_unpack(records)))
+
+
 # -- Incoming extension messages ----------------------------------------------------------
 
 
@@ -399,7 +436,7 @@ class PeerExtensions:
     def supports(self, name: str) -> bool:
         return self.id_for(name) is not None
 
-    def decode(self, message: Extended) -> ExtendedHandshake | MetadataMessage | PexMessage | None:
+    def decode(self, message: Extended) -> ExtendedHandshake | MetadataMessage | PexMessage | DueHints | None:
         """The typed value of one extended message from this peer.
 
         Returns None for what BEP 9 says to ignore. Raises ``PeerProtocolError`` for a
@@ -418,6 +455,8 @@ class PeerExtensions:
             return decode_metadata(message.payload)
         if name == UT_PEX:
             return decode_pex(message.payload)
+        if name == BS_DUE:
+            return decode_due(message.payload)
         raise PeerProtocolError(f"extension message id {message.extension_id}, which we never offered")
 
 
