@@ -1,4 +1,4 @@
-"""Property tests for the extension messages (BEP 9, 10, 11) and LSD announces (BEP 14).
+"""Property tests for the extension messages (BEP 9, 10, 11, bs_due) and LSD announces (BEP 14).
 
 Any bytes into each parser give a value or the typed error (``PeerProtocolError`` for a
 peer's extension messages, ``ProtocolError`` for LSD datagrams), never another exception;
@@ -21,7 +21,9 @@ from bitswarm import bencode
 from bitswarm.errors import PeerProtocolError, ProtocolError
 from bitswarm.lsd import IPV4_HOST, IPV6_HOST, Announce, LocalDiscovery, decode_announce, encode_announce
 from bitswarm.wire.extension import (
+    MAX_DUE_HINTS,
     METADATA_PIECE_BYTES,
+    DueHints,
     MetadataCompleted,
     MetadataData,
     MetadataFetch,
@@ -32,9 +34,11 @@ from bitswarm.wire.extension import (
     PexMessage,
     PexPeer,
     PexState,
+    decode_due,
     decode_handshake,
     decode_metadata,
     decode_pex,
+    encode_due,
     encode_handshake,
     encode_metadata,
     encode_pex,
@@ -50,6 +54,7 @@ VALUES = st.recursive(
 HANDSHAKE_KEYS = st.sampled_from([b"m", b"metadata_size", b"p", b"v", b"reqq", b"yourip", b"ipv4", b"ipv6", b"e"])
 PEX_KEYS = st.sampled_from([b"added", b"added.f", b"added6", b"added6.f", b"dropped", b"dropped6"])
 METADATA_KEYS = st.sampled_from([b"msg_type", b"piece", b"total_size"])
+DUE_KEYS = st.sampled_from([b"due"])
 
 
 def dicts(keys: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
@@ -74,7 +79,24 @@ def test_pex_decoder_only_raises_peer_protocol_error(payload: bytes) -> None:
         decode_pex(payload)
 
 
-@given(st.integers(min_value=0, max_value=255), st.binary(max_size=256) | dicts(HANDSHAKE_KEYS | PEX_KEYS))
+@given(st.binary(max_size=512) | dicts(DUE_KEYS))
+def test_due_decoder_only_raises_peer_protocol_error(payload: bytes) -> None:
+    with contextlib.suppress(PeerProtocolError):
+        hints = decode_due(payload)
+        assert len(hints.due_ms) <= MAX_DUE_HINTS
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=(1 << 32) - 1), st.integers(min_value=0, max_value=(1 << 32) - 1)),
+        max_size=MAX_DUE_HINTS,
+    )
+)
+def test_due_hints_round_trip(due_ms: list[tuple[int, int]]) -> None:
+    assert decode_due(encode_due(DueHints(tuple(due_ms)))) == DueHints(tuple(due_ms))
+
+
+@given(st.integers(min_value=0, max_value=255), st.binary(max_size=256) | dicts(HANDSHAKE_KEYS | PEX_KEYS | DUE_KEYS))
 def test_any_extended_message_decodes_or_raises_peer_protocol_error(extension_id: int, payload: bytes) -> None:
     with contextlib.suppress(PeerProtocolError):
         PeerExtensions().decode(Extended(extension_id, payload))
