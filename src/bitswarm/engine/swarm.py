@@ -574,7 +574,7 @@ class Swarm:
         tests/sim/test_viewer_swarm_sim.py: with a seed at twice the bitrate, 10 stalls
         instead of 67, the seed sending 2.2 copies instead of 4.2). bench/stream_bench.py
         swarm with a libtorrent seed: 5-9 stalls (11-18 s) while the viewers also asked it
-        for pieces rarest first, 2-4 (2-10 s) since. A seed that takes hints serves the
+        for pieces rarest first, 2-5 (2-16 s) since. A seed that takes hints serves the
         earliest due first itself: sparing it only left viewers with a few seconds in hand."""
         return seed.link.extensions.id_for(BS_DUE) is None and any(
             not other.core.peer_is_seed for other in self.peers.values()
